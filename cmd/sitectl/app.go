@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+
+	"github.com/sitectl/sitectl/internal/progress"
+	"github.com/sitectl/sitectl/sites"
+)
+
+// Streams are the process's standard streams; tests pass buffers.
+type Streams struct {
+	In  io.Reader
+	Out io.Writer
+	Err io.Writer
+}
+
+// globals are the flags every command shares.
+type globals struct {
+	streams   Streams
+	configDir string
+	env       string
+	set       []string
+	output    string
+	quiet     bool
+	environ   []string
+}
+
+// ExitError carries a process exit code: 1 error, 2 "changes pending" for plan.
+// Silent ones have already said what they had to say.
+type ExitError struct {
+	Code   int
+	Err    error
+	Silent bool
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit code %d", e.Code)
+	}
+	return e.Err.Error()
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+func exitCode(err error) int {
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	return 1
+}
+
+func isSilent(err error) bool {
+	var ee *ExitError
+	return errors.As(err, &ee) && ee.Silent
+}
+
+// commands lists the top-level commands; each lives in its own file.
+var commands = []func(*globals) *cobra.Command{
+	newVersionCommand,
+	newConfigCommand,
+}
+
+// Run runs sitectl with args; only main calls os.Exit.
+func Run(ctx context.Context, streams Streams, args []string) error {
+	root := newRootCommand(streams, os.Environ())
+	root.SetArgs(args)
+	return root.ExecuteContext(ctx)
+}
+
+func newRootCommand(streams Streams, environ []string) *cobra.Command {
+	g := &globals{streams: streams, environ: environ}
+	root := &cobra.Command{
+		Use:   "sitectl",
+		Short: "Deploy and operate one system across the Douala, Yaoundé and cloud sites",
+		Long: `sitectl deploys and operates one system across three sites, each running its own
+Docker Swarm: swarms, networks and stacks, strongSwan tunnels between the sites,
+PostgreSQL logical replication and a MongoDB replica set, GitLab CI pipelines, and
+partition drills that prove the data resyncs without conflicts.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			switch g.output {
+			case "text", "json", "yaml":
+			default:
+				return fmt.Errorf("--output %q: allowed: text, json, yaml", g.output)
+			}
+			return nil
+		},
+	}
+	root.SetOut(streams.Out)
+	root.SetErr(streams.Err)
+	root.SetIn(streams.In)
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.configDir, "config-dir", envOr(environ, "SITECTL_CONFIG_DIR", "sites"), "configuration directory (env SITECTL_CONFIG_DIR)")
+	pf.StringVar(&g.env, "env", "", "environment overlay: dev, staging, production, lab (env SITECTL_ENV; default from <config-dir>/.sitectl-env, else dev)")
+	pf.StringArrayVar(&g.set, "set", nil, "override a setting: key=value for every site, site:key=value for one (repeatable)")
+	pf.StringVarP(&g.output, "output", "o", envOr(environ, "SITECTL_OUTPUT", "text"), "output format: text, json, yaml")
+	pf.BoolVarP(&g.quiet, "quiet", "q", false, "no progress lines on stderr")
+	for _, c := range commands {
+		root.AddCommand(c(g))
+	}
+	return root
+}
+
+func envOr(environ []string, key, def string) string {
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok && v != "" {
+			return v
+		}
+	}
+	return def
+}
+
+// resolvedEnv is the environment in effect for this run.
+func (g *globals) resolvedEnv() string {
+	return sites.ResolveEnv(g.env, g.configDir, g.environ)
+}
+
+// loadTopology loads and validates the configuration; warnings go to stderr.
+func (g *globals) loadTopology() (*sites.Topology, error) {
+	topo, err := sites.Load(sites.Options{Dir: g.configDir, Env: g.resolvedEnv(), Environ: g.environ, Set: g.set})
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range topo.Warnings {
+		fmt.Fprintln(g.streams.Err, w.String())
+	}
+	return topo, nil
+}
+
+// progress returns the stderr progress printer (nil, silent, under -q).
+func (g *globals) progress() *progress.Printer {
+	if g.quiet {
+		return nil
+	}
+	return progress.New(g.streams.Err)
+}
+
+// printStructured writes v as JSON or YAML per --output; false when text is wanted.
+func (g *globals) printStructured(v any) (bool, error) {
+	switch g.output {
+	case "json":
+		enc := json.NewEncoder(g.streams.Out)
+		enc.SetIndent("", "  ")
+		return true, enc.Encode(v)
+	case "yaml":
+		// Round-trip through JSON so the json tags (and MarshalText) decide the shape.
+		b, err := json.Marshal(v)
+		if err != nil {
+			return true, err
+		}
+		var generic any
+		if err := yaml.Unmarshal(b, &generic); err != nil {
+			return true, err
+		}
+		enc := yaml.NewEncoder(g.streams.Out)
+		enc.SetIndent(2)
+		defer enc.Close()
+		return true, enc.Encode(generic)
+	}
+	return false, nil
+}

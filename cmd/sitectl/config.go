@@ -1,0 +1,128 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sitectl/sitectl/sites"
+)
+
+func newConfigCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "config",
+		Short: "Validate and show the per-site configuration",
+	}
+	cmd.AddCommand(newConfigValidateCommand(g), newConfigShowCommand(g))
+	return cmd
+}
+
+type validateResult struct {
+	Environment string         `json:"environment"`
+	Sites       []string       `json:"sites"`
+	Valid       bool           `json:"valid"`
+	Problems    sites.Problems `json:"problems"`
+}
+
+func newConfigValidateCommand(g *globals) *cobra.Command {
+	var siteNames []string
+	cmd := &cobra.Command{
+		Use:   "validate",
+		Short: "Check the configuration of every environment (or --env) before anything touches a site",
+		Long: `Loads every layer (defaults < site < environment < SITECTL_* < --set), validates
+each environment and prints every problem found, not just the first. Without --env,
+every environment overlay in <config-dir>/env is checked. Exit code 1 on any error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			envs := sites.Environments(g.configDir)
+			if g.env != "" {
+				envs = []string{g.env}
+			}
+			if len(envs) == 0 {
+				envs = []string{""}
+			}
+			var results []validateResult
+			failed := false
+			for _, env := range envs {
+				r := validateResult{Environment: env, Valid: true}
+				topo, err := sites.Load(sites.Options{Dir: g.configDir, Env: env, Environ: g.environ, Set: g.set})
+				var ps sites.Problems
+				switch {
+				case errors.As(err, &ps):
+					r.Valid, r.Problems = false, ps
+				case err != nil:
+					return err
+				default:
+					r.Problems = topo.Warnings
+					r.Sites = topo.SiteNames()
+					if len(siteNames) > 0 {
+						if _, err := topo.Select(siteNames...); err != nil {
+							return err
+						}
+						r.Sites = siteNames
+					}
+				}
+				failed = failed || !r.Valid
+				results = append(results, r)
+			}
+			if ok, err := g.printStructured(results); ok {
+				if err == nil && failed {
+					err = &ExitError{Code: 1, Silent: true}
+				}
+				return err
+			}
+			for _, r := range results {
+				env := r.Environment
+				if env == "" {
+					env = "(no overlay)"
+				}
+				if r.Valid {
+					fmt.Fprintf(g.streams.Out, "✓ %s: %s valid\n", env, strings.Join(r.Sites, ", "))
+				} else {
+					fmt.Fprintf(g.streams.Out, "✗ %s: %d error(s)\n", env, len(r.Problems.Errors()))
+				}
+				for _, p := range r.Problems {
+					fmt.Fprintf(g.streams.Out, "  %s\n", p)
+				}
+			}
+			if failed {
+				return &ExitError{Code: 1, Err: errors.New("configuration is not valid; fix the problems above (nothing was changed)")}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVar(&siteNames, "site", nil, "also check that these sites exist")
+	return cmd
+}
+
+func newConfigShowCommand(g *globals) *cobra.Command {
+	var siteNames []string
+	cmd := &cobra.Command{
+		Use:   "show",
+		Short: "Print the merged, final configuration of sites (secrets as references only)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if g.output == "text" {
+				g.output = "yaml"
+			}
+			topo, err := g.loadTopology()
+			if err != nil {
+				return err
+			}
+			selected, err := topo.Select(siteNames...)
+			if err != nil {
+				return err
+			}
+			if len(siteNames) == 1 {
+				_, err = g.printStructured(selected[0])
+				return err
+			}
+			_, err = g.printStructured(selected)
+			return err
+		},
+	}
+	cmd.Flags().StringSliceVar(&siteNames, "site", nil, "sites to show (default: all)")
+	return cmd
+}

@@ -1,0 +1,18 @@
+-- Replicated tables. Every row carries the site that owns it; only that site writes it.
+-- The key is a UUIDv7 minted at the owning site; (site, id) is the primary key so the
+-- publication row filter on site is covered by the replica identity.
+CREATE TABLE IF NOT EXISTS customers (
+    id         uuid        NOT NULL,
+    site       text        NOT NULL,
+    name       text        NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (site, id)
+);
+CREATE TABLE IF NOT EXISTS orders (
+    id          uuid        NOT NULL,
+    site        text        NOT NULL,
+    customer_id uuid,
+    amount      numeric(12,2) NOT NULL DEFAULT 0,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (site, id)
+);
