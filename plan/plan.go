@@ -1,0 +1,165 @@
+// Package plan holds the typed steps every part of sitectl (swarm, networks, stacks,
+// tunnels, replication) computes from desired and live state, and prints them the
+// same way for `sitectl plan` and `sitectl deploy`: deploy applies exactly the steps
+// plan shows.
+package plan
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/sitectl/sitectl/sites"
+)
+
+// Action is what a step does.
+type Action string
+
+// Actions. Noop steps are not shown; they exist so parts can report "checked".
+const (
+	Create Action = "create"
+	Update Action = "update"
+	Remove Action = "remove"
+	Reload Action = "reload"
+	Noop   Action = "noop"
+)
+
+func (a Action) symbol() string {
+	switch a {
+	case Create:
+		return "+"
+	case Update:
+		return "~"
+	case Remove:
+		return "-"
+	case Reload:
+		return "↻"
+	}
+	return " "
+}
+
+// Step is one change to one object of one site.
+type Step struct {
+	Site      string `json:"site"`
+	Component string `json:"component"` // swarm, node, network, secret, config, service, tunnel, postgres, mongo
+	Action    Action `json:"action"`
+	Name      string `json:"name"`
+	// Diff lists what changes, one readable line each ("replicas: 1 → 2"). Never a
+	// secret value.
+	Diff []string `json:"diff,omitempty"`
+	// Note explains something the operator should know (e.g. why encryption is off).
+	Note string `json:"note,omitempty"`
+	// Apply makes the change; nil for steps that only inform.
+	Apply func(ctx context.Context) error `json:"-"`
+}
+
+// String is the step's one-line summary: "+ network data".
+func (s Step) String() string {
+	return fmt.Sprintf("%s %s %s", s.Action.symbol(), s.Component, s.Name)
+}
+
+// Part is one piece of the deploy path for a site. Plan reads live state and
+// returns the steps that bring it to the desired state; it changes nothing.
+type Part interface {
+	Name() string
+	Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([]Step, error)
+}
+
+// SitePlan is the plan of one site.
+type SitePlan struct {
+	Site  string   `json:"site"`
+	Steps []Step   `json:"steps"`
+	Notes []string `json:"notes,omitempty"`
+	// Error is why the site could not be planned (unreachable engine...).
+	Error string `json:"error,omitempty"`
+}
+
+// Plan is the plan of every selected site in one environment.
+type Plan struct {
+	Env   string     `json:"environment"`
+	Sites []SitePlan `json:"sites"`
+}
+
+// Counts returns how many steps create, update (incl. reload) and remove.
+func (p *Plan) Counts() (create, update, remove int) {
+	for _, sp := range p.Sites {
+		for _, s := range sp.Steps {
+			switch s.Action {
+			case Create:
+				create++
+			case Update, Reload:
+				update++
+			case Remove:
+				remove++
+			}
+		}
+	}
+	return
+}
+
+// Changes is the number of steps that change something.
+func (p *Plan) Changes() int {
+	c, u, r := p.Counts()
+	return c + u + r
+}
+
+// Failed lists the sites that could not be planned.
+func (p *Plan) Failed() []string {
+	var out []string
+	for _, sp := range p.Sites {
+		if sp.Error != "" {
+			out = append(out, sp.Site)
+		}
+	}
+	return out
+}
+
+// Render prints the plan for people:
+//
+//	douala (env lab)
+//	  + network data  subnet 10.111.2.0/24
+//	      note: encryption off: lab kernel has no ESP
+//	  ~ service django-api_web
+//	      replicas: 1 → 2
+//	Plan: 1 to create, 1 to update, 0 to remove.
+func (p *Plan) Render(w io.Writer) error {
+	var b strings.Builder
+	for _, sp := range p.Sites {
+		fmt.Fprintf(&b, "%s (env %s)\n", sp.Site, p.Env)
+		if sp.Error != "" {
+			fmt.Fprintf(&b, "  ✗ cannot plan: %s\n", sp.Error)
+		}
+		shown := 0
+		for _, s := range sp.Steps {
+			if s.Action == Noop {
+				continue
+			}
+			shown++
+			fmt.Fprintf(&b, "  %s\n", s)
+			for _, d := range s.Diff {
+				fmt.Fprintf(&b, "      %s\n", d)
+			}
+			if s.Note != "" {
+				fmt.Fprintf(&b, "      note: %s\n", s.Note)
+			}
+		}
+		if shown == 0 && sp.Error == "" {
+			b.WriteString("  no changes\n")
+		}
+		for _, n := range sp.Notes {
+			fmt.Fprintf(&b, "  note: %s\n", n)
+		}
+	}
+	c, u, r := p.Counts()
+	if c+u+r == 0 && len(p.Failed()) == 0 {
+		b.WriteString("Nothing to do: every site matches its configuration.\n")
+	} else {
+		fmt.Fprintf(&b, "Plan: %d to create, %d to update, %d to remove.\n", c, u, r)
+	}
+	if f := p.Failed(); len(f) > 0 {
+		fmt.Fprintf(&b, "Could not plan: %s.\n", strings.Join(f, ", "))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

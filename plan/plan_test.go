@@ -1,0 +1,63 @@
+package plan
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+func TestRender(t *testing.T) {
+	tests := []struct {
+		name string
+		plan Plan
+		want [3]int
+	}{
+		{"empty", Plan{Env: "lab", Sites: []SitePlan{{Site: "douala", Steps: []Step{{Site: "douala", Component: "service", Action: Noop, Name: "x"}}}}}, [3]int{}},
+		{"changes", Plan{Env: "lab", Sites: []SitePlan{
+			{Site: "cloud", Error: "engine unix:///x: connection refused"},
+			{Site: "douala", Steps: []Step{
+				{Component: "network", Action: Create, Name: "data", Diff: []string{"subnet 10.111.2.0/24"}, Note: "encryption off: lab kernel has no ESP"},
+				{Component: "service", Action: Update, Name: "django-api_web", Diff: []string{"replicas: 1 → 2"}},
+				{Component: "tunnel", Action: Reload, Name: "douala-cloud"},
+				{Component: "secret", Action: Remove, Name: "postgres-password-0a1b2c"},
+			}, Notes: []string{"mongo: cutting douala-cloud leaves douala read-only"}},
+		}}, [3]int{1, 2, 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			if err := tt.plan.Render(&b); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, "render-"+tt.name+".golden", b.String())
+			c, u, r := tt.plan.Counts()
+			if [3]int{c, u, r} != tt.want {
+				t.Errorf("counts = %v, want %v", [3]int{c, u, r}, tt.want)
+			}
+		})
+	}
+}
