@@ -137,4 +137,3 @@ func TestLabPIDsFindsProcessesInNamespace(t *testing.T) {
 		t.Fatalf("links in %s = %q, want only lo", ns, out)
 	}
 }
-
