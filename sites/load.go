@@ -7,11 +7,14 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
+	"gopkg.in/yaml.v3"
 )
 
 // File names inside the config directory.
@@ -120,12 +123,11 @@ func Load(opts Options) (*Topology, error) {
 	if err != nil {
 		return nil, err
 	}
-	rel := func(name string) string { return filepath.Join(filepath.Base(opts.Dir), name) }
+	rel := func(name string) string { return filepath.Join(opts.Dir, name) }
 
 	var defaults map[string]any
 	if _, err := os.Stat(filepath.Join(opts.Dir, DefaultsFile)); err == nil {
-		defaults = readFile(c, opts.Dir, DefaultsFile, rel(DefaultsFile))
-		checkSiteMap(c, rel(DefaultsFile), "", "", defaults)
+		defaults = checkSiteMap(c, rel(DefaultsFile), "", "", readFile(c, opts.Dir, DefaultsFile, rel(DefaultsFile)))
 	}
 
 	// Environment overlay: {all: <site keys>, sites: {<site>: <site keys>}}.
@@ -141,16 +143,14 @@ func Load(opts Options) (*Topology, error) {
 			for k, v := range raw {
 				switch k {
 				case "all":
-					envAll = asMap(c, envRel, "all", v)
-					checkSiteMap(c, envRel, "", "all.", envAll)
+					envAll = checkSiteMap(c, envRel, "", "all.", asMap(c, envRel, "all", v))
 				case "sites":
 					for sn, sv := range asMap(c, envRel, "sites", v) {
 						if !contains(names, sn) {
 							c.errf(envRel, "", "sites."+sn, "%q is not a site (sites: %s)", sn, strings.Join(names, ", "))
 							continue
 						}
-						envSites[sn] = asMap(c, envRel, "sites."+sn, sv)
-						checkSiteMap(c, envRel, sn, "sites."+sn+".", envSites[sn])
+						envSites[sn] = checkSiteMap(c, envRel, sn, "sites."+sn+".", asMap(c, envRel, "sites."+sn, sv))
 					}
 				default:
 					c.errf(envRel, "", k, "unknown key; an environment overlay has only \"all\" and \"sites\"")
@@ -166,37 +166,53 @@ func Load(opts Options) (*Topology, error) {
 	c.ps = append(c.ps, flagProblems...)
 
 	topo := &Topology{Env: opts.Env, Dir: opts.Dir, origins: map[string]map[string]string{}}
-	for _, name := range names {
-		if !siteNameRE.MatchString(name) {
-			c.errf(rel(name+".yaml"), name, "", "site name %q must be lower case letters, digits and dashes, starting with a letter", name)
+	// Sites are read and merged in parallel (each on its own collector), then
+	// gathered in name order so the result does not depend on scheduling.
+	type result struct {
+		site    *Site
+		origins map[string]string
+		c       collector
+	}
+	results := make([]result, len(names))
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			r := &results[i]
+			if !siteNameRE.MatchString(name) {
+				r.c.errf(rel(name+".yaml"), name, "", "site name %q must be lower case letters, digits and dashes, starting with a letter", name)
+				return
+			}
+			siteRel := rel(name + ".yaml")
+			siteData := checkSiteMap(&r.c, siteRel, name, "", readFile(&r.c, opts.Dir, name+".yaml", siteRel))
+			layers := []layer{{rel(DefaultsFile), defaults}, {siteRel, siteData}}
+			if envAll != nil {
+				layers = append(layers, layer{envRel + " (all)", envAll})
+			}
+			if m := envSites[name]; m != nil {
+				layers = append(layers, layer{envRel + " (sites." + name + ")", m})
+			}
+			layers = append(layers, envLayers(opts.Environ, name, layers)...)
+			layers = append(layers, flagLayers[""]...)
+			layers = append(layers, flagLayers[name]...)
+			r.site, r.origins = merge(&r.c, name, siteRel, layers)
+		}()
+	}
+	wg.Wait()
+	for i, name := range names {
+		r := results[i]
+		c.ps = append(c.ps, r.c.ps...)
+		if r.site == nil {
 			continue
 		}
-		siteRel := rel(name + ".yaml")
-		siteData := readFile(c, opts.Dir, name+".yaml", siteRel)
-		checkSiteMap(c, siteRel, name, "", siteData)
-
-		layers := []layer{{rel(DefaultsFile), defaults}, {siteRel, siteData}}
-		if envAll != nil {
-			layers = append(layers, layer{envRel + " (all)", envAll})
-		}
-		if m := envSites[name]; m != nil {
-			layers = append(layers, layer{envRel + " (sites." + name + ")", m})
-		}
-		layers = append(layers, envLayers(opts.Environ, name, layers)...)
-		layers = append(layers, flagLayers[""]...)
-		layers = append(layers, flagLayers[name]...)
-
-		site, origins := merge(c, name, siteRel, layers)
-		if site == nil {
-			continue
-		}
-		site.Env = opts.Env
-		topo.Sites = append(topo.Sites, site)
-		topo.origins[name] = origins
+		r.site.Env = opts.Env
+		topo.Sites = append(topo.Sites, r.site)
+		topo.origins[name] = r.origins
 	}
-	if len(c.ps.Errors()) == 0 {
-		validate(c, topo, opts)
-	}
+	validate(c, topo, opts, names)
 	c.ps = c.ps.sorted()
 	if len(c.ps.Errors()) > 0 {
 		return nil, c.ps
@@ -206,16 +222,43 @@ func Load(opts Options) (*Topology, error) {
 	return topo, nil
 }
 
-// readFile reads one YAML file into a lower-cased map (viper's key semantics).
+// readFile reads one YAML file into a map. yaml.v3 reads it (keeping empty
+// mappings, so `sites: {garoua: {}}` is still checked); viper merges the layers.
 func readFile(c *collector, dir, name, relName string) map[string]any {
-	v := viper.New()
-	v.SetConfigFile(filepath.Join(dir, name))
-	v.SetConfigType("yaml")
-	if err := v.ReadInConfig(); err != nil {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
 		c.errf(relName, "", "", "cannot read: %v", err)
 		return nil
 	}
-	return v.AllSettings()
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		c.errf(relName, "", "", "cannot read: %v", err)
+		return nil
+	}
+	return lowerKeys(m)
+}
+
+// lowerKeys lower-cases keys the way viper does, so layers merge key by key.
+func lowerKeys(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[strings.ToLower(k)] = lowerValue(v)
+	}
+	return out
+}
+
+func lowerValue(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		return lowerKeys(x)
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = lowerValue(e)
+		}
+		return out
+	}
+	return v
 }
 
 func asMap(c *collector, file, key string, v any) map[string]any {
@@ -232,57 +275,132 @@ func asMap(c *collector, file, key string, v any) map[string]any {
 
 var sensitiveKey = regexp.MustCompile(`(?i)(password|passwd|secret|token|psk|private_key|api_key)`)
 
-// secretRefKeys are keys whose value must be a SecretRef mapping.
-var secretRefKeys = map[string]bool{
-	"postgres.password": true, "mongo.password": true, "mongo.keyfile": true, "tunnel.psk": true,
+// checkSiteMap reports, for one file's site-level map, unknown keys, wrong types and
+// secrets written inline, and returns the map without them, so that the layers can
+// still be merged and checked against each other (every problem at once).
+func checkSiteMap(c *collector, file, site, prefix string, m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	return walkSchema(c, file, site, prefix, "", reflect.TypeOf(Site{}), m).(map[string]any)
 }
 
-// checkSiteMap reports, for one file's site-level map, unknown keys, wrong types and
-// secrets written inline.
-func checkSiteMap(c *collector, file, site, prefix string, m map[string]any) {
-	if m == nil {
-		return
-	}
-	checkInlineSecrets(c, file, site, prefix, "", m)
+// decodeErrors decodes one layer alone, to say which file holds a wrong type.
+func decodeErrors(m map[string]any) []string {
 	var s Site
-	md := &mapstructure.Metadata{}
-	dec, err := mapstructure.NewDecoder(decoderConfig(&s, md))
+	dec, err := mapstructure.NewDecoder(decoderConfig(&s, nil))
 	if err != nil {
 		panic(err)
 	}
 	if err := dec.Decode(m); err != nil {
-		for _, e := range splitDecodeErrors(err) {
-			c.errf(file, site, "", "%s", e)
-		}
+		return splitDecodeErrors(err)
 	}
-	for _, k := range md.Unused {
-		c.errf(file, site, prefix+k, "unknown key (misspelt, or not a setting sitectl has; `sitectl config show` lists every key)")
-	}
+	return nil
 }
 
-func checkInlineSecrets(c *collector, file, site, prefix, path string, m map[string]any) {
-	for k, v := range m {
-		p := k
-		if path != "" {
-			p = path + "." + k
+var (
+	secretRefType = reflect.TypeOf(SecretRef{})
+	durationType  = reflect.TypeOf(Duration(0))
+)
+
+// walkSchema checks value v found at path against type t: unknown keys and inline
+// secrets are reported and left out of the returned copy.
+func walkSchema(c *collector, file, site, prefix, path string, t reflect.Type, v any) any {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == secretRefType {
+		if _, ok := v.(map[string]any); !ok && v != nil {
+			c.errf(file, site, prefix+path, "a secret written inline is refused; name where it comes from instead: {env: VAR} or {file: /path} or {docker_secret: name}")
+			return map[string]any{}
 		}
-		isRef := secretRefKeys[p] || strings.HasPrefix(path, "secrets") && strings.Count(p, ".") == 1
-		switch val := v.(type) {
-		case map[string]any:
-			if !isRef {
-				checkInlineSecrets(c, file, site, prefix, p, val)
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if t == durationType {
+			return v
+		}
+		m, ok := v.(map[string]any)
+		if !ok {
+			return v // the decoder reports the type error
+		}
+		fields := map[string]reflect.Type{}
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			if tag := strings.Split(f.Tag.Get("mapstructure"), ",")[0]; tag != "" && tag != "-" {
+				fields[tag] = f.Type
 			}
-		default:
-			if isRef || (sensitiveKey.MatchString(k) && k != "docker_secret" && !strings.HasPrefix(path, "secrets.") && !isSecretRefLeaf(path)) {
-				if _, isStr := v.(string); isStr || isRef {
-					c.errf(file, site, prefix+p, "a secret written inline is refused; name where it comes from instead: {env: VAR} or {file: /path} or {docker_secret: name}")
-				}
+		}
+		out := make(map[string]any, len(m))
+		for k, sub := range m {
+			ft, known := fields[k]
+			if !known {
+				c.errf(file, site, prefix+join(path, k), "unknown key (misspelt, or not a setting sitectl has; `sitectl config show` lists every key)")
+				continue
+			}
+			out[k] = walkSchema(c, file, site, prefix, join(path, k), ft, sub)
+		}
+		return out
+	case reflect.Map:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return v
+		}
+		out := make(map[string]any, len(m))
+		for k, sub := range m {
+			out[k] = walkSchema(c, file, site, prefix, join(path, k), t.Elem(), sub)
+		}
+		return out
+	case reflect.Slice:
+		l, ok := v.([]any)
+		if !ok {
+			return v
+		}
+		out := make([]any, len(l))
+		for i, e := range l {
+			out[i] = walkSchema(c, file, site, prefix, fmt.Sprintf("%s[%d]", path, i), t.Elem(), e)
+		}
+		return out
+	case reflect.Interface:
+		// free-form values (per-stack settings): refuse inline secrets by key name
+		if sensitiveKey.MatchString(lastKey(path)) {
+			if _, isStr := v.(string); isStr {
+				c.errf(file, site, prefix+path, "a secret written inline is refused; put it in a secret (secrets.<name>: {env: VAR}) and reference the secret's name")
+				return nil
+			}
+		}
+		if m, ok := v.(map[string]any); ok {
+			out := make(map[string]any, len(m))
+			for k, sub := range m {
+				out[k] = walkSchema(c, file, site, prefix, join(path, k), t, sub)
+			}
+			return out
+		}
+		return v
+	case reflect.String:
+		if k := lastKey(path); sensitiveKey.MatchString(k) && k != "docker_secret" && !strings.HasPrefix(path, "images.") {
+			if _, isStr := v.(string); isStr {
+				c.errf(file, site, prefix+path, "a secret written inline is refused; name where it comes from instead: {env: VAR} or {file: /path}")
+				return nil
 			}
 		}
 	}
+	return v
 }
 
-func isSecretRefLeaf(path string) bool { return secretRefKeys[path] }
+func join(path, k string) string {
+	if path == "" {
+		return k
+	}
+	return path + "." + k
+}
+
+func lastKey(path string) string {
+	if i := strings.LastIndex(path, "."); i >= 0 {
+		return path[i+1:]
+	}
+	return path
+}
 
 func decoderConfig(out any, md *mapstructure.Metadata) *mapstructure.DecoderConfig {
 	return &mapstructure.DecoderConfig{
@@ -321,6 +439,7 @@ func splitDecodeErrors(err error) []string {
 
 // merge layers one site's settings with viper and decodes the result.
 func merge(c *collector, name, siteRel string, layers []layer) (*Site, map[string]string) {
+	layers = replaceSecretRefs(layers)
 	v := viper.New()
 	origins := map[string]string{}
 	for _, l := range layers {
@@ -343,8 +462,18 @@ func merge(c *collector, name, siteRel string, layers []layer) (*Site, map[strin
 		panic(err)
 	}
 	if err := dec.Decode(v.AllSettings()); err != nil {
-		for _, e := range splitDecodeErrors(err) {
-			c.errf(siteRel, name, "", "%s", e)
+		// Name the layer(s) holding the wrong values; fall back to the merged error.
+		found := false
+		for _, l := range layers {
+			for _, e := range decodeErrors(l.data) {
+				c.errf(l.origin, name, "", "%s", e)
+				found = true
+			}
+		}
+		if !found {
+			for _, e := range splitDecodeErrors(err) {
+				c.errf(siteRel, name, "", "%s", e)
+			}
 		}
 		return nil, nil
 	}
@@ -423,6 +552,16 @@ func envName(key string) string {
 // reachable too. Variables that name no key are left alone: they may hold secrets
 // the config references.
 func envLayers(environ []string, site string, earlier []layer) []layer {
+	any := false
+	for _, kv := range environ {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "SITECTL_") && !reservedEnv[name] {
+			any = true
+			break
+		}
+	}
+	if !any {
+		return nil
+	}
 	keys := map[string]string{}
 	leafKeys(reflect.TypeOf(Site{}), "", keys)
 	for _, l := range earlier {
@@ -529,4 +668,63 @@ func deepCopyValue(v any) any {
 		return out
 	}
 	return v
+}
+
+// replaceSecretRefs makes a secret reference set in a later layer replace the whole
+// reference of earlier layers: {env: X} then {file: Y} is {file: Y}, not both.
+func replaceSecretRefs(layers []layer) []layer {
+	out := make([]layer, len(layers))
+	later := map[string]bool{}
+	for i := len(layers) - 1; i >= 0; i-- {
+		data := layers[i].data
+		if data != nil && len(later) > 0 {
+			data = deepCopy(data)
+			for p := range later {
+				deletePath(data, p)
+			}
+		}
+		out[i] = layer{origin: layers[i].origin, data: data}
+		for _, p := range secretRefPaths(reflect.TypeOf(Site{}), "", layers[i].data) {
+			later[p] = true
+		}
+	}
+	return out
+}
+
+func secretRefPaths(t reflect.Type, path string, v any) []string {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil
+	}
+	if t == secretRefType {
+		return []string{path}
+	}
+	var out []string
+	switch t.Kind() {
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag := strings.Split(f.Tag.Get("mapstructure"), ",")[0]
+			if sub, ok := m[tag]; ok && tag != "" && tag != "-" {
+				out = append(out, secretRefPaths(f.Type, join(path, tag), sub)...)
+			}
+		}
+	case reflect.Map:
+		for k, sub := range m {
+			out = append(out, secretRefPaths(t.Elem(), join(path, k), sub)...)
+		}
+	}
+	return out
+}
+
+func deletePath(m map[string]any, path string) {
+	parts := strings.Split(path, ".")
+	for _, p := range parts[:len(parts)-1] {
+		next, ok := m[p].(map[string]any)
+		if !ok {
+			return
+		}
+		m = next
+	}
+	delete(m, parts[len(parts)-1])
 }
