@@ -1,34 +1,11 @@
 package plan
 
 import (
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sitectl/sitectl/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
 
 func TestRender(t *testing.T) {
 	tests := []struct {
@@ -53,7 +30,7 @@ func TestRender(t *testing.T) {
 			if err := tt.plan.Render(&b); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "render-"+tt.name+".golden", b.String())
+			golden.AssertString(t, "render-"+tt.name+".golden", b.String())
 			c, u, r := tt.plan.Counts()
 			if [3]int{c, u, r} != tt.want {
 				t.Errorf("counts = %v, want %v", [3]int{c, u, r}, tt.want)

@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/sitectl/sitectl/internal/golden"
 )
 
 func TestConfigShowGolden(t *testing.T) {
@@ -26,7 +28,7 @@ func TestConfigShowGolden(t *testing.T) {
 			if strings.Contains(out, secret) {
 				t.Fatal("config show printed a secret value")
 			}
-			golden(t, tc.golden, out)
+			golden.AssertString(t, tc.golden, out)
 		})
 	}
 }
@@ -37,7 +39,7 @@ func TestConfigValidate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("valid examples refused: %v\n%s", err, out)
 	}
-	golden(t, "config-validate-ok.golden", out)
+	golden.AssertString(t, "config-validate-ok.golden", out)
 
 	douala, _ := os.ReadFile(dir + "/douala.yaml")
 	bad := strings.Replace(string(douala), "peers: [cloud]", "peers: [cloud, garoua]", 1) + "colour: blue\n"
@@ -47,7 +49,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("exit code %d, want 1 (err %v)", exitCode(err), err)
 	}
 	out = strings.ReplaceAll(out, broken, "<config-dir>")
-	golden(t, "config-validate-broken.golden", out)
+	golden.AssertString(t, "config-validate-broken.golden", out)
 
 	out, _, err = run(t, nil, "config", "validate", "--config-dir", broken, "--env", "dev", "-o", "json")
 	if exitCode(err) != 1 {
