@@ -16,3 +16,13 @@ CREATE TABLE IF NOT EXISTS orders (
     created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (site, id)
 );
+-- Written by `sitectl drill`: each drill run writes site-owned rows on both sides of a
+-- cut and verifies every acknowledged write reached every site exactly once.
+CREATE TABLE IF NOT EXISTS sitectl_drill (
+    id         uuid        NOT NULL,
+    site       text        NOT NULL,
+    run        text        NOT NULL,
+    seq        integer     NOT NULL,
+    written_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (site, id)
+);
