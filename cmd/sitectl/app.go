@@ -68,6 +68,7 @@ func isSilent(err error) bool {
 var commands = []func(*globals) *cobra.Command{
 	newVersionCommand,
 	newConfigCommand,
+	newLabCommand,
 }
 
 // Run runs sitectl with args; only main calls os.Exit.

@@ -1,0 +1,200 @@
+package lab
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sitectl/sitectl/lab/images"
+	"github.com/sitectl/sitectl/sites"
+)
+
+// EncryptionException is why overlay encryption is off in the lab.
+const EncryptionException = "lab kernel has no ESP (CONFIG_INET_ESP)"
+
+// OverlayPath is where lab up writes the lab environment overlay.
+func OverlayPath(configDir string) string {
+	return filepath.Join(configDir, sites.EnvDir, EnvName+".yaml")
+}
+
+// secretsDir holds the lab's generated secret values (0600 files).
+func (l *Layout) secretsDir() string { return filepath.Join(l.StateDir, "secrets") }
+
+// pkiDir is the lab's tunnel PKI dir (CA, certificates, keys), shared by its sites.
+func (l *Layout) pkiDir() string { return filepath.Join(l.StateDir, "pki") }
+
+// secretNames are the secrets the lab generates: every secret a site names, plus the
+// postgres password and mongo keyfile references.
+func secretNames(topo *sites.Topology, l *Layout) []string {
+	set := map[string]bool{"postgres-password": true, "mongo-keyfile": true}
+	for _, sl := range l.Sites {
+		for k := range topo.Site(sl.Name).Secrets {
+			set[k] = true
+		}
+	}
+	var out []string
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Overlay renders the lab environment overlay for the layout: {all: ..., sites: ...}.
+// It points every site at the lab's engines, vici sockets and namespaces, maps images
+// to the lab's, and sets what this kernel needs (dnsrr, host-mode ports, no overlay
+// encryption, userspace IPsec). Secrets are file references, never values.
+func Overlay(topo *sites.Topology, l *Layout) ([]byte, error) {
+	secrets := map[string]any{}
+	for _, name := range secretNames(topo, l) {
+		secrets[name] = map[string]any{"file": filepath.Join(l.secretsDir(), name)}
+	}
+	imgs := map[string]any{}
+	for _, im := range images.Catalog() {
+		imgs[im.Logical] = im.Ref
+	}
+	all := map[string]any{
+		"deploy": map[string]any{
+			"endpoint_mode":        "dnsrr",
+			"publish_mode":         "host",
+			"encryption_exception": EncryptionException,
+		},
+		"tunnel": map[string]any{
+			"ipsec":   "libipsec",
+			"pki_dir": l.pkiDir(),
+		},
+		"images":  imgs,
+		"secrets": secrets,
+		"postgres": map[string]any{
+			"password": map[string]any{"file": filepath.Join(l.secretsDir(), "postgres-password")},
+		},
+		"mongo": map[string]any{
+			"keyfile": map[string]any{"file": filepath.Join(l.secretsDir(), "mongo-keyfile")},
+		},
+	}
+	perSite := map[string]any{}
+	for _, sl := range l.Sites {
+		site := topo.Site(sl.Name)
+		var nodes []any
+		var manager string
+		for _, n := range sl.Nodes {
+			node := map[string]any{
+				"name":    n.Name,
+				"role":    n.Role,
+				"address": prefixAddr(n.Address),
+				"engine":  n.Engine(),
+			}
+			if len(n.Labels) > 0 {
+				labels := map[string]any{}
+				for k, v := range n.Labels {
+					labels[k] = v
+				}
+				node["labels"] = labels
+			}
+			nodes = append(nodes, node)
+			if manager == "" && n.Role == "manager" {
+				manager = n.Engine()
+			}
+		}
+		networks := map[string]any{}
+		for name := range site.Networks {
+			networks[name] = map[string]any{"encrypted": false}
+		}
+		perSite[sl.Name] = map[string]any{
+			"engine": map[string]any{
+				"host": manager, "context": "", "tls_verify": false,
+				"ca_cert": "", "cert": "", "key": "",
+			},
+			"nodes":    nodes,
+			"networks": networks,
+			"gateway": map[string]any{
+				"vici":        "unix://" + sl.Vici,
+				"wan_address": prefixAddr(sl.WANAddress),
+				"lan_address": prefixAddr(sl.LANAddress),
+			},
+			"lab": map[string]any{
+				"namespace": sl.GatewayNS,
+				"state_dir": l.StateDir,
+			},
+		}
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# Written by `sitectl lab up` (prefix %s, state %s); `sitectl lab down` removes it.\n", l.Prefix, l.StateDir)
+	b.WriteString("# The lab environment: every site on this machine, in network namespaces.\n")
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(map[string]any{"all": all, "sites": perSite}); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), enc.Close()
+}
+
+// writeSecrets generates every missing secret value (random, 0600).
+func writeSecrets(topo *sites.Topology, l *Layout) error {
+	if err := os.MkdirAll(l.secretsDir(), 0o700); err != nil {
+		return err
+	}
+	for _, name := range secretNames(topo, l) {
+		p := filepath.Join(l.secretsDir(), name)
+		if _, err := os.Stat(p); err == nil {
+			continue
+		}
+		buf := make([]byte, 24)
+		if _, err := rand.Read(buf); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(hex.EncodeToString(buf)+"\n"), 0o600); err != nil {
+			return fmt.Errorf("write secret %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// writeOverlay writes the secrets, env/lab.yaml and .sitectl-env, then checks that
+// the lab environment validates.
+func (u *upper) writeOverlay() error {
+	l := u.layout
+	if err := writeSecrets(u.topo, l); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(l.pkiDir(), 0o700); err != nil {
+		return err
+	}
+	b, err := Overlay(u.topo, l)
+	if err != nil {
+		return err
+	}
+	path := OverlayPath(u.opts.ConfigDir)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	if old, err := os.ReadFile(path); err != nil || !bytes.Equal(old, b) {
+		u.changed = true
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			return err
+		}
+	}
+	found := false
+	for _, f := range u.state.Files {
+		found = found || f == path
+	}
+	if !found {
+		u.state.Files = append(u.state.Files, path)
+		if err := u.save(); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(u.opts.ConfigDir, sites.CurrentEnvFile), []byte(EnvName+"\n"), 0o644); err != nil {
+		return err
+	}
+	if _, err := sites.Load(sites.Options{Dir: u.opts.ConfigDir, Env: EnvName, Environ: []string{}}); err != nil {
+		return fmt.Errorf("the lab environment %s does not validate: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,46 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+)
+
+// run runs a command and keeps its output in the error.
+func run(ctx context.Context, name string, args ...string) error {
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// ipBatch runs `ip [-n ns] -batch -` with one command per line, stopping at the first
+// failure (-force is not used: an error is an error).
+func ipBatch(ctx context.Context, ns string, lines []string) error {
+	if len(lines) == 0 {
+		return nil
+	}
+	args := []string{}
+	if ns != "" {
+		args = append(args, "-n", ns)
+	}
+	args = append(args, "-batch", "-")
+	cmd := exec.CommandContext(ctx, "ip", args...)
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		where := "root namespace"
+		if ns != "" {
+			where = "namespace " + ns
+		}
+		return fmt.Errorf("ip in %s: %w: %s", where, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// linkExists reports whether the link exists in ns.
+func linkExists(ctx context.Context, ns, link string) bool {
+	return exec.CommandContext(ctx, "ip", "-n", ns, "link", "show", "dev", link).Run() == nil
+}
