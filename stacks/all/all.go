@@ -1,0 +1,9 @@
+// Package all registers every stack with the stacks registry: import it (for its
+// side effects) wherever stacks are rendered. Stack authors add one import line.
+package all
+
+import (
+	// Registered stacks, one line each.
+	_ "github.com/sitectl/sitectl/stacks/django-api"
+	_ "github.com/sitectl/sitectl/stacks/postgres"
+)

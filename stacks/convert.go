@@ -1,0 +1,289 @@
+package stacks
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/docker/cli/cli/compose/convert"
+	"github.com/docker/cli/cli/compose/loader"
+	composetypes "github.com/docker/cli/cli/compose/types"
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+)
+
+// renderRoot is the working directory the compose loader sees: rendered stacks live
+// in memory, and config/secret `file:` paths are looked up relative to it.
+const renderRoot = "/sitectl-rendered"
+
+// SecretsDir is the folder a compose file's secrets name their source in:
+// `file: secrets/postgres-password` takes the value of the site's
+// `secrets.postgres-password` reference (sites.SecretRef), resolved when deploying
+// and never written to disk.
+const SecretsDir = "secrets/"
+
+// Object is one version of a swarm secret or config.
+type Object struct {
+	Stack string `json:"stack"`
+	// Logical is the object's name without its version ("postgres_postgres-password").
+	Logical string `json:"logical"`
+	// Name is the swarm name of this version: Logical + "_" + content hash.
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels"`
+	// Source says where the content came from ("env:SITECTL_PG_PASSWORD", "file kong.yml").
+	Source     string        `json:"source"`
+	Templating *swarm.Driver `json:"templating,omitempty"`
+	// Data is the content. Never printed: tagged out of JSON.
+	Data []byte `json:"-"`
+}
+
+// Service is one desired swarm service.
+type Service struct {
+	Stack string            `json:"stack"`
+	Name  string            `json:"name"`
+	Spec  swarm.ServiceSpec `json:"spec"`
+	// Hash is the spec hash, also stored in the spec's LabelSpecHash label.
+	Hash string `json:"hash"`
+}
+
+// Network is one desired overlay network.
+type Network struct {
+	Stack  string                      `json:"stack"`
+	Name   string                      `json:"name"`
+	Create client.NetworkCreateOptions `json:"create"`
+	// Note is what an operator should know (why encryption is off).
+	Note string `json:"note,omitempty"`
+}
+
+// Desired is everything a site's stacks want in its swarm.
+type Desired struct {
+	Site     string    `json:"site"`
+	Stacks   []string  `json:"stacks"`
+	Networks []Network `json:"networks"`
+	Secrets  []Object  `json:"secrets"`
+	Configs  []Object  `json:"configs"`
+	Services []Service `json:"services"`
+}
+
+// ConvertOptions tune the conversion.
+type ConvertOptions struct {
+	// Environment interpolates ${VAR} in compose files, as `docker stack deploy`
+	// does with the shell's environment.
+	Environment map[string]string
+	// Key keys the content hash in secret and config names (the swarm's cluster ID).
+	Key []byte
+}
+
+// Build renders and converts every stack the site lists, plus the site networks.
+func Build(ctx context.Context, in Input, opts ConvertOptions) (*Desired, error) {
+	d := &Desired{Site: in.Site.Name, Networks: SiteNetworks(in.Site)}
+	for _, name := range in.Site.Stacks {
+		st, err := Get(name)
+		if err != nil {
+			return nil, fmt.Errorf("site %s: %w; register it in stacks/all or remove it from the site's stacks", in.Site.Name, err)
+		}
+		r, err := st.Render(in)
+		if err != nil {
+			return nil, fmt.Errorf("render stack %s for %s: %w", name, in.Site.Name, err)
+		}
+		one, err := Convert(ctx, in, r, opts)
+		if err != nil {
+			return nil, err
+		}
+		d.Stacks = append(d.Stacks, name)
+		d.Networks = append(d.Networks, one.Networks...)
+		d.Secrets = append(d.Secrets, one.Secrets...)
+		d.Configs = append(d.Configs, one.Configs...)
+		d.Services = append(d.Services, one.Services...)
+	}
+	return d, nil
+}
+
+// Convert loads one rendered stack with docker/cli's compose loader (schema
+// validation and ${VAR} interpolation, as `docker stack deploy`) and converts it
+// to swarm specs with docker/cli's converters. Secrets and configs get versioned
+// names; every object gets sitectl's labels; services carry their spec hash.
+func Convert(ctx context.Context, in Input, r Rendered, opts ConvertOptions) (*Desired, error) {
+	site, stack := in.Site.Name, r.Stack
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("stack %s for %s: "+format, append([]any{stack, site}, args...)...)
+	}
+	dict, err := loader.ParseYAML(r.Compose)
+	if err != nil {
+		return nil, fail("parse compose file: %w", err)
+	}
+	cfg, err := loader.Load(composetypes.ConfigDetails{
+		WorkingDir:  path.Join(renderRoot, stack),
+		ConfigFiles: []composetypes.ConfigFile{{Filename: stack + "/compose.yaml", Config: dict}},
+		Environment: opts.Environment,
+	})
+	if err != nil {
+		return nil, fail("load compose file: %w", err)
+	}
+	ns := convert.NewNamespace(stack)
+	d := &Desired{Site: site, Stacks: []string{stack}}
+
+	// Networks the stack declares itself (edge/app/data are external: the site's).
+	used := map[string]struct{}{}
+	for _, s := range cfg.Services {
+		if len(s.Networks) == 0 {
+			used["default"] = struct{}{}
+		}
+		for n := range s.Networks {
+			used[n] = struct{}{}
+		}
+	}
+	nets, external := convert.Networks(ns, cfg.Networks, used)
+	siteNets := map[string]bool{}
+	for _, n := range SiteNetworks(in.Site) {
+		siteNets[n.Name] = true
+	}
+	for _, n := range external {
+		if !siteNets[n] {
+			return nil, fail("external network %q is not one of the site's networks (%s)", n, strings.Join(sortedKeys(siteNets), ", "))
+		}
+	}
+	for _, name := range sortedKeys(nets) {
+		o := nets[name]
+		if o.Driver == "" {
+			o.Driver = "overlay"
+		}
+		o.Labels = merge(o.Labels, ManagedLabels(site, stack))
+		d.Networks = append(d.Networks, Network{Stack: stack, Name: name, Create: o})
+	}
+
+	// Secrets and configs: versioned by content.
+	secretNames := map[string]string{}
+	for _, key := range sortedKeys(cfg.Secrets) {
+		sc := cfg.Secrets[key]
+		if sc.External.External {
+			continue
+		}
+		if sc.Driver != "" {
+			return nil, fail("secret %s: secret drivers are not supported; use file: %s<site secret name>", key, SecretsDir)
+		}
+		obj, err := fileObject(in, r, ns, key, composetypes.FileObjectConfig(sc), opts.Key, true)
+		if err != nil {
+			return nil, fail("secret %s: %w", key, err)
+		}
+		sc.Name = obj.Name
+		cfg.Secrets[key] = sc
+		secretNames[key] = obj.Name
+		d.Secrets = append(d.Secrets, obj)
+	}
+	for _, key := range sortedKeys(cfg.Configs) {
+		cc := cfg.Configs[key]
+		if cc.External.External {
+			continue
+		}
+		obj, err := fileObject(in, r, ns, key, composetypes.FileObjectConfig(cc), opts.Key, false)
+		if err != nil {
+			return nil, fail("config %s: %w", key, err)
+		}
+		cc.Name = obj.Name
+		cfg.Configs[key] = cc
+		d.Configs = append(d.Configs, obj)
+	}
+
+	// Services: docker/cli's converter, with secret/config IDs filled in at apply time.
+	specs, err := convert.Services(ctx, ns, cfg, nameEcho{})
+	if err != nil {
+		return nil, fail("convert services: %w", err)
+	}
+	for _, name := range sortedKeys(specs) {
+		spec := specs[name]
+		spec.Labels = merge(spec.Labels, ManagedLabels(site, stack))
+		h := SpecHash(spec)
+		spec.Labels[LabelSpecHash] = h
+		d.Services = append(d.Services, Service{Stack: stack, Name: spec.Name, Spec: spec, Hash: h})
+	}
+	return d, nil
+}
+
+// fileObject reads a secret's or config's content: secrets/<name> from the site's
+// secret reference, anything else from the rendered files.
+func fileObject(in Input, r Rendered, ns convert.Namespace, key string, obj composetypes.FileObjectConfig, hashKey []byte, secret bool) (Object, error) {
+	rel := strings.TrimPrefix(obj.File, path.Join(renderRoot, r.Stack)+"/")
+	var (
+		data   []byte
+		source string
+	)
+	if name, ok := strings.CutPrefix(rel, SecretsDir); ok {
+		if !secret {
+			return Object{}, fmt.Errorf("file %s: configs cannot take secret values; declare it under secrets:", rel)
+		}
+		ref, ok := in.Site.Secrets[name]
+		if !ok {
+			return Object{}, fmt.Errorf("the site has no secret %q: add secrets.%s ({env: VAR} or {file: path}) to its config", name, name)
+		}
+		v, err := ref.Resolve()
+		if err != nil {
+			return Object{}, err
+		}
+		data, source = v, ref.String()
+	} else {
+		b, ok := r.Files[rel]
+		if !ok {
+			return Object{}, fmt.Errorf("file %q is not among the stack's rendered files (%s)", rel, strings.Join(sortedKeys(r.Files), ", "))
+		}
+		if secret {
+			// A rendered file is part of the repo's output, not a secret source.
+			return Object{}, fmt.Errorf("file %q: secret values come from the site config; use file: %s<name>", rel, SecretsDir)
+		}
+		data, source = b, "file "+rel
+	}
+	logical := ns.Scope(key)
+	if obj.Name != "" {
+		logical = obj.Name
+	}
+	labels := convert.AddStackLabel(ns, merge(obj.Labels, ManagedLabels(in.Site.Name, r.Stack)))
+	labels[LabelObject] = logical
+	o := Object{Stack: r.Stack, Logical: logical, Name: ContentName(logical, data, hashKey), Labels: labels, Source: source, Data: data}
+	if obj.TemplateDriver != "" {
+		o.Templating = &swarm.Driver{Name: obj.TemplateDriver}
+	}
+	return o, nil
+}
+
+// nameEcho answers the secret and config look-ups of convert.Services without an
+// engine: every name resolves, with an empty ID that deploy fills in after creating
+// the objects. Nothing else of the client is used by the converter.
+type nameEcho struct{ client.APIClient }
+
+func (nameEcho) SecretList(_ context.Context, o client.SecretListOptions) (client.SecretListResult, error) {
+	var res client.SecretListResult
+	for _, n := range sortedKeys(o.Filters["name"]) {
+		res.Items = append(res.Items, swarm.Secret{Spec: swarm.SecretSpec{Annotations: swarm.Annotations{Name: n}}})
+	}
+	return res, nil
+}
+
+func (nameEcho) ConfigList(_ context.Context, o client.ConfigListOptions) (client.ConfigListResult, error) {
+	var res client.ConfigListResult
+	for _, n := range sortedKeys(o.Filters["name"]) {
+		res.Items = append(res.Items, swarm.Config{Spec: swarm.ConfigSpec{Annotations: swarm.Annotations{Name: n}}})
+	}
+	return res, nil
+}
+
+func merge(a, b map[string]string) map[string]string {
+	out := make(map[string]string, len(a)+len(b))
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

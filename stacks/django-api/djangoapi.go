@@ -1,0 +1,144 @@
+// Package djangoapi is the django-api stack: the stateless API of every site, on the
+// app nodes, talking to the site's own PostgreSQL and to the MongoDB replica set,
+// rolling updates that start the new task first and roll back on failure.
+package djangoapi
+
+import (
+	_ "embed"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/sitectl/sitectl/sites"
+	"github.com/sitectl/sitectl/stacks"
+)
+
+//go:embed compose.yaml.tmpl
+var composeTemplate []byte
+
+// Name is the stack's name.
+const Name = "django-api"
+
+// Defaults are the stack's values; a site overrides them under values.django-api.
+var Defaults = map[string]any{
+	"replicas": 1,
+	"port":     8000,
+	// published_port publishes the API outside the overlay networks (0: not
+	// published; Kong on the edge network is what clients reach).
+	"published_port":  0,
+	"health_interval": "5s",
+	// monitor is how long a new task must stay healthy before the update moves on.
+	"monitor": "15s",
+}
+
+func init() { stacks.Register(Stack{}) }
+
+// Stack renders the django-api stack.
+type Stack struct{}
+
+// Name is "django-api".
+func (Stack) Name() string { return Name }
+
+// Extra is what the template sees besides the values.
+type Extra struct {
+	Replicas    int
+	Publish     bool
+	Order       string
+	OrderReason string
+	DatabaseURL string
+	MongoURI    string
+}
+
+// Render renders the compose file for in.Site.
+func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
+	s := in.Site
+	vals := stacks.Values(in, Name, Defaults)
+	replicas, err := toInt(vals["replicas"])
+	if err != nil || replicas < 0 {
+		return stacks.Rendered{}, fmt.Errorf("values.%s.replicas is %v: want a whole number ≥ 0", Name, vals["replicas"])
+	}
+	published, err := toInt(vals["published_port"])
+	if err != nil {
+		return stacks.Rendered{}, fmt.Errorf("values.%s.published_port is %v: want a port number (0: not published)", Name, vals["published_port"])
+	}
+	x := Extra{Replicas: replicas, Publish: published > 0, Order: "start-first",
+		OrderReason: "start-first: the new task is healthy before the old one stops",
+		DatabaseURL: DatabaseURL(s), MongoURI: MongoURI(in.Topo, s)}
+	if x.Publish && s.Deploy.PublishMode == "host" {
+		// Two tasks cannot bind one host port on one node.
+		x.Order, x.OrderReason = "stop-first", "stop-first: a host-mode port cannot be bound by two tasks on one node"
+	}
+	if x.Publish && s.Deploy.PublishMode == "ingress" && s.Deploy.EndpointMode == "dnsrr" {
+		return stacks.Rendered{}, fmt.Errorf("site %s: an ingress-published port needs deploy.endpoint_mode vip (dnsrr needs deploy.publish_mode host)", s.Name)
+	}
+	out, err := stacks.ExecTemplate("django-api/compose.yaml.tmpl", composeTemplate, stacks.TemplateData{
+		Site: s, Topo: in.Topo, Env: in.Env(), Stack: Name, Values: vals, Extra: x,
+	})
+	if err != nil {
+		return stacks.Rendered{}, err
+	}
+	return stacks.Rendered{Stack: Name, Compose: out}, nil
+}
+
+// DatabaseURL is the site-local PostgreSQL (the postgres stack's service on the data
+// network, else postgres.host), without a password: that comes from the secret file.
+func DatabaseURL(s *sites.Site) string {
+	host := s.Postgres.Host
+	if s.HasStack("postgres") {
+		host = "postgres_db"
+	}
+	port := s.Postgres.Port
+	if port == 0 {
+		port = 5432
+	}
+	u := url.URL{Scheme: "postgres", User: url.User(s.Postgres.User), Host: fmt.Sprintf("%s:%d", host, port), Path: "/" + s.Postgres.Database}
+	if s.Postgres.SSLMode != "" {
+		u.RawQuery = "sslmode=" + s.Postgres.SSLMode
+	}
+	return u.String()
+}
+
+// MongoURI lists every member of the replica set across the sites, this site's
+// first, with the site's read preference (no credentials).
+func MongoURI(t *sites.Topology, s *sites.Site) string {
+	var hosts []string
+	add := func(site *sites.Site) {
+		for _, m := range site.Mongo.Members {
+			hosts = append(hosts, m.Host)
+		}
+	}
+	add(s)
+	if t != nil {
+		for _, o := range t.Sites {
+			if o.Name != s.Name {
+				add(o)
+			}
+		}
+	}
+	q := url.Values{}
+	if s.Mongo.ReplicaSet != "" {
+		q.Set("replicaSet", s.Mongo.ReplicaSet)
+	}
+	if s.Mongo.ReadPreference != "" {
+		q.Set("readPreference", s.Mongo.ReadPreference)
+	}
+	return "mongodb://" + strings.Join(hosts, ",") + "/?" + q.Encode()
+}
+
+func toInt(v any) (int, error) {
+	switch x := v.(type) {
+	case int:
+		return x, nil
+	case int64:
+		return int(x), nil
+	case float64:
+		if x != float64(int(x)) {
+			return 0, fmt.Errorf("not whole")
+		}
+		return int(x), nil
+	case string:
+		return strconv.Atoi(strings.TrimSpace(x))
+	}
+	return 0, fmt.Errorf("unsupported type %T", v)
+}
