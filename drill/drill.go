@@ -1,0 +1,141 @@
+// Package drill runs failure drills against the sites — partition, cloud loss,
+// database down, node loss — and proves the data survives them: it cuts, writes
+// site-owned rows on every side, always heals (on success, on a failing step, on
+// SIGINT/SIGTERM, on timeout), waits for convergence, verifies Jepsen-style that every
+// acknowledged write is present exactly once wherever it should be, and reports as
+// JSON and as an HTML page with a timeline.
+//
+// The drill talks to the sites through the small interfaces below, so its core
+// (always-heal, timeline, verification, report) does not depend on how a link is cut
+// (vici in production and in the lab) or how a database is reached.
+package drill
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sitectl/sitectl/sites"
+)
+
+// Table is the table drills write to. Its schema (site, id) primary key makes the
+// owner column part of the replica identity, as every replicated table's must be.
+const Table = "sitectl_drill"
+
+// TableDDL creates the drill table; the same statement is safe to run at every site.
+const TableDDL = `CREATE TABLE IF NOT EXISTS ` + Table + ` (
+    site       text        NOT NULL,
+    id         uuid        NOT NULL,
+    run        text        NOT NULL,
+    seq        integer     NOT NULL,
+    written_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (site, id)
+)`
+
+// Cutter cuts and heals one link between two sites. Heal must be safe to call on a
+// link that is not cut, and more than once.
+type Cutter interface {
+	Cut(ctx context.Context, link sites.Link) error
+	Heal(ctx context.Context, link sites.Link) error
+}
+
+// LinkChecker reports whether a link carries traffic (tunnel SAs installed). Optional:
+// preflight and the post-heal check use it when set.
+type LinkChecker interface {
+	LinkUp(ctx context.Context, link sites.Link) (bool, error)
+}
+
+// Row is one drill row as written and as read back.
+type Row struct {
+	ID   uuid.UUID `json:"id"`
+	Site string    `json:"site"` // the owner column: where the row was written
+	Run  string    `json:"run"`
+	Seq  int       `json:"seq"`
+}
+
+// Store is one site's database as the drill uses it.
+type Store interface {
+	// Ping checks the database answers.
+	Ping(ctx context.Context) error
+	// Prepare creates the drill table when missing.
+	Prepare(ctx context.Context) error
+	// Insert writes one row; nil means the database acknowledged (committed) it.
+	Insert(ctx context.Context, r Row) error
+	// Rows returns every drill row of run held at this site, whoever owns it.
+	Rows(ctx context.Context, run string) ([]Row, error)
+}
+
+// FlowState is the live state of one replication flow (From publishes, To subscribes).
+type FlowState struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+	// State is streaming, catchup, down (no worker), or disabled (by error or by hand).
+	State      string  `json:"state"`
+	Enabled    bool    `json:"enabled"`
+	LagBytes   int64   `json:"lag_bytes"`
+	LagSeconds float64 `json:"lag_seconds"`
+	// ApplyErrors and SyncErrors are the subscription's cumulative error counters.
+	ApplyErrors int64  `json:"apply_errors"`
+	SyncErrors  int64  `json:"sync_errors"`
+	LastError   string `json:"last_error,omitempty"`
+	// Published reports whether the drill table is in the flow's publication.
+	Published bool `json:"published"`
+}
+
+// Name is "douala→cloud".
+func (f FlowState) Name() string { return f.From + "→" + f.To }
+
+// Flow states.
+const (
+	StateStreaming = "streaming"
+	StateCatchup   = "catchup"
+	StateDown      = "down"
+	StateDisabled  = "disabled"
+)
+
+// Observer reports the replication flows between the sites.
+type Observer interface {
+	Flows(ctx context.Context) ([]FlowState, error)
+}
+
+// Settings common to the drills; zero values take the defaults.
+type Settings struct {
+	// Duration is how long the cut (or outage) lasts.
+	Duration time.Duration
+	// Writes is how many rows each site writes during the cut.
+	Writes int
+	// Converge bounds the wait for convergence after the heal.
+	Converge time.Duration
+	// Sample is the interval of lag samples and convergence polls.
+	Sample time.Duration
+	// HealAttempts and HealBackoff bound the heal retries; HealTimeout bounds each try.
+	HealAttempts int
+	HealBackoff  time.Duration
+	HealTimeout  time.Duration
+	// MaxLagBytes is the largest lag preflight accepts on a flow.
+	MaxLagBytes int64
+}
+
+func (s Settings) withDefaults() Settings {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&s.Duration, 60*time.Second)
+	def(&s.Converge, 2*time.Minute)
+	def(&s.Sample, 250*time.Millisecond)
+	def(&s.HealBackoff, time.Second)
+	def(&s.HealTimeout, 30*time.Second)
+	if s.Writes <= 0 {
+		s.Writes = 1000
+	}
+	if s.HealAttempts <= 0 {
+		s.HealAttempts = 5
+	}
+	if s.MaxLagBytes <= 0 {
+		s.MaxLagBytes = 1 << 20
+	}
+	return s
+}

@@ -1,0 +1,98 @@
+package drill
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/progress"
+	"github.com/sitectl/sitectl/sites"
+)
+
+// healer owns the links a drill has cut (or started to cut) and heals them exactly
+// once, whatever ends the drill. It never uses the drill's context for healing: that
+// context is the one SIGINT, SIGTERM or the timeout cancelled. Each try gets a fresh
+// context with its own timeout, detached from the drill's cancellation.
+type healer struct {
+	cutter   Cutter
+	settings Settings
+	rec      *recorder
+	prog     *progress.Printer
+	sleep    func(time.Duration)
+
+	mu      sync.Mutex
+	pending []sites.Link
+	done    bool
+	results []HealResult
+}
+
+// arm registers link for healing; call it before Cut, so a cut interrupted half-way
+// (the SA deleted but the call not returned) is still healed.
+func (h *healer) arm(link sites.Link) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.pending = append(h.pending, link)
+}
+
+// healAll heals every armed link, retrying each up to HealAttempts times with growing
+// backoff. It runs once; later calls return the first results.
+func (h *healer) healAll(parent context.Context) []HealResult {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.done {
+		return h.results
+	}
+	h.done = true
+	base := context.WithoutCancel(parent)
+	for i := len(h.pending) - 1; i >= 0; i-- {
+		link := h.pending[i]
+		res := HealResult{Link: link.Name()}
+		end := h.prog.Step("heal %s", link.Name())
+		var err error
+		backoff := h.settings.HealBackoff
+		for res.Attempts < h.settings.HealAttempts {
+			res.Attempts++
+			ctx, cancel := context.WithTimeout(base, h.settings.HealTimeout)
+			err = h.cutter.Heal(ctx, link)
+			cancel()
+			if err == nil {
+				break
+			}
+			if res.Attempts < h.settings.HealAttempts {
+				h.prog.Warnf("heal %s (try %d of %d): %v; retrying in %s", link.Name(), res.Attempts, h.settings.HealAttempts, err, backoff)
+				h.sleep(backoff)
+				backoff *= 2
+			}
+		}
+		end(err)
+		if err != nil {
+			res.Error = err.Error()
+			h.rec.event(EvHealFailed, link.Name(), fmt.Sprintf("after %d tries: %v", res.Attempts, err))
+			h.prog.Warnf("HEAL FAILED: link %s is still cut after %d tries (%v). Restore it now: sitectl tunnels up --link %s",
+				link.Name(), res.Attempts, err, link.Name())
+		} else {
+			res.Healed = true
+			h.rec.event(EvHeal, link.Name(), fmt.Sprintf("healed (%d tr%s)", res.Attempts, plural(res.Attempts, "y", "ies")))
+		}
+		h.results = append(h.results, res)
+	}
+	return h.results
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// healFailed reports whether any link stayed cut.
+func healFailed(rs []HealResult) bool {
+	for _, r := range rs {
+		if !r.Healed {
+			return true
+		}
+	}
+	return false
+}

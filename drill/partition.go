@@ -1,0 +1,358 @@
+package drill
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sitectl/sitectl/internal/progress"
+	"github.com/sitectl/sitectl/replication/keys"
+	"github.com/sitectl/sitectl/sites"
+)
+
+// Partition is a cut drill: `partition` cuts one site's links, `cloud-loss` cuts every
+// link to the hub. While the links are cut every site writes its own rows; then the
+// links are healed, the drill waits for convergence and verifies.
+type Partition struct {
+	Kind  string // "partition" or "cloud-loss"
+	Topo  *sites.Topology
+	Site  string       // the site cut off (partition); empty for cloud-loss
+	Links []sites.Link // the links to cut
+
+	Stores   map[string]Store // one per site running PostgreSQL
+	Cutter   Cutter
+	Checker  LinkChecker // optional
+	Observer Observer
+	Mongo    []MongoSide // optional: the sites' MongoDB members, one per side
+
+	Settings Settings
+	Progress *progress.Printer
+	// RunID names this run's rows; empty mints one.
+	RunID string
+	// OnEvent, when set, is called after each timeline event (tests use it to
+	// interrupt a drill at a precise moment).
+	OnEvent func(Event)
+
+	now   func() time.Time
+	sleep func(time.Duration)
+	smp   *sampler
+}
+
+// Run runs the drill and returns its report; the report says whether it passed. The
+// links are always healed before Run returns, whatever happened (a failing step, ctx
+// cancelled by SIGINT/SIGTERM or its deadline, a panic).
+func (p *Partition) Run(ctx context.Context) *Report {
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.sleep == nil {
+		p.sleep = time.Sleep
+	}
+	s := p.Settings.withDefaults()
+	if p.RunID == "" {
+		p.RunID = "dr-" + uuid.Must(uuid.NewV7()).String()[:13]
+	}
+	rep := &Report{Drill: p.Kind, Env: p.Topo.Env, Run: p.RunID, Site: p.Site, Started: p.now(),
+		Settings: ReportSetting{Duration: Seconds(s.Duration.Seconds()), Writes: s.Writes}}
+	for _, l := range p.Links {
+		rep.Links = append(rep.Links, l.Name())
+	}
+	rep.Sides = Sides(p.Topo, p.Links)
+	rec := &recorder{now: p.now}
+	h := &healer{cutter: p.Cutter, settings: s, rec: rec, prog: p.Progress, sleep: p.sleep}
+	ev := func(kind, target, detail string) time.Time {
+		t := rec.event(kind, target, detail)
+		if p.OnEvent != nil {
+			p.OnEvent(Event{At: t, Kind: kind, Target: target, Detail: detail})
+		}
+		return t
+	}
+	defer func() {
+		// Whatever ends the drill, heal what was cut, then seal the report.
+		rep.Heal = h.healAll(ctx)
+		rep.HealFailed = healFailed(rep.Heal)
+		if r := recover(); r != nil {
+			rep.Error = fmt.Sprintf("drill panicked: %v (links healed: %t)", r, !rep.HealFailed)
+		}
+		rec.into(rep)
+		rep.finish(p.now())
+	}()
+
+	// 1. Preflight.
+	end := p.Progress.Step("preflight: %d site(s), %d link(s), replication", len(p.Stores), len(p.Topo.Links))
+	before, err := p.preflight(ctx, s, rep)
+	end(err)
+	ev(EvPreflight, "", checksSummary(rep.Preflight))
+	if err != nil {
+		rep.Error = err.Error()
+		return rep
+	}
+
+	// Lag sampling runs until the drill ends, detached from ctx so the post-heal
+	// convergence of an interrupted drill is still sampled while it heals.
+	smp := &sampler{obs: p.Observer, rec: rec, now: p.now, every: s.Sample}
+	p.smp = smp
+	sctx, stopSampling := context.WithCancel(context.WithoutCancel(ctx))
+	var swg sync.WaitGroup
+	swg.Add(1)
+	go func() { defer swg.Done(); smp.run(sctx) }()
+	defer func() { stopSampling(); swg.Wait() }()
+
+	// 2. Cut. Each link is armed for healing before it is cut.
+	cutAt := p.now()
+	for _, l := range p.Links {
+		h.arm(l)
+		end := p.Progress.Step("cut %s", l.Name())
+		err := p.Cutter.Cut(ctx, l)
+		end(err)
+		if err != nil {
+			ev(EvError, l.Name(), "cut: "+err.Error())
+			rep.Error = fmt.Sprintf("cut %s: %v", l.Name(), err)
+			return rep
+		}
+		cutAt = ev(EvCut, l.Name(), "")
+	}
+	if p.Checker != nil {
+		for _, l := range p.Links {
+			up, err := p.Checker.LinkUp(ctx, l)
+			rep.Observations = append(rep.Observations, Observation{What: "link " + l.Name() + " down during the cut",
+				OK: err == nil && !up, Detail: linkDetail(up, err)})
+		}
+	}
+
+	// 3. Write on every side while the links are cut.
+	attempts, stats := p.write(ctx, s, ev)
+	rep.Writes = stats
+	var mongoAttempts []mongoAttempt
+	if len(p.Mongo) > 0 {
+		mongoAttempts = p.writeMongo(ctx, s)
+	}
+	if err := p.hold(ctx, cutAt.Add(s.Duration)); err != nil {
+		ev(EvInterrupted, "", err.Error())
+		rep.Error = "interrupted during the cut: " + err.Error() + " (links healed, nothing verified)"
+		return rep
+	}
+
+	// 4. Heal (the deferred heal then has nothing left to do).
+	rep.Heal = h.healAll(ctx)
+	healAt := p.now()
+	if healFailed(rep.Heal) {
+		rep.Error = "heal failed: see the heal table; the links are still cut"
+		return rep
+	}
+	smp.healed(healAt)
+	if p.Checker != nil {
+		p.waitLinks(ctx, s)
+	}
+
+	// 5. Converge, 6. verify.
+	holdings, converged, err := p.converge(ctx, s, attempts, healAt, ev)
+	rep.Converged = converged
+	if converged {
+		rep.HealToConverged = Secs(p.now().Sub(healAt))
+	}
+	if err != nil {
+		rep.Error = err.Error()
+		if holdings == nil || ctx.Err() != nil {
+			return rep
+		}
+	}
+	stopSampling()
+	swg.Wait()
+	if t := smp.caughtUpAt(); !t.IsZero() {
+		rep.HealToCaughtUp = Secs(t.Sub(healAt))
+		ev(EvCaughtUp, "", "every flow streaming with zero lag")
+	}
+	after, ferr := p.Observer.Flows(context.WithoutCancel(ctx))
+	if ferr != nil {
+		rep.Error = joinErr(rep.Error, fmt.Sprintf("read replication state after the drill: %v", ferr))
+	}
+	v := Verify(VerifyInput{Attempts: attempts, Holdings: holdings, Place: FlowPlacement(p.Topo.Flows), Before: before, After: after})
+	rep.Verdict = &v
+	ev(EvVerified, "", fmt.Sprintf("lost=%d duplicated=%d collisions=%d", v.Lost, v.Duplicated, v.Collisions))
+	if len(p.Mongo) > 0 {
+		rep.Mongo = p.verifyMongo(context.WithoutCancel(ctx), mongoAttempts)
+		if !rep.Mongo.Passed {
+			v.Passed = false
+			v.Checks = append(v.Checks, Check{Name: "mongodb", Passed: false, Detail: rep.Mongo.Detail})
+		} else {
+			v.Checks = append(v.Checks, Check{Name: "mongodb", Passed: true, Detail: rep.Mongo.Detail})
+		}
+		rep.Verdict = &v
+	}
+	return rep
+}
+
+func linkDetail(up bool, err error) string {
+	switch {
+	case err != nil:
+		return "could not check: " + err.Error()
+	case up:
+		return "the link still reports up: the cut did not take"
+	}
+	return "no SA installed"
+}
+
+// hold waits until the end of the cut, or ctx.
+func (p *Partition) hold(ctx context.Context, until time.Time) error {
+	d := until.Sub(p.now())
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
+}
+
+// waitLinks waits (bounded) for the healed links to report up again.
+func (p *Partition) waitLinks(ctx context.Context, s Settings) {
+	deadline := p.now().Add(s.Converge)
+	for _, l := range p.Links {
+		for p.now().Before(deadline) && ctx.Err() == nil {
+			if up, err := p.Checker.LinkUp(ctx, l); err == nil && up {
+				break
+			}
+			p.sleep(s.Sample)
+		}
+	}
+}
+
+// Sides returns the groups of sites that can still reach each other with links cut.
+func Sides(topo *sites.Topology, cut []sites.Link) [][]string {
+	isCut := map[string]bool{}
+	for _, l := range cut {
+		isCut[l.Name()] = true
+	}
+	parent := map[string]string{}
+	var find func(string) string
+	find = func(s string) string {
+		if parent[s] == s {
+			return s
+		}
+		parent[s] = find(parent[s])
+		return parent[s]
+	}
+	for _, s := range topo.SiteNames() {
+		parent[s] = s
+	}
+	for _, l := range topo.Links {
+		if !isCut[l.Name()] {
+			parent[find(l.A)] = find(l.B)
+		}
+	}
+	groups := map[string][]string{}
+	for _, s := range topo.SiteNames() {
+		groups[find(s)] = append(groups[find(s)], s)
+	}
+	var out [][]string
+	for _, g := range groups {
+		sort.Strings(g)
+		out = append(out, g)
+	}
+	sort.Slice(out, func(i, j int) bool { return strings.Join(out[i], ",") < strings.Join(out[j], ",") })
+	return out
+}
+
+func checksSummary(cs []Check) string {
+	failed := 0
+	for _, c := range cs {
+		if !c.Passed {
+			failed++
+		}
+	}
+	if failed == 0 {
+		return fmt.Sprintf("%d check(s) passed", len(cs))
+	}
+	return fmt.Sprintf("%d of %d check(s) failed", failed, len(cs))
+}
+
+func (p *Partition) storeSites() []string {
+	out := make([]string, 0, len(p.Stores))
+	for s := range p.Stores {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// write has every site write s.Writes rows, paced over 80% of the cut, and returns
+// every attempt with whether it was acknowledged.
+func (p *Partition) write(ctx context.Context, s Settings, ev func(kind, target, detail string) time.Time) ([]Attempt, []WriteStats) {
+	siteNames := p.storeSites()
+	per := make([][]Attempt, len(siteNames))
+	stats := make([]WriteStats, len(siteNames))
+	interval := time.Duration(float64(s.Duration) * 0.8 / float64(s.Writes))
+	end := p.Progress.Step("write %d row(s) at each of %s", s.Writes, strings.Join(siteNames, ", "))
+	ev(EvWritesStart, "", fmt.Sprintf("%d per site", s.Writes))
+	var wg sync.WaitGroup
+	for i, site := range siteNames {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			per[i], stats[i] = p.writeSite(ctx, site, s.Writes, interval)
+		}()
+	}
+	wg.Wait()
+	var all []Attempt
+	acked := 0
+	for i := range per {
+		all = append(all, per[i]...)
+		acked += stats[i].Acked
+	}
+	var err error
+	if acked < len(all) {
+		err = fmt.Errorf("%d of %d write(s) not acknowledged", len(all)-acked, len(all))
+	}
+	end(err)
+	ev(EvWritesEnd, "", fmt.Sprintf("%d of %d acknowledged", acked, len(all)))
+	return all, stats
+}
+
+func (p *Partition) writeSite(ctx context.Context, site string, n int, interval time.Duration) ([]Attempt, WriteStats) {
+	st := WriteStats{Site: site}
+	gen, err := keys.NewGenerator(site)
+	if err != nil {
+		st.FirstError = err.Error()
+		return nil, st
+	}
+	store := p.Stores[site]
+	out := make([]Attempt, 0, n)
+	start := p.now()
+	st.First = start
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		if wait := start.Add(time.Duration(i) * interval).Sub(p.now()); wait > 0 {
+			p.sleep(wait)
+		}
+		k, err := gen.New()
+		if err != nil {
+			st.FirstError = err.Error()
+			break
+		}
+		row := Row{ID: k.ID, Site: site, Run: p.RunID, Seq: i}
+		a := Attempt{Row: row, At: site}
+		st.Attempted++
+		if err := store.Insert(ctx, row); err != nil {
+			a.Err = err.Error()
+			st.Failed++
+			if st.FirstError == "" {
+				st.FirstError = err.Error()
+			}
+		} else {
+			a.Acked = true
+			st.Acked++
+		}
+		out = append(out, a)
+	}
+	st.Last = p.now()
+	return out, st
+}

@@ -1,0 +1,183 @@
+package drill
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Event kinds on the timeline.
+const (
+	EvPreflight   = "preflight"
+	EvCut         = "cut"
+	EvWritesStart = "writes-start"
+	EvWritesEnd   = "writes-end"
+	EvHeal        = "heal"
+	EvHealFailed  = "heal-failed"
+	EvCaughtUp    = "caught-up" // every flow streaming with zero lag
+	EvConverged   = "converged" // every site holds every acknowledged write it should
+	EvVerified    = "verified"
+	EvDown        = "down"    // db-down / node-loss: the fault is injected
+	EvRestore     = "restore" // the fault is removed
+	EvError       = "error"
+	EvInterrupted = "interrupted"
+)
+
+// Event is one point on the timeline.
+type Event struct {
+	At     time.Time `json:"at"`
+	Kind   string    `json:"kind"`
+	Target string    `json:"target,omitempty"` // link, site or node
+	Detail string    `json:"detail,omitempty"`
+}
+
+// LagSample is the lag of one flow at one instant.
+type LagSample struct {
+	At    time.Time `json:"at"`
+	Flow  string    `json:"flow"`
+	Bytes int64     `json:"bytes"`
+	State string    `json:"state"`
+}
+
+// WriteStats counts one site's writes during the drill.
+type WriteStats struct {
+	Site       string    `json:"site"`
+	Attempted  int       `json:"attempted"`
+	Acked      int       `json:"acked"`
+	Failed     int       `json:"failed"`
+	FirstError string    `json:"first_error,omitempty"`
+	First      time.Time `json:"first,omitzero"`
+	Last       time.Time `json:"last,omitzero"`
+}
+
+// HealResult says whether one link was healed and how many tries it took.
+type HealResult struct {
+	Link     string `json:"link"`
+	Healed   bool   `json:"healed"`
+	Attempts int    `json:"attempts"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Observation is a fact a drill reports that is not a pass/fail check (db-down: what
+// kept working and what failed while the database was down).
+type Observation struct {
+	What   string `json:"what"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// Report is the outcome of one drill run; it is printed as JSON and rendered as HTML.
+type Report struct {
+	Drill    string        `json:"drill"`
+	Env      string        `json:"environment"`
+	Run      string        `json:"run"`
+	Site     string        `json:"site,omitempty"`
+	Node     string        `json:"node,omitempty"`
+	Links    []string      `json:"links,omitempty"`
+	Sides    [][]string    `json:"sides,omitempty"`
+	Started  time.Time     `json:"started"`
+	Finished time.Time     `json:"finished"`
+	Settings ReportSetting `json:"settings"`
+
+	Preflight    []Check       `json:"preflight,omitempty"`
+	Writes       []WriteStats  `json:"writes,omitempty"`
+	Observations []Observation `json:"observations,omitempty"`
+	Mongo        *MongoResult  `json:"mongo,omitempty"`
+	Heal         []HealResult  `json:"heal,omitempty"`
+	HealFailed   bool          `json:"heal_failed"`
+	Timeline     []Event       `json:"timeline"`
+	Lag          []LagSample   `json:"lag,omitempty"`
+
+	Converged bool `json:"converged"`
+	// HealToCaughtUp is when PostgreSQL reported every flow streaming with no lag;
+	// HealToConverged is when the drill verified every row at every site.
+	HealToCaughtUp  *Seconds `json:"heal_to_caught_up_s,omitempty"`
+	HealToConverged *Seconds `json:"heal_to_converged_s,omitempty"`
+
+	Verdict *Verdict `json:"verdict,omitempty"`
+	Error   string   `json:"error,omitempty"`
+	Passed  bool     `json:"passed"`
+}
+
+// ReportSetting records the settings the drill ran with.
+type ReportSetting struct {
+	Duration Seconds `json:"duration_s"`
+	Writes   int     `json:"writes_per_site"`
+}
+
+// Seconds is a duration printed as fractional seconds.
+type Seconds float64
+
+// Secs converts a duration.
+func Secs(d time.Duration) *Seconds { s := Seconds(d.Seconds()); return &s }
+
+// Summary is the one-line outcome for the terminal.
+func (r *Report) Summary() string {
+	verdict := "PASSED"
+	if !r.Passed {
+		verdict = "FAILED"
+	}
+	s := fmt.Sprintf("drill %s %s", r.Drill, verdict)
+	if r.Verdict != nil {
+		s += fmt.Sprintf(": lost=%d duplicated=%d collisions=%d wrong-site=%d acked=%d",
+			r.Verdict.Lost, r.Verdict.Duplicated, r.Verdict.Collisions, r.Verdict.WrongSite, r.Verdict.Acked)
+	}
+	if r.HealFailed {
+		s += " — HEAL FAILED, links still cut: run `sitectl tunnels up`"
+	} else if len(r.Heal) > 0 {
+		s += ", healed"
+	}
+	if r.Error != "" {
+		s += " (" + r.Error + ")"
+	}
+	return s
+}
+
+// finish decides Passed: verification passed, everything healed, no drill error.
+func (r *Report) finish(now time.Time) {
+	r.Finished = now
+	sort.SliceStable(r.Timeline, func(i, j int) bool { return r.Timeline[i].At.Before(r.Timeline[j].At) })
+	r.Passed = r.Error == "" && !r.HealFailed && r.Verdict != nil && r.Verdict.Passed
+	for _, c := range r.Preflight {
+		r.Passed = r.Passed && c.Passed
+	}
+}
+
+// recorder collects timeline events and lag samples from concurrent goroutines.
+type recorder struct {
+	mu     sync.Mutex
+	now    func() time.Time
+	events []Event
+	lag    []LagSample
+}
+
+func (rc *recorder) event(kind, target, detail string) time.Time {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	t := rc.now()
+	rc.events = append(rc.events, Event{At: t, Kind: kind, Target: target, Detail: detail})
+	return t
+}
+
+func (rc *recorder) sample(at time.Time, flows []FlowState) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for _, f := range flows {
+		rc.lag = append(rc.lag, LagSample{At: at, Flow: f.Name(), Bytes: f.LagBytes, State: f.State})
+	}
+}
+
+func (rc *recorder) into(r *Report) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	r.Timeline = append(r.Timeline, rc.events...)
+	r.Lag = append(r.Lag, rc.lag...)
+}
+
+func joinErr(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
