@@ -69,6 +69,7 @@ var commands = []func(*globals) *cobra.Command{
 	newVersionCommand,
 	newConfigCommand,
 	newLabCommand,
+	newCICommand,
 }
 
 // Run runs sitectl with args; only main calls os.Exit.
