@@ -27,6 +27,8 @@ type Gateway struct {
 	// IPsec is the data path: kernel (kernel-netlink) or libipsec.
 	IPsec string `json:"ipsec"`
 	Conns []Conn `json:"conns"`
+	// Notes are adjustments the operator should know about (rendered as comments).
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Conn is one IKE connection of a gateway: one link seen from one end.
@@ -103,6 +105,13 @@ func buildGateway(topo *sites.Topology, s *sites.Site) (*Gateway, []string) {
 		LAN: s.LAN, Vici: s.Gateway.Vici, IPsec: s.Tunnel.IPsec,
 	}
 	var problems []string
+	start := s.Tunnel.StartAction
+	if start == "trap" && s.Tunnel.IPsec == "libipsec" {
+		// kernel-libipsec raises no acquire for a trap policy: packets are dropped and
+		// no IKE_SA is started, so trap would leave the tunnel down forever.
+		start = "start"
+		g.Notes = append(g.Notes, "start_action trap is not supported with kernel-libipsec (it raises no acquire); using start")
+	}
 	for _, l := range topo.LinksOf(s.Name) {
 		peer := topo.Site(l.Other(s.Name))
 		if peer == nil {
@@ -124,7 +133,7 @@ func buildGateway(topo *sites.Topology, s *sites.Site) (*Gateway, []string) {
 			Auth:         s.Tunnel.Auth,
 			IKEProposals: s.Tunnel.IKEProposals, ESPProposals: s.Tunnel.ESPProposals,
 			DPDDelay:    s.Tunnel.DPDDelay.D().String(),
-			StartAction: s.Tunnel.StartAction,
+			StartAction: start,
 			Child:       ChildName(l.Name()),
 			LocalTS:     selectors(topo, s, peer),
 			RemoteTS:    selectors(topo, peer, s),

@@ -1,0 +1,277 @@
+package tunnels
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sitectl/sitectl/sites"
+)
+
+// InitiateTimeout bounds how long `tunnels up` waits for a CHILD_SA.
+var InitiateTimeout = 15 * time.Second
+
+// Material is what a gateway needs loaded besides its connections, read and checked
+// before anything is sent to charon: credentials for x509 links, keys for PSK links.
+type Material struct {
+	Creds   *Credentials
+	PSKs    map[string][]byte // link → key; never printed
+	Warning string            // certificate expiring soon
+}
+
+// Prepare checks and reads a gateway's material. Any problem (missing or expired
+// certificate, unreadable PSK) is an error, so nothing is installed half-way.
+func Prepare(topo *sites.Topology, g *Gateway) (*Material, error) {
+	s := topo.Site(g.Site)
+	if s == nil {
+		return nil, fmt.Errorf("no site %q", g.Site)
+	}
+	m := &Material{PSKs: map[string][]byte{}}
+	needX509 := false
+	for _, c := range g.Conns {
+		if c.Auth == "psk" {
+			v, err := c.PSK.Resolve()
+			if err != nil {
+				return nil, fmt.Errorf("tunnels %s: link %s: %w", g.Site, c.Name, err)
+			}
+			m.PSKs[c.Name] = v
+			continue
+		}
+		needX509 = true
+	}
+	if needX509 {
+		ca, gw := SiteCerts(topo, s)
+		cr, warn, err := Load(ca, gw, g.ID)
+		if err != nil {
+			return nil, fmt.Errorf("tunnels %s: %w", g.Site, err)
+		}
+		m.Creds, m.Warning = cr, warn
+	}
+	return m, nil
+}
+
+// Install loads a gateway's credentials and connections over vici and unloads the
+// connections sitectl made that the topology no longer has. Material is checked
+// first (Prepare): on a bad certificate or secret nothing is sent.
+func Install(ctx context.Context, topo *sites.Topology, g *Gateway) error {
+	m, err := Prepare(topo, g)
+	if err != nil {
+		return err
+	}
+	c, err := Dial(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.install(ctx, topo, g, m)
+}
+
+func (c *Client) install(ctx context.Context, topo *sites.Topology, g *Gateway, m *Material) error {
+	if m.Creds != nil {
+		if err := c.LoadCredentials(ctx, m.Creds); err != nil {
+			return err
+		}
+	}
+	for _, conn := range g.Conns {
+		if v, ok := m.PSKs[conn.Name]; ok {
+			if err := c.LoadShared(ctx, conn, v); err != nil {
+				return err
+			}
+		}
+		if err := c.LoadConn(ctx, conn); err != nil {
+			return err
+		}
+	}
+	stale, err := c.staleConns(ctx, topo, g)
+	if err != nil {
+		return err
+	}
+	for _, name := range stale {
+		if err := c.Terminate(ctx, name, 3*time.Second); err != nil {
+			return err
+		}
+		if err := c.UnloadConn(ctx, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// staleConns are loaded connections named like a link between two known sites that
+// the gateway no longer has (connections sitectl did not make are left alone).
+func (c *Client) staleConns(ctx context.Context, topo *sites.Topology, g *Gateway) ([]string, error) {
+	live, err := c.ConnNames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, name := range live {
+		if g.Conn(name) == nil && isLinkName(topo, name) {
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}
+
+func isLinkName(topo *sites.Topology, name string) bool {
+	for _, a := range topo.SiteNames() {
+		if b, ok := strings.CutPrefix(name, a+"-"); ok && topo.Site(b) != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// ends returns both gateways of a link.
+func ends(topo *sites.Topology, linkName string) (sites.Link, []*Gateway, error) {
+	l, err := topo.Link(linkName)
+	if err != nil {
+		return l, nil, err
+	}
+	gws, err := Build(topo)
+	if err != nil {
+		return l, nil, err
+	}
+	var out []*Gateway
+	for _, site := range []string{l.A, l.B} {
+		for _, g := range gws {
+			if g.Site == site {
+				out = append(out, g)
+			}
+		}
+	}
+	return l, out, nil
+}
+
+// Cut takes a link down at both ends: the connection is unloaded (so its trap
+// policy and DPD restart cannot bring it straight back) and its IKE_SA terminated.
+// An end that cannot be reached is reported, the other end is still cut; the link is
+// then down because the reachable end refuses it. Heal undoes it.
+func Cut(ctx context.Context, topo *sites.Topology, linkName string) error {
+	l, gws, err := ends(topo, linkName)
+	if err != nil {
+		return err
+	}
+	var errs []string
+	for _, g := range gws {
+		if err := cutEnd(ctx, g, l.Name()); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) == len(gws) {
+		return fmt.Errorf("cut %s: %s", l.Name(), strings.Join(errs, "; "))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("cut %s: only one end was cut: %s", l.Name(), strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func cutEnd(ctx context.Context, g *Gateway, name string) error {
+	c, err := Dial(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	names, err := c.ConnNames(ctx)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(names, name) {
+		if err := c.UnloadConn(ctx, name); err != nil {
+			return err
+		}
+	}
+	return c.Terminate(ctx, name, 3*time.Second)
+}
+
+// Heal brings a cut link back: both ends load the connection again (credentials
+// are loaded first, in case charon restarted); the spoke end initiates it unless
+// charon already does (start_action = start), and Heal waits until both ends report
+// the CHILD_SA installed (at most InitiateTimeout).
+func Heal(ctx context.Context, topo *sites.Topology, linkName string) error {
+	l, gws, err := ends(topo, linkName)
+	if err != nil {
+		return err
+	}
+	mats := make([]*Material, len(gws))
+	for i, g := range gws {
+		if mats[i], err = Prepare(topo, g); err != nil {
+			return fmt.Errorf("heal %s: %w", l.Name(), err)
+		}
+	}
+	for i, g := range gws {
+		if err := healEnd(ctx, g, l.Name(), mats[i], false); err != nil {
+			return fmt.Errorf("heal %s: %w", l.Name(), err)
+		}
+	}
+	// The A end (the spoke, or the first of two spokes) initiates.
+	if c := gws[0].Conn(l.Name()); c != nil && c.StartAction != "start" {
+		if err := healEnd(ctx, gws[0], l.Name(), nil, true); err != nil {
+			return fmt.Errorf("heal %s: %w", l.Name(), err)
+		}
+	}
+	return WaitUp(ctx, topo, l.Name(), InitiateTimeout)
+}
+
+// WaitUp polls both ends of a link until it is up, or fails after timeout with the
+// last state seen.
+func WaitUp(ctx context.Context, topo *sites.Topology, linkName string, timeout time.Duration) error {
+	l, err := topo.Link(linkName)
+	if err != nil {
+		return err
+	}
+	linkName = l.Name()
+	deadline := time.Now().Add(timeout)
+	for {
+		st, err := Status(ctx, topo, l.A, l.B)
+		if err != nil {
+			return err
+		}
+		var last LinkStatus
+		for _, s := range st {
+			if s.Link == linkName {
+				last = s
+			}
+		}
+		if last.State == StateUp {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("link %s not up after %s (state %s); check both gateways with `sitectl tunnels status`", linkName, timeout, last.State)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func healEnd(ctx context.Context, g *Gateway, name string, m *Material, initiate bool) error {
+	conn := g.Conn(name)
+	if conn == nil {
+		return fmt.Errorf("gateway %s has no connection %s", g.Site, name)
+	}
+	c, err := Dial(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if initiate {
+		return c.Initiate(ctx, *conn, InitiateTimeout)
+	}
+	if m.Creds != nil {
+		if err := c.LoadCredentials(ctx, m.Creds); err != nil {
+			return err
+		}
+	}
+	if v, ok := m.PSKs[name]; ok {
+		if err := c.LoadShared(ctx, *conn, v); err != nil {
+			return err
+		}
+	}
+	return c.LoadConn(ctx, *conn)
+}
