@@ -1,21 +1,29 @@
 package pgtest
 
 import (
+	"bytes"
+	"encoding/binary"
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // Proxy forwards TCP connections from its own address to a cluster, and can cut the
 // link: Cut drops every open connection and refuses new ones until Heal, which is
-// what a blocked port or a lost tunnel looks like to replication.
+// what a blocked port or a lost tunnel looks like to replication. CutApps cuts only
+// the connections whose startup packet names one of the given application_names (a
+// subscription's walreceiver uses the subscription's name), so one proxy in front of
+// a publisher can cut the link to one subscriber and not the others. Clients must
+// not ask for TLS (sslmode=disable): the proxy reads the startup packet.
 type Proxy struct {
 	Addr   string
 	target string
 	l      net.Listener
 	mu     sync.Mutex
 	cut    bool
-	conns  map[net.Conn]bool
+	apps   map[string]bool
+	conns  map[net.Conn]string // → application_name
 	closed bool
 }
 
@@ -25,7 +33,7 @@ func NewProxy(listen, target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{Addr: l.Addr().String(), target: target, l: l, conns: map[net.Conn]bool{}}
+	p := &Proxy{Addr: l.Addr().String(), target: target, l: l, conns: map[net.Conn]string{}, apps: map[string]bool{}}
 	go p.serve()
 	return p, nil
 }
@@ -48,20 +56,32 @@ func (p *Proxy) serve() {
 }
 
 func (p *Proxy) forward(in net.Conn) {
+	_ = in.SetReadDeadline(time.Now().Add(10 * time.Second))
+	first, app, err := readStartup(in)
+	_ = in.SetReadDeadline(time.Time{})
+	if err != nil {
+		in.Close()
+		return
+	}
 	out, err := net.Dial("tcp", p.target)
 	if err != nil {
 		in.Close()
 		return
 	}
 	p.mu.Lock()
-	if p.cut || p.closed {
+	if p.cut || p.closed || p.apps[app] {
 		p.mu.Unlock()
 		in.Close()
 		out.Close()
 		return
 	}
-	p.conns[in], p.conns[out] = true, true
+	p.conns[in], p.conns[out] = app, app
 	p.mu.Unlock()
+	if _, err := out.Write(first); err != nil {
+		in.Close()
+		out.Close()
+		return
+	}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	pipe := func(dst, src net.Conn) {
@@ -89,11 +109,51 @@ func (p *Proxy) Cut() {
 	}
 }
 
-// Heal lets connections through again.
+// CutApps drops and refuses the connections of the given application_names.
+func (p *Proxy) CutApps(apps ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, a := range apps {
+		p.apps[a] = true
+	}
+	for c, app := range p.conns {
+		if p.apps[app] {
+			c.Close()
+		}
+	}
+}
+
+// Heal lets every connection through again.
 func (p *Proxy) Heal() {
 	p.mu.Lock()
 	p.cut = false
+	p.apps = map[string]bool{}
 	p.mu.Unlock()
+}
+
+// readStartup reads the client's startup packet and returns it with its
+// application_name.
+func readStartup(c net.Conn) ([]byte, string, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		return nil, "", err
+	}
+	n := int(binary.BigEndian.Uint32(hdr[:]))
+	if n < 8 || n > 1<<16 {
+		return nil, "", io.ErrUnexpectedEOF
+	}
+	body := make([]byte, n-4)
+	if _, err := io.ReadFull(c, body); err != nil {
+		return nil, "", err
+	}
+	app := ""
+	fields := bytes.Split(body[4:], []byte{0})
+	for i := 0; i+1 < len(fields); i += 2 {
+		if string(fields[i]) == "application_name" {
+			app = string(fields[i+1])
+		}
+	}
+	return append(hdr[:], body...), app, nil
 }
 
 // Close stops the proxy.

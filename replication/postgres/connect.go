@@ -1,0 +1,107 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sitectl/sitectl/internal/netns"
+	"github.com/sitectl/sitectl/sites"
+)
+
+// ConnectTimeout bounds how long sitectl waits for a site's database to answer.
+const ConnectTimeout = 5 * time.Second
+
+// Connect opens a small pool to the site's database as configured (host, port,
+// database, user, password from its secret reference, sslmode). In the lab
+// (site.Lab.Namespace set) connections are made inside the site's gateway namespace.
+// Errors name the site and address, never the password.
+func Connect(ctx context.Context, site *sites.Site) (*pgxpool.Pool, error) {
+	p := site.Postgres
+	addr := net.JoinHostPort(p.Host, strconv.Itoa(p.Port))
+	pw, err := p.Password.Resolve()
+	if err != nil {
+		return nil, fmt.Errorf("%s: postgres password: %w", site.Name, err)
+	}
+	dsn := fmt.Sprintf("host=%s port=%d dbname=%s user=%s application_name=sitectl",
+		connValue(p.Host), p.Port, connValue(p.Database), connValue(p.User))
+	if p.SSLMode != "" {
+		dsn += " sslmode=" + connValue(p.SSLMode)
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("%s: postgres at %s: %w", site.Name, addr, err)
+	}
+	cfg.ConnConfig.Password = string(pw)
+	cfg.ConnConfig.ConnectTimeout = ConnectTimeout
+	cfg.MaxConns = 4
+	cfg.MinConns = 0
+	if ns := site.Lab.Namespace; ns != "" {
+		cfg.ConnConfig.DialFunc = netns.Dialer(ns)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: postgres at %s: %w", site.Name, addr, err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, ConnectTimeout+time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("cannot reach %s's PostgreSQL at %s as %s: %w (is the postgres stack running and the site reachable?)", site.Name, addr, p.User, err)
+	}
+	return pool, nil
+}
+
+// Session holds one pool per site, opened on first use and shared by the reads of
+// a plan and the steps that apply it.
+type Session struct {
+	topo  *sites.Topology
+	mu    sync.Mutex
+	pools map[string]*pgxpool.Pool
+}
+
+// NewSession starts a session over the topology's sites.
+func NewSession(topo *sites.Topology) *Session {
+	return &Session{topo: topo, pools: map[string]*pgxpool.Pool{}}
+}
+
+// Pool returns the site's pool, connecting on first use.
+func (s *Session) Pool(ctx context.Context, name string) (*pgxpool.Pool, error) {
+	s.mu.Lock()
+	p := s.pools[name]
+	s.mu.Unlock()
+	if p != nil {
+		return p, nil
+	}
+	site := s.topo.Site(name)
+	if site == nil {
+		return nil, fmt.Errorf("no site %q in the topology", name)
+	}
+	p, err := Connect(ctx, site)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.pools[name]; old != nil {
+		p.Close()
+		return old, nil
+	}
+	s.pools[name] = p
+	return p, nil
+}
+
+// Close closes every pool.
+func (s *Session) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for n, p := range s.pools {
+		p.Close()
+		delete(s.pools, n)
+	}
+}

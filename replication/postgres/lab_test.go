@@ -1,0 +1,333 @@
+package postgres
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sitectl/sitectl/plan"
+)
+
+var cutFor = flag.Duration("pg.cut", 30*time.Second, "how long TestLabReplication cuts douala's links")
+
+// stepNames lists a plan's steps as "site: + postgres publication x".
+func stepNames(p *Planned) []string {
+	var out []string
+	for _, site := range sortedKeys(p.Changes) {
+		for _, c := range p.Changes[site] {
+			out = append(out, site+": "+c.Step.String())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func wantSteps(t *testing.T, p *Planned, want ...string) {
+	t.Helper()
+	if err := p.Err(); err != nil {
+		t.Fatalf("plan: %v", err)
+	}
+	got := stepNames(p)
+	sort.Strings(want)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("plan steps:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestLabReplication runs the whole replication story on three real PostgreSQL 15
+// clusters: create, replicate both ways, no loop, idempotent plan, a table added,
+// a 30 s cut with writes on both sides, and a duplicate key.
+func TestLabReplication(t *testing.T) {
+	ctx := context.Background()
+	l := startLab(t)
+
+	// First plan: everything to create, on every site.
+	p := l.plan(ctx)
+	wantSteps(t, p,
+		"cloud: ~ postgres schema",
+		"cloud: + postgres publication sitectl_cloud_to_douala",
+		"cloud: + postgres publication sitectl_cloud_to_yaounde",
+		"cloud: + postgres subscription sitectl_douala_to_cloud",
+		"cloud: + postgres subscription sitectl_yaounde_to_cloud",
+		"douala: ~ postgres schema",
+		"douala: + postgres publication sitectl_douala_to_cloud",
+		"douala: + postgres subscription sitectl_cloud_to_douala",
+		"yaounde: ~ postgres schema",
+		"yaounde: + postgres publication sitectl_yaounde_to_cloud",
+		"yaounde: + postgres subscription sitectl_cloud_to_yaounde",
+	)
+	var rendered strings.Builder
+	pl := plan.Plan{Env: "test"}
+	for _, site := range sortedKeys(p.Changes) {
+		pl.Sites = append(pl.Sites, plan.SitePlan{Site: site, Steps: p.Steps(site)})
+	}
+	if err := pl.Render(&rendered); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(rendered.String(), testPassword) || strings.Contains(rendered.String(), "s3cret") {
+		t.Fatalf("the plan shows the password:\n%s", rendered.String())
+	}
+	if !strings.Contains(rendered.String(), "password=<env:SITECTL_PG_PASSWORD>") {
+		t.Errorf("the plan should name the password's reference:\n%s", rendered.String())
+	}
+	if err := p.Apply(ctx, nil); err != nil {
+		t.Fatalf("apply: %v\n%s", err, l.clusterLogs())
+	}
+	t.Run("second plan has nothing to do", func(t *testing.T) {
+		wantSteps(t, l.plan(ctx))
+	})
+
+	t.Run("rows, updates and deletes reach every site, and stop", func(t *testing.T) {
+		l.waitStreaming(30 * time.Second)
+		ids := map[string]string{}
+		for _, s := range l.topo.SiteNames() {
+			ids[s] = uuid.Must(uuid.NewV7()).String()
+			l.exec(s, `INSERT INTO public.orders (id, site, amount) VALUES ($1, $2, 10)`, ids[s], s)
+		}
+		took := l.waitConverged("public.orders", 3, 20*time.Second)
+		t.Logf("a row written at each site reached every other site in %s", took.Round(time.Millisecond))
+		l.exec("douala", `UPDATE public.orders SET amount = 99 WHERE id = $1 AND site = 'douala'`, ids["douala"])
+		l.exec("yaounde", `DELETE FROM public.orders WHERE id = $1 AND site = 'yaounde'`, ids["yaounde"])
+		l.waitConverged("public.orders", 2, 20*time.Second)
+		for _, s := range l.topo.SiteNames() {
+			if n := l.queryInt(s, `SELECT count(*) FROM public.orders WHERE site = 'douala' AND amount = 99`); n != 1 {
+				t.Errorf("%s: the update made at douala did not arrive", s)
+			}
+		}
+		assertNoLoop(t, l)
+	})
+
+	t.Run("status streams", func(t *testing.T) {
+		l.waitStreaming(20 * time.Second)
+		r := l.status()
+		if len(r.Flows) != 4 || !r.Healthy() {
+			t.Fatalf("want 4 healthy flows:\n%s", l.statusText())
+		}
+	})
+
+	t.Run("a table added to the list plans exactly that", func(t *testing.T) {
+		l.edit("schema.sql", func(s string) string {
+			return s + `CREATE TABLE IF NOT EXISTS payments (
+    id uuid NOT NULL, site text NOT NULL, order_id uuid, PRIMARY KEY (site, id));
+`
+		})
+		l.addTable("payments")
+		l.load()
+		p := l.plan(ctx)
+		wantSteps(t, p,
+			"cloud: ~ postgres schema",
+			"cloud: ~ postgres publication sitectl_cloud_to_douala",
+			"cloud: ~ postgres publication sitectl_cloud_to_yaounde",
+			"cloud: ~ postgres subscription sitectl_douala_to_cloud",
+			"cloud: ~ postgres subscription sitectl_yaounde_to_cloud",
+			"douala: ~ postgres schema",
+			"douala: ~ postgres publication sitectl_douala_to_cloud",
+			"douala: ~ postgres subscription sitectl_cloud_to_douala",
+			"yaounde: ~ postgres schema",
+			"yaounde: ~ postgres publication sitectl_yaounde_to_cloud",
+			"yaounde: ~ postgres subscription sitectl_cloud_to_yaounde",
+		)
+		for _, c := range p.Changes["douala"] {
+			if c.Op.Kind == "alter-publication" && strings.Join(c.Step.Diff, "|") != "+ table public.payments WHERE (site = 'douala')" {
+				t.Errorf("douala publication diff = %q", c.Step.Diff)
+			}
+		}
+		if err := p.Apply(ctx, nil); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+		wantSteps(t, l.plan(ctx))
+		l.waitStreaming(30 * time.Second)
+		l.exec("yaounde", `INSERT INTO public.payments (id, site) VALUES ($1, 'yaounde')`, uuid.Must(uuid.NewV7()).String())
+		l.waitConverged("public.payments", 1, 20*time.Second)
+	})
+
+	t.Run("cut, writes on both sides, heal, converge", func(t *testing.T) {
+		base := l.queryInt("cloud", `SELECT count(*) FROM public.orders`)
+		l.cutSite("douala")
+		cutAt := time.Now()
+		// Both sides keep writing during the cut: 1,000 rows each, spread over it.
+		for i := 0; i < 10; i++ {
+			l.insertOrders("douala", 100)
+			l.insertOrders("cloud", 100)
+			time.Sleep(*cutFor / 12)
+		}
+		r := l.status()
+		out := l.flow(r, "douala", "cloud")
+		if out.RetainedBytes <= 0 || out.LagBytes <= 0 || out.State == StateStreaming {
+			t.Errorf("during the cut douala's slot should hold WAL and the flow not stream:\n%s", l.statusText())
+		}
+		if n := l.queryInt("douala", `SELECT count(*) FROM public.orders WHERE site = 'cloud'`); n > base {
+			t.Errorf("douala got cloud's rows during the cut (%d): the cut leaks", n)
+		}
+		t.Logf("during the cut:\n%s", l.statusText())
+		time.Sleep(time.Until(cutAt.Add(*cutFor)))
+		l.heal()
+		healed := time.Now()
+		n := l.reconcile(ctx)
+		took := l.waitConverged("public.orders", base+2000, 60*time.Second)
+		t.Logf("FIGURE convergence after a %s cut with 1,000 rows written on each side: %s after the heal (%d steps re-enabled the subscriptions the cut disabled, %s of it)",
+			*cutFor, time.Since(healed).Round(time.Millisecond), n, took.Round(time.Millisecond))
+		l.waitStreaming(30 * time.Second)
+		for _, f := range l.status().Flows {
+			if f.Pending != nil && f.Pending.Conflict != nil {
+				t.Errorf("conflict after the heal: %s", f.Pending.Conflict.Summary())
+			}
+		}
+		wantSteps(t, l.plan(ctx))
+	})
+
+	t.Run("a duplicate key disables the subscription and is reported", func(t *testing.T) {
+		dup := uuid.Must(uuid.NewV7()).String()
+		// Someone writes douala's key by hand at the hub, then douala writes it.
+		l.exec("cloud", `INSERT INTO public.orders (id, site, amount) VALUES ($1, 'douala', 1)`, dup)
+		l.exec("douala", `INSERT INTO public.orders (id, site, amount) VALUES ($1, 'douala', 2)`, dup)
+		var f FlowStatus
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			f = l.flow(l.status(), "douala", "cloud")
+			if f.State == StateDisabledBy && f.Pending != nil && f.Pending.Conflict != nil {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Logf("status:\n%s", l.statusText())
+		if f.State != StateDisabledBy || f.Pending == nil || f.Pending.Conflict == nil {
+			t.Fatalf("want douala → cloud disabled by error with the conflict found, got %+v", f)
+		}
+		c := f.Pending.Conflict
+		if c.Table != "public.orders" || c.Key["id"] != dup || c.Key["site"] != "douala" || c.FinishLSN == "" {
+			t.Fatalf("conflict = %+v, want public.orders (site, id) = (douala, %s)", c, dup)
+		}
+		if !strings.Contains(f.Resolution, "SKIP (lsn = '"+c.FinishLSN+"')") || !strings.Contains(f.Resolution, dup) {
+			t.Errorf("resolution should give the SKIP LSN and the row: %s", f.Resolution)
+		}
+		// Not an apply loop: the error count stays put while it is disabled.
+		errs := f.ApplyErrors
+		time.Sleep(3 * time.Second)
+		if again := l.flow(l.status(), "douala", "cloud"); again.ApplyErrors != errs || again.State != StateDisabledBy {
+			t.Errorf("apply errors went %d → %d (%s): the worker retries", errs, again.ApplyErrors, again.State)
+		}
+		// The plan leaves it disabled and says why.
+		p := l.plan(ctx)
+		var blocked *Change
+		for i, ch := range p.Changes["cloud"] {
+			if ch.Op.Kind == "blocked" {
+				blocked = &p.Changes["cloud"][i]
+			}
+		}
+		if blocked == nil || blocked.Step.Apply != nil || !strings.Contains(blocked.Step.Note, dup) {
+			t.Fatalf("plan should show the blocked subscription with the conflict: %v", stepNames(p))
+		}
+		// Resolve: the stray copy at the hub goes; the plan then re-enables.
+		l.exec("cloud", `DELETE FROM public.orders WHERE id = $1 AND site = 'douala'`, dup)
+		if n := l.reconcile(ctx); n != 1 {
+			t.Errorf("resolving should take one step (enable), took %d", n)
+		}
+		l.waitConverged("public.orders", -1, 30*time.Second)
+		if n := l.queryInt("yaounde", `SELECT count(*) FROM public.orders WHERE id = $1 AND amount = 2`, dup); n != 1 {
+			t.Errorf("douala's row did not reach yaounde after the resolution")
+		}
+		l.waitStreaming(20 * time.Second)
+	})
+}
+
+// assertNoLoop checks that, once converged, no site keeps writing: WAL positions
+// and the tables' insert/update/delete counters stay still.
+func assertNoLoop(t *testing.T, l *lab) {
+	t.Helper()
+	snap := func() map[string]string {
+		out := map[string]string{}
+		for _, s := range l.topo.SiteNames() {
+			pool, err := l.sess.Pool(context.Background(), s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var lsn, tup string
+			if err := pool.QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text,
+				(SELECT string_agg(relname || ':' || n_tup_ins || '/' || n_tup_upd || '/' || n_tup_del, ' ' ORDER BY relname)
+				 FROM pg_stat_user_tables WHERE schemaname = 'public')`).Scan(&lsn, &tup); err != nil {
+				t.Fatal(err)
+			}
+			out[s] = lsn + " " + tup
+		}
+		return out
+	}
+	time.Sleep(time.Second) // table stats are flushed within a second
+	before := snap()
+	time.Sleep(3 * time.Second)
+	after := snap()
+	for s := range before {
+		b, a := strings.SplitN(before[s], " ", 2), strings.SplitN(after[s], " ", 2)
+		if b[1] != a[1] {
+			t.Errorf("%s keeps writing rows: %s → %s (a replication loop)", s, b[1], a[1])
+		}
+		lb, _ := parseLSN(b[0])
+		la, _ := parseLSN(a[0])
+		if la-lb > 64<<10 {
+			t.Errorf("%s WAL moved %d bytes in 3 s with no writes (a replication loop?)", s, la-lb)
+		}
+		t.Logf("%s: WAL %s → %s", s, b[0], a[0])
+	}
+}
+
+// TestLabUnreachableSite: a site whose database cannot be reached stops the whole
+// replication plan; the plan names it and why, and nothing is created elsewhere.
+func TestLabUnreachableSite(t *testing.T) {
+	ctx := context.Background()
+	l := startLab(t, "cloud")
+	p := l.plan(ctx)
+	if len(p.Changes) != 0 {
+		t.Fatalf("no site should get changes: %v", stepNames(p))
+	}
+	if e := p.Errors["cloud"]; e == nil || !strings.Contains(e.Error(), "cannot reach cloud's PostgreSQL at 127.0.0.1:1") {
+		t.Errorf("cloud's error = %v", e)
+	}
+	for _, s := range []string{"douala", "yaounde"} {
+		if e := p.Errors[s]; e == nil || !strings.Contains(e.Error(), "cloud cannot be planned") {
+			t.Errorf("%s's error = %v, want it to name cloud", s, e)
+		}
+	}
+	if err := p.Apply(ctx, nil); err == nil {
+		t.Error("apply of a failed plan should refuse")
+	}
+	for _, s := range []string{"douala", "yaounde"} {
+		if n := l.queryInt(s, `SELECT count(*) FROM pg_publication`) + l.queryInt(s, `SELECT count(*) FROM pg_subscription`) +
+			l.queryInt(s, `SELECT count(*) FROM pg_class WHERE relname IN ('orders', 'customers')`); n != 0 {
+			t.Errorf("%s: %d objects were created", s, n)
+		}
+	}
+	if s := fmt.Sprint(p.Err()); strings.Contains(s, "s3cret") {
+		t.Errorf("the error shows the password: %s", s)
+	}
+}
+
+// TestLabBadTable: a table whose replica identity does not cover the owner column
+// is refused at plan time, by name, and the schema dry run leaves nothing behind.
+func TestLabBadTable(t *testing.T) {
+	ctx := context.Background()
+	l := startLab(t)
+	l.edit("schema.sql", func(s string) string {
+		return s + "CREATE TABLE IF NOT EXISTS ledger (id uuid PRIMARY KEY, site text NOT NULL, amount int);\n"
+	})
+	l.addTable("ledger")
+	l.load()
+	p := l.plan(ctx)
+	if len(p.Changes) != 0 {
+		t.Fatalf("no changes expected: %v", stepNames(p))
+	}
+	for _, s := range l.topo.SiteNames() {
+		e := p.Errors[s]
+		if e == nil || !strings.Contains(e.Error(), "table public.ledger cannot be replicated") || !strings.Contains(e.Error(), "does not include the owner column site") {
+			t.Errorf("%s: error = %v", s, e)
+		}
+		if n := l.queryInt(s, `SELECT count(*) FROM pg_class WHERE relname IN ('orders', 'customers', 'ledger')`); n != 0 {
+			t.Errorf("%s: the dry run left %d tables", s, n)
+		}
+	}
+}

@@ -1,0 +1,416 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sitectl/sitectl/internal/progress"
+	"github.com/sitectl/sitectl/plan"
+	"github.com/sitectl/sitectl/sites"
+)
+
+// Options tune planning and applying.
+type Options struct {
+	// Wait bounds how long a subscription step waits for its publisher's
+	// publication (default 2m): when sites deploy in parallel, the publisher's
+	// publication step may still be running.
+	Wait time.Duration
+}
+
+// Planned is the replication plan of every site.
+type Planned struct {
+	Changes map[string][]Change `json:"-"`
+	// Errors holds, per site, why it cannot be planned. When any site has one, no
+	// site gets changes: replication objects span sites, and a half-made flow is
+	// worse than none.
+	Errors map[string]error `json:"-"`
+	sess   *Session
+	opts   Options
+}
+
+// Steps returns the site's plan steps, in apply order, with their Apply functions.
+func (p *Planned) Steps(site string) []plan.Step {
+	var out []plan.Step
+	for _, c := range p.Changes[site] {
+		out = append(out, c.Step)
+	}
+	return out
+}
+
+// Count is the number of changes over every site.
+func (p *Planned) Count() int {
+	n := 0
+	for _, cs := range p.Changes {
+		n += len(cs)
+	}
+	return n
+}
+
+// Err joins the sites' planning errors, sorted by site.
+func (p *Planned) Err() error {
+	var errs []error
+	for _, s := range sortedKeys(p.Errors) {
+		errs = append(errs, p.Errors[s])
+	}
+	return errors.Join(errs...)
+}
+
+// Plan reads every replicating site (all of them, before anything is decided) and
+// computes the steps that bring each to the topology's desired state. A site that
+// cannot be reached or whose tables cannot replicate stops the whole plan: every
+// site's entry in Errors says which site and why.
+func Plan(ctx context.Context, topo *sites.Topology, sess *Session, opts Options) (*Planned, error) {
+	if opts.Wait == 0 {
+		opts.Wait = 2 * time.Minute
+	}
+	p := &Planned{Changes: map[string][]Change{}, Errors: map[string]error{}, sess: sess, opts: opts}
+	d, err := Desire(topo)
+	if err != nil {
+		return nil, err
+	}
+	if len(d.SiteNames()) == 0 {
+		return p, nil
+	}
+	lives, errs := readAll(ctx, sess, d)
+	ex := Extras{Copies: map[string]map[string]int64{}, Conflicts: map[string]*Conflict{}, Schema: map[string]string{}}
+	for _, name := range sortedKeys(lives) {
+		if err := checkSite(ctx, topo, sess, d, lives[name], ex); err != nil {
+			errs[name] = err
+		}
+	}
+	if len(errs) == 0 {
+		if err := readExtras(ctx, sess, d, lives, ex); err != nil {
+			return nil, err
+		}
+	}
+	if len(errs) > 0 {
+		var bad []string
+		for _, s := range sortedKeys(errs) {
+			bad = append(bad, s)
+		}
+		for _, s := range d.SiteNames() {
+			if e := errs[s]; e != nil {
+				p.Errors[s] = e
+			} else {
+				p.Errors[s] = fmt.Errorf("replication not planned: %s cannot be planned (see its error); nothing is changed on any site until every site is ready", strings.Join(bad, ", "))
+			}
+		}
+		return p, nil
+	}
+	p.Changes = Diff(d, lives, ex)
+	for site, cs := range p.Changes {
+		for i := range cs {
+			op := cs[i].Op
+			if op.Kind == "blocked" {
+				continue
+			}
+			cs[i].Step.Apply = func(ctx context.Context) error { return p.apply(ctx, topo, op) }
+		}
+		p.Changes[site] = cs
+	}
+	return p, nil
+}
+
+// checkSite checks the server settings and the replicated tables, and decides
+// whether the schema file must be applied.
+func checkSite(ctx context.Context, topo *sites.Topology, sess *Session, d *Desired, live *Live, ex Extras) error {
+	site := topo.Site(live.Site)
+	if live.Version < 150000 {
+		return fmt.Errorf("%s: PostgreSQL %d is too old: row filters and disable_on_error need 15 or later", live.Site, live.Version/10000)
+	}
+	if wl := live.Settings["wal_level"]; wl != "logical" {
+		return fmt.Errorf("%s: wal_level is %s; replication needs logical: redeploy the postgres stack (it passes postgres.ServerSettings) and restart the server", live.Site, wl)
+	}
+	schema, err := LoadSchema(topo, site)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for _, t := range d.Tables {
+		if live.Tables[t] == nil {
+			missing = append(missing, t)
+		}
+	}
+	why := ""
+	switch {
+	case schema == nil && len(missing) > 0:
+		return fmt.Errorf("%s: tables %s do not exist and no postgres.schema_file creates them", live.Site, strings.Join(missing, ", "))
+	case schema == nil:
+	case len(missing) > 0:
+		why = fmt.Sprintf("apply %s (sha256 %.12s): creates %s", site.Postgres.SchemaFile, schema.SHA256, strings.Join(missing, ", "))
+	case live.SchemaSHA != schema.SHA256:
+		why = fmt.Sprintf("apply %s (sha256 %.12s → %.12s)", site.Postgres.SchemaFile, orNone(live.SchemaSHA), schema.SHA256)
+	}
+	if why != "" {
+		pool, err := sess.Pool(ctx, live.Site)
+		if err != nil {
+			return err
+		}
+		if err := schema.DryRun(ctx, pool, d.Tables); err != nil {
+			return fmt.Errorf("%s: %w (tried in a transaction that was rolled back; fix %s)", live.Site, err, site.Postgres.SchemaFile)
+		}
+		ex.Schema[live.Site] = why
+		return nil
+	}
+	var errs []error
+	for _, t := range d.Tables {
+		if err := live.Tables[t].Check(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s: %w", live.Site, errors.Join(errs...))
+	}
+	return nil
+}
+
+// readExtras reads what the diff needs beyond the catalogs.
+func readExtras(ctx context.Context, sess *Session, d *Desired, lives map[string]*Live, ex Extras) error {
+	for _, site := range sortedKeys(d.Subscriptions) {
+		for i := range d.Subscriptions[site] {
+			s := &d.Subscriptions[site][i]
+			live := lives[site].Subscriptions[s.Name]
+			subPool, err := sess.Pool(ctx, site)
+			if err != nil {
+				return err
+			}
+			// Earlier copies of rows the subscription is about to copy: every table of a
+			// new subscription, the added tables of an existing one.
+			counts := map[string]int64{}
+			for _, t := range s.Tables {
+				if lives[site].Tables[t] == nil {
+					continue
+				}
+				if _, has := live.tableState(t); has {
+					continue
+				}
+				var n int64
+				if err := subPool.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s WHERE %s", quoteTable(t), s.Flow.Filter)).Scan(&n); err != nil {
+					return fmt.Errorf("%s: count earlier copies in %s: %w", site, t, err)
+				}
+				counts[t] = n
+			}
+			ex.Copies[s.Name] = counts
+			if live == nil || live.Enabled {
+				continue
+			}
+			pubPool, err := sess.Pool(ctx, s.Flow.From)
+			if err != nil {
+				return err
+			}
+			if lives[s.Flow.From].Slots[s.Name] == nil {
+				continue
+			}
+			pend, err := FindConflict(ctx, pubPool, subPool, s, live.OID)
+			if err != nil {
+				return fmt.Errorf("%s: look for the conflict that disabled %s: %w", site, s.Name, err)
+			}
+			if pend != nil && pend.Conflict != nil {
+				ex.Conflicts[s.Name] = pend.Conflict
+			}
+		}
+	}
+	return nil
+}
+
+// Apply applies every site's changes phase by phase across the sites: the schema
+// everywhere, then publications, then subscriptions, then removals. The first
+// error stops it.
+func (p *Planned) Apply(ctx context.Context, pr *progress.Printer) error {
+	if err := p.Err(); err != nil {
+		return err
+	}
+	var all []Change
+	for _, site := range sortedKeys(p.Changes) {
+		all = append(all, p.Changes[site]...)
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Op.Phase < all[j].Op.Phase })
+	for _, c := range all {
+		if c.Step.Apply == nil {
+			continue
+		}
+		done := pr.Step("%s: %s", c.Step.Site, c.Step)
+		err := c.Step.Apply(ctx)
+		done(err)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error {
+	pool, err := p.sess.Pool(ctx, op.Site)
+	if err != nil {
+		return err
+	}
+	what := strings.ReplaceAll(op.Kind, "-", " ")
+	if op.Object != "" {
+		what += " " + op.Object
+	} else if op.Publication != nil {
+		what += " " + op.Publication.Name
+	} else if op.Subscription != nil {
+		what += " " + op.Subscription.Name
+	}
+	fail := func(err error) error { return fmt.Errorf("%s: %s: %w", op.Site, what, err) }
+	switch op.Kind {
+	case "schema":
+		schema, err := LoadSchema(topo, topo.Site(op.Site))
+		if err != nil {
+			return fail(err)
+		}
+		d, err := Desire(topo)
+		if err != nil {
+			return fail(err)
+		}
+		if err := schema.Apply(ctx, pool, d.Tables); err != nil {
+			return fail(err)
+		}
+		return nil
+	case "drop-slot":
+		if err := dropSlot(ctx, pool, op.Object); err != nil {
+			return fail(err)
+		}
+		return nil
+	case "create-subscription", "alter-subscription":
+		if err := p.waitPublisher(ctx, op); err != nil {
+			return fail(err)
+		}
+	}
+	if err := execAll(ctx, pool, op.Statements); err != nil {
+		return fail(err)
+	}
+	s := op.Subscription
+	if s == nil {
+		return nil
+	}
+	q := quoteIdent(s.Name)
+	{
+		for _, t := range sortedKeys(op.ClearCopies) {
+			if _, err := pool.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE %s", quoteTable(t), s.Flow.Filter)); err != nil {
+				return fail(fmt.Errorf("clear earlier copies in %s: %w", t, err))
+			}
+		}
+	}
+	if op.Kind == "create-subscription" || op.SetConnection {
+		conninfo, err := s.Conn.Render()
+		if err != nil {
+			return fail(err)
+		}
+		stmt := fmt.Sprintf("ALTER SUBSCRIPTION %s CONNECTION %s", q, quoteLiteral(conninfo))
+		if op.Kind == "create-subscription" {
+			stmt = fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (disable_on_error = true, copy_data = true, create_slot = true, slot_name = %s, enabled = true)",
+				q, quoteLiteral(conninfo), quoteIdent(s.Publication), quoteLiteral(s.Name))
+		}
+		if _, err := pool.Exec(ctx, stmt, pgx.QueryExecModeSimpleProtocol); err != nil {
+			// The statement holds the password: report the error only, never the SQL.
+			return fail(redactErr(err))
+		}
+	}
+	if op.Enable {
+		if _, err := pool.Exec(ctx, "ALTER SUBSCRIPTION "+q+" ENABLE", pgx.QueryExecModeSimpleProtocol); err != nil {
+			return fail(err)
+		}
+	}
+	if op.Refresh {
+		if _, err := pool.Exec(ctx, "ALTER SUBSCRIPTION "+q+" REFRESH PUBLICATION WITH (copy_data = true)", pgx.QueryExecModeSimpleProtocol); err != nil {
+			return fail(err)
+		}
+	}
+	return nil
+}
+
+func execAll(ctx context.Context, pool *pgxpool.Pool, stmts []string) error {
+	for _, s := range stmts {
+		if _, err := pool.Exec(ctx, s, pgx.QueryExecModeSimpleProtocol); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitPublisher waits until the publisher's publication carries the subscription's
+// tables and, for a new subscription, until no stale slot of its name is left.
+func (p *Planned) waitPublisher(ctx context.Context, op Op) error {
+	s := op.Subscription
+	ctx, cancel := context.WithTimeout(ctx, p.opts.Wait)
+	defer cancel()
+	var last error
+	for {
+		last = p.publisherReady(ctx, s, op.Kind == "create-subscription")
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waited %s for %s: %w (deploy %s: its publications come before subscriptions)", p.opts.Wait, s.Flow.From, last, s.Flow.From)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (p *Planned) publisherReady(ctx context.Context, s *Subscription, noSlot bool) error {
+	pool, err := p.sess.Pool(ctx, s.Flow.From)
+	if err != nil {
+		return err
+	}
+	rows, err := pool.Query(ctx, `SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1`, s.Publication)
+	if err != nil {
+		return err
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	sort.Strings(got)
+	if strings.Join(got, ",") != strings.Join(s.Tables, ",") {
+		return fmt.Errorf("publication %s carries [%s], not yet [%s]", s.Publication, strings.Join(got, ", "), strings.Join(s.Tables, ", "))
+	}
+	if noSlot {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, s.Name).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("stale slot %s is still there", s.Name)
+		}
+	}
+	return nil
+}
+
+// tableState is the table's sync state in the subscription (nil-safe).
+func (s *LiveSubscription) tableState(t string) (string, bool) {
+	if s == nil {
+		return "", false
+	}
+	st, ok := s.Tables[t]
+	return st, ok
+}
+
+// dropSlot stops the slot's walsender, if any, and drops it.
+func dropSlot(ctx context.Context, pool *pgxpool.Pool, name string) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, name); err != nil {
+			return err
+		}
+		_, err := pool.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, name)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// redactErr keeps a server error's message but drops anything that could echo a
+// connection string.
+func redactErr(err error) error {
+	return errors.New(Redact(err.Error()))
+}
