@@ -1,0 +1,246 @@
+package kong
+
+import (
+	"bytes"
+	"fmt"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sitectl/sitectl/sites"
+	"github.com/sitectl/sitectl/stacks/monitoring/targets"
+)
+
+// The subset of Kong's declarative format (_format_version 3.0) sitectl writes.
+// Field names are Kong's; Validate checks a file against the format independently.
+type declarative struct {
+	FormatVersion string     `yaml:"_format_version"`
+	Transform     bool       `yaml:"_transform"`
+	Services      []service  `yaml:"services"`
+	Upstreams     []upstream `yaml:"upstreams"`
+	Plugins       []plugin   `yaml:"plugins"`
+}
+
+type service struct {
+	Name           string   `yaml:"name"`
+	Protocol       string   `yaml:"protocol"`
+	Host           string   `yaml:"host"`
+	Port           int      `yaml:"port"`
+	Retries        int      `yaml:"retries"`
+	ConnectTimeout int      `yaml:"connect_timeout"`
+	ReadTimeout    int      `yaml:"read_timeout"`
+	WriteTimeout   int      `yaml:"write_timeout"`
+	TLSVerify      *bool    `yaml:"tls_verify,omitempty"`
+	Tags           []string `yaml:"tags"`
+	Routes         []route  `yaml:"routes"`
+	Plugins        []plugin `yaml:"plugins,omitempty"`
+}
+
+type route struct {
+	Name                    string   `yaml:"name"`
+	Paths                   []string `yaml:"paths"`
+	Protocols               []string `yaml:"protocols"`
+	StripPath               bool     `yaml:"strip_path"`
+	PreserveHost            bool     `yaml:"preserve_host"`
+	HTTPSRedirectStatusCode int      `yaml:"https_redirect_status_code"`
+	Tags                    []string `yaml:"tags"`
+}
+
+type upstream struct {
+	Name         string       `yaml:"name"`
+	Algorithm    string       `yaml:"algorithm"`
+	Healthchecks healthchecks `yaml:"healthchecks"`
+	Tags         []string     `yaml:"tags"`
+	Targets      []target     `yaml:"targets"`
+}
+
+type target struct {
+	Target string   `yaml:"target"`
+	Weight int      `yaml:"weight"`
+	Tags   []string `yaml:"tags"`
+}
+
+type healthchecks struct {
+	Threshold int     `yaml:"threshold"`
+	Active    active  `yaml:"active"`
+	Passive   passive `yaml:"passive"`
+}
+
+type active struct {
+	Type                   string    `yaml:"type"`
+	HTTPPath               string    `yaml:"http_path"`
+	Timeout                int       `yaml:"timeout"`
+	Concurrency            int       `yaml:"concurrency"`
+	HTTPSVerifyCertificate bool      `yaml:"https_verify_certificate"`
+	Healthy                healthy   `yaml:"healthy"`
+	Unhealthy              unhealthy `yaml:"unhealthy"`
+}
+
+type passive struct {
+	Type      string    `yaml:"type"`
+	Healthy   healthy   `yaml:"healthy"`
+	Unhealthy unhealthy `yaml:"unhealthy"`
+}
+
+type healthy struct {
+	Interval     *int  `yaml:"interval,omitempty"`
+	HTTPStatuses []int `yaml:"http_statuses"`
+	Successes    int   `yaml:"successes"`
+}
+
+type unhealthy struct {
+	Interval     *int  `yaml:"interval,omitempty"`
+	HTTPStatuses []int `yaml:"http_statuses"`
+	TCPFailures  int   `yaml:"tcp_failures"`
+	Timeouts     int   `yaml:"timeouts"`
+	HTTPFailures int   `yaml:"http_failures"`
+}
+
+type plugin struct {
+	Name   string         `yaml:"name"`
+	Config map[string]any `yaml:"config"`
+	Tags   []string       `yaml:"tags"`
+}
+
+// Upstream names (Kong resolves a service's host against upstream names first).
+const (
+	apiUpstream   = "django-api.local"
+	adminUpstream = "admin.hub"
+)
+
+// Config generates kong.yml for site:
+//   - /api → the site's own django-api (upstream django-api.local; with a canary,
+//     weighted between the stable and the canary service);
+//   - /admin → the hub's admin only: at the hub the local django-api, at a spoke the
+//     hub's Kong nodes over the tunnel (HTTPS on their LAN addresses);
+//   - active + passive health checks on every upstream, rate limiting per route's
+//     service, correlation-id (X-Request-ID) and prometheus plugins globally.
+//
+// Other sites' django-api are deliberately not backup targets of /api: Kong OSS 3.x
+// upstreams have no backup/failover targets (that is Enterprise 3.12+), so a remote
+// target would take a share of every request across the WAN, and a site is its own
+// failure domain (DESIGN.md decision 1): when its API is down the gateway answers 503
+// and the operator's DNS/anycast moves clients, not Kong.
+func Config(topo *sites.Topology, site *sites.Site) ([]byte, error) {
+	s, err := ReadSettings(topo, site)
+	if err != nil {
+		return nil, err
+	}
+	hub := topo.HubSite()
+	if hub == nil {
+		return nil, fmt.Errorf("kong at %s: the topology has no hub site; /admin routes to the hub's admin", site.Name)
+	}
+	tags := []string{"sitectl", "site-" + site.Name}
+	d := declarative{FormatVersion: "3.0", Transform: true}
+
+	apiTargets := []target{{Target: targets.Addr(s.APIService, s.APIPort), Weight: 100, Tags: tags}}
+	if s.Canary.Enabled {
+		stable, canary := canaryWeights(site, s)
+		apiTargets = []target{
+			{Target: targets.Addr(s.APIService, s.APIPort), Weight: stable, Tags: append(clone(tags), "stable")},
+			{Target: targets.Addr(s.Canary.Service, s.Canary.Port), Weight: canary, Tags: append(clone(tags), "canary")},
+		}
+	}
+	d.Upstreams = append(d.Upstreams, upstream{
+		Name: apiUpstream, Algorithm: "round-robin", Tags: tags,
+		Healthchecks: checks("http", s.HealthPath, []int{200}),
+		Targets:      apiTargets,
+	})
+	d.Services = append(d.Services, service{
+		Name: "api", Protocol: "http", Host: apiUpstream, Port: s.APIPort,
+		Retries: 2, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags,
+		Routes:  []route{httpsRoute("api", "/api", tags)},
+		Plugins: []plugin{rateLimit(s.APIPerMinute, tags)},
+	})
+
+	admin := service{
+		Name: "admin", Retries: 1, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags,
+		Routes:  []route{httpsRoute("admin", "/admin", tags)},
+		Plugins: []plugin{rateLimit(s.AdminPerMinute, tags)},
+	}
+	if site.IsHub() {
+		admin.Protocol, admin.Host, admin.Port = "http", apiUpstream, s.APIPort
+	} else {
+		hs, err := ReadSettings(topo, hub)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := targets.Matching(hub, hs.Constraints)
+		if err != nil {
+			return nil, fmt.Errorf("kong at %s: /admin goes to the hub's Kong: %w", site.Name, err)
+		}
+		no := false
+		admin.Protocol, admin.Host, admin.Port, admin.TLSVerify = "https", adminUpstream, hs.HTTPSPort, &no
+		up := upstream{Name: adminUpstream, Algorithm: "round-robin", Tags: tags,
+			Healthchecks: checks("https", s.AdminHealthPath, []int{200, 301, 302})}
+		for _, n := range nodes {
+			up.Targets = append(up.Targets, target{Target: targets.Addr(n.Address, hs.HTTPSPort), Weight: 100, Tags: append(clone(tags), "hub-"+hub.Name)})
+		}
+		d.Upstreams = append(d.Upstreams, up)
+	}
+	d.Services = append(d.Services, admin)
+
+	d.Plugins = []plugin{
+		{Name: "correlation-id", Tags: tags, Config: map[string]any{
+			"header_name": "X-Request-ID", "generator": "uuid#counter", "echo_downstream": true}},
+		{Name: "prometheus", Tags: tags, Config: map[string]any{
+			"status_code_metrics": true, "latency_metrics": true,
+			"upstream_health_metrics": true, "bandwidth_metrics": false, "per_consumer": false}},
+	}
+
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# kong.yml for %s (%s), generated by sitectl from the topology; do not edit.\n", site.Name, site.Env)
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(d); err != nil {
+		return nil, fmt.Errorf("kong at %s: encode kong.yml: %w", site.Name, err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	if err := Validate(b.Bytes()); err != nil {
+		return nil, fmt.Errorf("kong at %s: generated kong.yml is invalid (a sitectl bug): %w", site.Name, err)
+	}
+	return b.Bytes(), nil
+}
+
+// canaryWeights returns per-target weights so that requests split
+// (100-weight):weight. Kong gives every address a hostname resolves to the target's
+// full weight; with endpoint_mode dnsrr a service name resolves to one address per
+// task, so the weights are scaled by the other side's replica count. With vip the
+// name is one virtual IP and the weights are the percentages themselves.
+func canaryWeights(site *sites.Site, s Settings) (stable, canary int) {
+	if site.Deploy.EndpointMode == "dnsrr" {
+		return (100 - s.Canary.Weight) * s.Canary.Replicas, s.Canary.Weight * s.APIReplicas
+	}
+	return 100 - s.Canary.Weight, s.Canary.Weight
+}
+
+func checks(typ, path string, ok []int) healthchecks {
+	five := 5
+	return healthchecks{
+		Threshold: 0,
+		Active: active{
+			Type: typ, HTTPPath: path, Timeout: 2, Concurrency: 4,
+			Healthy:   healthy{Interval: &five, HTTPStatuses: ok, Successes: 2},
+			Unhealthy: unhealthy{Interval: &five, HTTPStatuses: []int{429, 500, 502, 503, 504}, TCPFailures: 2, Timeouts: 3, HTTPFailures: 3},
+		},
+		Passive: passive{
+			Type:      typ,
+			Healthy:   healthy{HTTPStatuses: []int{200, 201, 202, 204, 301, 302, 304}, Successes: 10},
+			Unhealthy: unhealthy{HTTPStatuses: []int{500, 502, 503, 504}, TCPFailures: 2, Timeouts: 3, HTTPFailures: 5},
+		},
+	}
+}
+
+// httpsRoute matches path over HTTPS only; a plain-HTTP request gets a 308 to HTTPS.
+func httpsRoute(name, path string, tags []string) route {
+	return route{Name: name, Paths: []string{path}, Protocols: []string{"https"},
+		StripPath: false, PreserveHost: true, HTTPSRedirectStatusCode: 308, Tags: tags}
+}
+
+func rateLimit(perMinute int, tags []string) plugin {
+	return plugin{Name: "rate-limiting", Tags: tags, Config: map[string]any{
+		"minute": perMinute, "policy": "local", "limit_by": "ip", "fault_tolerant": true}}
+}
+
+func clone(s []string) []string { return append([]string(nil), s...) }

@@ -1,0 +1,67 @@
+// Package kong is the kong stack: a DB-less Kong gateway per site whose declarative
+// kong.yml is generated from the topology (routes, upstreams with health checks,
+// rate limiting, request ids, a weighted canary) and whose TLS certificate comes
+// from Docker secrets. The gateway adds TLS and routing in front of a django-api
+// that knows nothing about either.
+package kong
+
+import (
+	_ "embed"
+	"fmt"
+
+	"github.com/sitectl/sitectl/stacks"
+	"github.com/sitectl/sitectl/stacks/monitoring/targets"
+)
+
+// Name is the stack's name (its folder under stacks/).
+const Name = "kong"
+
+//go:embed compose.yml.tmpl
+var composeTemplate []byte
+
+func init() { stacks.Register(Stack{}) }
+
+// Stack renders the kong stack.
+type Stack struct{}
+
+// Name implements stacks.Stack.
+func (Stack) Name() string { return Name }
+
+// composeData is what compose.yml.tmpl sees as .Extra.
+type composeData struct {
+	Settings
+	Constraints []string
+	ShipLogs    bool
+	GELFPort    int
+	StatusPort  int
+}
+
+// Render implements stacks.Stack: compose.yml plus kong.yml.
+func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
+	s, err := ReadSettings(in.Topo, in.Site)
+	if err != nil {
+		return stacks.Rendered{}, err
+	}
+	if _, err := targets.Matching(in.Site, s.Constraints); err != nil {
+		return stacks.Rendered{}, fmt.Errorf("kong at %s: %w (values.kong.constraints)", in.Site.Name, err)
+	}
+	for _, name := range []string{s.TLSCert, s.TLSKey} {
+		if _, ok := in.Site.Secrets[name]; !ok {
+			return stacks.Rendered{}, fmt.Errorf("kong at %s: TLS needs the secret %q, which the site does not name: add secrets.%s: {env: VAR} or {file: /path} to %s.yaml or defaults.yaml", in.Site.Name, name, name, in.Site.Name)
+		}
+	}
+	conf, err := Config(in.Topo, in.Site)
+	if err != nil {
+		return stacks.Rendered{}, err
+	}
+	compose, err := stacks.ExecTemplate("kong/compose.yml.tmpl", composeTemplate, stacks.TemplateData{
+		Site: in.Site, Topo: in.Topo, Env: in.Env(), Stack: Name,
+		Values: stacks.Values(in, Name, nil),
+		Extra: composeData{Settings: s, Constraints: s.Constraints,
+			ShipLogs: in.Site.HasStack("elk"), GELFPort: targets.LogstashGELFPort, StatusPort: targets.KongStatusPort},
+	})
+	if err != nil {
+		return stacks.Rendered{}, err
+	}
+	return stacks.Rendered{Stack: Name, Compose: compose, Files: map[string][]byte{"kong.yml": conf}}, nil
+}

@@ -1,0 +1,230 @@
+package kong_test
+
+import (
+	"flag"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sitectl/sitectl/stacks"
+	"github.com/sitectl/sitectl/stacks/kong"
+	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func render(t *testing.T, env, site string, set ...string) stacks.Rendered {
+	t.Helper()
+	topo := stacktest.Load(t, env, set...)
+	s := topo.Site(site)
+	r, err := kong.Stack{}.Render(stacks.Input{Topo: topo, Site: s})
+	if err != nil {
+		t.Fatalf("render kong for %s/%s: %v", site, env, err)
+	}
+	return r
+}
+
+// TestRenderGolden renders kong for every site and environment: the compose file
+// loads with docker/cli's loader, kong.yml validates, and both match their goldens.
+func TestRenderGolden(t *testing.T) {
+	for _, env := range stacktest.Envs {
+		topo := stacktest.Load(t, env)
+		for _, s := range topo.Sites {
+			t.Run(s.Name+"/"+env, func(t *testing.T) {
+				r, err := kong.Stack{}.Render(stacks.Input{Topo: topo, Site: s})
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg := stacktest.LoadCompose(t, r)
+				svc := cfg.Services[0]
+				if svc.Deploy.EndpointMode != s.Deploy.EndpointMode {
+					t.Errorf("endpoint_mode %q, site says %q", svc.Deploy.EndpointMode, s.Deploy.EndpointMode)
+				}
+				if got := svc.Ports[0].Mode; got != s.Deploy.PublishMode {
+					t.Errorf("proxy port mode %q, site says %q", got, s.Deploy.PublishMode)
+				}
+				if err := kong.Validate(r.Files["kong.yml"]); err != nil {
+					t.Fatal(err)
+				}
+				stacktest.Golden(t, *update, env+"/"+s.Name+"/compose.yml", r.Compose)
+				stacktest.Golden(t, *update, env+"/"+s.Name+"/kong.yml", r.Files["kong.yml"])
+			})
+		}
+	}
+}
+
+type decl struct {
+	Services []struct {
+		Name     string
+		Protocol string
+		Host     string
+		Port     int
+		Routes   []struct{ Paths []string }
+	}
+	Upstreams []struct {
+		Name    string
+		Targets []struct {
+			Target string
+			Weight int
+		}
+		Healthchecks struct {
+			Active struct {
+				Type     string
+				HTTPPath string `yaml:"http_path"`
+			}
+			Passive struct{ Type string }
+		}
+	}
+	Plugins []struct{ Name string }
+}
+
+func parse(t *testing.T, b []byte) decl {
+	t.Helper()
+	var d decl
+	if err := yaml.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestRouting checks what kong.yml promises per site: /api goes to the site's own
+// django-api, /admin to the hub (locally at the hub, over the tunnel to the hub's
+// Kong node addresses from a spoke), health checks and plugins are on.
+func TestRouting(t *testing.T) {
+	topo := stacktest.Load(t, "production")
+	hub := topo.HubSite()
+	for _, s := range topo.Sites {
+		d := parse(t, render(t, "production", s.Name).Files["kong.yml"])
+		ups := map[string][]string{}
+		for _, u := range d.Upstreams {
+			for _, tg := range u.Targets {
+				ups[u.Name] = append(ups[u.Name], tg.Target)
+			}
+			if u.Healthchecks.Active.Type == "" || u.Healthchecks.Passive.Type == "" || u.Healthchecks.Active.HTTPPath == "" {
+				t.Errorf("%s: upstream %s lacks active or passive health checks", s.Name, u.Name)
+			}
+		}
+		svcs := map[string]string{}
+		for _, sv := range d.Services {
+			svcs[sv.Routes[0].Paths[0]] = sv.Host
+		}
+		if got := ups[svcs["/api"]]; len(got) != 1 || got[0] != "django-api_api:8000" {
+			t.Errorf("%s: /api targets %v, want the site's own django-api only", s.Name, got)
+		}
+		admin := ups[svcs["/admin"]]
+		if s.IsHub() {
+			if svcs["/admin"] != svcs["/api"] {
+				t.Errorf("hub %s: /admin should go to its local django-api, goes to %s", s.Name, svcs["/admin"])
+			}
+		} else {
+			nodes, err := kong.Nodes(topo, hub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(admin) != len(nodes) {
+				t.Fatalf("%s: /admin targets %v, want the hub's %d Kong nodes", s.Name, admin, len(nodes))
+			}
+			for i, n := range nodes {
+				if !strings.HasPrefix(admin[i], n.Address+":") {
+					t.Errorf("%s: /admin target %s is not the hub node %s", s.Name, admin[i], n.Address)
+				}
+			}
+		}
+		var plugins []string
+		for _, p := range d.Plugins {
+			plugins = append(plugins, p.Name)
+		}
+		if strings.Join(plugins, ",") != "correlation-id,prometheus" {
+			t.Errorf("%s: global plugins %v", s.Name, plugins)
+		}
+	}
+}
+
+// TestCanary: values.kong.canary splits /api by weight, and with dnsrr (one address
+// per task) the weights are scaled by replica counts so requests still split as set.
+func TestCanary(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		env              string
+		set              []string
+		stableW, canaryW int
+		stableN, canaryN int // addresses each target resolves to
+		share            float64
+	}{
+		{"vip-90-10", "production", []string{"douala:values.kong.canary.enabled=true"}, 90, 10, 1, 1, 0.10},
+		{"vip-75-25", "production", []string{"douala:values.kong.canary.enabled=true", "douala:values.kong.canary.weight=25"}, 75, 25, 1, 1, 0.25},
+		// dnsrr: django-api 2 tasks, canary 1: 90 per stable task (x2) against 20 for
+		// the one canary task = 180:20 = 90:10.
+		{"dnsrr-90-10", "lab", []string{"douala:values.kong.canary.enabled=true", "douala:values.django-api.replicas=2"}, 90, 20, 2, 1, 0.10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := render(t, tc.env, "douala", tc.set...)
+			if err := kong.Validate(r.Files["kong.yml"]); err != nil {
+				t.Fatal(err)
+			}
+			d := parse(t, r.Files["kong.yml"])
+			var w []int
+			for _, u := range d.Upstreams {
+				if u.Name == "django-api.local" {
+					for _, tg := range u.Targets {
+						w = append(w, tg.Weight)
+					}
+				}
+			}
+			if len(w) != 2 || w[0] != tc.stableW || w[1] != tc.canaryW {
+				t.Fatalf("weights %v, want [%d %d]", w, tc.stableW, tc.canaryW)
+			}
+			share := float64(w[1]*tc.canaryN) / float64(w[0]*tc.stableN+w[1]*tc.canaryN)
+			if share < tc.share-1e-9 || share > tc.share+1e-9 {
+				t.Errorf("canary share %.3f, want %.2f", share, tc.share)
+			}
+			stacktest.Golden(t, *update, "canary/"+tc.name+".kong.yml", r.Files["kong.yml"])
+		})
+	}
+	// A weight outside 1..99 is refused with the key named.
+	topo := stacktest.Load(t, "production", "douala:values.kong.canary.enabled=true", "douala:values.kong.canary.weight=0")
+	_, err := kong.Stack{}.Render(stacks.Input{Topo: topo, Site: topo.Site("douala")})
+	if err == nil || !strings.Contains(err.Error(), "values.kong.canary.weight") {
+		t.Fatalf("weight 0: error %v, want one naming values.kong.canary.weight", err)
+	}
+}
+
+// TestValidateRejects: the validator catches what a hand edit or a generator bug
+// would break: unknown fields, bad enums, dangling references, duplicates.
+func TestValidateRejects(t *testing.T) {
+	good := render(t, "production", "douala").Files["kong.yml"]
+	if err := kong.Validate(good); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, from, to, want string }{
+		{"unknown field", "    retries: 2\n", "    retries: 2\n    retry: 3\n", "additional properties"},
+		{"bad algorithm", "algorithm: round-robin", "algorithm: fastest", "algorithm"},
+		{"dangling upstream", "    host: admin.hub\n", "    host: admin.hubb\n", "admin.hub"},
+		{"bad weight", "weight: 100", "weight: 70000", "weight"},
+		{"format version", `_format_version: "3.0"`, `_format_version: "1.1"`, "_format_version"},
+		{"duplicate route path", "          - /admin\n", "          - /api\n", "both match"},
+		{"unknown plugin", "name: correlation-id", "name: correlation-idd", "not a bundled"},
+		{"bad redirect", "https_redirect_status_code: 308", "https_redirect_status_code: 200", "https_redirect_status_code"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := strings.Replace(string(good), tc.from, tc.to, 1)
+			if bad == string(good) {
+				t.Fatalf("mutation %q not applied", tc.from)
+			}
+			err := kong.Validate([]byte(bad))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestMissingSecret: a site that does not name the TLS secret gets one clear error.
+func TestMissingSecret(t *testing.T) {
+	topo := stacktest.Load(t, "dev", "douala:values.kong.tls.cert=no-such-cert")
+	_, err := kong.Stack{}.Render(stacks.Input{Topo: topo, Site: topo.Site("douala")})
+	if err == nil || !strings.Contains(err.Error(), `"no-such-cert"`) || !strings.Contains(err.Error(), "secrets.no-such-cert") {
+		t.Fatalf("error %v, want one naming the secret and the fix", err)
+	}
+}

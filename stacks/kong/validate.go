@@ -1,0 +1,275 @@
+package kong
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+	"gopkg.in/yaml.v3"
+)
+
+//go:embed kong.schema.json
+var schemaJSON []byte
+
+const schemaURL = "https://sitectl.example/schemas/kong-declarative-3.0.json"
+
+var (
+	schemaOnce sync.Once
+	schema     *jsonschema.Schema
+	schemaErr  error
+)
+
+func compiled() (*jsonschema.Schema, error) {
+	schemaOnce.Do(func() {
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(schemaJSON))
+		if err != nil {
+			schemaErr = fmt.Errorf("read kong schema: %w", err)
+			return
+		}
+		c := jsonschema.NewCompiler()
+		if err := c.AddResource(schemaURL, doc); err != nil {
+			schemaErr = fmt.Errorf("load kong schema: %w", err)
+			return
+		}
+		schema, schemaErr = c.Compile(schemaURL)
+	})
+	return schema, schemaErr
+}
+
+// bundledPlugins are Kong 3.6 bundled plugins sitectl may configure.
+var bundledPlugins = map[string]bool{
+	"rate-limiting": true, "correlation-id": true, "prometheus": true, "request-size-limiting": true,
+	"cors": true, "ip-restriction": true, "bot-detection": true, "response-ratelimiting": true,
+}
+
+// Validate checks a kong.yml against Kong's declarative format as sitectl uses it:
+// the JSON schema (entity fields, types, enums: kong.schema.json), then references
+// (every route's service, target's upstream and plugin's service/route resolves;
+// every upstream a service uses exists and has a target with weight; names unique;
+// no two routes claim the same path and protocol; plugins are bundled ones).
+func Validate(data []byte) error {
+	var doc any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("kong.yml is not YAML: %w", err)
+	}
+	j, err := json.Marshal(doc)
+	if err != nil {
+		return fmt.Errorf("kong.yml cannot be read as JSON values: %w", err)
+	}
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(j))
+	if err != nil {
+		return err
+	}
+	sch, err := compiled()
+	if err != nil {
+		return err
+	}
+	if err := sch.Validate(inst); err != nil {
+		var ve *jsonschema.ValidationError
+		if errors.As(err, &ve) {
+			return fmt.Errorf("kong.yml does not match the declarative format:\n%s", flatten(ve))
+		}
+		return err
+	}
+	if probs := references(inst.(map[string]any)); len(probs) > 0 {
+		return fmt.Errorf("kong.yml references do not resolve:\n  %s", strings.Join(probs, "\n  "))
+	}
+	return nil
+}
+
+var printer = message.NewPrinter(language.English)
+
+func flatten(ve *jsonschema.ValidationError) string {
+	seen := map[string]bool{}
+	var lines []string
+	var walk func(e *jsonschema.ValidationError)
+	walk = func(e *jsonschema.ValidationError) {
+		if len(e.Causes) == 0 {
+			l := fmt.Sprintf("  at /%s: %s", strings.Join(e.InstanceLocation, "/"), e.ErrorKind.LocalizedString(printer))
+			if !seen[l] {
+				seen[l] = true
+				lines = append(lines, l)
+			}
+			return
+		}
+		for _, c := range e.Causes {
+			walk(c)
+		}
+	}
+	walk(ve)
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+func list(m map[string]any, key string) []map[string]any {
+	raw, _ := m[key].([]any)
+	out := make([]map[string]any, 0, len(raw))
+	for _, e := range raw {
+		if mm, ok := e.(map[string]any); ok {
+			out = append(out, mm)
+		}
+	}
+	return out
+}
+
+func str(m map[string]any, key string) string { s, _ := m[key].(string); return s }
+
+// refName reads a reference written as "name" or {name: ...}.
+func refName(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case map[string]any:
+		return str(x, "name")
+	}
+	return ""
+}
+
+// references checks what a schema cannot: that names resolve and are unique.
+func references(doc map[string]any) []string {
+	var probs []string
+	bad := func(f string, a ...any) { probs = append(probs, fmt.Sprintf(f, a...)) }
+
+	services := map[string]map[string]any{}
+	routes := map[string]bool{}
+	upstreams := map[string]map[string]any{}
+	type rp struct{ path, proto string }
+	paths := map[rp]string{}
+	var plugins []map[string]any
+	targetsOf := map[string][]map[string]any{}
+
+	addRoute := func(r map[string]any, svc string) {
+		n := str(r, "name")
+		if routes[n] {
+			bad("route %q is defined twice", n)
+		}
+		routes[n] = true
+		protos := []string{"http", "https"}
+		if raw, ok := r["protocols"].([]any); ok {
+			protos = protos[:0]
+			for _, p := range raw {
+				protos = append(protos, fmt.Sprint(p))
+			}
+		}
+		for _, p := range r["paths"].([]any) {
+			for _, proto := range protos {
+				k := rp{fmt.Sprint(p), proto}
+				if other, dup := paths[k]; dup {
+					bad("routes %q and %q both match %s %s", other, n, proto, k.path)
+				}
+				paths[k] = n
+			}
+		}
+		for _, pl := range list(r, "plugins") {
+			pl["route"] = n
+			plugins = append(plugins, pl)
+		}
+		_ = svc
+	}
+	for _, s := range list(doc, "services") {
+		n := str(s, "name")
+		if services[n] != nil {
+			bad("service %q is defined twice", n)
+		}
+		services[n] = s
+		for _, pl := range list(s, "plugins") {
+			pl["service"] = n
+			plugins = append(plugins, pl)
+		}
+	}
+	for _, s := range list(doc, "services") {
+		for _, r := range list(s, "routes") {
+			addRoute(r, str(s, "name"))
+		}
+	}
+	for _, r := range list(doc, "routes") {
+		if svc := refName(r["service"]); services[svc] == nil {
+			bad("route %q: service %q is not defined", str(r, "name"), svc)
+		}
+		if r["paths"] != nil {
+			addRoute(r, refName(r["service"]))
+		}
+	}
+	for _, u := range list(doc, "upstreams") {
+		n := str(u, "name")
+		if upstreams[n] != nil {
+			bad("upstream %q is defined twice", n)
+		}
+		upstreams[n] = u
+		targetsOf[n] = append(targetsOf[n], list(u, "targets")...)
+	}
+	for _, t := range list(doc, "targets") {
+		up := refName(t["upstream"])
+		if upstreams[up] == nil {
+			bad("target %q: upstream %q is not defined", str(t, "target"), up)
+			continue
+		}
+		targetsOf[up] = append(targetsOf[up], t)
+	}
+	used := map[string]bool{}
+	for n, s := range services {
+		if len(list(s, "routes")) == 0 && !routedTopLevel(doc, n) {
+			bad("service %q has no route", n)
+		}
+		if _, ok := upstreams[str(s, "host")]; ok {
+			used[str(s, "host")] = true
+		} else if strings.HasSuffix(str(s, "host"), ".local") || strings.HasSuffix(str(s, "host"), ".hub") {
+			bad("service %q: host %q looks like an upstream name but no upstream has it", n, str(s, "host"))
+		}
+	}
+	for n := range upstreams {
+		if !used[n] {
+			bad("upstream %q is used by no service", n)
+		}
+		seen := map[string]bool{}
+		weight := 0
+		for _, t := range targetsOf[n] {
+			tn := str(t, "target")
+			if seen[tn] {
+				bad("upstream %q: target %q is listed twice", n, tn)
+			}
+			seen[tn] = true
+			if w, ok := t["weight"].(json.Number); ok {
+				if i, err := w.Int64(); err == nil {
+					weight += int(i)
+				}
+			} else if t["weight"] == nil {
+				weight += 100 // Kong's default
+			}
+		}
+		if weight == 0 {
+			bad("upstream %q has no target with a weight above 0: every request would fail", n)
+		}
+	}
+	for _, pl := range append(plugins, list(doc, "plugins")...) {
+		name := str(pl, "name")
+		if !bundledPlugins[name] {
+			bad("plugin %q is not a bundled Kong plugin sitectl configures", name)
+		}
+		if s := refName(pl["service"]); pl["service"] != nil && services[s] == nil {
+			bad("plugin %q: service %q is not defined", name, s)
+		}
+		if r := refName(pl["route"]); pl["route"] != nil && !routes[r] {
+			bad("plugin %q: route %q is not defined", name, r)
+		}
+	}
+	sort.Strings(probs)
+	return probs
+}
+
+func routedTopLevel(doc map[string]any, svc string) bool {
+	for _, r := range list(doc, "routes") {
+		if refName(r["service"]) == svc {
+			return true
+		}
+	}
+	return false
+}

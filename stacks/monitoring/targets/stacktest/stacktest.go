@@ -1,0 +1,201 @@
+// Package stacktest holds what the stack packages' tests share: loading the repo's
+// sites/ for every environment (plus a lab-shaped one), loading a rendered compose
+// file with docker/cli's loader the way the deploy engine does, and golden files.
+package stacktest
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/docker/cli/cli/compose/loader"
+	composetypes "github.com/docker/cli/cli/compose/types"
+
+	"github.com/sitectl/sitectl/sites"
+	"github.com/sitectl/sitectl/stacks"
+)
+
+// Envs are the environments every stack is rendered for: the repo's three, and
+// "lab", the repo's sites with a lab-shaped overlay (dnsrr, host-mode ports, lab
+// images), written by the test so it does not depend on a running lab.
+var Envs = []string{"dev", "staging", "production", "lab"}
+
+// labOverlay is the shape of what `sitectl lab up` writes, without its paths.
+const labOverlay = `all:
+  deploy:
+    endpoint_mode: dnsrr
+    publish_mode: host
+    encryption_exception: lab kernel has no ESP (CONFIG_INET_ESP)
+  networks:
+    edge: {encrypted: false}
+    app: {encrypted: false}
+    data: {encrypted: false}
+  images:
+    kong: sitectl-lab/kong:standin
+    elasticsearch: sitectl-lab/elasticsearch:standin
+    logstash: sitectl-lab/logstash:standin
+    kibana: sitectl-lab/kibana:standin
+    prometheus: sitectl-lab/prometheus:lab
+    grafana: sitectl-lab/grafana:standin
+    node-exporter: sitectl-lab/node-exporter:standin
+    cadvisor: sitectl-lab/cadvisor:standin
+    postgres-exporter: sitectl-lab/postgres-exporter:standin
+`
+
+// ExtraSecrets are the secrets the kong and monitoring stacks need that the repo's
+// defaults may not name yet; tests name them (by environment variable) so renders
+// succeed. Rendered files carry secret names only, never sources or values.
+var ExtraSecrets = []string{
+	"secrets.kong-tls-cert.env=SITECTL_KONG_TLS_CERT",
+	"secrets.kong-tls-key.env=SITECTL_KONG_TLS_KEY",
+	"secrets.grafana-admin-password.env=SITECTL_GRAFANA_ADMIN_PASSWORD",
+}
+
+// RepoRoot walks up from the working directory to the directory holding go.mod.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Load loads the repo's sites/ for env (see Envs), with set as extra --set flags.
+func Load(t testing.TB, env string, set ...string) *sites.Topology {
+	t.Helper()
+	src := filepath.Join(RepoRoot(t), "sites")
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, sites.EnvDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() || !(strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".sql")) {
+			continue
+		}
+		copyFile(t, filepath.Join(src, e.Name()), filepath.Join(dir, e.Name()))
+	}
+	for _, e := range []string{"dev", "staging", "production"} {
+		copyFile(t, filepath.Join(src, sites.EnvDir, e+".yaml"), filepath.Join(dir, sites.EnvDir, e+".yaml"))
+	}
+	if err := os.WriteFile(filepath.Join(dir, sites.EnvDir, "lab.yaml"), []byte(labOverlay), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	topo, err := sites.Load(sites.Options{Dir: dir, Env: env, Environ: []string{}, Set: append(append([]string{}, ExtraSecrets...), set...)})
+	if err != nil {
+		t.Fatalf("load sites for %s: %v", env, err)
+	}
+	return topo
+}
+
+func copyFile(t testing.TB, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// LoadCompose writes r into a directory and loads its compose file with docker/cli's
+// loader (ParseYAML + Load), as the deploy engine and `docker stack deploy` do. It
+// fails the test when a config's file is not among r.Files.
+func LoadCompose(t testing.TB, r stacks.Rendered) *composetypes.Config {
+	t.Helper()
+	dir := t.TempDir()
+	for name, data := range r.Files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dict, err := loader.ParseYAML(r.Compose)
+	if err != nil {
+		t.Fatalf("%s: compose does not parse: %v\n%s", r.Stack, err, r.Compose)
+	}
+	cfg, err := loader.Load(composetypes.ConfigDetails{
+		WorkingDir:  dir,
+		ConfigFiles: []composetypes.ConfigFile{{Filename: filepath.Join(dir, "compose.yml"), Config: dict}},
+		Environment: map[string]string{},
+	})
+	if err != nil {
+		t.Fatalf("%s: docker/cli's loader refuses the compose file: %v\n%s", r.Stack, err, r.Compose)
+	}
+	for name, c := range cfg.Configs {
+		if c.External.External {
+			continue
+		}
+		rel, err := filepath.Rel(dir, c.File)
+		if err != nil || r.Files[rel] == nil {
+			t.Errorf("%s: config %s names file %s, which the stack did not render", r.Stack, name, c.File)
+		}
+	}
+	return cfg
+}
+
+// Golden compares got with testdata/<name>, or rewrites it when update is set.
+func Golden(t testing.TB, update bool, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file (run go test -update after checking the change):\n%s", path, diff(string(want), string(got)))
+	}
+}
+
+// diff shows the first differing lines.
+func diff(want, got string) string {
+	wl, gl := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	shown := 0
+	for i := 0; i < len(wl) || i < len(gl); i++ {
+		var w, g string
+		if i < len(wl) {
+			w = wl[i]
+		}
+		if i < len(gl) {
+			g = gl[i]
+		}
+		if w != g {
+			b.WriteString("line " + strconv.Itoa(i+1) + ":\n  - " + w + "\n  + " + g + "\n")
+			if shown++; shown >= 8 {
+				break
+			}
+		}
+	}
+	return b.String()
+}
+
