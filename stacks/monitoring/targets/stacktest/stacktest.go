@@ -198,4 +198,3 @@ func diff(want, got string) string {
 	}
 	return b.String()
 }
-
