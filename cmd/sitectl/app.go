@@ -70,6 +70,10 @@ var commands = []func(*globals) *cobra.Command{
 	newConfigCommand,
 	newLabCommand,
 	newCICommand,
+	newReplicationCommand,
+	newPlanCommand,
+	newDeployCommand,
+	newStatusCommand,
 }
 
 // Run runs sitectl with args; only main calls os.Exit.

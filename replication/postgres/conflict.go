@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -60,9 +61,11 @@ func (c *Conflict) keyText() string {
 
 // Pending is what a subscription's slot holds that the subscriber has not applied.
 type Pending struct {
-	Transactions int       `json:"transactions"`
-	Changes      int       `json:"changes"`
-	FirstLSN     string    `json:"first_finish_lsn,omitempty"`
+	Transactions int    `json:"transactions"`
+	Changes      int    `json:"changes"`
+	FirstLSN     string `json:"first_finish_lsn,omitempty"`
+	// OldestCommit is when the oldest waiting transaction committed at the publisher.
+	OldestCommit time.Time `json:"oldest_commit,omitzero"`
 	Conflict     *Conflict `json:"conflict,omitempty"`
 }
 
@@ -116,6 +119,7 @@ func FindConflict(ctx context.Context, pub, sub Querier, s *Subscription, subOID
 		p.Changes += len(tx.changes)
 		if p.FirstLSN == "" {
 			p.FirstLSN = formatLSN(tx.finalLSN)
+			p.OldestCommit = tx.commitTime
 		}
 		if p.Conflict != nil {
 			continue
@@ -190,9 +194,10 @@ func (c change) key() map[string]string {
 }
 
 type txn struct {
-	finalLSN uint64
-	xid      uint32
-	changes  []change
+	finalLSN   uint64
+	commitTime time.Time
+	xid        uint32
+	changes    []change
 }
 
 // decodePgoutput decodes pgoutput protocol version 1 messages (one per row of
@@ -209,8 +214,8 @@ func decodePgoutput(msgs [][]byte) ([]txn, error) {
 		switch m[0] {
 		case 'B':
 			lsn := r.u64()
-			r.u64()
-			out = append(out, txn{finalLSN: lsn, xid: r.u32()})
+			ts := pgEpoch.Add(time.Duration(int64(r.u64())) * time.Microsecond)
+			out = append(out, txn{finalLSN: lsn, commitTime: ts, xid: r.u32()})
 			cur = &out[len(out)-1]
 		case 'C':
 			cur = nil
@@ -336,6 +341,9 @@ func (r *reader) tuple() []*string {
 	}
 	return out
 }
+
+// pgEpoch is where PostgreSQL timestamps count from.
+var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // parseLSN reads "16/B374D848".
 func parseLSN(s string) (uint64, error) {

@@ -63,31 +63,47 @@ type Session struct {
 	topo  *sites.Topology
 	mu    sync.Mutex
 	pools map[string]*pgxpool.Pool
+	// failed remembers a site that could not be reached for a little while, so a
+	// status of many flows does not wait for the same dead site again and again.
+	failed map[string]failure
 }
+
+type failure struct {
+	err error
+	at  time.Time
+}
+
+// retryAfter is how long a failed connection attempt is remembered.
+const retryAfter = 5 * time.Second
 
 // NewSession starts a session over the topology's sites.
 func NewSession(topo *sites.Topology) *Session {
-	return &Session{topo: topo, pools: map[string]*pgxpool.Pool{}}
+	return &Session{topo: topo, pools: map[string]*pgxpool.Pool{}, failed: map[string]failure{}}
 }
 
 // Pool returns the site's pool, connecting on first use.
 func (s *Session) Pool(ctx context.Context, name string) (*pgxpool.Pool, error) {
 	s.mu.Lock()
-	p := s.pools[name]
+	p, f := s.pools[name], s.failed[name]
 	s.mu.Unlock()
 	if p != nil {
 		return p, nil
+	}
+	if f.err != nil && time.Since(f.at) < retryAfter {
+		return nil, f.err
 	}
 	site := s.topo.Site(name)
 	if site == nil {
 		return nil, fmt.Errorf("no site %q in the topology", name)
 	}
 	p, err := Connect(ctx, site)
-	if err != nil {
-		return nil, err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err != nil {
+		s.failed[name] = failure{err: err, at: time.Now()}
+		return nil, err
+	}
+	delete(s.failed, name)
 	if old := s.pools[name]; old != nil {
 		p.Close()
 		return old, nil

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -175,18 +176,22 @@ func flowStatus(ctx context.Context, sess *Session, s *Subscription) FlowStatus 
 		fs.Errors = append(fs.Errors, fmt.Sprintf("%s has no slot %s: drop the subscription at %s (ALTER SUBSCRIPTION %s DISABLE; ALTER SUBSCRIPTION %s SET (slot_name = NONE); DROP SUBSCRIPTION %s) and run sitectl deploy to re-create it",
 			s.Flow.From, s.Name, s.Site, s.Name, s.Name, s.Name))
 	}
+	if pub != nil && slotFound && !slotActive && fs.LagBytes > 0 {
+		// Nobody streams from the slot: see what waits in it, and since when.
+		pend, err := FindConflict(ctx, pub, sub, s, oid)
+		if err != nil {
+			fs.Errors = append(fs.Errors, fmt.Sprintf("look for a conflict: %v", err))
+		}
+		fs.Pending = pend
+		if pend != nil && !pend.OldestCommit.IsZero() {
+			fs.LagSeconds = time.Since(pend.OldestCommit).Seconds()
+		}
+	}
 	switch {
 	case !enabled:
 		fs.State = StateDisabled
 		if fs.ApplyErrors+fs.SyncErrors > 0 {
 			fs.State = StateDisabledBy
-		}
-		if pub != nil && slotFound && !slotActive {
-			pend, err := FindConflict(ctx, pub, sub, s, oid)
-			if err != nil {
-				fs.Errors = append(fs.Errors, fmt.Sprintf("look for a conflict: %v", err))
-			}
-			fs.Pending = pend
 		}
 		if fs.Pending != nil && fs.Pending.Conflict != nil {
 			fs.State = StateDisabledBy
