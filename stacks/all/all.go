@@ -5,5 +5,6 @@ package all
 import (
 	// Registered stacks, one line each.
 	_ "github.com/sitectl/sitectl/stacks/django-api"
+	_ "github.com/sitectl/sitectl/stacks/kong"
 	_ "github.com/sitectl/sitectl/stacks/postgres"
 )

@@ -37,6 +37,10 @@ func TestRenderGolden(t *testing.T) {
 					t.Fatal(err)
 				}
 				cfg := stacktest.LoadCompose(t, r)
+				d := stacktest.Convert(t, stacks.Input{Topo: topo, Site: s}, r)
+				if len(d.Services) != 1 || len(d.Configs) != 1 || len(d.Secrets) != 2 {
+					t.Errorf("converted: %d services, %d configs, %d secrets; want 1, 1, 2", len(d.Services), len(d.Configs), len(d.Secrets))
+				}
 				svc := cfg.Services[0]
 				if svc.Deploy.EndpointMode != s.Deploy.EndpointMode {
 					t.Errorf("endpoint_mode %q, site says %q", svc.Deploy.EndpointMode, s.Deploy.EndpointMode)

@@ -5,6 +5,7 @@ package stacktest
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -152,6 +153,23 @@ func LoadCompose(t testing.TB, r stacks.Rendered) *composetypes.Config {
 		}
 	}
 	return cfg
+}
+
+// Convert runs the deploy engine's conversion (stacks.Convert: docker/cli's loader
+// and converters, secrets resolved from the site's references, configs from r.Files)
+// on r. Every secret reference by environment variable gets a test value.
+func Convert(t *testing.T, in stacks.Input, r stacks.Rendered) *stacks.Desired {
+	t.Helper()
+	for _, ref := range in.Site.Secrets {
+		if ref.Env != "" {
+			t.Setenv(ref.Env, "test-value-"+strings.ToLower(ref.Env))
+		}
+	}
+	d, err := stacks.Convert(context.Background(), in, r, stacks.ConvertOptions{Key: []byte("test-cluster")})
+	if err != nil {
+		t.Fatalf("%s for %s/%s: the deploy engine's conversion fails: %v", r.Stack, in.Site.Name, in.Site.Env, err)
+	}
+	return d
 }
 
 // Golden compares got with testdata/<name>, or rewrites it when update is set.
