@@ -21,6 +21,9 @@ func TestUnknownEnvironment(t *testing.T) {
 	if err := CheckEnv(dir, ""); err == nil || !strings.Contains(err.Error(), "dev, production, staging") {
 		t.Errorf("empty environment: %v", err)
 	}
+	if err := CheckEnv(t.TempDir(), "dev"); err == nil || !strings.Contains(err.Error(), "no environment overlays") {
+		t.Errorf("config dir without overlays: %v", err)
+	}
 	for _, env := range envs {
 		if err := CheckEnv(dir, env); err != nil {
 			t.Errorf("%s: %v", env, err)

@@ -8,6 +8,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"text/template"
@@ -67,6 +68,9 @@ func Tier(env string) string {
 // CheckEnv reports an environment that has no overlay in dir, listing the known ones.
 func CheckEnv(dir, env string) error {
 	known := sites.Environments(dir)
+	if len(known) == 0 {
+		return fmt.Errorf("no environment overlays in %s: create %s/%s/<env>.yaml (dev, staging, production) or point --config-dir at the configuration", filepath.Join(dir, sites.EnvDir), dir, sites.EnvDir)
+	}
 	if env == "" {
 		return fmt.Errorf("no environment given: pick one with --env (known: %s)", strings.Join(known, ", "))
 	}

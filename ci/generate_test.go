@@ -177,11 +177,11 @@ func TestStagingBranchAndRunnerTags(t *testing.T) {
 		t.Error("the default staging branch is still used")
 	}
 	cases := map[string][]string{
-		"validate":                    {"deploy"},
-		"deploy:staging:douala":       {"deploy", "site-douala"},
-		"plan:staging:yaounde":        {"deploy", "site-yaounde"},
-		"verify:staging:replication":  {"deploy", "site-cloud"},
-		"drill:staging:douala":        {"deploy", "site-douala"},
+		"validate":                   {"deploy"},
+		"deploy:staging:douala":      {"deploy", "site-douala"},
+		"plan:staging:yaounde":       {"deploy", "site-yaounde"},
+		"verify:staging:replication": {"deploy", "site-cloud"},
+		"drill:staging:douala":       {"deploy", "site-douala"},
 	}
 	for job, tags := range cases {
 		if got := p.Job(job).Tags; !reflect.DeepEqual(got, tags) {

@@ -55,7 +55,7 @@ func TestCheckNeverPrintsValues(t *testing.T) {
 	}
 	const secret = "tcp-Secret-Host-Value"
 	environ := []string{
-		"DOCKER_HOST_DOUALA=" + secret,       // wrong scheme: douala is reached over ssh
+		"DOCKER_HOST_DOUALA=" + secret,        // wrong scheme: douala is reached over ssh
 		"SSH_KEY_DOUALA=not/a/file/" + secret, // a File variable whose value is not a path
 		"SITECTL_PG_PASSWORD=" + secret,
 	}

@@ -59,11 +59,11 @@ The output is checked against GitLab's .gitlab-ci.yml schema before it is writte
 }
 
 func runCIGenerate(g *globals, o *ciGenerateOptions) error {
-	topo, err := g.loadCITopology()
+	dir, err := jobConfigDir(g.configDir)
 	if err != nil {
 		return err
 	}
-	dir, err := jobConfigDir(g.configDir)
+	topo, err := g.loadCITopology()
 	if err != nil {
 		return err
 	}
