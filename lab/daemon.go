@@ -55,8 +55,11 @@ func (u *upper) startDaemon(name, ns, logPath string, env []string, argv ...stri
 	p := Process{Name: name, NS: ns, PID: cmd.Process.Pid, Log: logPath}
 	p.Start, _ = procStart(p.PID)
 	u.state.setProcess(p)
-	// Reap it if it dies while we run; once sitectl exits, init does.
-	go func() { _ = cmd.Wait() }()
+	// Reap it if it dies while we run (and say how it ended); once sitectl exits,
+	// init does.
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	u.exited[name] = exited
 	return p, u.save()
 }
 
@@ -86,9 +89,15 @@ func (u *upper) launchDockerd(ctx context.Context, n *NodeLayout) (func() error,
 	if err := os.MkdirAll(n.Dir, 0o700); err != nil {
 		return nil, err
 	}
+	// Written aside and renamed: a shell of another node may be reading it right now.
 	wrapper := filepath.Join(u.dir(), "dockerd-wrapper.sh")
-	if err := os.WriteFile(wrapper, []byte(dockerdWrapper), 0o700); err != nil {
-		return nil, err
+	if old, err := os.ReadFile(wrapper); err != nil || string(old) != dockerdWrapper {
+		if err := os.WriteFile(wrapper+".tmp", []byte(dockerdWrapper), 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.Rename(wrapper+".tmp", wrapper); err != nil {
+			return nil, err
+		}
 	}
 	_ = os.Remove(n.Socket)
 	p, err := u.startDaemon(name, n.NS, filepath.Join(n.Dir, "dockerd.log"), nil,
@@ -107,22 +116,24 @@ func (u *upper) launchDockerd(ctx context.Context, n *NodeLayout) (func() error,
 		return nil, err
 	}
 	return func() error {
-		return waitFor(ctx, 30*time.Second, p, func(ctx context.Context) error {
+		return u.waitFor(ctx, 30*time.Second, p, func(ctx context.Context) error {
 			return pingEngine(ctx, n.Socket, time.Second)
 		})
 	}, nil
 }
 
 // waitFor polls ready until it succeeds, the process dies or the timeout passes.
-func waitFor(ctx context.Context, timeout time.Duration, p Process, ready func(context.Context) error) error {
+func (u *upper) waitFor(ctx context.Context, timeout time.Duration, p Process, ready func(context.Context) error) error {
 	deadline := time.Now().Add(timeout)
 	var last error
 	for {
 		if last = ready(ctx); last == nil {
 			return nil
 		}
-		if !p.Alive() {
-			return fmt.Errorf("exited during start (log %s):\n%s", p.Log, logTail(p.Log, 15))
+		select {
+		case err := <-u.exited[p.Name]:
+			return fmt.Errorf("exited during start (%v; log %s):\n%s", err, p.Log, logTail(p.Log, 15))
+		default:
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("not ready after %s: %v (log %s):\n%s", timeout, last, p.Log, logTail(p.Log, 15))
@@ -216,7 +227,7 @@ func (u *upper) startCharon(ctx context.Context, s *SiteLayout) error {
 	if err != nil {
 		return err
 	}
-	if err := waitFor(ctx, 15*time.Second, p, func(ctx context.Context) error { return pingVici(ctx, s.Vici) }); err != nil {
+	if err := u.waitFor(ctx, 15*time.Second, p, func(ctx context.Context) error { return pingVici(ctx, s.Vici) }); err != nil {
 		return fmt.Errorf("charon of %s: %w", s.Name, err)
 	}
 	return nil

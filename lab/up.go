@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/progress"
+	"github.com/sitectl/sitectl/lab/images"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/swarm"
 )
@@ -65,6 +66,8 @@ type upper struct {
 	p      *progress.Printer
 	// changed is set when this run started, joined or loaded anything.
 	changed bool
+	// exited reports the end of each daemon this run started.
+	exited map[string]chan error
 }
 
 func (u *upper) dir() string { return u.opts.StateDir }
@@ -137,7 +140,7 @@ func Up(ctx context.Context, opts Options) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &upper{opts: opts, layout: layout, topo: topo, p: opts.Progress}
+	u := &upper{opts: opts, layout: layout, topo: topo, p: opts.Progress, exited: map[string]chan error{}}
 	fresh := false
 	old, err := ReadState(opts.StateDir)
 	switch {
@@ -329,7 +332,61 @@ func fingerprint(s *State) string {
 // DefaultImageCache is where built lab images are kept between labs.
 const DefaultImageCache = "/var/cache/sitectl/lab-images"
 
-// images builds (or finds cached) and loads the lab images into every engine.
+// images builds (or finds cached) and loads the lab images into every engine, in
+// parallel.
 func (u *upper) images(ctx context.Context) error {
-	return nil
+	b := &images.Builder{CacheDir: u.opts.ImageCache, SourceDirs: []string{u.opts.ConfigDir}, Log: u.p.Infof}
+	var built []images.Built
+	if err := u.step("images: build or reuse from "+u.opts.ImageCache, func() error {
+		var err error
+		built, err = b.BuildAll(ctx)
+		return err
+	}); err != nil {
+		return err
+	}
+	u.state.Images = nil
+	for _, im := range built {
+		u.state.Images = append(u.state.Images, Image{Logical: im.Logical, Ref: im.Ref, Real: im.Real, Source: im.Source})
+	}
+	if err := u.save(); err != nil {
+		return err
+	}
+	var nodes []NodeLayout
+	for _, s := range u.layout.Sites {
+		nodes = append(nodes, s.Nodes...)
+	}
+	return u.step(fmt.Sprintf("images: load into %d engine(s)", len(nodes)), func() error {
+		errc := make(chan error, len(nodes))
+		loaded := make(chan int, len(nodes))
+		for _, n := range nodes {
+			go func(n NodeLayout) {
+				c, err := newEngineClient(n.Socket)
+				if err != nil {
+					errc <- err
+					return
+				}
+				defer c.Close()
+				k, err := images.Load(ctx, c, built)
+				if err != nil {
+					errc <- fmt.Errorf("load images into %s: %w", n.Name, err)
+					return
+				}
+				loaded <- k
+				errc <- nil
+			}(n)
+		}
+		var errs []error
+		for range nodes {
+			if err := <-errc; err != nil {
+				errs = append(errs, err)
+			}
+		}
+		close(loaded)
+		for k := range loaded {
+			if k > 0 {
+				u.changed = true
+			}
+		}
+		return errors.Join(errs...)
+	})
 }

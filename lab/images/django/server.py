@@ -1,0 +1,155 @@
+"""sitectl lab Django API: GET /health, POST /rows, GET /rows.
+
+Every row carries the site that wrote it (SITE_ID) and a UUIDv7 key minted here; the
+app only ever writes its own site's rows (ownership, shared/DESIGN.md decision 4).
+Configuration from the environment: SITE_ID; DATABASE_URL, or DB_HOST, DB_PORT,
+DB_NAME, DB_USER and DB_PASSWORD / DB_PASSWORD_FILE; PORT (8000).
+"""
+import json
+import os
+import secrets
+import sys
+import time
+import uuid
+from urllib.parse import urlparse, unquote
+from wsgiref.simple_server import make_server, WSGIServer, WSGIRequestHandler
+from socketserver import ThreadingMixIn
+
+import django
+from django.conf import settings
+
+
+def database_settings():
+    url = os.environ.get("DATABASE_URL", "")
+    if url:
+        u = urlparse(url)
+        return {"HOST": u.hostname or "", "PORT": str(u.port or 5432), "NAME": (u.path or "/app").lstrip("/"),
+                "USER": unquote(u.username or ""), "PASSWORD": unquote(u.password or "")}
+    password = os.environ.get("DB_PASSWORD", "")
+    pfile = os.environ.get("DB_PASSWORD_FILE", "")
+    if pfile:
+        with open(pfile) as f:
+            password = f.read().rstrip("\r\n")
+    return {"HOST": os.environ.get("DB_HOST", "postgres"), "PORT": os.environ.get("DB_PORT", "5432"),
+            "NAME": os.environ.get("DB_NAME", "app"), "USER": os.environ.get("DB_USER", "sitectl"), "PASSWORD": password}
+
+
+def secret_key():
+    f = os.environ.get("DJANGO_SECRET_KEY_FILE", "")
+    if f and os.path.exists(f):
+        with open(f) as fh:
+            return fh.read().strip()
+    return os.environ.get("DJANGO_SECRET_KEY") or secrets.token_hex(24)
+
+
+settings.configure(
+    DEBUG=False,
+    SECRET_KEY=secret_key(),
+    ALLOWED_HOSTS=["*"],
+    ROOT_URLCONF=__name__,
+    MIDDLEWARE=[],
+    INSTALLED_APPS=[],
+    DATABASES={"default": dict(ENGINE="django.db.backends.postgresql", CONN_MAX_AGE=0,
+                               OPTIONS={"connect_timeout": 5}, **database_settings())},
+    USE_TZ=True,
+)
+django.setup()
+
+from django.db import connection  # noqa: E402
+from django.http import JsonResponse  # noqa: E402
+from django.urls import path  # noqa: E402
+from django.views.decorators.csrf import csrf_exempt  # noqa: E402
+
+SITE = os.environ.get("SITE_ID", "")
+TABLE = os.environ.get("ROWS_TABLE", "lab_rows")
+
+
+def uuid7():
+    """RFC 9562 UUIDv7: 48-bit Unix milliseconds, version 7, variant 10, random bits."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return uuid.UUID(int=value)
+
+
+def ensure_table():
+    with connection.cursor() as c:
+        c.execute(
+            f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+            " id uuid NOT NULL, site text NOT NULL, body text NOT NULL DEFAULT '',"
+            " created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (site, id))")
+
+
+def health(request):
+    try:
+        with connection.cursor() as c:
+            c.execute("SELECT 1")
+        db = "ok"
+    except Exception as e:  # the health answer says why, never a secret
+        return JsonResponse({"status": "error", "site": SITE, "database": type(e).__name__}, status=503)
+    return JsonResponse({"status": "ok", "site": SITE, "database": db, "app": "sitectl-lab-django"})
+
+
+@csrf_exempt
+def rows(request):
+    if not SITE:
+        return JsonResponse({"error": "SITE_ID is not set"}, status=500)
+    ensure_table()
+    if request.method == "POST":
+        try:
+            payload = json.loads(request.body or b"{}")
+        except ValueError:
+            return JsonResponse({"error": "body must be JSON"}, status=400)
+        if payload.get("site", SITE) != SITE:
+            return JsonResponse({"error": f"this is site {SITE}: it writes only its own rows"}, status=403)
+        key = uuid7()
+        with connection.cursor() as c:
+            c.execute(f"INSERT INTO {TABLE} (id, site, body) VALUES (%s, %s, %s) RETURNING created_at",
+                      [str(key), SITE, str(payload.get("body", ""))])
+            created = c.fetchone()[0]
+        return JsonResponse({"id": str(key), "site": SITE, "created_at": created.isoformat()}, status=201)
+    if request.method == "GET":
+        site = request.GET.get("site")
+        limit = min(int(request.GET.get("limit", "100")), 10000)
+        q = f"SELECT id, site, body, created_at FROM {TABLE}"
+        args = []
+        if site:
+            q += " WHERE site = %s"
+            args.append(site)
+        q += " ORDER BY id DESC LIMIT %s"
+        args.append(limit)
+        with connection.cursor() as c:
+            c.execute(q, args)
+            out = [{"id": str(r[0]), "site": r[1], "body": r[2], "created_at": r[3].isoformat()} for r in c.fetchall()]
+            c.execute(f"SELECT count(*) FROM {TABLE}" + (" WHERE site = %s" if site else ""), [site] if site else [])
+            total = c.fetchone()[0]
+        return JsonResponse({"site": SITE, "count": total, "rows": out})
+    return JsonResponse({"error": "use GET or POST"}, status=405)
+
+
+urlpatterns = [path("health", health), path("rows", rows)]
+
+
+class Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class Quiet(WSGIRequestHandler):
+    def log_message(self, fmt, *args):
+        sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
+
+
+def main():
+    from django.core.wsgi import get_wsgi_application
+    port = int(os.environ.get("PORT", "8000"))
+    httpd = make_server("0.0.0.0", port, get_wsgi_application(), server_class=Server, handler_class=Quiet)
+    print(f"sitectl lab django-api for site {SITE or '(SITE_ID unset)'} on :{port}", flush=True)
+    httpd.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
