@@ -29,7 +29,7 @@ func directLink(topo *sites.Topology) {
 	topo.Links = append(topo.Links, sites.Link{A: "douala", B: "yaounde", Direct: true})
 }
 
-func votes(n int) *int          { return &n }
+func votes(n int) *int            { return &n }
 func priority(p float64) *float64 { return &p }
 
 // golden compares got with testdata/name, rewriting it under -update.

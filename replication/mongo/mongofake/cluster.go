@@ -1,0 +1,523 @@
+// Package mongofake is a TEST FAKE of a MongoDB replica set, not a database. It speaks
+// the real MongoDB wire protocol (OP_MSG, and the OP_QUERY hello handshake) to the
+// real mongo-driver and implements only the commands sitectl uses: hello/isMaster,
+// replSetInitiate, replSetGetConfig (with commitmentStatus), replSetReconfig (with
+// MongoDB's rules: primary only, one voting change unless forced, previous config
+// committed), replSetGetStatus, setDefaultRWConcern/getDefaultRWConcern, and
+// insert/find/count with equality filters (plus local.oplog.rs for the oplog window).
+//
+// A Cluster runs several members in one process, each on its own TCP listener, and
+// holds replica-set state the way a replica set would: a primary elected where a
+// majority of the votes is (highest priority first), configs propagated to reachable
+// members, oplogs copied to members the primary reaches, divergent entries rolled
+// back, w:majority writes acknowledged only when a majority of data-bearing voters
+// hold them. Tests cut links between members (Cut) or take members down (SetDown) to
+// make partitions mean something. Elections and replication are instantaneous; there
+// are no timeouts, journals, indexes, auth or query language beyond equality.
+package mongofake
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// rsConfig is a replica set config as the fake stores it.
+type rsConfig struct {
+	ID              string     `bson:"_id"`
+	Version         int64      `bson:"version"`
+	Term            int64      `bson:"term"`
+	ProtocolVersion int64      `bson:"protocolVersion"`
+	Members         []rsMember `bson:"members"`
+	Settings        bson.Raw   `bson:"settings,omitempty"`
+}
+
+type rsMember struct {
+	ID                 int64             `bson:"_id"`
+	Host               string            `bson:"host"`
+	ArbiterOnly        bool              `bson:"arbiterOnly"`
+	BuildIndexes       bool              `bson:"buildIndexes"`
+	Hidden             bool              `bson:"hidden"`
+	Priority           float64           `bson:"priority"`
+	Tags               map[string]string `bson:"tags"`
+	SecondaryDelaySecs int64             `bson:"secondaryDelaySecs"`
+	Votes              int64             `bson:"votes"`
+}
+
+func (c *rsConfig) clone() *rsConfig {
+	out := *c
+	out.Members = slices.Clone(c.Members)
+	return &out
+}
+
+func (c *rsConfig) member(host string) *rsMember {
+	for i := range c.Members {
+		if c.Members[i].Host == host {
+			return &c.Members[i]
+		}
+	}
+	return nil
+}
+
+func (c *rsConfig) voters() (all, data int) {
+	for _, m := range c.Members {
+		if m.Votes > 0 {
+			all++
+			if !m.ArbiterOnly {
+				data++
+			}
+		}
+	}
+	return
+}
+
+func (c *rsConfig) majority() int { v, _ := c.voters(); return v/2 + 1 }
+
+func (c *rsConfig) writeMajority() int { _, d := c.voters(); return min(c.majority(), d) }
+
+func (m rsMember) electable() bool {
+	return m.Votes > 0 && m.Priority > 0 && !m.ArbiterOnly && !m.Hidden
+}
+
+// oplogEntry is one write in a member's oplog.
+type oplogEntry struct {
+	TS   bson.Timestamp `bson:"ts"`
+	T    int64          `bson:"t"`
+	Op   string         `bson:"op"`
+	NS   string         `bson:"ns"`
+	O    bson.D         `bson:"o"`
+	Wall time.Time      `bson:"wall"`
+}
+
+// node is one member process.
+type node struct {
+	host    string
+	ln      net.Listener
+	down    bool
+	cfg     *rsConfig
+	primary bool
+	started time.Time
+	oplog   []oplogEntry
+	// rolledBack holds entries removed from this member's oplog when it rejoined a
+	// primary whose history diverged (MongoDB writes them to rollback/ files).
+	rolledBack []oplogEntry
+	conns      map[net.Conn]bool
+}
+
+func (n *node) lastOp() oplogEntry {
+	if len(n.oplog) == 0 {
+		return oplogEntry{}
+	}
+	return n.oplog[len(n.oplog)-1]
+}
+
+func (n *node) self() *rsMember {
+	if n.cfg == nil {
+		return nil
+	}
+	return n.cfg.member(n.host)
+}
+
+// Cluster is a set of fake members sharing one process.
+type Cluster struct {
+	mu      sync.Mutex
+	changed *sync.Cond
+	nodes   map[string]*node
+	order   []string
+	cuts    map[[2]string]bool
+	term    int64
+	ts      bson.Timestamp
+	// defaultWC is the cluster-wide default write concern (nil: implicit).
+	defaultWC bson.D
+	now       func() time.Time
+	closed    bool
+	wg        sync.WaitGroup
+}
+
+// NewCluster starts n members listening on 127.0.0.1 ports picked by the kernel.
+// None is initiated: send replSetInitiate to one of them, as to fresh mongods.
+func NewCluster(n int) (*Cluster, error) {
+	c := newCluster()
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("mongofake: listen: %w", err)
+		}
+		c.serve(ln, ln.Addr().String())
+	}
+	return c, nil
+}
+
+func newCluster() *Cluster {
+	c := &Cluster{nodes: map[string]*node{}, cuts: map[[2]string]bool{}, now: time.Now}
+	c.changed = sync.NewCond(&c.mu)
+	return c
+}
+
+// ListenAndServe runs one fake member on addr (host:port, which is also the name it
+// answers to in the replica set config) until the listener fails. Members named in a
+// config but not served by this process count as down: a standalone fake is a
+// one-member replica set, enough for a lab stand-in to answer sitectl, not a
+// replicating database.
+func ListenAndServe(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("mongofake: listen %s: %w", addr, err)
+	}
+	c := newCluster()
+	c.serve(ln, addr)
+	c.wg.Wait()
+	return errors.New("mongofake: listener closed")
+}
+
+func (c *Cluster) serve(ln net.Listener, host string) {
+	n := &node{host: host, ln: ln, started: c.now(), conns: map[net.Conn]bool{}}
+	c.mu.Lock()
+	c.nodes[host] = n
+	c.order = append(c.order, host)
+	c.mu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			if n.down || c.closed {
+				c.mu.Unlock()
+				conn.Close()
+				continue
+			}
+			n.conns[conn] = true
+			c.mu.Unlock()
+			c.wg.Add(1)
+			go func() {
+				defer c.wg.Done()
+				c.handleConn(n, conn)
+				c.mu.Lock()
+				delete(n.conns, conn)
+				c.mu.Unlock()
+				conn.Close()
+			}()
+		}
+	}()
+}
+
+// Hosts lists the members' host:port, in start order.
+func (c *Cluster) Hosts() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.order)
+}
+
+// Close stops every member and waits for their connections to end.
+func (c *Cluster) Close() {
+	c.mu.Lock()
+	c.closed = true
+	for _, n := range c.nodes {
+		n.ln.Close()
+		for conn := range n.conns {
+			conn.Close()
+		}
+	}
+	c.changed.Broadcast()
+	c.mu.Unlock()
+	c.wg.Wait()
+}
+
+// SetClock replaces the clock used for oplog wall times and status dates.
+func (c *Cluster) SetClock(now func() time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = now
+}
+
+// SetDown takes a member down (its connections are closed and new ones refused, as
+// when mongod is stopped) or brings it back.
+func (c *Cluster) SetDown(host string, down bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.nodes[host]
+	if n == nil {
+		return
+	}
+	n.down = down
+	if down {
+		n.primary = false
+		for conn := range n.conns {
+			conn.Close()
+		}
+	}
+	c.recompute()
+}
+
+// Cut stops two members from reaching each other (a partition between them);
+// clients still reach both.
+func (c *Cluster) Cut(a, b string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cuts[pair(a, b)] = true
+	c.recompute()
+}
+
+// Heal restores the link between two members; HealAll every link.
+func (c *Cluster) Heal(a, b string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.cuts, pair(a, b))
+	c.recompute()
+}
+
+// HealAll restores every link.
+func (c *Cluster) HealAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cuts = map[[2]string]bool{}
+	c.recompute()
+}
+
+// Primary returns the primary's host ("" when none), as seen by the member at host
+// (or by any member when host is "").
+func (c *Cluster) Primary() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, h := range c.order {
+		if c.nodes[h].primary {
+			return h
+		}
+	}
+	return ""
+}
+
+// RolledBack returns the documents the member at host rolled back (what MongoDB
+// writes to rollback/ files), oldest first.
+func (c *Cluster) RolledBack(host string) []bson.D {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []bson.D
+	if n := c.nodes[host]; n != nil {
+		for _, e := range n.rolledBack {
+			out = append(out, e.O)
+		}
+	}
+	return out
+}
+
+func pair(a, b string) [2]string {
+	if a > b {
+		a, b = b, a
+	}
+	return [2]string{a, b}
+}
+
+// reach reports whether members a and b can talk (both up, link not cut). Members
+// this process does not run are down.
+func (c *Cluster) reach(a, b string) bool {
+	na, nb := c.nodes[a], c.nodes[b]
+	if na == nil || nb == nil || na.down || nb.down {
+		return false
+	}
+	return a == b || !c.cuts[pair(a, b)]
+}
+
+// recompute brings the replica set to what it would settle to: configs spread to
+// the members that reach a holder of a newer one, members without a majority step
+// down, the highest-priority member that can gather a majority is elected, and
+// oplogs are copied from each primary. Called with c.mu held after every change.
+func (c *Cluster) recompute() {
+	defer c.changed.Broadcast()
+	// 1. Spread configs (heartbeats carry them): newer versions win; an
+	// uninitiated member named in a config joins.
+	for changed := true; changed; {
+		changed = false
+		for _, a := range c.order {
+			for _, b := range c.order {
+				na, nb := c.nodes[a], c.nodes[b]
+				if a == b || !c.reach(a, b) || na.cfg == nil || na.cfg.member(a) == nil {
+					continue
+				}
+				// A member named in a newer config adopts it; one left out of it
+				// adopts it too and finds itself REMOVED.
+				if (nb.cfg == nil && na.cfg.member(b) != nil) || (nb.cfg != nil && nb.cfg.ID == na.cfg.ID && nb.cfg.Version < na.cfg.Version) {
+					nb.cfg = na.cfg.clone()
+					changed = true
+				}
+			}
+		}
+	}
+	// 2. Step down primaries that lost their majority, their place in the config,
+	// or meet a reachable electable member of higher priority.
+	for _, h := range c.order {
+		n := c.nodes[h]
+		if !n.primary {
+			continue
+		}
+		me := n.self()
+		if n.down || me == nil || !me.electable() || c.votesFor(h, nil) < n.cfg.majority() || c.higherPriorityReachable(h) {
+			n.primary = false
+		}
+	}
+	// 3. Elect: candidates by priority, then member id; each voter votes once.
+	var cands []*node
+	for _, h := range c.order {
+		n := c.nodes[h]
+		if me := n.self(); !n.down && me != nil && me.electable() && !n.primary {
+			cands = append(cands, n)
+		}
+	}
+	sort.SliceStable(cands, func(i, j int) bool {
+		a, b := cands[i].self(), cands[j].self()
+		if a.Priority != b.Priority {
+			return a.Priority > b.Priority
+		}
+		return a.ID < b.ID
+	})
+	for _, n := range cands {
+		taken := map[string]bool{}
+		for _, h := range c.order {
+			if p := c.nodes[h]; p.primary {
+				for _, o := range c.order {
+					if c.reach(h, o) {
+						taken[o] = true
+					}
+				}
+			}
+		}
+		if taken[n.host] {
+			continue
+		}
+		if c.votesFor(n.host, taken) >= n.cfg.majority() && !c.behind(n) {
+			c.term++
+			n.primary = true
+		}
+	}
+	// 4. Replicate from each primary along reachable, in-config, data-bearing members
+	// (chained replication), rolling back what diverged.
+	for _, h := range c.order {
+		p := c.nodes[h]
+		if !p.primary {
+			continue
+		}
+		synced := map[string]bool{h: true}
+		queue := []string{h}
+		for len(queue) > 0 {
+			src := queue[0]
+			queue = queue[1:]
+			for _, o := range c.order {
+				n := c.nodes[o]
+				if synced[o] || !c.reach(src, o) || n.cfg == nil || p.cfg.member(o) == nil || n.cfg.Version != p.cfg.Version {
+					continue
+				}
+				synced[o] = true
+				queue = append(queue, o)
+				if m := p.cfg.member(o); m.ArbiterOnly {
+					continue
+				}
+				c.syncFrom(n, p)
+			}
+		}
+	}
+}
+
+// votesFor counts the votes of members of host's config that host reaches and that
+// are not in taken.
+func (c *Cluster) votesFor(host string, taken map[string]bool) int {
+	n := c.nodes[host]
+	v := 0
+	for _, m := range n.cfg.Members {
+		if m.Votes > 0 && c.reach(host, m.Host) && !taken[m.Host] {
+			if o := c.nodes[m.Host]; o.cfg != nil && o.cfg.ID == n.cfg.ID {
+				v += int(m.Votes)
+			}
+		}
+	}
+	return v
+}
+
+func (c *Cluster) higherPriorityReachable(host string) bool {
+	n := c.nodes[host]
+	me := n.self()
+	for _, m := range n.cfg.Members {
+		if m.Host != host && m.electable() && m.Priority > me.Priority && c.reach(host, m.Host) {
+			if o := c.nodes[m.Host]; o.cfg != nil && o.cfg.Version == n.cfg.Version && !c.behind(o) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// behind reports whether a reachable voter has a newer last write than n (an
+// election needs the candidate's oplog to be at least as recent as its voters').
+func (c *Cluster) behind(n *node) bool {
+	mine := n.lastOp()
+	for _, h := range c.order {
+		o := c.nodes[h]
+		if h != n.host && c.reach(n.host, h) && newer(o.lastOp(), mine) {
+			if m := n.cfg.member(h); m != nil && m.Votes > 0 && !m.ArbiterOnly {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func newer(a, b oplogEntry) bool {
+	if a.T != b.T {
+		return a.T > b.T
+	}
+	return a.TS.After(b.TS)
+}
+
+// syncFrom makes n's oplog a copy of p's, rolling back n's entries p does not have.
+func (c *Cluster) syncFrom(n, p *node) {
+	common := 0
+	for common < len(n.oplog) && common < len(p.oplog) && n.oplog[common].TS == p.oplog[common].TS && n.oplog[common].T == p.oplog[common].T {
+		common++
+	}
+	if common < len(n.oplog) {
+		n.rolledBack = append(n.rolledBack, n.oplog[common:]...)
+	}
+	n.oplog = append(n.oplog[:common:common], p.oplog[common:]...)
+}
+
+// nextTS returns a fresh oplog timestamp.
+func (c *Cluster) nextTS() bson.Timestamp {
+	secs := uint32(c.now().Unix())
+	if secs > c.ts.T {
+		c.ts = bson.Timestamp{T: secs, I: 1}
+	} else {
+		c.ts.I++
+	}
+	return c.ts
+}
+
+// acks counts the voting data-bearing members of p's config holding entry ts.
+func (c *Cluster) acks(p *node, ts bson.Timestamp) int {
+	n := 0
+	for _, m := range p.cfg.Members {
+		if m.Votes == 0 || m.ArbiterOnly {
+			continue
+		}
+		o := c.nodes[m.Host]
+		if o == nil || o.down {
+			continue
+		}
+		for i := len(o.oplog) - 1; i >= 0; i-- {
+			if o.oplog[i].TS == ts {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}

@@ -1,0 +1,89 @@
+package mongo
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/sitectl/sitectl/plan"
+	"github.com/sitectl/sitectl/sites"
+)
+
+// Part is the MongoDB part of `sitectl plan` and `deploy`: for each site, the
+// replica set changes that site owns (see Changes).
+type Part struct {
+	// Connect opens the connection to the set (NewConn when nil; tests set a dialer).
+	Connect func(topo *sites.Topology) *Conn
+}
+
+// Name is the part's name.
+func (Part) Name() string { return "mongo" }
+
+// Plan reads the live replica set and returns the site's steps. When no member
+// answers yet (first deploy: the mongo stack is deployed in the same run) the steps
+// are those of a new set; applying them re-reads the live state first.
+func (p Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([]plan.Step, error) {
+	if !site.HasStack("mongo") {
+		return nil, nil
+	}
+	desired, err := Desired(topo)
+	if err != nil {
+		return nil, err
+	}
+	conn := p.conn(topo)
+	live, err := conn.ReadLive(ctx)
+	note := ""
+	if err != nil {
+		if live == nil || len(live.Reachable()) > 0 {
+			conn.Close()
+			return nil, fmt.Errorf("mongo %s: %w", site.Name, err)
+		}
+		live, note = nil, "no member answers yet (the mongo stack deploys first); these steps re-read the replica set when applied"
+	}
+	changes := Changes(topo, desired, live, site.Name)
+	steps := Steps(conn, changes)
+	if note != "" && len(steps) > 0 {
+		steps[0].Note = strings.TrimPrefix(steps[0].Note+"; "+note, "; ")
+	}
+	if len(steps) == 0 {
+		steps = append(steps, plan.Step{Site: site.Name, Component: "mongo", Action: plan.Noop, Name: "replica set " + desired.Name})
+	}
+	return steps, nil
+}
+
+func (p Part) conn(topo *sites.Topology) *Conn {
+	if p.Connect != nil {
+		return p.Connect(topo)
+	}
+	return NewConn(topo)
+}
+
+// Steps turns changes into plan steps applied through conn.
+func Steps(conn *Conn, changes []Change) []plan.Step {
+	out := make([]plan.Step, 0, len(changes))
+	for _, ch := range changes {
+		st := plan.Step{Site: ch.Site, Component: "mongo", Diff: ch.Diff, Note: ch.Note}
+		switch ch.Kind {
+		case KindInitiate:
+			st.Action, st.Name = plan.Create, "replica set "+conn.setName()
+		case KindWriteConcern:
+			st.Action, st.Name = plan.Update, "default write concern"
+		case KindAdd:
+			st.Action, st.Name = plan.Create, "member "+ch.Member.Host
+		case KindUpdate:
+			st.Action, st.Name = plan.Update, "member "+ch.Member.Host
+		case KindRemove:
+			st.Action, st.Name = plan.Remove, "member "+ch.Member.Host
+		}
+		if ch.Kind == KindAdd || ch.Kind == KindUpdate || ch.Kind == KindRemove {
+			vote := "no voting change"
+			if ch.Voting {
+				vote = "one voting change"
+			}
+			st.Note = strings.TrimPrefix(st.Note+"; "+"one replSetReconfig ("+vote+"), then waits until a majority holds the new config", "; ")
+		}
+		st.Apply = func(ctx context.Context) error { return conn.Apply(ctx, ch) }
+		out = append(out, st)
+	}
+	return out
+}
