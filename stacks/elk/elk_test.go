@@ -1,0 +1,170 @@
+package elk_test
+
+import (
+	"flag"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sitectl/sitectl/stacks"
+	"github.com/sitectl/sitectl/stacks/elk"
+	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// TestRenderGolden renders elk for every site and environment through the deploy
+// engine's conversion, checks what runs where, and compares every file with its golden.
+func TestRenderGolden(t *testing.T) {
+	for _, env := range stacktest.Envs {
+		topo := stacktest.Load(t, env)
+		for _, s := range topo.Sites {
+			t.Run(s.Name+"/"+env, func(t *testing.T) {
+				in := stacks.Input{Topo: topo, Site: s}
+				r, err := elk.Stack{}.Render(in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg := stacktest.LoadCompose(t, r)
+				d := stacktest.Convert(t, in, r)
+				var names []string
+				for _, svc := range cfg.Services {
+					names = append(names, svc.Name)
+					if svc.Deploy.EndpointMode != s.Deploy.EndpointMode {
+						t.Errorf("%s: endpoint_mode %q, site says %q", svc.Name, svc.Deploy.EndpointMode, s.Deploy.EndpointMode)
+					}
+				}
+				sort.Strings(names)
+				want := "logstash"
+				if s.IsHub() {
+					want = "elasticsearch,kibana,logstash"
+				}
+				if got := strings.Join(names, ","); got != want {
+					t.Errorf("services %s, want %s", got, want)
+				}
+				if len(d.Services) != len(names) || len(d.Configs) != 2 {
+					t.Errorf("converted %d services and %d configs", len(d.Services), len(d.Configs))
+				}
+				for _, f := range []string{"logstash.yml", "logstash.conf"} {
+					stacktest.Golden(t, *update, env+"/"+s.Name+"/"+f, r.Files[f])
+				}
+				stacktest.Golden(t, *update, env+"/"+s.Name+"/compose.yml", r.Compose)
+			})
+		}
+	}
+}
+
+// TestShipping: each site's pipeline tags events with its site and environment and
+// ships to the hub's Elasticsearch at the hub node's LAN address (the tunnel), and
+// Logstash's queue is persisted.
+func TestShipping(t *testing.T) {
+	topo := stacktest.Load(t, "production")
+	hubNode := elk.ElasticsearchNode(topo.HubSite())
+	for _, s := range topo.Sites {
+		r, err := elk.Stack{}.Render(stacks.Input{Topo: topo, Site: s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf := string(r.Files["logstash.conf"])
+		wantES := `hosts => ["http://` + hubNode.Address + `:9200"]`
+		if s.IsHub() {
+			wantES = `hosts => ["http://elasticsearch:9200"]`
+		}
+		for _, want := range []string{wantES, `"site" => "` + s.Name + `"`, `"environment" => "production"`, "json {", "grok {"} {
+			if !strings.Contains(conf, want) {
+				t.Errorf("%s pipeline lacks %s", s.Name, want)
+			}
+		}
+		if sections, err := topLevel(conf); err != nil || strings.Join(sections, ",") != "input,filter,output" {
+			t.Errorf("%s pipeline: sections %v (%v), want input, filter, output", s.Name, sections, err)
+		}
+		var ls map[string]any
+		if err := yaml.Unmarshal(r.Files["logstash.yml"], &ls); err != nil {
+			t.Fatal(err)
+		}
+		if ls["queue.type"] != "persisted" || ls["queue.max_bytes"] != "1gb" {
+			t.Errorf("%s logstash.yml: queue %v/%v, want persisted/1gb", s.Name, ls["queue.type"], ls["queue.max_bytes"])
+		}
+	}
+}
+
+// TestValuesAndHub: JVM heap from values reaches ES_JAVA_OPTS and the memory limit;
+// a bad heap is refused naming the key; a spoke whose hub has no elk is refused.
+func TestValuesAndHub(t *testing.T) {
+	topo := stacktest.Load(t, "dev", "cloud:values.elk.heap=2g")
+	r, err := elk.Stack{}.Render(stacks.Input{Topo: topo, Site: topo.Site("cloud")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stacktest.LoadCompose(t, r)
+	for _, svc := range cfg.Services {
+		if svc.Name != "elasticsearch" {
+			continue
+		}
+		if got := *svc.Environment["ES_JAVA_OPTS"]; got != "-Xms2g -Xmx2g" {
+			t.Errorf("ES_JAVA_OPTS %q", got)
+		}
+		if got := svc.Deploy.Resources.Limits.MemoryBytes; got != 4<<30 {
+			t.Errorf("memory limit %d, want 4 GiB", got)
+		}
+	}
+	topo = stacktest.Load(t, "dev", "cloud:values.elk.heap=lots")
+	if _, err := (elk.Stack{}).Render(stacks.Input{Topo: topo, Site: topo.Site("cloud")}); err == nil || !strings.Contains(err.Error(), "values.elk.heap") {
+		t.Errorf("bad heap: %v", err)
+	}
+	topo = stacktest.Load(t, "dev", "cloud:stacks=postgres")
+	if _, err := (elk.Stack{}).Render(stacks.Input{Topo: topo, Site: topo.Site("douala")}); err == nil || !strings.Contains(err.Error(), "hub does not run the elk stack") {
+		t.Errorf("hub without elk: %v", err)
+	}
+}
+
+// topLevel reads a Logstash config's structure: braces must balance outside strings,
+// regex literals and comments; it returns the top-level section names.
+func topLevel(conf string) ([]string, error) {
+	var sections []string
+	depth, word := 0, ""
+	prev := ""
+	for i := 0; i < len(conf); i++ {
+		c := conf[i]
+		switch {
+		case c == '#':
+			for i < len(conf) && conf[i] != '\n' {
+				i++
+			}
+		case c == '"' || c == '\'' || (c == '/' && strings.HasSuffix(strings.TrimSpace(prev), "=~")):
+			end := c
+			for i++; i < len(conf) && conf[i] != end; i++ {
+				if conf[i] == '\\' {
+					i++
+				}
+			}
+			if i >= len(conf) {
+				return sections, fmt.Errorf("unterminated %c", end)
+			}
+		case c == '{':
+			if depth == 0 {
+				sections = append(sections, strings.TrimSpace(word))
+			}
+			depth++
+			word = ""
+		case c == '}':
+			depth--
+			if depth < 0 {
+				return sections, fmt.Errorf("unbalanced } at byte %d", i)
+			}
+			word = ""
+		case c == '\n':
+			word = ""
+		default:
+			word += string(c)
+		}
+		prev = conf[max(0, i-3) : i+1]
+	}
+	if depth != 0 {
+		return sections, fmt.Errorf("%d unclosed {", depth)
+	}
+	return sections, nil
+}
