@@ -32,6 +32,53 @@ type Options struct {
 	// replaced by the site the job deploys (the hub for jobs that span sites), so
 	// runners inside each site can pick up that site's jobs.
 	RunnerTags []string
+	// Out is the path, relative to the repository root, the pipeline is written to.
+	// When set, the validate job also fails if that file no longer matches what the
+	// configuration generates (the pipeline drifted from the sites).
+	Out string
+}
+
+// Command is the sitectl command line that generates the pipeline of env with these
+// options; the header and the drift check repeat it.
+func (o Options) Command(env string) string {
+	args := []string{"sitectl", "ci", "generate", "--env", env}
+	if o.ConfigDir != "" && o.ConfigDir != "sites" {
+		args = append(args, "--config-dir", o.ConfigDir)
+	}
+	if o.Image != "" && o.Image != DefaultImage {
+		args = append(args, "--image", o.Image)
+	}
+	if o.StagingBranch != "" && o.StagingBranch != DefaultStagingBranch {
+		args = append(args, "--staging-branch", o.StagingBranch)
+	}
+	if o.ProductionDrills {
+		args = append(args, "--production-drills")
+	}
+	for _, t := range o.RunnerTags {
+		args = append(args, "--runner-tag", t)
+	}
+	if o.Out != "" {
+		args = append(args, "--out", o.Out)
+	}
+	for i, a := range args {
+		args[i] = shellQuote(a)
+	}
+	return strings.Join(args, " ")
+}
+
+// shellQuote quotes s for sh when it holds anything but plain word characters.
+func shellQuote(s string) string {
+	plain := s != ""
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@+,", r)) {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // Defaults.
@@ -136,6 +183,9 @@ func Generate(topo *sites.Topology, opts Options) (*Pipeline, error) {
 		Default:   &Default{Image: opts.Image, Interruptible: boolp(true)},
 	}
 	p.Jobs = append(p.Jobs, g.validateJob())
+	if opts.Out != "" {
+		p.Jobs = append(p.Jobs, g.driftJob())
+	}
 	for _, s := range topo.Sites {
 		p.Jobs = append(p.Jobs, g.planJob(s))
 	}
@@ -214,7 +264,7 @@ func (g *generator) drillRules() []Rule {
 }
 
 func (g *generator) validateJob() *Job {
-	return &Job{
+	j := &Job{
 		Name:    "validate",
 		Comment: "Builds sitectl (later jobs use this binary) and validates every environment's configuration.",
 		Stage:   "validate",
@@ -225,6 +275,25 @@ func (g *generator) validateJob() *Job {
 			g.bin + " config validate",
 		},
 		Artifacts: &Artifacts{Paths: []string{g.bin}, ExpireIn: "1 day"},
+	}
+	return j
+}
+
+// driftJob fails when the committed pipeline file no longer matches what the
+// configuration generates. A job of its own, so the validate job stays the same in
+// every environment's file.
+func (g *generator) driftJob() *Job {
+	// The job runs with SITECTL_CONFIG_DIR set: the command needs no --config-dir.
+	o := g.opts
+	o.ConfigDir, o.Out = "", ""
+	cmd := strings.Replace(o.Command(g.env), "sitectl", g.bin, 1)
+	return &Job{
+		Name:    "validate:" + g.env + ":pipeline",
+		Comment: "Fails when " + g.opts.Out + " no longer matches the site configuration: regenerate it.",
+		Stage:   "validate",
+		Needs:   []string{"validate"},
+		Tags:    g.tags(""),
+		Script:  []string{cmd + " --check " + shellQuote(g.opts.Out)},
 	}
 }
 
@@ -441,7 +510,7 @@ func (g *generator) header() (string, error) {
 	}
 	var buf bytes.Buffer
 	err := headerTmpl.Execute(&buf, map[string]any{
-		"Env": g.env, "ConfigDir": g.opts.ConfigDir, "Sites": strings.Join(g.topo.SiteNames(), ", "),
+		"Env": g.env, "Command": g.opts.Command(g.env), "ConfigDir": g.opts.ConfigDir, "Sites": strings.Join(g.topo.SiteNames(), ", "),
 		"Drills": g.tier != TierProduction || g.opts.ProductionDrills, "When": when, "Vars": rows,
 	})
 	if err != nil {

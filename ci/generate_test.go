@@ -22,7 +22,7 @@ func TestGoldenPipelines(t *testing.T) {
 		{"dev.gitlab-ci.yml", "dev", Options{}},
 		{"staging.gitlab-ci.yml", "staging", Options{}},
 		{"production.gitlab-ci.yml", "production", Options{}},
-		{"production-drills-tags.gitlab-ci.yml", "production", Options{ProductionDrills: true, RunnerTags: []string{"sitectl", "site-{site}"}, StagingBranch: "release"}},
+		{"production-drills-tags.gitlab-ci.yml", "production", Options{ProductionDrills: true, RunnerTags: []string{"sitectl", "site-{site}"}, StagingBranch: "release", Out: "ci/production.yml"}},
 	}
 	for _, c := range cases {
 		t.Run(c.golden, func(t *testing.T) {
@@ -146,6 +146,33 @@ func TestPipelineShape(t *testing.T) {
 				t.Errorf("the hub is drilled last, got %s", last.Name)
 			}
 		})
+	}
+}
+
+func TestCommandAndDriftJob(t *testing.T) {
+	o := Options{ConfigDir: "deploy/sites", Image: "registry.example.com/ci:1", ProductionDrills: true, RunnerTags: []string{"site-{site}", "it's"}, Out: "ci/prod.yml"}
+	want := `sitectl ci generate --env production --config-dir deploy/sites --image registry.example.com/ci:1 --production-drills --runner-tag 'site-{site}' --runner-tag 'it'\''s' --out ci/prod.yml`
+	if got := o.Command("production"); got != want {
+		t.Errorf("Command:\n got %s\nwant %s", got, want)
+	}
+	p, err := Generate(load(t, copyConfig(t, nil), "production", nil), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := p.Job("validate:production:pipeline")
+	if d == nil {
+		t.Fatal("no drift job with Out set")
+	}
+	wantCmd := `bin/sitectl ci generate --env production --image registry.example.com/ci:1 --production-drills --runner-tag 'site-{site}' --runner-tag 'it'\''s' --check ci/prod.yml`
+	if !reflect.DeepEqual(d.Script, []string{wantCmd}) {
+		t.Errorf("drift job script %q\nwant %q", d.Script, wantCmd)
+	}
+	if !strings.Contains(p.Header, want) {
+		t.Errorf("header does not say how to regenerate:\n%s", p.Header)
+	}
+	p, _ = Generate(load(t, copyConfig(t, nil), "production", nil), Options{})
+	if p.Job("validate:production:pipeline") != nil {
+		t.Error("drift job without a file to check")
 	}
 }
 

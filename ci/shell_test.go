@@ -64,8 +64,12 @@ func TestBeforeScriptPointsSitectlAtTheCIEndpoints(t *testing.T) {
 		vars["SSH_KEY_"+VarSuffix(s)] = key
 		vars["SSH_KNOWN_HOSTS_"+VarSuffix(s)] = file("known_hosts_"+s, "gw."+s+".example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKnownHost"+s+"\n")
 	}
-	for _, name := range []string{"SITECTL_PG_PASSWORD", "SITECTL_MONGO_KEYFILE", "SITECTL_DJANGO_SECRET_KEY"} {
-		vars[name] = "value-of-" + name
+	secrets, err := SecretVars(topo, topo.Sites)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range secrets {
+		vars[v.Name] = "value-of-" + v.Name
 	}
 	environ := []string{"HOME=" + home, "PATH=" + os.Getenv("PATH")}
 	for k, v := range vars {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -23,8 +24,9 @@ func newCICommand(g *globals) *cobra.Command {
 }
 
 type ciGenerateOptions struct {
-	out  string
-	opts ci.Options
+	out   string
+	check string
+	opts  ci.Options
 }
 
 func newCIGenerateCommand(g *globals) *cobra.Command {
@@ -50,7 +52,8 @@ The output is checked against GitLab's .gitlab-ci.yml schema before it is writte
 		RunE: func(cmd *cobra.Command, _ []string) error { return runCIGenerate(g, o) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.out, "out", "", "write the pipeline to this file (default: stdout)")
+	f.StringVar(&o.out, "out", "", "write the pipeline to this file (default: stdout); the pipeline then also checks that this file stays up to date")
+	f.StringVar(&o.check, "check", "", "write nothing: fail when this file (written with --out) differs from what the configuration generates")
 	f.StringVar(&o.opts.Image, "image", ci.DefaultImage, "job image: needs Go (jobs build sitectl) and an ssh client")
 	f.StringVar(&o.opts.StagingBranch, "staging-branch", ci.DefaultStagingBranch, "branch that deploys staging, besides tags")
 	f.BoolVar(&o.opts.ProductionDrills, "production-drills", false, "also run scheduled drills against production")
@@ -59,20 +62,41 @@ The output is checked against GitLab's .gitlab-ci.yml schema before it is writte
 }
 
 func runCIGenerate(g *globals, o *ciGenerateOptions) error {
-	dir, err := jobConfigDir(g.configDir)
+	dir, err := repoPath("--config-dir", g.configDir)
 	if err != nil {
 		return err
+	}
+	o.opts.ConfigDir = dir
+	target := o.out
+	if o.check != "" {
+		target = o.check
+	}
+	if target != "" && target != "-" {
+		if o.opts.Out, err = repoPath("--out", target); err != nil {
+			return err
+		}
 	}
 	topo, err := g.loadCITopology()
 	if err != nil {
 		return err
 	}
-	o.opts.ConfigDir = dir
 	b, err := ci.Render(topo, o.opts)
 	if err != nil {
 		return err
 	}
-	if o.out == "" || o.out == "-" {
+	switch {
+	case o.check != "":
+		old, err := os.ReadFile(o.check)
+		if err != nil {
+			return fmt.Errorf("ci generate --check: %w (generate it with: %s)", err, o.opts.Command(topo.Env))
+		}
+		if line := firstDifference(old, b); line > 0 {
+			return fmt.Errorf("%s is out of date with the configuration of %s (first difference at line %d): regenerate it with: %s",
+				o.check, topo.Env, line, o.opts.Command(topo.Env))
+		}
+		fmt.Fprintf(g.streams.Out, "✓ %s matches the configuration of %s\n", o.check, topo.Env)
+		return nil
+	case o.out == "" || o.out == "-":
 		_, err = g.streams.Out.Write(b)
 		return err
 	}
@@ -85,6 +109,20 @@ func runCIGenerate(g *globals, o *ciGenerateOptions) error {
 	return nil
 }
 
+// firstDifference is the first line (1-based) where a and b differ, 0 when equal.
+func firstDifference(a, b []byte) int {
+	if bytes.Equal(a, b) {
+		return 0
+	}
+	al, bl := strings.Split(string(a), "\n"), strings.Split(string(b), "\n")
+	for i := range max(len(al), len(bl)) {
+		if i >= len(al) || i >= len(bl) || al[i] != bl[i] {
+			return i + 1
+		}
+	}
+	return 1
+}
+
 // loadCITopology checks that the environment exists (listing the known ones when it
 // does not), then loads it.
 func (g *globals) loadCITopology() (*sites.Topology, error) {
@@ -95,21 +133,21 @@ func (g *globals) loadCITopology() (*sites.Topology, error) {
 	return g.loadTopology()
 }
 
-// jobConfigDir is the config dir as pipeline jobs see it: relative to the repository
-// root, where generate is run.
-func jobConfigDir(dir string) (string, error) {
-	if filepath.IsAbs(dir) {
+// repoPath is a path as pipeline jobs see it: relative to the repository root, where
+// generate is run.
+func repoPath(flag, path string) (string, error) {
+	if filepath.IsAbs(path) {
 		wd, err := os.Getwd()
 		if err != nil {
 			return "", err
 		}
-		rel, err := filepath.Rel(wd, dir)
+		rel, err := filepath.Rel(wd, path)
 		if err != nil || strings.HasPrefix(rel, "..") {
-			return "", fmt.Errorf("--config-dir %s is outside the current directory: run sitectl ci generate from the repository root with a relative --config-dir", dir)
+			return "", fmt.Errorf("%s %s is outside the current directory: run sitectl ci generate from the repository root with a relative %s", flag, path, flag)
 		}
-		dir = rel
+		path = rel
 	}
-	return filepath.ToSlash(filepath.Clean(dir)), nil
+	return filepath.ToSlash(filepath.Clean(path)), nil
 }
 
 func writeFileAtomic(path string, b []byte) error {

@@ -53,14 +53,34 @@ func TestCIGenerate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(b) != production || out != "" || !strings.Contains(stderr, "✓ write .gitlab-ci.yml") {
-		t.Errorf("--out: file matches golden: %v, stdout %q, stderr %q", string(b) == production, out, stderr)
+	written := string(b)
+	if out != "" || !strings.Contains(stderr, "✓ write .gitlab-ci.yml") {
+		t.Errorf("--out: stdout %q, stderr %q", out, stderr)
+	}
+	// The written file is the stdout pipeline plus a drift check of that very file.
+	for _, s := range []string{"validate:production:pipeline:", "bin/sitectl ci generate --env production --check .gitlab-ci.yml", "sitectl ci generate --env production --out .gitlab-ci.yml"} {
+		if !strings.Contains(written, s) {
+			t.Errorf("written pipeline lacks %q", s)
+		}
+	}
+	if strings.Contains(written, "pg-V4lue") || !strings.Contains(written, "deploy:production:douala:") || len(written) <= len(production) {
+		t.Error("written pipeline is not the production pipeline")
 	}
 
-	out, _, err = run(t, environ, "ci", "lint", ".gitlab-ci.yml", filepath.Join("..", "..", ".gitlab-ci.yml"))
-	if err == nil {
-		// the second path is relative to the old working dir; only the first exists here
-		t.Errorf("lint of a missing file passed: %s", out)
+	out, _, err = run(t, environ, "ci", "generate", "--env", "production", "--check", ".gitlab-ci.yml")
+	if err != nil || !strings.Contains(out, "✓ .gitlab-ci.yml matches") {
+		t.Fatalf("--check right after --out: %v %q", err, out)
+	}
+	// The sites change (a new replica count changes nothing in CI; a new endpoint does).
+	_, _, err = run(t, environ, "ci", "generate", "--env", "production", "--check", ".gitlab-ci.yml", "--set", "douala:engine.host=ssh://ops@10.10.0.99")
+	if err == nil || !strings.Contains(err.Error(), ".gitlab-ci.yml is out of date with the configuration of production") ||
+		!strings.Contains(err.Error(), "regenerate it with: sitectl ci generate --env production --out .gitlab-ci.yml") {
+		t.Errorf("--check after a change: %v", err)
+	}
+
+	out, _, err = run(t, environ, "ci", "lint", ".gitlab-ci.yml", "missing.yml")
+	if err == nil || !strings.Contains(err.Error(), "missing.yml") {
+		t.Errorf("lint of a missing file: %v", err)
 	}
 	if !strings.Contains(out, "✓ .gitlab-ci.yml") {
 		t.Errorf("lint did not pass the generated file: %q", out)
@@ -124,18 +144,40 @@ func TestCIVariablesAndCheck(t *testing.T) {
 		t.Errorf("check output %q, error %v", out, err)
 	}
 
-	// Everything set: passes.
+	// Everything set: passes. What to set comes from the check's own JSON.
+	out, _, _ = run(t, nil, "ci", "check", "--env", "staging", "--site", "douala", "--output", "json")
+	var results []struct {
+		Name   string `json:"name"`
+		File   bool   `json:"file"`
+		Prefix string `json:"prefix"`
+		OK     bool   `json:"ok"`
+	}
+	if err := json.Unmarshal([]byte(out), &results); err != nil || len(results) < 6 {
+		t.Fatalf("check --output json: %v\n%s", err, out)
+	}
 	key := filepath.Join(t.TempDir(), "key")
 	if err := os.WriteFile(key, []byte("k"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	environ := []string{"DOCKER_HOST_DOUALA=ssh://ops@douala.ci", "SSH_KEY_DOUALA=" + key, "SSH_KNOWN_HOSTS_DOUALA=" + key,
-		"SITECTL_PG_PASSWORD=x", "SITECTL_MONGO_KEYFILE=" + secret, "SITECTL_DJANGO_SECRET_KEY=y"}
+	var environ []string
+	for _, r := range results {
+		if r.OK {
+			t.Errorf("%s passes with nothing set", r.Name)
+		}
+		val := secret
+		switch {
+		case r.File:
+			val = key
+		case r.Prefix != "":
+			val = r.Prefix + "douala.ci"
+		}
+		environ = append(environ, r.Name+"="+val)
+	}
 	out, _, err = run(t, environ, "ci", "check", "--env", "staging", "--site", "douala")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if strings.Count(out, "✓") != 6 || strings.Contains(out, secret) {
+	if strings.Count(out, "✓") != len(results) || strings.Contains(out, secret) {
 		t.Errorf("check output:\n%s", out)
 	}
 }
