@@ -184,7 +184,29 @@ func cutEnd(ctx context.Context, g *Gateway, name string) error {
 			return err
 		}
 	}
-	return c.Terminate(ctx, name, 3*time.Second)
+	// Unloading starts deleting the SA in the background; terminate and wait until
+	// no SA of the connection is left, so traffic is cut when Cut returns.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := c.Terminate(ctx, name, 3*time.Second); err != nil {
+			return err
+		}
+		sas, err := c.SAs(ctx)
+		if err != nil {
+			return err
+		}
+		if bestSA(sas, name) == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("gateway %s: IKE_SA %s still present 10s after terminate", g.Site, name)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // Heal brings a cut link back: both ends load the connection again (credentials
@@ -202,8 +224,10 @@ func Heal(ctx context.Context, topo *sites.Topology, linkName string) error {
 			return fmt.Errorf("heal %s: %w", l.Name(), err)
 		}
 	}
-	for i, g := range gws {
-		if err := healEnd(ctx, g, l.Name(), mats[i], false); err != nil {
+	// The B end (the answering end) loads first, so that the A end's start action
+	// finds it ready instead of failing and waiting for its next keying try.
+	for _, i := range []int{1, 0} {
+		if err := healEnd(ctx, gws[i], l.Name(), mats[i], false); err != nil {
 			return fmt.Errorf("heal %s: %w", l.Name(), err)
 		}
 	}

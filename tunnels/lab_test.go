@@ -81,7 +81,12 @@ func TestLabTunnels(t *testing.T) {
 	echoServer(t, "tn-h-cloud", cloudAddr, "cloud")
 	echoServer(t, "tn-h-yaounde", yaoundeAddr, "yaounde")
 
-	// start_action = trap: the first packet brings the tunnel up.
+	// All tunnels come up.
+	for _, link := range l.topo.Links {
+		if err := WaitUp(ctx, l.topo, link.Name(), 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var reply string
 	var err error
 	for i := 0; i < 5; i++ {
@@ -94,6 +99,12 @@ func TestLabTunnels(t *testing.T) {
 	}
 	st := statusOf(t, l, "douala-cloud")
 	if st.State != StateUp || len(st.Ends) != 2 {
+		gws, _ := Build(l.topo)
+		if c, err := Dial(ctx, gws[0]); err == nil {
+			sas, err := c.SAs(ctx)
+			t.Logf("cloud SAs: %+v %v", sas, err)
+			c.Close()
+		}
 		t.Fatalf("status after traffic: %+v", st)
 	}
 	for _, e := range st.Ends {

@@ -105,14 +105,21 @@ func buildGateway(topo *sites.Topology, s *sites.Site) (*Gateway, []string) {
 		LAN: s.LAN, Vici: s.Gateway.Vici, IPsec: s.Tunnel.IPsec,
 	}
 	var problems []string
-	start := s.Tunnel.StartAction
-	if start == "trap" && s.Tunnel.IPsec == "libipsec" {
+	libipsecTrap := s.Tunnel.StartAction == "trap" && s.Tunnel.IPsec == "libipsec"
+	if libipsecTrap {
 		// kernel-libipsec raises no acquire for a trap policy: packets are dropped and
 		// no IKE_SA is started, so trap would leave the tunnel down forever.
-		start = "start"
-		g.Notes = append(g.Notes, "start_action trap is not supported with kernel-libipsec (it raises no acquire); using start")
+		g.Notes = append(g.Notes, "start_action trap is not supported with kernel-libipsec (it raises no acquire): "+
+			"the link's first end (the spoke) uses start, the other end none (it answers), so the two ends never race")
 	}
 	for _, l := range topo.LinksOf(s.Name) {
+		start := s.Tunnel.StartAction
+		if libipsecTrap {
+			start = "none"
+			if l.A == s.Name {
+				start = "start"
+			}
+		}
 		peer := topo.Site(l.Other(s.Name))
 		if peer == nil {
 			problems = append(problems, fmt.Sprintf("link %s: site %q is not defined (sites: %s); add %s.yaml or remove it from tunnel.peers",

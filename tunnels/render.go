@@ -70,6 +70,7 @@ func RenderSwanctl(g *Gateway) string {
 		w(2, "dpd_delay = %s", dpdSeconds(c.DPDDelay))
 		w(2, "keyingtries = 0")
 		w(2, "unique = replace")
+		w(2, "mobike = no")
 		w(2, "local {")
 		w(3, "auth = %s", auth)
 		w(3, "id = %s", c.LocalID)

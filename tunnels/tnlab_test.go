@@ -152,7 +152,7 @@ func (l *tnLab) startCharon(g *Gateway) {
 	}
 	// Test only: charon-systemd logs to the journal, which the lab has not; log to a
 	// file instead (strongswan.conf merges repeated sections).
-	conf += "charon-systemd {\n  filelog {\n    tn {\n      path = " + filepath.Join(dir, "charon.log") + "\n      default = 1\n    }\n  }\n}\n"
+	conf += "charon-systemd {\n  filelog {\n    tn {\n      path = " + filepath.Join(dir, "charon.log") + "\n      default = 1\n      flush_line = yes\n    }\n  }\n}\n"
 	path := filepath.Join(dir, "strongswan.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		l.t.Fatal(err)
@@ -186,7 +186,8 @@ func (l *tnLab) cleanup() {
 	if l.t.Failed() {
 		for _, s := range tnSites {
 			if b, err := os.ReadFile(filepath.Join(l.dir, s, "charon.log")); err == nil {
-				l.t.Logf("charon %s log (tail):\n%s", s, tail(string(b), 40))
+				l.t.Logf("charon %s log (tail):\n%s", s, tail(string(b), 60))
+				_ = os.WriteFile(filepath.Join(os.TempDir(), "tn-failed-charon-"+s+".log"), b, 0o644)
 			}
 		}
 	}

@@ -120,15 +120,35 @@ func (c *Client) call(ctx context.Context, cmd string, in *vici.Message) (*vici.
 	return out, nil
 }
 
+// stream runs a command whose results come as events (list-sas → list-sa). It does
+// not use govici's CallStreaming: that waits on the event and response channels with
+// one select, and when both are ready it may take the response first and drop the
+// events (list-sas then returns nothing at random). Subscribed events are dispatched
+// in socket order, before the response, so after Call returns every event is queued.
 func (c *Client) stream(ctx context.Context, cmd, event string, in *vici.Message) ([]*vici.Message, error) {
-	var out []*vici.Message
-	for m, err := range c.s.CallStreaming(ctx, cmd, event, in) {
-		if err != nil {
-			return nil, fmt.Errorf("vici %s %s: %w", c.Site, cmd, err)
-		}
-		out = append(out, m)
+	if err := c.s.Subscribe(event); err != nil {
+		return nil, fmt.Errorf("vici %s subscribe %s: %w", c.Site, event, err)
 	}
-	return out, nil
+	ch := make(chan vici.Event, 4096)
+	c.s.NotifyEvents(ch)
+	defer c.s.StopEvents(ch)
+	if _, err := c.call(ctx, cmd, in); err != nil {
+		return nil, err
+	}
+	var out []*vici.Message
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				return out, nil
+			}
+			if ev.Name == event {
+				out = append(out, ev.Message)
+			}
+		default:
+			return out, nil
+		}
+	}
 }
 
 func msg(kv ...any) *vici.Message {
@@ -164,6 +184,7 @@ func connMessage(c Conn) *vici.Message {
 		"dpd_delay", dpdSeconds(c.DPDDelay),
 		"keyingtries", "0",
 		"unique", "replace",
+		"mobike", "no",
 		"local", msg("auth", auth, "id", c.LocalID),
 		"remote", msg("auth", auth, "id", c.RemoteID),
 		"children", msg(c.Child, child),
