@@ -1,0 +1,102 @@
+package mongo_test
+
+import (
+	"flag"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sitectl/sitectl/stacks"
+	"github.com/sitectl/sitectl/stacks/mongo"
+	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// TestRenderGolden renders mongo for every site and environment: docker/cli's loader
+// and the deploy engine's conversion accept it, and it matches its golden file.
+func TestRenderGolden(t *testing.T) {
+	for _, env := range stacktest.Envs {
+		topo := stacktest.Load(t, env)
+		for _, s := range topo.Sites {
+			t.Run(s.Name+"/"+env, func(t *testing.T) {
+				in := stacks.Input{Topo: topo, Site: s}
+				r, err := mongo.Stack{}.Render(in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg := stacktest.LoadCompose(t, r)
+				d := stacktest.Convert(t, in, r)
+				if len(d.Services) != len(s.Mongo.Members) || len(d.Secrets) != 1 {
+					t.Errorf("converted: %d services, %d secrets; want %d, 1", len(d.Services), len(d.Secrets), len(s.Mongo.Members))
+				}
+				for _, svc := range cfg.Services {
+					if svc.Deploy.EndpointMode != s.Deploy.EndpointMode {
+						t.Errorf("%s: endpoint_mode %q, site says %q", svc.Name, svc.Deploy.EndpointMode, s.Deploy.EndpointMode)
+					}
+					if len(svc.Networks) != 1 || svc.Networks["data"] == nil && !hasKey(svc.Networks, "data") {
+						t.Errorf("%s: networks %v, want data only", svc.Name, svc.Networks)
+					}
+					for _, p := range svc.Ports {
+						if p.Mode != "host" {
+							t.Errorf("%s: port %d published in %s mode; only host mode keeps it off the routing mesh", svc.Name, p.Target, p.Mode)
+						}
+					}
+					if !slices.Contains(svc.Command, "--keyFile") {
+						t.Errorf("%s: mongod runs without --keyFile", svc.Name)
+					}
+					if !strings.HasPrefix(svc.Deploy.Placement.Constraints[0], "node.hostname == ") {
+						t.Errorf("%s: constraints %v, want the member's node", svc.Name, svc.Deploy.Placement.Constraints)
+					}
+				}
+				stacktest.Golden(t, *update, env+"/"+s.Name+"/compose.yaml", r.Compose)
+			})
+		}
+	}
+}
+
+func hasKey[V any](m map[string]V, k string) bool { _, ok := m[k]; return ok }
+
+// TestDBNodePlacement: douala's member lives on its db node.
+func TestDBNodePlacement(t *testing.T) {
+	topo := stacktest.Load(t, "production")
+	r, err := mongo.Stack{}.Render(stacks.Input{Topo: topo, Site: topo.Site("douala")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stacktest.LoadCompose(t, r)
+	got := cfg.Services[0].Deploy.Placement.Constraints
+	if !slices.Equal(got, []string{"node.hostname == douala-db1", "node.labels.role == db"}) {
+		t.Errorf("douala constraints %v", got)
+	}
+}
+
+func TestTLSAndErrors(t *testing.T) {
+	topo := stacktest.Load(t, "production", "values.mongo.tls_mode=requireTLS",
+		"secrets.mongo-tls-pem.env=SITECTL_MONGO_TLS_PEM", "secrets.mongo-tls-ca.env=SITECTL_MONGO_TLS_CA")
+	in := stacks.Input{Topo: topo, Site: topo.Site("cloud")}
+	r, err := mongo.Stack{}.Render(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stacktest.LoadCompose(t, r)
+	d := stacktest.Convert(t, in, r)
+	if len(d.Secrets) != 3 || !slices.Contains(cfg.Services[0].Command, "requireTLS") {
+		t.Errorf("TLS: %d secrets, command %v", len(d.Secrets), cfg.Services[0].Command)
+	}
+	stacktest.Golden(t, *update, "tls/cloud/compose.yaml", r.Compose)
+
+	for _, tc := range []struct {
+		set  []string
+		want string
+	}{
+		{[]string{"values.mongo.tls_mode=requireTLS"}, "needs the secret"},
+		{[]string{"values.mongo.tls_mode=maybe"}, "allowed: disabled"},
+	} {
+		topo := stacktest.Load(t, "dev", tc.set...)
+		_, err := mongo.Stack{}.Render(stacks.Input{Topo: topo, Site: topo.Site("douala")})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err %v, want %q", tc.set, err, tc.want)
+		}
+	}
+}
