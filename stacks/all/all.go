@@ -7,5 +7,6 @@ import (
 	_ "github.com/sitectl/sitectl/stacks/django-api"
 	_ "github.com/sitectl/sitectl/stacks/elk"
 	_ "github.com/sitectl/sitectl/stacks/kong"
+	_ "github.com/sitectl/sitectl/stacks/mongo"
 	_ "github.com/sitectl/sitectl/stacks/postgres"
 )
