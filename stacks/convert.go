@@ -197,6 +197,7 @@ func Convert(ctx context.Context, in Input, r Rendered, opts ConvertOptions) (*D
 		spec.Labels = merge(spec.Labels, ManagedLabels(site, stack))
 		h := SpecHash(spec)
 		spec.Labels[LabelSpecHash] = h
+		spec.Labels[LabelTaskHash] = TaskHash(spec)
 		d.Services = append(d.Services, Service{Stack: stack, Name: spec.Name, Spec: spec, Hash: h})
 	}
 	return d, nil

@@ -18,6 +18,10 @@ const (
 	// LabelSpecHash holds the hash of the desired service (or network) spec sitectl
 	// last applied; an unchanged hash means "do not touch" (moby#31115).
 	LabelSpecHash = "sitectl.spec-hash"
+	// LabelTaskHash is the hash of the task template alone: when it changes the
+	// update replaces tasks (and swarm reports the rollout in UpdateStatus); when
+	// only it stays, the update only scales or relabels.
+	LabelTaskHash = "sitectl.task-hash"
 	// LabelObject is the logical name of a secret or config (stack_key) whose
 	// swarm name carries a content hash: versions of one object share it.
 	LabelObject = "sitectl.object"
@@ -42,32 +46,42 @@ func ContentName(logical string, data, key []byte) string {
 }
 
 // SpecHash is the hash of a service spec as sitectl will apply it, ignoring what
-// only the engine knows (secret and config IDs) and the hash label itself.
+// only the engine knows (secret and config IDs) and sitectl's hash labels.
 func SpecHash(spec swarm.ServiceSpec) string {
 	c := spec
 	c.Labels = map[string]string{}
 	for k, v := range spec.Labels {
-		if k != LabelSpecHash {
+		if k != LabelSpecHash && k != LabelTaskHash {
 			c.Labels[k] = v
 		}
 	}
-	if cs := spec.TaskTemplate.ContainerSpec; cs != nil {
-		cc := *cs
-		cc.Secrets = nil
-		for _, s := range cs.Secrets {
-			r := *s
-			r.SecretID = ""
-			cc.Secrets = append(cc.Secrets, &r)
-		}
-		cc.Configs = nil
-		for _, s := range cs.Configs {
-			r := *s
-			r.ConfigID = ""
-			cc.Configs = append(cc.Configs, &r)
-		}
-		c.TaskTemplate.ContainerSpec = &cc
-	}
+	c.TaskTemplate = withoutIDs(spec.TaskTemplate)
 	return hashJSON(c)
+}
+
+// TaskHash is the hash of the task template, ignoring secret and config IDs.
+func TaskHash(spec swarm.ServiceSpec) string { return hashJSON(withoutIDs(spec.TaskTemplate)) }
+
+func withoutIDs(t swarm.TaskSpec) swarm.TaskSpec {
+	cs := t.ContainerSpec
+	if cs == nil {
+		return t
+	}
+	cc := *cs
+	cc.Secrets = nil
+	for _, s := range cs.Secrets {
+		r := *s
+		r.SecretID = ""
+		cc.Secrets = append(cc.Secrets, &r)
+	}
+	cc.Configs = nil
+	for _, s := range cs.Configs {
+		r := *s
+		r.ConfigID = ""
+		cc.Configs = append(cc.Configs, &r)
+	}
+	t.ContainerSpec = &cc
+	return t
 }
 
 func hashJSON(v any) string {

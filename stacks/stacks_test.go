@@ -145,8 +145,8 @@ func TestConvertDetectsChanges(t *testing.T) {
 	})
 	t.Run("replicas change only the api", func(t *testing.T) {
 		d := build(t, load(t, "dev", "douala:values.django-api.replicas=3"), "douala", "k")
-		api := service(t, d, "django-api_web")
-		if api.Hash == service(t, base, "django-api_web").Hash {
+		api := service(t, d, "django-api_api")
+		if api.Hash == service(t, base, "django-api_api").Hash {
 			t.Error("replica change kept the api's hash")
 		}
 		if r := *api.Spec.Mode.Replicated.Replicas; r != 3 {
@@ -168,7 +168,7 @@ func TestConvertDetectsChanges(t *testing.T) {
 		if secret(t, d, "django-api_django-secret-key").Name != secret(t, base, "django-api_django-secret-key").Name {
 			t.Error("an unchanged secret got a new name")
 		}
-		for _, s := range []string{"postgres_db", "django-api_web"} {
+		for _, s := range []string{"postgres_db", "django-api_api"} {
 			if service(t, d, s).Hash == service(t, base, s).Hash {
 				t.Errorf("%s uses the postgres password but its hash did not change", s)
 			}
@@ -216,7 +216,7 @@ func TestConvertLabelsAndNetworks(t *testing.T) {
 	if nets["edge"].Note == "" {
 		t.Error("edge is unencrypted without a note")
 	}
-	api := service(t, d, "django-api_web")
+	api := service(t, d, "django-api_api")
 	if api.Spec.UpdateConfig.Order != "start-first" || api.Spec.UpdateConfig.FailureAction != "rollback" {
 		t.Errorf("api update config %+v", api.Spec.UpdateConfig)
 	}

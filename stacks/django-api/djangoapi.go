@@ -48,6 +48,7 @@ type Extra struct {
 	OrderReason string
 	DatabaseURL string
 	MongoURI    string
+	Constraint  string
 }
 
 // Render renders the compose file for in.Site.
@@ -64,7 +65,7 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 	}
 	x := Extra{Replicas: replicas, Publish: published > 0, Order: "start-first",
 		OrderReason: "start-first: the new task is healthy before the old one stops",
-		DatabaseURL: DatabaseURL(s), MongoURI: MongoURI(in.Topo, s)}
+		DatabaseURL: DatabaseURL(s), MongoURI: MongoURI(in.Topo, s), Constraint: Placement(s)}
 	if x.Publish && s.Deploy.PublishMode == "host" {
 		// Two tasks cannot bind one host port on one node.
 		x.Order, x.OrderReason = "stop-first", "stop-first: a host-mode port cannot be bound by two tasks on one node"
@@ -79,6 +80,17 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 		return stacks.Rendered{}, err
 	}
 	return stacks.Rendered{Stack: Name, Compose: out}, nil
+}
+
+// Placement is the API's placement constraint: the app nodes, or on a site without
+// any (the cloud hub runs its services on its monitor node) the site's own nodes.
+func Placement(s *sites.Site) string {
+	for _, n := range s.Nodes {
+		if n.Labels["role"] == "app" {
+			return "node.labels.role == app"
+		}
+	}
+	return "node.labels.site == " + s.Name
 }
 
 // DatabaseURL is the site-local PostgreSQL (the postgres stack's service on the data

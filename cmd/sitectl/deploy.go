@@ -1,0 +1,84 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sitectl/sitectl/deploy"
+)
+
+type deployOptions struct {
+	sites       siteFlags
+	prune       bool
+	forceUnlock bool
+}
+
+func newDeployCommand(g *globals) *cobra.Command {
+	var o deployOptions
+	cmd := &cobra.Command{
+		Use:   "deploy",
+		Short: "Apply the plan to sites (in parallel) and wait until every service converged",
+		Long: `Applies the steps plan shows, site by site in parallel: swarm membership, networks,
+secrets and configs (versioned by content: a changed value rolls the services using it),
+services (only those whose spec changed), then the other parts. Waits until every
+service runs its desired tasks, within the site's deploy.timeout; a service that rolled
+back, paused, keeps failing or does not converge fails the deploy, named with the
+reason. One deploy per site at a time: the lock lives in the site's swarm.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runDeploy(cmd, g, o) },
+	}
+	o.sites.add(cmd, "deploy")
+	cmd.Flags().BoolVar(&o.prune, "prune", false, "remove services, networks, secrets and configs sitectl created that the config no longer wants")
+	cmd.Flags().BoolVar(&o.forceUnlock, "force-unlock", false, "take the site's deploy lock even if another deploy holds it")
+	return cmd
+}
+
+func runDeploy(cmd *cobra.Command, g *globals, o deployOptions) error {
+	topo, err := g.loadTopology()
+	if err != nil {
+		return err
+	}
+	selected, err := o.sites.selectSites(topo, true)
+	if err != nil {
+		return err
+	}
+	results := deploy.Deploy(cmd.Context(), topo, selected, deploy.Parts, deploy.Options{
+		Prune: o.prune, ForceUnlock: o.forceUnlock, Environ: g.environ, Progress: g.progress()})
+	var failed []error
+	for _, r := range results {
+		if r.Err() != nil {
+			failed = append(failed, r.Err())
+		}
+	}
+	ok, err := g.printStructured(results)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		for _, r := range results {
+			if r.Err() != nil {
+				fmt.Fprintf(g.streams.Out, "✗ %s: %s\n", r.Site, r.Error)
+				continue
+			}
+			what := "nothing to do"
+			if n := len(r.Applied); n > 0 {
+				what = fmt.Sprintf("%d change(s) applied", n)
+			}
+			fmt.Fprintf(g.streams.Out, "✓ %s: %s, converged (%s)\n", r.Site, what, r.Duration.Round(10*time.Millisecond))
+		}
+	}
+	if len(failed) > 0 {
+		names := make([]string, 0, len(failed))
+		for _, r := range results {
+			if r.Err() != nil {
+				names = append(names, r.Site)
+			}
+		}
+		return &ExitError{Code: 1, Err: fmt.Errorf("deploy failed on %s: %w", strings.Join(names, ", "), errors.Join(failed...)), Silent: !ok}
+	}
+	return nil
+}

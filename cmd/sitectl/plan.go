@@ -1,0 +1,86 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sitectl/sitectl/deploy"
+	"github.com/sitectl/sitectl/sites"
+	_ "github.com/sitectl/sitectl/stacks/all" // every stack, registered
+)
+
+// siteFlags select sites: --site S (repeatable) or --all.
+type siteFlags struct {
+	names []string
+	all   bool
+}
+
+func (f *siteFlags) add(cmd *cobra.Command, verb string) {
+	cmd.Flags().StringSliceVar(&f.names, "site", nil, "site(s) to "+verb+" (repeatable, or comma-separated)")
+	cmd.Flags().BoolVar(&f.all, "all", false, "every site")
+}
+
+// selectSites returns the chosen sites; required says whether naming none is an
+// error (deploy) or means every site (plan, status).
+func (f *siteFlags) selectSites(topo *sites.Topology, required bool) ([]*sites.Site, error) {
+	switch {
+	case f.all && len(f.names) > 0:
+		return nil, errors.New("--site and --all exclude each other")
+	case f.all:
+		return topo.Sites, nil
+	case len(f.names) == 0 && required:
+		return nil, fmt.Errorf("name the sites: --site S (sites: %s) or --all", strings.Join(topo.SiteNames(), ", "))
+	}
+	return topo.Select(f.names...)
+}
+
+type planOptions struct {
+	sites siteFlags
+	prune bool
+}
+
+func newPlanCommand(g *globals) *cobra.Command {
+	var o planOptions
+	cmd := &cobra.Command{
+		Use:   "plan",
+		Short: "Show what deploy would change on each site, changing nothing",
+		Long: `Reads each site's live state (in parallel) and prints the typed steps deploy would
+apply: swarm membership and node labels, networks, secrets, configs, services (with a
+readable diff), then the other parts (tunnels, replication). Secret values are never
+shown. Exit code: 0 nothing to do, 2 changes pending, 1 error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runPlan(cmd, g, o) },
+	}
+	o.sites.add(cmd, "plan (default: all)")
+	cmd.Flags().BoolVar(&o.prune, "prune", false, "also plan removing sitectl's objects the config no longer wants")
+	return cmd
+}
+
+func runPlan(cmd *cobra.Command, g *globals, o planOptions) error {
+	topo, err := g.loadTopology()
+	if err != nil {
+		return err
+	}
+	selected, err := o.sites.selectSites(topo, false)
+	if err != nil {
+		return err
+	}
+	p := deploy.Plan(cmd.Context(), topo, selected, deploy.Parts, deploy.Options{Prune: o.prune, Environ: g.environ})
+	ok, err := g.printStructured(p)
+	if !ok {
+		err = p.Render(g.streams.Out)
+	}
+	if err != nil {
+		return err
+	}
+	if f := p.Failed(); len(f) > 0 {
+		return &ExitError{Code: 1, Err: fmt.Errorf("could not plan %s (see above); nothing was changed", strings.Join(f, ", ")), Silent: ok}
+	}
+	if p.Changes() > 0 {
+		return &ExitError{Code: 2, Silent: true}
+	}
+	return nil
+}

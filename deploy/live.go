@@ -1,0 +1,137 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+
+	"github.com/sitectl/sitectl/stacks"
+)
+
+// liveObj is a secret or config as the swarm holds it (never its data).
+type liveObj struct {
+	ID     string
+	Name   string
+	Labels map[string]string
+}
+
+// live is what the site's swarm holds now.
+type live struct {
+	networks map[string]network.Summary // by name, swarm-scoped only
+	netNames map[string]string          // ID → name
+	secrets  []liveObj
+	configs  []liveObj
+	services map[string]swarm.Service // by name
+}
+
+func (l *live) netName(idOrName string) string {
+	if n, ok := l.netNames[idOrName]; ok {
+		return n
+	}
+	return idOrName
+}
+
+func emptyLive() *live {
+	return &live{networks: map[string]network.Summary{}, netNames: map[string]string{}, services: map[string]swarm.Service{}}
+}
+
+// readLive lists the site's networks, secrets, configs and services.
+func (s *session) readLive(ctx context.Context) (*live, error) {
+	l := emptyLive()
+	nets, err := s.eng.NetworkList(ctx, client.NetworkListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list networks: %w", err)
+	}
+	for _, n := range nets.Items {
+		l.netNames[n.ID] = n.Name
+		if n.Scope == "swarm" {
+			l.networks[n.Name] = n
+		}
+	}
+	secs, err := s.eng.SecretList(ctx, client.SecretListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list secrets: %w", err)
+	}
+	for _, x := range secs.Items {
+		l.secrets = append(l.secrets, liveObj{ID: x.ID, Name: x.Spec.Name, Labels: x.Spec.Labels})
+	}
+	cfgs, err := s.eng.ConfigList(ctx, client.ConfigListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list configs: %w", err)
+	}
+	for _, x := range cfgs.Items {
+		l.configs = append(l.configs, liveObj{ID: x.ID, Name: x.Spec.Name, Labels: x.Spec.Labels})
+	}
+	svcs, err := s.eng.ServiceList(ctx, client.ServiceListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list services: %w", err)
+	}
+	for _, x := range svcs.Items {
+		l.services[x.Spec.Name] = x
+	}
+	return l, nil
+}
+
+// managedBy reports whether labels mark an object sitectl manages for site.
+func managedBy(labels map[string]string, site string) bool {
+	return labels[stacks.LabelManaged] == "true" && labels[stacks.LabelSite] == site
+}
+
+// resolveIDs fills the secret and config IDs of a desired spec by name (the
+// converter leaves them empty; the objects exist by the time services apply).
+func (s *session) resolveIDs(ctx context.Context, spec *swarm.ServiceSpec) error {
+	cs := spec.TaskTemplate.ContainerSpec
+	if cs == nil {
+		return nil
+	}
+	if len(cs.Secrets) > 0 {
+		f := make(client.Filters)
+		for _, r := range cs.Secrets {
+			f.Add("name", r.SecretName)
+		}
+		res, err := s.eng.SecretList(ctx, client.SecretListOptions{Filters: f})
+		if err != nil {
+			return fmt.Errorf("look up secrets: %w", err)
+		}
+		ids := map[string]string{}
+		for _, x := range res.Items {
+			ids[x.Spec.Name] = x.ID
+		}
+		var refs []*swarm.SecretReference
+		for _, r := range cs.Secrets {
+			c := *r
+			if c.SecretID = ids[r.SecretName]; c.SecretID == "" {
+				return fmt.Errorf("secret %s does not exist in the swarm", r.SecretName)
+			}
+			refs = append(refs, &c)
+		}
+		cs.Secrets = refs
+	}
+	if len(cs.Configs) > 0 {
+		f := make(client.Filters)
+		for _, r := range cs.Configs {
+			f.Add("name", r.ConfigName)
+		}
+		res, err := s.eng.ConfigList(ctx, client.ConfigListOptions{Filters: f})
+		if err != nil {
+			return fmt.Errorf("look up configs: %w", err)
+		}
+		ids := map[string]string{}
+		for _, x := range res.Items {
+			ids[x.Spec.Name] = x.ID
+		}
+		var refs []*swarm.ConfigReference
+		for _, r := range cs.Configs {
+			c := *r
+			if c.ConfigID = ids[r.ConfigName]; c.ConfigID == "" {
+				return fmt.Errorf("config %s does not exist in the swarm", r.ConfigName)
+			}
+			refs = append(refs, &c)
+		}
+		cs.Configs = refs
+	}
+	return nil
+}

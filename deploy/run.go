@@ -1,0 +1,174 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sitectl/sitectl/plan"
+	"github.com/sitectl/sitectl/sites"
+	"github.com/sitectl/sitectl/swarm"
+)
+
+// Parts are the parts of every site's deploy path, in the order they plan and
+// apply: swarm membership, the site networks and stacks, then the parts other
+// packages contribute. Add yours with one line.
+var Parts = []plan.Part{
+	swarm.Part{},
+	Stacks,
+}
+
+// Waiter is a part whose changes take time to settle (services rolling out);
+// deploy waits for it before the next part.
+type Waiter interface {
+	Wait(ctx context.Context, topo *sites.Topology, site *sites.Site) error
+}
+
+// Plan reads every selected site's live state (in parallel) and returns the steps
+// that would bring it to its configuration. It changes nothing. A site that cannot
+// be planned carries its error; the other sites are still planned.
+func Plan(ctx context.Context, topo *sites.Topology, selected []*sites.Site, parts []plan.Part, opts Options) *plan.Plan {
+	p := &plan.Plan{Env: topo.Env, Sites: make([]plan.SitePlan, len(selected))}
+	forEach(selected, func(i int, site *sites.Site) {
+		p.Sites[i] = planSite(ctx, topo, site, parts, opts)
+	})
+	return p
+}
+
+func planSite(ctx context.Context, topo *sites.Topology, site *sites.Site, parts []plan.Part, opts Options) plan.SitePlan {
+	sp := plan.SitePlan{Site: site.Name, Steps: []plan.Step{}}
+	eng, closeEng, err := opts.open(ctx, site)
+	if err != nil {
+		sp.Error = err.Error()
+		return sp
+	}
+	defer closeEng()
+	ctx = withSession(ctx, newSession(topo, site, eng, opts))
+	var errs []string
+	for _, part := range parts {
+		steps, err := part.Plan(ctx, topo, site)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", part.Name(), err))
+			continue
+		}
+		for _, st := range steps {
+			if st.Action == plan.Noop && st.Note != "" {
+				sp.Notes = append(sp.Notes, st.Note)
+			}
+		}
+		sp.Steps = append(sp.Steps, steps...)
+	}
+	sp.Error = strings.Join(errs, "; ")
+	return sp
+}
+
+// SiteResult is what deploy did to one site.
+type SiteResult struct {
+	Site     string        `json:"site"`
+	Applied  []plan.Step   `json:"applied"`
+	Duration time.Duration `json:"duration_ns"`
+	Error    string        `json:"error,omitempty"`
+	err      error
+}
+
+// Err is the site's error (nil when it converged).
+func (r SiteResult) Err() error { return r.err }
+
+// Deploy applies every selected site's plan, sites in parallel: per site it takes
+// the deploy lock, then plans and applies each part in turn (each part sees what
+// the previous ones changed), waiting for the services to converge. A failing site
+// does not stop the others.
+func Deploy(ctx context.Context, topo *sites.Topology, selected []*sites.Site, parts []plan.Part, opts Options) []SiteResult {
+	out := make([]SiteResult, len(selected))
+	forEach(selected, func(i int, site *sites.Site) {
+		start := time.Now()
+		applied, err := deploySite(ctx, topo, site, parts, opts)
+		out[i] = SiteResult{Site: site.Name, Applied: applied, Duration: time.Since(start), err: err}
+		if applied == nil {
+			out[i].Applied = []plan.Step{}
+		}
+		if err != nil {
+			out[i].err = fmt.Errorf("deploy %s: %w", site.Name, err)
+			out[i].Error = out[i].err.Error()
+		}
+	})
+	return out
+}
+
+func deploySite(ctx context.Context, topo *sites.Topology, site *sites.Site, parts []plan.Part, opts Options) (applied []plan.Step, err error) {
+	eng, closeEng, err := opts.open(ctx, site)
+	if err != nil {
+		return nil, err
+	}
+	defer closeEng()
+	s := newSession(topo, site, eng, opts)
+	ctx = withSession(ctx, s)
+	var lk *lock
+	defer func() {
+		if lk != nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			err = errors.Join(err, lk.release(rctx))
+		}
+	}()
+	takeLock := func() error {
+		active, _, err := s.swarmState(ctx)
+		if err != nil || !active {
+			return err
+		}
+		lk, err = s.acquireLock(ctx)
+		return err
+	}
+	// The lock lives in the swarm: before the swarm exists (first deploy), the swarm
+	// part runs unlocked and the lock is taken as soon as there is a swarm.
+	if err := takeLock(); err != nil {
+		return nil, err
+	}
+	for _, part := range parts {
+		steps, err := part.Plan(ctx, topo, site)
+		if err != nil {
+			return applied, fmt.Errorf("plan %s: %w", part.Name(), err)
+		}
+		for _, st := range steps {
+			if st.Action == plan.Noop || st.Apply == nil {
+				continue
+			}
+			done := opts.Progress.Step("%s: %s", site.Name, st)
+			err := st.Apply(ctx)
+			done(err)
+			if err != nil {
+				return applied, fmt.Errorf("%s: %w", st, err)
+			}
+			applied = append(applied, st)
+		}
+		if w, ok := part.(Waiter); ok {
+			done := opts.Progress.Step("%s: %s converged", site.Name, part.Name())
+			err := w.Wait(ctx, topo, site)
+			done(err)
+			if err != nil {
+				return applied, err
+			}
+		}
+		if lk == nil {
+			if err := takeLock(); err != nil {
+				return applied, err
+			}
+		}
+	}
+	return applied, nil
+}
+
+func forEach(selected []*sites.Site, f func(int, *sites.Site)) {
+	var wg sync.WaitGroup
+	for i, s := range selected {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(i, s)
+		}()
+	}
+	wg.Wait()
+}

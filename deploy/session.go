@@ -1,0 +1,172 @@
+// Package deploy composes each site's plan from its parts (swarm membership, the
+// site networks and stacks, then the parts other packages register in Parts), prints
+// it for `sitectl plan`, applies the same steps for `sitectl deploy` (sites in
+// parallel, one deploy lock per site held in its swarm), watches the services
+// converge, and reports each site's status.
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/sitectl/sitectl/engine"
+	"github.com/sitectl/sitectl/internal/progress"
+	"github.com/sitectl/sitectl/sites"
+)
+
+// Engine is what the deploy path asks of a site's manager engine; *client.Client
+// has it.
+type Engine interface {
+	Info(ctx context.Context, o client.InfoOptions) (client.SystemInfoResult, error)
+	SwarmInspect(ctx context.Context, o client.SwarmInspectOptions) (client.SwarmInspectResult, error)
+	NodeList(ctx context.Context, o client.NodeListOptions) (client.NodeListResult, error)
+	NetworkList(ctx context.Context, o client.NetworkListOptions) (client.NetworkListResult, error)
+	NetworkCreate(ctx context.Context, name string, o client.NetworkCreateOptions) (client.NetworkCreateResult, error)
+	NetworkRemove(ctx context.Context, id string, o client.NetworkRemoveOptions) (client.NetworkRemoveResult, error)
+	SecretList(ctx context.Context, o client.SecretListOptions) (client.SecretListResult, error)
+	SecretCreate(ctx context.Context, o client.SecretCreateOptions) (client.SecretCreateResult, error)
+	SecretRemove(ctx context.Context, id string, o client.SecretRemoveOptions) (client.SecretRemoveResult, error)
+	ConfigList(ctx context.Context, o client.ConfigListOptions) (client.ConfigListResult, error)
+	ConfigCreate(ctx context.Context, o client.ConfigCreateOptions) (client.ConfigCreateResult, error)
+	ConfigInspect(ctx context.Context, id string, o client.ConfigInspectOptions) (client.ConfigInspectResult, error)
+	ConfigUpdate(ctx context.Context, id string, o client.ConfigUpdateOptions) (client.ConfigUpdateResult, error)
+	ConfigRemove(ctx context.Context, id string, o client.ConfigRemoveOptions) (client.ConfigRemoveResult, error)
+	ServiceList(ctx context.Context, o client.ServiceListOptions) (client.ServiceListResult, error)
+	ServiceInspect(ctx context.Context, id string, o client.ServiceInspectOptions) (client.ServiceInspectResult, error)
+	ServiceCreate(ctx context.Context, o client.ServiceCreateOptions) (client.ServiceCreateResult, error)
+	ServiceUpdate(ctx context.Context, id string, o client.ServiceUpdateOptions) (client.ServiceUpdateResult, error)
+	ServiceRemove(ctx context.Context, id string, o client.ServiceRemoveOptions) (client.ServiceRemoveResult, error)
+	TaskList(ctx context.Context, o client.TaskListOptions) (client.TaskListResult, error)
+}
+
+// Options tune plan and deploy.
+type Options struct {
+	// Prune removes sitectl's objects (services, networks, secrets, configs) the
+	// configuration no longer wants. Old versions of wanted secrets and configs are
+	// always removed once unused.
+	Prune bool
+	// ForceUnlock takes the site's deploy lock even if another deploy holds it.
+	ForceUnlock bool
+	// Environ interpolates ${VAR} in compose files (os.Environ() when nil).
+	Environ []string
+	// Progress receives per-step and per-service lines (nil: silent).
+	Progress *progress.Printer
+	// Open opens a site's manager engine (engine.ForSite when nil).
+	Open func(ctx context.Context, s *sites.Site) (Engine, func(), error)
+	// Poll is the convergence poll interval (default 500ms).
+	Poll time.Duration
+}
+
+func (o Options) environment() map[string]string {
+	env := o.Environ
+	if env == nil {
+		env = os.Environ()
+	}
+	m := make(map[string]string, len(env))
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func (o Options) open(ctx context.Context, s *sites.Site) (Engine, func(), error) {
+	if o.Open != nil {
+		return o.Open(ctx, s)
+	}
+	c, err := engine.ForSite(ctx, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, func() { c.Close() }, nil
+}
+
+// session is one site's run: its engine, the options, and what was changed, so the
+// convergence watch knows which services rolled.
+type session struct {
+	topo *sites.Topology
+	site *sites.Site
+	eng  Engine
+	opts Options
+
+	mu      sync.Mutex
+	touched map[string]touch // service name → what this run did to it
+
+	waitOnce sync.Once
+	waitErr  error
+}
+
+// touch records what this run did to a service.
+type touch struct {
+	created  bool
+	rolls    bool // the task template changed: swarm rolls the tasks
+	previous string
+}
+
+func newSession(topo *sites.Topology, site *sites.Site, eng Engine, opts Options) *session {
+	return &session{topo: topo, site: site, eng: eng, opts: opts, touched: map[string]touch{}}
+}
+
+func (s *session) touch(name string, t touch) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.touched[name] = t
+}
+
+func (s *session) touchedServices() map[string]touch {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]touch, len(s.touched))
+	for k, v := range s.touched {
+		out[k] = v
+	}
+	return out
+}
+
+type sessionKey struct{}
+
+func withSession(ctx context.Context, s *session) context.Context {
+	return context.WithValue(ctx, sessionKey{}, s)
+}
+
+// sessionFor returns the run's session for site, or opens one (a part called
+// outside Plan/Deploy).
+func sessionFor(ctx context.Context, topo *sites.Topology, site *sites.Site) (*session, error) {
+	if s, ok := ctx.Value(sessionKey{}).(*session); ok && s.site.Name == site.Name {
+		return s, nil
+	}
+	var o Options
+	eng, _, err := o.open(ctx, site)
+	if err != nil {
+		return nil, err
+	}
+	return newSession(topo, site, eng, o), nil
+}
+
+// swarmState says whether the site engine is an active swarm manager, and the
+// swarm's cluster ID (the key of secret and config version names).
+func (s *session) swarmState(ctx context.Context) (active bool, clusterID string, err error) {
+	info, err := s.eng.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return false, "", fmt.Errorf("engine info: %w", err)
+	}
+	sw := info.Info.Swarm
+	switch {
+	case sw.LocalNodeState != "active":
+		return false, "", nil
+	case !sw.ControlAvailable:
+		return false, "", fmt.Errorf("engine %s is a swarm worker, not a manager: point engine.host of %s at a manager node", engine.SiteEndpoint(s.site), s.site.Name)
+	}
+	si, err := s.eng.SwarmInspect(ctx, client.SwarmInspectOptions{})
+	if err != nil {
+		return false, "", fmt.Errorf("swarm inspect: %w", err)
+	}
+	return true, si.Swarm.ID, nil
+}

@@ -1,0 +1,430 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+
+	"github.com/sitectl/sitectl/plan"
+	"github.com/sitectl/sitectl/sites"
+	"github.com/sitectl/sitectl/stacks"
+)
+
+// Component names of the steps this part plans.
+const (
+	ComponentNetwork = "network"
+	ComponentSecret  = "secret"
+	ComponentConfig  = "config"
+	ComponentService = "service"
+)
+
+// Stacks is the part that brings a site's networks, secrets, configs and services
+// to what its stacks want. Deploy waits for its services to converge before the
+// next part.
+var Stacks plan.Part = stacksPart{}
+
+type stacksPart struct{}
+
+func (stacksPart) Name() string { return "stacks" }
+
+func (stacksPart) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([]plan.Step, error) {
+	s, err := sessionFor(ctx, topo, site)
+	if err != nil {
+		return nil, err
+	}
+	return s.planStacks(ctx)
+}
+
+// Wait blocks until the site's services converged (or one failed).
+func (stacksPart) Wait(ctx context.Context, topo *sites.Topology, site *sites.Site) error {
+	s, err := sessionFor(ctx, topo, site)
+	if err != nil {
+		return err
+	}
+	return s.waitConverged(ctx)
+}
+
+func (s *session) planStacks(ctx context.Context) ([]plan.Step, error) {
+	active, cluster, err := s.swarmState(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d, err := stacks.Build(ctx, stacks.Input{Topo: s.topo, Site: s.site}, stacks.ConvertOptions{Environment: s.opts.environment(), Key: []byte(cluster)})
+	if err != nil {
+		return nil, err
+	}
+	l := emptyLive()
+	if active {
+		if l, err = s.readLive(ctx); err != nil {
+			return nil, err
+		}
+	}
+	var steps []plan.Step
+	steps = append(steps, s.planNetworks(d, l)...)
+	steps = append(steps, s.planObjects(ComponentSecret, d.Secrets, l.secrets)...)
+	steps = append(steps, s.planObjects(ComponentConfig, d.Configs, l.configs)...)
+	steps = append(steps, s.planServices(d, l)...)
+	steps = append(steps, s.planPrune(d, l)...)
+	if !active && len(steps) > 0 {
+		steps[0].Note = join(steps[0].Note, "the swarm is not initialized yet: secret and config version suffixes are final once it is")
+	}
+	return steps, nil
+}
+
+func (s *session) step(component string, action plan.Action, name string) plan.Step {
+	return plan.Step{Site: s.site.Name, Component: component, Action: action, Name: name}
+}
+
+// planNetworks creates missing networks and recreates those whose immutable
+// settings (subnet, encryption, attachable, internal) differ from the config.
+func (s *session) planNetworks(d *stacks.Desired, l *live) []plan.Step {
+	var steps []plan.Step
+	for _, n := range d.Networks {
+		want := networkView(n.Create.Driver, n.Create.IPAM, n.Create.Options, n.Create.Attachable, n.Create.Internal)
+		cur, ok := l.networks[n.Name]
+		if !ok {
+			st := s.step(ComponentNetwork, plan.Create, n.Name)
+			st.Diff = []string{want.String()}
+			st.Note = n.Note
+			st.Apply = s.createNetwork(n)
+			steps = append(steps, st)
+			continue
+		}
+		have := networkView(cur.Driver, &cur.IPAM, cur.Options, cur.Attachable, cur.Internal)
+		if want.subnet == "" {
+			have.subnet = "" // the engine picked one; any is fine
+		}
+		if have == want {
+			continue
+		}
+		st := s.step(ComponentNetwork, plan.Update, n.Name)
+		st.Diff = have.diff(want)
+		st.Note = join("networks are immutable: sitectl removes and recreates it (services attached to it must be gone first)", n.Note)
+		create := s.createNetwork(n)
+		id := cur.ID
+		st.Apply = func(ctx context.Context) error {
+			if _, err := s.eng.NetworkRemove(ctx, id, client.NetworkRemoveOptions{}); err != nil {
+				return fmt.Errorf("remove network %s to recreate it: %w (remove the services attached to it first)", n.Name, err)
+			}
+			return create(ctx)
+		}
+		steps = append(steps, st)
+	}
+	return steps
+}
+
+func (s *session) createNetwork(n stacks.Network) func(context.Context) error {
+	return func(ctx context.Context) error {
+		o := n.Create
+		o.Scope = "swarm"
+		if _, err := s.eng.NetworkCreate(ctx, n.Name, o); err != nil {
+			return fmt.Errorf("create network %s: %w", n.Name, err)
+		}
+		return nil
+	}
+}
+
+// planObjects creates the secret or config versions the stacks want that the swarm
+// does not hold yet. Removal of old versions is planned by planPrune.
+func (s *session) planObjects(component string, want []stacks.Object, have []liveObj) []plan.Step {
+	byName := map[string]liveObj{}
+	for _, o := range have {
+		byName[o.Name] = o
+	}
+	var steps []plan.Step
+	for _, o := range want {
+		if _, ok := byName[o.Name]; ok {
+			continue
+		}
+		st := s.step(component, plan.Create, o.Name)
+		st.Diff = []string{"from " + o.Source}
+		for _, h := range have {
+			if h.Labels[stacks.LabelObject] == o.Logical && managedBy(h.Labels, s.site.Name) {
+				st.Note = "new version of " + o.Logical + ": the services using it roll"
+			}
+		}
+		obj := o
+		st.Apply = func(ctx context.Context) error {
+			var err error
+			if component == ComponentSecret {
+				_, err = s.eng.SecretCreate(ctx, client.SecretCreateOptions{Spec: swarm.SecretSpec{
+					Annotations: swarm.Annotations{Name: obj.Name, Labels: obj.Labels}, Data: obj.Data, Templating: obj.Templating}})
+			} else {
+				_, err = s.eng.ConfigCreate(ctx, client.ConfigCreateOptions{Spec: swarm.ConfigSpec{
+					Annotations: swarm.Annotations{Name: obj.Name, Labels: obj.Labels}, Data: obj.Data, Templating: obj.Templating}})
+			}
+			if err != nil && !isConflict(err) {
+				return fmt.Errorf("create %s %s: %w", component, obj.Name, err)
+			}
+			return nil
+		}
+		steps = append(steps, st)
+	}
+	return steps
+}
+
+// planServices creates missing services and updates those whose spec hash label
+// differs from the desired spec, or whose live spec drifted (changed by hand), or
+// whose last update is paused. An unchanged service gets no step at all.
+func (s *session) planServices(d *stacks.Desired, l *live) []plan.Step {
+	var steps []plan.Step
+	for _, svc := range d.Services {
+		want := describe(svc.Spec, l.netName)
+		cur, ok := l.services[svc.Name]
+		if !ok {
+			st := s.step(ComponentService, plan.Create, svc.Name)
+			st.Diff = []string{"image " + want["image"]}
+			if r, ok := want["replicas"]; ok {
+				st.Diff = append(st.Diff, "replicas "+r)
+			}
+			st.Apply = s.applyService(svc, "")
+			steps = append(steps, st)
+			continue
+		}
+		have := describe(cur.Spec, l.netName)
+		var note []string
+		var diff []string
+		switch {
+		case cur.Spec.Labels[stacks.LabelSpecHash] != svc.Hash:
+			diff = diffLines(have, want, nil)
+			if len(diff) == 0 {
+				diff = []string{fmt.Sprintf("spec: %s → %s", short(cur.Spec.Labels[stacks.LabelSpecHash]), short(svc.Hash))}
+			}
+		default:
+			if diff = diffLines(have, want, isDriftKey); len(diff) > 0 {
+				note = append(note, "changed outside sitectl; the update restores the configured spec")
+			}
+		}
+		if !managedBy(cur.Spec.Labels, s.site.Name) {
+			note = append(note, "created outside sitectl: the update takes it over")
+		}
+		if us := cur.UpdateStatus; us != nil {
+			switch us.State {
+			case swarm.UpdateStatePaused, swarm.UpdateStateRollbackPaused:
+				note = append(note, fmt.Sprintf("its last update is %s: %s", us.State, us.Message))
+				if len(diff) == 0 {
+					diff = []string{"resume: re-apply the configured spec"}
+				}
+			case swarm.UpdateStateRollbackCompleted:
+				if len(diff) > 0 {
+					note = append(note, "its last update was rolled back: "+us.Message)
+				}
+			}
+		}
+		if len(diff) == 0 {
+			continue
+		}
+		st := s.step(ComponentService, plan.Update, svc.Name)
+		st.Diff, st.Note = diff, strings.Join(note, "; ")
+		st.Apply = s.applyService(svc, cur.ID)
+		steps = append(steps, st)
+	}
+	return steps
+}
+
+// applyService creates (id empty) or updates the service, without asking a
+// registry for the image digest: engines pull (or use their local image) themselves.
+func (s *session) applyService(svc stacks.Service, id string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		spec := svc.Spec
+		if spec.TaskTemplate.ContainerSpec != nil {
+			cs := *spec.TaskTemplate.ContainerSpec
+			spec.TaskTemplate.ContainerSpec = &cs
+		}
+		if err := s.resolveIDs(ctx, &spec); err != nil {
+			return fmt.Errorf("service %s: %w", svc.Name, err)
+		}
+		if id == "" {
+			if _, err := s.eng.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: spec}); err != nil {
+				if !isConflict(err) {
+					return fmt.Errorf("create service %s: %w", svc.Name, err)
+				}
+				// Created by a run killed after the call: update it instead.
+				res, ierr := s.eng.ServiceInspect(ctx, svc.Name, client.ServiceInspectOptions{})
+				if ierr != nil {
+					return fmt.Errorf("create service %s: %w", svc.Name, err)
+				}
+				id = res.Service.ID
+			} else {
+				s.touch(svc.Name, touch{created: true})
+				return nil
+			}
+		}
+		cur, err := s.eng.ServiceInspect(ctx, id, client.ServiceInspectOptions{})
+		if err != nil {
+			return fmt.Errorf("inspect service %s: %w", svc.Name, err)
+		}
+		// Keep the force-update counter, as `docker stack deploy` does, so the update
+		// does not itself force a restart.
+		spec.TaskTemplate.ForceUpdate = cur.Service.Spec.TaskTemplate.ForceUpdate
+		rolls := cur.Service.Spec.Labels[stacks.LabelTaskHash] != svc.Spec.Labels[stacks.LabelTaskHash]
+		if _, err := s.eng.ServiceUpdate(ctx, id, client.ServiceUpdateOptions{Version: cur.Service.Version, Spec: spec}); err != nil {
+			return fmt.Errorf("update service %s: %w", svc.Name, err)
+		}
+		s.touch(svc.Name, touch{rolls: rolls, previous: cur.Service.Spec.Labels[stacks.LabelSpecHash]})
+		return nil
+	}
+}
+
+// planPrune removes what sitectl created for the site that the config no longer
+// wants: old versions of secrets and configs always (once the services converged,
+// so a rollback still finds them), and with --prune also services, networks and
+// whole secrets/configs the stacks dropped. Objects without sitectl's labels are
+// never touched.
+func (s *session) planPrune(d *stacks.Desired, l *live) []plan.Step {
+	var steps, later []plan.Step
+	var kept []string
+	wantSvc := map[string]bool{}
+	for _, x := range d.Services {
+		wantSvc[x.Name] = true
+	}
+	for _, name := range sortedKeys(l.services) {
+		x := l.services[name]
+		if wantSvc[name] || !managedBy(x.Spec.Labels, s.site.Name) {
+			continue
+		}
+		if !s.opts.Prune {
+			kept = append(kept, "service "+name)
+			continue
+		}
+		st := s.step(ComponentService, plan.Remove, name)
+		st.Diff = []string{"stack " + x.Spec.Labels[stacks.LabelStack] + " no longer lists it"}
+		id := x.ID
+		st.Apply = func(ctx context.Context) error {
+			if _, err := s.eng.ServiceRemove(ctx, id, client.ServiceRemoveOptions{}); err != nil && !isNotFound(err) {
+				return fmt.Errorf("remove service %s: %w", name, err)
+			}
+			return nil
+		}
+		steps = append(steps, st)
+	}
+	for _, kind := range []struct {
+		component string
+		want      []stacks.Object
+		have      []liveObj
+	}{{ComponentSecret, d.Secrets, l.secrets}, {ComponentConfig, d.Configs, l.configs}} {
+		names, logicals := map[string]bool{}, map[string]bool{}
+		for _, o := range kind.want {
+			names[o.Name], logicals[o.Logical] = true, true
+		}
+		for _, o := range kind.have {
+			if names[o.Name] || !managedBy(o.Labels, s.site.Name) {
+				continue
+			}
+			old := logicals[o.Labels[stacks.LabelObject]]
+			if !old && !s.opts.Prune {
+				kept = append(kept, kind.component+" "+o.Name)
+				continue
+			}
+			st := s.step(kind.component, plan.Remove, o.Name)
+			st.Diff = []string{"no longer used by the stacks"}
+			if old {
+				st.Diff = []string{"old version of " + o.Labels[stacks.LabelObject]}
+			}
+			st.Apply = s.removeObject(kind.component, o)
+			later = append(later, st)
+		}
+	}
+	wantNet := map[string]bool{}
+	for _, n := range d.Networks {
+		wantNet[n.Name] = true
+	}
+	for _, name := range sortedKeys(l.networks) {
+		n := l.networks[name]
+		if wantNet[name] || !managedBy(n.Labels, s.site.Name) {
+			continue
+		}
+		if !s.opts.Prune {
+			kept = append(kept, "network "+name)
+			continue
+		}
+		st := s.step(ComponentNetwork, plan.Remove, name)
+		st.Diff = []string{"no longer used by the stacks"}
+		id := n.ID
+		st.Apply = s.afterConverged(func(ctx context.Context) error {
+			_, err := s.eng.NetworkRemove(ctx, id, client.NetworkRemoveOptions{})
+			return err
+		}, "remove network "+name)
+		later = append(later, st)
+	}
+	steps = append(steps, later...)
+	if len(kept) > 0 {
+		steps = append(steps, plan.Step{Site: s.site.Name, Component: "prune", Action: plan.Noop, Name: "kept",
+			Note: "no longer in the config, kept (deploy --prune removes them): " + strings.Join(kept, ", ")})
+	}
+	return steps
+}
+
+func (s *session) removeObject(component string, o liveObj) func(context.Context) error {
+	return s.afterConverged(func(ctx context.Context) error {
+		var err error
+		if component == ComponentSecret {
+			_, err = s.eng.SecretRemove(ctx, o.ID, client.SecretRemoveOptions{})
+		} else {
+			_, err = s.eng.ConfigRemove(ctx, o.ID, client.ConfigRemoveOptions{})
+		}
+		return err
+	}, "remove "+component+" "+o.Name)
+}
+
+// afterConverged runs a removal once the site's services converged, retrying while
+// the object is still in use by tasks shutting down.
+func (s *session) afterConverged(remove func(context.Context) error, what string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := s.waitConverged(ctx); err != nil {
+			return fmt.Errorf("%s: not removed: %w", what, err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			err := remove(ctx)
+			switch {
+			case err == nil, isNotFound(err):
+				return nil
+			case !isInUse(err) || time.Now().After(deadline):
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+func short(h string) string {
+	if h == "" {
+		return "(none)"
+	}
+	return h
+}
+
+func join(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "; " + b
+}
+
+func isConflict(err error) bool {
+	var c interface{ Conflict() }
+	return errors.As(err, &c) || strings.Contains(err.Error(), "already exists") || strings.Contains(strings.ToLower(err.Error()), "conflict")
+}
+
+func isNotFound(err error) bool {
+	var c interface{ NotFound() }
+	return errors.As(err, &c) || strings.Contains(strings.ToLower(err.Error()), "not found")
+}
+
+func isInUse(err error) bool {
+	m := strings.ToLower(err.Error())
+	return strings.Contains(m, "in use") || strings.Contains(m, "active endpoints")
+}

@@ -1,0 +1,198 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/sitectl/sitectl/sites"
+	"github.com/sitectl/sitectl/stacks"
+)
+
+// SiteStatus is what `sitectl status` shows of one site.
+type SiteStatus struct {
+	Site     string          `json:"site"`
+	Swarm    string          `json:"swarm"` // active, inactive, ...
+	Nodes    []NodeStatus    `json:"nodes"`
+	Services []ServiceStatus `json:"services"`
+	Networks []NetworkStatus `json:"networks"`
+	Lock     *LockHolder     `json:"lock,omitempty"`
+	Error    string          `json:"error,omitempty"`
+}
+
+// NodeStatus is one swarm node.
+type NodeStatus struct {
+	Hostname     string            `json:"hostname"`
+	Role         string            `json:"role"`
+	Availability string            `json:"availability"`
+	State        string            `json:"state"`
+	Address      string            `json:"address"`
+	Leader       bool              `json:"leader,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+}
+
+// ServiceStatus is one service.
+type ServiceStatus struct {
+	Name        string    `json:"name"`
+	Stack       string    `json:"stack,omitempty"`
+	Running     uint64    `json:"running"`
+	Desired     uint64    `json:"desired"`
+	Image       string    `json:"image"`
+	UpdatedAt   time.Time `json:"updated_at"`
+	UpdateState string    `json:"update_state,omitempty"`
+	Managed     bool      `json:"managed"`
+}
+
+// NetworkStatus is one swarm-scoped network.
+type NetworkStatus struct {
+	Name       string `json:"name"`
+	Driver     string `json:"driver"`
+	Subnet     string `json:"subnet,omitempty"`
+	Encrypted  bool   `json:"encrypted"`
+	Attachable bool   `json:"attachable"`
+	Managed    bool   `json:"managed"`
+}
+
+// Status reads every selected site (in parallel).
+func Status(ctx context.Context, topo *sites.Topology, selected []*sites.Site, opts Options) []SiteStatus {
+	out := make([]SiteStatus, len(selected))
+	forEach(selected, func(i int, site *sites.Site) {
+		st, err := siteStatus(ctx, topo, site, opts)
+		if err != nil {
+			st.Error = fmt.Sprintf("status %s: %v", site.Name, err)
+		}
+		out[i] = st
+	})
+	return out
+}
+
+func siteStatus(ctx context.Context, topo *sites.Topology, site *sites.Site, opts Options) (SiteStatus, error) {
+	st := SiteStatus{Site: site.Name, Nodes: []NodeStatus{}, Services: []ServiceStatus{}, Networks: []NetworkStatus{}}
+	eng, closeEng, err := opts.open(ctx, site)
+	if err != nil {
+		return st, err
+	}
+	defer closeEng()
+	s := newSession(topo, site, eng, opts)
+	info, err := eng.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return st, err
+	}
+	st.Swarm = string(info.Info.Swarm.LocalNodeState)
+	if active, _, err := s.swarmState(ctx); err != nil || !active {
+		return st, err
+	}
+	nodes, err := eng.NodeList(ctx, client.NodeListOptions{})
+	if err != nil {
+		return st, fmt.Errorf("list nodes: %w", err)
+	}
+	for _, n := range nodes.Items {
+		ns := NodeStatus{Hostname: n.Description.Hostname, Role: string(n.Spec.Role), Availability: string(n.Spec.Availability),
+			State: string(n.Status.State), Address: n.Status.Addr, Labels: n.Spec.Labels}
+		if n.ManagerStatus != nil {
+			ns.Leader = n.ManagerStatus.Leader
+		}
+		st.Nodes = append(st.Nodes, ns)
+	}
+	sort.Slice(st.Nodes, func(i, j int) bool {
+		return st.Nodes[i].Hostname+st.Nodes[i].Address < st.Nodes[j].Hostname+st.Nodes[j].Address
+	})
+	svcs, err := eng.ServiceList(ctx, client.ServiceListOptions{Status: true})
+	if err != nil {
+		return st, fmt.Errorf("list services: %w", err)
+	}
+	for _, x := range svcs.Items {
+		ss := ServiceStatus{Name: x.Spec.Name, Stack: x.Spec.Labels[stacks.LabelStack], UpdatedAt: x.UpdatedAt, Managed: managedBy(x.Spec.Labels, site.Name)}
+		if cs := x.Spec.TaskTemplate.ContainerSpec; cs != nil {
+			ss.Image = cs.Image
+		}
+		if x.ServiceStatus != nil {
+			ss.Running, ss.Desired = x.ServiceStatus.RunningTasks, x.ServiceStatus.DesiredTasks
+		}
+		if x.UpdateStatus != nil {
+			ss.UpdateState = string(x.UpdateStatus.State)
+		}
+		st.Services = append(st.Services, ss)
+	}
+	sort.Slice(st.Services, func(i, j int) bool { return st.Services[i].Name < st.Services[j].Name })
+	nets, err := eng.NetworkList(ctx, client.NetworkListOptions{})
+	if err != nil {
+		return st, fmt.Errorf("list networks: %w", err)
+	}
+	for _, n := range nets.Items {
+		if n.Scope != "swarm" {
+			continue
+		}
+		v := networkView(n.Driver, &n.IPAM, n.Options, n.Attachable, n.Internal)
+		st.Networks = append(st.Networks, NetworkStatus{Name: n.Name, Driver: n.Driver, Subnet: v.subnet,
+			Encrypted: v.encrypted, Attachable: n.Attachable, Managed: managedBy(n.Labels, site.Name)})
+	}
+	sort.Slice(st.Networks, func(i, j int) bool { return st.Networks[i].Name < st.Networks[j].Name })
+	st.Lock, err = s.lockStatus(ctx)
+	return st, err
+}
+
+// RenderStatus prints sites' status as tables.
+func RenderStatus(w io.Writer, all []SiteStatus, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for i, st := range all {
+		if i > 0 {
+			fmt.Fprintln(tw)
+		}
+		fmt.Fprintf(tw, "%s (swarm %s)\n", st.Site, orDash(st.Swarm))
+		if st.Error != "" {
+			fmt.Fprintf(tw, "  ✗ %s\n", st.Error)
+		}
+		if st.Lock != nil {
+			fmt.Fprintf(tw, "  deploy lock held by %s\n", st.Lock)
+		}
+		if len(st.Nodes) > 0 {
+			fmt.Fprintln(tw, "  NODE\tROLE\tSTATE\tAVAILABILITY\tADDRESS\tLABELS")
+			for _, n := range st.Nodes {
+				role := n.Role
+				if n.Leader {
+					role += " (leader)"
+				}
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", n.Hostname, role, n.State, n.Availability, n.Address, labelList(n.Labels))
+			}
+		}
+		if len(st.Services) > 0 {
+			fmt.Fprintln(tw, "  SERVICE\tRUNNING\tIMAGE\tUPDATED\tUPDATE STATE")
+			for _, x := range st.Services {
+				name := x.Name
+				if !x.Managed {
+					name += " (not sitectl's)"
+				}
+				fmt.Fprintf(tw, "  %s\t%d/%d\t%s\t%s ago\t%s\n", name, x.Running, x.Desired, x.Image, now.Sub(x.UpdatedAt).Round(time.Second), orDash(x.UpdateState))
+			}
+		}
+		if len(st.Networks) > 0 {
+			fmt.Fprintln(tw, "  NETWORK\tDRIVER\tSUBNET\tENCRYPTED\tATTACHABLE")
+			for _, n := range st.Networks {
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", n.Name, n.Driver, orDash(n.Subnet), yesNo(n.Encrypted), yesNo(n.Attachable))
+			}
+		}
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func labelList(m map[string]string) string {
+	var out []string
+	for _, k := range sortedKeys(m) {
+		out = append(out, k+"="+m[k])
+	}
+	return orDash(strings.Join(out, ","))
+}
