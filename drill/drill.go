@@ -40,6 +40,14 @@ type Cutter interface {
 	Heal(ctx context.Context, link sites.Link) error
 }
 
+// Resyncer puts replication back to work after the links are healed: with
+// disable_on_error (DESIGN.md, decision 4) PostgreSQL 15 also disables a subscription
+// whose connection was lost, so the heal ends with what `sitectl deploy` does —
+// enable the subscriptions no conflict is holding. It returns what it changed.
+type Resyncer interface {
+	Resync(ctx context.Context) (string, error)
+}
+
 // LinkChecker reports whether a link carries traffic (tunnel SAs installed). Optional:
 // preflight and the post-heal check use it when set.
 type LinkChecker interface {

@@ -2,7 +2,9 @@ package drill
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +18,8 @@ import (
 // context with its own timeout, detached from the drill's cancellation.
 type healer struct {
 	cutter   Cutter
+	resync   Resyncer // optional, run once the links are healed
+	obs      Observer // watches for subscriptions that disable themselves again
 	settings Settings
 	rec      *recorder
 	prog     *progress.Printer
@@ -77,7 +81,75 @@ func (h *healer) healAll(parent context.Context) []HealResult {
 		}
 		h.results = append(h.results, res)
 	}
+	if h.resync != nil && len(h.pending) > 0 && !healFailed(h.results) {
+		h.results = append(h.results, h.resyncReplication(base))
+	}
 	return h.results
+}
+
+// ResyncName is the heal entry of the replication resync.
+const ResyncName = "replication resync"
+
+func (h *healer) resyncReplication(base context.Context) HealResult {
+	res := HealResult{Link: ResyncName}
+	end := h.prog.Step("resync replication (enable subscriptions a lost connection disabled)")
+	var err error
+	var what string
+	var whats []string
+	for res.Attempts < h.settings.HealAttempts {
+		res.Attempts++
+		ctx, cancel := context.WithTimeout(base, h.settings.HealTimeout)
+		what, err = h.resync.Resync(ctx)
+		cancel()
+		if err == nil {
+			whats = append(whats, what)
+			// An apply worker may notice its lost connection only now and disable
+			// itself again: watch the flows for a moment, resync again if so.
+			if !h.disabledSoon(base) {
+				break
+			}
+			err = errors.New("a subscription disabled itself again after the resync")
+		}
+		if res.Attempts < h.settings.HealAttempts {
+			h.sleep(h.settings.HealBackoff)
+		}
+	}
+	what = strings.Join(whats, "; ")
+	end(err)
+	if err != nil {
+		res.Error = err.Error()
+		h.rec.event(EvHealFailed, ResyncName, err.Error())
+		h.prog.Warnf("replication not resynced after the heal (%v): run sitectl deploy", err)
+		return res
+	}
+	res.Healed = true
+	h.rec.event(EvResync, "", what)
+	return res
+}
+
+// resyncWatch is how long the flows are watched after a resync for a subscription
+// that disables itself again.
+const resyncWatch = 3 * time.Second
+
+// disabledSoon reports whether a flow is (or becomes) disabled within resyncWatch.
+func (h *healer) disabledSoon(base context.Context) bool {
+	if h.obs == nil {
+		return false
+	}
+	for end := time.Now().Add(resyncWatch); time.Now().Before(end); h.sleep(200 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(base, 5*time.Second)
+		flows, err := h.obs.Flows(ctx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		for _, f := range flows {
+			if f.State == StateDisabled {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func plural(n int, one, many string) string {

@@ -3,17 +3,14 @@ package drill
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/net/html"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"github.com/sitectl/sitectl/internal/golden"
+)
 
 // sampleReport is a partition drill as Run builds it, at fixed instants.
 func sampleReport(healed bool) *Report {
@@ -66,23 +63,6 @@ func sampleReport(healed bool) *Report {
 	}
 	r.finish(at(14))
 	return r
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./drill -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("%s differs from the output; run go test ./drill -update and review the diff", path)
-	}
 }
 
 // find returns the elements with the tag whose attributes include all of attrs
@@ -139,7 +119,7 @@ func TestHTMLReportTimeline(t *testing.T) {
 	if err := WriteHTML(&buf, r); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "partition.golden.html", buf.Bytes())
+	golden.Assert(t, "partition.golden.html", buf.Bytes())
 
 	doc, err := html.Parse(bytes.NewReader(buf.Bytes()))
 	if err != nil {
@@ -190,7 +170,7 @@ func TestHTMLReportHealFailed(t *testing.T) {
 	if err := WriteHTML(&buf, r); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "heal-failed.golden.html", buf.Bytes())
+	golden.Assert(t, "heal-failed.golden.html", buf.Bytes())
 	doc, err := html.Parse(&buf)
 	if err != nil {
 		t.Fatal(err)
@@ -213,7 +193,7 @@ func TestReportJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "partition.golden.json", append(b, '\n'))
+	golden.Assert(t, "partition.golden.json", append(b, '\n'))
 	if !r.Passed {
 		t.Fatalf("sample report did not pass: %s", r.Summary())
 	}

@@ -28,6 +28,7 @@ type Partition struct {
 	Cutter   Cutter
 	Checker  LinkChecker // optional
 	Observer Observer
+	Resyncer Resyncer    // optional: re-enable replication after the heal
 	Mongo    []MongoSide // optional: the sites' MongoDB members, one per side
 
 	Settings Settings
@@ -42,6 +43,10 @@ type Partition struct {
 	sleep func(time.Duration)
 	smp   *sampler
 }
+
+// caughtUpGrace bounds the wait, after convergence, for PostgreSQL to report every
+// flow caught up.
+const caughtUpGrace = 10 * time.Second
 
 // Run runs the drill and returns its report; the report says whether it passed. The
 // links are always healed before Run returns, whatever happened (a failing step, ctx
@@ -63,15 +68,9 @@ func (p *Partition) Run(ctx context.Context) *Report {
 		rep.Links = append(rep.Links, l.Name())
 	}
 	rep.Sides = Sides(p.Topo, p.Links)
-	rec := &recorder{now: p.now}
-	h := &healer{cutter: p.Cutter, settings: s, rec: rec, prog: p.Progress, sleep: p.sleep}
-	ev := func(kind, target, detail string) time.Time {
-		t := rec.event(kind, target, detail)
-		if p.OnEvent != nil {
-			p.OnEvent(Event{At: t, Kind: kind, Target: target, Detail: detail})
-		}
-		return t
-	}
+	rec := &recorder{now: p.now, hook: p.OnEvent}
+	h := &healer{cutter: p.Cutter, resync: p.Resyncer, obs: p.Observer, settings: s, rec: rec, prog: p.Progress, sleep: p.sleep}
+	ev := rec.event
 	defer func() {
 		// Whatever ends the drill, heal what was cut, then seal the report.
 		rep.Heal = h.healAll(ctx)
@@ -162,11 +161,25 @@ func (p *Partition) Run(ctx context.Context) *Report {
 			return rep
 		}
 	}
+	// The verdict comes from a fresh read after convergence: a row that vanished since
+	// (deleted behind the drill's back) must show as lost.
+	if final, err := p.readAll(context.WithoutCancel(ctx)); err == nil {
+		holdings = final
+	} else {
+		rep.Error = joinErr(rep.Error, "final read: "+err.Error())
+	}
+	if converged {
+		// Let the sampler see PostgreSQL's own view catch up (slots confirmed, zero
+		// lag), which trails the rows becoming visible by a feedback round.
+		for wait := p.now().Add(caughtUpGrace); smp.caughtUpAt().IsZero() && p.now().Before(wait); {
+			p.sleep(s.Sample)
+		}
+	}
 	stopSampling()
 	swg.Wait()
 	if t := smp.caughtUpAt(); !t.IsZero() {
 		rep.HealToCaughtUp = Secs(t.Sub(healAt))
-		ev(EvCaughtUp, "", "every flow streaming with zero lag")
+		rec.eventAt(t, EvCaughtUp, "", fmt.Sprintf("every flow streaming with zero lag, %.2fs after the heal", t.Sub(healAt).Seconds()))
 	}
 	after, ferr := p.Observer.Flows(context.WithoutCancel(ctx))
 	if ferr != nil {

@@ -15,6 +15,7 @@ const (
 	EvWritesEnd   = "writes-end"
 	EvHeal        = "heal"
 	EvHealFailed  = "heal-failed"
+	EvResync      = "resync"    // replication re-enabled after the heal
 	EvCaughtUp    = "caught-up" // every flow streaming with zero lag
 	EvConverged   = "converged" // every site holds every acknowledged write it should
 	EvVerified    = "verified"
@@ -148,15 +149,27 @@ func (r *Report) finish(now time.Time) {
 type recorder struct {
 	mu     sync.Mutex
 	now    func() time.Time
+	hook   func(Event) // called with each event, under the lock
 	events []Event
 	lag    []LagSample
 }
 
 func (rc *recorder) event(kind, target, detail string) time.Time {
+	return rc.eventAt(time.Time{}, kind, target, detail)
+}
+
+// eventAt records an event that happened at t (now when t is zero).
+func (rc *recorder) eventAt(t time.Time, kind, target, detail string) time.Time {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	t := rc.now()
-	rc.events = append(rc.events, Event{At: t, Kind: kind, Target: target, Detail: detail})
+	if t.IsZero() {
+		t = rc.now()
+	}
+	e := Event{At: t, Kind: kind, Target: target, Detail: detail}
+	rc.events = append(rc.events, e)
+	if rc.hook != nil {
+		rc.hook(e)
+	}
 	return t
 }
 

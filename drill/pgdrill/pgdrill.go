@@ -88,7 +88,7 @@ func TopologyFlows(topo *sites.Topology) []Flow {
 // Observer reads the state of replication flows from the sites' databases.
 type Observer struct {
 	Specs []Flow
-	Pools  map[string]*pgxpool.Pool
+	Pools map[string]*pgxpool.Pool
 }
 
 var _ drill.Observer = (*Observer)(nil)
