@@ -6,7 +6,9 @@ package postgres
 import (
 	_ "embed"
 	"fmt"
+	"sort"
 
+	pgrepl "github.com/sitectl/sitectl/replication/postgres"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
 )
@@ -43,7 +45,7 @@ type Extra struct {
 // Render renders the compose file for in.Site.
 func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 	vals := stacks.Values(in, Name, Defaults)
-	extra := Extra{Major: 15, Settings: ServerSettings(in.Site), Constraints: []string{Placement(in.Site, fmt.Sprint(vals["constraint"]))}}
+	extra := Extra{Major: 15, Settings: ServerSettings(in.Topo, in.Site), Constraints: []string{Placement(in.Site, fmt.Sprint(vals["constraint"]))}}
 	out, err := stacks.ExecTemplate("postgres/compose.yaml.tmpl", composeTemplate, stacks.TemplateData{
 		Site: in.Site, Topo: in.Topo, Env: in.Env(), Stack: Name, Values: vals, Extra: extra,
 	})
@@ -53,23 +55,21 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 	return stacks.Rendered{Stack: Name, Compose: out}, nil
 }
 
-// ServerSettings are the `-c name=value` settings the server starts with: logical
-// replication to and from the other sites (the hub subscribes to every spoke and
-// each spoke to the hub), and a cap on the WAL a slot may hold through a partition.
-func ServerSettings(s *sites.Site) []string {
-	out := []string{
-		"listen_addresses=*",
-		"wal_level=logical",
-		"max_wal_senders=10",
-		"max_replication_slots=10",
-		"max_logical_replication_workers=6",
-		"max_worker_processes=12",
-		"wal_sender_timeout=30s",
-		"wal_receiver_timeout=30s",
-		"wal_retrieve_retry_interval=2s",
+// ServerSettings are the `-c name=value` settings the server starts with: listening
+// on the overlay and host port, plus what logical replication between the sites
+// needs (replication/postgres.ServerSettings: senders, slots and workers sized from
+// the replication flows, and max_slot_wal_keep_size so a long partition cannot fill
+// the disk).
+func ServerSettings(topo *sites.Topology, s *sites.Site) []string {
+	out := []string{"listen_addresses=*"}
+	set := pgrepl.ServerSettings(topo, s)
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
 	}
-	if v := s.Postgres.MaxSlotWALKeepSize; v != "" {
-		out = append(out, "max_slot_wal_keep_size="+v)
+	sort.Strings(keys)
+	for _, k := range keys {
+		out = append(out, k+"="+set[k])
 	}
 	return out
 }
