@@ -2,10 +2,15 @@ package tunnels
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -113,6 +118,10 @@ func TestLabTunnels(t *testing.T) {
 		}
 	}
 
+	// On the WAN only encapsulated ESP (UDP 4500) passes between the gateways; the
+	// payload never appears in clear.
+	checkWANEncrypted(t, l, cloudAddr)
+
 	// Spoke to spoke through the hub.
 	for i := 0; i < 5; i++ {
 		if reply, err = roundTrip(ctx, "tn-h-douala", yaoundeAddr, 3*time.Second); err == nil {
@@ -152,4 +161,77 @@ func TestLabTunnels(t *testing.T) {
 	if reply, err := roundTrip(ctx, "tn-h-douala", cloudAddr, 3*time.Second); err != nil || reply != "cloud:ping" {
 		t.Fatalf("after heal: %q %v", reply, err)
 	}
+}
+
+// roundTripLine sends one line and returns the reply.
+func roundTripLine(ctx context.Context, ns, addr, line string) (string, error) {
+	c, err := netns.DialContext(ctx, ns, "tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.WriteString(c, line+"\n"); err != nil {
+		return "", err
+	}
+	r, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(r), err
+}
+
+var ipLine = regexp.MustCompile(`IP (\d+\.\d+\.\d+\.\d+)\.(\d+) > (\d+\.\d+\.\d+\.\d+)\.(\d+):`)
+
+func checkWANEncrypted(t *testing.T, l *tnLab, addr string) {
+	t.Helper()
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		t.Skip("tcpdump not installed (make deps)")
+	}
+	pcap := filepath.Join(l.dir, "wan.pcap")
+	cmd := exec.Command("ip", "netns", "exec", "tn-wan", "tcpdump", "-Z", "root", "-i", "br0", "-nn", "-U", "--immediate-mode", "-s", "0", "-w", pcap, "ip and src net 192.0.2.0/24 and dst net 192.0.2.0/24")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until tcpdump listens.
+	for i := 0; i < 100 && !strings.Contains(stderr.String(), "listening"); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	secret := fmt.Sprintf("TN-PAYLOAD-%d-MUST-NOT-BE-SEEN", time.Now().UnixNano())
+	reply, err := roundTripLine(context.Background(), "tn-h-douala", addr, secret)
+	time.Sleep(200 * time.Millisecond)
+	_ = cmd.Process.Signal(os.Interrupt)
+	_ = cmd.Wait()
+	if err != nil || reply != "cloud:"+secret {
+		t.Fatalf("payload through the tunnel: %q %v", reply, err)
+	}
+	raw, err := os.ReadFile(pcap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte(secret)) {
+		t.Fatal("the payload crossed the WAN in clear")
+	}
+	out, err := exec.Command("tcpdump", "-nn", "-r", pcap).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpdump -r: %v: %s", err, out)
+	}
+	encap := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		m := ipLine.FindStringSubmatch(line)
+		if m == nil {
+			if strings.Contains(line, " IP ") {
+				t.Errorf("WAN carried a non-UDP IP packet: %s", line)
+			}
+			continue
+		}
+		if m[2] != "4500" || m[4] != "4500" {
+			t.Errorf("WAN carried something other than UDP 4500: %s", line)
+			continue
+		}
+		encap++
+	}
+	if encap == 0 {
+		t.Fatalf("no UDP 4500 packets captured on the WAN (%d bytes of pcap):\n%s\ntcpdump: %s", len(raw), out, stderr.String())
+	}
+	t.Logf("WAN capture: %d UDP 4500 packets, payload not in clear", encap)
 }
