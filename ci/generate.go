@@ -28,9 +28,10 @@ type Options struct {
 	StagingBranch string
 	// ProductionDrills opts production in to scheduled drills.
 	ProductionDrills bool
-	// RunnerTags are added to every job that reaches a site; "{site}" in a tag is
-	// replaced by the site the job deploys (the hub for jobs that span sites), so
-	// runners inside each site can pick up that site's jobs.
+	// RunnerTags are added to every job; "{site}" in a tag is replaced by the site the
+	// job plans, deploys or verifies (the hub for the replication check), so runners
+	// inside each site can pick up that site's jobs. Jobs reaching no site, and drills
+	// (which cut sites off), get only the tags without "{site}".
 	RunnerTags []string
 	// Out is the path, relative to the repository root, the pipeline is written to.
 	// When set, the validate job also fails if that file no longer matches what the
@@ -379,6 +380,9 @@ func (g *generator) drillJobs() []*Job {
 	for _, s := range order {
 		out := fmt.Sprintf("drill/%s-%s.json", g.env, s.Name)
 		j := g.siteJob("drill", s.Name, g.topo.Sites)
+		// Not on a runner inside a site: the drill cuts that site's tunnels and must
+		// still reach every side.
+		j.Tags = g.tags("")
 		j.Comment = fmt.Sprintf("Scheduled pipelines only: cuts %s off, writes on every side, heals and verifies the resync.", s.Name)
 		j.Needs = []string{"validate"}
 		if prev != "" {
@@ -479,6 +483,7 @@ var headerTmpl = template.Must(template.New("header").Parse(headerTemplate))
 
 func (g *generator) header() (string, error) {
 	type row struct{ Name, Kind, Sites string }
+	width := 0
 	all := []Variable{}
 	for _, a := range g.access {
 		all = append(all, a.Vars...)
@@ -498,6 +503,10 @@ func (g *generator) header() (string, error) {
 			kind += ", optional (default " + v.Default + ")"
 		}
 		rows = append(rows, row{Name: v.Name, Kind: kind, Sites: strings.Join(v.Sites, ", ")})
+		width = max(width, len(v.Name))
+	}
+	for i := range rows {
+		rows[i].Name += strings.Repeat(" ", width-len(rows[i].Name))
 	}
 	var when string
 	switch g.tier {

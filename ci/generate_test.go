@@ -208,7 +208,7 @@ func TestStagingBranchAndRunnerTags(t *testing.T) {
 		"deploy:staging:douala":      {"deploy", "site-douala"},
 		"plan:staging:yaounde":       {"deploy", "site-yaounde"},
 		"verify:staging:replication": {"deploy", "site-cloud"},
-		"drill:staging:douala":       {"deploy", "site-douala"},
+		"drill:staging:douala":       {"deploy"},
 	}
 	for job, tags := range cases {
 		if got := p.Job(job).Tags; !reflect.DeepEqual(got, tags) {
