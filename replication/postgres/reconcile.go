@@ -22,6 +22,11 @@ type Options struct {
 	// publication (default 2m): when sites deploy in parallel, the publisher's
 	// publication step may still be running.
 	Wait time.Duration
+	// PeerWait is how long Plan keeps retrying sites it cannot reach before it gives
+	// up (default 0: report at once, right for `sitectl plan`). A deploy that starts
+	// every site's database in parallel sets it, so one site's replication plan does
+	// not fail only because another site's database is still starting.
+	PeerWait time.Duration
 }
 
 // Planned is the replication plan of every site.
@@ -79,6 +84,14 @@ func Plan(ctx context.Context, topo *sites.Topology, sess *Session, opts Options
 		return p, nil
 	}
 	lives, errs := readAll(ctx, sess, d)
+	for deadline := time.Now().Add(opts.PeerWait); len(errs) > 0 && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(retryAfter):
+		}
+		lives, errs = readAll(ctx, sess, d)
+	}
 	ex := Extras{Copies: map[string]map[string]int64{}, Conflicts: map[string]*Conflict{}, Schema: map[string]string{}}
 	for _, name := range sortedKeys(lives) {
 		if err := checkSite(ctx, topo, sess, d, lives[name], ex); err != nil {
