@@ -121,3 +121,15 @@ func readFile(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// The embedded schema is GitLab's, unaltered: byte for byte the shared copy, when this
+// checkout sits beside it.
+func TestEmbeddedSchemaIsGitLabs(t *testing.T) {
+	shared, err := os.ReadFile("../../shared/schemas/gitlab-ci.schema.json")
+	if err != nil {
+		t.Skipf("no shared schema beside the checkout to compare with: %v", err)
+	}
+	if string(shared) != string(gitlabSchema) {
+		t.Error("ci/schema/gitlab-ci.schema.json differs from ../shared/schemas/gitlab-ci.schema.json")
+	}
+}
