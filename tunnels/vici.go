@@ -56,7 +56,7 @@ func (c *Client) Close() error {
 
 // sshArgs are the ssh arguments that forward the remote vici socket to a local one.
 func sshArgs(u *url.URL, remote, local string) []string {
-	args := []string{"-nNT", "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes",
+	args := []string{"-nNT", "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-o", "ConnectTimeout=5",
 		"-o", "StreamLocalBindUnlink=yes", "-L", local + ":" + remote}
 	if p := u.Port(); p != "" {
 		args = append(args, "-p", p)

@@ -74,6 +74,8 @@ var commands = []func(*globals) *cobra.Command{
 	newPlanCommand,
 	newDeployCommand,
 	newStatusCommand,
+	newMongoCommand,
+	newTunnelsCommand,
 }
 
 // Run runs sitectl with args; only main calls os.Exit.
