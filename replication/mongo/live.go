@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -31,9 +33,15 @@ type helloReply struct {
 	Primary           string `bson:"primary"`
 }
 
+// helloTimeout bounds a probe: a member that does not answer hello in this time is
+// reported unreachable rather than holding up every command.
+const helloTimeout = 3 * time.Second
+
 // Hello asks one member what it is.
 func (c *Conn) Hello(ctx context.Context, host string) MemberView {
 	v := MemberView{Host: host, Site: SiteOf(c.topo, host)}
+	ctx, cancel := context.WithTimeout(ctx, min(c.Timeout, helloTimeout))
+	defer cancel()
 	var r helloReply
 	if err := c.Run(ctx, host, bson.D{{Key: "hello", Value: 1}}, &r); err != nil {
 		v.Error = err.Error()
@@ -128,19 +136,29 @@ func (c *Conn) SetMajorityDefault(ctx context.Context, primary string) error {
 func (c *Conn) ReadLive(ctx context.Context) (*Live, error) {
 	live := &Live{}
 	hosts := Hosts(c.topo)
-	probe := func(h string) {
-		v := c.Hello(ctx, h)
-		live.Members = append(live.Members, v)
-		if v.SetName != "" {
-			live.Initiated = true
+	// Members are asked in parallel: an unreachable one costs a whole timeout.
+	probe := func(hs []string) {
+		views := make([]MemberView, len(hs))
+		var wg sync.WaitGroup
+		for i, h := range hs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				views[i] = c.Hello(ctx, h)
+			}()
 		}
-		if v.Primary && live.Primary == "" {
-			live.Primary = h
+		wg.Wait()
+		for _, v := range views {
+			live.Members = append(live.Members, v)
+			if v.SetName != "" {
+				live.Initiated = true
+			}
+			if v.Primary && live.Primary == "" {
+				live.Primary = v.Host
+			}
 		}
 	}
-	for _, h := range hosts {
-		probe(h)
-	}
+	probe(hosts)
 	if len(live.Reachable()) == 0 {
 		errs := make([]string, 0, len(live.Members))
 		for _, m := range live.Members {
@@ -166,11 +184,13 @@ func (c *Conn) ReadLive(ctx context.Context) (*Live, error) {
 	}
 	live.Config = cfg
 	// Members of the live config that no site lists any more.
+	var extra []string
 	for _, m := range cfg.Members {
 		if !slices.Contains(hosts, m.Host) {
-			probe(m.Host)
+			extra = append(extra, m.Host)
 		}
 	}
+	probe(extra)
 	if live.DefaultWC, live.DefaultWCSource, err = c.DefaultWriteConcern(ctx, from); err != nil {
 		return live, fmt.Errorf("read the default write concern from %s: %w", from, err)
 	}
