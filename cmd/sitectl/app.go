@@ -74,7 +74,6 @@ var commands = []func(*globals) *cobra.Command{
 	newPlanCommand,
 	newDeployCommand,
 	newStatusCommand,
-	newMongoCommand,
 	newTunnelsCommand,
 }
 
