@@ -255,6 +255,12 @@ func newCICheckCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
+type lintResult struct {
+	File  string `json:"file"`
+	Valid bool   `json:"valid"`
+	Error string `json:"error,omitempty"`
+}
+
 func newCILintCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "lint [FILE...]",
@@ -264,17 +270,30 @@ func newCILintCommand(g *globals) *cobra.Command {
 			if len(args) == 0 {
 				args = []string{".gitlab-ci.yml"}
 			}
+			var results []lintResult
 			var errs []error
 			for _, f := range args {
 				b, err := os.ReadFile(f)
 				if err == nil {
 					err = ci.Lint(f, b)
 				}
+				r := lintResult{File: f, Valid: err == nil}
 				if err != nil {
+					r.Error = err.Error()
 					errs = append(errs, err)
-					continue
 				}
-				fmt.Fprintf(g.streams.Out, "✓ %s\n", f)
+				results = append(results, r)
+			}
+			if ok, err := g.printStructured(results); ok {
+				if err == nil && len(errs) > 0 {
+					err = &ExitError{Code: 1, Silent: true}
+				}
+				return err
+			}
+			for _, r := range results {
+				if r.Valid {
+					fmt.Fprintf(g.streams.Out, "✓ %s\n", r.File)
+				}
 			}
 			return errors.Join(errs...)
 		},

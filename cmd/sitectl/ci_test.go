@@ -85,6 +85,15 @@ func TestCIGenerate(t *testing.T) {
 	if !strings.Contains(out, "✓ .gitlab-ci.yml") {
 		t.Errorf("lint did not pass the generated file: %q", out)
 	}
+	if err := os.WriteFile("bad.yml", []byte("job:\n  script: [x]\n  when: sometimes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = run(t, nil, "ci", "lint", "-o", "json", ".gitlab-ci.yml", "bad.yml")
+	var results []lintResult
+	if jerr := json.Unmarshal([]byte(out), &results); jerr != nil || err == nil || len(results) != 2 ||
+		!results[0].Valid || results[1].Valid || !strings.Contains(results[1].Error, "schema") {
+		t.Errorf("lint -o json: %v %v\n%s", err, jerr, out)
+	}
 }
 
 func TestCIGenerateErrors(t *testing.T) {
