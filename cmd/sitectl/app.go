@@ -74,6 +74,7 @@ var commands = []func(*globals) *cobra.Command{
 	newPlanCommand,
 	newDeployCommand,
 	newStatusCommand,
+	newMongoCommand,
 	newTunnelsCommand,
 }
 
