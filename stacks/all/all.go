@@ -8,5 +8,6 @@ import (
 	_ "github.com/sitectl/sitectl/stacks/elk"
 	_ "github.com/sitectl/sitectl/stacks/kong"
 	_ "github.com/sitectl/sitectl/stacks/mongo"
+	_ "github.com/sitectl/sitectl/stacks/monitoring"
 	_ "github.com/sitectl/sitectl/stacks/postgres"
 )

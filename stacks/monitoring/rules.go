@@ -1,0 +1,251 @@
+package monitoring
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/docker/cli/cli/compose/loader"
+	composetypes "github.com/docker/cli/cli/compose/types"
+	"gopkg.in/yaml.v3"
+
+	"github.com/sitectl/sitectl/sites"
+	"github.com/sitectl/sitectl/stacks"
+	"github.com/sitectl/sitectl/stacks/monitoring/targets"
+)
+
+type ruleFile struct {
+	Groups []ruleGroup `yaml:"groups"`
+}
+
+type ruleGroup struct {
+	Name     string `yaml:"name"`
+	Interval string `yaml:"interval,omitempty"`
+	Rules    []rule `yaml:"rules"`
+}
+
+type rule struct {
+	Record      string            `yaml:"record,omitempty"`
+	Alert       string            `yaml:"alert,omitempty"`
+	Expr        string            `yaml:"expr"`
+	For         string            `yaml:"for,omitempty"`
+	Labels      map[string]string `yaml:"labels,omitempty"`
+	Annotations map[string]string `yaml:"annotations,omitempty"`
+}
+
+// Alert names.
+const (
+	AlertTunnelDown         = "TunnelDown"
+	AlertTargetDown         = "TargetDown"
+	AlertReplicasBelow      = "ServiceReplicasBelowDesired"
+	AlertReplicationLag     = "ReplicationLagHigh"
+	AlertSubscriptionSilent = "SubscriptionSilent"
+	AlertSlotWAL            = "ReplicationSlotWALNearLimit"
+	AlertKong5xx            = "Kong5xxRateHigh"
+	AlertKongLatency        = "KongLatencyP95High"
+)
+
+// Desired is a service's desired task count at a site, as its stack renders.
+type Desired struct {
+	Site     string
+	Service  string // <stack>_<service>, as cAdvisor labels its containers
+	Replicas int
+}
+
+// DesiredReplicas renders every stack each monitored site lists and reads the
+// desired task count of every service: replicas for replicated services, the
+// nodes matching the placement for global ones. Stacks not registered in this
+// build are returned in skipped.
+func DesiredReplicas(topo *sites.Topology) (out []Desired, skipped []string, err error) {
+	for _, s := range topo.Sites {
+		if !s.HasStack(Name) {
+			continue
+		}
+		in := stacks.Input{Topo: topo, Site: s}
+		for _, name := range s.Stacks {
+			var compose []byte
+			if name == Name {
+				// Our own compose file, without the rules (which would recurse).
+				compose, err = renderCompose(in)
+			} else {
+				st, gerr := stacks.Get(name)
+				if gerr != nil {
+					skipped = append(skipped, s.Name+"/"+name)
+					continue
+				}
+				var r stacks.Rendered
+				r, err = st.Render(in)
+				compose = r.Compose
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("monitoring: desired replicas of %s at %s: %w", name, s.Name, err)
+			}
+			ds, err := desiredOf(s, name, compose)
+			if err != nil {
+				return nil, nil, fmt.Errorf("monitoring: desired replicas of %s at %s: %w", name, s.Name, err)
+			}
+			out = append(out, ds...)
+		}
+	}
+	return out, skipped, nil
+}
+
+func desiredOf(s *sites.Site, stack string, compose []byte) ([]Desired, error) {
+	dict, err := loader.ParseYAML(compose)
+	if err != nil {
+		return nil, err
+	}
+	// Configs and secrets are not read here, only the services' deploy sections.
+	cfg, err := loader.Load(composetypes.ConfigDetails{
+		WorkingDir:  "/sitectl-rendered/" + stack,
+		ConfigFiles: []composetypes.ConfigFile{{Filename: stack + "/compose.yml", Config: dict}},
+		Environment: map[string]string{},
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []Desired
+	for _, svc := range cfg.Services {
+		n := 1
+		if svc.Deploy.Mode == "global" {
+			nodes, err := targets.Matching(s, svc.Deploy.Placement.Constraints)
+			if err != nil {
+				n = 0
+			} else {
+				n = len(nodes)
+			}
+		} else if svc.Deploy.Replicas != nil {
+			n = int(*svc.Deploy.Replicas)
+		}
+		if n > 0 {
+			out = append(out, Desired{Site: s.Name, Service: stack + "_" + svc.Name, Replicas: n})
+		}
+	}
+	return out, nil
+}
+
+// Rules renders the alert rules for the hub's Prometheus.
+func Rules(topo *sites.Topology, s Settings) ([]byte, error) {
+	desired, skipped, err := DesiredReplicas(topo)
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(desired, func(i, j int) bool {
+		if desired[i].Site != desired[j].Site {
+			return desired[i].Site < desired[j].Site
+		}
+		return desired[i].Service < desired[j].Service
+	})
+	var f ruleFile
+
+	// Replicas: desired counts come from the rendered stacks (recording rules with
+	// constant values); running counts from cAdvisor's swarm service label.
+	rep := ruleGroup{Name: "sitectl-replicas"}
+	for _, d := range desired {
+		rep.Rules = append(rep.Rules, rule{Record: "sitectl:service_desired_replicas", Expr: fmt.Sprintf("vector(%d)", d.Replicas),
+			Labels: map[string]string{"site": d.Site, "service": d.Service}})
+	}
+	rep.Rules = append(rep.Rules,
+		rule{Record: "sitectl:service_running_replicas",
+			Expr: `count by (site, service) (label_replace(container_start_time_seconds{container_label_com_docker_swarm_service_name!=""}, "service", "$1", "container_label_com_docker_swarm_service_name", "(.+)"))`},
+		rule{Alert: AlertReplicasBelow, For: s.ReplicasFor,
+			Expr: `sitectl:service_desired_replicas > on (site, service) (sitectl:service_running_replicas or on (site, service) (sitectl:service_desired_replicas * 0))` +
+				` unless on (site) (max by (site) (up{job="cadvisor"}) == 0)`,
+			Labels: map[string]string{"severity": "warning"},
+			Annotations: map[string]string{
+				"summary":     "{{ $labels.service }} at {{ $labels.site }} runs fewer tasks than desired",
+				"description": "{{ $labels.service }} at {{ $labels.site }} wants {{ $value }} tasks and fewer are running (cAdvisor); see `sitectl status --site {{ $labels.site }}`."}})
+	f.Groups = append(f.Groups, rep)
+
+	// Tunnels: from the hub, a spoke whose every target is down is cut off; with
+	// several targets per site one dead exporter does not look like a dead tunnel.
+	tun := ruleGroup{Name: "sitectl-tunnels"}
+	monitored := map[string]bool{}
+	for _, n := range sortedSites(topo, Name) {
+		monitored[n] = true
+	}
+	for _, l := range topo.Links {
+		if l.Direct || !l.Has(topo.Hub) {
+			continue // the hub's Prometheus sees only its own links
+		}
+		far := l.Other(topo.Hub)
+		if !monitored[far] && !topo.Site(far).HasStack("kong") {
+			continue
+		}
+		tun.Rules = append(tun.Rules, rule{Alert: AlertTunnelDown, For: s.TunnelDownFor,
+			Expr:   fmt.Sprintf(`max by (site) (up{site=%q}) == 0`, far),
+			Labels: map[string]string{"severity": "critical", "link": l.Name()},
+			Annotations: map[string]string{
+				"summary":     fmt.Sprintf("tunnel %s is down: no target at %s answers the hub", l.Name(), far),
+				"description": fmt.Sprintf("Every scrape target at %s has failed for %s from %s. Check the tunnel (`sitectl status`, `swanctl --list-sas` on the gateways); %s keeps serving on its own.", far, s.TunnelDownFor, topo.Hub, far)}})
+	}
+	tun.Rules = append(tun.Rules, rule{Alert: AlertTargetDown, For: s.TargetDownFor,
+		Expr:   `up == 0 unless on (site) (max by (site) (up) == 0)`,
+		Labels: map[string]string{"severity": "warning"},
+		Annotations: map[string]string{
+			"summary": "{{ $labels.job }} on {{ $labels.node }} ({{ $labels.site }}) is down"}})
+	f.Groups = append(f.Groups, tun)
+
+	// Replication: the publisher's slots (postgres-exporter with sitectl's queries).
+	repl := ruleGroup{Name: "sitectl-replication"}
+	repl.Rules = append(repl.Rules,
+		rule{Alert: AlertReplicationLag, For: s.ReplicationFor,
+			Expr:   fmt.Sprintf(`sitectl_slots_lag_bytes{slot_type="logical"} > %d`, s.ReplicationLag),
+			Labels: map[string]string{"severity": "warning"},
+			Annotations: map[string]string{
+				"summary":     "replication slot {{ $labels.slot_name }} at {{ $labels.site }} is {{ $value | humanize1024 }}B behind",
+				"description": fmt.Sprintf("The subscriber of slot {{ $labels.slot_name }} at {{ $labels.site }} has not confirmed WAL for more than %s (threshold %d bytes). A partition or a disabled subscription (disable_on_error) holds it; see `sitectl replication status`.", s.ReplicationFor, s.ReplicationLag)}},
+		rule{Alert: AlertSubscriptionSilent, For: s.ReplicationFor,
+			Expr:   fmt.Sprintf(`sitectl_subscriptions_silent_seconds > %d`, s.SubscriptionAge),
+			Labels: map[string]string{"severity": "warning"},
+			Annotations: map[string]string{
+				"summary": "subscription {{ $labels.subname }} at {{ $labels.site }} has heard nothing from its publisher for {{ $value | humanizeDuration }}"}})
+	for _, site := range topo.Sites {
+		if !site.HasStack("postgres") || !site.HasStack(Name) {
+			continue
+		}
+		keep, err := PGSize(site.Postgres.MaxSlotWALKeepSize)
+		if err != nil {
+			return nil, fmt.Errorf("monitoring: site %s postgres.max_slot_wal_keep_size: %w", site.Name, err)
+		}
+		expr := fmt.Sprintf(`sitectl_slots_lost{site=%q} > 0`, site.Name)
+		if keep > 0 {
+			expr = fmt.Sprintf(`sitectl_slots_retained_bytes{site=%q} > %s or `, site.Name, strconv.FormatInt(int64(s.SlotWALRatio*float64(keep)), 10)) + expr
+		}
+		repl.Rules = append(repl.Rules, rule{Alert: AlertSlotWAL, For: "1m", Expr: expr,
+			Labels: map[string]string{"severity": "critical"},
+			Annotations: map[string]string{
+				"summary":     fmt.Sprintf("slot {{ $labels.slot_name }} at %s retains {{ $value | humanize1024 }}B of WAL (limit max_slot_wal_keep_size = %s)", site.Name, site.Postgres.MaxSlotWALKeepSize),
+				"description": fmt.Sprintf("Past %.0f%% of max_slot_wal_keep_size PostgreSQL invalidates the slot and the subscriber must be re-seeded. Heal the partition or raise postgres.max_slot_wal_keep_size for %s.", s.SlotWALRatio*100, site.Name)}})
+	}
+	f.Groups = append(f.Groups, repl)
+
+	// Kong: error rate and latency per site, from the prometheus plugin.
+	f.Groups = append(f.Groups, ruleGroup{Name: "sitectl-kong", Rules: []rule{
+		{Alert: AlertKong5xx, For: s.KongFor,
+			Expr:   fmt.Sprintf(`sum by (site) (rate(kong_http_requests_total{code=~"5.."}[5m])) / sum by (site) (rate(kong_http_requests_total[5m])) > %s`, strconv.FormatFloat(s.Kong5xxRatio, 'f', -1, 64)),
+			Labels: map[string]string{"severity": "warning"},
+			Annotations: map[string]string{
+				"summary": "Kong at {{ $labels.site }} answers {{ $value | humanizePercentage }} of requests with 5xx"}},
+		{Alert: AlertKongLatency, For: s.KongFor,
+			Expr:   fmt.Sprintf(`histogram_quantile(0.95, sum by (site, le) (rate(kong_request_latency_ms_bucket[5m]))) > %d`, s.KongP95Millis),
+			Labels: map[string]string{"severity": "warning"},
+			Annotations: map[string]string{
+				"summary": "Kong at {{ $labels.site }}: p95 latency {{ $value }} ms over " + strconv.Itoa(s.KongP95Millis) + " ms"}},
+	}})
+
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# Alert rules for the hub %s (%s), rendered by sitectl from the topology; do not edit.\n", topo.Hub, topo.Env)
+	if len(skipped) > 0 {
+		sort.Strings(skipped)
+		fmt.Fprintf(&b, "# No desired-replica rule for stacks not registered in this build: %s\n", strings.Join(skipped, ", "))
+	}
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(f); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), enc.Close()
+}
