@@ -11,7 +11,7 @@ import (
 // preflight checks that every site answers and has the drill table, every link is up
 // and every replication flow streams with little lag. It returns the flows' state
 // (the baseline of the error counters) and an error naming what failed.
-func (p *Partition) preflight(ctx context.Context, s Settings, rep *Report) ([]FlowState, error) {
+func (p *Drill) preflight(ctx context.Context, s Settings, rep *Report) ([]FlowState, error) {
 	add := func(name string, err error, okDetail string) {
 		c := Check{Name: name, Passed: err == nil, Detail: okDetail}
 		if err != nil {
@@ -167,7 +167,7 @@ func byteSize(n int64) string {
 
 // converge polls every site until each holds every acknowledged write it should, with
 // a live progress line (rows to go, lag per flow). It returns the last holdings read.
-func (p *Partition) converge(ctx context.Context, s Settings, attempts []Attempt, healAt time.Time,
+func (p *Drill) converge(ctx context.Context, s Settings, attempts []Attempt, healAt time.Time,
 	ev func(kind, target, detail string) time.Time) (map[string][]Row, bool, error) {
 	place := FlowPlacement(p.Topo.Flows)
 	deadline := healAt.Add(s.Converge)
@@ -209,7 +209,7 @@ func (p *Partition) converge(ctx context.Context, s Settings, attempts []Attempt
 	}
 }
 
-func (p *Partition) lagLine() string {
+func (p *Drill) lagLine() string {
 	if p.smp == nil {
 		return "unknown"
 	}
@@ -217,7 +217,7 @@ func (p *Partition) lagLine() string {
 }
 
 // readAll reads this run's rows at every site.
-func (p *Partition) readAll(ctx context.Context) (map[string][]Row, error) {
+func (p *Drill) readAll(ctx context.Context) (map[string][]Row, error) {
 	out := make(map[string][]Row, len(p.Stores))
 	for _, site := range p.storeSites() {
 		rows, err := p.Stores[site].Rows(ctx, p.RunID)

@@ -48,6 +48,48 @@ type Resyncer interface {
 	Resync(ctx context.Context) (string, error)
 }
 
+// Fault is one injected failure a drill always removes again: a cut link, a stopped
+// database service, a drained node.
+type Fault interface {
+	// Name names the faulty thing: "douala-cloud", "service postgres_db at douala".
+	Name() string
+	Inject(ctx context.Context) error
+	// Remove undoes Inject; it must be safe on a fault that was not (fully) injected
+	// and safe to call more than once.
+	Remove(ctx context.Context) error
+	// Events are the timeline kinds of Inject and Remove (cut/heal, down/restore).
+	Events() (inject, remove string)
+	// Manual is the command an operator runs when Remove keeps failing.
+	Manual() string
+}
+
+// LinkFault cuts one link with a Cutter.
+type LinkFault struct {
+	Cutter Cutter
+	Link   sites.Link
+}
+
+// LinkFaults makes one fault per link.
+func LinkFaults(c Cutter, links []sites.Link) []Fault {
+	out := make([]Fault, len(links))
+	for i, l := range links {
+		out[i] = LinkFault{Cutter: c, Link: l}
+	}
+	return out
+}
+
+func (f LinkFault) Name() string                     { return f.Link.Name() }
+func (f LinkFault) Inject(ctx context.Context) error { return f.Cutter.Cut(ctx, f.Link) }
+func (f LinkFault) Remove(ctx context.Context) error { return f.Cutter.Heal(ctx, f.Link) }
+func (f LinkFault) Events() (string, string)         { return EvCut, EvHeal }
+func (f LinkFault) Manual() string                   { return "sitectl tunnels up --link " + f.Link.Name() }
+
+// Probe observes, while the faults are in place, what keeps working and what does
+// not (services still running, tasks rescheduled); its findings go in the report.
+type Probe interface {
+	Observe(ctx context.Context) []Observation
+}
+
 // LinkChecker reports whether a link carries traffic (tunnel SAs installed). Optional:
 // preflight and the post-heal check use it when set.
 type LinkChecker interface {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/progress"
-	"github.com/sitectl/sitectl/sites"
 )
 
 // healer owns the links a drill has cut (or started to cut) and heals them exactly
@@ -17,7 +16,6 @@ import (
 // context is the one SIGINT, SIGTERM or the timeout cancelled. Each try gets a fresh
 // context with its own timeout, detached from the drill's cancellation.
 type healer struct {
-	cutter   Cutter
 	resync   Resyncer // optional, run once the links are healed
 	obs      Observer // watches for subscriptions that disable themselves again
 	settings Settings
@@ -26,17 +24,19 @@ type healer struct {
 	sleep    func(time.Duration)
 
 	mu      sync.Mutex
-	pending []sites.Link
+	pending []Fault
 	done    bool
 	results []HealResult
+	// removedAt is when the last fault was removed (before the replication resync).
+	removedAt time.Time
 }
 
-// arm registers link for healing; call it before Cut, so a cut interrupted half-way
-// (the SA deleted but the call not returned) is still healed.
-func (h *healer) arm(link sites.Link) {
+// arm registers a fault for removal; call it before Inject, so a fault injected
+// half-way (the SA deleted but the call not returned) is still removed.
+func (h *healer) arm(f Fault) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.pending = append(h.pending, link)
+	h.pending = append(h.pending, f)
 }
 
 // healAll heals every armed link, retrying each up to HealAttempts times with growing
@@ -50,21 +50,22 @@ func (h *healer) healAll(parent context.Context) []HealResult {
 	h.done = true
 	base := context.WithoutCancel(parent)
 	for i := len(h.pending) - 1; i >= 0; i-- {
-		link := h.pending[i]
-		res := HealResult{Link: link.Name()}
-		end := h.prog.Step("heal %s", link.Name())
+		f := h.pending[i]
+		_, removed := f.Events()
+		res := HealResult{Link: f.Name()}
+		end := h.prog.Step("%s %s", removed, f.Name())
 		var err error
 		backoff := h.settings.HealBackoff
 		for res.Attempts < h.settings.HealAttempts {
 			res.Attempts++
 			ctx, cancel := context.WithTimeout(base, h.settings.HealTimeout)
-			err = h.cutter.Heal(ctx, link)
+			err = f.Remove(ctx)
 			cancel()
 			if err == nil {
 				break
 			}
 			if res.Attempts < h.settings.HealAttempts {
-				h.prog.Warnf("heal %s (try %d of %d): %v; retrying in %s", link.Name(), res.Attempts, h.settings.HealAttempts, err, backoff)
+				h.prog.Warnf("%s %s (try %d of %d): %v; retrying in %s", removed, f.Name(), res.Attempts, h.settings.HealAttempts, err, backoff)
 				h.sleep(backoff)
 				backoff *= 2
 			}
@@ -72,15 +73,16 @@ func (h *healer) healAll(parent context.Context) []HealResult {
 		end(err)
 		if err != nil {
 			res.Error = err.Error()
-			h.rec.event(EvHealFailed, link.Name(), fmt.Sprintf("after %d tries: %v", res.Attempts, err))
-			h.prog.Warnf("HEAL FAILED: link %s is still cut after %d tries (%v). Restore it now: sitectl tunnels up --link %s",
-				link.Name(), res.Attempts, err, link.Name())
+			h.rec.event(EvHealFailed, f.Name(), fmt.Sprintf("after %d tries: %v", res.Attempts, err))
+			h.prog.Warnf("HEAL FAILED: %s is still faulty after %d tries (%v). Restore it now: %s",
+				f.Name(), res.Attempts, err, f.Manual())
 		} else {
 			res.Healed = true
-			h.rec.event(EvHeal, link.Name(), fmt.Sprintf("healed (%d tr%s)", res.Attempts, plural(res.Attempts, "y", "ies")))
+			h.rec.event(removed, f.Name(), fmt.Sprintf("%s (%d tr%s)", removed, res.Attempts, plural(res.Attempts, "y", "ies")))
 		}
 		h.results = append(h.results, res)
 	}
+	h.removedAt = h.rec.now()
 	if h.resync != nil && len(h.pending) > 0 && !healFailed(h.results) {
 		h.results = append(h.results, h.resyncReplication(base))
 	}

@@ -23,8 +23,8 @@ func (f funcCutter) Heal(ctx context.Context, l sites.Link) error { return f.hea
 
 var doualaCloud = sites.Link{A: "douala", B: "cloud"}
 
-func newHealer(c Cutter, out *bytes.Buffer, slept *[]time.Duration) *healer {
-	return &healer{cutter: c, settings: Settings{HealAttempts: 4}.withDefaults(), rec: &recorder{now: time.Now},
+func newHealer(out *bytes.Buffer, slept *[]time.Duration) *healer {
+	return &healer{settings: Settings{HealAttempts: 4}.withDefaults(), rec: &recorder{now: time.Now},
 		prog: progress.New(out), sleep: func(d time.Duration) { *slept = append(*slept, d) }}
 }
 
@@ -47,8 +47,8 @@ func TestHealUsesAFreshContextAndRetries(t *testing.T) {
 	}}
 	var out bytes.Buffer
 	var slept []time.Duration
-	h := newHealer(c, &out, &slept)
-	h.arm(doualaCloud)
+	h := newHealer(&out, &slept)
+	h.arm(LinkFault{Cutter: c, Link: doualaCloud})
 	res := h.healAll(parent)
 	if len(res) != 1 || !res[0].Healed || res[0].Attempts != 3 || calls != 3 {
 		t.Fatalf("results %+v after %d calls, want healed on try 3", res, calls)
@@ -68,14 +68,14 @@ func TestHealFailureIsLoud(t *testing.T) {
 	c := funcCutter{heal: func(context.Context, sites.Link) error { return errors.New("gateway unreachable") }}
 	var out bytes.Buffer
 	var slept []time.Duration
-	h := newHealer(c, &out, &slept)
-	h.arm(doualaCloud)
-	h.arm(sites.Link{A: "yaounde", B: "cloud"})
+	h := newHealer(&out, &slept)
+	h.arm(LinkFault{Cutter: c, Link: doualaCloud})
+	h.arm(LinkFault{Cutter: c, Link: sites.Link{A: "yaounde", B: "cloud"}})
 	res := h.healAll(context.Background())
 	if !healFailed(res) || len(res) != 2 || res[0].Attempts != 4 || res[0].Error == "" {
 		t.Fatalf("results %+v, want both links failed after 4 tries", res)
 	}
-	if !strings.Contains(out.String(), "HEAL FAILED: link douala-cloud is still cut") ||
+	if !strings.Contains(out.String(), "HEAL FAILED: douala-cloud is still faulty") ||
 		!strings.Contains(out.String(), "sitectl tunnels up --link yaounde-cloud") {
 		t.Fatalf("no loud heal failure on stderr:\n%s", out.String())
 	}

@@ -56,7 +56,7 @@ const mongoAttemptsPerSide = 20
 
 // writeMongo tries majority writes from every side during the cut, spread over half
 // of it (a majority side may need an election first).
-func (p *Partition) writeMongo(ctx context.Context, s Settings) []mongoAttempt {
+func (p *Drill) writeMongo(ctx context.Context, s Settings) []mongoAttempt {
 	var mu sync.Mutex
 	var out []mongoAttempt
 	var wg sync.WaitGroup
@@ -96,7 +96,7 @@ func (p *Partition) writeMongo(ctx context.Context, s Settings) []mongoAttempt {
 // verifyMongo checks after the heal that every majority-acknowledged write survived,
 // and reports which side could write: the side without a majority of votes must not
 // have acknowledged a majority write.
-func (p *Partition) verifyMongo(ctx context.Context, attempts []mongoAttempt) *MongoResult {
+func (p *Drill) verifyMongo(ctx context.Context, attempts []mongoAttempt) *MongoResult {
 	res := &MongoResult{Passed: true}
 	votes := map[string]int{}
 	total := 0

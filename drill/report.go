@@ -66,6 +66,9 @@ type Observation struct {
 	What   string `json:"what"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail"`
+	// Required observations fail the drill when not OK (a spoke that stopped
+	// accepting its own writes during a cut); the others are reported only.
+	Required bool `json:"required"`
 }
 
 // Report is the outcome of one drill run; it is printed as JSON and rendered as HTML.
@@ -142,6 +145,9 @@ func (r *Report) finish(now time.Time) {
 	r.Passed = r.Error == "" && !r.HealFailed && r.Verdict != nil && r.Verdict.Passed
 	for _, c := range r.Preflight {
 		r.Passed = r.Passed && c.Passed
+	}
+	for _, o := range r.Observations {
+		r.Passed = r.Passed && (o.OK || !o.Required)
 	}
 }
 

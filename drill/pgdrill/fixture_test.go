@@ -189,7 +189,7 @@ func (f *fixture) reset(t *testing.T) {
 	f.waitStreaming(t)
 }
 
-func (f *fixture) observer() *Observer { return &Observer{Specs: f.flows, Pools: f.pools} }
+func (f *fixture) observer() *Observer { return &Observer{Specs: f.flows, Pool: Pools(f.pools)} }
 
 func (f *fixture) stores() map[string]drill.Store {
 	out := map[string]drill.Store{}

@@ -23,6 +23,59 @@ type Store struct {
 	Pool *pgxpool.Pool
 }
 
+// LazyStore is a Store whose pool is opened on first use, so an unreachable site
+// shows in the drill's preflight instead of failing before it.
+type LazyStore struct {
+	Site string
+	Get  PoolFunc
+}
+
+var _ drill.Store = LazyStore{}
+
+func (l LazyStore) store(ctx context.Context) (*Store, error) {
+	p, err := l.Get(ctx, l.Site)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{Site: l.Site, Pool: p}, nil
+}
+
+// Ping opens the pool and checks the database answers.
+func (l LazyStore) Ping(ctx context.Context) error {
+	s, err := l.store(ctx)
+	if err != nil {
+		return err
+	}
+	return s.Ping(ctx)
+}
+
+// Prepare creates the drill table when missing.
+func (l LazyStore) Prepare(ctx context.Context) error {
+	s, err := l.store(ctx)
+	if err != nil {
+		return err
+	}
+	return s.Prepare(ctx)
+}
+
+// Insert writes one row.
+func (l LazyStore) Insert(ctx context.Context, r drill.Row) error {
+	s, err := l.store(ctx)
+	if err != nil {
+		return err
+	}
+	return s.Insert(ctx, r)
+}
+
+// Rows reads run's rows.
+func (l LazyStore) Rows(ctx context.Context, run string) ([]drill.Row, error) {
+	s, err := l.store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.Rows(ctx, run)
+}
+
 var _ drill.Store = (*Store)(nil)
 
 // Ping checks the database answers.
@@ -85,10 +138,23 @@ func TopologyFlows(topo *sites.Topology) []Flow {
 	return out
 }
 
+// PoolFunc returns the pool of a site's database.
+type PoolFunc func(ctx context.Context, site string) (*pgxpool.Pool, error)
+
+// Pools makes a PoolFunc of a fixed map.
+func Pools(m map[string]*pgxpool.Pool) PoolFunc {
+	return func(_ context.Context, site string) (*pgxpool.Pool, error) {
+		if p := m[site]; p != nil {
+			return p, nil
+		}
+		return nil, fmt.Errorf("no connection to %s's database", site)
+	}
+}
+
 // Observer reads the state of replication flows from the sites' databases.
 type Observer struct {
 	Specs []Flow
-	Pools map[string]*pgxpool.Pool
+	Pool  PoolFunc
 }
 
 var _ drill.Observer = (*Observer)(nil)
@@ -113,12 +179,16 @@ func (o *Observer) Flows(ctx context.Context) ([]drill.FlowState, error) {
 
 func (o *Observer) flow(ctx context.Context, f Flow) (drill.FlowState, error) {
 	st := drill.FlowState{From: f.From, To: f.To, State: drill.StateDown}
-	sub, pub := o.Pools[f.To], o.Pools[f.From]
-	if sub == nil || pub == nil {
-		return st, fmt.Errorf("flow %s→%s: no connection to both ends", f.From, f.To)
+	sub, err := o.Pool(ctx, f.To)
+	if err != nil {
+		return st, fmt.Errorf("flow %s→%s: %w", f.From, f.To, err)
+	}
+	pub, err := o.Pool(ctx, f.From)
+	if err != nil {
+		return st, fmt.Errorf("flow %s→%s: %w", f.From, f.To, err)
 	}
 	var worker bool
-	err := sub.QueryRow(ctx, `
+	err = sub.QueryRow(ctx, `
 SELECT s.subenabled, st.pid IS NOT NULL,
        COALESCE(ss.apply_error_count, 0), COALESCE(ss.sync_error_count, 0)
 FROM pg_subscription s
@@ -173,7 +243,7 @@ WHERE r.slot_name = $1`, f.Slot, f.Publication, drill.Table).Scan(&active, &walS
 // lab); the network, the tunnels and the walsender timeouts are not exercised.
 type SubscriptionCutter struct {
 	Flows []Flow
-	Pools map[string]*pgxpool.Pool
+	Pool  PoolFunc
 }
 
 // Cut disables the subscriptions of every flow between the link's two sites.
@@ -195,9 +265,9 @@ func (c *SubscriptionCutter) set(ctx context.Context, a, b string, enable bool) 
 		if !(f.From == a && f.To == b) && !(f.From == b && f.To == a) {
 			continue
 		}
-		pool := c.Pools[f.To]
-		if pool == nil {
-			return fmt.Errorf("no connection to %s", f.To)
+		pool, err := c.Pool(ctx, f.To)
+		if err != nil {
+			return err
 		}
 		if _, err := pool.Exec(ctx, fmt.Sprintf("ALTER SUBSCRIPTION %s %s", pgx.Identifier{f.Subscription}.Sanitize(), verb)); err != nil {
 			return fmt.Errorf("%s subscription %s at %s: %w", verb, f.Subscription, f.To, err)

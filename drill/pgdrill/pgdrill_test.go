@@ -11,10 +11,10 @@ import (
 	"github.com/sitectl/sitectl/sites"
 )
 
-func (f *fixture) partition(c drill.Cutter, writes int, d time.Duration) *drill.Partition {
+func (f *fixture) partition(c drill.Cutter, writes int, d time.Duration) *drill.Drill {
 	link, _ := f.topo.Link("douala-cloud")
-	return &drill.Partition{Kind: "partition", Topo: f.topo, Site: "douala", Links: []sites.Link{link},
-		Stores: f.stores(), Cutter: c, Observer: f.observer(), Resyncer: enableAll{f},
+	return &drill.Drill{Kind: "partition", Topo: f.topo, Site: "douala", Links: []sites.Link{link},
+		Faults: drill.LinkFaults(c, []sites.Link{link}), Stores: f.stores(), Observer: f.observer(), Resyncer: enableAll{f},
 		Settings: drill.Settings{Duration: d, Writes: writes, Converge: 60 * time.Second, Sample: 100 * time.Millisecond,
 			HealBackoff: 50 * time.Millisecond}}
 }
@@ -101,8 +101,9 @@ func TestLabDrillHealsWhenAStepFails(t *testing.T) {
 	cut := &interruptingCutter{proxyCutter: newProxyCutter(f), failOn: "yaounde-cloud"}
 	p := f.partition(cut, 100, 2*time.Second)
 	p.Kind, p.Site, p.Links = "cloud-loss", "", f.topo.Links // douala-cloud cuts, yaounde-cloud fails
+	p.Faults = drill.LinkFaults(cut, f.topo.Links)
 	rep := p.Run(context.Background())
-	if rep.Passed || !strings.Contains(rep.Error, "cut yaounde-cloud") {
+	if rep.Passed || !strings.Contains(rep.Error, "cut yaounde-cloud: vici") {
 		t.Fatalf("a drill whose cut failed reported %q (passed=%t)", rep.Error, rep.Passed)
 	}
 	if cut.heals["douala-cloud"] != 1 || cut.heals["yaounde-cloud"] != 1 || rep.HealFailed {
@@ -136,7 +137,7 @@ func TestLabVerifierCatchesARowDeletedBehindTheDrillsBack(t *testing.T) {
 
 func TestLabPreflightRefusesADisabledSubscription(t *testing.T) {
 	f := newFixture(t)
-	sc := &SubscriptionCutter{Flows: f.flows, Pools: f.pools}
+	sc := &SubscriptionCutter{Flows: f.flows, Pool: Pools(f.pools)}
 	link, _ := f.topo.Link("yaounde-cloud")
 	if err := sc.Cut(context.Background(), link); err != nil {
 		t.Fatal(err)

@@ -15,18 +15,25 @@ import (
 	"github.com/sitectl/sitectl/sites"
 )
 
-// Partition is a cut drill: `partition` cuts one site's links, `cloud-loss` cuts every
-// link to the hub. While the links are cut every site writes its own rows; then the
-// links are healed, the drill waits for convergence and verifies.
-type Partition struct {
-	Kind  string // "partition" or "cloud-loss"
+// Drill injects faults, has every site write its own rows while they are in place,
+// always removes them, waits for convergence and verifies. `partition` cuts one
+// site's links, `cloud-loss` every link to the hub, `db-down` stops a site's database
+// service, `node-loss` drains a swarm node.
+type Drill struct {
+	Kind  string // partition, cloud-loss, db-down, node-loss
 	Topo  *sites.Topology
-	Site  string       // the site cut off (partition); empty for cloud-loss
-	Links []sites.Link // the links to cut
+	Site  string       // the site the drill is about; empty for cloud-loss
+	Node  string       // node-loss: the node
+	Links []sites.Link // the links the faults cut (for the sides and the report)
+
+	Faults []Fault
+	// DownSites are the sites whose database is expected to refuse writes during
+	// the faults (db-down); every other site is expected to keep writing.
+	DownSites []string
+	Probes    []Probe
 
 	Stores   map[string]Store // one per site running PostgreSQL
-	Cutter   Cutter
-	Checker  LinkChecker // optional
+	Checker  LinkChecker      // optional
 	Observer Observer
 	Resyncer Resyncer    // optional: re-enable replication after the heal
 	Mongo    []MongoSide // optional: the sites' MongoDB members, one per side
@@ -44,6 +51,10 @@ type Partition struct {
 	smp   *sampler
 }
 
+// writeTimeout bounds one write (a site whose database is down must not stall the
+// drill).
+const writeTimeout = 3 * time.Second
+
 // caughtUpGrace bounds the wait, after convergence, for PostgreSQL to report every
 // flow caught up.
 const caughtUpGrace = 10 * time.Second
@@ -51,7 +62,7 @@ const caughtUpGrace = 10 * time.Second
 // Run runs the drill and returns its report; the report says whether it passed. The
 // links are always healed before Run returns, whatever happened (a failing step, ctx
 // cancelled by SIGINT/SIGTERM or its deadline, a panic).
-func (p *Partition) Run(ctx context.Context) *Report {
+func (p *Drill) Run(ctx context.Context) *Report {
 	if p.now == nil {
 		p.now = time.Now
 	}
@@ -69,14 +80,14 @@ func (p *Partition) Run(ctx context.Context) *Report {
 	}
 	rep.Sides = Sides(p.Topo, p.Links)
 	rec := &recorder{now: p.now, hook: p.OnEvent}
-	h := &healer{cutter: p.Cutter, resync: p.Resyncer, obs: p.Observer, settings: s, rec: rec, prog: p.Progress, sleep: p.sleep}
+	h := &healer{resync: p.Resyncer, obs: p.Observer, settings: s, rec: rec, prog: p.Progress, sleep: p.sleep}
 	ev := rec.event
 	defer func() {
 		// Whatever ends the drill, heal what was cut, then seal the report.
 		rep.Heal = h.healAll(ctx)
 		rep.HealFailed = healFailed(rep.Heal)
 		if r := recover(); r != nil {
-			rep.Error = fmt.Sprintf("drill panicked: %v (links healed: %t)", r, !rep.HealFailed)
+			rep.Error = fmt.Sprintf("drill panicked: %v (faults removed: %t)", r, !rep.HealFailed)
 		}
 		rec.into(rep)
 		rep.finish(p.now())
@@ -102,19 +113,20 @@ func (p *Partition) Run(ctx context.Context) *Report {
 	go func() { defer swg.Done(); smp.run(sctx) }()
 	defer func() { stopSampling(); swg.Wait() }()
 
-	// 2. Cut. Each link is armed for healing before it is cut.
+	// 2. Inject. Each fault is armed for removal before it is injected.
 	cutAt := p.now()
-	for _, l := range p.Links {
-		h.arm(l)
-		end := p.Progress.Step("cut %s", l.Name())
-		err := p.Cutter.Cut(ctx, l)
+	for _, f := range p.Faults {
+		h.arm(f)
+		on, _ := f.Events()
+		end := p.Progress.Step("%s %s", on, f.Name())
+		err := f.Inject(ctx)
 		end(err)
 		if err != nil {
-			ev(EvError, l.Name(), "cut: "+err.Error())
-			rep.Error = fmt.Sprintf("cut %s: %v", l.Name(), err)
+			ev(EvError, f.Name(), on+": "+err.Error())
+			rep.Error = fmt.Sprintf("%s %s: %v", on, f.Name(), err)
 			return rep
 		}
-		cutAt = ev(EvCut, l.Name(), "")
+		cutAt = ev(on, f.Name(), "")
 	}
 	if p.Checker != nil {
 		for _, l := range p.Links {
@@ -125,23 +137,27 @@ func (p *Partition) Run(ctx context.Context) *Report {
 	}
 
 	// 3. Write on every side while the links are cut.
-	attempts, stats := p.write(ctx, s, ev)
+	attempts, stats := p.write(ctx, s, cutAt, ev)
 	rep.Writes = stats
+	rep.Observations = append(rep.Observations, p.writeObservations(stats)...)
+	for _, pr := range p.Probes {
+		rep.Observations = append(rep.Observations, pr.Observe(ctx)...)
+	}
 	var mongoAttempts []mongoAttempt
 	if len(p.Mongo) > 0 {
 		mongoAttempts = p.writeMongo(ctx, s)
 	}
 	if err := p.hold(ctx, cutAt.Add(s.Duration)); err != nil {
 		ev(EvInterrupted, "", err.Error())
-		rep.Error = "interrupted during the cut: " + err.Error() + " (links healed, nothing verified)"
+		rep.Error = "interrupted during the drill: " + err.Error() + " (faults removed, nothing verified)"
 		return rep
 	}
 
 	// 4. Heal (the deferred heal then has nothing left to do).
 	rep.Heal = h.healAll(ctx)
-	healAt := p.now()
+	healAt := h.removedAt
 	if healFailed(rep.Heal) {
-		rep.Error = "heal failed: see the heal table; the links are still cut"
+		rep.Error = "heal failed: see the heal table; a fault is still in place"
 		return rep
 	}
 	smp.healed(healAt)
@@ -212,7 +228,7 @@ func linkDetail(up bool, err error) string {
 }
 
 // hold waits until the end of the cut, or ctx.
-func (p *Partition) hold(ctx context.Context, until time.Time) error {
+func (p *Drill) hold(ctx context.Context, until time.Time) error {
 	d := until.Sub(p.now())
 	if d <= 0 {
 		return ctx.Err()
@@ -228,7 +244,7 @@ func (p *Partition) hold(ctx context.Context, until time.Time) error {
 }
 
 // waitLinks waits (bounded) for the healed links to report up again.
-func (p *Partition) waitLinks(ctx context.Context, s Settings) {
+func (p *Drill) waitLinks(ctx context.Context, s Settings) {
 	deadline := p.now().Add(s.Converge)
 	for _, l := range p.Links {
 		for p.now().Before(deadline) && ctx.Err() == nil {
@@ -289,7 +305,7 @@ func checksSummary(cs []Check) string {
 	return fmt.Sprintf("%d of %d check(s) failed", failed, len(cs))
 }
 
-func (p *Partition) storeSites() []string {
+func (p *Drill) storeSites() []string {
 	out := make([]string, 0, len(p.Stores))
 	for s := range p.Stores {
 		out = append(out, s)
@@ -300,7 +316,7 @@ func (p *Partition) storeSites() []string {
 
 // write has every site write s.Writes rows, paced over 80% of the cut, and returns
 // every attempt with whether it was acknowledged.
-func (p *Partition) write(ctx context.Context, s Settings, ev func(kind, target, detail string) time.Time) ([]Attempt, []WriteStats) {
+func (p *Drill) write(ctx context.Context, s Settings, from time.Time, ev func(kind, target, detail string) time.Time) ([]Attempt, []WriteStats) {
 	siteNames := p.storeSites()
 	per := make([][]Attempt, len(siteNames))
 	stats := make([]WriteStats, len(siteNames))
@@ -312,7 +328,7 @@ func (p *Partition) write(ctx context.Context, s Settings, ev func(kind, target,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			per[i], stats[i] = p.writeSite(ctx, site, s.Writes, interval)
+			per[i], stats[i] = p.writeSite(ctx, site, s.Writes, interval, from.Add(s.Duration*9/10))
 		}()
 	}
 	wg.Wait()
@@ -331,7 +347,10 @@ func (p *Partition) write(ctx context.Context, s Settings, ev func(kind, target,
 	return all, stats
 }
 
-func (p *Partition) writeSite(ctx context.Context, site string, n int, interval time.Duration) ([]Attempt, WriteStats) {
+// writeSite writes n rows at site, paced by interval, until stop: a site whose
+// database is down gets each write bounded by writeTimeout, and no new write starts
+// after stop.
+func (p *Drill) writeSite(ctx context.Context, site string, n int, interval time.Duration, stop time.Time) ([]Attempt, WriteStats) {
 	st := WriteStats{Site: site}
 	gen, err := keys.NewGenerator(site)
 	if err != nil {
@@ -342,7 +361,7 @@ func (p *Partition) writeSite(ctx context.Context, site string, n int, interval 
 	out := make([]Attempt, 0, n)
 	start := p.now()
 	st.First = start
-	for i := 0; i < n && ctx.Err() == nil; i++ {
+	for i := 0; i < n && ctx.Err() == nil && p.now().Before(stop); i++ {
 		if wait := start.Add(time.Duration(i) * interval).Sub(p.now()); wait > 0 {
 			p.sleep(wait)
 		}
@@ -354,7 +373,10 @@ func (p *Partition) writeSite(ctx context.Context, site string, n int, interval 
 		row := Row{ID: k.ID, Site: site, Run: p.RunID, Seq: i}
 		a := Attempt{Row: row, At: site}
 		st.Attempted++
-		if err := store.Insert(ctx, row); err != nil {
+		wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+		err = store.Insert(wctx, row)
+		cancel()
+		if err != nil {
 			a.Err = err.Error()
 			st.Failed++
 			if st.FirstError == "" {
@@ -368,4 +390,28 @@ func (p *Partition) writeSite(ctx context.Context, site string, n int, interval 
 	}
 	st.Last = p.now()
 	return out, st
+}
+
+// writeObservations says, per site, whether writes behaved as expected during the
+// faults: sites in DownSites refuse them, every other site keeps accepting them.
+func (p *Drill) writeObservations(stats []WriteStats) []Observation {
+	down := map[string]bool{}
+	for _, s := range p.DownSites {
+		down[s] = true
+	}
+	var out []Observation
+	for _, st := range stats {
+		detail := fmt.Sprintf("%d of %d write(s) acknowledged", st.Acked, st.Attempted)
+		if st.FirstError != "" {
+			detail += "; first error: " + st.FirstError
+		}
+		if down[st.Site] {
+			out = append(out, Observation{What: st.Site + " refuses writes while its database is down",
+				OK: st.Failed > 0, Detail: detail, Required: true})
+			continue
+		}
+		out = append(out, Observation{What: st.Site + " keeps accepting its own writes",
+			OK: st.Attempted > 0 && st.Acked == st.Attempted, Detail: detail, Required: true})
+	}
+	return out
 }
