@@ -1,7 +1,6 @@
 package elk_test
 
 import (
-	"flag"
 	"fmt"
 	"sort"
 	"strings"
@@ -9,12 +8,11 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sitectl/sitectl/internal/golden"
 	"github.com/sitectl/sitectl/stacks"
 	"github.com/sitectl/sitectl/stacks/elk"
 	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // TestRenderGolden renders elk for every site and environment through the deploy
 // engine's conversion, checks what runs where, and compares every file with its golden.
@@ -49,9 +47,9 @@ func TestRenderGolden(t *testing.T) {
 					t.Errorf("converted %d services and %d configs", len(d.Services), len(d.Configs))
 				}
 				for _, f := range []string{"logstash.yml", "logstash.conf"} {
-					stacktest.Golden(t, *update, env+"/"+s.Name+"/"+f, r.Files[f])
+					golden.Assert(t, env+"/"+s.Name+"/"+f, r.Files[f])
 				}
-				stacktest.Golden(t, *update, env+"/"+s.Name+"/compose.yml", r.Compose)
+				golden.Assert(t, env+"/"+s.Name+"/compose.yml", r.Compose)
 			})
 		}
 	}

@@ -1,18 +1,16 @@
 package kong_test
 
 import (
-	"flag"
 	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sitectl/sitectl/internal/golden"
 	"github.com/sitectl/sitectl/stacks"
 	"github.com/sitectl/sitectl/stacks/kong"
 	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func render(t *testing.T, env, site string, set ...string) stacks.Rendered {
 	t.Helper()
@@ -51,8 +49,8 @@ func TestRenderGolden(t *testing.T) {
 				if err := kong.Validate(r.Files["kong.yml"]); err != nil {
 					t.Fatal(err)
 				}
-				stacktest.Golden(t, *update, env+"/"+s.Name+"/compose.yml", r.Compose)
-				stacktest.Golden(t, *update, env+"/"+s.Name+"/kong.yml", r.Files["kong.yml"])
+				golden.Assert(t, env+"/"+s.Name+"/compose.yml", r.Compose)
+				golden.Assert(t, env+"/"+s.Name+"/kong.yml", r.Files["kong.yml"])
 			})
 		}
 	}
@@ -183,7 +181,7 @@ func TestCanary(t *testing.T) {
 			if share < tc.share-1e-9 || share > tc.share+1e-9 {
 				t.Errorf("canary share %.3f, want %.2f", share, tc.share)
 			}
-			stacktest.Golden(t, *update, "canary/"+tc.name+".kong.yml", r.Files["kong.yml"])
+			golden.Assert(t, "canary/"+tc.name+".kong.yml", r.Files["kong.yml"])
 		})
 	}
 	// A weight outside 1..99 is refused with the key named.

@@ -2,7 +2,6 @@ package monitoring_test
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sitectl/sitectl/internal/golden"
 	"github.com/sitectl/sitectl/stacks"
 	// Every registered stack, as the CLI sees them: desired-replica rules cover them all.
 	_ "github.com/sitectl/sitectl/stacks/all"
@@ -20,8 +20,6 @@ import (
 	"github.com/sitectl/sitectl/stacks/monitoring"
 	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // TestRenderGolden renders monitoring for every site and environment through the
 // deploy engine's conversion, and compares every generated file with its golden.
@@ -54,9 +52,9 @@ func TestRenderGolden(t *testing.T) {
 				if got := strings.Join(names, ","); got != want {
 					t.Errorf("services %s, want %s", got, want)
 				}
-				stacktest.Golden(t, *update, env+"/"+s.Name+"/compose.yml", r.Compose)
+				golden.Assert(t, env+"/"+s.Name+"/compose.yml", r.Compose)
 				for name, b := range r.Files {
-					stacktest.Golden(t, *update, env+"/"+s.Name+"/"+name, b)
+					golden.Assert(t, env+"/"+s.Name+"/"+name, b)
 				}
 			})
 		}

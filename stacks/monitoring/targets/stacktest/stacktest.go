@@ -1,14 +1,12 @@
 // Package stacktest holds what the stack packages' tests share: loading the repo's
-// sites/ for every environment (plus a lab-shaped one), loading a rendered compose
-// file with docker/cli's loader the way the deploy engine does, and golden files.
+// sites/ for every environment (plus a lab-shaped one), and loading a rendered
+// stack with docker/cli's loader and the deploy engine's conversion.
 package stacktest
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -45,15 +43,6 @@ const labOverlay = `all:
     cadvisor: sitectl-lab/cadvisor:standin
     postgres-exporter: sitectl-lab/postgres-exporter:standin
 `
-
-// ExtraSecrets are the secrets the kong and monitoring stacks need that the repo's
-// defaults may not name yet; tests name them (by environment variable) so renders
-// succeed. Rendered files carry secret names only, never sources or values.
-var ExtraSecrets = []string{
-	"secrets.kong-tls-cert.env=SITECTL_KONG_TLS_CERT",
-	"secrets.kong-tls-key.env=SITECTL_KONG_TLS_KEY",
-	"secrets.grafana-admin-password.env=SITECTL_GRAFANA_ADMIN_PASSWORD",
-}
 
 // RepoRoot walks up from the working directory to the directory holding go.mod.
 func RepoRoot(t testing.TB) string {
@@ -98,7 +87,7 @@ func Load(t testing.TB, env string, set ...string) *sites.Topology {
 	if err := os.WriteFile(filepath.Join(dir, sites.EnvDir, "lab.yaml"), []byte(labOverlay), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	topo, err := sites.Load(sites.Options{Dir: dir, Env: env, Environ: []string{}, Set: append(append([]string{}, ExtraSecrets...), set...)})
+	topo, err := sites.Load(sites.Options{Dir: dir, Env: env, Environ: []string{}, Set: set})
 	if err != nil {
 		t.Fatalf("load sites for %s: %v", env, err)
 	}
@@ -170,49 +159,4 @@ func Convert(t *testing.T, in stacks.Input, r stacks.Rendered) *stacks.Desired {
 		t.Fatalf("%s for %s/%s: the deploy engine's conversion fails: %v", r.Stack, in.Site.Name, in.Site.Env, err)
 	}
 	return d
-}
-
-// Golden compares got with testdata/<name>, or rewrites it when update is set.
-func Golden(t testing.TB, update bool, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (run go test -update after checking the change):\n%s", path, diff(string(want), string(got)))
-	}
-}
-
-// diff shows the first differing lines.
-func diff(want, got string) string {
-	wl, gl := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	shown := 0
-	for i := 0; i < len(wl) || i < len(gl); i++ {
-		var w, g string
-		if i < len(wl) {
-			w = wl[i]
-		}
-		if i < len(gl) {
-			g = gl[i]
-		}
-		if w != g {
-			b.WriteString("line " + strconv.Itoa(i+1) + ":\n  - " + w + "\n  + " + g + "\n")
-			if shown++; shown >= 8 {
-				break
-			}
-		}
-	}
-	return b.String()
 }
