@@ -1,0 +1,318 @@
+// Package swarmfault injects the swarm-level faults of the db-down and node-loss
+// drills through the Docker Engine API of a site's manager — a service scaled to zero
+// replicas, a node drained — and always puts back what was there. It also probes what
+// keeps running while a fault is in place.
+package swarmfault
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+
+	"github.com/sitectl/sitectl/drill"
+)
+
+// Engine is the part of a site manager's Docker API the faults and probes use;
+// *client.Client has it.
+type Engine interface {
+	ServiceList(ctx context.Context, options client.ServiceListOptions) (client.ServiceListResult, error)
+	ServiceInspect(ctx context.Context, serviceID string, options client.ServiceInspectOptions) (client.ServiceInspectResult, error)
+	ServiceUpdate(ctx context.Context, serviceID string, options client.ServiceUpdateOptions) (client.ServiceUpdateResult, error)
+	NodeList(ctx context.Context, options client.NodeListOptions) (client.NodeListResult, error)
+	NodeInspect(ctx context.Context, nodeID string, options client.NodeInspectOptions) (client.NodeInspectResult, error)
+	NodeUpdate(ctx context.Context, nodeID string, options client.NodeUpdateOptions) (client.NodeUpdateResult, error)
+	TaskList(ctx context.Context, options client.TaskListOptions) (client.TaskListResult, error)
+}
+
+// poll is how often the faults check that the swarm did what was asked.
+const poll = 250 * time.Millisecond
+
+// ServiceDown scales a replicated service to zero and back to its replica count.
+type ServiceDown struct {
+	Site    string
+	Service string // full service name, e.g. postgres_db
+	Engine  Engine
+
+	mu    sync.Mutex
+	saved *uint64 // replicas before Inject
+}
+
+var _ drill.Fault = (*ServiceDown)(nil)
+
+// Name is "service postgres_db at douala".
+func (f *ServiceDown) Name() string { return "service " + f.Service + " at " + f.Site }
+
+// Events are down / restore.
+func (f *ServiceDown) Events() (string, string) { return drill.EvDown, drill.EvRestore }
+
+// Manual is the command that restores the service by hand.
+func (f *ServiceDown) Manual() string {
+	n := uint64(1)
+	f.mu.Lock()
+	if f.saved != nil {
+		n = *f.saved
+	}
+	f.mu.Unlock()
+	return fmt.Sprintf("docker service scale %s=%d (on %s's manager)", f.Service, n, f.Site)
+}
+
+// Inject records the replica count, scales to zero and waits for no running task.
+func (f *ServiceDown) Inject(ctx context.Context) error {
+	svc, err := f.Engine.ServiceInspect(ctx, f.Service, client.ServiceInspectOptions{})
+	if err != nil {
+		return fmt.Errorf("%s: inspect service %s: %w", f.Site, f.Service, err)
+	}
+	mode := svc.Service.Spec.Mode.Replicated
+	if mode == nil || mode.Replicas == nil {
+		return fmt.Errorf("%s: service %s is not replicated: db-down scales a replicated service", f.Site, f.Service)
+	}
+	n := *mode.Replicas
+	f.mu.Lock()
+	if f.saved == nil {
+		f.saved = &n
+	}
+	f.mu.Unlock()
+	if err := f.scale(ctx, 0); err != nil {
+		return err
+	}
+	return f.wait(ctx, 0)
+}
+
+// Remove scales back to the recorded replica count and waits for them to run. It
+// does nothing when Inject never read the service.
+func (f *ServiceDown) Remove(ctx context.Context) error {
+	f.mu.Lock()
+	saved := f.saved
+	f.mu.Unlock()
+	if saved == nil {
+		return nil
+	}
+	if err := f.scale(ctx, *saved); err != nil {
+		return err
+	}
+	return f.wait(ctx, *saved)
+}
+
+func (f *ServiceDown) scale(ctx context.Context, n uint64) error {
+	svc, err := f.Engine.ServiceInspect(ctx, f.Service, client.ServiceInspectOptions{})
+	if err != nil {
+		return fmt.Errorf("%s: inspect service %s: %w", f.Site, f.Service, err)
+	}
+	spec := svc.Service.Spec
+	if spec.Mode.Replicated == nil {
+		return fmt.Errorf("%s: service %s is not replicated", f.Site, f.Service)
+	}
+	if spec.Mode.Replicated.Replicas != nil && *spec.Mode.Replicated.Replicas == n {
+		return nil
+	}
+	spec.Mode.Replicated.Replicas = &n
+	if _, err := f.Engine.ServiceUpdate(ctx, svc.Service.ID, client.ServiceUpdateOptions{Version: svc.Service.Version, Spec: spec}); err != nil {
+		return fmt.Errorf("%s: scale %s to %d: %w", f.Site, f.Service, n, err)
+	}
+	return nil
+}
+
+func (f *ServiceDown) wait(ctx context.Context, n uint64) error {
+	for {
+		running, err := runningTasks(ctx, f.Engine, f.Service)
+		if err != nil {
+			return fmt.Errorf("%s: tasks of %s: %w", f.Site, f.Service, err)
+		}
+		if uint64(len(running)) == n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %s has %d running task(s), want %d: %w", f.Site, f.Service, len(running), n, ctx.Err())
+		case <-time.After(poll):
+		}
+	}
+}
+
+// runningTasks lists the service's tasks in state running.
+func runningTasks(ctx context.Context, e Engine, service string) ([]swarm.Task, error) {
+	res, err := e.TaskList(ctx, client.TaskListOptions{Filters: make(client.Filters).Add("service", service).Add("desired-state", "running")})
+	if err != nil {
+		return nil, err
+	}
+	var out []swarm.Task
+	for _, t := range res.Items {
+		if t.Status.State == swarm.TaskStateRunning {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// NodeDrain drains a swarm node (its tasks move elsewhere when their placement
+// allows) and puts its availability back.
+type NodeDrain struct {
+	Site   string
+	Node   string // hostname or node ID
+	Engine Engine
+
+	mu    sync.Mutex
+	id    string
+	saved swarm.NodeAvailability
+}
+
+var _ drill.Fault = (*NodeDrain)(nil)
+
+// Name is "node douala-db1".
+func (f *NodeDrain) Name() string { return "node " + f.Node }
+
+// Events are down / restore.
+func (f *NodeDrain) Events() (string, string) { return drill.EvDown, drill.EvRestore }
+
+// Manual is the command that restores the node by hand.
+func (f *NodeDrain) Manual() string {
+	return fmt.Sprintf("docker node update --availability active %s (on %s's manager)", f.Node, f.Site)
+}
+
+// FindNode returns the ID of the node whose hostname or ID is name.
+func FindNode(ctx context.Context, e Engine, name string) (swarm.Node, error) {
+	res, err := e.NodeList(ctx, client.NodeListOptions{})
+	if err != nil {
+		return swarm.Node{}, err
+	}
+	var names []string
+	for _, n := range res.Items {
+		if n.ID == name || n.Description.Hostname == name || n.Spec.Name == name {
+			return n, nil
+		}
+		names = append(names, n.Description.Hostname)
+	}
+	sort.Strings(names)
+	return swarm.Node{}, fmt.Errorf("no swarm node %q (nodes: %s)", name, strings.Join(names, ", "))
+}
+
+// Inject records the node's availability and drains it.
+func (f *NodeDrain) Inject(ctx context.Context) error {
+	n, err := FindNode(ctx, f.Engine, f.Node)
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.Site, err)
+	}
+	f.mu.Lock()
+	if f.id == "" {
+		f.id, f.saved = n.ID, n.Spec.Availability
+	}
+	f.mu.Unlock()
+	return f.set(ctx, swarm.NodeAvailabilityDrain)
+}
+
+// Remove restores the recorded availability (nothing when Inject never found the
+// node).
+func (f *NodeDrain) Remove(ctx context.Context) error {
+	f.mu.Lock()
+	id, saved := f.id, f.saved
+	f.mu.Unlock()
+	if id == "" {
+		return nil
+	}
+	if saved == "" || saved == swarm.NodeAvailabilityDrain {
+		saved = swarm.NodeAvailabilityActive
+	}
+	return f.set(ctx, saved)
+}
+
+func (f *NodeDrain) set(ctx context.Context, a swarm.NodeAvailability) error {
+	f.mu.Lock()
+	id := f.id
+	f.mu.Unlock()
+	n, err := f.Engine.NodeInspect(ctx, id, client.NodeInspectOptions{})
+	if err != nil {
+		return fmt.Errorf("%s: inspect node %s: %w", f.Site, f.Node, err)
+	}
+	if n.Node.Spec.Availability == a {
+		return nil
+	}
+	spec := n.Node.Spec
+	spec.Availability = a
+	if _, err := f.Engine.NodeUpdate(ctx, id, client.NodeUpdateOptions{Version: n.Node.Version, Spec: spec}); err != nil {
+		return fmt.Errorf("%s: set node %s %s: %w", f.Site, f.Node, a, err)
+	}
+	return nil
+}
+
+// Services probes a site's services while the faults are in place: each replicated
+// service should run all its replicas (away from Avoid, a drained node, when set).
+type Services struct {
+	Site   string
+	Engine Engine
+	Avoid  string // node hostname tasks must have left
+	// Required makes a service that is not fully running fail the drill.
+	Required bool
+	// Settle is how long to wait for services to reschedule before reporting.
+	Settle time.Duration
+}
+
+var _ drill.Probe = (*Services)(nil)
+
+// Observe reports one observation per service.
+func (p *Services) Observe(ctx context.Context) []drill.Observation {
+	deadline := time.Now().Add(p.Settle)
+	for {
+		obs, allOK := p.observe(ctx)
+		if allOK || !time.Now().Before(deadline) || ctx.Err() != nil {
+			return obs
+		}
+		time.Sleep(poll)
+	}
+}
+
+func (p *Services) observe(ctx context.Context) ([]drill.Observation, bool) {
+	fail := func(err error) ([]drill.Observation, bool) {
+		return []drill.Observation{{What: p.Site + " services", Detail: err.Error(), Required: p.Required}}, false
+	}
+	svcs, err := p.Engine.ServiceList(ctx, client.ServiceListOptions{})
+	if err != nil {
+		return fail(err)
+	}
+	avoidID := ""
+	if p.Avoid != "" {
+		n, err := FindNode(ctx, p.Engine, p.Avoid)
+		if err != nil {
+			return fail(err)
+		}
+		avoidID = n.ID
+	}
+	sort.Slice(svcs.Items, func(i, j int) bool { return svcs.Items[i].Spec.Name < svcs.Items[j].Spec.Name })
+	var out []drill.Observation
+	allOK := true
+	for _, s := range svcs.Items {
+		want := uint64(0)
+		switch {
+		case s.Spec.Mode.Replicated != nil && s.Spec.Mode.Replicated.Replicas != nil:
+			want = *s.Spec.Mode.Replicated.Replicas
+		default:
+			continue // global services follow the nodes
+		}
+		running, err := runningTasks(ctx, p.Engine, s.Spec.Name)
+		if err != nil {
+			return fail(err)
+		}
+		onAvoided := 0
+		for _, t := range running {
+			if avoidID != "" && t.NodeID == avoidID {
+				onAvoided++
+			}
+		}
+		ok := uint64(len(running)-onAvoided) >= want
+		allOK = allOK && ok
+		detail := fmt.Sprintf("%d of %d replica(s) running", len(running)-onAvoided, want)
+		if p.Avoid != "" {
+			detail += fmt.Sprintf(" away from %s (%d still there)", p.Avoid, onAvoided)
+		}
+		if pl := s.Spec.TaskTemplate.Placement; !ok && pl != nil && len(pl.Constraints) > 0 {
+			detail += "; placement: " + strings.Join(pl.Constraints, ", ")
+		}
+		out = append(out, drill.Observation{What: p.Site + ": " + s.Spec.Name + " keeps running", OK: ok, Detail: detail, Required: p.Required})
+	}
+	return out, allOK
+}
