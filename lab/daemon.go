@@ -79,6 +79,12 @@ func logTail(path string, n int) string {
 // launchDockerd starts the node's engine unless a recorded one still answers, and
 // returns a function that waits for its API.
 func (u *upper) launchDockerd(ctx context.Context, n *NodeLayout) (func() error, error) {
+	return u.launchDockerdAt(ctx, n, filepath.Join(n.Dir, "data"))
+}
+
+// launchDockerdAt is launchDockerd with the data root given; a new data root starts
+// from the golden image store when there is one.
+func (u *upper) launchDockerdAt(ctx context.Context, n *NodeLayout, dataRoot string) (func() error, error) {
 	name := "dockerd " + n.Name
 	if p := u.state.process(name); p != nil && p.Alive() {
 		if err := pingEngine(ctx, n.Socket, 5*time.Second); err == nil {
@@ -99,10 +105,15 @@ func (u *upper) launchDockerd(ctx context.Context, n *NodeLayout) (func() error,
 			return nil, err
 		}
 	}
+	if u.goldenDir != "" {
+		if err := seedDataRoot(u.goldenDir, dataRoot); err != nil {
+			return nil, err
+		}
+	}
 	_ = os.Remove(n.Socket)
 	p, err := u.startDaemon(name, n.NS, filepath.Join(n.Dir, "dockerd.log"), nil,
 		"unshare", "--uts", "/bin/sh", wrapper, n.Name,
-		"--data-root", filepath.Join(n.Dir, "data"),
+		"--data-root", dataRoot,
 		"--exec-root", filepath.Join(n.Dir, "exec"),
 		"--pidfile", filepath.Join(n.Dir, "docker.pid"),
 		"-H", "unix://"+n.Socket,

@@ -68,6 +68,9 @@ type upper struct {
 	changed bool
 	// exited reports the end of each daemon this run started.
 	exited map[string]chan error
+	// goldenDir is the golden engine data root new engines start from.
+	goldenDir string
+	built     []images.Built
 }
 
 func (u *upper) dir() string { return u.opts.StateDir }
@@ -214,11 +217,16 @@ func (u *upper) build(ctx context.Context) error {
 			return err
 		}
 	}
+	if !u.opts.NoImages {
+		if err := u.buildImages(ctx); err != nil {
+			return err
+		}
+	}
 	if err := u.step("engines: one dockerd per node", func() error { return u.startEngines(ctx) }); err != nil {
 		return err
 	}
 	if !u.opts.NoImages {
-		if err := u.images(ctx); err != nil {
+		if err := u.loadImages(ctx); err != nil {
 			return err
 		}
 	}
@@ -334,28 +342,36 @@ const DefaultImageCache = "/var/cache/sitectl/lab-images"
 
 // images builds (or finds cached) and loads the lab images into every engine, in
 // parallel.
-func (u *upper) images(ctx context.Context) error {
+func (u *upper) buildImages(ctx context.Context) error {
 	b := &images.Builder{CacheDir: u.opts.ImageCache, SourceDirs: []string{u.opts.ConfigDir}, Log: u.p.Infof}
 	var built []images.Built
 	if err := u.step("images: build or reuse from "+u.opts.ImageCache, func() error {
 		var err error
-		built, err = b.BuildAll(ctx)
+		if built, err = b.BuildAll(ctx); err != nil {
+			return err
+		}
+		u.goldenDir, err = u.golden(ctx, built)
 		return err
 	}); err != nil {
 		return err
 	}
+	u.built = built
 	u.state.Images = nil
 	for _, im := range built {
 		u.state.Images = append(u.state.Images, Image{Logical: im.Logical, Ref: im.Ref, Real: im.Real, Source: im.Source})
 	}
-	if err := u.save(); err != nil {
-		return err
-	}
+	return u.save()
+}
+
+// loadImages makes sure every engine holds every lab image (engines seeded from the
+// golden data root already do; older engines get a docker load).
+func (u *upper) loadImages(ctx context.Context) error {
+	built := u.built
 	var nodes []NodeLayout
 	for _, s := range u.layout.Sites {
 		nodes = append(nodes, s.Nodes...)
 	}
-	return u.step(fmt.Sprintf("images: load into %d engine(s)", len(nodes)), func() error {
+	return u.step(fmt.Sprintf("images: present in %d engine(s)", len(nodes)), func() error {
 		errc := make(chan error, len(nodes))
 		loaded := make(chan int, len(nodes))
 		for _, n := range nodes {

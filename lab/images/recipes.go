@@ -138,14 +138,19 @@ func recipes() []recipe {
 					if skipDocs(p) {
 						return true
 					}
-					for _, x := range []string{"/test/", "/tests/", "/idlelib", "/tkinter", "/ensurepip", "/lib2to3", "/turtledemo", "/django/contrib/admin/static", "/django/conf/locale/", "/django/contrib/admin/locale", "/django/contrib/auth/locale", "/django/contrib/gis", "/__pycache__"} {
+					// Translations: only the locale package itself and English.
+					if i := strings.Index(p, "/django/conf/locale/"); i >= 0 {
+						rest := p[i+len("/django/conf/locale/"):]
+						return rest != "__init__.py" && !strings.HasPrefix(rest, "en/") && rest != "en"
+					}
+					for _, x := range []string{"/zoneinfo/right/", "/zoneinfo/posix/", "/test/", "/tests/", "/idlelib", "/tkinter", "/ensurepip", "/lib2to3", "/turtledemo", "/django/contrib/admin/static", "/django/contrib/admin/locale", "/django/contrib/auth/locale", "/django/contrib/gis", "/__pycache__"} {
 						if strings.Contains(p+"/", x) || strings.HasSuffix(p, strings.TrimSuffix(x, "/")) {
 							return true
 						}
 					}
 					return false
 				}
-				for _, p := range []string{"/usr/bin/python3.11", "/usr/lib/python3.11"} {
+				for _, p := range []string{"/usr/bin/python3.11", "/usr/lib/python3.11", "/usr/share/zoneinfo"} {
 					if err := r.addHost(p, skip); err != nil {
 						return err
 					}

@@ -137,6 +137,15 @@ urlpatterns = [path("health", health), path("rows", rows)]
 class Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
+    def server_bind(self):
+        # HTTPServer.server_bind looks up the host's FQDN, a DNS query the lab (no
+        # outside DNS) answers only after a long timeout.
+        import socketserver
+        socketserver.TCPServer.server_bind(self)
+        self.server_name = "localhost"
+        self.server_port = self.server_address[1]
+        self.setup_environ()
+
 
 class Quiet(WSGIRequestHandler):
     def log_message(self, fmt, *args):
