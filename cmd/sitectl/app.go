@@ -76,6 +76,7 @@ var commands = []func(*globals) *cobra.Command{
 	newStatusCommand,
 	newMongoCommand,
 	newTunnelsCommand,
+	newDrillCommand,
 }
 
 // Run runs sitectl with args; only main calls os.Exit.

@@ -316,3 +316,21 @@ func (p *Services) observe(ctx context.Context) ([]drill.Observation, bool) {
 	}
 	return out, allOK
 }
+
+// RunsOn reports whether a running task of service is on the node (hostname or ID).
+func RunsOn(ctx context.Context, e Engine, service, node string) (bool, error) {
+	n, err := FindNode(ctx, e, node)
+	if err != nil {
+		return false, err
+	}
+	running, err := runningTasks(ctx, e, service)
+	if err != nil {
+		return false, err
+	}
+	for _, t := range running {
+		if t.NodeID == n.ID {
+			return true, nil
+		}
+	}
+	return false, nil
+}

@@ -1,0 +1,209 @@
+// Package live wires the drills to the real sites: links are cut and healed over
+// vici (package tunnels, the same path on real gateways and in the lab), databases
+// are reached and replication is resynced with replication/postgres, and swarm faults
+// go through each site manager's Docker API (package engine).
+package live
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/sitectl/sitectl/drill"
+	"github.com/sitectl/sitectl/drill/pgdrill"
+	"github.com/sitectl/sitectl/drill/swarmfault"
+	"github.com/sitectl/sitectl/engine"
+	"github.com/sitectl/sitectl/internal/progress"
+	"github.com/sitectl/sitectl/replication/postgres"
+	"github.com/sitectl/sitectl/sites"
+	"github.com/sitectl/sitectl/tunnels"
+)
+
+// Tunnels cuts and heals links through the gateways' vici sockets.
+type Tunnels struct{ Topo *sites.Topology }
+
+// Cut takes the link down at both ends (tunnels.Cut).
+func (t Tunnels) Cut(ctx context.Context, l sites.Link) error { return tunnels.Cut(ctx, t.Topo, l.Name()) }
+
+// Heal brings the link back and waits for its CHILD_SA (tunnels.Heal).
+func (t Tunnels) Heal(ctx context.Context, l sites.Link) error {
+	return tunnels.Heal(ctx, t.Topo, l.Name())
+}
+
+// LinkUp reports whether both ends have the link's SAs installed.
+func (t Tunnels) LinkUp(ctx context.Context, l sites.Link) (bool, error) {
+	st, err := tunnels.Status(ctx, t.Topo, l.A, l.B)
+	if err != nil {
+		return false, err
+	}
+	for _, s := range st {
+		if s.Link == l.Name() {
+			return s.State == tunnels.StateUp, nil
+		}
+	}
+	return false, fmt.Errorf("tunnels status has no link %s", l.Name())
+}
+
+// Resync runs sitectl's replication reconcile (what `sitectl deploy` does for
+// replication): it enables the subscriptions a lost connection disabled, unless a
+// conflict holds them.
+type Resync struct {
+	Topo *sites.Topology
+	Sess *postgres.Session
+}
+
+// Resync plans and applies the replication changes; it says how many it applied.
+func (r Resync) Resync(ctx context.Context) (string, error) {
+	p, err := postgres.Plan(ctx, r.Topo, r.Sess, postgres.Options{Wait: 30 * time.Second})
+	if err != nil {
+		return "", fmt.Errorf("replication plan: %w", err)
+	}
+	if err := p.Err(); err != nil {
+		return "", fmt.Errorf("replication plan: %w", err)
+	}
+	n := p.Count()
+	if n == 0 {
+		return "replication needed no change", nil
+	}
+	if err := p.Apply(ctx, nil); err != nil {
+		return "", fmt.Errorf("replication apply: %w", err)
+	}
+	return fmt.Sprintf("applied %d replication change(s)", n), nil
+}
+
+// Options choose the drill and how it runs.
+type Options struct {
+	Kind     string // partition, cloud-loss, db-down, node-loss
+	Site     string
+	Node     string
+	Service  string // db-down: the database service (default postgres_db)
+	Settings drill.Settings
+	Progress *progress.Printer
+}
+
+// Kinds are the drills Build knows.
+var Kinds = []string{"partition", "cloud-loss", "db-down", "node-loss"}
+
+// DefaultDBService is the PostgreSQL service of the postgres stack.
+const DefaultDBService = "postgres_db"
+
+// Build assembles a drill against the live sites. close releases its connections.
+func Build(ctx context.Context, topo *sites.Topology, o Options) (d *drill.Drill, closeAll func(), err error) {
+	sess := postgres.NewSession(topo)
+	var engines []*client.Client
+	closeAll = func() {
+		sess.Close()
+		for _, e := range engines {
+			_ = e.Close()
+		}
+	}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
+	stores := map[string]drill.Store{}
+	for _, s := range topo.Sites {
+		if s.HasStack("postgres") {
+			stores[s.Name] = pgdrill.LazyStore{Site: s.Name, Get: sess.Pool}
+		}
+	}
+	tun := Tunnels{Topo: topo}
+	d = &drill.Drill{Kind: o.Kind, Topo: topo, Site: o.Site, Stores: stores, Checker: tun,
+		Observer: &pgdrill.Observer{Specs: pgdrill.TopologyFlows(topo), Pool: sess.Pool},
+		Resyncer: Resync{Topo: topo, Sess: sess}, Settings: o.Settings, Progress: o.Progress}
+	siteEngine := func(name string) (*client.Client, error) {
+		e, err := engine.ForSite(ctx, topo.Site(name))
+		if err != nil {
+			return nil, fmt.Errorf("%s drill: %s's engine: %w", o.Kind, name, err)
+		}
+		engines = append(engines, e)
+		return e, nil
+	}
+	needSite := func() (*sites.Site, error) {
+		if o.Site == "" {
+			return nil, fmt.Errorf("%s drill: --site is required (sites: %v)", o.Kind, topo.SiteNames())
+		}
+		s, err := topo.Select(o.Site)
+		if err != nil {
+			return nil, err
+		}
+		return s[0], nil
+	}
+	switch o.Kind {
+	case "partition":
+		s, err := needSite()
+		if err != nil {
+			return nil, nil, err
+		}
+		d.Links = topo.LinksOf(s.Name)
+		if len(d.Links) == 0 {
+			return nil, nil, fmt.Errorf("partition drill: %s has no tunnel link to cut (tunnel.peers)", s.Name)
+		}
+		d.Faults = drill.LinkFaults(tun, d.Links)
+	case "cloud-loss":
+		d.Site = ""
+		d.Links = topo.LinksOf(topo.Hub)
+		if len(d.Links) == 0 {
+			return nil, nil, fmt.Errorf("cloud-loss drill: the hub %s has no tunnel link", topo.Hub)
+		}
+		d.Faults = drill.LinkFaults(tun, d.Links)
+		for _, s := range topo.Spokes() {
+			e, err := siteEngine(s.Name)
+			if err != nil {
+				return nil, nil, err
+			}
+			d.Probes = append(d.Probes, &swarmfault.Services{Site: s.Name, Engine: e, Required: true})
+		}
+	case "db-down":
+		s, err := needSite()
+		if err != nil {
+			return nil, nil, err
+		}
+		e, err := siteEngine(s.Name)
+		if err != nil {
+			return nil, nil, err
+		}
+		svc := o.Service
+		if svc == "" {
+			svc = DefaultDBService
+		}
+		d.Faults = []drill.Fault{&swarmfault.ServiceDown{Site: s.Name, Service: svc, Engine: e}}
+		d.DownSites = []string{s.Name}
+		d.Probes = []drill.Probe{&swarmfault.Services{Site: s.Name, Engine: e}}
+	case "node-loss":
+		s, err := needSite()
+		if err != nil {
+			return nil, nil, err
+		}
+		if o.Node == "" || s.NodeByName(o.Node) == nil {
+			return nil, nil, fmt.Errorf("node-loss drill: --node must name one of %s's nodes (%v)", s.Name, nodeNames(s))
+		}
+		e, err := siteEngine(s.Name)
+		if err != nil {
+			return nil, nil, err
+		}
+		d.Node = o.Node
+		d.Faults = []drill.Fault{&swarmfault.NodeDrain{Site: s.Name, Node: o.Node, Engine: e}}
+		d.Probes = []drill.Probe{&swarmfault.Services{Site: s.Name, Engine: e, Avoid: o.Node, Settle: o.Settings.Duration / 2}}
+		// A database pinned to the drained node cannot move: writes there are expected
+		// to fail until the node is back.
+		if on, err := swarmfault.RunsOn(ctx, e, DefaultDBService, o.Node); err == nil && on {
+			d.DownSites = []string{s.Name}
+		}
+	default:
+		return nil, nil, fmt.Errorf("unknown drill %q (drills: %v)", o.Kind, Kinds)
+	}
+	return d, closeAll, nil
+}
+
+func nodeNames(s *sites.Site) []string {
+	var out []string
+	for _, n := range s.Nodes {
+		out = append(out, n.Name)
+	}
+	return slices.Clip(out)
+}
