@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/sitectl/sitectl/internal/golden"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -85,7 +86,7 @@ func TestAnalyze(t *testing.T) {
 			if !bytes.Contains(buf.Bytes(), []byte("does not promote itself")) || !bytes.Contains(buf.Bytes(), []byte("rolled back")) {
 				t.Errorf("output does not state the no-self-promotion and rollback facts:\n%s", buf.String())
 			}
-			golden(t, "analyze-"+tc.name+".golden", buf.Bytes())
+			golden.Assert(t, "analyze-"+tc.name+".golden", buf.Bytes())
 		})
 	}
 }

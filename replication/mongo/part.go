@@ -48,6 +48,15 @@ func (p Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) 
 	if len(steps) == 0 {
 		steps = append(steps, plan.Step{Site: site.Name, Component: "mongo", Action: plan.Noop, Name: "replica set " + desired.Name})
 	}
+	// The partition analysis is shown once, under the initiating site, as notes
+	// (Noop steps with a note become the site plan's notes).
+	if site.Name == Initiator(topo) {
+		if a, err := Analyze(topo); err == nil {
+			for _, n := range a.PlanNotes() {
+				steps = append(steps, plan.Step{Site: site.Name, Component: "mongo", Action: plan.Noop, Name: "partition analysis", Note: n})
+			}
+		}
+	}
 	return steps, nil
 }
 

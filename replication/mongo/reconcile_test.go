@@ -9,6 +9,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/sitectl/sitectl/internal/golden"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
 )
@@ -44,7 +45,7 @@ func TestReconcile(t *testing.T) {
 			ctx := context.Background()
 			topo := topoOn(t, b, nil)
 			_, rendered := planAll(t, ctx, topo, b)
-			golden(t, "plan-new-set.golden", []byte(rendered))
+			golden.Assert(t, "plan-new-set.golden", []byte(rendered))
 
 			deploySites(t, ctx, topo, "cloud", "douala", "yaounde")
 			c := connTo(t, topo)
@@ -83,7 +84,7 @@ func TestReconcile(t *testing.T) {
 			pr := 0.5
 			topo.Site("douala").Mongo.Members[0].Priority = &pr
 			_, rendered = planAll(t, ctx, topo, b)
-			golden(t, "plan-update-priority.golden", []byte(rendered))
+			golden.Assert(t, "plan-update-priority.golden", []byte(rendered))
 			deploySites(t, ctx, topo, "douala")
 			cfg, err := c.GetConfig(ctx, b.hosts[0])
 			if err != nil {
@@ -168,5 +169,5 @@ func TestChangesOrder(t *testing.T) {
 	if i, j, k := strings.Index(got, "remove 10.10.0.98"), strings.Index(got, "remove 10.10.0.99"), strings.Index(got, "add 10.10.0.13"); i < 0 || j < i || k < j {
 		t.Errorf("douala steps out of order:\n%s", got)
 	}
-	golden(t, "changes-order.golden", []byte(got))
+	golden.Assert(t, "changes-order.golden", []byte(got))
 }

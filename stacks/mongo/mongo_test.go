@@ -1,17 +1,15 @@
 package mongo_test
 
 import (
-	"flag"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/sitectl/sitectl/internal/golden"
 	"github.com/sitectl/sitectl/stacks"
 	"github.com/sitectl/sitectl/stacks/mongo"
 	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // TestRenderGolden renders mongo for every site and environment: docker/cli's loader
 // and the deploy engine's conversion accept it, and it matches its golden file.
@@ -49,7 +47,7 @@ func TestRenderGolden(t *testing.T) {
 						t.Errorf("%s: constraints %v, want the member's node", svc.Name, svc.Deploy.Placement.Constraints)
 					}
 				}
-				stacktest.Golden(t, *update, env+"/"+s.Name+"/compose.yaml", r.Compose)
+				golden.Assert(t, env+"/"+s.Name+"/compose.yaml", r.Compose)
 			})
 		}
 	}
@@ -84,7 +82,7 @@ func TestTLSAndErrors(t *testing.T) {
 	if len(d.Secrets) != 3 || !slices.Contains(cfg.Services[0].Command, "requireTLS") {
 		t.Errorf("TLS: %d secrets, command %v", len(d.Secrets), cfg.Services[0].Command)
 	}
-	stacktest.Golden(t, *update, "tls/cloud/compose.yaml", r.Compose)
+	golden.Assert(t, "tls/cloud/compose.yaml", r.Compose)
 
 	for _, tc := range []struct {
 		set  []string

@@ -171,8 +171,14 @@ func ListenAndServe(addr string) error {
 	if err != nil {
 		return fmt.Errorf("mongofake: listen %s: %w", addr, err)
 	}
+	return Serve(ln, addr)
+}
+
+// Serve runs one fake member on ln, named host in replica set configs, until ln is
+// closed.
+func Serve(ln net.Listener, host string) error {
 	c := newCluster()
-	c.serve(ln, addr)
+	c.serve(ln, host)
 	c.wg.Wait()
 	return errors.New("mongofake: listener closed")
 }
@@ -189,6 +195,12 @@ func (c *Cluster) serve(ln net.Listener, host string) {
 		for {
 			conn, err := ln.Accept()
 			if err != nil {
+				// The member is gone: so are its connections.
+				c.mu.Lock()
+				for conn := range n.conns {
+					conn.Close()
+				}
+				c.mu.Unlock()
 				return
 			}
 			c.mu.Lock()
