@@ -94,7 +94,7 @@ const DefaultDBService = "postgres_db"
 func Build(ctx context.Context, topo *sites.Topology, o Options) (d *drill.Drill, closeAll func(), err error) {
 	sess := postgres.NewSession(topo)
 	var engines []*client.Client
-	closeAll = func() {
+	cleanup := func() {
 		sess.Close()
 		for _, e := range engines {
 			_ = e.Close()
@@ -102,7 +102,7 @@ func Build(ctx context.Context, topo *sites.Topology, o Options) (d *drill.Drill
 	}
 	defer func() {
 		if err != nil {
-			closeAll()
+			cleanup()
 		}
 	}()
 	stores := map[string]drill.Store{}
@@ -197,7 +197,7 @@ func Build(ctx context.Context, topo *sites.Topology, o Options) (d *drill.Drill
 	default:
 		return nil, nil, fmt.Errorf("unknown drill %q (drills: %v)", o.Kind, Kinds)
 	}
-	return d, closeAll, nil
+	return d, cleanup, nil
 }
 
 func nodeNames(s *sites.Site) []string {
