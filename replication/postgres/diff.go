@@ -34,6 +34,9 @@ type Op struct {
 	Subscription *Subscription
 	// Object names the live object to drop.
 	Object string
+	// Subscriber is, for a stale slot of a wanted flow, the site whose subscription
+	// would use it: the drop is skipped if that subscription exists by then.
+	Subscriber string
 	// Statements are the SQL statements, run one by one, outside a transaction.
 	// Connection strings are not in them: create/alter-subscription render theirs at
 	// apply time from the secret reference.
@@ -121,15 +124,18 @@ func Diff(d *Desired, lives map[string]*Live, ex Extras) map[string][]Change {
 		}
 		// Slots: keep those a live subscription of the right name uses.
 		for _, name := range sortedKeys(live.Slots) {
-			keep := false
+			keep, subscriber := false, ""
 			for _, p := range d.Publications[site] {
 				if p.Name == name {
+					subscriber = p.Flow.To
 					if sub := lives[p.Flow.To]; sub != nil && sub.Subscriptions[name] != nil {
 						keep = true
 					}
 				}
 			}
-			if keep {
+			// An active slot streams to a subscriber that exists, even if it was
+			// created after the subscriber was read (sites deploying in parallel).
+			if keep || (subscriber != "" && live.Slots[name].Active) {
 				continue
 			}
 			note := "no subscription uses it: it only holds WAL back"
@@ -137,7 +143,7 @@ func Diff(d *Desired, lives map[string]*Live, ex Extras) map[string][]Change {
 				note += fmt.Sprintf(" (its walsender, pid %d, is stopped first)", live.Slots[name].ActivePID)
 			}
 			add(Change{Step: plan.Step{Action: plan.Remove, Name: "slot " + name, Note: note},
-				Op: Op{Kind: "drop-slot", Site: site, Phase: PhaseDropSlot, Object: name}})
+				Op: Op{Kind: "drop-slot", Site: site, Phase: PhaseDropSlot, Object: name, Subscriber: subscriber}})
 		}
 	}
 	for site := range out {

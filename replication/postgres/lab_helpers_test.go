@@ -48,13 +48,13 @@ func skipUnlessLab(t testing.TB) {
 	}
 }
 
-// startLab starts the clusters. down names sites whose database is left unreachable
-// (their port points at nothing).
-func startLab(t testing.TB, down ...string) *lab {
+// startLab starts the clusters.
+func startLab(t testing.TB) *lab {
 	skipUnlessLab(t)
 	t.Setenv("SITECTL_PG_PASSWORD", testPassword)
 	l := &lab{t: t, dir: t.TempDir(), clusters: map[string]*pgtest.Cluster{}, proxies: map[string]*pgtest.Proxy{}}
 	copyDir(t, filepath.Join("..", "..", "sites"), l.dir)
+	began := time.Now()
 	// A first load only to size the server settings from the flows.
 	l.load()
 	settings := map[string]map[string]string{}
@@ -65,9 +65,6 @@ func startLab(t testing.TB, down ...string) *lab {
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
 	for _, name := range l.topo.SiteNames() {
-		if contains(down, name) {
-			continue
-		}
 		wg.Add(1)
 		go func(name string) {
 			defer wg.Done()
@@ -82,6 +79,7 @@ func startLab(t testing.TB, down ...string) *lab {
 		}(name)
 	}
 	wg.Wait()
+	t.Logf("clusters started in %s", time.Since(began).Round(time.Millisecond))
 	t.Cleanup(func() {
 		if l.sess != nil {
 			l.sess.Close()
@@ -89,9 +87,14 @@ func startLab(t testing.TB, down ...string) *lab {
 		for _, p := range l.proxies {
 			p.Close()
 		}
+		stopAt := time.Now()
+		var wg sync.WaitGroup
 		for _, c := range l.clusters {
-			_ = c.Stop()
+			wg.Add(1)
+			go func(c *pgtest.Cluster) { defer wg.Done(); _ = c.Stop() }(c)
 		}
+		wg.Wait()
+		t.Logf("clusters stopped in %s", time.Since(stopAt).Round(time.Millisecond))
 	})
 	close(errs)
 	for err := range errs {
@@ -154,6 +157,22 @@ var tablesRE = regexp.MustCompile(`(?m)^(\s+tables: \[[^\]]*)\]`)
 // addTable adds a table to the replicated list in the temp defaults.yaml.
 func (l *lab) addTable(name string) {
 	l.edit("defaults.yaml", func(s string) string { return tablesRE.ReplaceAllString(s, "${1}, "+name+"]") })
+}
+
+func (l *lab) read(name string) string {
+	l.t.Helper()
+	b, err := os.ReadFile(filepath.Join(l.dir, name))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return string(b)
+}
+
+func (l *lab) write(name, content string) {
+	l.t.Helper()
+	if err := os.WriteFile(filepath.Join(l.dir, name), []byte(content), 0o644); err != nil {
+		l.t.Fatal(err)
+	}
 }
 
 func (l *lab) plan(ctx context.Context) *Planned {

@@ -41,11 +41,16 @@ func wantSteps(t *testing.T, p *Planned, want ...string) {
 }
 
 // TestLabReplication runs the whole replication story on three real PostgreSQL 15
-// clusters: create, replicate both ways, no loop, idempotent plan, a table added,
-// a 30 s cut with writes on both sides, and a duplicate key.
+// clusters: refusals (an unreachable site, an unfit table), create, replicate both
+// ways, no loop, idempotent plan, a table added, a 30 s cut with writes on both
+// sides, and a duplicate key. One set of clusters serves every step: starting them is
+// the slow part on a busy 2-core machine.
 func TestLabReplication(t *testing.T) {
 	ctx := context.Background()
 	l := startLab(t)
+	// Refusals first, on the empty clusters: nothing may be created by them.
+	t.Run("an unreachable site stops the whole plan", func(t *testing.T) { testUnreachableSite(t, l) })
+	t.Run("a table without site in its replica identity is refused", func(t *testing.T) { testBadTable(t, l) })
 
 	// First plan: everything to create, on every site.
 	p := l.plan(ctx)
@@ -278,11 +283,13 @@ func assertNoLoop(t *testing.T, l *lab) {
 	}
 }
 
-// TestLabUnreachableSite: a site whose database cannot be reached stops the whole
+// testUnreachableSite: a site whose database cannot be reached stops the whole
 // replication plan; the plan names it and why, and nothing is created elsewhere.
-func TestLabUnreachableSite(t *testing.T) {
+func testUnreachableSite(t *testing.T, l *lab) {
 	ctx := context.Background()
-	l := startLab(t, "cloud")
+	l.extraSet = []string{"cloud:postgres.port=1"}
+	l.load()
+	defer func() { l.extraSet = nil; l.load() }()
 	p := l.plan(ctx)
 	if len(p.Changes) != 0 {
 		t.Fatalf("no site should get changes: %v", stepNames(p))
@@ -309,11 +316,16 @@ func TestLabUnreachableSite(t *testing.T) {
 	}
 }
 
-// TestLabBadTable: a table whose replica identity does not cover the owner column
+// testBadTable: a table whose replica identity does not cover the owner column
 // is refused at plan time, by name, and the schema dry run leaves nothing behind.
-func TestLabBadTable(t *testing.T) {
+func testBadTable(t *testing.T, l *lab) {
 	ctx := context.Background()
-	l := startLab(t)
+	schema, defaults := l.read("schema.sql"), l.read("defaults.yaml")
+	defer func() {
+		l.write("schema.sql", schema)
+		l.write("defaults.yaml", defaults)
+		l.load()
+	}()
 	l.edit("schema.sql", func(s string) string {
 		return s + "CREATE TABLE IF NOT EXISTS ledger (id uuid PRIMARY KEY, site text NOT NULL, amount int);\n"
 	})

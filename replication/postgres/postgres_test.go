@@ -189,6 +189,7 @@ func TestDiff(t *testing.T) {
 		cl.Subscriptions["sitectl_gone_to_cloud"] = &LiveSubscription{Name: "sitectl_gone_to_cloud", Enabled: true, Publications: []string{"sitectl_gone_to_cloud"}}
 		// Yaoundé lost its subscription; the hub still holds its slot; earlier copies wait.
 		delete(lives["yaounde"].Subscriptions, "sitectl_cloud_to_yaounde")
+		lives["cloud"].Slots["sitectl_cloud_to_yaounde"] = &LiveSlot{Name: "sitectl_cloud_to_yaounde"}
 		ex := Extras{
 			Conflicts: map[string]*Conflict{"sitectl_yaounde_to_cloud": {Subscription: "sitectl_yaounde_to_cloud", Site: "cloud", From: "yaounde",
 				FinishLSN: "0/1A2B3C4", XID: 731, Table: "public.orders", Key: map[string]string{"site": "yaounde", "id": "01890a5d-ac96-774b-bcce-b302099a8057"}, Changes: 3}},

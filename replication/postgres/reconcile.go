@@ -288,6 +288,19 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 		}
 		return nil
 	case "drop-slot":
+		if op.Subscriber != "" {
+			sub, err := p.sess.Pool(ctx, op.Subscriber)
+			if err != nil {
+				return fail(err)
+			}
+			var n int
+			if err := sub.QueryRow(ctx, `SELECT count(*) FROM pg_subscription WHERE subname = $1`, op.Object).Scan(&n); err != nil {
+				return fail(err)
+			}
+			if n > 0 {
+				return nil // its subscription was created meanwhile: not stale any more
+			}
+		}
 		if err := dropSlot(ctx, pool, op.Object); err != nil {
 			return fail(err)
 		}
