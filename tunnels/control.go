@@ -13,6 +13,10 @@ import (
 // InitiateTimeout bounds how long `tunnels up` waits for a CHILD_SA.
 var InitiateTimeout = 15 * time.Second
 
+// CutSettle is how long Cut waits after charon lists no SA of the link, for the
+// policies and routes to be removed.
+var CutSettle = 300 * time.Millisecond
+
 // Material is what a gateway needs loaded besides its connections, read and checked
 // before anything is sent to charon: credentials for x509 links, keys for PSK links.
 type Material struct {
@@ -83,6 +87,7 @@ func (c *Client) install(ctx context.Context, topo *sites.Topology, g *Gateway, 
 		if err := c.LoadConn(ctx, conn); err != nil {
 			return err
 		}
+		c.kick(ctx, conn)
 	}
 	stale, err := c.staleConns(ctx, topo, g)
 	if err != nil {
@@ -196,6 +201,13 @@ func cutEnd(ctx context.Context, g *Gateway, name string) error {
 			return err
 		}
 		if bestSA(sas, name) == nil {
+			// charon drops a deleted IKE_SA from its list a moment before the CHILD_SA's
+			// policies and routes are gone; give the data path that moment.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(CutSettle):
+			}
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -298,4 +310,21 @@ func healEnd(ctx context.Context, g *Gateway, name string, m *Material, initiate
 		}
 	}
 	return c.LoadConn(ctx, *conn)
+}
+
+// kick initiates a just-loaded connection whose end does not start it by itself
+// (start_action trap or none), unless an IKE_SA is already established. It is best
+// effort: when the peer has not loaded its end yet the attempt fails, and the peer
+// initiates (start) or kicks when it loads. This is what makes the order in which
+// the sites are deployed irrelevant.
+func (c *Client) kick(ctx context.Context, conn Conn) {
+	if conn.StartAction == "start" {
+		return
+	}
+	if sas, err := c.SAs(ctx); err == nil {
+		if sa := bestSA(sas, conn.Name); sa != nil && sa.State == "ESTABLISHED" {
+			return
+		}
+	}
+	_ = c.Initiate(ctx, conn, 5*time.Second)
 }

@@ -23,6 +23,17 @@ type tnLab struct {
 	topo  *sites.Topology
 	procs []*exec.Cmd
 	nss   []string
+	set   []string
+}
+
+// reload loads the lab's topology with more --set overrides (e.g. a direct link).
+func (l *tnLab) reload(t testing.TB, extra ...string) *sites.Topology {
+	t.Helper()
+	topo, err := sites.Load(sites.Options{Dir: "../sites", Env: "dev", Environ: []string{}, Set: append(append([]string{}, l.set...), extra...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return topo
 }
 
 var tnSites = []string{"cloud", "douala", "yaounde"}
@@ -76,10 +87,8 @@ func startTNLab(t testing.TB, extra ...string) *tnLab {
 		set = append(set, s+":gateway.wan_address="+wanAddr(i),
 			s+":gateway.vici=unix://"+filepath.Join(l.dir, s, "charon.vici"))
 	}
-	topo, err := sites.Load(sites.Options{Dir: "../sites", Env: "dev", Environ: []string{}, Set: append(set, extra...)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l.set = set
+	topo := l.reload(t, extra...)
 	l.topo = topo
 	l.addNS("tn-wan")
 	sh(t, "ip", "-n", "tn-wan", "link", "add", "br0", "type", "bridge")

@@ -1,0 +1,312 @@
+package tunnels
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/strongswan/govici/vici"
+
+	"github.com/sitectl/sitectl/plan"
+	"github.com/sitectl/sitectl/sites"
+)
+
+// Part is the tunnels part of a site's deploy path (plan.Part): certificates that
+// are missing or expiring are created, credentials charon lacks are loaded,
+// connections that are missing or differ are (re)loaded, and connections sitectl
+// made that the topology no longer has are removed — all over vici.
+type Part struct{}
+
+// Name is the part's name in plans.
+func (Part) Name() string { return "tunnels" }
+
+// Plan reads the gateway's live state over vici and returns the steps. It changes
+// nothing. An expired or invalid certificate, or an unreadable PSK, is an error:
+// nothing is installed until it is fixed (`sitectl tunnels certs`).
+func (Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([]plan.Step, error) {
+	g, err := BuildSite(topo, site.Name)
+	if err != nil {
+		return nil, err
+	}
+	if len(g.Conns) == 0 {
+		return nil, nil
+	}
+	var steps []plan.Step
+	certSteps, err := planCerts(topo, site)
+	if err != nil {
+		return nil, err
+	}
+	steps = append(steps, certSteps...)
+
+	c, err := Dial(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	live, err := c.liveConns(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Credentials: present on disk after the certificate steps; loaded unless charon
+	// already holds this exact certificate.
+	if site.Tunnel.Auth == "x509" {
+		loaded := false
+		if len(certSteps) == 0 {
+			_, gwp := SiteCerts(topo, site)
+			if _, der, err := readCert(gwp.gwCert(g.ID)); err == nil {
+				if loaded, err = c.hasCert(ctx, der); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if !loaded {
+			steps = append(steps, plan.Step{Site: site.Name, Component: "tunnel", Action: plan.Create,
+				Name: "credentials " + g.ID, Diff: []string{"load CA, certificate and private key into charon"},
+				Apply: func(ctx context.Context) error {
+					m, err := Prepare(topo, g)
+					if err != nil {
+						return err
+					}
+					return withClient(ctx, g, func(c *Client) error { return c.LoadCredentials(ctx, m.Creds) })
+				}})
+		}
+	}
+	for _, conn := range g.Conns {
+		conn := conn
+		want := desiredView(conn)
+		got, ok := live[conn.Name]
+		var st plan.Step
+		switch {
+		case !ok:
+			st = plan.Step{Action: plan.Create, Diff: describe(want)}
+			st.Note = fmt.Sprintf("link to %s; if it was cut with `tunnels down`, this loads it again", conn.Peer)
+		case !slices.Equal(diffViews(got, want), nil):
+			st = plan.Step{Action: plan.Reload, Diff: diffViews(got, want)}
+		default:
+			st = plan.Step{Action: plan.Noop}
+		}
+		st.Site, st.Component, st.Name = site.Name, "tunnel", conn.Name
+		if st.Action != plan.Noop {
+			st.Apply = func(ctx context.Context) error {
+				return withClient(ctx, g, func(c *Client) error {
+					if conn.Auth == "psk" {
+						v, err := conn.PSK.Resolve()
+						if err != nil {
+							return err
+						}
+						if err := c.LoadShared(ctx, conn, v); err != nil {
+							return err
+						}
+					}
+					if err := c.LoadConn(ctx, conn); err != nil {
+						return err
+					}
+					c.kick(ctx, conn)
+					return nil
+				})
+			}
+		}
+		steps = append(steps, st)
+	}
+	for _, name := range sortedKeys(live) {
+		if g.Conn(name) != nil || !isLinkName(topo, name) {
+			continue
+		}
+		name := name
+		steps = append(steps, plan.Step{Site: site.Name, Component: "tunnel", Action: plan.Remove, Name: name,
+			Note: "no longer in the topology: its SAs are terminated",
+			Apply: func(ctx context.Context) error {
+				return withClient(ctx, g, func(c *Client) error {
+					if err := c.UnloadConn(ctx, name); err != nil {
+						return err
+					}
+					return c.Terminate(ctx, name, 3*time.Second)
+				})
+			}})
+	}
+	if len(g.Notes) > 0 && len(steps) > 0 {
+		steps[len(steps)-1].Note = strings.TrimSpace(steps[len(steps)-1].Note + " " + strings.Join(g.Notes, "; "))
+	}
+	return steps, nil
+}
+
+func withClient(ctx context.Context, g *Gateway, fn func(*Client) error) error {
+	c, err := Dial(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return fn(c)
+}
+
+// planCerts returns the steps that create or renew certificates.
+func planCerts(topo *sites.Topology, site *sites.Site) ([]plan.Step, error) {
+	if site.Tunnel.Auth != "x509" {
+		return nil, nil
+	}
+	ca, gwp := SiteCerts(topo, site)
+	for _, d := range []string{ca.Dir, gwp.Dir} {
+		if err := CheckOutsideRepo(d); err != nil {
+			return nil, err
+		}
+	}
+	caSt, gwSt := Check(ca, gwp, site.Gateway.ID)
+	var steps []plan.Step
+	ensure := func(ctx context.Context) error {
+		_, _, err := Ensure(ca, gwp, site.Gateway.ID, site.Tunnel.KeyType, site.Tunnel.CertLifetime.D())
+		return err
+	}
+	switch caSt.State {
+	case "missing":
+		steps = append(steps, plan.Step{Site: site.Name, Component: "tunnel", Action: plan.Create, Name: "ca " + caSt.Path,
+			Diff: []string{"key " + site.Tunnel.KeyType}, Apply: ensure})
+	case "ok":
+	default:
+		return nil, fmt.Errorf("tunnels %s: CA %s is %s: %s; replace it and reissue every gateway certificate", site.Name, caSt.Path, caSt.State, caSt.Problem)
+	}
+	switch gwSt.State {
+	case "missing":
+		steps = append(steps, plan.Step{Site: site.Name, Component: "tunnel", Action: plan.Create, Name: "certificate " + site.Gateway.ID,
+			Diff: []string{"SAN " + site.Gateway.ID, "key " + site.Tunnel.KeyType, "lifetime " + site.Tunnel.CertLifetime.D().String()}, Apply: ensure})
+	case "expiring":
+		steps = append(steps, plan.Step{Site: site.Name, Component: "tunnel", Action: plan.Update, Name: "certificate " + site.Gateway.ID,
+			Diff: []string{"renew: " + gwSt.Problem}, Apply: ensure})
+	case "ok":
+	default:
+		if caSt.State == "missing" {
+			break
+		}
+		return nil, fmt.Errorf("tunnels %s: certificate %s is %s: %s; run `sitectl tunnels certs --site %s` to renew it (nothing was installed)",
+			site.Name, gwSt.Path, gwSt.State, gwSt.Problem, site.Name)
+	}
+	return steps, nil
+}
+
+// connView is the part of a connection both list-conns shows and sitectl sets, as
+// comparable text.
+type connView map[string]string
+
+func desiredView(c Conn) connView {
+	class := "public key"
+	if c.Auth == "psk" {
+		class = "pre-shared key"
+	}
+	return connView{
+		"local_addrs":  c.LocalAddr,
+		"remote_addrs": c.RemoteAddr,
+		"local id":     c.LocalID,
+		"remote id":    c.RemoteID,
+		"auth":         class,
+		"dpd_delay":    strings.TrimSuffix(dpdSeconds(c.DPDDelay), "s"),
+		"child":        c.Child,
+		"local_ts":     strings.Join(c.LocalTS, ","),
+		"remote_ts":    strings.Join(c.RemoteTS, ","),
+		"start_action": c.StartAction,
+	}
+}
+
+func describe(v connView) []string {
+	return []string{
+		fmt.Sprintf("%s → %s (%s → %s)", v["local_addrs"], v["remote_addrs"], v["local id"], v["remote id"]),
+		fmt.Sprintf("child %s: %s ⇄ %s, start %s", v["child"], v["local_ts"], v["remote_ts"], v["start_action"]),
+	}
+}
+
+// diffViews lists what differs, for keys the live view reports.
+func diffViews(got, want connView) []string {
+	var out []string
+	for _, k := range sortedKeys(want) {
+		g, ok := got[k]
+		if !ok {
+			continue // this charon does not report the setting
+		}
+		if g != want[k] {
+			out = append(out, fmt.Sprintf("%s: %s → %s", k, orNone(g), want[k]))
+		}
+	}
+	return out
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// liveConns reads the loaded connections (list-conns) as comparable views.
+func (c *Client) liveConns(ctx context.Context) (map[string]connView, error) {
+	msgs, err := c.stream(ctx, "list-conns", "list-conn", nil)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]connView{}
+	for _, m := range msgs {
+		for _, name := range m.Keys() {
+			conn, ok := m.Get(name).(*vici.Message)
+			if !ok {
+				continue
+			}
+			v := connView{
+				"local_addrs":  strings.Join(list(conn, "local_addrs"), ","),
+				"remote_addrs": strings.Join(list(conn, "remote_addrs"), ","),
+			}
+			if d := str(conn, "dpd_delay"); d != "" {
+				v["dpd_delay"] = d
+			}
+			for _, k := range conn.Keys() {
+				sec, ok := conn.Get(k).(*vici.Message)
+				if !ok {
+					continue
+				}
+				switch {
+				case strings.HasPrefix(k, "local"):
+					v["local id"], v["auth"] = str(sec, "id"), str(sec, "class")
+				case strings.HasPrefix(k, "remote"):
+					v["remote id"] = str(sec, "id")
+				case k == "children":
+					for _, cn := range sec.Keys() {
+						ch, ok := sec.Get(cn).(*vici.Message)
+						if !ok {
+							continue
+						}
+						v["child"] = cn
+						v["local_ts"] = strings.Join(list(ch, "local-ts"), ",")
+						v["remote_ts"] = strings.Join(list(ch, "remote-ts"), ",")
+						if sa := str(ch, "start_action"); sa != "" {
+							v["start_action"] = sa
+						}
+					}
+				}
+			}
+			out[name] = v
+		}
+	}
+	return out, nil
+}
+
+// hasCert reports whether charon holds the certificate (list-certs).
+func (c *Client) hasCert(ctx context.Context, der []byte) (bool, error) {
+	msgs, err := c.stream(ctx, "list-certs", "list-cert", msg("type", "X509"))
+	if err != nil {
+		return false, err
+	}
+	for _, m := range msgs {
+		if d, ok := m.Get("data").(string); ok && bytes.Equal([]byte(d), der) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

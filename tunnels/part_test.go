@@ -1,0 +1,83 @@
+package tunnels
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/plan"
+	"github.com/sitectl/sitectl/sites"
+)
+
+var _ plan.Part = Part{}
+
+// planAll plans every site and returns the changing steps ("site action component name").
+func planAll(t *testing.T, topo *sites.Topology, apply bool) []string {
+	t.Helper()
+	ctx := context.Background()
+	var changes []string
+	for _, s := range topo.Sites {
+		steps, err := Part{}.Plan(ctx, topo, s)
+		if err != nil {
+			t.Fatalf("plan %s: %v", s.Name, err)
+		}
+		for _, st := range steps {
+			if st.Action == plan.Noop {
+				continue
+			}
+			changes = append(changes, s.Name+" "+st.String()+" "+strings.Join(st.Diff, "; "))
+			if apply {
+				if err := st.Apply(ctx); err != nil {
+					t.Fatalf("apply %s %s: %v", s.Name, st, err)
+				}
+			}
+		}
+	}
+	return changes
+}
+
+func TestLabPlan(t *testing.T) {
+	l := startTNLab(t)
+	ctx := context.Background()
+
+	first := planAll(t, l.topo, true)
+	if len(first) != 2*len(l.topo.Links)+3 { // one conn per link end, credentials per gateway
+		t.Fatalf("first plan: %d changes, want %d:\n%s", len(first), 2*len(l.topo.Links)+3, strings.Join(first, "\n"))
+	}
+	if again := planAll(t, l.topo, false); len(again) != 0 {
+		t.Fatalf("second plan after apply is not empty:\n%s", strings.Join(again, "\n"))
+	}
+	for _, link := range l.topo.Links {
+		if err := WaitUp(ctx, l.topo, link.Name(), 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Add a direct douala–yaounde link: the spokes' hub selectors shrink (reload),
+	// the new link is created at both ends.
+	direct := l.reload(t, "douala:tunnel.peers=cloud,yaounde")
+	changes := planAll(t, direct, false)
+	joined := strings.Join(changes, "\n")
+	for _, want := range []string{"douala + tunnel douala-yaounde", "yaounde + tunnel douala-yaounde", "douala ↻ tunnel douala-cloud", "cloud ↻ tunnel douala-cloud", "cloud ↻ tunnel yaounde-cloud"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("plan with a direct link lacks %q:\n%s", want, joined)
+		}
+	}
+	planAll(t, direct, true)
+	if again := planAll(t, direct, false); len(again) != 0 {
+		t.Fatalf("plan after applying the direct link is not empty:\n%s", strings.Join(again, "\n"))
+	}
+	if err := WaitUp(ctx, direct, "douala-yaounde", 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	// Back to hub and spoke: the direct link is removed at both ends.
+	changes = planAll(t, l.topo, false)
+	joined = strings.Join(changes, "\n")
+	for _, want := range []string{"douala - tunnel douala-yaounde", "yaounde - tunnel douala-yaounde"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("plan back to hub and spoke lacks %q:\n%s", want, joined)
+		}
+	}
+}
