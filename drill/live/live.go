@@ -8,7 +8,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"time"
+	"strings"
 
 	"github.com/moby/moby/client"
 
@@ -47,31 +47,29 @@ func (t Tunnels) LinkUp(ctx context.Context, l sites.Link) (bool, error) {
 	return false, fmt.Errorf("tunnels status has no link %s", l.Name())
 }
 
-// Resync runs sitectl's replication reconcile (what `sitectl deploy` does for
-// replication): it enables the subscriptions a lost connection disabled, unless a
-// conflict holds them.
+// Resync resumes replication after a heal with sitectl's replication package: it
+// enables the sitectl subscriptions a lost connection disabled (PostgreSQL 15 treats
+// a lost connection like an apply error under disable_on_error) and leaves alone any
+// a real conflict holds — the verdict then reports that subscription.
 type Resync struct {
 	Topo *sites.Topology
 	Sess *postgres.Session
 }
 
-// Resync plans and applies the replication changes; it says how many it applied.
+// Resync enables what can be enabled and says what it did.
 func (r Resync) Resync(ctx context.Context) (string, error) {
-	p, err := postgres.Plan(ctx, r.Topo, r.Sess, postgres.Options{Wait: 30 * time.Second})
+	res, err := postgres.Resume(ctx, r.Topo, r.Sess)
 	if err != nil {
-		return "", fmt.Errorf("replication plan: %w", err)
+		return "", fmt.Errorf("resume replication: %w", err)
 	}
-	if err := p.Err(); err != nil {
-		return "", fmt.Errorf("replication plan: %w", err)
+	msg := fmt.Sprintf("enabled %d subscription(s)", len(res.Enabled))
+	if len(res.Enabled) > 0 {
+		msg += " " + strings.Join(res.Enabled, ", ")
 	}
-	n := p.Count()
-	if n == 0 {
-		return "replication needed no change", nil
+	for _, c := range res.Held {
+		msg += "; held by a conflict: " + c.Summary()
 	}
-	if err := p.Apply(ctx, nil); err != nil {
-		return "", fmt.Errorf("replication apply: %w", err)
-	}
-	return fmt.Sprintf("applied %d replication change(s)", n), nil
+	return msg, nil
 }
 
 // Options choose the drill and how it runs.
