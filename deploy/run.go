@@ -11,6 +11,7 @@ import (
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/swarm"
+	"github.com/sitectl/sitectl/tunnels"
 )
 
 // Parts are the parts of every site's deploy path, in the order they plan and
@@ -19,6 +20,7 @@ import (
 var Parts = []plan.Part{
 	swarm.Part{},
 	Stacks,
+	tunnels.Part{},
 }
 
 // Waiter is a part whose changes take time to settle (services rolling out);
