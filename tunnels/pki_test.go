@@ -157,4 +157,3 @@ func TestLinkState(t *testing.T) {
 		}
 	}
 }
-
