@@ -29,6 +29,8 @@ type Settings struct {
 	KongP95Millis   int
 	Grafana         bool
 	Healthchecks    bool
+	// DockerRoot is the engines' data root cAdvisor reads (read-only).
+	DockerRoot      string
 	GrafanaPassword string // the name of the site secret holding the admin password (values.monitoring.grafana_admin)
 }
 
@@ -52,6 +54,7 @@ func ReadSettings(topo *sites.Topology, site *sites.Site) (Settings, error) {
 		Grafana:            v.Bool("grafana", true),
 		Healthchecks:       v.Bool("healthchecks", true),
 		GrafanaPassword:    v.String("grafana_admin", "grafana-admin-password"),
+		DockerRoot:         v.String("docker_root", "/var/lib/docker"),
 	}
 	if err := v.Err(); err != nil {
 		return s, err
