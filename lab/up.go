@@ -95,23 +95,28 @@ var RequiredTools = map[string]string{
 
 // Preflight checks what lab up needs from the machine: root, the tools, the TUN device.
 func Preflight() error {
-	if os.Geteuid() != 0 {
+	return preflight(os.Geteuid(), exec.LookPath, func(p string) error { _, err := os.Stat(p); return err })
+}
+
+// preflight is Preflight with the machine passed in.
+func preflight(euid int, lookPath func(string) (string, error), stat func(string) error) error {
+	if euid != 0 {
 		return errors.New("the lab needs root (network namespaces, dockerd, charon): run `sudo sitectl lab up`")
 	}
 	var missing []string
 	for tool, pkg := range RequiredTools {
-		if _, err := exec.LookPath(tool); err != nil {
+		if _, err := lookPath(tool); err != nil {
 			missing = append(missing, pkg)
 		}
 	}
-	if _, err := os.Stat("/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so"); err != nil {
+	if err := stat("/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so"); err != nil {
 		missing = append(missing, "libcharon-extra-plugins")
 	}
 	if len(missing) > 0 {
 		sortStrings(missing)
 		return fmt.Errorf("missing packages for the lab: %s; install them with `apt-get install %s` (or `make deps`)", strings.Join(missing, ", "), strings.Join(missing, " "))
 	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
+	if err := stat("/dev/net/tun"); err != nil {
 		return fmt.Errorf("/dev/net/tun is missing (userspace IPsec needs TUN): create it with `mkdir -p /dev/net && mknod /dev/net/tun c 10 200`")
 	}
 	return nil
