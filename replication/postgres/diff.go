@@ -133,12 +133,16 @@ func Diff(d *Desired, lives map[string]*Live, ex Extras) map[string][]Change {
 					}
 				}
 			}
+			lost := live.Slots[name].WALStatus == "lost"
 			// An active slot streams to a subscriber that exists, even if it was
 			// created after the subscriber was read (sites deploying in parallel).
-			if keep || (subscriber != "" && live.Slots[name].Active) {
+			if !lost && (keep || (subscriber != "" && live.Slots[name].Active)) {
 				continue
 			}
 			note := "no subscription uses it: it only holds WAL back"
+			if lost {
+				note = "lost (it passed max_slot_wal_keep_size): its subscription is re-created with a fresh copy"
+			}
 			if live.Slots[name].Active {
 				note += fmt.Sprintf(" (its walsender, pid %d, is stopped first)", live.Slots[name].ActivePID)
 			}
@@ -221,9 +225,26 @@ func diffSubscription(s *Subscription, live *LiveSubscription, publisher *Live, 
 		clearCopies(&op, &step, ex)
 		return Change{Step: step, Op: op}, true
 	}
+	q := quoteIdent(s.Name)
+	if publisher != nil && (publisher.Slots[s.Name] == nil || publisher.Slots[s.Name].WALStatus == "lost") {
+		// Without its slot the subscription can never resume: make it again.
+		why := "its slot " + s.Name + " is gone from " + s.Flow.From
+		if publisher.Slots[s.Name] != nil {
+			why = "its slot " + s.Name + " on " + s.Flow.From + " is lost (past max_slot_wal_keep_size)"
+		}
+		op.Kind = "recreate-subscription"
+		step.Action = plan.Update
+		step.Diff = []string{"re-create: " + why, "connection: " + s.Conn.String(), "options: disable_on_error = true, copy_data = true"}
+		op.Statements = []string{
+			"ALTER SUBSCRIPTION " + q + " DISABLE",
+			"ALTER SUBSCRIPTION " + q + " SET (slot_name = NONE)",
+			"DROP SUBSCRIPTION " + q,
+		}
+		clearCopies(&op, &step, ex)
+		return Change{Step: step, Op: op}, true
+	}
 	op.Kind = "alter-subscription"
 	step.Action = plan.Update
-	q := quoteIdent(s.Name)
 	if !live.DisableOnError {
 		step.Diff = append(step.Diff, "disable_on_error: false → true")
 		op.Statements = append(op.Statements, "ALTER SUBSCRIPTION "+q+" SET (disable_on_error = true)")

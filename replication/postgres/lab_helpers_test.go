@@ -114,6 +114,19 @@ func startLab(t testing.TB) *lab {
 // load (re)loads the topology from the temp config dir, pointing at the clusters.
 func (l *lab) load() {
 	l.t.Helper()
+	topo, err := sites.Load(sites.Options{Dir: l.dir, Environ: []string{"SITECTL_PG_PASSWORD=" + testPassword}, Set: l.setFlags()})
+	if err != nil {
+		l.t.Fatalf("load topology: %v", err)
+	}
+	l.topo = topo
+	if l.sess != nil {
+		l.sess.Close()
+	}
+	l.sess = NewSession(topo)
+}
+
+// setFlags are the --set overrides that point the sites at the clusters.
+func (l *lab) setFlags() []string {
 	set := []string{"postgres.sslmode=disable"}
 	for _, name := range []string{"cloud", "douala", "yaounde"} {
 		port := 1 // nothing listens there: an unreachable site
@@ -123,16 +136,7 @@ func (l *lab) load() {
 		set = append(set, name+":postgres.host=127.0.0.1", fmt.Sprintf("%s:postgres.port=%d", name, port),
 			name+":postgres.replication_host=127.0.0.2")
 	}
-	set = append(set, l.extraSet...)
-	topo, err := sites.Load(sites.Options{Dir: l.dir, Environ: []string{"SITECTL_PG_PASSWORD=" + testPassword}, Set: set})
-	if err != nil {
-		l.t.Fatalf("load topology: %v", err)
-	}
-	l.topo = topo
-	if l.sess != nil {
-		l.sess.Close()
-	}
-	l.sess = NewSession(topo)
+	return append(set, l.extraSet...)
 }
 
 // edit rewrites a file of the temp config dir.

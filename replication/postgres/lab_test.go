@@ -152,6 +152,29 @@ func TestLabReplication(t *testing.T) {
 		l.waitConverged("public.payments", 1, 20*time.Second)
 	})
 
+	t.Run("a subscription whose slot is gone is re-created", func(t *testing.T) {
+		// The publisher lost the slot (restored from a backup, rebuilt, or the slot
+		// passed max_slot_wal_keep_size and was dropped by hand).
+		l.exec("cloud", `ALTER SUBSCRIPTION sitectl_yaounde_to_cloud DISABLE`)
+		deadline := time.Now().Add(15 * time.Second)
+		for l.queryInt("yaounde", `SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'sitectl_yaounde_to_cloud' AND active`) > 0 && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		l.exec("yaounde", `SELECT pg_drop_replication_slot('sitectl_yaounde_to_cloud')`)
+		l.insertOrders("yaounde", 50)
+		p := l.plan(ctx)
+		wantSteps(t, p, "cloud: ~ postgres subscription sitectl_yaounde_to_cloud")
+		if d := strings.Join(p.Changes["cloud"][0].Step.Diff, "|"); !strings.Contains(d, "re-create: its slot sitectl_yaounde_to_cloud is gone from yaounde") || !strings.Contains(d, "earlier copies in public.payments") {
+			t.Errorf("diff = %s", d)
+		}
+		if err := p.Apply(ctx, nil); err != nil {
+			t.Fatalf("apply: %v\n%s", err, l.clusterLogs())
+		}
+		l.waitConverged("public.orders", -1, 30*time.Second)
+		l.waitStreaming(30 * time.Second)
+		wantSteps(t, l.plan(ctx))
+	})
+
 	t.Run("cut, writes on both sides, heal, converge", func(t *testing.T) {
 		base := l.queryInt("cloud", `SELECT count(*) FROM public.orders`)
 		l.cutSite("douala")

@@ -57,6 +57,8 @@ type LiveSlot struct {
 	Name      string `json:"name"`
 	Active    bool   `json:"active"`
 	ActivePID int32  `json:"active_pid,omitempty"`
+	// WALStatus is reserved, extended, unreserved or lost (past max_slot_wal_keep_size).
+	WALStatus string `json:"wal_status"`
 }
 
 // ReadLive reads the site's catalogs. tables are the replicated tables to check.
@@ -146,15 +148,15 @@ func ReadLive(ctx context.Context, q Querier, site string, tables []string) (*Li
 		return nil, wrap("pg_subscription_rel", err)
 	}
 
-	rows, err = q.Query(ctx, `SELECT slot_name, active, coalesce(active_pid, 0) FROM pg_replication_slots
+	rows, err = q.Query(ctx, `SELECT slot_name, active, coalesce(active_pid, 0), coalesce(wal_status, '') FROM pg_replication_slots
 		WHERE slot_type = 'logical' AND database = current_database() AND slot_name LIKE 'sitectl\_%'`)
 	if err != nil {
 		return nil, wrap("pg_replication_slots", err)
 	}
 	var active bool
 	var pid int32
-	if _, err := pgx.ForEachRow(rows, []any{&name, &active, &pid}, func() error {
-		l.Slots[name] = &LiveSlot{Name: name, Active: active, ActivePID: pid}
+	if _, err := pgx.ForEachRow(rows, []any{&name, &active, &pid, &val}, func() error {
+		l.Slots[name] = &LiveSlot{Name: name, Active: active, ActivePID: pid, WALStatus: val}
 		return nil
 	}); err != nil {
 		return nil, wrap("pg_replication_slots", err)

@@ -196,12 +196,14 @@ func readExtras(ctx context.Context, sess *Session, d *Desired, lives map[string
 			}
 			// Earlier copies of rows the subscription is about to copy: every table of a
 			// new subscription, the added tables of an existing one.
+			slot := lives[s.Flow.From].Slots[s.Name]
+			recreate := live != nil && (slot == nil || slot.WALStatus == "lost")
 			counts := map[string]int64{}
 			for _, t := range s.Tables {
 				if lives[site].Tables[t] == nil {
 					continue
 				}
-				if _, has := live.tableState(t); has {
+				if _, has := live.tableState(t); has && !recreate {
 					continue
 				}
 				var n int64
@@ -313,6 +315,12 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 	if err := execAll(ctx, pool, op.Statements); err != nil {
 		return fail(err)
 	}
+	if op.Kind == "recreate-subscription" {
+		// Dropped above; now as a new one, once the lost slot is gone.
+		if err := p.waitPublisher(ctx, op); err != nil {
+			return fail(err)
+		}
+	}
 	s := op.Subscription
 	if s == nil {
 		return nil
@@ -325,13 +333,14 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 			}
 		}
 	}
-	if op.Kind == "create-subscription" || op.SetConnection {
+	create := op.Kind == "create-subscription" || op.Kind == "recreate-subscription"
+	if create || op.SetConnection {
 		conninfo, err := s.Conn.Render()
 		if err != nil {
 			return fail(err)
 		}
 		stmt := fmt.Sprintf("ALTER SUBSCRIPTION %s CONNECTION %s", q, quoteLiteral(conninfo))
-		if op.Kind == "create-subscription" {
+		if create {
 			stmt = fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (disable_on_error = true, copy_data = true, create_slot = true, slot_name = %s, enabled = true)",
 				q, quoteLiteral(conninfo), quoteIdent(s.Publication), quoteLiteral(s.Name))
 		}
@@ -370,7 +379,7 @@ func (p *Planned) waitPublisher(ctx context.Context, op Op) error {
 	defer cancel()
 	var last error
 	for {
-		last = p.publisherReady(ctx, s, op.Kind == "create-subscription")
+		last = p.publisherReady(ctx, s, op.Kind != "alter-subscription")
 		if last == nil {
 			return nil
 		}
