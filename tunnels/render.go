@@ -103,18 +103,23 @@ func RenderSwanctl(g *Gateway) string {
 	if len(psk) > 0 {
 		w(0, "secrets {")
 		for _, c := range psk {
-			w(1, "# %s: pre-shared key from %s, mounted as Docker secret %s", c.Name, c.PSK, PSKSecretName(c.Name))
-			w(1, "include /run/secrets/%s", PSKSecretName(c.Name))
+			w(1, "# %s: pre-shared key from %s; the included file (RenderPSKSecret, 0600) holds it", c.Name, c.PSK)
+			w(1, "include %s", PSKIncludePath(c.Name))
 		}
 		w(0, "}")
 	}
 	return b.String()
 }
 
+// PSKIncludePath is where swanctl.conf includes a link's PSK secrets section from.
+func PSKIncludePath(link string) string {
+	return "/etc/swanctl/conf.d/" + PSKSecretName(link) + ".conf"
+}
+
 // RenderPSKSecret is the content of a link's PSK secret file (included by
 // swanctl.conf). It holds the key: write it only to a Docker secret or a 0600 file.
 func RenderPSKSecret(c Conn, value []byte) string {
-	return fmt.Sprintf("ike-%s {\n  id-local = %s\n  id-remote = %s\n  secret = 0x%x\n}\n", c.Name, c.LocalID, c.RemoteID, value)
+	return fmt.Sprintf("ike-%s {\n  id-1 = %s\n  id-2 = %s\n  secret = 0x%x\n}\n", c.Name, c.LocalID, c.RemoteID, value)
 }
 
 // plugins charon loads; kernel-libipsec (userspace ESP through a TUN device) goes

@@ -157,7 +157,7 @@ func TestPSKNeverRendered(t *testing.T) {
 		if strings.Contains(out, "s3cr3t") || strings.Contains(out, "733363723374") {
 			t.Fatal("PSK value rendered into swanctl.conf")
 		}
-		if !strings.Contains(out, "include /run/secrets/sitectl-psk-") || !strings.Contains(out, "auth = psk") {
+		if !strings.Contains(out, "include /etc/swanctl/conf.d/sitectl-psk-") || !strings.Contains(out, "auth = psk") {
 			t.Errorf("psk config missing include/auth:\n%s", out)
 		}
 	}
