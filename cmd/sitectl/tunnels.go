@@ -13,6 +13,7 @@ import (
 
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/tunnels"
+	"github.com/sitectl/sitectl/tunnels/service"
 )
 
 func newTunnelsCommand(g *globals) *cobra.Command {
@@ -60,14 +61,18 @@ type renderedGateway struct {
 func newTunnelsRenderCommand(g *globals) *cobra.Command {
 	var names []string
 	var dir string
+	var svc bool
 	cmd := &cobra.Command{
-		Use:   "render [--site S] [--dir D]",
+		Use:   "render [--site S] [--dir D] [--service]",
 		Short: "Print (or write under D/<site>/) each gateway's swanctl.conf and strongswan.conf",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			topo, err := g.loadTopology()
 			if err != nil {
 				return err
+			}
+			if svc {
+				return renderService(g, topo, names)
 			}
 			gws, err := gatewaysOf(topo, names)
 			if err != nil {
@@ -107,7 +112,44 @@ func newTunnelsRenderCommand(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringSliceVar(&names, "site", nil, "sites to render (default: all)")
 	cmd.Flags().StringVar(&dir, "dir", "", "write the files under this directory instead of printing them")
+	cmd.Flags().BoolVar(&svc, "service", false, "print the strongSwan swarm stack (compose) for the gateway node instead")
 	return cmd
+}
+
+// renderService prints the strongswan stack of each selected site (kernel IPsec
+// gateways that are swarm nodes; see README, Tunnels).
+func renderService(g *globals, topo *sites.Topology, names []string) error {
+	sel, err := topo.Select(names...)
+	if err != nil {
+		return err
+	}
+	type stack struct {
+		Site    string   `json:"site"`
+		Compose string   `json:"compose"`
+		Secrets []string `json:"secrets"`
+	}
+	var out []stack
+	for _, s := range sel {
+		r, secrets, err := service.Render(topo, s)
+		if err != nil {
+			return err
+		}
+		st := stack{Site: s.Name, Compose: string(r.Compose)}
+		for name, ref := range secrets {
+			st.Secrets = append(st.Secrets, name+" ← "+ref.String())
+		}
+		out = append(out, st)
+	}
+	if ok, err := g.printStructured(out); ok {
+		return err
+	}
+	for _, st := range out {
+		fmt.Fprintf(g.streams.Out, "==> %s: stack %s <==\n%s", st.Site, service.Name, st.Compose)
+		for _, sec := range st.Secrets {
+			fmt.Fprintf(g.streams.Out, "# secret %s\n", sec)
+		}
+	}
+	return nil
 }
 
 func newTunnelsCertsCommand(g *globals) *cobra.Command {
