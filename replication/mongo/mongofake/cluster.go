@@ -17,6 +17,7 @@
 package mongofake
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -48,6 +49,11 @@ type rsMember struct {
 	Tags               map[string]string `bson:"tags"`
 	SecondaryDelaySecs int64             `bson:"secondaryDelaySecs"`
 	Votes              int64             `bson:"votes"`
+	// NewlyAdded marks a voting member added by a reconfig that has not caught up
+	// yet: it does not count towards majorities until the primary clears the flag
+	// (MongoDB 4.4+ does the same, so adding a member never costs the primary its
+	// majority). Hidden from replSetGetConfig.
+	NewlyAdded bool `bson:"newlyAdded,omitempty"`
 }
 
 func (c *rsConfig) clone() *rsConfig {
@@ -67,7 +73,7 @@ func (c *rsConfig) member(host string) *rsMember {
 
 func (c *rsConfig) voters() (all, data int) {
 	for _, m := range c.Members {
-		if m.Votes > 0 {
+		if m.voting() {
 			all++
 			if !m.ArbiterOnly {
 				data++
@@ -82,8 +88,11 @@ func (c *rsConfig) majority() int { v, _ := c.voters(); return v/2 + 1 }
 func (c *rsConfig) writeMajority() int { _, d := c.voters(); return min(c.majority(), d) }
 
 func (m rsMember) electable() bool {
-	return m.Votes > 0 && m.Priority > 0 && !m.ArbiterOnly && !m.Hidden
+	return m.voting() && m.Priority > 0 && !m.ArbiterOnly && !m.Hidden
 }
+
+// voting reports whether the member's vote counts now.
+func (m rsMember) voting() bool { return m.Votes > 0 && !m.NewlyAdded }
 
 // oplogEntry is one write in a member's oplog.
 type oplogEntry struct {
@@ -95,9 +104,13 @@ type oplogEntry struct {
 	Wall time.Time      `bson:"wall"`
 }
 
-// node is one member process.
+// node is one member process: served here, or (remote) another process this one
+// probes over the network.
 type node struct {
 	host    string
+	remote  bool
+	probeOK bool
+	last    oplogEntry // a remote member's last write, as it reported it
 	ln      net.Listener
 	down    bool
 	cfg     *rsConfig
@@ -111,6 +124,9 @@ type node struct {
 }
 
 func (n *node) lastOp() oplogEntry {
+	if n.remote {
+		return n.last
+	}
 	if len(n.oplog) == 0 {
 		return oplogEntry{}
 	}
@@ -137,6 +153,10 @@ type Cluster struct {
 	defaultWC bson.D
 	now       func() time.Time
 	closed    bool
+	// peers: members named in a config but not served here are other processes,
+	// probed over the network (Serve); otherwise they count as down (NewCluster).
+	peers bool
+	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
 	wg        sync.WaitGroup
 }
 
@@ -162,10 +182,12 @@ func newCluster() *Cluster {
 }
 
 // ListenAndServe runs one fake member on addr (host:port, which is also the name it
-// answers to in the replica set config) until the listener fails. Members named in a
-// config but not served by this process count as down: a standalone fake is a
-// one-member replica set, enough for a lab stand-in to answer sitectl, not a
-// replicating database.
+// answers to in the replica set config) until the listener fails. Members named in
+// its config that it does not serve are other fake processes: it heartbeats them
+// over the network (a private command, every ProbeInterval), so configs spread,
+// elections follow what each process can reach (a real network cut partitions
+// them), secondaries copy the primary's oplog and majority writes wait for their
+// acknowledgement. That is enough for a lab stand-in; it is not mongod's protocol.
 func ListenAndServe(addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -176,10 +198,25 @@ func ListenAndServe(addr string) error {
 
 // Serve runs one fake member on ln, named host in replica set configs, until ln is
 // closed.
-func Serve(ln net.Listener, host string) error {
+func Serve(ln net.Listener, host string) error { return ServeWith(ln, host, Options{}) }
+
+// Options tune a served member.
+type Options struct {
+	// Dial opens connections to peer members (net.Dialer when nil); tests cut
+	// links between processes with it.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// ServeWith is Serve with options.
+func ServeWith(ln net.Listener, host string, opts Options) error {
 	c := newCluster()
+	c.peers = true
+	c.dial = opts.Dial
 	c.serve(ln, host)
+	ctx, cancel := context.WithCancel(context.Background())
+	go c.probeLoop(ctx)
 	c.wg.Wait()
+	cancel()
 	return errors.New("mongofake: listener closed")
 }
 
@@ -335,7 +372,7 @@ func pair(a, b string) [2]string {
 // this process does not run are down.
 func (c *Cluster) reach(a, b string) bool {
 	na, nb := c.nodes[a], c.nodes[b]
-	if na == nil || nb == nil || na.down || nb.down {
+	if na == nil || nb == nil || na.down || nb.down || (na.remote && !na.probeOK) || (nb.remote && !nb.probeOK) {
 		return false
 	}
 	return a == b || !c.cuts[pair(a, b)]
@@ -347,6 +384,17 @@ func (c *Cluster) reach(a, b string) bool {
 // oplogs are copied from each primary. Called with c.mu held after every change.
 func (c *Cluster) recompute() {
 	defer c.changed.Broadcast()
+	for range 3 {
+		if !c.settle() {
+			return
+		}
+	}
+}
+
+// settle is one pass of recompute; true when the primary cleared a newlyAdded flag
+// (a new config version), so another pass is due.
+func (c *Cluster) settle() bool {
+	c.addRemotes()
 	// 1. Spread configs (heartbeats carry them): newer versions win; an
 	// uninitiated member named in a config joins.
 	for changed := true; changed; {
@@ -354,7 +402,7 @@ func (c *Cluster) recompute() {
 		for _, a := range c.order {
 			for _, b := range c.order {
 				na, nb := c.nodes[a], c.nodes[b]
-				if a == b || !c.reach(a, b) || na.cfg == nil || na.cfg.member(a) == nil {
+				if a == b || nb.remote || !c.reach(a, b) || na.cfg == nil || na.cfg.member(a) == nil {
 					continue
 				}
 				// A member named in a newer config adopts it; one left out of it
@@ -370,7 +418,7 @@ func (c *Cluster) recompute() {
 	// or meet a reachable electable member of higher priority.
 	for _, h := range c.order {
 		n := c.nodes[h]
-		if !n.primary {
+		if !n.primary || n.remote {
 			continue
 		}
 		me := n.self()
@@ -382,7 +430,7 @@ func (c *Cluster) recompute() {
 	var cands []*node
 	for _, h := range c.order {
 		n := c.nodes[h]
-		if me := n.self(); !n.down && me != nil && me.electable() && !n.primary {
+		if me := n.self(); !n.remote && !n.down && me != nil && me.electable() && !n.primary && !c.higherPriorityRemote(n) {
 			cands = append(cands, n)
 		}
 	}
@@ -419,6 +467,17 @@ func (c *Cluster) recompute() {
 		if !p.primary {
 			continue
 		}
+		if p.remote {
+			// Local members that reach a remote primary copy the oplog it sent.
+			for _, o := range c.order {
+				if n := c.nodes[o]; !n.remote && n.cfg != nil && p.cfg != nil && n.cfg.Version == p.cfg.Version && c.reach(o, h) && p.oplog != nil {
+					if m := p.cfg.member(o); m != nil && !m.ArbiterOnly {
+						c.syncFrom(n, p)
+					}
+				}
+			}
+			continue
+		}
 		synced := map[string]bool{h: true}
 		queue := []string{h}
 		for len(queue) > 0 {
@@ -426,7 +485,7 @@ func (c *Cluster) recompute() {
 			queue = queue[1:]
 			for _, o := range c.order {
 				n := c.nodes[o]
-				if synced[o] || !c.reach(src, o) || n.cfg == nil || p.cfg.member(o) == nil || n.cfg.Version != p.cfg.Version {
+				if synced[o] || n.remote || !c.reach(src, o) || n.cfg == nil || p.cfg.member(o) == nil || n.cfg.Version != p.cfg.Version {
 					continue
 				}
 				synced[o] = true
@@ -438,6 +497,63 @@ func (c *Cluster) recompute() {
 			}
 		}
 	}
+	// 5. A primary clears newlyAdded on members that caught up (a new config version).
+	cleared := false
+	for _, h := range c.order {
+		p := c.nodes[h]
+		if !p.primary || p.remote {
+			continue
+		}
+		for i, m := range p.cfg.Members {
+			o := c.nodes[m.Host]
+			if m.NewlyAdded && o != nil && c.reach(h, m.Host) && o.cfg != nil && o.cfg.Version == p.cfg.Version && !newer(p.lastOp(), o.lastOp()) {
+				p.cfg.Members[i].NewlyAdded = false
+				cleared = true
+			}
+		}
+		if cleared {
+			p.cfg.Version++
+		}
+	}
+	return cleared
+}
+
+// addRemotes registers, in peer mode, every member a local config names that this
+// process does not serve.
+func (c *Cluster) addRemotes() {
+	if !c.peers {
+		return
+	}
+	for _, h := range slices.Clone(c.order) {
+		n := c.nodes[h]
+		if n.remote || n.cfg == nil {
+			continue
+		}
+		for _, m := range n.cfg.Members {
+			c.addRemote(m.Host)
+		}
+	}
+}
+
+func (c *Cluster) addRemote(host string) {
+	if host == "" || c.nodes[host] != nil {
+		return
+	}
+	c.nodes[host] = &node{host: host, remote: true}
+	c.order = append(c.order, host)
+}
+
+// higherPriorityRemote reports whether n reaches a remote member that would win an
+// election against it (that process elects itself; this one must not compete).
+func (c *Cluster) higherPriorityRemote(n *node) bool {
+	me := n.self()
+	for _, m := range n.cfg.Members {
+		o := c.nodes[m.Host]
+		if o != nil && o.remote && m.electable() && m.Priority > me.Priority && c.reach(n.host, m.Host) && o.cfg != nil && o.cfg.Version == n.cfg.Version && !newer(n.lastOp(), o.lastOp()) {
+			return true
+		}
+	}
+	return false
 }
 
 // votesFor counts the votes of members of host's config that host reaches and that
@@ -446,7 +562,7 @@ func (c *Cluster) votesFor(host string, taken map[string]bool) int {
 	n := c.nodes[host]
 	v := 0
 	for _, m := range n.cfg.Members {
-		if m.Votes > 0 && c.reach(host, m.Host) && !taken[m.Host] {
+		if m.voting() && c.reach(host, m.Host) && !taken[m.Host] {
 			if o := c.nodes[m.Host]; o.cfg != nil && o.cfg.ID == n.cfg.ID {
 				v += int(m.Votes)
 			}
@@ -475,7 +591,7 @@ func (c *Cluster) behind(n *node) bool {
 	for _, h := range c.order {
 		o := c.nodes[h]
 		if h != n.host && c.reach(n.host, h) && newer(o.lastOp(), mine) {
-			if m := n.cfg.member(h); m != nil && m.Votes > 0 && !m.ArbiterOnly {
+			if m := n.cfg.member(h); m != nil && m.voting() && !m.ArbiterOnly {
 				return true
 			}
 		}
@@ -502,8 +618,13 @@ func (c *Cluster) syncFrom(n, p *node) {
 	n.oplog = append(n.oplog[:common:common], p.oplog[common:]...)
 }
 
-// nextTS returns a fresh oplog timestamp.
+// nextTS returns a fresh oplog timestamp, after every write this process holds.
 func (c *Cluster) nextTS() bson.Timestamp {
+	for _, n := range c.nodes {
+		if l := n.lastOp(); l.TS.After(c.ts) {
+			c.ts = l.TS
+		}
+	}
 	secs := uint32(c.now().Unix())
 	if secs > c.ts.T {
 		c.ts = bson.Timestamp{T: secs, I: 1}
@@ -517,11 +638,17 @@ func (c *Cluster) nextTS() bson.Timestamp {
 func (c *Cluster) acks(p *node, ts bson.Timestamp) int {
 	n := 0
 	for _, m := range p.cfg.Members {
-		if m.Votes == 0 || m.ArbiterOnly {
+		if !m.voting() || m.ArbiterOnly {
 			continue
 		}
 		o := c.nodes[m.Host]
 		if o == nil || o.down {
+			continue
+		}
+		if o.remote {
+			if o.probeOK && !o.last.TS.IsZero() && !ts.After(o.last.TS) {
+				n++
+			}
 			continue
 		}
 		for i := len(o.oplog) - 1; i >= 0; i-- {

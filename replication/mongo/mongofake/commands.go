@@ -107,6 +107,8 @@ func (c *Cluster) dispatch(n *node, req *request, connID int64) (bson.D, error) 
 		return c.find(n, req)
 	case "count":
 		return c.count(n, req)
+	case strings.ToLower(peerCommand):
+		return c.peerAnswer(n, req.cmd)
 	}
 	return nil, errf(codeCommandNotFound, "no such command: '%s' (mongofake implements only what sitectl uses)", name)
 }
@@ -330,9 +332,14 @@ func (c *Cluster) initiate(n *node, cmd bson.D) (bson.D, error) {
 
 const codeNodeNotFound = 74
 
+// configDoc is the config as replSetGetConfig shows it (newlyAdded hidden).
 func (c *Cluster) configDoc(cfg *rsConfig) bson.D {
+	shown := cfg.clone()
+	for i := range shown.Members {
+		shown.Members[i].NewlyAdded = false
+	}
 	var d bson.D
-	_ = decode(cfg, &d)
+	_ = decode(shown, &d)
 	return d
 }
 
@@ -343,7 +350,7 @@ func (c *Cluster) committed(n *node) bool {
 	}
 	have := 0
 	for _, m := range p.cfg.Members {
-		if o := c.nodes[m.Host]; m.Votes > 0 && o != nil && !o.down && o.cfg != nil && o.cfg.Version == p.cfg.Version && c.reach(p.host, m.Host) {
+		if o := c.nodes[m.Host]; m.voting() && o != nil && !o.down && o.cfg != nil && o.cfg.Version == p.cfg.Version && c.reach(p.host, m.Host) {
 			have++
 		}
 	}
@@ -420,6 +427,13 @@ func (c *Cluster) reconfig(n *node, cmd bson.D) (bson.D, error) {
 		}
 		if changes > 1 {
 			return nil, errf(codeNewConfigIncompatible, "non force replica set reconfig can only add or remove at most 1 voting member (this one changes %d)", changes)
+		}
+	}
+	// A voting member that was not voting before counts only once it has caught up.
+	for i, m := range cfg.Members {
+		old := n.cfg.member(m.Host)
+		if m.Votes > 0 && !force && (old == nil || old.Votes == 0 || old.NewlyAdded) {
+			cfg.Members[i].NewlyAdded = true
 		}
 	}
 	cfg.Term = c.term
