@@ -157,7 +157,7 @@ type Cluster struct {
 	// probed over the network (Serve); otherwise they count as down (NewCluster).
 	peers bool
 	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
-	wg        sync.WaitGroup
+	wg    sync.WaitGroup
 }
 
 // NewCluster starts n members listening on 127.0.0.1 ports picked by the kernel.
