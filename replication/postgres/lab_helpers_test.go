@@ -60,6 +60,9 @@ func startLab(t testing.TB) *lab {
 	settings := map[string]map[string]string{}
 	for _, s := range l.topo.Sites {
 		settings[s.Name] = ServerSettings(l.topo, s)
+		// Log every DDL statement: the test then proves the password never reaches
+		// the server log.
+		settings[s.Name]["log_statement"] = "ddl"
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup

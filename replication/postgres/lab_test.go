@@ -1,9 +1,12 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -267,6 +270,23 @@ func TestLabReplication(t *testing.T) {
 			t.Errorf("douala's row did not reach yaounde after the resolution")
 		}
 		l.waitStreaming(20 * time.Second)
+	})
+
+	t.Run("the password is in no server log", func(t *testing.T) {
+		for name, c := range l.clusters {
+			b, err := os.ReadFile(filepath.Join(c.Dir, "server.log"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Contains(b, []byte("CREATE PUBLICATION")) {
+				t.Errorf("%s: log_statement=ddl should have logged the DDL", name)
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.Contains(line, "s3cret") {
+					t.Errorf("%s's server log holds the password: %.80s…", name, line)
+				}
+			}
+		}
 	})
 }
 

@@ -344,9 +344,8 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 			stmt = fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (disable_on_error = true, copy_data = true, create_slot = true, slot_name = %s, enabled = true)",
 				q, quoteLiteral(conninfo), quoteIdent(s.Publication), quoteLiteral(s.Name))
 		}
-		if _, err := pool.Exec(ctx, stmt, pgx.QueryExecModeSimpleProtocol); err != nil {
-			// The statement holds the password: report the error only, never the SQL.
-			return fail(redactErr(err))
+		if err := execSecret(ctx, pool, stmt); err != nil {
+			return fail(err)
 		}
 	}
 	if op.Enable {
@@ -358,6 +357,31 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 		if _, err := pool.Exec(ctx, "ALTER SUBSCRIPTION "+q+" REFRESH PUBLICATION WITH (copy_data = true)", pgx.QueryExecModeSimpleProtocol); err != nil {
 			return fail(err)
 		}
+	}
+	return nil
+}
+
+// execSecret runs a statement that holds a password on a connection whose server
+// logging of statements is off, so the server log never records it (by default a
+// failing statement is logged with its text), and reports only the error, never
+// the SQL.
+func execSecret(ctx context.Context, pool *pgxpool.Pool, stmt string) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	const quiet = "SET log_statement = 'none'; SET log_min_error_statement = 'panic'; SET log_min_duration_statement = -1"
+	if _, err := conn.Exec(ctx, quiet, pgx.QueryExecModeSimpleProtocol); err != nil {
+		return err
+	}
+	_, err = conn.Exec(ctx, stmt, pgx.QueryExecModeSimpleProtocol)
+	if _, rerr := conn.Exec(ctx, "RESET log_statement; RESET log_min_error_statement; RESET log_min_duration_statement", pgx.QueryExecModeSimpleProtocol); rerr != nil {
+		// Do not hand a quietened connection back to the pool.
+		conn.Conn().Close(ctx)
+	}
+	if err != nil {
+		return redactErr(err)
 	}
 	return nil
 }

@@ -194,6 +194,10 @@ func (c *Cluster) bootstrap(ctx context.Context) error {
 		}
 	}
 	defer conn.Close(ctx)
+	// The role's password must not land in the server log (tests check it does not).
+	if _, err := conn.Exec(ctx, "SET log_statement = 'none'"); err != nil {
+		return err
+	}
 	pw := "NULL"
 	if c.Opts.Password != "" {
 		pw = quoteLiteral(c.Opts.Password)
