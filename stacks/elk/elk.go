@@ -40,6 +40,8 @@ type Settings struct {
 	QueueMaxBytes string
 	Kibana        bool
 	Healthchecks  bool
+	// HealthInterval is the container health checks' interval.
+	HealthInterval string
 	// IndexPrefix starts the daily index names: <prefix>-<site>-YYYY.MM.dd.
 	IndexPrefix string
 }
@@ -51,12 +53,13 @@ var queueRE = regexp.MustCompile(`^[1-9][0-9]*(b|kb|mb|gb|tb|pb)$`)
 func ReadSettings(topo *sites.Topology, site *sites.Site) (Settings, error) {
 	v := targets.ValuesOf(topo, site, Name)
 	s := Settings{
-		Heap:          v.String("heap", "1g"),
-		LogstashHeap:  v.String("logstash_heap", "512m"),
-		QueueMaxBytes: v.String("queue_max_bytes", "1gb"),
-		Kibana:        v.Bool("kibana", true),
-		Healthchecks:  v.Bool("healthchecks", true),
-		IndexPrefix:   v.String("index_prefix", "logs"),
+		Heap:           v.String("heap", "1g"),
+		LogstashHeap:   v.String("logstash_heap", "512m"),
+		QueueMaxBytes:  v.String("queue_max_bytes", "1gb"),
+		Kibana:         v.Bool("kibana", true),
+		Healthchecks:   v.Bool("healthchecks", true),
+		HealthInterval: v.String("health_interval", "15s"),
+		IndexPrefix:    v.String("index_prefix", "logs"),
 	}
 	if err := v.Err(); err != nil {
 		return s, err

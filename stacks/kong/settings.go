@@ -30,6 +30,8 @@ type Settings struct {
 	// Healthchecks adds the container health check (kong health); the lab's
 	// stand-in images may turn it off.
 	Healthchecks bool
+	// HealthInterval is the container health check's interval.
+	HealthInterval string
 	// APIReplicas is the django-api replica count (values.django-api.replicas), used
 	// to keep the canary split right when names resolve to every task (dnsrr).
 	APIReplicas int
@@ -60,6 +62,7 @@ func ReadSettings(topo *sites.Topology, site *sites.Site) (Settings, error) {
 		APIPerMinute:    v.Int("rate_limit.api_per_minute", 600),
 		AdminPerMinute:  v.Int("rate_limit.admin_per_minute", 60),
 		Healthchecks:    v.Bool("healthchecks", true),
+		HealthInterval:  v.String("health_interval", "10s"),
 		TLSCert:         v.String("tls.cert", "kong-tls-cert"),
 		TLSKey:          v.String("tls.key", "kong-tls-key"),
 		Canary: Canary{

@@ -29,6 +29,8 @@ type Settings struct {
 	KongP95Millis   int
 	Grafana         bool
 	Healthchecks    bool
+	// HealthInterval is the container health checks' interval.
+	HealthInterval string
 	// DockerRoot is the engines' data root cAdvisor reads (read-only).
 	DockerRoot      string
 	GrafanaPassword string // the name of the site secret holding the admin password (values.monitoring.grafana_admin)
@@ -53,6 +55,7 @@ func ReadSettings(topo *sites.Topology, site *sites.Site) (Settings, error) {
 		KongP95Millis:      v.Int("alerts.kong_p95_ms", 500),
 		Grafana:            v.Bool("grafana", true),
 		Healthchecks:       v.Bool("healthchecks", true),
+		HealthInterval:     v.String("health_interval", "15s"),
 		GrafanaPassword:    v.String("grafana_admin", "grafana-admin-password"),
 		DockerRoot:         v.String("docker_root", "/var/lib/docker"),
 	}
