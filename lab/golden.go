@@ -54,7 +54,10 @@ func (u *upper) golden(ctx context.Context, built []images.Built) (string, error
 	}
 	defer func() {
 		_, _ = killLab(context.Background(), nil, []string{ns})
-		_ = run(context.Background(), "ip", "netns", "del", ns)
+		if run(context.Background(), "ip", "netns", "del", ns) == nil {
+			u.state.Namespaces = removeString(u.state.Namespaces, ns)
+			_ = u.save()
+		}
 	}()
 	tmp := dir + ".tmp"
 	_ = os.RemoveAll(tmp)
@@ -172,6 +175,16 @@ func removeProcess(ps []Process, name string) []Process {
 	for _, p := range ps {
 		if p.Name != name {
 			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func removeString(list []string, s string) []string {
+	out := list[:0]
+	for _, x := range list {
+		if x != s {
+			out = append(out, x)
 		}
 	}
 	return out

@@ -3,7 +3,9 @@ package lab_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/moby/moby/client"
 
 	"github.com/sitectl/sitectl/internal/netns"
@@ -227,6 +230,65 @@ func TestLabUpStatusDown(t *testing.T) {
 		cmd := exec.CommandContext(ctx, "docker", "-H", app.Engine(), "run", "--rm", "--network", "lbnet", "sitectl-lab/kong:standin", "curl", "-f", "http://"+ip+":9999/")
 		if err := cmd.Run(); err == nil {
 			t.Error("a closed port on the db node answered: the check cannot fail")
+		}
+	})
+
+	t.Run("real postgres and django images serve", func(t *testing.T) {
+		l := res.State.Layout
+		_, db := l.Node("douala-db1")
+		docker := func(args ...string) string {
+			t.Helper()
+			out, err := exec.CommandContext(ctx, "docker", append([]string{"-H", db.Engine()}, args...)...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("docker %s: %v: %s", strings.Join(args, " "), err, out)
+			}
+			return strings.TrimSpace(string(out))
+		}
+		pw := filepath.Join(opts.StateDir, "secrets", "postgres-password")
+		docker("run", "-d", "--name", "lbpg", "-v", pw+":/run/secrets/pg:ro", "-e", "POSTGRES_PASSWORD_FILE=/run/secrets/pg",
+			"-e", "POSTGRES_USER=sitectl", "-e", "POSTGRES_DB=app", "-p", "5432:5432", "sitectl-lab/postgres:15")
+		docker("run", "-d", "--name", "lbapi", "-v", pw+":/run/secrets/pg:ro", "-e", "SITE_ID=douala", "-e", "DB_HOST=10.10.0.12",
+			"-e", "DB_USER=sitectl", "-e", "DB_NAME=app", "-e", "DB_PASSWORD_FILE=/run/secrets/pg", "-p", "8000:8000", "sitectl-lab/django-api:lab")
+		// From the site's gateway namespace, as sitectl reaches a site's LAN.
+		hc := netns.HTTPClient(l.Site("douala").GatewayNS, 5*time.Second)
+		var body string
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			resp, err := hc.Post("http://10.10.0.12:8000/rows", "application/json", strings.NewReader(`{"body":"from the lab test"}`))
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 201 {
+					body = string(b)
+					break
+				}
+				err = fmt.Errorf("%s: %s", resp.Status, b)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("POST /rows: %v\napi log: %s", err, docker("logs", "--tail", "20", "lbapi"))
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		var row struct{ ID, Site string }
+		if err := json.Unmarshal([]byte(body), &row); err != nil {
+			t.Fatal(err)
+		}
+		id, err := uuid.Parse(row.ID)
+		if err != nil || id.Version() != 7 || row.Site != "douala" {
+			t.Errorf("row = %s: want a UUIDv7 key owned by douala (%v)", body, err)
+		}
+		// The row is in the real PostgreSQL, read with its own client.
+		out := docker("exec", "lbpg", "psql", "-U", "sitectl", "-d", "app", "-Atc", "SELECT site, id FROM lab_rows")
+		if out != "douala|"+row.ID {
+			t.Errorf("lab_rows in PostgreSQL = %q, want douala|%s", out, row.ID)
+		}
+		resp, err := hc.Post("http://10.10.0.12:8000/rows", "application/json", strings.NewReader(`{"site":"cloud"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 403 {
+			t.Errorf("writing another site's row: %s, want 403", resp.Status)
 		}
 	})
 

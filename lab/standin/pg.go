@@ -47,6 +47,15 @@ func env(key, def string) string {
 
 func pgPrepare() error {
 	data := env("PGDATA", "/var/lib/postgresql/data")
+	// Read the password while still root: secret files are often root-only.
+	password := os.Getenv("POSTGRES_PASSWORD")
+	if f := os.Getenv("POSTGRES_PASSWORD_FILE"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("POSTGRES_PASSWORD_FILE: %w", err)
+		}
+		password = strings.TrimRight(string(b), "\r\n")
+	}
 	if os.Geteuid() == 0 {
 		for _, d := range []string{data, "/var/run/postgresql"} {
 			if err := os.MkdirAll(d, 0o700); err != nil {
@@ -73,14 +82,6 @@ func pgPrepare() error {
 		return nil
 	}
 	user := env("POSTGRES_USER", "postgres")
-	password := os.Getenv("POSTGRES_PASSWORD")
-	if f := os.Getenv("POSTGRES_PASSWORD_FILE"); f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return fmt.Errorf("POSTGRES_PASSWORD_FILE: %w", err)
-		}
-		password = strings.TrimRight(string(b), "\r\n")
-	}
 	if password == "" {
 		return fmt.Errorf("set POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE (the lab image has no trust mode for the network)")
 	}

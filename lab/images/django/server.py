@@ -52,6 +52,11 @@ settings.configure(
     DATABASES={"default": dict(ENGINE="django.db.backends.postgresql", CONN_MAX_AGE=0,
                                OPTIONS={"connect_timeout": 5}, **database_settings())},
     USE_TZ=True,
+    LOGGING={
+        "version": 1,
+        "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+        "loggers": {"django.request": {"handlers": ["stderr"], "level": "ERROR"}},
+    },
 )
 django.setup()
 
