@@ -54,8 +54,16 @@ func (p *subscriberPoll) start(t *testing.T, d *drLab, run string, want map[stri
 	}()
 }
 
-func TestLabPartitionDrillsInARow(t *testing.T) {
+// TestLabDrills runs, on one lab with fresh clusters: five partition drills of douala
+// in a row, a drill interrupted with SIGINT in the middle of its cut, and cloud-loss.
+func TestLabDrills(t *testing.T) {
 	d := startDRLab(t)
+	t.Run("partition x5", func(t *testing.T) { partitionsInARow(t, d) })
+	t.Run("SIGINT mid-cut", func(t *testing.T) { sigintMidCut(t, d) })
+	t.Run("cloud-loss", func(t *testing.T) { cloudLoss(t, d) })
+}
+
+func partitionsInARow(t *testing.T, d *drLab) {
 	const writes = 1000
 	for i := 1; i <= 5; i++ {
 		dr, closeAll := d.build(t, "partition", "douala", drill.Settings{Duration: 4 * time.Second, Writes: writes,
@@ -99,8 +107,7 @@ func secs(s *drill.Seconds) float64 {
 	return float64(*s)
 }
 
-func TestLabCloudLoss(t *testing.T) {
-	d := startDRLab(t)
+func cloudLoss(t *testing.T, d *drLab) {
 	dr, closeAll := d.build(t, "cloud-loss", "", drill.Settings{Duration: 4 * time.Second, Writes: 300,
 		Converge: 60 * time.Second, Sample: 100 * time.Millisecond})
 	defer closeAll()

@@ -1,0 +1,102 @@
+package live
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/drill"
+	"github.com/sitectl/sitectl/internal/netns"
+	"github.com/sitectl/sitectl/tunnels"
+)
+
+// sigintMidCut runs `sitectl drill partition` as a process, sends it SIGINT as soon
+// as it has cut douala-cloud, and checks that it healed the link before exiting:
+// tunnels status says up and a TCP connection crosses the tunnel.
+func sigintMidCut(t *testing.T, d *drLab) {
+	bin := filepath.Join(t.TempDir(), "sitectl")
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "github.com/sitectl/sitectl/cmd/sitectl")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build sitectl: %v\n%s", err, out)
+	}
+	args := []string{"--config-dir", d.lab.ConfigDir, "--env", d.topo.Env}
+	for _, s := range d.set {
+		args = append(args, "--set", s)
+	}
+	args = append(args, "-o", "json", "drill", "partition", "--site", "douala", "--duration", "60s", "--writes", "200")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "SITECTL_LAB_PREFIX="+d.lab.Prefix)
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var progress []string
+	sc := bufio.NewScanner(stderr)
+	sent := false
+	for sc.Scan() {
+		line := sc.Text()
+		progress = append(progress, line)
+		if !sent && strings.HasPrefix(line, "✓ cut douala-cloud") {
+			// The link is cut and the drill is writing: interrupt it like Ctrl-C.
+			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			sent = true
+		}
+	}
+	err = cmd.Wait()
+	if !sent {
+		t.Fatalf("the drill never reported the cut; stderr:\n%s", strings.Join(progress, "\n"))
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("interrupted drill exited with %v, want exit code 1; stderr:\n%s", err, strings.Join(progress, "\n"))
+	}
+	var rep drill.Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, stdout.String())
+	}
+	if !strings.Contains(rep.Error, "interrupted") || rep.HealFailed || len(rep.Heal) == 0 || !rep.Heal[0].Healed {
+		t.Fatalf("report after SIGINT: error %q, heal %+v", rep.Error, rep.Heal)
+	}
+	// The tunnel is up again: status from both gateways, and a TCP connection from
+	// douala's LAN side to cloud's database through it.
+	st, err := tunnels.Status(context.Background(), d.topo, "douala", "cloud")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st {
+		if s.Link == "douala-cloud" && s.State != tunnels.StateUp {
+			t.Fatalf("tunnels status after the interrupted drill: %+v", s)
+		}
+	}
+	cloudDB := net.JoinHostPort(d.topo.Site("cloud").Gateway.LANAddress, strconv.Itoa(drPort))
+	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer dcancel()
+	c, err := netns.DialContext(dctx, d.topo.Site("douala").Lab.Namespace, "tcp", cloudDB)
+	if err != nil {
+		t.Fatalf("TCP from douala to cloud %s through the tunnel after the interrupted drill: %v", cloudDB, err)
+	}
+	c.Close()
+	t.Logf("SIGINT mid-cut: %s; tunnel douala-cloud up, TCP douala→cloud %s connects", rep.Summary(), cloudDB)
+	d.waitStreaming(t)
+}
