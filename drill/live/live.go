@@ -26,7 +26,9 @@ import (
 type Tunnels struct{ Topo *sites.Topology }
 
 // Cut takes the link down at both ends (tunnels.Cut).
-func (t Tunnels) Cut(ctx context.Context, l sites.Link) error { return tunnels.Cut(ctx, t.Topo, l.Name()) }
+func (t Tunnels) Cut(ctx context.Context, l sites.Link) error {
+	return tunnels.Cut(ctx, t.Topo, l.Name())
+}
 
 // Heal brings the link back and waits for its CHILD_SA (tunnels.Heal).
 func (t Tunnels) Heal(ctx context.Context, l sites.Link) error {
