@@ -166,7 +166,7 @@ func buildTimeline(r *Report) timelineView {
 	}
 
 	// Events: markers over the whole height, labels staggered.
-	tv.Height = tv.LagBottom + 40
+	tv.Height = tv.LagBottom + 60
 	for i, e := range r.Timeline {
 		title := e.Kind
 		if e.Target != "" {
@@ -177,7 +177,7 @@ func buildTimeline(r *Report) timelineView {
 			title += ": " + e.Detail
 		}
 		tv.Events = append(tv.Events, svgEvent{X: x(e.At), Kind: e.Kind, Label: label, Title: title,
-			LabelY: tv.Height - 4 - float64(i%2)*12})
+			LabelY: tv.Height - 4 - float64(i%4)*12})
 	}
 	tv.Height += 10
 
