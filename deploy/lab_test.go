@@ -1,0 +1,357 @@
+package deploy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+
+	"github.com/sitectl/sitectl/engine"
+	"github.com/sitectl/sitectl/internal/golden"
+	"github.com/sitectl/sitectl/lab"
+	"github.com/sitectl/sitectl/plan"
+	"github.com/sitectl/sitectl/sites"
+)
+
+// labPrefix names this package's lab (namespaces dpt-*, state /var/lib/sitectl/lab-dpt).
+const labPrefix = "dpt"
+
+// fast are settings that keep the lab deploys short: quick health checks and a short
+// post-update monitor (the production values are in the stacks' defaults).
+var fast = []string{"values.django-api.health_interval=1s", "values.django-api.monitor=3s"}
+
+type labEnv struct {
+	dir string
+	bin string // a built sitectl, for the kill test
+}
+
+// startLab copies the repo's site configs (with only the stacks this package's
+// engine is proven with), brings a lab up on them and removes it when the test ends.
+func startLab(t *testing.T) *labEnv {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("lab test: needs root and real dockerd engines; skipped under -short")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("lab test: needs root (network namespaces, dockerd)")
+	}
+	if err := lab.Preflight(); err != nil {
+		t.Skipf("lab test: %v", err)
+	}
+	dir := filepath.Join(t.TempDir(), "sites")
+	if err := os.CopyFS(dir, os.DirFS("../sites")); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{".sitectl-env", "env/lab.yaml"} {
+		os.Remove(filepath.Join(dir, f))
+	}
+	for _, f := range []string{"defaults.yaml", "douala.yaml", "yaounde.yaml", "cloud.yaml"} {
+		p := filepath.Join(dir, f)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = regexp.MustCompile(`(?m)^stacks: .*$`).ReplaceAll(b, []byte("stacks: [postgres, django-api]"))
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	opts := lab.Options{ConfigDir: dir, Prefix: labPrefix}
+	lab.Down(ctx, opts) // a lab left by a killed run
+	t.Cleanup(func() {
+		if _, err := lab.Down(context.Background(), opts); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+	})
+	if _, err := lab.Up(ctx, opts); err != nil {
+		t.Fatalf("lab up: %v", err)
+	}
+	return &labEnv{dir: dir}
+}
+
+func (e *labEnv) topo(t *testing.T, set ...string) *sites.Topology {
+	t.Helper()
+	topo, err := sites.Load(sites.Options{Dir: e.dir, Env: "lab", Environ: []string{}, Set: append(append([]string{}, fast...), set...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return topo
+}
+
+func (e *labEnv) manager(t *testing.T, topo *sites.Topology, site string) *client.Client {
+	t.Helper()
+	c, err := engine.ForSite(context.Background(), topo.Site(site))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func deployOK(t *testing.T, topo *sites.Topology, names ...string) []SiteResult {
+	t.Helper()
+	sel, err := topo.Select(names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := Deploy(context.Background(), topo, sel, Parts, Options{Environ: []string{}, Poll: 200 * time.Millisecond})
+	for _, r := range res {
+		if r.Err() != nil {
+			t.Fatalf("deploy: %v", r.Err())
+		}
+	}
+	return res
+}
+
+func planOf(t *testing.T, topo *sites.Topology, names ...string) *plan.Plan {
+	t.Helper()
+	sel, err := topo.Select(names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Plan(context.Background(), topo, sel, Parts, Options{Environ: []string{}})
+	if f := p.Failed(); len(f) > 0 {
+		t.Fatalf("plan failed for %v: %+v", f, p.Sites)
+	}
+	return p
+}
+
+func services(t *testing.T, c *client.Client) map[string]swarm.Service {
+	t.Helper()
+	res, err := c.ServiceList(context.Background(), client.ServiceListOptions{Status: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]swarm.Service{}
+	for _, s := range res.Items {
+		out[s.Spec.Name] = s
+	}
+	return out
+}
+
+var hashSuffix = regexp.MustCompile(`_[0-9a-f]{10}\b`)
+
+// TestLabDeploy runs issue 4's "Show" on a real three-site lab, in order.
+func TestLabDeploy(t *testing.T) {
+	e := startLab(t)
+	topo := e.topo(t)
+
+	t.Run("plan from empty", func(t *testing.T) {
+		p := planOf(t, topo)
+		var b bytes.Buffer
+		if err := p.Render(&b); err != nil {
+			t.Fatal(err)
+		}
+		out := hashSuffix.ReplaceAllString(b.String(), "_<hash>")
+		out = strings.ReplaceAll(out, "/var/lib/sitectl/lab-"+labPrefix, "<lab>")
+		golden.AssertString(t, "plan-lab-empty.golden", out)
+	})
+
+	t.Run("deploy --all converges", func(t *testing.T) {
+		deployOK(t, topo)
+		for _, st := range Status(context.Background(), topo, topo.Sites, Options{}) {
+			if st.Error != "" {
+				t.Fatalf("status: %s", st.Error)
+			}
+			managed := 0
+			for _, s := range st.Services {
+				if s.Managed {
+					managed++
+					if s.Running != s.Desired || s.Desired == 0 {
+						t.Errorf("%s %s: %d/%d running", st.Site, s.Name, s.Running, s.Desired)
+					}
+				}
+			}
+			if managed != 2 || len(st.Networks) < 3 || len(st.Nodes) == 0 {
+				t.Errorf("%s status: %d managed services, %d networks, %d nodes", st.Site, managed, len(st.Networks), len(st.Nodes))
+			}
+		}
+	})
+
+	c := e.manager(t, topo, "douala")
+	var cur []string // settings the later steps keep
+
+	t.Run("second deploy changes nothing", func(t *testing.T) {
+		before := services(t, c)
+		if n := planOf(t, topo).Changes(); n != 0 {
+			t.Fatalf("plan after deploy has %d changes", n)
+		}
+		res := deployOK(t, topo)
+		for _, r := range res {
+			if len(r.Applied) != 0 {
+				t.Errorf("%s: second deploy applied %v", r.Site, r.Applied)
+			}
+		}
+		for name, s := range services(t, c) {
+			if b := before[name]; !b.UpdatedAt.Equal(s.UpdatedAt) || b.Version != s.Version {
+				t.Errorf("%s changed: version %d → %d, updated %s → %s", name, b.Version.Index, s.Version.Index, b.UpdatedAt, s.UpdatedAt)
+			}
+		}
+	})
+
+	t.Run("one replica change is one update", func(t *testing.T) {
+		cur = append(cur, "douala:values.django-api.replicas=2")
+		changed := e.topo(t, cur...)
+		p := planOf(t, changed)
+		var steps []plan.Step
+		for _, sp := range p.Sites {
+			for _, st := range sp.Steps {
+				if st.Action != plan.Noop {
+					steps = append(steps, st)
+				}
+			}
+		}
+		if len(steps) != 1 || steps[0].Site != "douala" || steps[0].Name != "django-api_api" || steps[0].Action != plan.Update ||
+			strings.Join(steps[0].Diff, ";") != "replicas: 1 → 2" {
+			t.Fatalf("steps %+v, want one update of douala django-api_api (replicas: 1 → 2)", steps)
+		}
+		deployOK(t, changed, "douala")
+		if r := *services(t, c)["django-api_api"].Spec.Mode.Replicated.Replicas; r != 2 {
+			t.Errorf("replicas %d after deploy", r)
+		}
+	})
+
+	t.Run("secret change rolls its services and prunes the old version", func(t *testing.T) {
+		f := filepath.Join(t.TempDir(), "django-secret-key")
+		if err := os.WriteFile(f, []byte("a new value"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cur = append(cur, "douala:secrets.django-secret-key.file="+f)
+		changed := e.topo(t, cur...)
+		before := services(t, c)["django-api_api"]
+		oldName := secretName(before, "django-secret-key")
+		deployOK(t, changed, "douala")
+		after := services(t, c)["django-api_api"]
+		newName := secretName(after, "django-secret-key")
+		if newName == oldName || after.UpdatedAt.Equal(before.UpdatedAt) {
+			t.Errorf("service did not roll: secret %s → %s", oldName, newName)
+		}
+		if !after.UpdatedAt.Equal(before.UpdatedAt) && services(t, c)["postgres_db"].UpdatedAt.After(before.UpdatedAt) {
+			t.Error("postgres_db rolled although its secrets did not change")
+		}
+		res, err := c.SecretList(context.Background(), client.SecretListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range res.Items {
+			if s.Spec.Name == oldName {
+				t.Errorf("old secret %s still exists", oldName)
+			}
+		}
+	})
+
+	t.Run("a broken image rolls back and fails naming the service", func(t *testing.T) {
+		broken := e.topo(t, append(cur, "douala:images.django-api=sitectl-lab/django-api:broken")...)
+		sel, _ := broken.Select("douala")
+		start := time.Now()
+		res := Deploy(context.Background(), broken, sel, Parts, Options{Environ: []string{}, Poll: 200 * time.Millisecond})
+		err := res[0].Err()
+		if err == nil || !strings.Contains(err.Error(), "django-api_api") || !strings.Contains(err.Error(), "rolled back") {
+			t.Fatalf("deploy of a broken image: err = %v, want it to name django-api_api and the rollback", err)
+		}
+		t.Logf("failed after %s: %v", time.Since(start).Round(time.Second), err)
+		svc := services(t, c)["django-api_api"]
+		if img := svc.Spec.TaskTemplate.ContainerSpec.Image; strings.Contains(img, "broken") {
+			t.Errorf("service image is %s after the rollback", img)
+		}
+		if svc.ServiceStatus == nil || svc.ServiceStatus.RunningTasks != 2 {
+			t.Errorf("after the rollback: %+v running", svc.ServiceStatus)
+		}
+	})
+
+	t.Run("a second deploy of a locked site fails fast naming the holder", func(t *testing.T) {
+		ok := e.topo(t, cur...)
+		s := newSession(ok, ok.Site("douala"), c, Options{})
+		held, err := s.acquireLock(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sel, _ := ok.Select("douala")
+		start := time.Now()
+		res := Deploy(context.Background(), ok, sel, Parts, Options{Environ: []string{}})
+		err = res[0].Err()
+		host, _ := os.Hostname()
+		if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "@"+host+" pid ") {
+			t.Fatalf("err = %v, want the lock holder named", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("locked deploy took %s to fail", d)
+		}
+		// --force-unlock takes it over (the holder's refresh stops seeing it).
+		forced := Deploy(context.Background(), ok, sel, Parts, Options{Environ: []string{}, ForceUnlock: true})
+		if forced[0].Err() != nil {
+			t.Fatalf("--force-unlock: %v", forced[0].Err())
+		}
+		if err := held.release(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("a deploy killed mid-way converges when run again", func(t *testing.T) {
+		bin := filepath.Join(t.TempDir(), "sitectl")
+		if out, err := exec.Command("go", "build", "-o", bin, "../cmd/sitectl").CombinedOutput(); err != nil {
+			t.Fatalf("build sitectl: %v\n%s", err, out)
+		}
+		f := filepath.Join(t.TempDir(), "django-secret-key")
+		if err := os.WriteFile(f, []byte("yet another value"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"--config-dir", e.dir, "--env", "lab", "--set", "douala:values.django-api.replicas=1",
+			"--set", "douala:secrets.django-secret-key.file=" + f}
+		for _, s := range fast {
+			args = append(args, "--set", s)
+		}
+		cmd := exec.Command(bin, append(args, "deploy", "--site", "douala")...)
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "✓ douala: + secret") {
+				break // killed after creating the new secret, before the services roll
+			}
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+
+		plan := exec.Command(bin, append(args, "plan", "--site", "douala")...)
+		out, _ := plan.Output()
+		if code := plan.ProcessState.ExitCode(); code != 2 {
+			t.Fatalf("plan after the kill: exit %d, want 2 (changes pending)\n%s", code, out)
+		}
+		again := exec.Command(bin, append(args, "deploy", "--site", "douala")...)
+		if out, err := again.CombinedOutput(); err != nil {
+			t.Fatalf("deploy after the kill: %v\n%s", err, out)
+		}
+		plan = exec.Command(bin, append(args, "plan", "--site", "douala")...)
+		out, _ = plan.Output()
+		if code := plan.ProcessState.ExitCode(); code != 0 {
+			t.Fatalf("plan after the re-run: exit %d, want 0\n%s", code, out)
+		}
+	})
+}
+
+func secretName(s swarm.Service, target string) string {
+	for _, r := range s.Spec.TaskTemplate.ContainerSpec.Secrets {
+		if r.File != nil && r.File.Name == target {
+			return r.SecretName
+		}
+	}
+	return ""
+}

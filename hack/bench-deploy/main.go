@@ -1,0 +1,331 @@
+// Command bench-deploy measures `sitectl deploy --all` from empty against the same
+// rendered compose files deployed with `docker stack deploy`, one site after the
+// other, each followed by a wait until its services converged; then a no-op
+// re-deploy. It prints the figures and the ratios (goals: sitectl ≤ 0.5 × docker,
+// no-op ≤ 5% of the first deploy). Run it on a lab (`sitectl lab up`), as root:
+//
+//	go run ./hack/bench-deploy --config-dir sites --env lab
+//
+// Every site is emptied of both tools' objects before each measured run.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+
+	"github.com/sitectl/sitectl/deploy"
+	"github.com/sitectl/sitectl/engine"
+	"github.com/sitectl/sitectl/sites"
+	"github.com/sitectl/sitectl/stacks"
+	_ "github.com/sitectl/sitectl/stacks/all"
+)
+
+func main() {
+	var (
+		dir, env, only string
+		set            multi
+		timeout        time.Duration
+	)
+	flag.StringVar(&dir, "config-dir", "sites", "sites config directory (with the lab overlay)")
+	flag.StringVar(&env, "env", "lab", "environment")
+	flag.StringVar(&only, "stacks", "", "comma-separated stacks to deploy (default: each site's)")
+	flag.Var(&set, "set", "config override key=value or site:key=value (repeatable)")
+	flag.DurationVar(&timeout, "timeout", 5*time.Minute, "convergence timeout per run")
+	flag.Parse()
+	if err := run(dir, env, only, set, timeout); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-deploy:", err)
+		os.Exit(1)
+	}
+}
+
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
+
+func run(dir, env, only string, set []string, timeout time.Duration) error {
+	ctx := context.Background()
+	topo, err := sites.Load(sites.Options{Dir: dir, Env: env, Set: set})
+	if err != nil {
+		return err
+	}
+	if only != "" {
+		for _, s := range topo.Sites {
+			s.Stacks = strings.Split(only, ",")
+		}
+	}
+	clients := map[string]*client.Client{}
+	for _, s := range topo.Sites {
+		c, err := engine.ForSite(ctx, s)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		clients[s.Name] = c
+	}
+	clean := func() error {
+		for _, s := range topo.Sites {
+			if err := empty(ctx, clients[s.Name], s); err != nil {
+				return fmt.Errorf("empty %s: %w", s.Name, err)
+			}
+		}
+		return nil
+	}
+
+	if err := clean(); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := dockerStackDeploy(ctx, topo, clients, timeout); err != nil {
+		return fmt.Errorf("docker stack deploy: %w", err)
+	}
+	docker := time.Since(start)
+	fmt.Printf("docker stack deploy, site after site, until converged: %s\n", docker.Round(10*time.Millisecond))
+
+	if err := clean(); err != nil {
+		return err
+	}
+	opts := deploy.Options{Poll: 200 * time.Millisecond}
+	start = time.Now()
+	for _, r := range deploy.Deploy(ctx, topo, topo.Sites, deploy.Parts, opts) {
+		if r.Err() != nil {
+			return r.Err()
+		}
+	}
+	first := time.Since(start)
+	start = time.Now()
+	noop := 0
+	for _, r := range deploy.Deploy(ctx, topo, topo.Sites, deploy.Parts, opts) {
+		if r.Err() != nil {
+			return r.Err()
+		}
+		noop += len(r.Applied)
+	}
+	again := time.Since(start)
+	fmt.Printf("sitectl deploy --all from empty:                       %s\n", first.Round(10*time.Millisecond))
+	fmt.Printf("sitectl deploy --all again (no-op, %d steps applied):   %s\n", noop, again.Round(time.Millisecond))
+	fmt.Printf("ratio sitectl/docker: %.2f (goal ≤ 0.50)\n", first.Seconds()/docker.Seconds())
+	fmt.Printf("no-op/first deploy:   %.1f%% (goal ≤ 5%%)\n", 100*again.Seconds()/first.Seconds())
+	return nil
+}
+
+// dockerStackDeploy deploys every site's rendered stacks with the docker CLI, one
+// site after the other, creating the site networks first (docker stack deploy
+// needs external networks to exist) and waiting for each site to converge.
+func dockerStackDeploy(ctx context.Context, topo *sites.Topology, clients map[string]*client.Client, timeout time.Duration) error {
+	for _, s := range topo.Sites {
+		host := engine.SiteEndpoint(s).Host
+		for _, n := range stacks.SiteNetworks(s) {
+			args := []string{"-H", host, "network", "create", "--driver", "overlay", "--subnet", n.Create.IPAM.Config[0].Subnet.String()}
+			if _, enc := n.Create.Options["encrypted"]; enc {
+				args = append(args, "--opt", "encrypted")
+			}
+			if n.Create.Attachable {
+				args = append(args, "--attachable")
+			}
+			if err := docker(append(args, n.Name)...); err != nil {
+				return err
+			}
+		}
+		work, err := os.MkdirTemp("", "dp-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(work)
+		for _, name := range s.Stacks {
+			st, err := stacks.Get(name)
+			if err != nil {
+				return err
+			}
+			r, err := st.Render(stacks.Input{Topo: topo, Site: s})
+			if err != nil {
+				return err
+			}
+			sd := filepath.Join(work, s.Name, name)
+			if err := writeStack(sd, s, r); err != nil {
+				return err
+			}
+			if err := docker("-H", host, "stack", "deploy", "--detach=true", "--resolve-image", "never", "-c", filepath.Join(sd, "compose.yaml"), name); err != nil {
+				return err
+			}
+		}
+		if err := converged(ctx, clients[s.Name], timeout); err != nil {
+			return fmt.Errorf("%s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+// writeStack writes the compose file, its config files and its secrets (0600, from
+// the site's references) where `docker stack deploy` reads them.
+func writeStack(dir string, s *sites.Site, r stacks.Rendered) error {
+	files := map[string][]byte{"compose.yaml": r.Compose}
+	for k, v := range r.Files {
+		files[k] = v
+	}
+	for key, ref := range s.Secrets {
+		v, err := ref.Resolve()
+		if err != nil {
+			continue // only the secrets a stack names matter; docker reports missing ones
+		}
+		files[stacks.SecretsDir+key] = v
+	}
+	for name, b := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func docker(args ...string) error {
+	out, err := exec.Command("docker", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("docker %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// converged waits until every service of the engine runs its desired tasks.
+func converged(ctx context.Context, c *client.Client, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		res, err := c.ServiceList(ctx, client.ServiceListOptions{Status: true})
+		if err != nil {
+			return err
+		}
+		var pending []string
+		for _, s := range res.Items {
+			if st := s.ServiceStatus; st == nil || st.RunningTasks < st.DesiredTasks || st.DesiredTasks == 0 {
+				pending = append(pending, s.Spec.Name)
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not converged after %s: %s", timeout, strings.Join(pending, ", "))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// empty removes the stacks' services, networks, secrets and configs (both tools')
+// and waits until the networks could be removed (tasks gone).
+func empty(ctx context.Context, c *client.Client, s *sites.Site) error {
+	svcs, err := c.ServiceList(ctx, client.ServiceListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, x := range svcs.Items {
+		if owned(x.Spec.Labels) {
+			if _, err := c.ServiceRemove(ctx, x.ID, client.ServiceRemoveOptions{}); err != nil {
+				return err
+			}
+		}
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		nets, err := c.NetworkList(ctx, client.NetworkListOptions{})
+		if err != nil {
+			return err
+		}
+		left := 0
+		for _, n := range nets.Items {
+			if n.Scope == "swarm" && (owned(n.Labels) || s.Networks[n.Name] != (sites.Network{})) {
+				if _, err := c.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil {
+					left++
+				}
+			}
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d networks still in use after 2m", left)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	secs, err := c.SecretList(ctx, client.SecretListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, x := range secs.Items {
+		if owned(x.Spec.Labels) {
+			c.SecretRemove(ctx, x.ID, client.SecretRemoveOptions{})
+		}
+	}
+	cfgs, err := c.ConfigList(ctx, client.ConfigListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, x := range cfgs.Items {
+		if owned(x.Spec.Labels) {
+			c.ConfigRemove(ctx, x.ID, client.ConfigRemoveOptions{})
+		}
+	}
+	// Wait until no task of a removed service remains (containers stopped).
+	for {
+		tasks, err := c.TaskList(ctx, client.TaskListOptions{})
+		if err != nil {
+			return err
+		}
+		running := 0
+		for _, t := range tasks.Items {
+			if t.Status.State == swarm.TaskStateRunning {
+				running++
+			}
+		}
+		if running == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return removeVolumes(ctx, s)
+}
+
+// removeVolumes removes the stacks' volumes on every node, so each run starts from
+// empty (PostgreSQL runs initdb again).
+func removeVolumes(ctx context.Context, s *sites.Site) error {
+	for i := range s.Nodes {
+		c, err := engine.ForNode(ctx, s, &s.Nodes[i])
+		if err != nil {
+			return err
+		}
+		vols, err := c.VolumeList(ctx, client.VolumeListOptions{})
+		if err == nil {
+			for _, v := range vols.Items {
+				if owned(v.Labels) {
+					for try := 0; try < 20; try++ {
+						if _, err = c.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{Force: true}); err == nil {
+							break
+						}
+						time.Sleep(500 * time.Millisecond) // the container is still being removed
+					}
+				}
+			}
+		}
+		c.Close()
+		if err != nil {
+			return fmt.Errorf("node %s: %w", s.Nodes[i].Name, err)
+		}
+	}
+	return nil
+}
+
+func owned(labels map[string]string) bool {
+	return labels[stacks.LabelManaged] == "true" || labels["com.docker.stack.namespace"] != ""
+}
