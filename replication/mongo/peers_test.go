@@ -110,6 +110,20 @@ func TestServedMembersAcrossProcesses(t *testing.T) {
 		}
 		return true
 	})
+	// The newcomers count towards majorities once the primary has seen them catch up.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var rs struct {
+			Voting int `bson:"votingMembersCount"`
+		}
+		if err := c.Run(ctx, cloud, bson.D{{Key: "replSetGetStatus", Value: 1}}, &rs); err == nil && rs.Voting == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the added members never counted as voters")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if err := insertMajority(ctx, c, cloud, bson.D{{Key: "_id", Value: "before"}}); err != nil {
 		t.Fatalf("majority write with all members: %v", err)
 	}
@@ -144,7 +158,7 @@ func TestServedMembersAcrossProcesses(t *testing.T) {
 		}
 	}
 	waitFor("cloud primary after the heal", func(l *Live) bool { return l.Primary == cloud })
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for {
 		cl, err := c.client(douala)
 		if err != nil {

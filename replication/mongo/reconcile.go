@@ -298,7 +298,35 @@ func (c *Conn) applyOnce(ctx context.Context, ch Change) (bool, error) {
 	if err := c.Run(ctx, live.Primary, bson.D{{Key: "replSetReconfig", Value: cfg}}, nil); err != nil {
 		return false, fmt.Errorf("replSetReconfig on %s (%s %s): %w", live.Primary, ch.Kind, ch.Member.Host, err)
 	}
-	return true, c.waitCommitted(ctx, live.Primary)
+	if err := c.waitCommitted(ctx, live.Primary); err != nil {
+		return true, err
+	}
+	if ch.Kind == KindAdd {
+		// Like MongoDB's own procedure: the next member is added once this one has
+		// caught up (SECONDARY), so a lagging newcomer never holds a vote it cannot use.
+		return true, c.waitMemberUp(ctx, live.Primary, ch.Member.Host)
+	}
+	return true, nil
+}
+
+// waitMemberUp waits until the primary reports host as SECONDARY (or ARBITER).
+func (c *Conn) waitMemberUp(ctx context.Context, primary, host string) error {
+	for {
+		var rs statusReply
+		if err := c.Run(ctx, primary, bson.D{{Key: "replSetGetStatus", Value: 1}}, &rs); err != nil {
+			return err
+		}
+		for _, m := range rs.Members {
+			if m.Name == host && (m.StateStr == "SECONDARY" || m.StateStr == "ARBITER" || m.StateStr == "PRIMARY") {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return &waitErr{fmt.Sprintf("member %s has not reached SECONDARY yet (is its mongod up and reachable from the primary?)", host)}
+		case <-time.After(retryEvery / 2):
+		}
+	}
 }
 
 // waitCommitted waits until the primary's config is committed to a majority.
