@@ -84,12 +84,14 @@ func (Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([
 			st = plan.Step{Action: plan.Create, Diff: describe(want)}
 			st.Note = fmt.Sprintf("link to %s; if it was cut with `tunnels down`, this loads it again", conn.Peer)
 		case !slices.Equal(diffViews(got, want), nil):
-			st = plan.Step{Action: plan.Reload, Diff: diffViews(got, want)}
+			st = plan.Step{Action: plan.Reload, Diff: diffViews(got, want),
+				Note: "established SAs keep the old settings until renegotiated: the link is re-established (a short interruption)"}
 		default:
 			st = plan.Step{Action: plan.Noop}
 		}
 		st.Site, st.Component, st.Name = site.Name, "tunnel", conn.Name
 		if st.Action != plan.Noop {
+			reload := st.Action == plan.Reload
 			st.Apply = func(ctx context.Context) error {
 				return withClient(ctx, g, func(c *Client) error {
 					if conn.Auth == "psk" {
@@ -103,6 +105,15 @@ func (Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([
 					}
 					if err := c.LoadConn(ctx, conn); err != nil {
 						return err
+					}
+					if reload {
+						// A replaced connection does not change the SAs built from the old
+						// one: renegotiate so the new selectors and settings apply now.
+						if err := c.Terminate(ctx, conn.Name, 3*time.Second); err != nil {
+							return err
+						}
+						_ = c.Initiate(ctx, conn, 5*time.Second)
+						return nil
 					}
 					c.kick(ctx, conn)
 					return nil

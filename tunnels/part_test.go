@@ -68,8 +68,23 @@ func TestLabPlan(t *testing.T) {
 	if again := planAll(t, direct, false); len(again) != 0 {
 		t.Fatalf("plan after applying the direct link is not empty:\n%s", strings.Join(again, "\n"))
 	}
-	if err := WaitUp(ctx, direct, "douala-yaounde", 20*time.Second); err != nil {
+	for _, link := range direct.Links {
+		if err := WaitUp(ctx, direct, link.Name(), 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The reloaded hub link renegotiated: douala no longer reaches yaounde's LAN
+	// through the hub, only through the direct link.
+	st, err := Status(ctx, direct, "douala")
+	if err != nil {
 		t.Fatal(err)
+	}
+	for _, ls := range st {
+		e := ls.Ends[0]
+		want := map[string]string{"douala-cloud": "10.30.0.0/24", "douala-yaounde": "10.20.0.0/24"}[ls.Link]
+		if strings.Join(e.RemoteTS, " ") != want {
+			t.Errorf("douala %s: remote selectors %v after reload, want %s", ls.Link, e.RemoteTS, want)
+		}
 	}
 
 	// Back to hub and spoke: the direct link is removed at both ends.
