@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/moby/moby/client"
 
 	"github.com/sitectl/sitectl/internal/netns"
+	"github.com/sitectl/sitectl/sites"
 )
 
 // Status is what `sitectl lab status` shows.
@@ -35,11 +39,14 @@ type NamespaceStatus struct {
 
 // SiteStatus is one site of the lab.
 type SiteStatus struct {
-	Name    string          `json:"name"`
-	Gateway GatewayStatus   `json:"gateway"`
-	Nodes   []EngineStatus  `json:"nodes"`
-	NS      NamespaceStatus `json:"namespace"`
-	LAN     string          `json:"lan"`
+	Name    string        `json:"name"`
+	Gateway GatewayStatus `json:"gateway"`
+	// Postgres is the site's database address (postgres.host:port of the lab
+	// environment) and whether it accepts connections from the gateway namespace.
+	Postgres DatabaseStatus  `json:"postgres"`
+	Nodes    []EngineStatus  `json:"nodes"`
+	NS       NamespaceStatus `json:"namespace"`
+	LAN      string          `json:"lan"`
 }
 
 // GatewayStatus is a site's gateway: its namespace, addresses and charon.
@@ -51,6 +58,12 @@ type GatewayStatus struct {
 	Charon     string `json:"charon"` // version, or the error
 	CharonPID  int    `json:"charon_pid"`
 	SAs        int    `json:"ike_sas"`
+}
+
+// DatabaseStatus says whether a site's database accepts TCP connections.
+type DatabaseStatus struct {
+	Address string `json:"address"`
+	State   string `json:"state"` // accepting | not deployed (connection refused) | error
 }
 
 // EngineStatus is one node's engine.
@@ -89,6 +102,7 @@ func GetStatus(ctx context.Context, opts Options) (*Status, error) {
 	out.Problem = staleReason(st)
 	out.Up = out.Problem == ""
 	out.WAN = NamespaceStatus{Name: l.WANNS, Exists: netns.Exists(l.WANNS)}
+	topo, _ := sites.Load(sites.Options{Dir: st.ConfigDir, Env: EnvName, Environ: []string{}})
 	for _, sl := range l.Sites {
 		ss := SiteStatus{Name: sl.Name, LAN: sl.LAN, NS: NamespaceStatus{Name: sl.GatewayNS, Exists: netns.Exists(sl.GatewayNS)}}
 		ss.Gateway = GatewayStatus{Namespace: sl.GatewayNS, WANAddress: sl.WANAddress, LANAddress: sl.LANAddress, Vici: sl.Vici}
@@ -106,6 +120,11 @@ func GetStatus(ctx context.Context, opts Options) (*Status, error) {
 		for _, n := range sl.Nodes {
 			ss.Nodes = append(ss.Nodes, engineStatus(ctx, st, n))
 		}
+		if topo != nil {
+			if site := topo.Site(sl.Name); site != nil && site.Postgres.Host != "" {
+				ss.Postgres = dbStatus(ctx, sl.GatewayNS, net.JoinHostPort(site.Postgres.Host, strconv.Itoa(site.Postgres.Port)))
+			}
+		}
 		out.Sites = append(out.Sites, ss)
 	}
 	var pids []int
@@ -121,6 +140,20 @@ func GetStatus(ctx context.Context, opts Options) (*Status, error) {
 	}
 	out.MemoryMiB = float64(pssKiB(withDescendants(roots))) / 1024
 	return out, nil
+}
+
+func dbStatus(ctx context.Context, ns, addr string) DatabaseStatus {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	c, err := netns.DialContext(ctx, ns, "tcp", addr)
+	switch {
+	case err == nil:
+		c.Close()
+		return DatabaseStatus{Address: addr, State: "accepting"}
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return DatabaseStatus{Address: addr, State: "not deployed (connection refused)"}
+	}
+	return DatabaseStatus{Address: addr, State: "error: " + err.Error()}
 }
 
 func engineStatus(ctx context.Context, st *State, n NodeLayout) EngineStatus {

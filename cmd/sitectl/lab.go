@@ -3,8 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
+	"sort"
 	"strings"
 	"text/tabwriter"
 
@@ -133,6 +133,9 @@ func printLabStatus(g *globals, st *lab.Status) {
 	fmt.Fprintln(w, "SITE\tNAMESPACE\tWHAT\tADDRESS\tSTATE")
 	for _, s := range st.Sites {
 		fmt.Fprintf(w, "%s\t%s\tgateway (wan %s)\t%s\t%s, %d IKE SA(s)\n", s.Name, s.Gateway.Namespace, s.Gateway.WANAddress, s.Gateway.LANAddress, s.Gateway.Charon, s.Gateway.SAs)
+		if s.Postgres.Address != "" {
+			fmt.Fprintf(w, "%s\t%s\tpostgres\t%s\t%s\n", s.Name, s.Gateway.Namespace, s.Postgres.Address, s.Postgres.State)
+		}
 		for _, n := range s.Nodes {
 			state := n.Error
 			if state == "" {
@@ -158,7 +161,7 @@ func labelString(m map[string]string) string {
 	if len(parts) == 0 {
 		return "-"
 	}
-	sortStrings(parts)
+	sort.Strings(parts)
 	return strings.Join(parts, ",")
 }
 
@@ -199,12 +202,3 @@ dockerd is at the node's socket: see lab status). The exit code is CMD's.`,
 	}
 }
 
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
-}
-
-var _ = os.Stdout
