@@ -201,4 +201,3 @@ dockerd is at the node's socket: see lab status). The exit code is CMD's.`,
 		},
 	}
 }
-
