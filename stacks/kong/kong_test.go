@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	composetypes "github.com/docker/cli/cli/compose/types"
 	"gopkg.in/yaml.v3"
 
 	"github.com/sitectl/sitectl/internal/golden"
@@ -24,36 +25,19 @@ func render(t *testing.T, env, site string, set ...string) stacks.Rendered {
 }
 
 // TestRenderGolden renders kong for every site and environment: the compose file
-// loads with docker/cli's loader, kong.yml validates, and both match their goldens.
+// loads with docker/cli's loader and converts, kong.yml validates, goldens match.
 func TestRenderGolden(t *testing.T) {
-	for _, env := range stacktest.Envs {
-		topo := stacktest.Load(t, env)
-		for _, s := range topo.Sites {
-			t.Run(s.Name+"/"+env, func(t *testing.T) {
-				r, err := kong.Stack{}.Render(stacks.Input{Topo: topo, Site: s})
-				if err != nil {
-					t.Fatal(err)
-				}
-				cfg := stacktest.LoadCompose(t, r)
-				d := stacktest.Convert(t, stacks.Input{Topo: topo, Site: s}, r)
-				if len(d.Services) != 1 || len(d.Configs) != 1 || len(d.Secrets) != 2 {
-					t.Errorf("converted: %d services, %d configs, %d secrets; want 1, 1, 2", len(d.Services), len(d.Configs), len(d.Secrets))
-				}
-				svc := cfg.Services[0]
-				if svc.Deploy.EndpointMode != s.Deploy.EndpointMode {
-					t.Errorf("endpoint_mode %q, site says %q", svc.Deploy.EndpointMode, s.Deploy.EndpointMode)
-				}
-				if got := svc.Ports[0].Mode; got != s.Deploy.PublishMode {
-					t.Errorf("proxy port mode %q, site says %q", got, s.Deploy.PublishMode)
-				}
-				if err := kong.Validate(r.Files["kong.yml"]); err != nil {
-					t.Fatal(err)
-				}
-				golden.Assert(t, env+"/"+s.Name+"/compose.yml", r.Compose)
-				golden.Assert(t, env+"/"+s.Name+"/kong.yml", r.Files["kong.yml"])
-			})
+	stacktest.RenderEach(t, kong.Stack{}, func(t *testing.T, in stacks.Input, r stacks.Rendered, cfg *composetypes.Config, d *stacks.Desired) {
+		if len(d.Services) != 1 || len(d.Configs) != 1 || len(d.Secrets) != 2 {
+			t.Errorf("converted: %d services, %d configs, %d secrets; want 1, 1, 2", len(d.Services), len(d.Configs), len(d.Secrets))
 		}
-	}
+		if got := cfg.Services[0].Ports[0].Mode; got != in.Site.Deploy.PublishMode {
+			t.Errorf("proxy port mode %q, site says %q", got, in.Site.Deploy.PublishMode)
+		}
+		if err := kong.Validate(r.Files["kong.yml"]); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 type decl struct {

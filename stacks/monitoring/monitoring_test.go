@@ -10,9 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	composetypes "github.com/docker/cli/cli/compose/types"
 	"gopkg.in/yaml.v3"
 
-	"github.com/sitectl/sitectl/internal/golden"
 	"github.com/sitectl/sitectl/stacks"
 	// Every registered stack, as the CLI sees them: desired-replica rules cover them all.
 	_ "github.com/sitectl/sitectl/stacks/all"
@@ -24,41 +24,28 @@ import (
 // TestRenderGolden renders monitoring for every site and environment through the
 // deploy engine's conversion, and compares every generated file with its golden.
 func TestRenderGolden(t *testing.T) {
-	for _, env := range stacktest.Envs {
-		topo := stacktest.Load(t, env)
-		for _, s := range topo.Sites {
-			t.Run(s.Name+"/"+env, func(t *testing.T) {
-				in := stacks.Input{Topo: topo, Site: s}
-				r, err := monitoring.Stack{}.Render(in)
-				if err != nil {
-					t.Fatal(err)
+	stacktest.RenderEach(t, monitoring.Stack{}, func(t *testing.T, in stacks.Input, r stacks.Rendered, cfg *composetypes.Config, d *stacks.Desired) {
+		var names []string
+		for _, svc := range cfg.Services {
+			names = append(names, svc.Name)
+			for _, p := range svc.Ports {
+				if svc.Name != "prometheus" && svc.Name != "grafana" && p.Mode != "host" {
+					t.Errorf("%s publishes %d in %s mode; exporters are scraped per node (host)", svc.Name, p.Published, p.Mode)
 				}
-				cfg := stacktest.LoadCompose(t, r)
-				stacktest.Convert(t, in, r)
-				var names []string
-				for _, svc := range cfg.Services {
-					names = append(names, svc.Name)
-					for _, p := range svc.Ports {
-						if svc.Name != "prometheus" && svc.Name != "grafana" && p.Mode != "host" {
-							t.Errorf("%s publishes %d in %s mode; exporters are scraped per node (host)", svc.Name, p.Published, p.Mode)
-						}
-					}
-				}
-				sort.Strings(names)
-				want := "cadvisor,node-exporter,postgres-exporter"
-				if s.IsHub() {
-					want = "cadvisor,grafana,node-exporter,postgres-exporter,prometheus"
-				}
-				if got := strings.Join(names, ","); got != want {
-					t.Errorf("services %s, want %s", got, want)
-				}
-				golden.Assert(t, env+"/"+s.Name+"/compose.yml", r.Compose)
-				for name, b := range r.Files {
-					golden.Assert(t, env+"/"+s.Name+"/"+name, b)
-				}
-			})
+			}
 		}
-	}
+		sort.Strings(names)
+		want := "cadvisor,node-exporter,postgres-exporter"
+		if in.Site.IsHub() {
+			want = "cadvisor,grafana,node-exporter,postgres-exporter,prometheus"
+		}
+		if got := strings.Join(names, ","); got != want {
+			t.Errorf("services %s, want %s", got, want)
+		}
+		if len(d.Services) != len(names) {
+			t.Errorf("converted %d services, want %d", len(d.Services), len(names))
+		}
+	})
 }
 
 func hubFiles(t *testing.T, env string, set ...string) map[string][]byte {

@@ -13,6 +13,7 @@ import (
 	"github.com/docker/cli/cli/compose/loader"
 	composetypes "github.com/docker/cli/cli/compose/types"
 
+	"github.com/sitectl/sitectl/internal/golden"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
 )
@@ -159,4 +160,35 @@ func Convert(t *testing.T, in stacks.Input, r stacks.Rendered) *stacks.Desired {
 		t.Fatalf("%s for %s/%s: the deploy engine's conversion fails: %v", r.Stack, in.Site.Name, in.Site.Env, err)
 	}
 	return d
+}
+
+// RenderEach renders st for every site of every environment in Envs (one subtest per
+// site/env), loads it with docker/cli's loader and converts it like the deploy
+// engine, compares the compose file and every rendered file with its golden
+// (testdata/<env>/<site>/<name>), then hands everything to check.
+func RenderEach(t *testing.T, st stacks.Stack, check func(t *testing.T, in stacks.Input, r stacks.Rendered, cfg *composetypes.Config, d *stacks.Desired)) {
+	for _, env := range Envs {
+		topo := Load(t, env)
+		for _, s := range topo.Sites {
+			t.Run(s.Name+"/"+env, func(t *testing.T) {
+				in := stacks.Input{Topo: topo, Site: s}
+				r, err := st.Render(in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg := LoadCompose(t, r)
+				d := Convert(t, in, r)
+				for _, svc := range cfg.Services {
+					if svc.Deploy.EndpointMode != s.Deploy.EndpointMode {
+						t.Errorf("%s: endpoint_mode %q, the site says %q", svc.Name, svc.Deploy.EndpointMode, s.Deploy.EndpointMode)
+					}
+				}
+				golden.Assert(t, env+"/"+s.Name+"/compose.yml", r.Compose)
+				for name, b := range r.Files {
+					golden.Assert(t, env+"/"+s.Name+"/"+name, b)
+				}
+				check(t, in, r, cfg, d)
+			})
+		}
+	}
 }
