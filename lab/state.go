@@ -108,39 +108,39 @@ func (s *State) setProcess(p Process) {
 	s.Processes = append(s.Processes, p)
 }
 
-// procStart returns the start time of pid (clock ticks since boot).
-func procStart(pid int) (uint64, error) {
+// procStat returns the fields of /proc/<pid>/stat after the command name (field 3
+// onwards): the name (field 2) may hold spaces and parentheses.
+func procStat(pid int) ([]string, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	// The command name (field 2) may hold spaces; fields after it follow ")".
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, errors.New("unexpected /proc stat format")
+		return nil, errors.New("unexpected /proc stat format")
 	}
 	f := strings.Fields(s[i+1:])
 	if len(f) < 20 {
-		return 0, errors.New("unexpected /proc stat format")
+		return nil, errors.New("unexpected /proc stat format")
+	}
+	return f, nil
+}
+
+// procStart returns the start time of pid (clock ticks since boot, field 22).
+func procStart(pid int) (uint64, error) {
+	f, err := procStat(pid)
+	if err != nil {
+		return 0, err
 	}
 	return strconv.ParseUint(f[19], 10, 64)
 }
 
-// procPPID returns the parent of pid.
+// procPPID returns the parent of pid (field 4).
 func procPPID(pid int) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := procStat(pid)
 	if err != nil {
 		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, errors.New("unexpected /proc stat format")
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 {
-		return 0, errors.New("unexpected /proc stat format")
 	}
 	return strconv.Atoi(f[1])
 }
