@@ -73,25 +73,10 @@ func BenchmarkLabThroughput(b *testing.B) {
 
 // sink accepts connections in ns, reads each to EOF and answers with the byte count.
 func sink(b *testing.B, ns, addr string) string {
-	b.Helper()
-	ln, err := netns.Listen(ns, "tcp", addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				n, _ := io.Copy(io.Discard, c)
-				fmt.Fprintf(c, "%d\n", n)
-			}()
-		}
-	}()
+	serve(b, ns, addr, func(c net.Conn) {
+		n, _ := io.Copy(io.Discard, c)
+		fmt.Fprintf(c, "%d\n", n)
+	})
 	return addr
 }
 

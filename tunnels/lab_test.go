@@ -18,8 +18,8 @@ import (
 	"github.com/sitectl/sitectl/internal/netns"
 )
 
-// echoServer answers each line on the host of site with "site:<line>".
-func echoServer(t testing.TB, ns, addr, site string) {
+// serve accepts connections in ns on addr and runs handle on each (closing it after).
+func serve(t testing.TB, ns, addr string, handle func(net.Conn)) {
 	t.Helper()
 	ln, err := netns.Listen(ns, "tcp", addr)
 	if err != nil {
@@ -34,32 +34,26 @@ func echoServer(t testing.TB, ns, addr, site string) {
 			}
 			go func() {
 				defer c.Close()
-				r := bufio.NewReader(c)
-				line, err := r.ReadString('\n')
-				if err != nil {
-					return
-				}
-				fmt.Fprintf(c, "%s:%s", site, line)
+				handle(c)
 			}()
 		}
 	}()
+}
+
+// echoServer answers each connection's first line with "site:<line>".
+func echoServer(t testing.TB, ns, addr, site string) {
+	serve(t, ns, addr, func(c net.Conn) {
+		if line, err := bufio.NewReader(c).ReadString('\n'); err == nil {
+			fmt.Fprintf(c, "%s:%s", site, line)
+		}
+	})
 }
 
 // roundTrip dials from a namespace and returns the reply to "ping".
 func roundTrip(ctx context.Context, ns, addr string, timeout time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	c, err := netns.DialContext(ctx, ns, "tcp", addr)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	if _, err := io.WriteString(c, "ping\n"); err != nil {
-		return "", err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return strings.TrimSpace(line), err
+	return roundTripLine(ctx, ns, addr, "ping")
 }
 
 func statusOf(t *testing.T, l *tnLab, link string, sitesSel ...string) LinkStatus {
