@@ -110,14 +110,28 @@ func (u *upper) golden(ctx context.Context, built []images.Built) (string, error
 		return "", err
 	}
 	u.p.Infof("golden engine data root %s: %d image(s) loaded in %s", dir, n, time.Since(start).Round(10*time.Millisecond))
-	// Older golden roots are dropped.
+	// Older golden roots are dropped once no lab can still use them: running labs'
+	// engines link into the root they started from, so only roots unused for a day go.
 	old, _ := filepath.Glob(filepath.Join(u.opts.ImageCache, "engine-*"))
 	for _, o := range old {
-		if o != dir && filepath.Ext(o) != ".tmp" {
+		fi, err := os.Stat(filepath.Join(o, ".complete"))
+		if o != dir && err == nil && time.Since(fi.ModTime()) > 24*time.Hour && !goldenInUse(o) {
 			_ = os.RemoveAll(o)
 		}
 	}
 	return dir, nil
+}
+
+// goldenInUse reports whether a node data root of any lab on this machine links into
+// the golden root.
+func goldenInUse(golden string) bool {
+	links, _ := filepath.Glob(filepath.Join(filepath.Dir(DefaultStateDir), "*", "nodes", "*", "data", "overlay2", "*", "diff"))
+	for _, l := range links {
+		if t, err := os.Readlink(l); err == nil && strings.HasPrefix(t, golden+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // seedDataRoot gives a node's new data root the golden image store: the image
