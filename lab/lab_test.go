@@ -312,6 +312,12 @@ func TestLabUpStatusDown(t *testing.T) {
 		}
 		// (The root namespace is not dialled: its default route leaves the machine.
 		// That lab up adds no route there is checked by the before/after snapshot.)
+		// charon's userspace IPsec has its TUN device in each gateway.
+		for _, sl := range l.Sites {
+			if _, err := netns.Run(ctx, sl.GatewayNS, "ip", "link", "show", "dev", "ipsec0"); err != nil {
+				t.Errorf("%s: no ipsec0 TUN device from charon (kernel-libipsec): %v", sl.Name, err)
+			}
+		}
 		// The WAN itself works: gateway to gateway.
 		if out, err := netns.Run(ctx, l.Site("douala").GatewayNS, "ip", "route", "get", "203.0.113.30"); err != nil || !strings.Contains(string(out), "wan0") {
 			t.Errorf("douala's gateway has no WAN route to cloud's gateway: %v %s", err, out)

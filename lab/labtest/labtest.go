@@ -99,16 +99,19 @@ func Main(m *testing.M) {
 
 func get() (*Lab, error) {
 	prefix := os.Getenv("SITECTL_LAB_PREFIX")
-	if prefix != "" {
-		stateDir := os.Getenv("SITECTL_LAB_DIR")
-		if stateDir == "" {
-			stateDir = lab.DefaultStateDir + "-" + prefix
-		}
-		if st, err := lab.ReadState(stateDir); err == nil && st.Complete {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	stateDir := os.Getenv("SITECTL_LAB_DIR")
+	if stateDir == "" {
+		stateDir = lab.DefaultStateDir + "-" + prefix
+	}
+	// A lab that is up already (made by `sitectl lab up` or another test binary) is
+	// reused and left running.
+	if st, err := lab.ReadState(stateDir); err == nil && st.Complete {
+		if status, err := lab.GetStatus(context.Background(), lab.Options{Prefix: prefix, StateDir: stateDir}); err == nil && status.Up {
 			return load(st.ConfigDir, prefix, stateDir, st, false, "")
 		}
-	} else {
-		prefix = DefaultPrefix
 	}
 	src, err := RepoSites()
 	if err != nil {
@@ -122,7 +125,6 @@ func get() (*Lab, error) {
 	if err := CopyConfig(src, cfg); err != nil {
 		return nil, err
 	}
-	stateDir := lab.DefaultStateDir + "-" + prefix
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	res, err := lab.Up(ctx, lab.Options{ConfigDir: cfg, Prefix: prefix, StateDir: stateDir})
@@ -130,7 +132,8 @@ func get() (*Lab, error) {
 		os.RemoveAll(tmp)
 		return nil, fmt.Errorf("lab up (prefix %s): %w", prefix, err)
 	}
-	return load(cfg, prefix, stateDir, res.State, true, tmp)
+	// Another binary may have brought the same lab up meanwhile: then it owns it.
+	return load(cfg, prefix, stateDir, res.State, res.Changed, tmp)
 }
 
 func load(cfg, prefix, stateDir string, st *lab.State, owned bool, tmp string) (*Lab, error) {
