@@ -141,24 +141,5 @@ func deploySites(t *testing.T, ctx context.Context, topo *sites.Topology, names 
 }
 
 func insertMajority(ctx context.Context, c *Conn, host string, doc bson.D) error {
-	cl, err := c.client(host)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	res := cl.Database("drill").RunCommand(ctx, bson.D{{Key: "insert", Value: "rows"}, {Key: "documents", Value: bson.A{doc}},
-		{Key: "writeConcern", Value: bson.D{{Key: "w", Value: "majority"}, {Key: "wtimeout", Value: 500}}}})
-	var r struct {
-		WriteConcernError *struct {
-			Errmsg string `bson:"errmsg"`
-		} `bson:"writeConcernError"`
-	}
-	if err := res.Decode(&r); err != nil {
-		return err
-	}
-	if r.WriteConcernError != nil {
-		return fmt.Errorf("write concern: %s", r.WriteConcernError.Errmsg)
-	}
-	return nil
+	return c.InsertMajority(ctx, host, "drill", "rows", doc, 500*time.Millisecond)
 }

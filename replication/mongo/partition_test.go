@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/sitectl/sitectl/sites"
@@ -30,6 +31,7 @@ func TestPartitionsMatchAnalysis(t *testing.T) {
 		{"direct-221", 5, directLink},
 	} {
 		t.Run(layout.name, func(t *testing.T) {
+			t.Parallel()
 			b := backends(layout.hosts)[0].make(t)
 			ctx := context.Background()
 			topo := topoOn(t, b, layout.mutate)
@@ -94,6 +96,7 @@ func TestPartitionsMatchAnalysis(t *testing.T) {
 }
 
 func TestStatusAndOplogWindow(t *testing.T) {
+	t.Parallel()
 	b := backends(3)[0].make(t)
 	ctx := context.Background()
 	clock := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
@@ -135,6 +138,7 @@ func TestStatusAndOplogWindow(t *testing.T) {
 }
 
 func TestDeclareAuthoritative(t *testing.T) {
+	t.Parallel()
 	b := backends(3)[0].make(t)
 	ctx := context.Background()
 	topo := topoOn(t, b, nil)
@@ -201,4 +205,35 @@ func lookupString(d bson.D, key string) string {
 		}
 	}
 	return ""
+}
+
+// TestSides: with douala cut off, an application at yaounde still writes (to the
+// primary at the cloud, which it reaches), one at douala cannot; after the heal the
+// write is visible from douala.
+func TestSides(t *testing.T) {
+	t.Parallel()
+	b := backends(3)[0].make(t)
+	ctx := context.Background()
+	topo := topoOn(t, b, nil)
+	deploySites(t, ctx, topo, "cloud", "douala", "yaounde")
+	c := connTo(t, topo)
+	cloud, douala, yaounde := b.hosts[0], b.hosts[1], b.hosts[2]
+	b.fake.Cut(douala, cloud)
+	b.fake.Cut(douala, yaounde)
+	run := "mg-run"
+	idY, idD := uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
+	if err := c.Side("yaounde").Insert(ctx, idY, run, 1); err != nil {
+		t.Fatalf("yaounde (majority side) could not write: %v", err)
+	}
+	if err := c.Side("douala").Insert(ctx, idD, run, 1); !errors.Is(err, ErrNoPrimary) {
+		t.Fatalf("douala (cut off) write: %v, want ErrNoPrimary", err)
+	}
+	b.fake.HealAll()
+	ids, err := c.Side("douala").IDs(ctx, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ids[idY] || ids[idD] || len(ids) != 1 {
+		t.Errorf("after the heal douala sees %v; want exactly yaounde's %s", ids, idY)
+	}
 }
