@@ -243,8 +243,14 @@ func Heal(ctx context.Context, topo *sites.Topology, linkName string) error {
 			return fmt.Errorf("heal %s: %w", l.Name(), err)
 		}
 	}
-	// The A end (the spoke, or the first of two spokes) initiates.
+	// The A end (the spoke, or the first of two spokes) initiates. With start_action
+	// start, loading did it, unless the connection was loaded already (a link that is
+	// down rather than cut): then initiate explicitly after a short wait.
 	if c := gws[0].Conn(l.Name()); c != nil && c.StartAction != "start" {
+		if err := healEnd(ctx, gws[0], l.Name(), nil, true); err != nil {
+			return fmt.Errorf("heal %s: %w", l.Name(), err)
+		}
+	} else if WaitUp(ctx, topo, l.Name(), 3*time.Second) != nil {
 		if err := healEnd(ctx, gws[0], l.Name(), nil, true); err != nil {
 			return fmt.Errorf("heal %s: %w", l.Name(), err)
 		}

@@ -155,6 +155,30 @@ func TestLabTunnels(t *testing.T) {
 	if reply, err := roundTrip(ctx, "tn-h-douala", cloudAddr, 3*time.Second); err != nil || reply != "cloud:ping" {
 		t.Fatalf("after heal: %q %v", reply, err)
 	}
+
+	// A link that is down but not cut (SAs gone, connection still loaded): status says
+	// down, Heal brings it up too.
+	douala, err := BuildSite(l.topo, "douala")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Dial(ctx, douala)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Terminate(ctx, "douala-cloud", 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if st := statusOf(t, l, "douala-cloud", "douala"); st.State != StateDown {
+		t.Fatalf("status after terminate: %+v", st)
+	}
+	if err := Heal(ctx, l.topo, "douala-cloud"); err != nil {
+		t.Fatal(err)
+	}
+	if reply, err := roundTrip(ctx, "tn-h-douala", cloudAddr, 3*time.Second); err != nil || reply != "cloud:ping" {
+		t.Fatalf("after heal of a down link: %q %v", reply, err)
+	}
 }
 
 // roundTripLine sends one line and returns the reply.
