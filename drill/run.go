@@ -31,6 +31,9 @@ type Drill struct {
 	// the faults (db-down); every other site is expected to keep writing.
 	DownSites []string
 	Probes    []Probe
+	// PreWrites rows are written at every site before the faults; the verdict then
+	// also proves they survived (a restarted database, a drained node).
+	PreWrites int
 
 	Stores   map[string]Store // one per site running PostgreSQL
 	Checker  LinkChecker      // optional
@@ -113,6 +116,12 @@ func (p *Drill) Run(ctx context.Context) *Report {
 	go func() { defer swg.Done(); smp.run(sctx) }()
 	defer func() { stopSampling(); swg.Wait() }()
 
+	// Rows written before the faults must survive them (db-down restarts a database).
+	var pre []Attempt
+	if p.PreWrites > 0 {
+		pre = p.writeBefore(ctx, ev)
+	}
+
 	// 2. Inject. Each fault is armed for removal before it is injected.
 	cutAt := p.now()
 	for _, f := range p.Faults {
@@ -139,6 +148,7 @@ func (p *Drill) Run(ctx context.Context) *Report {
 	// 3. Write on every side while the links are cut.
 	attempts, stats := p.write(ctx, s, cutAt, ev)
 	rep.Writes = stats
+	attempts = append(pre, attempts...)
 	rep.Observations = append(rep.Observations, p.writeObservations(stats)...)
 	for _, pr := range p.Probes {
 		rep.Observations = append(rep.Observations, pr.Observe(ctx)...)
@@ -328,7 +338,7 @@ func (p *Drill) write(ctx context.Context, s Settings, from time.Time, ev func(k
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			per[i], stats[i] = p.writeSite(ctx, site, s.Writes, interval, from.Add(s.Duration*9/10))
+			per[i], stats[i] = p.writeSite(ctx, site, s.Writes, interval, from.Add(s.Duration*9/10), 0)
 		}()
 	}
 	wg.Wait()
@@ -349,7 +359,7 @@ func (p *Drill) write(ctx context.Context, s Settings, from time.Time, ev func(k
 
 // writeSite writes n rows at site, paced by interval; each write is bounded by
 // writeTimeout.
-func (p *Drill) writeSite(ctx context.Context, site string, n int, interval time.Duration, stop time.Time) ([]Attempt, WriteStats) {
+func (p *Drill) writeSite(ctx context.Context, site string, n int, interval time.Duration, stop time.Time, seq0 int) ([]Attempt, WriteStats) {
 	st := WriteStats{Site: site}
 	gen, err := keys.NewGenerator(site)
 	if err != nil {
@@ -372,7 +382,7 @@ func (p *Drill) writeSite(ctx context.Context, site string, n int, interval time
 			st.FirstError = err.Error()
 			break
 		}
-		row := Row{ID: k.ID, Site: site, Run: p.RunID, Seq: i}
+		row := Row{ID: k.ID, Site: site, Run: p.RunID, Seq: seq0 + i}
 		a := Attempt{Row: row, At: site}
 		st.Attempted++
 		wctx, cancel := context.WithTimeout(ctx, writeTimeout)
@@ -416,4 +426,32 @@ func (p *Drill) writeObservations(stats []WriteStats) []Observation {
 			OK: st.Attempted > 0 && st.Acked == st.Attempted, Detail: detail, Required: true})
 	}
 	return out
+}
+
+// writeBefore writes PreWrites rows at every site, unpaced, before the faults.
+func (p *Drill) writeBefore(ctx context.Context, ev func(kind, target, detail string) time.Time) []Attempt {
+	end := p.Progress.Step("write %d row(s) at each site before the fault", p.PreWrites)
+	var mu sync.Mutex
+	var all []Attempt
+	var wg sync.WaitGroup
+	for _, site := range p.storeSites() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, _ := p.writeSite(ctx, site, p.PreWrites, 0, p.now().Add(time.Hour), -p.PreWrites)
+			mu.Lock()
+			all = append(all, a...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	acked := 0
+	for _, a := range all {
+		if a.Acked {
+			acked++
+		}
+	}
+	end(nil)
+	ev(EvWritesEnd, "", fmt.Sprintf("before the fault: %d of %d acknowledged", acked, len(all)))
+	return all
 }

@@ -55,18 +55,21 @@ func (p *subscriberPoll) start(t *testing.T, d *drLab, run string, want map[stri
 }
 
 // TestLabDrills runs, on one lab with fresh clusters: five partition drills of douala
-// in a row, a drill interrupted with SIGINT in the middle of its cut, and cloud-loss.
+// in a row, a drill interrupted with SIGINT in the middle of its cut, cloud-loss and
+// node-loss.
 func TestLabDrills(t *testing.T) {
+	bin := buildSitectl(t) // compiles while the lab comes up
 	d := startDRLab(t)
 	t.Run("partition x5", func(t *testing.T) { partitionsInARow(t, d) })
-	t.Run("SIGINT mid-cut", func(t *testing.T) { sigintMidCut(t, d) })
+	t.Run("SIGINT mid-cut", func(t *testing.T) { sigintMidCut(t, d, bin()) })
 	t.Run("cloud-loss", func(t *testing.T) { cloudLoss(t, d) })
+	t.Run("node-loss", func(t *testing.T) { nodeLoss(t, d) })
 }
 
 func partitionsInARow(t *testing.T, d *drLab) {
 	const writes = 1000
 	for i := 1; i <= 5; i++ {
-		dr, closeAll := d.build(t, "partition", "douala", drill.Settings{Duration: 4 * time.Second, Writes: writes,
+		dr, closeAll := d.build(t, "partition", "douala", drill.Settings{Duration: 3 * time.Second, Writes: writes,
 			Converge: 60 * time.Second, Sample: 100 * time.Millisecond})
 		var poll subscriberPoll
 		var healAt time.Time

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/moby/moby/client"
 
@@ -172,6 +173,7 @@ func Build(ctx context.Context, topo *sites.Topology, o Options) (d *drill.Drill
 			svc = DefaultDBService
 		}
 		d.Faults = []drill.Fault{&swarmfault.ServiceDown{Site: s.Name, Service: svc, Engine: e}}
+		d.PreWrites = max(o.Settings.Writes/10, 1)
 		d.DownSites = []string{s.Name}
 		d.Probes = []drill.Probe{&swarmfault.Services{Site: s.Name, Engine: e}}
 	case "node-loss":
@@ -188,7 +190,8 @@ func Build(ctx context.Context, topo *sites.Topology, o Options) (d *drill.Drill
 		}
 		d.Node = o.Node
 		d.Faults = []drill.Fault{&swarmfault.NodeDrain{Site: s.Name, Node: o.Node, Engine: e}}
-		d.Probes = []drill.Probe{&swarmfault.Services{Site: s.Name, Engine: e, Avoid: o.Node, Settle: o.Settings.Duration / 2}}
+		d.PreWrites = max(o.Settings.Writes/10, 1)
+		d.Probes = []drill.Probe{&swarmfault.Services{Site: s.Name, Engine: e, Avoid: o.Node, Settle: max(o.Settings.Duration, 30*time.Second)}}
 		// A database pinned to the drained node cannot move: writes there are expected
 		// to fail until the node is back.
 		if on, err := swarmfault.RunsOn(ctx, e, DefaultDBService, o.Node); err == nil && on {

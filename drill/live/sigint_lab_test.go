@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -22,15 +23,30 @@ import (
 	"github.com/sitectl/sitectl/tunnels"
 )
 
+// buildSitectl compiles the CLI in the background; the returned function waits for
+// it and returns the binary's path.
+func buildSitectl(t *testing.T) func() string {
+	bin := filepath.Join(t.TempDir(), "sitectl")
+	done := make(chan error, 1)
+	go func() {
+		out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "github.com/sitectl/sitectl/cmd/sitectl").CombinedOutput()
+		if err != nil {
+			err = fmt.Errorf("build sitectl: %w\n%s", err, out)
+		}
+		done <- err
+	}()
+	return func() string {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		return bin
+	}
+}
+
 // sigintMidCut runs `sitectl drill partition` as a process, sends it SIGINT as soon
 // as it has cut douala-cloud, and checks that it healed the link before exiting:
 // tunnels status says up and a TCP connection crosses the tunnel.
-func sigintMidCut(t *testing.T, d *drLab) {
-	bin := filepath.Join(t.TempDir(), "sitectl")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "github.com/sitectl/sitectl/cmd/sitectl")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build sitectl: %v\n%s", err, out)
-	}
+func sigintMidCut(t *testing.T, d *drLab, bin string) {
 	args := []string{"--config-dir", d.lab.ConfigDir, "--env", d.topo.Env}
 	for _, s := range d.set {
 		args = append(args, "--set", s)

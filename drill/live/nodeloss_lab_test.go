@@ -1,0 +1,90 @@
+package live
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/drill"
+)
+
+// nodeLoss drains douala's db node while a two-replica service runs on douala: the
+// tasks move to the app node, the sites keep writing, the node comes back active and
+// no row is lost. (The drill's databases run in the gateway namespaces here, so the
+// drained node holds none of them.)
+func nodeLoss(t *testing.T, d *drLab) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const manager, node = "douala-app1", "douala-db1"
+	image := commonImage(t, d, manager, node)
+	if _, err := d.lab.Docker(ctx, manager, "service", "create", "--detach", "--name", "dr-web", "--replicas", "2",
+		"--placement-pref", "spread=node.id", image); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = d.lab.Docker(context.Background(), manager, "service", "rm", "dr-web") })
+	waitTasks(t, d, manager, "dr-web", 2)
+
+	dr, closeAll, err := Build(ctx, d.topo, Options{Kind: "node-loss", Site: "douala", Node: node,
+		Settings: drill.Settings{Duration: 6 * time.Second, Writes: 200, Converge: time.Minute, Sample: 100 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll()
+	rep := dr.Run(ctx)
+	var moved *drill.Observation
+	for i, o := range rep.Observations {
+		if strings.Contains(o.What, "dr-web") {
+			moved = &rep.Observations[i]
+		}
+	}
+	if !rep.Passed || moved == nil || !moved.OK || rep.Verdict.Lost != 0 || rep.Verdict.Acked != 3*(200+20) {
+		t.Fatalf("node-loss: %s; observations %+v; heal %+v", rep.Summary(), rep.Observations, rep.Heal)
+	}
+	out, err := d.lab.Docker(ctx, manager, "node", "inspect", "--format", "{{.Spec.Availability}}", node)
+	if err != nil || strings.TrimSpace(string(out)) != "active" {
+		t.Fatalf("%s availability after the drill: %q %v", node, out, err)
+	}
+	t.Logf("%s; %s: %s", rep.Summary(), moved.What, moved.Detail)
+}
+
+// commonImage returns a lab image present on every given node.
+func commonImage(t *testing.T, d *drLab, nodes ...string) string {
+	t.Helper()
+	count := map[string]int{}
+	for _, n := range nodes {
+		out, err := d.lab.Docker(context.Background(), n, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, img := range strings.Fields(string(out)) {
+			count[img]++
+		}
+	}
+	for _, pref := range []string{"sitectl-lab/kong:standin", "sitectl-lab/grafana:standin", "sitectl-lab/node-exporter:standin"} {
+		if count[pref] == len(nodes) {
+			return pref
+		}
+	}
+	for img, c := range count {
+		if c == len(nodes) && strings.HasSuffix(img, ":standin") {
+			return img
+		}
+	}
+	t.Skipf("no stand-in image loaded on all of %v", nodes)
+	return ""
+}
+
+func waitTasks(t *testing.T, d *drLab, manager, service string, n int) {
+	t.Helper()
+	var out []byte
+	for end := time.Now().Add(90 * time.Second); time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
+		var err error
+		out, err = d.lab.Docker(context.Background(), manager, "service", "ps", "--filter", "desired-state=running",
+			"--format", "{{.CurrentState}}", service)
+		if err == nil && strings.Count(string(out), "Running") == n {
+			return
+		}
+	}
+	t.Fatalf("%s: want %d running task(s); docker service ps: %s", service, n, out)
+}
