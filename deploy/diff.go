@@ -29,12 +29,12 @@ func describe(spec swarm.ServiceSpec, netName func(string) string) map[string]st
 		}
 		for _, s := range cs.Secrets {
 			if s.File != nil {
-				m["secret "+s.File.Name] = s.SecretName
+				m["secret "+s.File.Name] = fmt.Sprintf("%s (uid %s, mode %#o)", s.SecretName, s.File.UID, s.File.Mode)
 			}
 		}
 		for _, c := range cs.Configs {
 			if c.File != nil {
-				m["config "+c.File.Name] = c.ConfigName
+				m["config "+c.File.Name] = fmt.Sprintf("%s (uid %s, mode %#o)", c.ConfigName, c.File.UID, c.File.Mode)
 			}
 		}
 		if len(cs.Command) > 0 {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"encoding/json"
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 
@@ -22,10 +23,15 @@ import (
 	"github.com/sitectl/sitectl/lab"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
+	sitectlswarm "github.com/sitectl/sitectl/swarm"
 )
 
 // labPrefix names this package's lab (namespaces dpt-*, state /var/lib/sitectl/lab-dpt).
 const labPrefix = "dpt"
+
+// ownParts are the parts this package owns (the other parts have their own lab
+// tests; the CLI kill test below runs them all).
+var ownParts = []plan.Part{sitectlswarm.Part{}, Stacks}
 
 // fast are settings that keep the lab deploys short: quick health checks and a short
 // post-update monitor (the production values are in the stacks' defaults).
@@ -106,7 +112,7 @@ func deployOK(t *testing.T, topo *sites.Topology, names ...string) []SiteResult 
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := Deploy(context.Background(), topo, sel, Parts, Options{Environ: []string{}, Poll: 200 * time.Millisecond})
+	res := Deploy(context.Background(), topo, sel, ownParts, Options{Environ: []string{}, Poll: 200 * time.Millisecond})
 	for _, r := range res {
 		if r.Err() != nil {
 			t.Fatalf("deploy: %v", r.Err())
@@ -121,7 +127,7 @@ func planOf(t *testing.T, topo *sites.Topology, names ...string) *plan.Plan {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := Plan(context.Background(), topo, sel, Parts, Options{Environ: []string{}})
+	p := Plan(context.Background(), topo, sel, ownParts, Options{Environ: []string{}})
 	if f := p.Failed(); len(f) > 0 {
 		t.Fatalf("plan failed for %v: %+v", f, p.Sites)
 	}
@@ -256,7 +262,7 @@ func TestLabDeploy(t *testing.T) {
 		broken := e.topo(t, append(cur, "douala:images.django-api=sitectl-lab/django-api:broken")...)
 		sel, _ := broken.Select("douala")
 		start := time.Now()
-		res := Deploy(context.Background(), broken, sel, Parts, Options{Environ: []string{}, Poll: 200 * time.Millisecond})
+		res := Deploy(context.Background(), broken, sel, ownParts, Options{Environ: []string{}, Poll: 200 * time.Millisecond})
 		err := res[0].Err()
 		if err == nil || !strings.Contains(err.Error(), "django-api_api") || !strings.Contains(err.Error(), "rolled back") {
 			t.Fatalf("deploy of a broken image: err = %v, want it to name django-api_api and the rollback", err)
@@ -280,7 +286,7 @@ func TestLabDeploy(t *testing.T) {
 		}
 		sel, _ := ok.Select("douala")
 		start := time.Now()
-		res := Deploy(context.Background(), ok, sel, Parts, Options{Environ: []string{}})
+		res := Deploy(context.Background(), ok, sel, ownParts, Options{Environ: []string{}})
 		err = res[0].Err()
 		host, _ := os.Hostname()
 		if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "@"+host+" pid ") {
@@ -290,7 +296,7 @@ func TestLabDeploy(t *testing.T) {
 			t.Errorf("locked deploy took %s to fail", d)
 		}
 		// --force-unlock takes it over (the holder's refresh stops seeing it).
-		forced := Deploy(context.Background(), ok, sel, Parts, Options{Environ: []string{}, ForceUnlock: true})
+		forced := Deploy(context.Background(), ok, sel, ownParts, Options{Environ: []string{}, ForceUnlock: true})
 		if forced[0].Err() != nil {
 			t.Fatalf("--force-unlock: %v", forced[0].Err())
 		}
@@ -330,21 +336,44 @@ func TestLabDeploy(t *testing.T) {
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 
-		plan := exec.Command(bin, append(args, "plan", "--site", "douala")...)
-		out, _ := plan.Output()
-		if code := plan.ProcessState.ExitCode(); code != 2 {
-			t.Fatalf("plan after the kill: exit %d, want 2 (changes pending)\n%s", code, out)
+		if n := ownSteps(t, bin, args); n == 0 {
+			t.Fatal("plan after the kill: no service/secret steps pending, want the interrupted changes")
 		}
 		again := exec.Command(bin, append(args, "deploy", "--site", "douala")...)
 		if out, err := again.CombinedOutput(); err != nil {
 			t.Fatalf("deploy after the kill: %v\n%s", err, out)
 		}
-		plan = exec.Command(bin, append(args, "plan", "--site", "douala")...)
-		out, _ = plan.Output()
-		if code := plan.ProcessState.ExitCode(); code != 0 {
-			t.Fatalf("plan after the re-run: exit %d, want 0\n%s", code, out)
+		if n := ownSteps(t, bin, args); n != 0 {
+			t.Fatalf("plan after the re-run: %d network/secret/config/service steps pending, want 0", n)
 		}
 	})
+}
+
+// ownSteps runs `sitectl plan -o json` for douala and counts the pending steps of
+// this package's components. Exit code 2 must go with pending steps.
+func ownSteps(t *testing.T, bin string, args []string) int {
+	t.Helper()
+	cmd := exec.Command(bin, append(args, "plan", "--site", "douala", "-o", "json")...)
+	out, _ := cmd.Output()
+	var p plan.Plan
+	if err := json.Unmarshal(out, &p); err != nil {
+		t.Fatalf("plan -o json: %v\n%s", err, out)
+	}
+	if code := cmd.ProcessState.ExitCode(); (code == 2) != (p.Changes() > 0) || code == 1 {
+		t.Fatalf("plan exit %d with %d changes (want 2 with changes, 0 without)", code, p.Changes())
+	}
+	n := 0
+	for _, sp := range p.Sites {
+		for _, st := range sp.Steps {
+			switch st.Component {
+			case ComponentNetwork, ComponentSecret, ComponentConfig, ComponentService:
+				if st.Action != plan.Noop {
+					n++
+				}
+			}
+		}
+	}
+	return n
 }
 
 func secretName(s swarm.Service, target string) string {

@@ -13,10 +13,11 @@ import (
 	"github.com/sitectl/sitectl/stacks"
 )
 
-// failedTasksLimit is how many failed tasks at the current spec, with none running,
-// make a service fail without waiting for the timeout (a missing image, a crash
-// loop): swarm would retry forever.
-const failedTasksLimit = 3
+// failedTasksLimit is how many failed tasks at the current spec with the same error,
+// and none running, make a service fail without waiting for the timeout (a crash
+// loop, a health check that never passes): swarm would retry forever. A missing
+// image fails at the first task.
+const failedTasksLimit = 2
 
 // ErrNotConverged is wrapped by convergence failures (rolled back, paused, failing
 // tasks, timeout).
@@ -97,7 +98,8 @@ func (s *session) serviceState(ctx context.Context, svc swarm.Service, t touch) 
 	if err != nil {
 		return svcState{}, err
 	}
-	var running, starting, failed, noImage int
+	var running, starting, noImage int
+	failedBy := map[string]int{}
 	var lastErr string
 	var lastAt time.Time
 	for _, task := range tasks.Items {
@@ -110,7 +112,7 @@ func (s *session) serviceState(ctx context.Context, svc swarm.Service, t touch) 
 		case task.DesiredState == swarm.TaskStateRunning && task.Status.State == swarm.TaskStateStarting:
 			starting++
 		case task.Status.State == swarm.TaskStateFailed || task.Status.State == swarm.TaskStateRejected:
-			failed++
+			failedBy[task.Status.Err]++
 			if isImageError(task.Status.Err) {
 				noImage++
 			}
@@ -150,8 +152,12 @@ func (s *session) serviceState(ctx context.Context, svc swarm.Service, t touch) 
 			return svcState{status: "rolling back (" + us.Message + "), " + status}, nil
 		}
 	}
+	failed := 0
+	for _, n := range failedBy {
+		failed = max(failed, n)
+	}
 	if running == 0 && desired > 0 && (failed >= failedTasksLimit || noImage > 0) {
-		return svcState{status: status, err: errors.New(withErr(fmt.Sprintf("%d tasks failed and none runs", failed)))}, nil
+		return svcState{status: status, err: errors.New(withErr(fmt.Sprintf("%d tasks failed the same way and none runs", max(failed, noImage))))}, nil
 	}
 	if t.rolls && (svc.UpdateStatus == nil || svc.UpdateStatus.State != swarm.UpdateStateCompleted) {
 		return svcState{status: "update starting, " + status}, nil

@@ -28,6 +28,12 @@ var Defaults = map[string]any{
 	// published; Kong on the edge network is what clients reach).
 	"published_port":  0,
 	"health_interval": "5s",
+	// Generous on purpose: Django starts slowly on a loaded machine.
+	"health_timeout":      "10s",
+	"health_retries":      5,
+	"health_start_period": "60s",
+	// health_path is the API's health endpoint (Kong probes the same path).
+	"health_path": "/healthz",
 	// monitor is how long a new task must stay healthy before the update moves on.
 	"monitor": "15s",
 }
