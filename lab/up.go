@@ -14,6 +14,7 @@ import (
 	"github.com/sitectl/sitectl/lab/images"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/swarm"
+	"github.com/sitectl/sitectl/tunnels"
 )
 
 // Options say which lab to act on.
@@ -241,7 +242,31 @@ func (u *upper) build(ctx context.Context) error {
 			return err
 		}
 	}
-	return u.step("environment overlay "+filepath.Join(u.opts.ConfigDir, sites.EnvDir, EnvName+".yaml"), func() error { return u.writeOverlay() })
+	if err := u.step("environment overlay "+filepath.Join(u.opts.ConfigDir, sites.EnvDir, EnvName+".yaml"), func() error { return u.writeOverlay() }); err != nil {
+		return err
+	}
+	return u.step("gateways: transit addresses for userspace IPsec", func() error { return u.transit(ctx) })
+}
+
+// transit gives each gateway the addresses kernel-libipsec needs to carry traffic
+// between its tunnels (tunnels.TransitAddresses: the hub routes spoke to spoke). It is
+// network setup of the lab's gateways, so lab up does it before any tunnel is loaded;
+// the tunnels themselves are loaded by sitectl deploy over vici.
+func (u *upper) transit(ctx context.Context) error {
+	topo, err := sites.Load(sites.Options{Dir: u.opts.ConfigDir, Env: EnvName, Environ: []string{}})
+	if err != nil {
+		return err
+	}
+	for _, sl := range u.layout.Sites {
+		g, err := tunnels.BuildSite(topo, sl.Name)
+		if err != nil {
+			return err
+		}
+		if err := tunnels.SetupTransit(ctx, sl.GatewayNS, g); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // startEngines starts every node's dockerd, in parallel (each takes ~0.5-1 s).

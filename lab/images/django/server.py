@@ -15,8 +15,10 @@ from urllib.parse import urlparse, unquote
 from wsgiref.simple_server import make_server, WSGIServer, WSGIRequestHandler
 from socketserver import ThreadingMixIn
 
-import django
-from django.conf import settings
+print("sitectl lab django-api: starting (site %s)" % os.environ.get("SITE_ID", "?"), flush=True)
+
+import django  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 
 def database_settings():
