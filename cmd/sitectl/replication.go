@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sitectl/sitectl/replication/postgres"
+	"github.com/sitectl/sitectl/sites"
 )
 
 func newReplicationCommand(g *globals) *cobra.Command {
@@ -34,15 +35,11 @@ conflict: the table, the key, the LSN and how to resolve it.
 Exit code 1 when a site could not be read.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			topo, err := g.loadTopology()
-			if err != nil {
+			var r *postgres.Report
+			err := g.withReplication("read replication status", func(topo *sites.Topology, sess *postgres.Session) (err error) {
+				r, err = postgres.Status(cmd.Context(), topo, sess, siteNames...)
 				return err
-			}
-			sess := postgres.NewSession(topo)
-			defer sess.Close()
-			done := g.progress().Step("read replication status")
-			r, err := postgres.Status(cmd.Context(), topo, sess, siteNames...)
-			done(err)
+			})
 			if err != nil {
 				return err
 			}
@@ -86,15 +83,11 @@ resolution. sitectl deploy does the same as part of its plan. Exit code 1 when a
 subscription is held back by a conflict or could not be resumed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			topo, err := g.loadTopology()
-			if err != nil {
+			var res *postgres.Resumed
+			rerr := g.withReplication("resume replication", func(topo *sites.Topology, sess *postgres.Session) (err error) {
+				res, err = postgres.Resume(cmd.Context(), topo, sess, siteNames...)
 				return err
-			}
-			sess := postgres.NewSession(topo)
-			defer sess.Close()
-			done := g.progress().Step("resume replication")
-			res, rerr := postgres.Resume(cmd.Context(), topo, sess, siteNames...)
-			done(rerr)
+			})
 			if res == nil {
 				return rerr
 			}
@@ -124,4 +117,19 @@ subscription is held back by a conflict or could not be resumed.`,
 	}
 	cmd.Flags().StringSliceVar(&siteNames, "site", nil, "only subscriptions at these sites")
 	return cmd
+}
+
+// withReplication loads the topology, opens a database session over its sites and
+// runs fn as one progress step.
+func (g *globals) withReplication(step string, fn func(*sites.Topology, *postgres.Session) error) error {
+	topo, err := g.loadTopology()
+	if err != nil {
+		return err
+	}
+	sess := postgres.NewSession(topo)
+	defer sess.Close()
+	done := g.progress().Step("%s", step)
+	err = fn(topo, sess)
+	done(err)
+	return err
 }

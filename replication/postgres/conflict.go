@@ -274,41 +274,20 @@ func (r *reader) need(n int) bool {
 	return r.err == nil
 }
 
-func (r *reader) u8() byte {
-	if !r.need(1) {
-		return 0
+// take returns the next n bytes (zeros once the message is short: r.err says so).
+func (r *reader) take(n int) []byte {
+	if !r.need(n) {
+		return make([]byte, n)
 	}
-	v := r.b[0]
-	r.b = r.b[1:]
-	return v
+	b := r.b[:n]
+	r.b = r.b[n:]
+	return b
 }
 
-func (r *reader) u16() uint16 {
-	if !r.need(2) {
-		return 0
-	}
-	v := binary.BigEndian.Uint16(r.b)
-	r.b = r.b[2:]
-	return v
-}
-
-func (r *reader) u32() uint32 {
-	if !r.need(4) {
-		return 0
-	}
-	v := binary.BigEndian.Uint32(r.b)
-	r.b = r.b[4:]
-	return v
-}
-
-func (r *reader) u64() uint64 {
-	if !r.need(8) {
-		return 0
-	}
-	v := binary.BigEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	return v
-}
+func (r *reader) u8() byte    { return r.take(1)[0] }
+func (r *reader) u16() uint16 { return binary.BigEndian.Uint16(r.take(2)) }
+func (r *reader) u32() uint32 { return binary.BigEndian.Uint32(r.take(4)) }
+func (r *reader) u64() uint64 { return binary.BigEndian.Uint64(r.take(8)) }
 
 func (r *reader) str() string {
 	i := strings.IndexByte(string(r.b), 0)
@@ -332,8 +311,7 @@ func (r *reader) tuple() []*string {
 			if !r.need(l) {
 				return nil
 			}
-			v := string(r.b[:l])
-			r.b = r.b[l:]
+			v := string(r.take(l))
 			out[i] = &v
 		default:
 			r.err = fmt.Errorf("unknown column kind %q", kind)
