@@ -75,8 +75,8 @@ func (b *Builder) BuildAll(ctx context.Context) ([]Built, error) {
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", rc.spec.Logical, err)
 		}
-		built.Spec, built.Key = rc.spec, key
-		built.config = imageConfig(rc.cfg, built.DiffID, key, rc.spec)
+		built.Spec = rc.spec
+		built.Key, built.config = finalConfig(rc.cfg, built.DiffID, key, rc.spec)
 		out = append(out, built)
 	}
 	layer := filepath.Join(b.CacheDir, "standin-layer-"+standinHash[:16]+".tar")
@@ -89,8 +89,8 @@ func (b *Builder) BuildAll(ctx context.Context) ([]Built, error) {
 			continue
 		}
 		x := sb
-		x.Spec, x.Key = sp, standinHash[:16]
-		x.config = imageConfig(standinConfig(sp.Logical), sb.DiffID, x.Key, sp)
+		x.Spec = sp
+		x.Key, x.config = finalConfig(standinConfig(sp.Logical), sb.DiffID, standinHash[:16], sp)
 		out = append(out, x)
 	}
 	return out, nil
@@ -171,6 +171,16 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// finalConfig returns the image's key (the layer's key and its config together, so a
+// changed config reloads the image) and its config carrying that key.
+func finalConfig(c config, diffID, layerKey string, sp Spec) (string, []byte) {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n", layerKey)
+	h.Write(imageConfig(c, diffID, "", sp))
+	key := hex.EncodeToString(h.Sum(nil))[:16]
+	return key, imageConfig(c, diffID, key, sp)
 }
 
 // imageConfig renders the image config JSON docker load reads.
