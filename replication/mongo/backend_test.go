@@ -141,5 +141,5 @@ func deploySites(t *testing.T, ctx context.Context, topo *sites.Topology, names 
 }
 
 func insertMajority(ctx context.Context, c *Conn, host string, doc bson.D) error {
-	return c.InsertMajority(ctx, host, "drill", "rows", doc, 500*time.Millisecond)
+	return c.InsertMajority(ctx, host, "drill", "rows", doc, 3*time.Second)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -64,26 +65,46 @@ func (c *Cluster) peerAnswer(n *node, cmd bson.D) (bson.D, error) {
 	return append(d, ok()...), nil
 }
 
-// probeLoop heartbeats every remote member until the cluster closes.
+// probeLoop heartbeats every remote member until the cluster closes. Each peer is
+// probed on its own, so one behind a cut (its probes timing out) delays nobody.
 func (c *Cluster) probeLoop(ctx context.Context) {
 	t := time.NewTicker(ProbeInterval)
 	defer t.Stop()
+	inflight := map[string]bool{}
+	var mu sync.Mutex
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		c.probeOnce(ctx)
+		req, remotes := c.heartbeat()
+		for _, h := range remotes {
+			mu.Lock()
+			busy := inflight[h]
+			inflight[h] = true
+			mu.Unlock()
+			if busy {
+				continue
+			}
+			go func() {
+				st, err := c.call(ctx, h, req)
+				if err != nil {
+					st = nil
+				}
+				c.applyProbe(h, st)
+				mu.Lock()
+				delete(inflight, h)
+				mu.Unlock()
+			}()
+		}
 	}
 }
 
-func (c *Cluster) probeOnce(ctx context.Context) {
+// heartbeat returns the message this process sends its peers, and the peers.
+func (c *Cluster) heartbeat() (bson.D, []string) {
 	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return
-	}
+	defer c.mu.Unlock()
 	var self *node
 	var remotes []string
 	for _, h := range c.order {
@@ -94,61 +115,44 @@ func (c *Cluster) probeOnce(ctx context.Context) {
 			self = n
 		}
 	}
-	if self == nil || self.down {
-		c.mu.Unlock()
-		return
+	if c.closed || self == nil || self.down {
+		return nil, nil
 	}
 	req := bson.D{{Key: peerCommand, Value: 1}, {Key: "from", Value: self.host}, {Key: "term", Value: c.term}}
 	if self.cfg != nil {
-		req = append(req, bson.E{Key: "config", Value: self.cfg})
+		req = append(req, bson.E{Key: "config", Value: self.cfg.clone()})
 	}
 	var last bson.D
 	_ = decode(self.lastOp(), &last)
-	req = append(req, bson.E{Key: "lastOp", Value: last}, bson.E{Key: "$db", Value: "admin"})
-	c.mu.Unlock()
+	return append(req, bson.E{Key: "lastOp", Value: last}, bson.E{Key: "$db", Value: "admin"}), remotes
+}
 
-	type result struct {
-		host string
-		st   *peerState
-	}
-	results := make(chan result, len(remotes))
-	for _, h := range remotes {
-		go func() {
-			st, err := c.call(ctx, h, req)
-			if err != nil {
-				st = nil
-			}
-			results <- result{h, st}
-		}()
-	}
+// applyProbe records what a peer answered (nil: it did not) and settles the set.
+func (c *Cluster) applyProbe(host string, st *peerState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for range remotes {
-		c.mu.Unlock()
-		r := <-results
-		c.mu.Lock()
-		n := c.nodes[r.host]
-		if n == nil {
-			continue
-		}
-		if r.st == nil {
-			n.probeOK, n.primary = false, false
-			continue
-		}
-		n.probeOK, n.primary, n.last = true, r.st.Primary, r.st.LastOp
-		if r.st.Initiated {
-			n.cfg = r.st.Config
-		} else {
-			n.cfg = nil
-		}
-		if r.st.Oplog != nil {
-			n.oplog = r.st.Oplog
-		} else if !n.primary {
-			n.oplog = nil
-		}
-		if r.st.Term > c.term {
-			c.term = r.st.Term
-		}
+	n := c.nodes[host]
+	if n == nil || c.closed {
+		return
+	}
+	if st == nil {
+		n.probeOK, n.primary = false, false
+		c.recompute()
+		return
+	}
+	n.probeOK, n.primary, n.last = true, st.Primary, st.LastOp
+	if st.Initiated {
+		n.cfg = st.Config
+	} else {
+		n.cfg = nil
+	}
+	if st.Oplog != nil {
+		n.oplog = st.Oplog
+	} else if !n.primary {
+		n.oplog = nil
+	}
+	if st.Term > c.term {
+		c.term = st.Term
 	}
 	c.recompute()
 }
