@@ -62,6 +62,7 @@ func TestLabDrills(t *testing.T) {
 	d := startDRLab(t)
 	t.Run("partition x5", func(t *testing.T) { partitionsInARow(t, d) })
 	t.Run("SIGINT mid-cut", func(t *testing.T) { sigintMidCut(t, d, bin()) })
+	t.Run("row deleted behind the drill's back", func(t *testing.T) { brokenCase(t, d) })
 	t.Run("cloud-loss", func(t *testing.T) { cloudLoss(t, d) })
 	t.Run("node-loss", func(t *testing.T) { nodeLoss(t, d) })
 }
@@ -125,4 +126,37 @@ func cloudLoss(t *testing.T, d *drLab) {
 		}
 	}
 	t.Logf("%s; sides %v", rep.Summary(), rep.Sides)
+}
+
+// brokenCase deletes, once the drill has seen convergence, the copy of one cloud row
+// at yaounde (yaounde publishes only its own rows, so the delete goes nowhere): the
+// verdict must show lost = 1 and fail.
+func brokenCase(t *testing.T, d *drLab) {
+	dr, closeAll := d.build(t, "partition", "douala", drill.Settings{Duration: 2 * time.Second, Writes: 100,
+		Converge: 60 * time.Second, Sample: 100 * time.Millisecond})
+	defer closeAll()
+	sess := postgres.NewSession(d.topo)
+	defer sess.Close()
+	dr.OnEvent = func(e drill.Event) {
+		if e.Kind != drill.EvConverged {
+			return
+		}
+		pool, err := sess.Pool(context.Background(), "yaounde")
+		if err == nil {
+			var tag interface{ RowsAffected() int64 }
+			tag, err = pool.Exec(context.Background(), `DELETE FROM `+drill.Table+
+				` WHERE (site, id) IN (SELECT site, id FROM `+drill.Table+` WHERE site = 'cloud' AND run = $1 LIMIT 1)`, dr.RunID)
+			if err == nil && tag.RowsAffected() != 1 {
+				err = fmt.Errorf("deleted %d rows", tag.RowsAffected())
+			}
+		}
+		if err != nil {
+			t.Errorf("delete behind the drill's back: %v", err)
+		}
+	}
+	rep := dr.Run(context.Background())
+	if rep.Passed || rep.Verdict == nil || rep.Verdict.Lost != 1 || rep.Verdict.LostSample[0].At != "yaounde" || rep.HealFailed {
+		t.Fatalf("want a failed, healed drill with lost = 1 at yaounde: %s %+v", rep.Summary(), rep.Verdict)
+	}
+	t.Logf("%s (missing at %s: %s)", rep.Summary(), rep.Verdict.LostSample[0].At, rep.Verdict.LostSample[0].ID)
 }
