@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"time"
 
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
@@ -63,6 +64,9 @@ func ReadSettings(topo *sites.Topology, site *sites.Site) (Settings, error) {
 	}
 	if err := v.Err(); err != nil {
 		return s, err
+	}
+	if _, err := time.ParseDuration(s.HealthInterval); err != nil {
+		return s, fmt.Errorf("site %s: values.elk.health_interval is %q; want a duration such as 2s or 10s", site.Name, s.HealthInterval)
 	}
 	for _, c := range []struct{ key, val string }{{"heap", s.Heap}, {"logstash_heap", s.LogstashHeap}} {
 		if !sizeRE.MatchString(c.val) {

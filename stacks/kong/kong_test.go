@@ -214,3 +214,30 @@ func TestMissingSecret(t *testing.T) {
 		t.Fatalf("error %v, want one naming the secret and the fix", err)
 	}
 }
+
+// TestBadValues: a wrong value is refused with the key that holds it.
+func TestBadValues(t *testing.T) {
+	for set, key := range map[string]string{
+		"douala:values.kong.health_interval=soon": "values.kong.health_interval",
+		"douala:values.kong.https_port=70000":     "values.kong.https_port",
+		"douala:values.kong.http_port=eighty":     "values.kong.http_port",
+		"douala:values.kong.constraints=x":        "values.kong.constraints",
+	} {
+		topo := stacktest.Load(t, "dev", set)
+		_, err := kong.Stack{}.Render(stacks.Input{Topo: topo, Site: topo.Site("douala")})
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("%s: error %v, want one naming %s", set, err, key)
+		}
+	}
+}
+
+func BenchmarkRender(b *testing.B) {
+	topo := stacktest.Load(b, "production")
+	in := stacks.Input{Topo: topo, Site: topo.Site("douala")}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := (kong.Stack{}).Render(in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

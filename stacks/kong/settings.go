@@ -2,6 +2,7 @@ package kong
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks/monitoring/targets"
@@ -76,6 +77,9 @@ func ReadSettings(topo *sites.Topology, site *sites.Site) (Settings, error) {
 	s.APIReplicas = targets.ValuesOf(topo, site, "django-api").Int("replicas", 1)
 	if err := v.Err(); err != nil {
 		return s, err
+	}
+	if _, err := time.ParseDuration(s.HealthInterval); err != nil {
+		return s, fmt.Errorf("site %s: values.kong.health_interval is %q; want a duration such as 2s or 10s", site.Name, s.HealthInterval)
 	}
 	if s.Canary.Enabled && (s.Canary.Weight < 1 || s.Canary.Weight > 99) {
 		return s, fmt.Errorf("site %s: values.kong.canary.weight is %d; want a percentage from 1 to 99 (or canary.enabled: false)", site.Name, s.Canary.Weight)

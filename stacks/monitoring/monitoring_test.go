@@ -298,3 +298,17 @@ func TestPGSize(t *testing.T) {
 		t.Error("PGSize(lots) accepted")
 	}
 }
+
+// BenchmarkRenderHub renders the hub's monitoring stack: prometheus.yml, the rules
+// (which render every registered stack of every site for the desired replica
+// counts), Grafana provisioning and dashboards.
+func BenchmarkRenderHub(b *testing.B) {
+	topo := stacktest.Load(b, "production")
+	in := stacks.Input{Topo: topo, Site: topo.HubSite()}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := (monitoring.Stack{}).Render(in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

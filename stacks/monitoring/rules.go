@@ -57,7 +57,8 @@ type Desired struct {
 // DesiredReplicas renders every stack each monitored site lists and reads the
 // desired task count of every service: replicas for replicated services, the
 // nodes matching the placement for global ones. Stacks not registered in this
-// build are returned in skipped.
+// build, and global services whose placement cannot be resolved, are returned in
+// skipped.
 func DesiredReplicas(topo *sites.Topology) (out []Desired, skipped []string, err error) {
 	for _, s := range topo.Sites {
 		if !s.HasStack(Name) {
@@ -82,38 +83,47 @@ func DesiredReplicas(topo *sites.Topology) (out []Desired, skipped []string, err
 			if err != nil {
 				return nil, nil, fmt.Errorf("monitoring: desired replicas of %s at %s: %w", name, s.Name, err)
 			}
-			ds, err := desiredOf(s, name, compose)
+			ds, unresolved, err := desiredOf(s, name, compose)
 			if err != nil {
 				return nil, nil, fmt.Errorf("monitoring: desired replicas of %s at %s: %w", name, s.Name, err)
 			}
 			out = append(out, ds...)
+			skipped = append(skipped, unresolved...)
 		}
 	}
 	return out, skipped, nil
 }
 
-func desiredOf(s *sites.Site, stack string, compose []byte) ([]Desired, error) {
+// desiredOf reads a rendered compose file's services. A global service whose
+// placement sitectl cannot resolve against the topology is returned in unresolved
+// (no rule is better than a wrong one).
+func desiredOf(s *sites.Site, stack string, compose []byte) (out []Desired, unresolved []string, err error) {
 	dict, err := loader.ParseYAML(compose)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	// Configs and secrets are not read here, only the services' deploy sections.
+	// Only the services' deploy sections are read. The schema check is skipped: the
+	// deploy engine runs it on every stack, and compiling docker/cli's schema for each
+	// of a topology's stacks made the hub's render ~15x slower.
 	cfg, err := loader.Load(composetypes.ConfigDetails{
 		WorkingDir:  "/sitectl-rendered/" + stack,
 		ConfigFiles: []composetypes.ConfigFile{{Filename: stack + "/compose.yml", Config: dict}},
 		Environment: map[string]string{},
-	})
+	}, func(o *loader.Options) { o.SkipValidation = true })
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []Desired
 	for _, svc := range cfg.Services {
 		n := 1
 		if svc.Deploy.Mode == "global" {
 			nodes, err := targets.Matching(s, svc.Deploy.Placement.Constraints)
-			if err != nil {
-				n = 0
-			} else {
+			switch {
+			case err != nil && strings.Contains(err.Error(), "no node satisfies"):
+				n = 0 // runs nowhere at this site: nothing to expect
+			case err != nil:
+				unresolved = append(unresolved, fmt.Sprintf("%s/%s_%s (%v)", s.Name, stack, svc.Name, err))
+				continue
+			default:
 				n = len(nodes)
 			}
 		} else if svc.Deploy.Replicas != nil {
@@ -123,7 +133,7 @@ func desiredOf(s *sites.Site, stack string, compose []byte) ([]Desired, error) {
 			out = append(out, Desired{Site: s.Name, Service: stack + "_" + svc.Name, Replicas: n})
 		}
 	}
-	return out, nil
+	return out, unresolved, nil
 }
 
 // Rules renders the alert rules for the hub's Prometheus.
@@ -240,7 +250,7 @@ func Rules(topo *sites.Topology, s Settings) ([]byte, error) {
 	fmt.Fprintf(&b, "# Alert rules for the hub %s (%s), rendered by sitectl from the topology; do not edit.\n", topo.Hub, topo.Env)
 	if len(skipped) > 0 {
 		sort.Strings(skipped)
-		fmt.Fprintf(&b, "# No desired-replica rule for stacks not registered in this build: %s\n", strings.Join(skipped, ", "))
+		fmt.Fprintf(&b, "# No desired-replica rule for (stack not registered in this build, or placement not resolvable): %s\n", strings.Join(skipped, ", "))
 	}
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)

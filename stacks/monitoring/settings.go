@@ -66,6 +66,7 @@ func ReadSettings(topo *sites.Topology, site *sites.Site) (Settings, error) {
 		{"scrape_interval", s.ScrapeInterval}, {"evaluation_interval", s.EvaluationInterval},
 		{"alerts.tunnel_down_for", s.TunnelDownFor}, {"alerts.replicas_for", s.ReplicasFor},
 		{"alerts.replication_for", s.ReplicationFor}, {"alerts.kong_for", s.KongFor}, {"alerts.target_down_for", s.TargetDownFor},
+		{"health_interval", s.HealthInterval},
 	} {
 		if _, err := time.ParseDuration(d.val); err != nil {
 			return s, fmt.Errorf("site %s: values.monitoring.%s is %q; want a duration such as 15s or 5m", site.Name, d.key, d.val)
