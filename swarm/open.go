@@ -39,12 +39,23 @@ type Part struct{}
 // Name is "swarm".
 func (Part) Name() string { return "swarm" }
 
-// Plan opens the site's node engines and plans the swarm; the steps' Apply closures
-// keep the engines open until the process ends.
+// Plan opens the site's node engines and plans the swarm. With no steps the engines
+// are closed at once; otherwise the last step's Apply closes them when it has run.
 func (Part) Plan(ctx context.Context, _ *sites.Topology, site *sites.Site) ([]plan.Step, error) {
-	engines, _, err := Open(ctx, site)
+	engines, closeAll, err := Open(ctx, site)
 	if err != nil {
 		return nil, err
 	}
-	return Plan(ctx, site, engines)
+	steps, err := Plan(ctx, site, engines)
+	if err != nil || len(steps) == 0 {
+		closeAll()
+		return steps, err
+	}
+	last := &steps[len(steps)-1]
+	apply := last.Apply
+	last.Apply = func(ctx context.Context) error {
+		defer closeAll()
+		return apply(ctx)
+	}
+	return steps, nil
 }
