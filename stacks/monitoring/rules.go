@@ -151,7 +151,9 @@ func Rules(topo *sites.Topology, s Settings) ([]byte, error) {
 	var f ruleFile
 
 	// Replicas: desired counts come from the rendered stacks (recording rules with
-	// constant values); running counts from cAdvisor's swarm service label.
+	// constant values); running counts from cAdvisor's swarm service label. Only sites
+	// whose cAdvisors report containers are judged: an unreachable site is TunnelDown
+	// or TargetDown, not "every service lost its tasks".
 	rep := ruleGroup{Name: "sitectl-replicas"}
 	for _, d := range desired {
 		rep.Rules = append(rep.Rules, rule{Record: "sitectl:service_desired_replicas", Expr: fmt.Sprintf("vector(%d)", d.Replicas),
@@ -162,7 +164,7 @@ func Rules(topo *sites.Topology, s Settings) ([]byte, error) {
 			Expr: `count by (site, service) (label_replace(container_start_time_seconds{container_label_com_docker_swarm_service_name!=""}, "service", "$1", "container_label_com_docker_swarm_service_name", "(.+)"))`},
 		rule{Alert: AlertReplicasBelow, For: s.ReplicasFor,
 			Expr: `sitectl:service_desired_replicas > on (site, service) (sitectl:service_running_replicas or on (site, service) (sitectl:service_desired_replicas * 0))` +
-				` unless on (site) (max by (site) (up{job="cadvisor"}) == 0)`,
+				` and on (site) (count by (site) (container_start_time_seconds) > 0)`,
 			Labels: map[string]string{"severity": "warning"},
 			Annotations: map[string]string{
 				"summary":     "{{ $labels.service }} at {{ $labels.site }} runs fewer tasks than desired",
