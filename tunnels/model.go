@@ -5,6 +5,7 @@
 package tunnels
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -47,7 +48,7 @@ type Conn struct {
 	ESPProposals []string `json:"esp_proposals"`
 	DPDDelay     string   `json:"dpd_delay"`
 	StartAction  string   `json:"start_action"`
-	// Child is the CHILD_SA name: "<link>-lan", unique per gateway.
+	// Child is the CHILD_SA name (ChildName), unique per gateway.
 	Child    string   `json:"child"`
 	LocalTS  []string `json:"local_ts"`
 	RemoteTS []string `json:"remote_ts"`
@@ -55,8 +56,16 @@ type Conn struct {
 	PSK sites.SecretRef `json:"psk,omitzero"`
 }
 
-// ChildName is the CHILD_SA name of a link.
-func ChildName(link string) string { return link + "-lan" }
+// ChildName is the CHILD_SA name of a connection: "<link>-lan-<version>", where the
+// version is a short hash of the settings charon's list-conns does not report (IKE
+// and ESP proposals, start action, DPD delay, auth). A plan compares child names, so
+// a change of any of them shows as a reload. Names stay unique per gateway.
+func ChildName(c Conn) string {
+	h := sha256.Sum256([]byte(strings.Join([]string{
+		strings.Join(c.IKEProposals, ","), strings.Join(c.ESPProposals, ","),
+		c.StartAction, c.DPDDelay, c.Auth}, "|")))
+	return fmt.Sprintf("%s-lan-%x", c.Name, h[:3])
+}
 
 // Conn returns the gateway's connection for a link, or nil.
 func (g *Gateway) Conn(link string) *Conn {
@@ -133,7 +142,7 @@ func buildGateway(topo *sites.Topology, s *sites.Site) (*Gateway, []string) {
 		if s.Tunnel.Auth == "psk" && s.Tunnel.PSK.IsZero() {
 			problems = append(problems, fmt.Sprintf("link %s: %s uses psk without tunnel.psk; name it as {env: VAR} or {file: path}", l.Name(), s.Name))
 		}
-		g.Conns = append(g.Conns, Conn{
+		conn := Conn{
 			Name: l.Name(), Link: l, Peer: peer.Name,
 			LocalAddr: s.Gateway.WANAddress, RemoteAddr: peer.Gateway.WANAddress,
 			LocalID: s.Gateway.ID, RemoteID: peer.Gateway.ID,
@@ -141,11 +150,12 @@ func buildGateway(topo *sites.Topology, s *sites.Site) (*Gateway, []string) {
 			IKEProposals: s.Tunnel.IKEProposals, ESPProposals: s.Tunnel.ESPProposals,
 			DPDDelay:    s.Tunnel.DPDDelay.D().String(),
 			StartAction: start,
-			Child:       ChildName(l.Name()),
 			LocalTS:     selectors(topo, s, peer),
 			RemoteTS:    selectors(topo, peer, s),
 			PSK:         s.Tunnel.PSK,
-		})
+		}
+		conn.Child = ChildName(conn)
+		g.Conns = append(g.Conns, conn)
 	}
 	problems = append(problems, checkSelectors(g)...)
 	return g, problems

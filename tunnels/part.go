@@ -235,7 +235,11 @@ func diffViews(got, want connView) []string {
 			continue // this charon does not report the setting
 		}
 		if g != want[k] {
-			out = append(out, fmt.Sprintf("%s: %s → %s", k, orNone(g), want[k]))
+			line := fmt.Sprintf("%s: %s → %s", k, orNone(g), want[k])
+			if k == "child" {
+				line += " (proposals, start action, DPD or auth changed)"
+			}
+			out = append(out, line)
 		}
 	}
 	return out

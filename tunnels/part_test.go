@@ -87,6 +87,24 @@ func TestLabPlan(t *testing.T) {
 		}
 	}
 
+	// Other IKE proposals everywhere: list-conns does not show proposals, but the
+	// child name carries their version, so every end reloads and renegotiates
+	// (whatever the order); then the plan is empty again.
+	ecp := l.reload(t, "douala:tunnel.peers=cloud,yaounde", "tunnel.ike_proposals=aes128gcm16-prfsha256-ecp256")
+	changes = planAll(t, ecp, false)
+	if len(changes) != 2*len(ecp.Links) || !strings.Contains(strings.Join(changes, "\n"), "child: douala-cloud-lan-") {
+		t.Fatalf("plan after a proposal change:\n%s", strings.Join(changes, "\n"))
+	}
+	planAll(t, ecp, true)
+	for _, link := range ecp.Links {
+		if err := WaitUp(ctx, ecp, link.Name(), 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if again := planAll(t, ecp, false); len(again) != 0 {
+		t.Fatalf("plan after renegotiating with the new proposals is not empty:\n%s", strings.Join(again, "\n"))
+	}
+
 	// Back to hub and spoke: the direct link is removed at both ends.
 	changes = planAll(t, l.topo, false)
 	joined = strings.Join(changes, "\n")
