@@ -35,7 +35,8 @@ var ownParts = []plan.Part{sitectlswarm.Part{}, Stacks}
 
 // fast are settings that keep the lab deploys short: quick health checks and a short
 // post-update monitor (the production values are in the stacks' defaults).
-var fast = []string{"values.django-api.health_interval=1s", "values.django-api.monitor=3s"}
+var fast = []string{"values.django-api.health_interval=1s", "values.django-api.monitor=3s",
+	"values.django-api.healthcheck=curl", "values.django-api.health_path=/health"}
 
 type labEnv struct {
 	dir string

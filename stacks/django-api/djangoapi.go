@@ -34,6 +34,9 @@ var Defaults = map[string]any{
 	"health_start_period": "60s",
 	// health_path is the API's health endpoint (Kong probes the same path).
 	"health_path": "/healthz",
+	// healthcheck is the probe inside the container: python (python3 urllib, any
+	// Django image has it) or curl (an image with curl; cheaper per check).
+	"healthcheck": "python",
 	// monitor is how long a new task must stay healthy before the update moves on.
 	"monitor": "15s",
 }
@@ -55,6 +58,7 @@ type Extra struct {
 	DatabaseURL string
 	MongoURI    string
 	Constraint  string
+	HealthTest  string
 }
 
 // Render renders the compose file for in.Site.
@@ -72,6 +76,15 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 	x := Extra{Replicas: replicas, Publish: published > 0, Order: "start-first",
 		OrderReason: "start-first: the new task is healthy before the old one stops",
 		DatabaseURL: DatabaseURL(s), MongoURI: MongoURI(in.Topo, s), Constraint: Placement(s)}
+	url := fmt.Sprintf("http://127.0.0.1:%v%v", vals["port"], vals["health_path"])
+	switch vals["healthcheck"] {
+	case "python":
+		x.HealthTest = fmt.Sprintf(`["CMD", "python3", "-c", "import urllib.request; urllib.request.urlopen('%s', timeout=8)"]`, url)
+	case "curl":
+		x.HealthTest = fmt.Sprintf(`["CMD", "curl", "-fsS", "-o", "/dev/null", "%s"]`, url)
+	default:
+		return stacks.Rendered{}, fmt.Errorf("values.%s.healthcheck is %v: allowed: python, curl", Name, vals["healthcheck"])
+	}
 	if x.Publish && s.Deploy.PublishMode == "host" {
 		// Two tasks cannot bind one host port on one node.
 		x.Order, x.OrderReason = "stop-first", "stop-first: a host-mode port cannot be bound by two tasks on one node"
