@@ -160,6 +160,9 @@ func Config(topo *sites.Topology, site *sites.Site) ([]byte, error) {
 	if site.IsHub() {
 		admin.Protocol, admin.Host, admin.Port = "http", apiUpstream, s.APIPort
 	} else {
+		if !hub.HasStack(Name) {
+			return nil, fmt.Errorf("kong at %s: /admin goes to the hub's Kong, but the hub %s does not run the kong stack: add kong to %s's stacks", site.Name, hub.Name, hub.Name)
+		}
 		hs, err := ReadSettings(topo, hub)
 		if err != nil {
 			return nil, err

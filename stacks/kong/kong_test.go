@@ -222,6 +222,7 @@ func TestBadValues(t *testing.T) {
 		"douala:values.kong.https_port=70000":     "values.kong.https_port",
 		"douala:values.kong.http_port=eighty":     "values.kong.http_port",
 		"douala:values.kong.constraints=x":        "values.kong.constraints",
+		"cloud:stacks=postgres,django-api":        "hub cloud does not run the kong stack",
 	} {
 		topo := stacktest.Load(t, "dev", set)
 		_, err := kong.Stack{}.Render(stacks.Input{Topo: topo, Site: topo.Site("douala")})
