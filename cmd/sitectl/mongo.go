@@ -81,7 +81,7 @@ majority, or the oplog window is shorter than mongo.max_partition.`,
 			}
 			conn := mongo.NewConn(topo)
 			defer conn.Close()
-			done := g.progress().Step("read the replica set %s", topo.HubSite().Mongo.ReplicaSet)
+			done := g.progress().Step("read the MongoDB replica set")
 			st, err := conn.GetStatus(cmd.Context())
 			done(err)
 			if err != nil {

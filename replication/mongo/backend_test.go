@@ -29,11 +29,11 @@ type backend struct {
 // fresh members (mongodb://h1,h2,h3) or mongod is on PATH.
 type backendMaker struct {
 	name string
-	make func(t *testing.T) *backend
+	make func(t testing.TB) *backend
 }
 
 func backends(n int) []backendMaker {
-	fake := func(t *testing.T) *backend {
+	fake := func(t testing.TB) *backend {
 		c, err := mongofake.NewCluster(n)
 		if err != nil {
 			t.Fatal(err)
@@ -41,7 +41,7 @@ func backends(n int) []backendMaker {
 		t.Cleanup(c.Close)
 		return &backend{name: "fake", hosts: c.Hosts(), fake: c}
 	}
-	real := func(t *testing.T) *backend {
+	real := func(t testing.TB) *backend {
 		if uri := os.Getenv("SITECTL_TEST_MONGO_URI"); uri != "" {
 			hosts := strings.Split(strings.TrimPrefix(strings.SplitN(uri, "/?", 2)[0], "mongodb://"), ",")
 			if len(hosts) < n {
@@ -58,7 +58,7 @@ func backends(n int) []backendMaker {
 	return []backendMaker{{"fake", fake}, {"mongod", real}}
 }
 
-func startMongod(t *testing.T, bin string, n int) *backend {
+func startMongod(t testing.TB, bin string, n int) *backend {
 	b := &backend{name: "mongod"}
 	for i := range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -96,7 +96,7 @@ func startMongod(t *testing.T, bin string, n int) *backend {
 
 // topoOn loads the example sites and places their members on the backend's hosts:
 // cloud, douala, yaounde get hosts[0..2]; extra hosts go to douala then yaounde.
-func topoOn(t *testing.T, b *backend, mutate func(*sites.Topology)) *sites.Topology {
+func topoOn(t testing.TB, b *backend, mutate func(*sites.Topology)) *sites.Topology {
 	topo := loadTopo(t, nil)
 	order := []string{"cloud", "douala", "yaounde", "douala", "yaounde"}
 	for _, s := range topo.Sites {
@@ -113,7 +113,7 @@ func topoOn(t *testing.T, b *backend, mutate func(*sites.Topology)) *sites.Topol
 }
 
 // connTo returns a Conn for topo with short timeouts.
-func connTo(t *testing.T, topo *sites.Topology) *Conn {
+func connTo(t testing.TB, topo *sites.Topology) *Conn {
 	c := NewConn(topo)
 	c.Timeout = 3 * time.Second
 	t.Cleanup(c.Close)
@@ -121,7 +121,7 @@ func connTo(t *testing.T, topo *sites.Topology) *Conn {
 }
 
 // deploySites plans and applies the mongo part for the sites in order.
-func deploySites(t *testing.T, ctx context.Context, topo *sites.Topology, names ...string) {
+func deploySites(t testing.TB, ctx context.Context, topo *sites.Topology, names ...string) {
 	t.Helper()
 	part := Part{Connect: func(tp *sites.Topology) *Conn { return connTo(t, tp) }}
 	for _, n := range names {

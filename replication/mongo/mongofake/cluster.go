@@ -102,6 +102,15 @@ type oplogEntry struct {
 	NS   string         `bson:"ns"`
 	O    bson.D         `bson:"o"`
 	Wall time.Time      `bson:"wall"`
+	// idKey caches idKey(O._id) for duplicate checks ("" until computed).
+	idKey string
+}
+
+func (e *oplogEntry) key() string {
+	if e.idKey == "" {
+		e.idKey = idKey(lookup(e.O, "_id"))
+	}
+	return e.idKey
 }
 
 // node is one member process: served here, or (remote) another process this one
@@ -121,6 +130,35 @@ type node struct {
 	// primary whose history diverged (MongoDB writes them to rollback/ files).
 	rolledBack []oplogEntry
 	conns      map[net.Conn]bool
+	// ids indexes the inserted _ids per namespace over oplog[:idsLen] (whose last
+	// entry had idsLast), extended as the oplog grows, rebuilt when it was replaced.
+	ids     map[string]map[string]bool
+	idsLen  int
+	idsLast bson.Timestamp
+}
+
+// hasID reports whether ns holds a document with that id key.
+func (n *node) hasID(ns, key string) bool {
+	if n.idsLen > len(n.oplog) || (n.idsLen > 0 && n.oplog[n.idsLen-1].TS != n.idsLast) {
+		n.ids, n.idsLen = nil, 0
+	}
+	if n.ids == nil {
+		n.ids = map[string]map[string]bool{}
+	}
+	for ; n.idsLen < len(n.oplog); n.idsLen++ {
+		e := &n.oplog[n.idsLen]
+		if e.Op != "i" {
+			continue
+		}
+		if n.ids[e.NS] == nil {
+			n.ids[e.NS] = map[string]bool{}
+		}
+		n.ids[e.NS][e.key()] = true
+	}
+	if n.idsLen > 0 {
+		n.idsLast = n.oplog[n.idsLen-1].TS
+	}
+	return n.ids[ns][key]
 }
 
 func (n *node) lastOp() oplogEntry {
@@ -608,6 +646,11 @@ func newer(a, b oplogEntry) bool {
 
 // syncFrom makes n's oplog a copy of p's, rolling back n's entries p does not have.
 func (c *Cluster) syncFrom(n, p *node) {
+	// Fast path: n's oplog is a prefix of p's (the usual case): append the tail.
+	if k := len(n.oplog); k <= len(p.oplog) && (k == 0 || (n.oplog[k-1].TS == p.oplog[k-1].TS && n.oplog[k-1].T == p.oplog[k-1].T)) {
+		n.oplog = append(n.oplog, p.oplog[k:]...)
+		return
+	}
 	common := 0
 	for common < len(n.oplog) && common < len(p.oplog) && n.oplog[common].TS == p.oplog[common].TS && n.oplog[common].T == p.oplog[common].T {
 		common++

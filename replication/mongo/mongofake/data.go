@@ -40,7 +40,7 @@ func (c *Cluster) insert(n *node, req *request) (bson.D, error) {
 		return nil, errf(codeNotWritablePrimary, "not primary")
 	}
 	ns := req.db + "." + coll
-	existing := c.docs(n, ns)
+
 	var last bson.Timestamp
 	inserted := int32(0)
 	var writeErrors bson.A
@@ -51,13 +51,12 @@ func (c *Cluster) insert(n *node, req *request) (bson.D, error) {
 			id = bson.NewObjectID()
 			d = append(bson.D{{Key: "_id", Value: id}}, d...)
 		}
-		if dupe := findByID(existing, id); dupe {
+		if n.hasID(ns, idKey(id)) {
 			writeErrors = append(writeErrors, bson.D{{Key: "index", Value: int32(i)}, {Key: "code", Value: int32(codeDuplicateKey)}, {Key: "errmsg", Value: fmt.Sprintf("E11000 duplicate key error collection: %s index: _id_ dup key: { _id: %v }", ns, id)}})
 			break
 		}
 		last = c.nextTS()
-		n.oplog = append(n.oplog, oplogEntry{TS: last, T: c.term, Op: "i", NS: ns, O: d, Wall: c.now()})
-		existing = append(existing, d)
+		n.oplog = append(n.oplog, oplogEntry{TS: last, T: c.term, Op: "i", NS: ns, O: d, Wall: c.now(), idKey: idKey(id)})
 		inserted++
 	}
 	c.recompute()
@@ -98,13 +97,13 @@ func (c *Cluster) docs(n *node, ns string) []bson.D {
 	return out
 }
 
-func findByID(docs []bson.D, id any) bool {
-	for _, d := range docs {
-		if equal(lookup(d, "_id"), id) {
-			return true
-		}
+// idKey is an _id's type and bytes, for duplicate checks.
+func idKey(id any) string {
+	t, b, err := bson.MarshalValue(id)
+	if err != nil {
+		return fmt.Sprint(id)
 	}
-	return false
+	return string(rune(t)) + string(b)
 }
 
 func equal(a, b any) bool {
