@@ -44,7 +44,7 @@ func (c *Conn) Hello(ctx context.Context, host string) MemberView {
 	defer cancel()
 	var r helloReply
 	if err := c.Run(ctx, host, bson.D{{Key: "hello", Value: 1}}, &r); err != nil {
-		v.Error = err.Error()
+		v.Error = shortError(err)
 		return v
 	}
 	v.Reachable, v.SetName, v.Primary, v.Secondary, v.SeesPrimary, v.SetVersion = true, r.SetName, r.IsWritablePrimary, r.Secondary, r.Primary, r.SetVersion
@@ -162,9 +162,9 @@ func (c *Conn) ReadLive(ctx context.Context) (*Live, error) {
 	if len(live.Reachable()) == 0 {
 		errs := make([]string, 0, len(live.Members))
 		for _, m := range live.Members {
-			errs = append(errs, m.Error)
+			errs = append(errs, m.Host+": "+m.Error)
 		}
-		return live, fmt.Errorf("no MongoDB member answers (%s)", strings.Join(errs, "; "))
+		return live, fmt.Errorf("no MongoDB member answers (%s); check that the mongo stack runs at the sites and that this machine reaches the members (in the lab: sitectl lab status)", strings.Join(errs, "; "))
 	}
 	if !live.Initiated {
 		return live, nil
@@ -195,4 +195,21 @@ func (c *Conn) ReadLive(ctx context.Context) (*Live, error) {
 		return live, fmt.Errorf("read the default write concern from %s: %w", from, err)
 	}
 	return live, nil
+}
+
+// shortError keeps what matters of a driver error: the last connection error of a
+// server selection timeout, not the whole topology description.
+func shortError(err error) string {
+	msg := err.Error()
+	if _, after, ok := strings.Cut(msg, "Last error: "); ok {
+		after, _, _ = strings.Cut(after, " }")
+		if _, tail, ok := strings.Cut(after, "]) "); ok {
+			after = tail
+		}
+		return "unreachable: " + after
+	}
+	if strings.Contains(msg, "server selection error") {
+		return "unreachable: no answer within the timeout"
+	}
+	return msg
 }
