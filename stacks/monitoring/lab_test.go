@@ -17,6 +17,7 @@ import (
 	"github.com/sitectl/sitectl/lab"
 	"github.com/sitectl/sitectl/lab/labtest"
 	"github.com/sitectl/sitectl/sites"
+	"github.com/sitectl/sitectl/stacks/elk"
 	"github.com/sitectl/sitectl/stacks/monitoring"
 	"github.com/sitectl/sitectl/tunnels"
 )
@@ -172,6 +173,22 @@ func TestLabMonitoring(t *testing.T) {
 	}
 	t.Logf("Prometheus at %s: all %d targets up (%d at douala and yaounde, through the tunnels) after %s", hub.Name, len(want), spokes, time.Since(start).Round(time.Second))
 
+	// Logstash at douala ships to the hub's Elasticsearch at the hub node's LAN
+	// address: from a douala node that address answers (through the tunnel), and
+	// stops answering when the tunnel is cut (below).
+	esURL := elk.ElasticsearchURL(topo, topo.Site("douala")) + "/"
+	doualaNS, err := lab.ResolveNamespace(opts, "douala/"+topo.Site("douala").Nodes[0].Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromDouala := netns.HTTPClient(doualaNS, 3*time.Second)
+	if resp, err := fromDouala.Get(esURL); err != nil {
+		t.Fatalf("from douala, the hub's Elasticsearch %s: %v", esURL, err)
+	} else {
+		resp.Body.Close()
+		t.Logf("from douala: hub Elasticsearch %s answers %s", esURL, resp.Status)
+	}
+
 	// Cut the douala-cloud tunnel: TunnelDown fires within for: (20 s) plus a scrape
 	// timeout and an evaluation or two.
 	if err := tunnels.Cut(ctx, topo, "douala-cloud"); err != nil {
@@ -210,6 +227,10 @@ func TestLabMonitoring(t *testing.T) {
 			t.Fatalf("TunnelDown{link=douala-cloud} not firing 90s after the cut (for: 20s)")
 		}
 		time.Sleep(time.Second)
+	}
+	if resp, err := fromDouala.Get(esURL); err == nil {
+		resp.Body.Close()
+		t.Errorf("with douala-cloud cut, douala still reaches %s: Logstash would not be shipping through the tunnel", esURL)
 	}
 	t.Logf("douala-cloud cut: TunnelDown firing after %s (for: 20s, scrape/evaluation every 5s, scrape timeout 5s)", firing.Round(time.Second))
 	// Earliest: for: itself. Latest: a scrape interval and timeout to see the targets
