@@ -158,9 +158,3 @@ func (v *Values) Strings(path string, def []string) []string {
 	v.bad(path, raw, "a list of strings")
 	return def
 }
-
-// Has reports whether path is set.
-func (v *Values) Has(path string) bool {
-	_, ok := v.lookup(path)
-	return ok
-}
