@@ -54,6 +54,9 @@ type mongoAttempt struct {
 // can write, without a minority side spending the whole cut in write timeouts.
 const mongoAttemptsPerSide = 20
 
+// mongoGiveUp is how many refused writes in a row end a member's attempts.
+const mongoGiveUp = 3
+
 // writeMongo tries majority writes from every side during the cut, spread over half
 // of it (a majority side may need an election first).
 func (p *Drill) writeMongo(ctx context.Context, s Settings) []mongoAttempt {
@@ -69,18 +72,23 @@ func (p *Drill) writeMongo(ctx context.Context, s Settings) []mongoAttempt {
 			if err != nil {
 				return
 			}
-			for i := 0; i < mongoAttemptsPerSide && ctx.Err() == nil; i++ {
+			failedInARow := 0
+			// A member that keeps refusing (a secondary, a minority) has shown it.
+			for i := 0; i < mongoAttemptsPerSide && ctx.Err() == nil && failedInARow < mongoGiveUp; i++ {
 				k, err := gen.New()
 				if err != nil {
 					return
 				}
 				row := Row{ID: k.ID, Site: side.Site(), Run: p.RunID, Seq: i}
-				wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				err = side.InsertMajority(wctx, row)
 				cancel()
 				a := mongoAttempt{side: side.Site(), row: row, acked: err == nil}
+				failedInARow++
 				if err != nil {
 					a.err = err.Error()
+				} else {
+					failedInARow = 0
 				}
 				mu.Lock()
 				out = append(out, a)

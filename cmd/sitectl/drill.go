@@ -19,6 +19,7 @@ type drillOptions struct {
 	writes              int
 	report              string
 	confirm             string
+	mongo               bool
 }
 
 func newDrillCommand(g *globals) *cobra.Command {
@@ -60,6 +61,9 @@ func newDrillKindCommand(g *globals, kind, short string, needSite, needNode bool
 		f.StringVar(&o.node, "node", "", "the swarm node to drain")
 		_ = cmd.MarkFlagRequired("node")
 	}
+	if kind == "partition" || kind == "cloud-loss" {
+		f.BoolVar(&o.mongo, "mongo", false, "also write to MongoDB with write concern majority from every site and report which side could write")
+	}
 	if kind == "db-down" {
 		f.StringVar(&o.service, "service", live.DefaultDBService, "the database service to stop")
 	}
@@ -91,7 +95,7 @@ func runDrill(ctx context.Context, g *globals, kind string, o *drillOptions) err
 	// the drill then heals with fresh contexts of its own.
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("drill timed out after %s (--timeout)", timeout))
 	defer cancel()
-	d, closeAll, err := live.Build(ctx, topo, live.Options{Kind: kind, Site: o.site, Node: o.node, Service: o.service,
+	d, closeAll, err := live.Build(ctx, topo, live.Options{Kind: kind, Site: o.site, Node: o.node, Service: o.service, Mongo: o.mongo,
 		Settings: drill.Settings{Duration: o.duration, Writes: o.writes, Converge: o.converge}, Progress: g.progress()})
 	if err != nil {
 		return err

@@ -7,16 +7,20 @@ package live
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/moby/moby/client"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/sitectl/sitectl/drill"
+	"github.com/sitectl/sitectl/drill/mongodrill"
 	"github.com/sitectl/sitectl/drill/pgdrill"
 	"github.com/sitectl/sitectl/drill/swarmfault"
 	"github.com/sitectl/sitectl/engine"
+	"github.com/sitectl/sitectl/internal/netns"
 	"github.com/sitectl/sitectl/internal/progress"
 	"github.com/sitectl/sitectl/replication/postgres"
 	"github.com/sitectl/sitectl/sites"
@@ -77,10 +81,13 @@ func (r Resync) Resync(ctx context.Context) (string, error) {
 
 // Options choose the drill and how it runs.
 type Options struct {
-	Kind     string // partition, cloud-loss, db-down, node-loss
-	Site     string
-	Node     string
-	Service  string // db-down: the database service (default postgres_db)
+	Kind    string // partition, cloud-loss, db-down, node-loss
+	Site    string
+	Node    string
+	Service string // db-down: the database service (default postgres_db)
+	// Mongo adds the MongoDB part to partition and cloud-loss: majority writes from
+	// every site's member, which side could write, nothing acknowledged lost.
+	Mongo    bool
 	Settings drill.Settings
 	Progress *progress.Printer
 }
@@ -95,10 +102,14 @@ const DefaultDBService = "postgres_db"
 func Build(ctx context.Context, topo *sites.Topology, o Options) (d *drill.Drill, closeAll func(), err error) {
 	sess := postgres.NewSession(topo)
 	var engines []*client.Client
+	var mongoSides []*mongodrill.Side
 	cleanup := func() {
 		sess.Close()
 		for _, e := range engines {
 			_ = e.Close()
+		}
+		for _, m := range mongoSides {
+			_ = m.Close()
 		}
 	}
 	defer func() {
@@ -200,7 +211,44 @@ func Build(ctx context.Context, topo *sites.Topology, o Options) (d *drill.Drill
 	default:
 		return nil, nil, fmt.Errorf("unknown drill %q (drills: %v)", o.Kind, Kinds)
 	}
+	if o.Mongo && len(d.Links) > 0 {
+		for _, s := range topo.Sites {
+			if !s.HasStack("mongo") || len(s.Mongo.Members) == 0 {
+				continue
+			}
+			side, err := openMongo(s)
+			if err != nil {
+				return nil, nil, err
+			}
+			mongoSides = append(mongoSides, side)
+			d.Mongo = append(d.Mongo, side)
+		}
+	}
 	return d, cleanup, nil
+}
+
+// openMongo connects to the site's first replica set member, from the site's
+// namespace in the lab, with the configured credentials.
+func openMongo(s *sites.Site) (*mongodrill.Side, error) {
+	var dialer mongodrill.Dialer
+	if ns := s.Lab.Namespace; ns != "" {
+		dialer = dialFunc(netns.Dialer(ns))
+	}
+	var cred *options.Credential
+	if s.Mongo.User != "" {
+		pw, err := s.Mongo.Password.Resolve()
+		if err != nil {
+			return nil, fmt.Errorf("%s: mongodb password: %w", s.Name, err)
+		}
+		cred = &options.Credential{Username: s.Mongo.User, Password: string(pw), AuthSource: "admin"}
+	}
+	return mongodrill.Open(s.Name, s.Mongo.Members[0].Host, dialer, cred)
+}
+
+type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+func (f dialFunc) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return f(ctx, network, addr)
 }
 
 func nodeNames(s *sites.Site) []string {
