@@ -3,6 +3,7 @@ package mongo
 import (
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -249,7 +250,7 @@ func (r reach) sides(alive []string) [][]string {
 func (a *Analysis) Render(w io.Writer) error {
 	var b strings.Builder
 	votes := make([]string, 0, len(a.Votes))
-	for _, s := range sortedKeys(a.Votes) {
+	for _, s := range slices.Sorted(maps.Keys(a.Votes)) {
 		votes = append(votes, fmt.Sprintf("%s %d", s, a.Votes[s]))
 	}
 	fmt.Fprintf(&b, "MongoDB replica set %s: %d voting members (%s); an election needs %d votes, a majority write %d data-bearing members.\n\n",
@@ -317,13 +318,4 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
