@@ -64,7 +64,14 @@ type TLS struct {
 type Extra struct {
 	Members []Member
 	TLS     *TLS
+	// RootUser is mongo.user: the image creates it (password from the secret
+	// RootPasswordSecret) on first start, and sitectl authenticates as it.
+	RootUser           string
+	RootPasswordSecret string
 }
+
+// PasswordSecret is the Docker secret holding mongo.user's password.
+const PasswordSecret = "mongo-password"
 
 // Render renders the compose file for in.Site.
 func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
@@ -101,6 +108,12 @@ func build(s *sites.Site, vals map[string]any) (Extra, error) {
 		}
 	default:
 		return ex, fmt.Errorf("values.mongo.tls_mode %q: allowed: disabled, allowTLS, preferTLS, requireTLS", mode)
+	}
+	if s.Mongo.User != "" {
+		if _, ok := s.Secrets[PasswordSecret]; !ok {
+			return ex, fmt.Errorf("mongo.user %s needs its password as the secret %q, which the site does not name: add secrets.%s naming the same source as mongo.password", s.Mongo.User, PasswordSecret, PasswordSecret)
+		}
+		ex.RootUser, ex.RootPasswordSecret = s.Mongo.User, PasswordSecret
 	}
 	for i, m := range s.Mongo.Members {
 		host, portStr, err := net.SplitHostPort(m.Host)

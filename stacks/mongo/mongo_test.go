@@ -84,10 +84,25 @@ func TestTLSAndErrors(t *testing.T) {
 	}
 	golden.Assert(t, "tls/cloud/compose.yaml", r.Compose)
 
+	// mongo.user: the image creates the user from the password secret.
+	topo = stacktest.Load(t, "production", "mongo.user=sitectl", "mongo.password.env=SITECTL_MONGO_PASSWORD", "secrets.mongo-password.env=SITECTL_MONGO_PASSWORD")
+	in = stacks.Input{Topo: topo, Site: topo.Site("douala")}
+	r, err = mongo.Stack{}.Render(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = stacktest.LoadCompose(t, r)
+	d = stacktest.Convert(t, in, r)
+	if len(d.Secrets) != 2 || cfg.Services[0].Environment["MONGO_INITDB_ROOT_USERNAME"] == nil {
+		t.Errorf("root user: %d secrets, environment %v", len(d.Secrets), cfg.Services[0].Environment)
+	}
+	golden.Assert(t, "user/douala/compose.yaml", r.Compose)
+
 	for _, tc := range []struct {
 		set  []string
 		want string
 	}{
+		{[]string{"mongo.user=sitectl", "mongo.password.env=X"}, "needs its password as the secret"},
 		{[]string{"values.mongo.tls_mode=requireTLS"}, "needs the secret"},
 		{[]string{"values.mongo.tls_mode=maybe"}, "allowed: disabled"},
 	} {
