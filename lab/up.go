@@ -366,4 +366,3 @@ func fingerprint(s *State) string {
 	}
 	return b.String()
 }
-

@@ -210,7 +210,7 @@ func imageConfig(c config, diffID, key string, sp Spec) []byte {
 	}
 	if c.Healthcheck != nil {
 		cc["Healthcheck"] = map[string]any{
-			"Test":     append([]string{"CMD"}, c.Healthcheck...),
+			"Test": append([]string{"CMD"}, c.Healthcheck...),
 			// Generous: on a loaded 2-core machine a first start takes seconds.
 			"Interval": int64(5 * time.Second), "Timeout": int64(10 * time.Second), "Retries": 5,
 			"StartPeriod": int64(60 * time.Second),
