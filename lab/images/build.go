@@ -93,7 +93,27 @@ func (b *Builder) BuildAll(ctx context.Context) ([]Built, error) {
 		x.Key, x.config = finalConfig(standinConfig(sp.Logical), sb.DiffID, standinHash[:16], sp)
 		out = append(out, x)
 	}
+	pruneCache(b.CacheDir, standin, out)
 	return out, nil
+}
+
+// pruneCache removes layers and stand-in binaries of older builds. Golden engine
+// stores (engine-*) are the lab's to manage: running labs link into them.
+func pruneCache(dir, standin string, current []Built) {
+	keep := map[string]bool{standin: true}
+	for _, b := range current {
+		keep[b.Layer], keep[b.Layer+".diffid"] = true, true
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		if e.IsDir() || strings.HasPrefix(e.Name(), ".") || strings.HasPrefix(e.Name(), "engine-") || keep[p] {
+			continue
+		}
+		if strings.HasSuffix(e.Name(), ".tar") || strings.HasSuffix(e.Name(), ".diffid") || strings.HasPrefix(e.Name(), "standin-") {
+			_ = os.Remove(p)
+		}
+	}
 }
 
 // layer returns the cached layer at path, building it under a lock when missing.
@@ -139,14 +159,6 @@ func (b *Builder) layer(path, name string, fill func(*rootfs) error) (Built, err
 		return Built{}, err
 	}
 	b.logf("built %s layer: %d files, %.1f MB in %s", name, len(r.files), float64(cw.n)/1e6, time.Since(start).Round(time.Millisecond))
-	// Older layers of the same image are dropped.
-	old, _ := filepath.Glob(filepath.Join(b.CacheDir, name+"-*.tar"))
-	for _, o := range old {
-		if o != path && !strings.HasPrefix(filepath.Base(o), name+"-layer") {
-			os.Remove(o)
-			os.Remove(o + ".diffid")
-		}
-	}
 	return Built{Layer: path, DiffID: diff, Size: cw.n}, nil
 }
 
