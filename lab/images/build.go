@@ -107,7 +107,7 @@ func pruneCache(dir, standin string, current []Built) {
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
-		if e.IsDir() || strings.HasPrefix(e.Name(), ".") || strings.HasPrefix(e.Name(), "engine-") || keep[p] {
+		if e.IsDir() || strings.HasPrefix(e.Name(), ".") || strings.HasPrefix(e.Name(), "engine-") || strings.HasSuffix(e.Name(), ".tmp") || keep[p] {
 			continue
 		}
 		if strings.HasSuffix(e.Name(), ".tar") || strings.HasSuffix(e.Name(), ".diffid") || strings.HasPrefix(e.Name(), "standin-") {
