@@ -113,6 +113,15 @@ func Dialer(name string) func(ctx context.Context, network, addr string) (net.Co
 	}
 }
 
+// NSDialer dials from inside one namespace; it is a ContextDialer (the shape
+// mongo-driver's options.Client().SetDialer and net/http want).
+type NSDialer struct{ Namespace string }
+
+// DialContext dials from inside the dialer's namespace.
+func (d NSDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return DialContext(ctx, d.Namespace, network, addr)
+}
+
 // Listen opens a listener inside the named namespace.
 func Listen(name, network, addr string) (net.Listener, error) {
 	var l net.Listener

@@ -91,6 +91,11 @@ func TestLabDialReachesOnlyInsideNamespace(t *testing.T) {
 		c.Close()
 		t.Fatalf("dial from %s reached a root-namespace listener at %s", ns, rl.Addr())
 	}
+	if c, err := (NSDialer{Namespace: ns}).DialContext(ctx, "tcp", addr); err != nil {
+		t.Fatalf("NSDialer: %v", err)
+	} else {
+		c.Close()
+	}
 	if c, err := DialContext(ctx, "", "tcp", rl.Addr().String()); err != nil {
 		t.Fatalf("dial from current namespace: %v", err)
 	} else {
