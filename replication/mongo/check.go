@@ -32,6 +32,12 @@ func Check(topo *sites.Topology) sites.Problems {
 		if s.Mongo.KeyFile.IsZero() {
 			add(sites.SevError, s.Name, "mongo.keyfile", "is not set; members authenticate each other with a keyfile: name it (env, file or docker_secret)")
 		}
+		switch {
+		case s.Mongo.User != "" && s.Mongo.Password.IsZero():
+			add(sites.SevError, s.Name, "mongo.password", "mongo.user %s has no password reference: name it (env or file)", s.Mongo.User)
+		case s.Mongo.User == "" && !s.Mongo.KeyFile.IsZero():
+			add(sites.SevWarning, s.Name, "mongo.user", "is not set: with keyfile auth on, mongod accepts replSetInitiate/replSetReconfig only from an authenticated user; set mongo.user, mongo.password and secrets.mongo-password (the stack creates the user)")
+		}
 		if s.Mongo.MaxPartition <= 0 {
 			add(sites.SevWarning, s.Name, "mongo.max_partition", "is not set; sitectl cannot check the oplog window against the longest partition to survive (e.g. 24h)")
 		}

@@ -15,7 +15,9 @@ func TestCheck(t *testing.T) {
 		want   string // substring of a problem; "" = no problem at all
 		sev    sites.Severity
 	}{
-		{"example layout is clean", nil, "", ""},
+		{"example layout has no errors", nil, "", ""},
+		{"example layout sets no user", nil, "mongo.user", sites.SevWarning},
+		{"user without password", func(tp *sites.Topology) { tp.Site("cloud").Mongo.User = "sitectl" }, "has no password reference", sites.SevError},
 		{"non-voter with priority", func(tp *sites.Topology) { tp.Site("douala").Mongo.Members[0].Votes = votes(0) }, "votes: 0 must have priority 0", sites.SevError},
 		{"hidden with priority", func(tp *sites.Topology) { tp.Site("douala").Mongo.Members[0].Hidden = true }, "hidden members must have priority 0", sites.SevError},
 		{"delayed not hidden", func(tp *sites.Topology) {
@@ -42,13 +44,13 @@ func TestCheck(t *testing.T) {
 			t.Parallel()
 			ps := Check(loadTopo(t, tc.mutate))
 			if tc.want == "" {
-				if len(ps) > 0 {
-					t.Fatalf("problems on the example layout: %v", ps)
+				if errs := ps.Errors(); len(errs) > 0 {
+					t.Fatalf("errors on the example layout: %v", errs)
 				}
 				return
 			}
 			for _, p := range ps {
-				if strings.Contains(p.Message, tc.want) && p.Severity == tc.sev {
+				if (strings.Contains(p.Message, tc.want) || p.Key == tc.want) && p.Severity == tc.sev {
 					return
 				}
 			}
