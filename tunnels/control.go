@@ -64,6 +64,11 @@ func Install(ctx context.Context, topo *sites.Topology, g *Gateway) error {
 	if err != nil {
 		return err
 	}
+	if ns := topo.Site(g.Site).Lab.Namespace; ns != "" {
+		if err := SetupTransit(ctx, ns, g); err != nil {
+			return err
+		}
+	}
 	c, err := Dial(ctx, g)
 	if err != nil {
 		return err

@@ -40,6 +40,11 @@ func (Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([
 		return nil, err
 	}
 	steps = append(steps, certSteps...)
+	transit, err := planTransit(ctx, site, g)
+	if err != nil {
+		return nil, err
+	}
+	steps = append(steps, transit...)
 
 	c, err := Dial(ctx, g)
 	if err != nil {
@@ -324,4 +329,27 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// planTransit returns the step that gives a kernel-libipsec hub its transit
+// addresses (TransitAddresses). sitectl can set them only where it reaches the
+// gateway's network namespace (the lab); elsewhere the plan says what is needed.
+func planTransit(ctx context.Context, site *sites.Site, g *Gateway) ([]plan.Step, error) {
+	want := TransitAddresses(g)
+	if len(want) == 0 {
+		return nil, nil
+	}
+	ns := site.Lab.Namespace
+	if ns == "" {
+		return []plan.Step{{Site: site.Name, Component: "tunnel", Action: plan.Noop, Name: "transit addresses",
+			Note: fmt.Sprintf("kernel-libipsec: the gateway must own %s (tunnels.SetupTransit); sitectl sets them only in the lab", strings.Join(want, ", "))}}, nil
+	}
+	missing, err := missingTransit(ctx, ns, g)
+	if err != nil || len(missing) == 0 {
+		return nil, err
+	}
+	return []plan.Step{{Site: site.Name, Component: "tunnel", Action: plan.Create, Name: "transit addresses",
+		Diff:  []string{"on " + TransitInterface + " in " + ns + ": " + strings.Join(missing, ", ")},
+		Note:  "kernel-libipsec needs a local address in every local selector to route it",
+		Apply: func(ctx context.Context) error { return SetupTransit(ctx, ns, g) }}}, nil
 }

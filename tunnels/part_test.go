@@ -42,8 +42,9 @@ func TestLabPlan(t *testing.T) {
 	ctx := context.Background()
 
 	first := planAll(t, l.topo, true)
-	if len(first) != 2*len(l.topo.Links)+3 { // one conn per link end, credentials per gateway
-		t.Fatalf("first plan: %d changes, want %d:\n%s", len(first), 2*len(l.topo.Links)+3, strings.Join(first, "\n"))
+	// One conn per link end, credentials per gateway, the hub's transit addresses.
+	if len(first) != 2*len(l.topo.Links)+3+1 || !strings.Contains(strings.Join(first, "\n"), "cloud + tunnel transit addresses on sitectl-tr in tn-gw-cloud: 10.10.0.0/32, 10.20.0.0/32") {
+		t.Fatalf("first plan: %d changes, want %d:\n%s", len(first), 2*len(l.topo.Links)+4, strings.Join(first, "\n"))
 	}
 	if again := planAll(t, l.topo, false); len(again) != 0 {
 		t.Fatalf("second plan after apply is not empty:\n%s", strings.Join(again, "\n"))

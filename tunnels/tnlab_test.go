@@ -84,7 +84,7 @@ func startTNLab(t testing.TB, extra ...string) *tnLab {
 	}
 	set := []string{"tunnel.ipsec=libipsec", "tunnel.pki_dir=" + filepath.Join(l.dir, "pki")}
 	for i, s := range tnSites {
-		set = append(set, s+":gateway.wan_address="+wanAddr(i),
+		set = append(set, s+":lab.namespace=tn-gw-"+s, s+":gateway.wan_address="+wanAddr(i),
 			s+":gateway.vici=unix://"+filepath.Join(l.dir, s, "charon.vici"))
 	}
 	l.set = set
@@ -120,9 +120,6 @@ func startTNLab(t testing.TB, extra ...string) *tnLab {
 		s := topo.Site(g.Site)
 		ca, gwp := SiteCerts(topo, s)
 		if _, _, err := Ensure(ca, gwp, g.ID, s.Tunnel.KeyType, s.Tunnel.CertLifetime.D()); err != nil {
-			t.Fatal(err)
-		}
-		if err := SetupTransit(context.Background(), "tn-gw-"+g.Site, g); err != nil {
 			t.Fatal(err)
 		}
 		l.startCharon(g)

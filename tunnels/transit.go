@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sort"
 	"strings"
 
 	"github.com/sitectl/sitectl/internal/netns"
@@ -42,6 +43,7 @@ func TransitAddresses(g *Gateway) []string {
 			}
 		}
 	}
+	sort.Strings(out)
 	return out
 }
 
@@ -79,4 +81,23 @@ func transitComment(g *Gateway) string {
 	}
 	return fmt.Sprintf("# kernel-libipsec hub: this gateway must own %s on %s (tunnels.SetupTransit),\n# or the CHILD_SAs that carry other spokes' LANs fail with TS_UNACCEPTABLE.\n",
 		strings.Join(a, ", "), TransitInterface)
+}
+
+// missingTransit lists the transit addresses the gateway in namespace ns lacks.
+func missingTransit(ctx context.Context, ns string, g *Gateway) ([]string, error) {
+	want := TransitAddresses(g)
+	if len(want) == 0 {
+		return nil, nil
+	}
+	out, err := netns.Run(ctx, ns, "ip", "-o", "-4", "addr", "show")
+	if err != nil {
+		return nil, fmt.Errorf("gateway %s: %w", g.Site, err)
+	}
+	var missing []string
+	for _, a := range want {
+		if !strings.Contains(string(out), " inet "+a+" ") && !strings.Contains(string(out), " inet "+strings.TrimSuffix(a, "/32")+" ") {
+			missing = append(missing, a)
+		}
+	}
+	return missing, nil
 }
