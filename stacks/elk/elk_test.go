@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	composetypes "github.com/docker/cli/cli/compose/types"
+	"github.com/elastic/go-grok"
 	"gopkg.in/yaml.v3"
 
 	"github.com/sitectl/sitectl/stacks"
@@ -146,4 +147,84 @@ func topLevel(conf string) ([]string, error) {
 		return sections, fmt.Errorf("%d unclosed {", depth)
 	}
 	return sections, nil
+}
+
+// groks returns the patterns of the pipeline's `"message" => [ ... ]` grok list,
+// unquoted as Logstash reads them.
+func groks(t *testing.T, conf string) []string {
+	t.Helper()
+	i := strings.Index(conf, `"message" => [`)
+	if i < 0 {
+		t.Fatal("pipeline has no grok list for message")
+	}
+	rest := conf[i+len(`"message" => [`):]
+	rest = rest[:strings.Index(rest, "\n        ]")]
+	var out []string
+	for _, line := range strings.Split(rest, "\n") {
+		line = strings.TrimSuffix(strings.TrimSpace(line), ",")
+		if !strings.HasPrefix(line, `"`) {
+			continue // comments
+		}
+		// Logstash strings keep backslashes as written (config.support_escapes off).
+		out = append(out, line[1:len(line)-1])
+	}
+	return out
+}
+
+// TestGrokPatterns compiles the pipeline's grok patterns with a grok implementation
+// carrying Logstash's pattern set (elastic/go-grok) and checks that each parses the
+// log line it is for, and that the line meant for one is not eaten by another.
+func TestGrokPatterns(t *testing.T) {
+	topo := stacktest.Load(t, "dev")
+	r, err := elk.Stack{}.Render(stacks.Input{Topo: topo, Site: topo.Site("douala")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pats := groks(t, string(r.Files["logstash.conf"]))
+	if len(pats) != 3 {
+		t.Fatalf("%d grok patterns, want 3 (kong/nginx, postgres, gunicorn): %q", len(pats), pats)
+	}
+	samples := []struct {
+		line  string
+		which int
+		want  map[string]string // captured field → value (any field name containing the key)
+	}{
+		{`10.10.0.1 - - [23/Nov/2026:14:00:00 +0000] "GET /api/orders HTTP/1.1" 200 512 "-" "curl/8.5.0"`, 0,
+			map[string]string{"status_code": "200"}},
+		{`2026-11-23 14:00:00.123 UTC [123] LOG:  checkpoint starting: time`, 1,
+			map[string]string{"pid": "123", "level": "LOG", "log_tz": "UTC", "log_message": "checkpoint starting: time"}},
+		{`[2026-11-23 14:00:00 +0000] [7] [INFO] Booting worker with pid: 7`, 2,
+			map[string]string{"pid": "7", "level": "INFO", "log_time": "2026-11-23 14:00:00 +0000"}},
+	}
+	for i, p := range pats {
+		g, err := grok.NewComplete()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Compile(p, true); err != nil {
+			t.Fatalf("pattern %d %q does not compile: %v", i, p, err)
+		}
+		for _, s := range samples {
+			got, err := g.ParseString(s.line)
+			matched := err == nil && len(got) > 0
+			if matched != (s.which == i) {
+				t.Errorf("pattern %d on %q: matched=%v (%v)", i, s.line, matched, err)
+				continue
+			}
+			if !matched {
+				continue
+			}
+			for key, want := range s.want {
+				found := false
+				for k, v := range got {
+					if strings.Contains(k, key) && v == want {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("pattern %d on %q: no field %s = %q in %v", i, s.line, key, want, got)
+				}
+			}
+		}
+	}
 }

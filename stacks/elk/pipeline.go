@@ -77,8 +77,8 @@ filter {
           "%%{COMBINEDAPACHELOG}",
           # PostgreSQL: log_line_prefix '%%m [%%p] '
           "^%%{TIMESTAMP_ISO8601:log_time} %%{WORD:log_tz} \[%%{POSINT:pid}\] %%{WORD:level}:\s+%%{GREEDYDATA:log_message}",
-          # gunicorn / Django
-          "^\[%%{TIMESTAMP_ISO8601:log_time}\] \[%%{POSINT:pid}\] \[%%{LOGLEVEL:level}\] %%{GREEDYDATA:log_message}"
+          # gunicorn / Django: [2026-11-23 14:00:00 +0000] [7] [INFO] message
+          "^\[(?<log_time>%%{TIMESTAMP_ISO8601}(?: %%{ISO8601_TIMEZONE})?)\] \[%%{POSINT:pid}\] \[%%{LOGLEVEL:level}\] %%{GREEDYDATA:log_message}"
         ]
       }
       tag_on_failure => ["_sitectl_unparsed"]
