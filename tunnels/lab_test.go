@@ -253,3 +253,22 @@ func checkWANEncrypted(t *testing.T, l *tnLab, addr string) {
 	}
 	t.Logf("WAN capture: %d UDP 4500 packets, payload not in clear", encap)
 }
+
+// TestLabPSK brings the tunnels up with pre-shared keys (an explicit opt-in), loaded
+// over vici with load-shared, never written to a file.
+func TestLabPSK(t *testing.T) {
+	t.Setenv("TN_LAB_PSK", "tn-lab-psk-"+fmt.Sprint(time.Now().UnixNano()))
+	l := startTNLab(t, "tunnel.auth=psk", "tunnel.psk.env=TN_LAB_PSK")
+	ctx := context.Background()
+	l.installAll(ctx)
+	for _, link := range l.topo.Links {
+		if err := WaitUp(ctx, l.topo, link.Name(), 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addr := net.JoinHostPort(l.hostAddr("cloud"), "7003")
+	echoServer(t, "tn-h-cloud", addr, "cloud")
+	if reply, err := roundTrip(ctx, "tn-h-douala", addr, 3*time.Second); err != nil || reply != "cloud:ping" {
+		t.Fatalf("douala → cloud with PSK: %q %v", reply, err)
+	}
+}

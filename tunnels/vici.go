@@ -2,7 +2,6 @@ package tunnels
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -254,6 +253,3 @@ func (c *Client) Terminate(ctx context.Context, name string, timeout time.Durati
 	}
 	return err
 }
-
-// errNotFound says a lookup over vici found nothing.
-var errNotFound = errors.New("not found")
