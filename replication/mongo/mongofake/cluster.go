@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xdg-go/scram"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -195,6 +196,8 @@ type Cluster struct {
 	// probed over the network (Serve); otherwise they count as down (NewCluster).
 	peers bool
 	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
+	// users are the SCRAM users (AddUser); none means no authentication.
+	users map[string]scram.StoredCredentials
 	wg    sync.WaitGroup
 }
 
@@ -243,6 +246,9 @@ type Options struct {
 	// Dial opens connections to peer members (net.Dialer when nil); tests cut
 	// links between processes with it.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Users are SCRAM-SHA-256 users (name → password) to create, as the mongo
+	// image does from MONGO_INITDB_ROOT_USERNAME/_PASSWORD; none: no authentication.
+	Users map[string]string
 }
 
 // ServeWith is Serve with options.
@@ -250,6 +256,11 @@ func ServeWith(ln net.Listener, host string, opts Options) error {
 	c := newCluster()
 	c.peers = true
 	c.dial = opts.Dial
+	for u, pw := range opts.Users {
+		if err := c.AddUser(u, pw); err != nil {
+			return err
+		}
+	}
 	c.serve(ln, host)
 	ctx, cancel := context.WithCancel(context.Background())
 	go c.probeLoop(ctx)

@@ -33,6 +33,7 @@ var codeNames = map[int]string{
 	codeNewConfigIncompatible: "NewReplicaSetConfigurationIncompatible", codeAlreadyInitialized: "AlreadyInitialized",
 	codeNotWritablePrimary: "NotWritablePrimary", codeNotPrimaryNoSecondaryOk: "NotPrimaryNoSecondaryOk",
 	codeCurrentConfigNotCommit: "CurrentConfigNotCommittedYet", codeDuplicateKey: "DuplicateKey", codeBadValue: "BadValue",
+	codeUnauthorized: "Unauthorized", codeAuthenticationFailed: "AuthenticationFailed",
 }
 
 type cmdError struct {
@@ -49,15 +50,15 @@ func errf(code int, format string, args ...any) error {
 var requestIDs atomic.Int32
 var connIDs atomic.Int64
 
-func (c *Cluster) handleConn(n *node, conn net.Conn) {
-	r := bufio.NewReader(conn)
-	connID := connIDs.Add(1)
+func (c *Cluster) handleConn(n *node, nc net.Conn) {
+	r := bufio.NewReader(nc)
+	cn := &conn{id: connIDs.Add(1)}
 	for {
 		req, err := readRequest(r)
 		if err != nil {
 			return
 		}
-		reply, err := c.dispatch(n, req, connID)
+		reply, err := c.dispatch(n, req, cn)
 		if err != nil {
 			var ce *cmdError
 			if !errors.As(err, &ce) {
@@ -71,7 +72,7 @@ func (c *Cluster) handleConn(n *node, conn net.Conn) {
 		if req.noReply {
 			continue
 		}
-		if err := writeReply(conn, req, requestIDs.Add(1), reply); err != nil {
+		if err := writeReply(nc, req, requestIDs.Add(1), reply); err != nil {
 			if !errors.Is(err, io.EOF) {
 				return
 			}
@@ -79,11 +80,18 @@ func (c *Cluster) handleConn(n *node, conn net.Conn) {
 	}
 }
 
-func (c *Cluster) dispatch(n *node, req *request, connID int64) (bson.D, error) {
+func (c *Cluster) dispatch(n *node, req *request, cn *conn) (bson.D, error) {
 	name := req.cmd[0].Key
+	if err := c.authorize(cn, strings.ToLower(name)); err != nil {
+		return nil, err
+	}
 	switch strings.ToLower(name) {
 	case "hello", "ismaster":
-		return c.hello(n, req, connID), nil
+		return c.hello(n, req, cn.id), nil
+	case "saslstart":
+		return c.saslStart(cn, req.cmd)
+	case "saslcontinue":
+		return c.saslStep(cn, req.cmd)
 	case "ping", "endsessions", "killcursors":
 		return ok(), nil
 	case "buildinfo":
@@ -139,6 +147,9 @@ func (c *Cluster) hello(n *node, req *request, connID int64) bson.D {
 	d := bson.D{}
 	if truthy(lookup(req.cmd, "helloOk")) {
 		d = append(d, bson.E{Key: "helloOk", Value: true})
+	}
+	if _, asked := lookup(req.cmd, "saslSupportedMechs").(string); asked && len(c.users) > 0 {
+		d = append(d, bson.E{Key: "saslSupportedMechs", Value: bson.A{"SCRAM-SHA-256"}})
 	}
 	state, _ := stateOf(n)
 	d = append(d, bson.E{Key: writableKey, Value: state == 1}, bson.E{Key: "secondary", Value: state == 2})

@@ -95,3 +95,48 @@ func errorsAs(err error, target *mongo.CommandError) bool {
 	}
 	return ok
 }
+
+// TestSCRAMAuth: with a user, the driver authenticates with SCRAM-SHA-256; a wrong
+// password fails and an unauthenticated connection may only say hello.
+func TestSCRAMAuth(t *testing.T) {
+	c, err := mongofake.NewCluster(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.AddUser("sitectl", "s3cret-ünïcode"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	connect := func(cred *options.Credential) *mongo.Client {
+		o := options.Client().SetHosts(c.Hosts()).SetDirect(true).SetServerSelectionTimeout(2 * time.Second)
+		if cred != nil {
+			o.SetAuth(*cred)
+		}
+		cl, err := mongo.Connect(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cl.Disconnect(context.Background()) })
+		return cl
+	}
+	initiate := bson.D{{Key: "replSetInitiate", Value: bson.D{}}}
+
+	anon := connect(nil)
+	if err := anon.Database("admin").RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Err(); err != nil {
+		t.Fatalf("hello without auth: %v", err)
+	}
+	var ce mongo.CommandError
+	if err := anon.Database("admin").RunCommand(ctx, initiate).Err(); !errorsAs(err, &ce) || ce.Code != 13 {
+		t.Errorf("replSetInitiate without auth: %v, want Unauthorized (13)", err)
+	}
+	bad := connect(&options.Credential{Username: "sitectl", Password: "wrong"})
+	if err := bad.Database("admin").RunCommand(ctx, bson.D{{Key: "ping", Value: 1}}).Err(); err == nil {
+		t.Error("a wrong password authenticated")
+	}
+	good := connect(&options.Credential{Username: "sitectl", Password: "s3cret-ünïcode"})
+	if err := good.Database("admin").RunCommand(ctx, initiate).Err(); err != nil {
+		t.Fatalf("replSetInitiate as sitectl: %v", err)
+	}
+}
