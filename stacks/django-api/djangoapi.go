@@ -35,7 +35,7 @@ var Defaults = map[string]any{
 	// health_path is the API's health endpoint (Kong probes the same path).
 	"health_path": "/healthz",
 	// healthcheck is the probe inside the container: python (python3 urllib, any
-	// Django image has it) or curl (an image with curl; cheaper per check).
+	// Django image has it), curl (an image with curl; cheaper per check) or none.
 	"healthcheck": "python",
 	// monitor is how long a new task must stay healthy before the update moves on.
 	"monitor": "15s",
@@ -82,8 +82,10 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 		x.HealthTest = fmt.Sprintf(`["CMD", "python3", "-c", "import urllib.request; urllib.request.urlopen('%s', timeout=8)"]`, url)
 	case "curl":
 		x.HealthTest = fmt.Sprintf(`["CMD", "curl", "-fsS", "-o", "/dev/null", "%s"]`, url)
+	case "none":
+		x.HealthTest = `["NONE"]`
 	default:
-		return stacks.Rendered{}, fmt.Errorf("values.%s.healthcheck is %v: allowed: python, curl", Name, vals["healthcheck"])
+		return stacks.Rendered{}, fmt.Errorf("values.%s.healthcheck is %v: allowed: python, curl, none", Name, vals["healthcheck"])
 	}
 	if x.Publish && s.Deploy.PublishMode == "host" {
 		// Two tasks cannot bind one host port on one node.
