@@ -18,7 +18,7 @@ func TestTunnelsCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"==> cloud/swanctl.conf <==", "==> yaounde/strongswan.conf <==", "douala-cloud-lan {"} {
+	for _, want := range []string{"==> cloud/swanctl.conf <==", "==> yaounde/strongswan.conf <==", "douala-cloud-lan-"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("render lacks %q", want)
 		}
