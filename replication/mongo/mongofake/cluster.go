@@ -131,6 +131,8 @@ type node struct {
 	// primary whose history diverged (MongoDB writes them to rollback/ files).
 	rolledBack []oplogEntry
 	conns      map[net.Conn]bool
+	// lostAt is when this primary lost its majority (zero while it has one).
+	lostAt time.Time
 	// ids indexes the inserted _ids per namespace over oplog[:idsLen] (whose last
 	// entry had idsLast), extended as the oplog grows, rebuilt when it was replaced.
 	ids     map[string]map[string]bool
@@ -196,6 +198,8 @@ type Cluster struct {
 	// probed over the network (Serve); otherwise they count as down (NewCluster).
 	peers bool
 	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
+	// stepDownAfter delays a primary's step-down after it loses its majority.
+	stepDownAfter time.Duration
 	// users are the SCRAM users (AddUser); none means no authentication.
 	users map[string]scram.StoredCredentials
 	wg    sync.WaitGroup
@@ -249,6 +253,9 @@ type Options struct {
 	// Users are SCRAM-SHA-256 users (name → password) to create, as the mongo
 	// image does from MONGO_INITDB_ROOT_USERNAME/_PASSWORD; none: no authentication.
 	Users map[string]string
+	// StepDownAfter is how long a primary that lost its majority keeps acting as
+	// one (see SetStepDownAfter); 0 steps down at once.
+	StepDownAfter time.Duration
 }
 
 // ServeWith is Serve with options.
@@ -256,6 +263,7 @@ func ServeWith(ln net.Listener, host string, opts Options) error {
 	c := newCluster()
 	c.peers = true
 	c.dial = opts.Dial
+	c.stepDownAfter = opts.StepDownAfter
 	for u, pw := range opts.Users {
 		if err := c.AddUser(u, pw); err != nil {
 			return err
@@ -383,8 +391,41 @@ func (c *Cluster) HealAll() {
 	c.recompute()
 }
 
-// Primary returns the primary's host ("" when none), as seen by the member at host
-// (or by any member when host is "").
+// SetStepDownAfter makes a primary that loses its majority keep acting as primary
+// for d (mongod's election timeout is 10 s) before stepping down; 0 (the default)
+// steps down at once. Writes it takes meanwhile without a majority are rolled back
+// once it rejoins the new primary.
+func (c *Cluster) SetStepDownAfter(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stepDownAfter = d
+}
+
+// kick re-settles the set (a timer fired).
+func (c *Cluster) kick() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.recompute()
+	}
+}
+
+// Primaries returns every member acting as primary right now (two during the
+// window after a cut-off primary lost its majority and before it stepped down).
+func (c *Cluster) Primaries() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, h := range c.order {
+		if n := c.nodes[h]; n.primary && !n.remote {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// Primary returns the member acting as primary ("" when none; the first one while
+// a cut-off primary has not stepped down yet, see Primaries).
 func (c *Cluster) Primary() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -471,8 +512,22 @@ func (c *Cluster) settle() bool {
 			continue
 		}
 		me := n.self()
-		if n.down || me == nil || !me.electable() || c.votesFor(h, nil) < n.cfg.majority() || c.higherPriorityReachable(h) {
-			n.primary = false
+		switch {
+		case n.down || me == nil || !me.electable() || c.higherPriorityReachable(h):
+			n.primary, n.lostAt = false, time.Time{}
+		case c.votesFor(h, nil) < n.cfg.majority():
+			// Like mongod, a primary that lost its majority notices only after an
+			// election timeout (StepDownAfter) and keeps taking writes until then:
+			// those without a majority are rolled back after the heal.
+			if c.stepDownAfter > 0 && n.lostAt.IsZero() {
+				n.lostAt = time.Now()
+				time.AfterFunc(c.stepDownAfter, c.kick)
+			}
+			if c.stepDownAfter == 0 || time.Since(n.lostAt) >= c.stepDownAfter {
+				n.primary, n.lostAt = false, time.Time{}
+			}
+		default:
+			n.lostAt = time.Time{}
 		}
 	}
 	// 3. Elect: candidates by priority, then member id; each voter votes once.

@@ -140,3 +140,88 @@ func TestSCRAMAuth(t *testing.T) {
 		t.Fatalf("replSetInitiate as sitectl: %v", err)
 	}
 }
+
+// TestCutOffPrimaryRollsBack: a primary cut off from the majority keeps acting as
+// primary until its step-down delay; a w:1 write it takes then is acknowledged, a
+// w:majority write is not, the majority side elects and writes; after the heal the
+// old primary's writes are rolled back, not merged, and it holds the majority's.
+func TestCutOffPrimaryRollsBack(t *testing.T) {
+	c, err := mongofake.NewCluster(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	h := c.Hosts()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	clients := map[string]*mongo.Client{}
+	for _, host := range h {
+		cl, err := mongo.Connect(options.Client().SetHosts([]string{host}).SetDirect(true).SetRetryWrites(false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Disconnect(ctx)
+		clients[host] = cl
+	}
+	members := bson.A{}
+	for i, host := range h {
+		members = append(members, bson.D{{Key: "_id", Value: i}, {Key: "host", Value: host}, {Key: "priority", Value: []float64{2, 1, 1}[i]}})
+	}
+	if err := clients[h[0]].Database("admin").RunCommand(ctx, bson.D{{Key: "replSetInitiate", Value: bson.D{{Key: "_id", Value: "mgrs"}, {Key: "members", Value: members}}}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	insert := func(host, id string, w any) (bson.M, error) {
+		var r bson.M
+		err := clients[host].Database("app").RunCommand(ctx, bson.D{{Key: "insert", Value: "rows"}, {Key: "documents", Value: bson.A{bson.D{{Key: "_id", Value: id}}}},
+			{Key: "writeConcern", Value: bson.D{{Key: "w", Value: w}, {Key: "wtimeout", Value: 200}}}}).Decode(&r)
+		return r, err
+	}
+	if r, err := insert(h[0], "before", "majority"); err != nil || r["writeConcernError"] != nil {
+		t.Fatalf("write before the cut: %v %v", r, err)
+	}
+
+	c.SetStepDownAfter(time.Second)
+	c.Cut(h[0], h[1])
+	c.Cut(h[0], h[2])
+	if got := c.Primaries(); len(got) != 2 || got[0] != h[0] {
+		t.Fatalf("primaries right after the cut: %v, want the old one and a new one", got)
+	}
+	if r, err := insert(h[0], "w1-on-cut-off-primary", 1); err != nil || r["writeConcernError"] != nil {
+		t.Fatalf("w:1 on the cut-off primary: %v %v (it is acknowledged: that is the danger)", r, err)
+	}
+	if r, err := insert(h[0], "majority-on-cut-off-primary", "majority"); err == nil && r["writeConcernError"] == nil {
+		t.Fatalf("w:majority on the cut-off primary was acknowledged: %v", r)
+	}
+	newPrimary := c.Primaries()[1]
+	if r, err := insert(newPrimary, "majority-side", "majority"); err != nil || r["writeConcernError"] != nil {
+		t.Fatalf("w:majority on the new primary: %v %v", r, err)
+	}
+	time.Sleep(1200 * time.Millisecond)
+	if got := c.Primaries(); len(got) != 1 || got[0] != newPrimary {
+		t.Fatalf("primaries after the step-down delay: %v, want only %s", got, newPrimary)
+	}
+
+	c.HealAll()
+	var rolled []string
+	for _, d := range c.RolledBack(h[0]) {
+		for _, e := range d {
+			if e.Key == "_id" {
+				rolled = append(rolled, e.Value.(string))
+			}
+		}
+	}
+	if len(rolled) != 2 || rolled[0] != "w1-on-cut-off-primary" || rolled[1] != "majority-on-cut-off-primary" {
+		t.Errorf("rolled back on the old primary: %v, want its two writes from the cut", rolled)
+	}
+	var docs []bson.M
+	cur, err := clients[h[0]].Database("app").Collection("rows").Find(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		t.Fatal(err)
+	}
+	if len(docs) != 2 || docs[0]["_id"] != "before" || docs[1]["_id"] != "majority-side" {
+		t.Errorf("old primary holds %v after the heal, want before + majority-side (not merged)", docs)
+	}
+}
