@@ -79,11 +79,22 @@ func (Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([
 				}})
 		}
 	}
+	sas, err := c.SAs(ctx)
+	if err != nil {
+		return nil, err
+	}
 	for _, conn := range g.Conns {
 		conn := conn
 		want := desiredView(conn)
 		got, ok := live[conn.Name]
 		var st plan.Step
+		if ok && len(diffViews(got, want)) == 0 {
+			if step := childMissing(sas, conn, g); step != nil {
+				step.Site = site.Name
+				steps = append(steps, *step)
+				continue
+			}
+		}
 		switch {
 		case !ok:
 			st = plan.Step{Action: plan.Create, Diff: describe(want)}
@@ -352,4 +363,25 @@ func planTransit(ctx context.Context, site *sites.Site, g *Gateway) ([]plan.Step
 		Diff:  []string{"on " + TransitInterface + " in " + ns + ": " + strings.Join(missing, ", ")},
 		Note:  "kernel-libipsec needs a local address in every local selector to route it",
 		Apply: func(ctx context.Context) error { return SetupTransit(ctx, ns, g) }}}, nil
+}
+
+// childMissing returns a step when the connection's IKE_SA is established but its
+// CHILD_SA is not installed: charon does not retry a refused CHILD_SA by itself (e.g.
+// one refused before the hub had its transit addresses), so the link would stay down
+// while the configuration matches.
+func childMissing(sas []SA, conn Conn, g *Gateway) *plan.Step {
+	sa := bestSA(sas, conn.Name)
+	if sa == nil || sa.State != "ESTABLISHED" {
+		return nil
+	}
+	for _, ch := range sa.Children {
+		if ch.Name == conn.Child && ch.State == "INSTALLED" {
+			return nil
+		}
+	}
+	return &plan.Step{Component: "tunnel", Action: plan.Update, Name: conn.Name,
+		Diff: []string{"IKE_SA established without CHILD_SA " + conn.Child + " → initiate it"},
+		Apply: func(ctx context.Context) error {
+			return withClient(ctx, g, func(c *Client) error { return c.Initiate(ctx, conn, InitiateTimeout) })
+		}}
 }

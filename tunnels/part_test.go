@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/netns"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
 )
@@ -53,6 +54,46 @@ func TestLabPlan(t *testing.T) {
 		if err := WaitUp(ctx, l.topo, link.Name(), 20*time.Second); err != nil {
 			t.Fatal(err)
 		}
+	}
+
+	// A hub without its transit addresses refuses the CHILD_SAs (IKE_SA up, no child):
+	// the plan restores the addresses and initiates the children.
+	if _, err := netns.Run(ctx, "tn-gw-cloud", "ip", "link", "del", TransitInterface); err != nil {
+		t.Fatal(err)
+	}
+	for _, link := range l.topo.Links {
+		if err := Cut(ctx, l.topo, link.Name()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, g := range mustBuild(t, l.topo) {
+		c, err := Dial(ctx, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, conn := range g.Conns {
+			if err := c.LoadConn(ctx, conn); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Close()
+	}
+	if err := WaitUp(ctx, l.topo, "douala-cloud", 3*time.Second); err == nil {
+		t.Fatal("douala-cloud came up although the hub has no transit addresses")
+	}
+	repair := strings.Join(planAll(t, l.topo, true), "\n")
+	for _, want := range []string{"cloud + tunnel transit addresses", "without CHILD_SA"} {
+		if !strings.Contains(repair, want) {
+			t.Errorf("repair plan lacks %q:\n%s", want, repair)
+		}
+	}
+	for _, link := range l.topo.Links {
+		if err := WaitUp(ctx, l.topo, link.Name(), 20*time.Second); err != nil {
+			t.Fatalf("after the repair plan: %v", err)
+		}
+	}
+	if again := planAll(t, l.topo, false); len(again) != 0 {
+		t.Fatalf("plan after repair is not empty:\n%s", strings.Join(again, "\n"))
 	}
 
 	// Add a direct douala–yaounde link: the spokes' hub selectors shrink (reload),
@@ -114,4 +155,13 @@ func TestLabPlan(t *testing.T) {
 			t.Errorf("plan back to hub and spoke lacks %q:\n%s", want, joined)
 		}
 	}
+}
+
+func mustBuild(t *testing.T, topo *sites.Topology) []*Gateway {
+	t.Helper()
+	gws, err := Build(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gws
 }
