@@ -72,6 +72,9 @@ func (p *Drill) Run(ctx context.Context) *Report {
 	if p.sleep == nil {
 		p.sleep = time.Sleep
 	}
+	if p.Observer == nil { // no PostgreSQL replication to watch (a MongoDB-only drill)
+		p.Observer = noFlows{}
+	}
 	s := p.Settings.withDefaults()
 	if p.RunID == "" {
 		p.RunID = "dr-" + uuid.Must(uuid.NewV7()).String()[:13]
@@ -194,7 +197,7 @@ func (p *Drill) Run(ctx context.Context) *Report {
 	} else {
 		rep.Error = joinErr(rep.Error, "final read: "+err.Error())
 	}
-	if converged {
+	if converged && len(p.Topo.Flows) > 0 {
 		// Let the sampler see PostgreSQL's own view catch up (slots confirmed, zero
 		// lag), which trails the rows becoming visible by a feedback round.
 		for wait := p.now().Add(caughtUpGrace); smp.caughtUpAt().IsZero() && p.now().Before(wait); {
@@ -455,3 +458,8 @@ func (p *Drill) writeBefore(ctx context.Context, ev func(kind, target, detail st
 	ev(EvWritesEnd, "", fmt.Sprintf("before the fault: %d of %d acknowledged", acked, len(all)))
 	return all
 }
+
+// noFlows is the Observer of a drill without PostgreSQL replication.
+type noFlows struct{}
+
+func (noFlows) Flows(context.Context) ([]FlowState, error) { return nil, nil }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/drill"
+	"github.com/sitectl/sitectl/drill/swarmfault"
+	"github.com/sitectl/sitectl/engine"
 )
 
 // nodeLoss drains douala's db node while a two-replica service runs on douala: the
@@ -46,6 +48,25 @@ func nodeLoss(t *testing.T, d *drLab) {
 		t.Fatalf("%s availability after the drill: %q %v", node, out, err)
 	}
 	t.Logf("%s; %s: %s", rep.Summary(), moved.What, moved.Detail)
+
+	// The db-down fault on a real swarm service: scaled to zero, then back to its
+	// two replicas.
+	eng, err := engine.ForSite(ctx, d.topo.Site("douala"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	down := &swarmfault.ServiceDown{Site: "douala", Service: "dr-web", Engine: eng}
+	if err := down.Inject(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := d.lab.Docker(ctx, manager, "service", "inspect", "--format", "{{.Spec.Mode.Replicated.Replicas}}", "dr-web"); strings.TrimSpace(string(out)) != "0" {
+		t.Fatalf("dr-web replicas after ServiceDown.Inject: %q", out)
+	}
+	if err := down.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitTasks(t, d, manager, "dr-web", 2)
 }
 
 // commonImage returns a lab image present on every given node.
