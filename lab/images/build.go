@@ -256,7 +256,6 @@ func (b *Builder) standinBinary(ctx context.Context) (string, string, error) {
 	h := sha256.New()
 	files, _ := filepath.Glob(filepath.Join(src, "lab", "standin", "*.go"))
 	sort.Strings(files)
-	files = append(files, filepath.Join(src, "go.mod"), filepath.Join(src, "go.sum"))
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") {
 			continue
@@ -267,6 +266,17 @@ func (b *Builder) standinBinary(ctx context.Context) (string, string, error) {
 		}
 		fmt.Fprintf(h, "%s %d\n", filepath.Base(f), len(data))
 		h.Write(data)
+	}
+	// Of go.mod only what the stand-in is built with: the Go version and the one
+	// module it imports (other modules coming and going must not rebuild every image).
+	mod, err := os.ReadFile(filepath.Join(src, "go.mod"))
+	if err != nil {
+		return "", "", err
+	}
+	for _, l := range strings.Split(string(mod), "\n") {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, "go ") || strings.HasPrefix(l, "toolchain ") || strings.Contains(l, "go.mongodb.org/mongo-driver/v2 ") {
+			fmt.Fprintln(h, l)
+		}
 	}
 	hash := hex.EncodeToString(h.Sum(nil))
 	out := filepath.Join(b.CacheDir, "standin-"+hash[:16])
