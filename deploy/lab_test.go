@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,6 +166,15 @@ var hashSuffix = regexp.MustCompile(`_[0-9a-f]{10}\b`)
 
 // TestLabDeploy runs issue 4's "Show" on a real three-site lab, in order.
 func TestLabDeploy(t *testing.T) {
+	built := make(chan error, 1)
+	bin := filepath.Join(t.TempDir(), "sitectl")
+	go func() { // while the lab comes up
+		out, err := exec.Command("go", "build", "-o", bin, "../cmd/sitectl").CombinedOutput()
+		if err != nil {
+			err = fmt.Errorf("build sitectl: %w\n%s", err, out)
+		}
+		built <- err
+	}()
 	e := startLab(t)
 	topo := e.topo(t)
 
@@ -179,8 +189,34 @@ func TestLabDeploy(t *testing.T) {
 		golden.AssertString(t, "plan-lab-empty.golden", out)
 	})
 
-	t.Run("deploy --all converges", func(t *testing.T) {
-		deployOK(t, topo)
+	t.Run("deploy --all killed mid-way, then run again, converges", func(t *testing.T) {
+		if err := <-built; err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"--config-dir", e.dir, "--env", "lab"}
+		for _, s := range fast {
+			args = append(args, "--set", s)
+		}
+		cmd := exec.Command(bin, append(args, "deploy", "--all")...)
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "✓ douala: + secret") {
+				break // killed after some objects exist, before the services
+			}
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		if n := ownSteps(t, bin, args); n == 0 {
+			t.Fatal("plan after the kill: no steps pending, want the rest of the deploy")
+		}
+		deployOK(t, topo) // takes over the dead deploy's lock
 		for _, st := range Status(context.Background(), topo, topo.Sites, Options{}) {
 			if st.Error != "" {
 				t.Fatalf("status: %s", st.Error)
@@ -315,47 +351,6 @@ func TestLabDeploy(t *testing.T) {
 		}
 	})
 
-	t.Run("a deploy killed mid-way converges when run again", func(t *testing.T) {
-		bin := filepath.Join(t.TempDir(), "sitectl")
-		if out, err := exec.Command("go", "build", "-o", bin, "../cmd/sitectl").CombinedOutput(); err != nil {
-			t.Fatalf("build sitectl: %v\n%s", err, out)
-		}
-		f := filepath.Join(t.TempDir(), "django-secret-key")
-		if err := os.WriteFile(f, []byte("yet another value"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		args := []string{"--config-dir", e.dir, "--env", "lab", "--set", "douala:secrets.django-secret-key.file=" + f}
-		for _, s := range fast {
-			args = append(args, "--set", s)
-		}
-		cmd := exec.Command(bin, append(args, "deploy", "--site", "douala")...)
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "✓ douala: + secret") {
-				break // killed after creating the new secret, before the services roll
-			}
-		}
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-
-		if n := ownSteps(t, bin, args); n == 0 {
-			t.Fatal("plan after the kill: no service/secret steps pending, want the interrupted changes")
-		}
-		again := exec.Command(bin, append(args, "deploy", "--site", "douala")...)
-		if out, err := again.CombinedOutput(); err != nil {
-			t.Fatalf("deploy after the kill: %v\n%s", err, out)
-		}
-		if n := ownSteps(t, bin, args); n != 0 {
-			t.Fatalf("plan after the re-run: %d network/secret/config/service steps pending, want 0", n)
-		}
-	})
 }
 
 // ownSteps runs `sitectl plan -o json` for douala and counts the pending steps of

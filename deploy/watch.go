@@ -140,7 +140,15 @@ func (s *session) serviceState(ctx context.Context, svc swarm.Service, t touch) 
 		switch us.State {
 		case swarm.UpdateStateRollbackCompleted:
 			if touchedNow {
-				return svcState{status: "rolled back", err: errors.New(withErr("rolled back to its previous spec: " + us.Message))}, nil
+				cause, err := s.lastTaskError(ctx, svc.ID)
+				if err != nil {
+					return svcState{}, err
+				}
+				msg := "the update failed and swarm rolled it back to the previous spec"
+				if cause != "" {
+					msg += "; failed task: " + cause
+				}
+				return svcState{status: "rolled back", err: errors.New(msg)}, nil
 			}
 		case swarm.UpdateStatePaused:
 			return svcState{status: "update paused", err: errors.New(withErr("update paused: " + us.Message))}, nil
@@ -176,4 +184,21 @@ func (s *session) serviceState(ctx context.Context, svc swarm.Service, t touch) 
 func isImageError(msg string) bool {
 	m := strings.ToLower(msg)
 	return strings.Contains(m, "no such image") || strings.Contains(m, "pull access denied") || strings.Contains(m, "manifest unknown")
+}
+
+// lastTaskError is the most recent error of any task of the service (the updated
+// tasks that failed are no longer "up to date" once swarm rolled back).
+func (s *session) lastTaskError(ctx context.Context, serviceID string) (string, error) {
+	tasks, err := s.eng.TaskList(ctx, client.TaskListOptions{Filters: make(client.Filters).Add("service", serviceID)})
+	if err != nil {
+		return "", err
+	}
+	var msg string
+	var at time.Time
+	for _, t := range tasks.Items {
+		if t.Status.Err != "" && t.Status.Timestamp.After(at) {
+			msg, at = t.Status.Err, t.Status.Timestamp
+		}
+	}
+	return msg, nil
 }
