@@ -108,9 +108,21 @@ func Changes(topo *sites.Topology, desired *Config, live *Live, site string) []C
 			updates = append(updates, Change{Kind: KindUpdate, Site: site, Member: m, Voting: cur.Voting() != m.Voting(), Diff: d})
 		}
 	}
+	for i := range removes {
+		removes[i].noteDemotion(live.Primary)
+	}
+	for i := range updates {
+		updates[i].noteDemotion(live.Primary)
+	}
 	out = append(out, removes...)
 	out = append(out, updates...)
 	return append(out, adds...)
+}
+
+func (ch *Change) noteDemotion(primary string) {
+	if ch.demotes(primary) {
+		ch.Note = "this member is the primary: it is stepped down first (replSetStepDown) and the change is made on the new primary"
+	}
 }
 
 func boolCmp(a, b bool) int {
@@ -173,6 +185,14 @@ func memberDiff(cur, want Member) []string {
 		d = append(d, fmt.Sprintf("tags: %s → %s", tagString(cur.Tags), tagString(want.Tags)))
 	}
 	return d
+}
+
+// demotes reports whether the change removes primary, or leaves it unelectable.
+func (ch Change) demotes(primary string) bool {
+	if primary == "" || ch.Member.Host != primary {
+		return false
+	}
+	return ch.Kind == KindRemove || (ch.Kind == KindUpdate && !ch.Member.Electable())
 }
 
 // mutate applies one member change to a config copy; false when nothing changes.
@@ -288,6 +308,13 @@ func (c *Conn) applyOnce(ctx context.Context, ch Change) (bool, error) {
 	}
 	if ch.Kind == KindWriteConcern {
 		return true, nil
+	}
+	if ch.demotes(live.Primary) {
+		// mongod refuses to make the primary unelectable (or remove it): step it down
+		// first; the change is applied on the next primary. The step-down closes the
+		// primary's connections, so its error tells nothing.
+		_ = c.Run(ctx, live.Primary, bson.D{{Key: "replSetStepDown", Value: 60}}, nil)
+		return false, &waitErr{fmt.Sprintf("stepped %s down for this change; waiting for a new primary", live.Primary)}
 	}
 	cfg := live.Config.Clone()
 	if !ch.mutate(cfg) {

@@ -211,3 +211,33 @@ func TestReconcileWithAuth(t *testing.T) {
 		t.Errorf("status without credentials: %v, want an authentication error", err)
 	}
 }
+
+// TestReconcileStepsDownPrimary: making the primary unelectable (priority 0) steps
+// it down first, then the change is made on the new primary.
+func TestReconcileStepsDownPrimary(t *testing.T) {
+	for _, be := range backends(3) {
+		t.Run(be.name, func(t *testing.T) {
+			b := be.make(t)
+			ctx := context.Background()
+			topo := topoOn(t, b, nil)
+			deploySites(t, ctx, topo, "cloud", "douala", "yaounde")
+			topo.Site("cloud").Mongo.Members[0].Priority = new(float64)
+			_, rendered := planAll(t, ctx, topo, b)
+			if !strings.Contains(rendered, "stepped down first") {
+				t.Errorf("plan does not say the primary is stepped down first:\n%s", rendered)
+			}
+			deploySites(t, ctx, topo, "cloud")
+			c := connTo(t, topo)
+			live, err := c.ReadLive(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if live.Primary == "" || live.Primary == b.hosts[0] {
+				t.Errorf("primary %q after making the cloud member priority 0", live.Primary)
+			}
+			if m := live.Config.Member(b.hosts[0]); m.Priority != 0 {
+				t.Errorf("cloud priority %g, want 0", m.Priority)
+			}
+		})
+	}
+}

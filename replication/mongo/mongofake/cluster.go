@@ -133,6 +133,8 @@ type node struct {
 	conns      map[net.Conn]bool
 	// lostAt is when this primary lost its majority (zero while it has one).
 	lostAt time.Time
+	// frozenUntil: after replSetStepDown the member does not stand for election.
+	frozenUntil time.Time
 	// ids indexes the inserted _ids per namespace over oplog[:idsLen] (whose last
 	// entry had idsLast), extended as the oplog grows, rebuilt when it was replaced.
 	ids     map[string]map[string]bool
@@ -163,6 +165,8 @@ func (n *node) hasID(ns, key string) bool {
 	}
 	return n.ids[ns][key]
 }
+
+func (n *node) frozen() bool { return time.Now().Before(n.frozenUntil) }
 
 func (n *node) lastOp() oplogEntry {
 	if n.remote {
@@ -534,7 +538,7 @@ func (c *Cluster) settle() bool {
 	var cands []*node
 	for _, h := range c.order {
 		n := c.nodes[h]
-		if me := n.self(); !n.remote && !n.down && me != nil && me.electable() && !n.primary && !c.higherPriorityRemote(n) {
+		if me := n.self(); !n.remote && !n.down && me != nil && me.electable() && !n.primary && !c.higherPriorityRemote(n) && !n.frozen() {
 			cands = append(cands, n)
 		}
 	}
@@ -680,7 +684,7 @@ func (c *Cluster) higherPriorityReachable(host string) bool {
 	me := n.self()
 	for _, m := range n.cfg.Members {
 		if m.Host != host && m.electable() && m.Priority > me.Priority && c.reach(host, m.Host) {
-			if o := c.nodes[m.Host]; o.cfg != nil && o.cfg.Version == n.cfg.Version && !c.behind(o) {
+			if o := c.nodes[m.Host]; o.cfg != nil && o.cfg.Version == n.cfg.Version && !c.behind(o) && !o.frozen() {
 				return true
 			}
 		}

@@ -102,6 +102,8 @@ func (c *Cluster) dispatch(n *node, req *request, cn *conn) (bson.D, error) {
 		return c.getConfig(n, req.cmd)
 	case "replsetreconfig":
 		return c.reconfig(n, req.cmd)
+	case "replsetstepdown":
+		return c.stepDown(n, req.cmd)
 	case "replsetgetstatus":
 		return c.status(n)
 	case "setdefaultrwconcern":

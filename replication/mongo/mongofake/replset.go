@@ -182,6 +182,9 @@ func (c *Cluster) reconfig(n *node, cmd bson.D) (bson.D, error) {
 	if cfg.member(n.host) == nil {
 		return nil, errf(codeInvalidReplicaSetConfig, "this node (%s) is not in the new configuration", n.host)
 	}
+	if me := cfg.member(n.host); !force && !me.electable() {
+		return nil, errf(codeNewConfigIncompatible, "this node, %s, is the primary and would not be electable under the new configuration; step it down first (replSetStepDown)", n.host)
+	}
 	if force {
 		// mongod picks a much higher version for a forced config, so it wins anywhere.
 		cfg.Version = max(cfg.Version, n.cfg.Version+10000)
@@ -314,4 +317,21 @@ func (c *Cluster) setDefaultRW(n *node, cmd bson.D) (bson.D, error) {
 	c.defaultWC = wc
 	c.mu.Unlock()
 	return c.getDefaultRW(n)
+}
+
+func (c *Cluster) stepDown(n *node, cmd bson.D) (bson.D, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !n.primary {
+		return nil, errf(codeNotWritablePrimary, "not primary so can't step down")
+	}
+	secs, isNum := asInt(cmd[0].Value)
+	if !isNum || secs <= 0 {
+		secs = 60
+	}
+	n.primary = false
+	n.frozenUntil = time.Now().Add(time.Duration(secs) * time.Second)
+	time.AfterFunc(time.Duration(secs)*time.Second, c.kick)
+	c.recompute()
+	return ok(), nil
 }
