@@ -460,4 +460,3 @@ func pair(a, b string) [2]string {
 	}
 	return [2]string{a, b}
 }
-
