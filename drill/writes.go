@@ -1,0 +1,153 @@
+package drill
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sitectl/sitectl/replication/keys"
+)
+
+func (p *Drill) storeSites() []string {
+	out := make([]string, 0, len(p.Stores))
+	for s := range p.Stores {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// write has every site write s.Writes rows, paced over 80% of the cut, and returns
+// every attempt with whether it was acknowledged.
+func (p *Drill) write(ctx context.Context, s Settings, from time.Time, ev func(kind, target, detail string) time.Time) ([]Attempt, []WriteStats) {
+	siteNames := p.storeSites()
+	per := make([][]Attempt, len(siteNames))
+	stats := make([]WriteStats, len(siteNames))
+	interval := time.Duration(float64(s.Duration) * 0.8 / float64(s.Writes))
+	end := p.Progress.Step("write %d row(s) at each of %s", s.Writes, strings.Join(siteNames, ", "))
+	ev(EvWritesStart, "", fmt.Sprintf("%d per site", s.Writes))
+	var wg sync.WaitGroup
+	for i, site := range siteNames {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			per[i], stats[i] = p.writeSite(ctx, site, s.Writes, interval, from.Add(s.Duration*9/10), 0)
+		}()
+	}
+	wg.Wait()
+	var all []Attempt
+	acked := 0
+	for i := range per {
+		all = append(all, per[i]...)
+		acked += stats[i].Acked
+	}
+	var err error
+	if acked < len(all) {
+		err = fmt.Errorf("%d of %d write(s) not acknowledged", len(all)-acked, len(all))
+	}
+	end(err)
+	ev(EvWritesEnd, "", fmt.Sprintf("%d of %d acknowledged", acked, len(all)))
+	return all, stats
+}
+
+// writeSite writes n rows at site, paced by interval; each write is bounded by
+// writeTimeout.
+func (p *Drill) writeSite(ctx context.Context, site string, n int, interval time.Duration, stop time.Time, seq0 int) ([]Attempt, WriteStats) {
+	st := WriteStats{Site: site}
+	gen, err := keys.NewGenerator(site)
+	if err != nil {
+		st.FirstError = err.Error()
+		return nil, st
+	}
+	store := p.Stores[site]
+	out := make([]Attempt, 0, n)
+	start := p.now()
+	st.First = start
+	// A healthy site writes all n rows, even when slower than the pacing (the fault
+	// then lasts until it is done); a site whose writes fail stops at the end of
+	// the window instead of spending the drill in write timeouts.
+	for i := 0; i < n && ctx.Err() == nil && (st.Failed == 0 || p.now().Before(stop)); i++ {
+		if wait := start.Add(time.Duration(i) * interval).Sub(p.now()); wait > 0 {
+			p.sleep(wait)
+		}
+		k, err := gen.New()
+		if err != nil {
+			st.FirstError = err.Error()
+			break
+		}
+		row := Row{ID: k.ID, Site: site, Run: p.RunID, Seq: seq0 + i}
+		a := Attempt{Row: row, At: site}
+		st.Attempted++
+		wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+		err = store.Insert(wctx, row)
+		cancel()
+		if err != nil {
+			a.Err = err.Error()
+			st.Failed++
+			if st.FirstError == "" {
+				st.FirstError = err.Error()
+			}
+		} else {
+			a.Acked = true
+			st.Acked++
+		}
+		out = append(out, a)
+	}
+	st.Last = p.now()
+	return out, st
+}
+
+// writeObservations says, per site, whether writes behaved as expected during the
+// faults: sites in DownSites refuse them, every other site keeps accepting them.
+func (p *Drill) writeObservations(stats []WriteStats) []Observation {
+	down := map[string]bool{}
+	for _, s := range p.DownSites {
+		down[s] = true
+	}
+	var out []Observation
+	for _, st := range stats {
+		detail := fmt.Sprintf("%d of %d write(s) acknowledged", st.Acked, st.Attempted)
+		if st.FirstError != "" {
+			detail += "; first error: " + st.FirstError
+		}
+		if down[st.Site] {
+			out = append(out, Observation{What: st.Site + " refuses writes while its database is down",
+				OK: st.Failed > 0, Detail: detail, Required: true})
+			continue
+		}
+		out = append(out, Observation{What: st.Site + " keeps accepting its own writes",
+			OK: st.Attempted > 0 && st.Acked == st.Attempted, Detail: detail, Required: true})
+	}
+	return out
+}
+
+// writeBefore writes PreWrites rows at every site, unpaced, before the faults.
+func (p *Drill) writeBefore(ctx context.Context, ev func(kind, target, detail string) time.Time) []Attempt {
+	end := p.Progress.Step("write %d row(s) at each site before the fault", p.PreWrites)
+	var mu sync.Mutex
+	var all []Attempt
+	var wg sync.WaitGroup
+	for _, site := range p.storeSites() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, _ := p.writeSite(ctx, site, p.PreWrites, 0, p.now().Add(time.Hour), -p.PreWrites)
+			mu.Lock()
+			all = append(all, a...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	acked := 0
+	for _, a := range all {
+		if a.Acked {
+			acked++
+		}
+	}
+	end(nil)
+	ev(EvWritesEnd, "", fmt.Sprintf("before the fault: %d of %d acknowledged", acked, len(all)))
+	return all
+}
