@@ -201,7 +201,7 @@ var ipLine = regexp.MustCompile(`IP (\d+\.\d+\.\d+\.\d+)\.(\d+) > (\d+\.\d+\.\d+
 func checkWANEncrypted(t *testing.T, l *tnLab, addr string) {
 	t.Helper()
 	if _, err := exec.LookPath("tcpdump"); err != nil {
-		t.Skip("tcpdump not installed (make deps)")
+		t.Fatal("tcpdump is not installed: run `make deps` (the WAN capture check needs it)")
 	}
 	pcap := filepath.Join(l.dir, "wan.pcap")
 	cmd := exec.Command("ip", "netns", "exec", "tn-wan", "tcpdump", "-Z", "root", "-i", "br0", "-nn", "-U", "--immediate-mode", "-s", "0", "-w", pcap, "ip and src net 192.0.2.0/24 and dst net 192.0.2.0/24")
