@@ -50,7 +50,7 @@ func wantSteps(t *testing.T, p *Planned, want ...string) {
 // the slow part on a busy 2-core machine.
 func TestLabReplication(t *testing.T) {
 	ctx := context.Background()
-	l := startLab(t)
+	l := startLab(t, "douala:postgres.max_slot_wal_keep_size=2MB")
 	// Refusals first, on the empty clusters: nothing may be created by them.
 	t.Run("an unreachable site stops the whole plan", func(t *testing.T) { testUnreachableSite(t, l) })
 	t.Run("a table without site in its replica identity is refused", func(t *testing.T) { testBadTable(t, l) })
@@ -178,6 +178,29 @@ func TestLabReplication(t *testing.T) {
 		wantSteps(t, l.plan(ctx))
 	})
 
+	t.Run("a slot near max_slot_wal_keep_size warns", func(t *testing.T) {
+		// douala runs with max_slot_wal_keep_size = 2MB (see startLab below).
+		l.cutSite("douala")
+		var f FlowStatus
+		for i := 0; i < 10; i++ {
+			l.exec("douala", `INSERT INTO public.orders (id, site, amount) SELECT gen_random_uuid(), 'douala', g FROM generate_series(1, 2500) g`)
+			f = l.flow(l.status(), "douala", "cloud")
+			if len(f.Warnings) > 0 {
+				break
+			}
+		}
+		t.Logf("status:\n%s", l.statusText())
+		if len(f.Warnings) == 0 || !strings.Contains(f.Warnings[0], "sitectl_douala_to_cloud") || f.MaxSlotWALKeep != 2<<20 {
+			t.Fatalf("want a warning for douala's slot at 2MB, got %+v", f)
+		}
+		l.heal()
+		if _, err := Resume(ctx, l.topo, l.sess); err != nil {
+			t.Fatal(err)
+		}
+		l.waitConverged("public.orders", -1, 60*time.Second)
+		l.waitStreaming(30 * time.Second)
+	})
+
 	t.Run("cut, writes on both sides, heal, converge", func(t *testing.T) {
 		base := l.queryInt("cloud", `SELECT count(*) FROM public.orders`)
 		l.cutSite("douala")
@@ -196,11 +219,18 @@ func TestLabReplication(t *testing.T) {
 		if n := l.queryInt("douala", `SELECT count(*) FROM public.orders WHERE site = 'cloud'`); n > base {
 			t.Errorf("douala got cloud's rows during the cut (%d): the cut leaks", n)
 		}
-		t.Logf("during the cut:\n%s", l.statusText())
+		t.Logf("during the cut (cut at %s, now %s):\n%s", cutAt.UTC().Format(time.RFC3339), time.Now().UTC().Format(time.RFC3339), l.statusText())
 		time.Sleep(time.Until(cutAt.Add(*cutFor)))
 		l.heal()
 		healed := time.Now()
-		n := l.reconcile(ctx)
+		planStart := time.Now()
+		p := l.plan(ctx)
+		planned := time.Since(planStart)
+		if err := p.Apply(ctx, nil); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+		n := p.Count()
+		t.Logf("plan %s, apply %s", planned.Round(time.Millisecond), (time.Since(planStart) - planned).Round(time.Millisecond))
 		took := l.waitConverged("public.orders", base+2000, 60*time.Second)
 		t.Logf("FIGURE convergence after a %s cut with 1,000 rows written on each side: %s after the heal (%d steps re-enabled the subscriptions the cut disabled, %s of it)",
 			*cutFor, time.Since(healed).Round(time.Millisecond), n, took.Round(time.Millisecond))

@@ -383,7 +383,7 @@ func TestStatusRender(t *testing.T) {
 		{Flow: "douala → cloud", From: "douala", To: "cloud", Subscription: "sitectl_douala_to_cloud", State: StateStreaming, RetainedBytes: 2048, WALStatus: "reserved", MaxSlotWALKeep: 2 << 30},
 		{Flow: "cloud → douala", From: "cloud", To: "douala", Subscription: "sitectl_cloud_to_douala", State: StateDisabledBy, LagBytes: 3 << 20, LagSeconds: 42.5,
 			RetainedBytes: 1800 << 20, WALStatus: "extended", MaxSlotWALKeep: 2 << 30, ApplyErrors: 2,
-			Pending: &Pending{Transactions: 3, Changes: 40, FirstLSN: "0/1A2B3C4", Conflict: &Conflict{Subscription: "sitectl_cloud_to_douala", Site: "douala", From: "cloud",
+			Pending: &Pending{Transactions: 3, Changes: 40, FirstLSN: "0/1A2B3C4", OldestCommit: time.Date(2026, 11, 23, 14, 0, 0, 0, time.UTC), Conflict: &Conflict{Subscription: "sitectl_cloud_to_douala", Site: "douala", From: "cloud",
 				FinishLSN: "0/1A2B3C4", XID: 731, Table: "public.orders", Key: map[string]string{"site": "yaounde", "id": "01890a5d-ac96-774b-bcce-b302099a8057"}, Changes: 3}},
 			Warnings: []string{"slot sitectl_cloud_to_douala on cloud retains 1.8 GB of max_slot_wal_keep_size 2.0 GB: bring the link back, or raise postgres.max_slot_wal_keep_size"}},
 		{Flow: "yaounde → cloud", From: "yaounde", To: "cloud", Subscription: "sitectl_yaounde_to_cloud", State: StateUnknown, MaxSlotWALKeep: -1,

@@ -245,7 +245,8 @@ func (r *Report) Render(w io.Writer) error {
 				fmt.Fprintf(&b, "✗ %s: conflict: %s\n", f.Flow, p.Conflict.Summary())
 			}
 			if p.Transactions > 0 {
-				fmt.Fprintf(&b, "  %s: %d transactions (%d changes) wait in slot %s from LSN %s\n", f.Flow, p.Transactions, p.Changes, f.Subscription, p.FirstLSN)
+				fmt.Fprintf(&b, "  %s: %d transactions (%d changes) wait in slot %s from LSN %s, the oldest committed %s\n",
+					f.Flow, p.Transactions, p.Changes, f.Subscription, p.FirstLSN, p.OldestCommit.UTC().Format(time.RFC3339))
 			}
 		}
 		if f.Resolution != "" {
