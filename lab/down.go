@@ -110,6 +110,11 @@ func down(ctx context.Context, opts Options, st *State, fallback *Layout, res ..
 		}
 		r.Namespaces = append(r.Namespaces, ns)
 	}
+	for _, ns := range namespaces {
+		removeResolvConf(ns)
+	}
+	_ = os.Remove("/etc/netns") // only when empty: other tools keep theirs there
+
 	done(errors.Join(nsErrs...))
 	errs = append(errs, nsErrs...)
 

@@ -55,6 +55,7 @@ func (u *upper) golden(ctx context.Context, built []images.Built) (string, error
 	defer func() {
 		_, _ = killLab(context.Background(), nil, []string{ns})
 		if run(context.Background(), "ip", "netns", "del", ns) == nil {
+			removeResolvConf(ns)
 			u.state.Namespaces = removeString(u.state.Namespaces, ns)
 			_ = u.save()
 		}

@@ -312,6 +312,15 @@ func TestLabUpStatusDown(t *testing.T) {
 		}
 		// (The root namespace is not dialled: its default route leaves the machine.
 		// That lab up adds no route there is checked by the before/after snapshot.)
+		// Lookups are refused in the lab (no outside DNS) by a local resolver, rather
+		// than sent to the machine's resolvers.
+		node := l.Site("douala").Nodes[0].NS
+		if out, err := netns.Run(ctx, node, "cat", "/etc/resolv.conf"); err != nil || !strings.Contains(string(out), "nameserver 127.0.0.1") {
+			t.Errorf("resolv.conf in %s: %v %s", node, err, out)
+		}
+		if _, err := netns.Run(ctx, node, "getent", "hosts", "registry-1.docker.io"); err == nil {
+			t.Error("an outside name resolved inside the lab")
+		}
 		// charon's userspace IPsec has its TUN device in each gateway.
 		for _, sl := range l.Sites {
 			if _, err := netns.Run(ctx, sl.GatewayNS, "ip", "link", "show", "dev", "ipsec0"); err != nil {
@@ -382,6 +391,9 @@ func TestLabUpStatusDown(t *testing.T) {
 		if strings.HasPrefix(ns, testPrefix+"-") {
 			t.Errorf("namespace %s is left", ns)
 		}
+	}
+	if left, _ := filepath.Glob("/etc/netns/" + testPrefix + "-*"); len(left) > 0 {
+		t.Errorf("resolver files left: %v", left)
 	}
 	if a := added(before.links, after.links); len(a) > 0 {
 		t.Errorf("links added to the root namespace: %v", a)

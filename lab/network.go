@@ -3,6 +3,8 @@ package lab
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/sitectl/sitectl/internal/netns"
 )
@@ -31,7 +33,39 @@ func (u *upper) ensureNamespace(ctx context.Context, ns string) error {
 	if err := run(ctx, "ip", "netns", "add", ns); err != nil {
 		return err
 	}
+	if err := writeResolvConf(ns); err != nil {
+		return err
+	}
 	return ipBatch(ctx, ns, []string{"link set lo up"})
+}
+
+// resolvConf is the lab namespaces' resolver: the lab has no outside DNS, so lookups
+// (dockerd asks a registry about every tag-only image before using the local one)
+// are refused at once instead of timing out. `ip netns exec` bind-mounts it over
+// /etc/resolv.conf for every process started in the namespace.
+const resolvConf = `# sitectl lab: no outside DNS in the lab; fail at once instead of timing out.
+nameserver 127.0.0.1
+options timeout:1 attempts:1
+`
+
+func resolvConfPath(ns string) string { return filepath.Join("/etc/netns", ns, "resolv.conf") }
+
+func writeResolvConf(ns string) error {
+	p := resolvConfPath(ns)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p, []byte(resolvConf), 0o644)
+}
+
+// removeResolvConf removes the namespace's resolv.conf if it is the lab's, and its
+// /etc/netns dir when that is then empty.
+func removeResolvConf(ns string) {
+	p := resolvConfPath(ns)
+	if b, err := os.ReadFile(p); err == nil && string(b) == resolvConf {
+		_ = os.Remove(p)
+	}
+	_ = os.Remove(filepath.Dir(p)) // only succeeds when empty
 }
 
 func (u *upper) owned(ns string) bool {

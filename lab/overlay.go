@@ -69,7 +69,11 @@ func Overlay(topo *sites.Topology, l *Layout) ([]byte, error) {
 			"ipsec":   "libipsec",
 			"pki_dir": l.pkiDir(),
 		},
-		"images":  imgs,
+		"images": imgs,
+		// The lab image has a static curl: health checks need no Python start.
+		"values": map[string]any{
+			"django-api": map[string]any{"healthcheck": "curl", "health_path": "/health"},
+		},
 		"secrets": secrets,
 		"postgres": map[string]any{
 			"password": map[string]any{"file": filepath.Join(l.secretsDir(), "postgres-password")},

@@ -1,9 +1,10 @@
-"""sitectl lab Django API: GET /health, POST /rows, GET /rows.
+"""sitectl lab Django API: GET /health (and /healthz), POST /rows, GET /rows.
 
 Every row carries the site that wrote it (SITE_ID) and a UUIDv7 key minted here; the
 app only ever writes its own site's rows (ownership, shared/DESIGN.md decision 4).
 Configuration from the environment: SITE_ID; DATABASE_URL, or DB_HOST, DB_PORT,
-DB_NAME, DB_USER and DB_PASSWORD / DB_PASSWORD_FILE; PORT (8000).
+DB_NAME, DB_USER and DB_PASSWORD / DB_PASSWORD_FILE (also used when DATABASE_URL
+carries no password); PORT (8000).
 """
 import json
 import os
@@ -21,17 +22,23 @@ import django  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 
+def file_password():
+    """DB_PASSWORD_FILE (a Docker secret, usually), else DB_PASSWORD."""
+    pfile = os.environ.get("DB_PASSWORD_FILE", "")
+    if pfile:
+        with open(pfile) as f:
+            return f.read().rstrip("\r\n")
+    return os.environ.get("DB_PASSWORD", "")
+
+
 def database_settings():
     url = os.environ.get("DATABASE_URL", "")
     if url:
         u = urlparse(url)
+        # Secrets stay out of the URL: without a password in it, the file has it.
         return {"HOST": u.hostname or "", "PORT": str(u.port or 5432), "NAME": (u.path or "/app").lstrip("/"),
-                "USER": unquote(u.username or ""), "PASSWORD": unquote(u.password or "")}
-    password = os.environ.get("DB_PASSWORD", "")
-    pfile = os.environ.get("DB_PASSWORD_FILE", "")
-    if pfile:
-        with open(pfile) as f:
-            password = f.read().rstrip("\r\n")
+                "USER": unquote(u.username or ""), "PASSWORD": unquote(u.password) if u.password else file_password()}
+    password = file_password()
     return {"HOST": os.environ.get("DB_HOST", "postgres"), "PORT": os.environ.get("DB_PORT", "5432"),
             "NAME": os.environ.get("DB_NAME", "app"), "USER": os.environ.get("DB_USER", "sitectl"), "PASSWORD": password}
 
@@ -138,7 +145,7 @@ def rows(request):
     return JsonResponse({"error": "use GET or POST"}, status=405)
 
 
-urlpatterns = [path("health", health), path("rows", rows)]
+urlpatterns = [path("health", health), path("healthz", health), path("rows", rows)]
 
 
 class Server(ThreadingMixIn, WSGIServer):
@@ -163,7 +170,7 @@ def main():
     from django.core.wsgi import get_wsgi_application
     port = int(os.environ.get("PORT", "8000"))
     httpd = make_server("0.0.0.0", port, get_wsgi_application(), server_class=Server, handler_class=Quiet)
-    print(f"sitectl lab django-api for site {SITE or '(SITE_ID unset)'} on :{port}", flush=True)
+    print(f"sitectl lab django-api for site {SITE or '(SITE_ID unset)'}: listening on :{port}", flush=True)
     httpd.serve_forever()
 
 
