@@ -310,8 +310,9 @@ func TestLabDeploy(t *testing.T) {
 		start := time.Now()
 		res := Deploy(context.Background(), broken, sel, ownParts, testOpts(t))
 		err := res[0].Err()
-		if err == nil || !strings.Contains(err.Error(), "django-api_api") || !strings.Contains(err.Error(), "rolled back") {
-			t.Fatalf("deploy of a broken image: err = %v, want it to name django-api_api and the rollback", err)
+		if err == nil || !strings.Contains(err.Error(), "django-api_api") || !strings.Contains(err.Error(), "rolled it back") ||
+			!strings.Contains(err.Error(), "No such image: sitectl-lab/django-api:broken") {
+			t.Fatalf("deploy of a broken image: err = %v, want it to name django-api_api, the rollback and the task error", err)
 		}
 		t.Logf("failed after %s: %v", time.Since(start).Round(time.Second), err)
 		svc := services(t, c)["django-api_api"]
