@@ -90,6 +90,19 @@ func TestLabReplication(t *testing.T) {
 	t.Run("second plan has nothing to do", func(t *testing.T) {
 		wantSteps(t, l.plan(ctx))
 	})
+	t.Run("the part plans per site and waits for streaming", func(t *testing.T) {
+		part := NewPart(Options{Wait: time.Minute})
+		defer part.Close()
+		for _, s := range l.topo.Sites {
+			steps, err := part.Plan(ctx, l.topo, s)
+			if err != nil || len(steps) != 0 {
+				t.Fatalf("%s: steps %v, err %v", s.Name, steps, err)
+			}
+			if err := part.Wait(ctx, l.topo, s); err != nil {
+				t.Fatalf("%s: %v", s.Name, err)
+			}
+		}
+	})
 
 	t.Run("rows, updates and deletes reach every site, and stop", func(t *testing.T) {
 		l.waitStreaming(30 * time.Second)
@@ -284,6 +297,13 @@ func TestLabReplication(t *testing.T) {
 		}
 		if blocked == nil || blocked.Step.Apply != nil || !strings.Contains(blocked.Step.Note, dup) {
 			t.Fatalf("plan should show the blocked subscription with the conflict: %v", stepNames(p))
+		}
+		// deploy's wait for cloud fails at once, naming the conflict.
+		part := NewPart(Options{Wait: time.Minute})
+		defer part.Close()
+		waitStart := time.Now()
+		if err := part.Wait(ctx, l.topo, l.topo.Site("cloud")); err == nil || !strings.Contains(err.Error(), dup) || time.Since(waitStart) > 30*time.Second {
+			t.Errorf("part.Wait(cloud) = %v after %s; want the conflict, at once", err, time.Since(waitStart))
 		}
 		// resume (what a drill runs after a heal) holds it back too.
 		res, err := Resume(ctx, l.topo, l.sess)

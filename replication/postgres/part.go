@@ -2,7 +2,10 @@ package postgres
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
@@ -12,7 +15,7 @@ import (
 // site's Plan reads every replicating site first, so an unreachable site stops the
 // replication steps of all of them. Steps of different sites may be applied in
 // parallel: a subscription step waits (Options.Wait) for its publisher's
-// publication.
+// publication. Wait (deploy's Waiter) waits for the site's subscriptions to stream.
 type Part struct {
 	Opts Options
 	mu   sync.Mutex
@@ -50,6 +53,45 @@ func (p *Part) session(topo *sites.Topology) *Session {
 		p.sess, p.topo = NewSession(topo), topo
 	}
 	return p.sess
+}
+
+// Wait waits until the site's subscriptions stream (initial copies done), up to
+// Opts.Wait (default 2m). A subscription stopped by a conflict fails it at once,
+// with the conflict and its resolution.
+func (p *Part) Wait(ctx context.Context, topo *sites.Topology, site *sites.Site) error {
+	wait := p.Opts.Wait
+	if wait == 0 {
+		wait = 2 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	sess := p.session(topo)
+	for {
+		r, err := Status(ctx, topo, sess, site.Name)
+		if err != nil {
+			return err
+		}
+		var waiting []string
+		for _, f := range r.Flows {
+			if f.To != site.Name {
+				continue
+			}
+			if f.Pending != nil && f.Pending.Conflict != nil {
+				return fmt.Errorf("subscription %s: %s; %s", f.Subscription, f.Pending.Conflict.Summary(), f.Resolution)
+			}
+			if f.State != StateStreaming && f.State != StateCatchingUp {
+				waiting = append(waiting, fmt.Sprintf("%s is %s", f.Flow, f.State))
+			}
+		}
+		if len(waiting) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("replication at %s not streaming after %s: %s (see sitectl replication status)", site.Name, wait, strings.Join(waiting, ", "))
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // Close closes the database connections the part opened.
