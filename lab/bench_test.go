@@ -3,6 +3,8 @@ package lab_test
 import (
 	"context"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,16 +49,55 @@ func BenchmarkLab(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		// The same lab running a site's worth of services on every node: a real
+		// PostgreSQL and Django API, and the stand-ins.
+		loaded := withWorkload(b, ctx, opts)
 		downWarm := timed("lab down", down)
 		cacheMB := dirSizeMB(opts.ImageCache)
 		b.ReportMetric(cold, "s/cold-up")
 		b.ReportMetric(warm, "s/warm-up")
 		b.ReportMetric((downCold+downWarm)/2, "s/down")
 		b.ReportMetric(st.MemoryMiB, "MiB/lab")
+		b.ReportMetric(loaded, "MiB/lab-with-services")
 		b.ReportMetric(cacheMB, "MB/image-cache")
-		b.Logf("cold up %.1fs, warm up %.1fs, down %.1fs / %.1fs, memory %.0f MiB (PSS), image cache %.0f MB",
-			cold, warm, downCold, downWarm, st.MemoryMiB, cacheMB)
+		b.Logf("cold up %.1fs, warm up %.1fs, down %.1fs / %.1fs, memory %.0f MiB idle, %.0f MiB with services (PSS), image cache %.0f MB",
+			cold, warm, downCold, downWarm, st.MemoryMiB, loaded, cacheMB)
 	}
+}
+
+// withWorkload starts on every node PostgreSQL, the Django API and five stand-ins,
+// waits for them to settle and returns the lab's memory (PSS, MiB).
+func withWorkload(b *testing.B, ctx context.Context, opts Options) float64 {
+	b.Helper()
+	st, err := ReadState(opts.StateDir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pw := opts.StateDir + "/secrets/postgres-password"
+	for _, s := range st.Layout.Sites {
+		for _, n := range s.Nodes {
+			addr := strings.Split(n.Address, "/")[0]
+			runs := [][]string{
+				{"--name", "pg", "-v", pw + ":/run/secrets/pg:ro", "-e", "POSTGRES_PASSWORD_FILE=/run/secrets/pg", "-e", "POSTGRES_USER=sitectl", "-e", "POSTGRES_DB=app", "-p", "5432:5432", "sitectl-lab/postgres:15"},
+				{"--name", "api", "-v", pw + ":/run/secrets/pg:ro", "-e", "SITE_ID=" + s.Name, "-e", "DB_HOST=" + addr, "-e", "DB_USER=sitectl", "-e", "DB_NAME=app", "-e", "DB_PASSWORD_FILE=/run/secrets/pg", "sitectl-lab/django-api:lab"},
+			}
+			for _, sv := range []string{"kong", "elasticsearch", "kibana", "grafana", "mongo"} {
+				runs = append(runs, []string{"--name", sv, "sitectl-lab/" + sv + ":standin"})
+			}
+			for _, r := range runs {
+				cmd := exec.CommandContext(ctx, "docker", append([]string{"-H", n.Engine(), "run", "-d"}, r...)...)
+				if out, err := cmd.CombinedOutput(); err != nil {
+					b.Fatalf("%s: docker run %v: %v: %s", n.Name, r, err, out)
+				}
+			}
+		}
+	}
+	time.Sleep(20 * time.Second)
+	full, err := GetStatus(ctx, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return full.MemoryMiB
 }
 
 func dirSizeMB(dir string) float64 {
