@@ -108,9 +108,20 @@ func get() (*Lab, error) {
 	}
 	// A lab that is up already (made by `sitectl lab up` or another test binary) is
 	// reused and left running.
-	if st, err := lab.ReadState(stateDir); err == nil && st.Complete {
-		if status, err := lab.GetStatus(context.Background(), lab.Options{Prefix: prefix, StateDir: stateDir}); err == nil && status.Up {
+	if st, err := lab.ReadState(stateDir); err == nil {
+		if status, err := lab.GetStatus(context.Background(), lab.Options{Prefix: prefix, StateDir: stateDir}); err == nil && status.Up && st.Complete {
 			return load(st.ConfigDir, prefix, stateDir, st, false, "")
+		}
+		// A broken lab of the tests' own prefix is what a crashed test run left:
+		// clear it. One named by SITECTL_LAB_PREFIX is an operator's: say so.
+		if prefix != DefaultPrefix {
+			return nil, fmt.Errorf("lab %s (SITECTL_LAB_PREFIX) is not healthy: run `sitectl lab down --prefix %s && sitectl lab up --prefix %s`, or unset SITECTL_LAB_PREFIX", prefix, prefix, prefix)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		_, err := lab.Down(ctx, lab.Options{ConfigDir: st.ConfigDir, Prefix: prefix, StateDir: stateDir})
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("clear the broken test lab %s: %w", prefix, err)
 		}
 	}
 	src, err := RepoSites()
