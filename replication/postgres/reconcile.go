@@ -225,7 +225,9 @@ func readExtras(ctx context.Context, sess *Session, d *Desired, lives map[string
 			}
 			pend, err := FindConflict(ctx, pubPool, subPool, s, live.OID)
 			if err != nil {
-				return fmt.Errorf("%s: look for the conflict that disabled %s: %w", site, s.Name, err)
+				// Not knowing is not fatal: enabling a subscription whose conflict is
+				// still there only disables it again, and status tells why.
+				continue
 			}
 			if pend != nil && pend.Conflict != nil {
 				ex.Conflicts[s.Name] = pend.Conflict
