@@ -28,7 +28,7 @@ func nodeLoss(t *testing.T, d *drLab) {
 	waitTasks(t, d, manager, "dr-web", 2)
 
 	dr, closeAll, err := Build(ctx, d.topo, Options{Kind: "node-loss", Site: "douala", Node: node,
-		Settings: drill.Settings{Duration: 6 * time.Second, Writes: 200, Converge: time.Minute, Sample: 100 * time.Millisecond}})
+		Settings: drill.Settings{Duration: 3 * time.Second, Writes: 100, Converge: time.Minute, Sample: 100 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func nodeLoss(t *testing.T, d *drLab) {
 			moved = &rep.Observations[i]
 		}
 	}
-	if !rep.Passed || moved == nil || !moved.OK || rep.Verdict.Lost != 0 || rep.Verdict.Acked != 3*(200+20) {
+	if !rep.Passed || moved == nil || !moved.OK || rep.Verdict.Lost != 0 || rep.Verdict.Acked != 3*(100+10) {
 		t.Fatalf("node-loss: %s; observations %+v; heal %+v", rep.Summary(), rep.Observations, rep.Heal)
 	}
 	out, err := d.lab.Docker(ctx, manager, "node", "inspect", "--format", "{{.Spec.Availability}}", node)
