@@ -30,7 +30,8 @@ func TestMongoStatusAndAuthoritative(t *testing.T) {
 	}
 	defer c.Close()
 	h := c.Hosts()
-	overlay := fmt.Sprintf("sites:\n  cloud:\n    mongo:\n      members: [{host: %q, priority: 2}]\n  douala:\n    mongo:\n      members: [{host: %q}]\n  yaounde:\n    mongo:\n      members: [{host: %q}]\n", h[0], h[1], h[2])
+	// The fake cluster runs without users: connect unauthenticated.
+	overlay := fmt.Sprintf("all:\n  mongo:\n    user: \"\"\nsites:\n  cloud:\n    mongo:\n      members: [{host: %q, priority: 2}]\n  douala:\n    mongo:\n      members: [{host: %q}]\n  yaounde:\n    mongo:\n      members: [{host: %q}]\n", h[0], h[1], h[2])
 	dir := exampleConfig(t, map[string]string{"env/mgtest.yaml": overlay})
 	args := []string{"--config-dir", dir, "--env", "mgtest", "-q"}
 
