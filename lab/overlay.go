@@ -2,12 +2,20 @@ package lab
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -32,7 +40,7 @@ func (l *Layout) pkiDir() string { return filepath.Join(l.StateDir, "pki") }
 // secretNames are the secrets the lab generates: every secret a site names, plus the
 // postgres password and mongo keyfile references.
 func secretNames(topo *sites.Topology, l *Layout) []string {
-	set := map[string]bool{"postgres-password": true, "mongo-keyfile": true}
+	set := map[string]bool{"postgres-password": true, "mongo-keyfile": true, "mongo-password": true}
 	for _, sl := range l.Sites {
 		for k := range topo.Site(sl.Name).Secrets {
 			set[k] = true
@@ -79,7 +87,8 @@ func Overlay(topo *sites.Topology, l *Layout) ([]byte, error) {
 			"password": map[string]any{"file": filepath.Join(l.secretsDir(), "postgres-password")},
 		},
 		"mongo": map[string]any{
-			"keyfile": map[string]any{"file": filepath.Join(l.secretsDir(), "mongo-keyfile")},
+			"keyfile":  map[string]any{"file": filepath.Join(l.secretsDir(), "mongo-keyfile")},
+			"password": map[string]any{"file": filepath.Join(l.secretsDir(), "mongo-password")},
 		},
 	}
 	perSite := map[string]any{}
@@ -139,15 +148,26 @@ func Overlay(topo *sites.Topology, l *Layout) ([]byte, error) {
 	return b.Bytes(), enc.Close()
 }
 
-// writeSecrets generates every missing secret value (random, 0600).
+// writeSecrets generates every missing secret value (0600): random text, or for a
+// "<name>-tls-cert" / "<name>-tls-key" pair a self-signed certificate and its key.
 func writeSecrets(topo *sites.Topology, l *Layout) error {
 	if err := os.MkdirAll(l.secretsDir(), 0o700); err != nil {
 		return err
 	}
-	for _, name := range secretNames(topo, l) {
+	names := secretNames(topo, l)
+	for _, name := range names {
 		p := filepath.Join(l.secretsDir(), name)
 		if _, err := os.Stat(p); err == nil {
 			continue
+		}
+		if base, ok := strings.CutSuffix(name, "-tls-cert"); ok {
+			if err := writeTLSPair(l.secretsDir(), base); err != nil {
+				return fmt.Errorf("write secret %s: %w", name, err)
+			}
+			continue
+		}
+		if _, ok := strings.CutSuffix(name, "-tls-key"); ok {
+			continue // written with its certificate
 		}
 		buf := make([]byte, 24)
 		if _, err := rand.Read(buf); err != nil {
@@ -157,7 +177,46 @@ func writeSecrets(topo *sites.Topology, l *Layout) error {
 			return fmt.Errorf("write secret %s: %w", name, err)
 		}
 	}
+	for _, name := range names {
+		if _, err := os.Stat(filepath.Join(l.secretsDir(), name)); err != nil {
+			return fmt.Errorf("secret %s was not generated (a -tls-key needs its -tls-cert)", name)
+		}
+	}
 	return nil
+}
+
+// writeTLSPair writes <base>-tls-cert and <base>-tls-key: a self-signed ECDSA P-256
+// certificate for the lab (localhost and the service name).
+func writeTLSPair(dir, base string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: base + " (sitectl lab)"},
+		DNSNames:     []string{"localhost", base},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, base+"-tls-key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, base+"-tls-cert"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 }
 
 // writeOverlay writes the secrets, env/lab.yaml and .sitectl-env, then checks that

@@ -1,8 +1,10 @@
 package lab
 
 import (
+	"crypto/tls"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -52,5 +54,56 @@ func TestPreflightFaults(t *testing.T) {
 	}
 	if err := preflight(0, all, none); err != nil {
 		t.Errorf("a complete machine fails preflight: %v", err)
+	}
+}
+
+func TestWriteSecretsFilesAndTLSPairs(t *testing.T) {
+	topo, err := LoadTopology("../sites")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLayout(topo, nil, "sl", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo.Site("douala").Secrets["web-tls-cert"] = topo.Site("douala").Secrets["postgres-password"]
+	topo.Site("douala").Secrets["web-tls-key"] = topo.Site("douala").Secrets["postgres-password"]
+	if err := writeSecrets(topo, l); err != nil {
+		t.Fatal(err)
+	}
+	names := secretNames(topo, l)
+	for _, n := range []string{"postgres-password", "mongo-keyfile", "mongo-password", "web-tls-cert", "web-tls-key"} {
+		found := false
+		for _, x := range names {
+			found = found || x == n
+		}
+		if !found {
+			t.Errorf("secret %s is not generated (names: %v)", n, names)
+		}
+	}
+	first := map[string][]byte{}
+	for _, n := range names {
+		p := filepath.Join(l.secretsDir(), n)
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", n, fi.Mode().Perm())
+		}
+		first[n], _ = os.ReadFile(p)
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(l.secretsDir(), "web-tls-cert"), filepath.Join(l.secretsDir(), "web-tls-key"))
+	if err != nil || len(cert.Certificate) != 1 {
+		t.Fatalf("web TLS pair does not load: %v", err)
+	}
+	// A second run keeps every value.
+	if err := writeSecrets(topo, l); err != nil {
+		t.Fatal(err)
+	}
+	for n, v := range first {
+		if b, _ := os.ReadFile(filepath.Join(l.secretsDir(), n)); string(b) != string(v) {
+			t.Errorf("secret %s changed on a second run", n)
+		}
 	}
 }
