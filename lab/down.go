@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/netns"
-	"github.com/sitectl/sitectl/internal/progress"
 )
 
 // DownResult lists what lab down removed.
@@ -265,4 +264,3 @@ func mountsUnder(dir string) []string {
 	return out
 }
 
-var _ = progress.New

@@ -60,7 +60,6 @@ func TestLayoutGolden(t *testing.T) {
 }
 
 func TestLayoutRejectsBadInput(t *testing.T) {
-	topo := repoTopo(t)
 	cases := []struct {
 		name   string
 		prefix string
@@ -92,7 +91,6 @@ func TestLayoutRejectsBadInput(t *testing.T) {
 			}
 		})
 	}
-	_ = topo
 }
 
 // The overlay lab up writes is golden, and the lab environment it makes validates.
