@@ -263,4 +263,3 @@ func mountsUnder(dir string) []string {
 	sort.Sort(sort.Reverse(sort.StringSlice(out)))
 	return out
 }
-
