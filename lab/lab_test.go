@@ -232,7 +232,7 @@ func TestLabUpStatusDown(t *testing.T) {
 		}
 	})
 
-	t.Run("real postgres and django images serve", func(t *testing.T) {
+	t.Run("real postgres, django and prometheus images serve", func(t *testing.T) {
 		l := res.State.Layout
 		_, db := l.Node("douala-db1")
 		docker := func(args ...string) string {
@@ -280,6 +280,23 @@ func TestLabUpStatusDown(t *testing.T) {
 		out := docker("exec", "lbpg", "psql", "-U", "sitectl", "-d", "app", "-Atc", "SELECT site, id FROM lab_rows")
 		if out != "douala|"+row.ID {
 			t.Errorf("lab_rows in PostgreSQL = %q, want douala|%s", out, row.ID)
+		}
+		// Prometheus (Debian's) answers too.
+		docker("run", "-d", "--name", "lbprom", "-p", "9090:9090", "sitectl-lab/prometheus:lab")
+		for deadline := time.Now().Add(60 * time.Second); ; {
+			r, err := hc.Get("http://10.10.0.12:9090/-/ready")
+			if err == nil {
+				b, _ := io.ReadAll(r.Body)
+				r.Body.Close()
+				if r.StatusCode == 200 && strings.Contains(string(b), "Ready") {
+					break
+				}
+				err = fmt.Errorf("%s: %s", r.Status, b)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("prometheus /-/ready: %v", err)
+			}
+			time.Sleep(500 * time.Millisecond)
 		}
 		resp, err := hc.Post("http://10.10.0.12:8000/rows", "application/json", strings.NewReader(`{"site":"cloud"}`))
 		if err != nil {
