@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/api/types/swarm"
 
+	"github.com/sitectl/sitectl/internal/golden"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
 	_ "github.com/sitectl/sitectl/stacks/all"
@@ -178,4 +180,24 @@ func TestHolderFromLabels(t *testing.T) {
 	if !strings.Contains(h.String(), "ci@runner pid 42 since 2026-11-23T14:00:00Z") {
 		t.Errorf("String() = %s", h)
 	}
+}
+
+func TestRenderStatusGolden(t *testing.T) {
+	now := time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC)
+	all := []SiteStatus{
+		{Site: "douala", Swarm: "active",
+			Nodes: []NodeStatus{{Hostname: "douala-app1", Role: "manager", Leader: true, State: "ready", Availability: "active", Address: "10.10.0.11", Labels: map[string]string{"role": "app", "site": "douala"}},
+				{Hostname: "douala-db1", Role: "worker", State: "ready", Availability: "active", Address: "10.10.0.12", Labels: map[string]string{"role": "db"}}},
+			Services: []ServiceStatus{{Name: "django-api_api", Running: 1, Desired: 2, Image: "sitectl-lab/django-api:lab", UpdatedAt: now.Add(-90 * time.Second), UpdateState: "updating", Managed: true},
+				{Name: "hand-made", Running: 1, Desired: 1, Image: "busybox", UpdatedAt: now.Add(-time.Hour)}},
+			Networks: []NetworkStatus{{Name: "data", Driver: "overlay", Subnet: "10.111.2.0/24", Managed: true}},
+			Lock:     &LockHolder{Owner: "ci@runner pid 7", Since: now.Add(-time.Minute), Heartbeat: now}},
+		{Site: "yaounde", Error: "status yaounde: engine unix:///x does not answer"},
+	}
+	var b strings.Builder
+	if err := RenderStatus(&b, all, now); err != nil {
+		t.Fatal(err)
+	}
+	out := regexp.MustCompile(`last refreshed [^)]*`).ReplaceAllString(b.String(), "last refreshed <t>")
+	golden.AssertString(t, "status.golden", out)
 }

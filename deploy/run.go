@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/plan"
+	"github.com/sitectl/sitectl/replication/mongo"
+	"github.com/sitectl/sitectl/replication/postgres"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/swarm"
 	"github.com/sitectl/sitectl/tunnels"
@@ -21,7 +23,14 @@ var Parts = []plan.Part{
 	swarm.Part{},
 	Stacks,
 	tunnels.Part{},
+	Replication,
+	mongo.Part{},
 }
+
+// Replication is the PostgreSQL logical replication part. `sitectl deploy` sets its
+// PeerWait, so a site's plan waits for the other sites' databases that are still
+// starting in the same deploy; `sitectl plan` reports an unreachable site at once.
+var Replication = postgres.NewPart(postgres.Options{})
 
 // Waiter is a part whose changes take time to settle (services rolling out);
 // deploy waits for it before the next part.

@@ -140,46 +140,56 @@ func siteStatus(ctx context.Context, topo *sites.Topology, site *sites.Site, opt
 
 // RenderStatus prints sites' status as tables.
 func RenderStatus(w io.Writer, all []SiteStatus, now time.Time) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	var b strings.Builder
+	table := func(header string, rows [][]string) {
+		if len(rows) == 0 {
+			return
+		}
+		tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  "+header)
+		for _, r := range rows {
+			fmt.Fprintln(tw, "  "+strings.Join(r, "\t"))
+		}
+		tw.Flush()
+	}
 	for i, st := range all {
 		if i > 0 {
-			fmt.Fprintln(tw)
+			b.WriteString("\n")
 		}
-		fmt.Fprintf(tw, "%s (swarm %s)\n", st.Site, orDash(st.Swarm))
+		fmt.Fprintf(&b, "%s (swarm %s)\n", st.Site, orDash(st.Swarm))
 		if st.Error != "" {
-			fmt.Fprintf(tw, "  ✗ %s\n", st.Error)
+			fmt.Fprintf(&b, "  ✗ %s\n", st.Error)
 		}
 		if st.Lock != nil {
-			fmt.Fprintf(tw, "  deploy lock held by %s\n", st.Lock)
+			fmt.Fprintf(&b, "  deploy lock held by %s\n", st.Lock)
 		}
-		if len(st.Nodes) > 0 {
-			fmt.Fprintln(tw, "  NODE\tROLE\tSTATE\tAVAILABILITY\tADDRESS\tLABELS")
-			for _, n := range st.Nodes {
-				role := n.Role
-				if n.Leader {
-					role += " (leader)"
-				}
-				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", n.Hostname, role, n.State, n.Availability, n.Address, labelList(n.Labels))
+		var rows [][]string
+		for _, n := range st.Nodes {
+			role := n.Role
+			if n.Leader {
+				role += " (leader)"
 			}
+			rows = append(rows, []string{n.Hostname, role, n.State, n.Availability, n.Address, labelList(n.Labels)})
 		}
-		if len(st.Services) > 0 {
-			fmt.Fprintln(tw, "  SERVICE\tRUNNING\tIMAGE\tUPDATED\tUPDATE STATE")
-			for _, x := range st.Services {
-				name := x.Name
-				if !x.Managed {
-					name += " (not sitectl's)"
-				}
-				fmt.Fprintf(tw, "  %s\t%d/%d\t%s\t%s ago\t%s\n", name, x.Running, x.Desired, x.Image, now.Sub(x.UpdatedAt).Round(time.Second), orDash(x.UpdateState))
+		table("NODE\tROLE\tSTATE\tAVAILABILITY\tADDRESS\tLABELS", rows)
+		rows = nil
+		for _, x := range st.Services {
+			name := x.Name
+			if !x.Managed {
+				name += " (not sitectl's)"
 			}
+			rows = append(rows, []string{name, fmt.Sprintf("%d/%d", x.Running, x.Desired), x.Image,
+				now.Sub(x.UpdatedAt).Round(time.Second).String() + " ago", orDash(x.UpdateState)})
 		}
-		if len(st.Networks) > 0 {
-			fmt.Fprintln(tw, "  NETWORK\tDRIVER\tSUBNET\tENCRYPTED\tATTACHABLE")
-			for _, n := range st.Networks {
-				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", n.Name, n.Driver, orDash(n.Subnet), yesNo(n.Encrypted), yesNo(n.Attachable))
-			}
+		table("SERVICE\tRUNNING\tIMAGE\tUPDATED\tUPDATE STATE", rows)
+		rows = nil
+		for _, n := range st.Networks {
+			rows = append(rows, []string{n.Name, n.Driver, orDash(n.Subnet), yesNo(n.Encrypted), yesNo(n.Attachable)})
 		}
+		table("NETWORK\tDRIVER\tSUBNET\tENCRYPTED\tATTACHABLE", rows)
 	}
-	return tw.Flush()
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 func orDash(s string) string {

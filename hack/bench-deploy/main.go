@@ -24,6 +24,7 @@ import (
 
 	"github.com/sitectl/sitectl/deploy"
 	"github.com/sitectl/sitectl/engine"
+	"github.com/sitectl/sitectl/internal/progress"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
 	_ "github.com/sitectl/sitectl/stacks/all"
@@ -34,14 +35,18 @@ func main() {
 		dir, env, only string
 		set            multi
 		timeout        time.Duration
+		verbose        bool
+		poll           time.Duration
 	)
 	flag.StringVar(&dir, "config-dir", "sites", "sites config directory (with the lab overlay)")
 	flag.StringVar(&env, "env", "lab", "environment")
 	flag.StringVar(&only, "stacks", "", "comma-separated stacks to deploy (default: each site's)")
 	flag.Var(&set, "set", "config override key=value or site:key=value (repeatable)")
 	flag.DurationVar(&timeout, "timeout", 5*time.Minute, "convergence timeout per run")
+	flag.BoolVar(&verbose, "v", false, "sitectl's progress lines on stderr")
+	flag.DurationVar(&poll, "poll", time.Second, "sitectl's convergence poll interval")
 	flag.Parse()
-	if err := run(dir, env, only, set, timeout); err != nil {
+	if err := run(dir, env, only, set, timeout, verbose, poll); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-deploy:", err)
 		os.Exit(1)
 	}
@@ -52,7 +57,7 @@ type multi []string
 func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 
-func run(dir, env, only string, set []string, timeout time.Duration) error {
+func run(dir, env, only string, set []string, timeout time.Duration, verbose bool, poll time.Duration) error {
 	ctx := context.Background()
 	topo, err := sites.Load(sites.Options{Dir: dir, Env: env, Set: set})
 	if err != nil {
@@ -94,7 +99,10 @@ func run(dir, env, only string, set []string, timeout time.Duration) error {
 	if err := clean(); err != nil {
 		return err
 	}
-	opts := deploy.Options{Poll: 200 * time.Millisecond}
+	opts := deploy.Options{Poll: poll}
+	if verbose {
+		opts.Progress = progress.New(os.Stderr)
+	}
 	start = time.Now()
 	for _, r := range deploy.Deploy(ctx, topo, topo.Sites, deploy.Parts, opts) {
 		if r.Err() != nil {
