@@ -47,7 +47,7 @@ demo: deps build ## install, build, bring up the lab, deploy every site, run a d
 	./$(BIN) lab up
 	./$(BIN) deploy --all
 	./$(BIN) status --all
-	./$(BIN) drill partition --site douala --duration 20s --writes 200
+	./$(BIN) drill partition --site douala --duration 20s --writes 200 --report drill.html
 
 clean: ## remove build output
 	rm -rf bin

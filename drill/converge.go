@@ -165,6 +165,9 @@ func byteSize(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
+// resyncEvery is how often converge resumes replication disabled by a lost connection.
+const resyncEvery = 3 * time.Second
+
 // converge polls every site until each holds every acknowledged write it should, with
 // a live progress line (rows to go, lag per flow). It returns the last holdings read.
 func (p *Drill) converge(ctx context.Context, s Settings, attempts []Attempt, healAt time.Time,
@@ -173,8 +176,18 @@ func (p *Drill) converge(ctx context.Context, s Settings, attempts []Attempt, he
 	deadline := healAt.Add(s.Converge)
 	end := p.Progress.Step("converge (up to %s)", s.Converge)
 	var holdings map[string][]Row
-	lastInfo := time.Time{}
+	lastInfo, lastResync := time.Time{}, p.now()
 	for {
+		// A walreceiver that lost its connection during the cut may only time out
+		// (wal_receiver_timeout) after the heal, and disable_on_error then disables
+		// its subscription: keep resuming while waiting, not just once at the heal.
+		if p.Resyncer != nil && p.now().Sub(lastResync) >= resyncEvery {
+			lastResync = p.now()
+			if what, err := p.Resyncer.Resync(ctx); err == nil && !strings.HasPrefix(what, "enabled 0 ") {
+				ev(EvResync, "", what)
+				p.Progress.Infof("resync: %s", what)
+			}
+		}
 		h, err := p.readAll(ctx)
 		if err == nil {
 			holdings = h

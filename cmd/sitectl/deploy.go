@@ -46,6 +46,9 @@ func runDeploy(cmd *cobra.Command, g *globals, o deployOptions) error {
 	if err != nil {
 		return err
 	}
+	// Sites deploy in parallel: a site's replication plan waits for the databases of
+	// the other sites, which may still be starting in this same deploy.
+	deploy.Replication.Opts.PeerWait = 2 * time.Minute
 	results := deploy.Deploy(cmd.Context(), topo, selected, deploy.Parts, deploy.Options{
 		Prune: o.prune, ForceUnlock: o.forceUnlock, Environ: g.environ, Progress: g.progress()})
 	var failed []error

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sitectl/sitectl/replication/mongo/mongofake"
 )
 
 // service is what a stand-in pretends to be: its ports and health answers.
@@ -102,6 +104,18 @@ func serve(name string) error {
 		if err != nil {
 			return err
 		}
+		if member := os.Getenv("SITECTL_MEMBER"); member != "" {
+			// A replica set member (stacks/mongo): serve the wire-protocol fake, so
+			// sitectl's reconcile and the drills have a replica set to talk to. It is
+			// a test fake (replication/mongo/mongofake), not MongoDB.
+			users, err := mongoUsers()
+			if err != nil {
+				return err
+			}
+			go func() { errc <- mongofake.ServeWith(l, member, mongofake.Options{Users: users}) }()
+			log.Printf("mongodb wire protocol (sitectl's replica set fake, member %s) on :%d", member, p)
+			continue
+		}
 		go func() { errc <- serveMongo(l) }()
 		log.Printf("mongodb wire protocol (hello/ping only) on :%d", p)
 	}
@@ -161,4 +175,21 @@ func acceptAndGreet(l net.Listener, name string) error {
 			}
 		}()
 	}
+}
+
+// mongoUsers reads the root user the mongo image would create on first start.
+func mongoUsers() (map[string]string, error) {
+	user := os.Getenv("MONGO_INITDB_ROOT_USERNAME")
+	if user == "" {
+		return nil, nil
+	}
+	pw := os.Getenv("MONGO_INITDB_ROOT_PASSWORD")
+	if f := os.Getenv("MONGO_INITDB_ROOT_PASSWORD_FILE"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("mongo root password: %w", err)
+		}
+		pw = strings.TrimRight(string(b), "\r\n")
+	}
+	return map[string]string{user: pw}, nil
 }
