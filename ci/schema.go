@@ -1,17 +1,12 @@
 package ci
 
 import (
-	"bytes"
 	_ "embed"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
-	"gopkg.in/yaml.v3"
+	"github.com/sitectl/sitectl/internal/yamlschema"
 )
 
 // gitlabSchema is GitLab's own JSON schema for .gitlab-ci.yml (see schema/README.md).
@@ -19,62 +14,16 @@ import (
 //go:embed schema/gitlab-ci.schema.json
 var gitlabSchema []byte
 
-const schemaURL = "https://gitlab.com/.gitlab-ci.yml"
-
-var (
-	schemaOnce sync.Once
-	schema     *jsonschema.Schema
-	schemaErr  error
-)
-
-func compiledSchema() (*jsonschema.Schema, error) {
-	schemaOnce.Do(func() {
-		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(gitlabSchema))
-		if err != nil {
-			schemaErr = fmt.Errorf("read embedded GitLab CI schema: %w", err)
-			return
-		}
-		c := jsonschema.NewCompiler()
-		if err := c.AddResource(schemaURL, doc); err != nil {
-			schemaErr = fmt.Errorf("load embedded GitLab CI schema: %w", err)
-			return
-		}
-		schema, schemaErr = c.Compile(schemaURL)
-		if schemaErr != nil {
-			schemaErr = fmt.Errorf("compile embedded GitLab CI schema: %w", schemaErr)
-		}
-	})
-	return schema, schemaErr
-}
+// gitlab compiles the schema on first use.
+var gitlab = yamlschema.New("GitLab's .gitlab-ci.yml schema", "https://gitlab.com/.gitlab-ci.yml", gitlabSchema)
 
 // Lint checks a .gitlab-ci.yml: it must parse as YAML, validate against GitLab's JSON
 // schema, and hang together (every job's stage is declared, every `needs` and
 // `extends` names a job of the file, unless it comes from an include). name is used
 // in messages.
 func Lint(name string, data []byte) error {
-	var doc any
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return fmt.Errorf("%s: not valid YAML: %w", name, err)
-	}
-	// Round-trip through JSON: the validator wants JSON values (json.Number, []any,
-	// map[string]any), and YAML anchors or merge keys are resolved by then.
-	j, err := json.Marshal(doc)
+	inst, err := gitlab.Check(data)
 	if err != nil {
-		return fmt.Errorf("%s: cannot be read as JSON values: %w", name, err)
-	}
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(j))
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	sch, err := compiledSchema()
-	if err != nil {
-		return err
-	}
-	if err := sch.Validate(inst); err != nil {
-		var ve *jsonschema.ValidationError
-		if errors.As(err, &ve) {
-			return fmt.Errorf("%s does not match GitLab's .gitlab-ci.yml schema:\n%s", name, schemaMessages(ve))
-		}
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	m, ok := inst.(map[string]any)
@@ -89,32 +38,6 @@ func Lint(name string, data []byte) error {
 
 // schemaMessages flattens the validator's tree into one line per failing leaf,
 // "at /jobs/path: message", deduplicated.
-func schemaMessages(ve *jsonschema.ValidationError) string {
-	seen := map[string]bool{}
-	var lines []string
-	var walk func(e *jsonschema.ValidationError)
-	walk = func(e *jsonschema.ValidationError) {
-		if len(e.Causes) == 0 {
-			l := fmt.Sprintf("  at /%s: %s", strings.Join(e.InstanceLocation, "/"), e.ErrorKind)
-			if !seen[l] {
-				seen[l] = true
-				lines = append(lines, l)
-			}
-			return
-		}
-		for _, c := range e.Causes {
-			walk(c)
-		}
-	}
-	walk(ve)
-	sort.Strings(lines)
-	const max = 20
-	if len(lines) > max {
-		lines = append(lines[:max], fmt.Sprintf("  ... and %d more", len(lines)-max))
-	}
-	return strings.Join(lines, "\n")
-}
-
 // Global keywords of .gitlab-ci.yml; every other top-level key is a job (or a hidden
 // job when it starts with a dot).
 var globalKeys = map[string]bool{

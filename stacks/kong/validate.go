@@ -1,48 +1,20 @@
 package kong
 
 import (
-	"bytes"
 	_ "embed"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
-	"golang.org/x/text/language"
-	"golang.org/x/text/message"
-	"gopkg.in/yaml.v3"
+	"github.com/sitectl/sitectl/internal/yamlschema"
 )
 
 //go:embed kong.schema.json
 var schemaJSON []byte
 
-const schemaURL = "https://sitectl.example/schemas/kong-declarative-3.0.json"
-
-var (
-	schemaOnce sync.Once
-	schema     *jsonschema.Schema
-	schemaErr  error
-)
-
-func compiled() (*jsonschema.Schema, error) {
-	schemaOnce.Do(func() {
-		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(schemaJSON))
-		if err != nil {
-			schemaErr = fmt.Errorf("read kong schema: %w", err)
-			return
-		}
-		c := jsonschema.NewCompiler()
-		if err := c.AddResource(schemaURL, doc); err != nil {
-			schemaErr = fmt.Errorf("load kong schema: %w", err)
-			return
-		}
-		schema, schemaErr = c.Compile(schemaURL)
-	})
-	return schema, schemaErr
-}
+// declarativeSchema is Kong's declarative format as sitectl uses it (kong.schema.json).
+var declarativeSchema = yamlschema.New("the declarative format", "https://sitectl.example/schemas/kong-declarative-3.0.json", schemaJSON)
 
 // bundledPlugins are Kong 3.6 bundled plugins sitectl may configure.
 var bundledPlugins = map[string]bool{
@@ -56,57 +28,17 @@ var bundledPlugins = map[string]bool{
 // every upstream a service uses exists and has a target with weight; names unique;
 // no two routes claim the same path and protocol; plugins are bundled ones).
 func Validate(data []byte) error {
-	var doc any
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return fmt.Errorf("kong.yml is not YAML: %w", err)
-	}
-	j, err := json.Marshal(doc)
+	inst, err := declarativeSchema.Check(data)
 	if err != nil {
-		return fmt.Errorf("kong.yml cannot be read as JSON values: %w", err)
+		return fmt.Errorf("kong.yml: %w", err)
 	}
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(j))
-	if err != nil {
-		return err
-	}
-	sch, err := compiled()
-	if err != nil {
-		return err
-	}
-	if err := sch.Validate(inst); err != nil {
-		var ve *jsonschema.ValidationError
-		if errors.As(err, &ve) {
-			return fmt.Errorf("kong.yml does not match the declarative format:\n%s", flatten(ve))
-		}
-		return err
+	if _, ok := inst.(map[string]any); !ok {
+		return fmt.Errorf("kong.yml: the top level must be a mapping")
 	}
 	if probs := references(inst.(map[string]any)); len(probs) > 0 {
 		return fmt.Errorf("kong.yml references do not resolve:\n  %s", strings.Join(probs, "\n  "))
 	}
 	return nil
-}
-
-var printer = message.NewPrinter(language.English)
-
-func flatten(ve *jsonschema.ValidationError) string {
-	seen := map[string]bool{}
-	var lines []string
-	var walk func(e *jsonschema.ValidationError)
-	walk = func(e *jsonschema.ValidationError) {
-		if len(e.Causes) == 0 {
-			l := fmt.Sprintf("  at /%s: %s", strings.Join(e.InstanceLocation, "/"), e.ErrorKind.LocalizedString(printer))
-			if !seen[l] {
-				seen[l] = true
-				lines = append(lines, l)
-			}
-			return
-		}
-		for _, c := range e.Causes {
-			walk(c)
-		}
-	}
-	walk(ve)
-	sort.Strings(lines)
-	return strings.Join(lines, "\n")
 }
 
 func list(m map[string]any, key string) []map[string]any {
