@@ -87,51 +87,64 @@ func (s *session) resolveIDs(ctx context.Context, spec *swarm.ServiceSpec) error
 	if cs == nil {
 		return nil
 	}
-	if len(cs.Secrets) > 0 {
-		f := make(client.Filters)
-		for _, r := range cs.Secrets {
-			f.Add("name", r.SecretName)
+	var names []string
+	for _, r := range cs.Secrets {
+		names = append(names, r.SecretName)
+	}
+	ids, err := s.idsByName(ctx, ComponentSecret, names)
+	if err != nil {
+		return err
+	}
+	secrets := make([]*swarm.SecretReference, 0, len(cs.Secrets))
+	for _, r := range cs.Secrets {
+		c := *r
+		if c.SecretID = ids[r.SecretName]; c.SecretID == "" {
+			return fmt.Errorf("secret %s does not exist in the swarm", r.SecretName)
 		}
+		secrets = append(secrets, &c)
+	}
+	names = nil
+	for _, r := range cs.Configs {
+		names = append(names, r.ConfigName)
+	}
+	if ids, err = s.idsByName(ctx, ComponentConfig, names); err != nil {
+		return err
+	}
+	configs := make([]*swarm.ConfigReference, 0, len(cs.Configs))
+	for _, r := range cs.Configs {
+		c := *r
+		if c.ConfigID = ids[r.ConfigName]; c.ConfigID == "" {
+			return fmt.Errorf("config %s does not exist in the swarm", r.ConfigName)
+		}
+		configs = append(configs, &c)
+	}
+	cs.Secrets, cs.Configs = secrets, configs
+	return nil
+}
+
+// idsByName looks up the IDs of secrets or configs by name.
+func (s *session) idsByName(ctx context.Context, component string, names []string) (map[string]string, error) {
+	ids := map[string]string{}
+	if len(names) == 0 {
+		return ids, nil
+	}
+	f := make(client.Filters).Add("name", names...)
+	if component == ComponentSecret {
 		res, err := s.eng.SecretList(ctx, client.SecretListOptions{Filters: f})
 		if err != nil {
-			return fmt.Errorf("look up secrets: %w", err)
+			return nil, fmt.Errorf("look up secrets: %w", err)
 		}
-		ids := map[string]string{}
 		for _, x := range res.Items {
 			ids[x.Spec.Name] = x.ID
 		}
-		var refs []*swarm.SecretReference
-		for _, r := range cs.Secrets {
-			c := *r
-			if c.SecretID = ids[r.SecretName]; c.SecretID == "" {
-				return fmt.Errorf("secret %s does not exist in the swarm", r.SecretName)
-			}
-			refs = append(refs, &c)
-		}
-		cs.Secrets = refs
+		return ids, nil
 	}
-	if len(cs.Configs) > 0 {
-		f := make(client.Filters)
-		for _, r := range cs.Configs {
-			f.Add("name", r.ConfigName)
-		}
-		res, err := s.eng.ConfigList(ctx, client.ConfigListOptions{Filters: f})
-		if err != nil {
-			return fmt.Errorf("look up configs: %w", err)
-		}
-		ids := map[string]string{}
-		for _, x := range res.Items {
-			ids[x.Spec.Name] = x.ID
-		}
-		var refs []*swarm.ConfigReference
-		for _, r := range cs.Configs {
-			c := *r
-			if c.ConfigID = ids[r.ConfigName]; c.ConfigID == "" {
-				return fmt.Errorf("config %s does not exist in the swarm", r.ConfigName)
-			}
-			refs = append(refs, &c)
-		}
-		cs.Configs = refs
+	res, err := s.eng.ConfigList(ctx, client.ConfigListOptions{Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("look up configs: %w", err)
 	}
-	return nil
+	for _, x := range res.Items {
+		ids[x.Spec.Name] = x.ID
+	}
+	return ids, nil
 }
