@@ -333,9 +333,19 @@ func TestLabDeploy(t *testing.T) {
 	t.Run("a second deploy of a locked site fails fast naming the holder", func(t *testing.T) {
 		ok := e.topo(t, cur...)
 		s := newSession(ok, ok.Site("douala"), c, Options{})
+		defer func(d time.Duration) { LockRefresh = d }(LockRefresh)
+		LockRefresh = 300 * time.Millisecond
 		held, err := s.acquireLock(context.Background())
 		if err != nil {
 			t.Fatal(err)
+		}
+		first, err := s.lockStatus(context.Background())
+		if err != nil || first == nil {
+			t.Fatalf("lock status: %v, %v", first, err)
+		}
+		time.Sleep(time.Second)
+		if again, _ := s.lockStatus(context.Background()); again == nil || !again.Heartbeat.After(first.Heartbeat) {
+			t.Errorf("the holder did not refresh the lock: %v then %v", first.Heartbeat, again)
 		}
 		sel, _ := ok.Select("douala")
 		start := time.Now()
