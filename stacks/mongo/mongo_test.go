@@ -25,8 +25,13 @@ func TestRenderGolden(t *testing.T) {
 				}
 				cfg := stacktest.LoadCompose(t, r)
 				d := stacktest.Convert(t, in, r)
-				if len(d.Services) != len(s.Mongo.Members) || len(d.Secrets) != 1 {
-					t.Errorf("converted: %d services, %d secrets; want %d, 1", len(d.Services), len(d.Secrets), len(s.Mongo.Members))
+				// the keyfile, and the root user's password when mongo.user is set
+				wantSecrets := 1
+				if s.Mongo.User != "" {
+					wantSecrets = 2
+				}
+				if len(d.Services) != len(s.Mongo.Members) || len(d.Secrets) != wantSecrets {
+					t.Errorf("converted: %d services, %d secrets; want %d, %d", len(d.Services), len(d.Secrets), len(s.Mongo.Members), wantSecrets)
 				}
 				for _, svc := range cfg.Services {
 					if svc.Deploy.EndpointMode != s.Deploy.EndpointMode {
@@ -79,7 +84,8 @@ func TestTLSAndErrors(t *testing.T) {
 	}
 	cfg := stacktest.LoadCompose(t, r)
 	d := stacktest.Convert(t, in, r)
-	if len(d.Secrets) != 3 || !slices.Contains(cfg.Services[0].Command, "requireTLS") {
+	// keyfile, root password (the example config sets mongo.user), certificate, CA
+	if len(d.Secrets) != 4 || !slices.Contains(cfg.Services[0].Command, "requireTLS") {
 		t.Errorf("TLS: %d secrets, command %v", len(d.Secrets), cfg.Services[0].Command)
 	}
 	golden.Assert(t, "tls/cloud/compose.yaml", r.Compose)
@@ -99,14 +105,16 @@ func TestTLSAndErrors(t *testing.T) {
 	golden.Assert(t, "user/douala/compose.yaml", r.Compose)
 
 	for _, tc := range []struct {
-		set  []string
-		want string
+		set        []string
+		dropSecret string // a secret the site does not name
+		want       string
 	}{
-		{[]string{"mongo.user=sitectl", "mongo.password.env=X"}, "needs its password as the secret"},
-		{[]string{"values.mongo.tls_mode=requireTLS"}, "needs the secret"},
-		{[]string{"values.mongo.tls_mode=maybe"}, "allowed: disabled"},
+		{[]string{"mongo.user=sitectl", "mongo.password.env=X"}, "mongo-password", "needs its password as the secret"},
+		{[]string{"values.mongo.tls_mode=requireTLS"}, "", "needs the secret"},
+		{[]string{"values.mongo.tls_mode=maybe"}, "", "allowed: disabled"},
 	} {
 		topo := stacktest.Load(t, "dev", tc.set...)
+		delete(topo.Site("douala").Secrets, tc.dropSecret)
 		_, err := mongo.Stack{}.Render(stacks.Input{Topo: topo, Site: topo.Site("douala")})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: err %v, want %q", tc.set, err, tc.want)
