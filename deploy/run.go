@@ -59,11 +59,26 @@ func planSite(ctx context.Context, topo *sites.Topology, site *sites.Site, parts
 	defer closeEng()
 	ctx = withSession(ctx, newSession(topo, site, eng, opts))
 	var errs []string
+	pending := false // an earlier part has changes still to apply
 	for _, part := range parts {
 		steps, err := part.Plan(ctx, topo, site)
+		if err != nil && pending {
+			// What this part reads (a database, a gateway) may only exist once the
+			// steps above are applied; deploy plans each part after the previous one
+			// applied, so this is a pending change, not a failure of the plan.
+			sp.Steps = append(sp.Steps, plan.Step{Site: site.Name, Component: part.Name(), Action: plan.Update,
+				Name: "(planned during deploy, after the steps above)",
+				Note: fmt.Sprintf("cannot be read before the steps above are applied: %v", err)})
+			continue
+		}
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", part.Name(), err))
 			continue
+		}
+		for _, st := range steps {
+			if st.Action != plan.Noop {
+				pending = true
+			}
 		}
 		for _, st := range steps {
 			if st.Action == plan.Noop && st.Note != "" {
