@@ -12,6 +12,7 @@ import (
 
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
+	"github.com/sitectl/sitectl/stacks/kong"
 )
 
 //go:embed compose.yaml.tmpl
@@ -59,6 +60,19 @@ type Extra struct {
 	MongoURI    string
 	Constraint  string
 	HealthTest  string
+	// Variants are the API services: the stable one, and the canary when Kong splits
+	// /api between two versions (values.kong.canary).
+	Variants []Variant
+}
+
+// Variant is one API service of the stack.
+type Variant struct {
+	Service  string // service key in the stack: api, api-canary
+	Variant  string // stable | canary (env API_VARIANT)
+	Role     string // label sitectl.role
+	Image    string
+	Replicas int
+	Publish  bool
 }
 
 // Render renders the compose file for in.Site.
@@ -93,6 +107,25 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 	}
 	if x.Publish && s.Deploy.PublishMode == "ingress" && s.Deploy.EndpointMode == "dnsrr" {
 		return stacks.Rendered{}, fmt.Errorf("site %s: an ingress-published port needs deploy.endpoint_mode vip (dnsrr needs deploy.publish_mode host)", s.Name)
+	}
+	image := s.Images["django-api"]
+	if image == "" {
+		return stacks.Rendered{}, fmt.Errorf("site %s has no image for %q: set images.django-api in its config", s.Name, "django-api")
+	}
+	x.Variants = []Variant{{Service: "api", Variant: "stable", Role: "api", Image: image, Replicas: replicas, Publish: x.Publish}}
+	canary, err := kong.ReadSettings(in.Topo, s)
+	if err != nil {
+		return stacks.Rendered{}, err
+	}
+	if c := canary.Canary; c.Enabled && strings.HasPrefix(c.Service, Name+"_") {
+		img := s.Images["django-api-canary"]
+		if img == "" {
+			return stacks.Rendered{}, fmt.Errorf("site %s: values.kong.canary is enabled but images.django-api-canary is not set: name the canary version's image", s.Name)
+		}
+		// Kong reaches the canary over the edge network; only the stable service
+		// publishes the site's port.
+		x.Variants = append(x.Variants, Variant{Service: strings.TrimPrefix(c.Service, Name+"_"), Variant: "canary",
+			Role: "api-canary", Image: img, Replicas: c.Replicas})
 	}
 	out, err := stacks.ExecTemplate("django-api/compose.yaml.tmpl", composeTemplate, stacks.TemplateData{
 		Site: s, Topo: in.Topo, Env: in.Env(), Stack: Name, Values: vals, Extra: x,
