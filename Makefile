@@ -41,7 +41,7 @@ fuzz: ## run the config loader fuzzer for 60s
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 60s ./sites
 
 golden: ## refresh golden files
-	$(GO) test -short ./... -update
+	$(GO) test -short -count=1 $$(./hack/golden-pkgs.sh) -update
 
 demo: deps build ## install, build, bring up the lab, deploy every site, run a drill
 	./$(BIN) lab up
