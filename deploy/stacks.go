@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
@@ -54,7 +55,17 @@ func (s *session) planStacks(ctx context.Context) ([]plan.Step, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := stacks.Build(ctx, stacks.Input{Topo: s.topo, Site: s.site}, stacks.ConvertOptions{Environment: s.opts.environment(), Key: []byte(cluster)})
+	key := []byte(cluster)
+	if cluster == "" {
+		// No swarm yet: its cluster ID, the key of the content hashes, is unknown.
+		// A random key keeps a plain hash of a secret value out of the plan (which CI
+		// keeps as an artifact); deploy re-plans once the swarm exists.
+		key = make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+	}
+	d, err := stacks.Build(ctx, stacks.Input{Topo: s.topo, Site: s.site}, stacks.ConvertOptions{Environment: s.opts.environment(), Key: key})
 	if err != nil {
 		return nil, err
 	}

@@ -59,7 +59,7 @@ func (h *healer) healAll(parent context.Context) []HealResult {
 		for res.Attempts < h.settings.HealAttempts {
 			res.Attempts++
 			ctx, cancel := context.WithTimeout(base, h.settings.HealTimeout)
-			err = f.Remove(ctx)
+			err = removeFault(ctx, f)
 			cancel()
 			if err == nil {
 				break
@@ -169,4 +169,15 @@ func healFailed(rs []HealResult) bool {
 		}
 	}
 	return false
+}
+
+// removeFault removes f; a panic in its Remove is that fault's error, so the other
+// faults still heal.
+func removeFault(ctx context.Context, f Fault) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("remove %s panicked: %v", f.Name(), r)
+		}
+	}()
+	return f.Remove(ctx)
 }

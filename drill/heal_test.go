@@ -94,3 +94,39 @@ func TestHealFailureIsLoud(t *testing.T) {
 		t.Fatalf("a drill whose heal failed passed: %s", r.Summary())
 	}
 }
+
+// TestHealSurvivesAPanickingFault: a fault whose Remove panics is reported as not
+// healed, and the faults armed before it still heal.
+func TestHealSurvivesAPanickingFault(t *testing.T) {
+	healed := false
+	ok := funcCutter{heal: func(context.Context, sites.Link) error { healed = true; return nil }}
+	bad := funcCutter{heal: func(context.Context, sites.Link) error { panic("boom") }}
+	var out bytes.Buffer
+	var slept []time.Duration
+	h := newHealer(&out, &slept)
+	h.arm(LinkFault{Cutter: ok, Link: doualaCloud})
+	h.arm(LinkFault{Cutter: bad, Link: sites.Link{A: "yaounde", B: "cloud"}})
+	res := h.healAll(context.Background())
+	if !healed {
+		t.Fatal("the fault armed before the panicking one was not healed")
+	}
+	if len(res) != 2 || res[0].Healed || !strings.Contains(res[0].Error, "panicked: boom") {
+		t.Fatalf("results %+v, want the panicking fault reported unhealed", res)
+	}
+}
+
+// TestDrillGoroutinePanicIsRethrown: a panic caught in a drill goroutine is raised
+// again in the caller's goroutine (where Run's deferred heal recovers it).
+func TestDrillGoroutinePanicIsRethrown(t *testing.T) {
+	p := &Drill{}
+	done := make(chan struct{})
+	go func() { defer close(done); defer p.catch(); panic("store exploded") }()
+	<-done
+	defer func() {
+		if r := recover(); r != "store exploded" {
+			t.Fatalf("rethrow raised %v", r)
+		}
+	}()
+	p.rethrow()
+	t.Fatal("rethrow did not panic")
+}

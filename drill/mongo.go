@@ -68,6 +68,7 @@ func (p *Drill) writeMongo(ctx context.Context, s Settings) []mongoAttempt {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer p.catch()
 			gen, err := keys.NewGenerator(side.Site())
 			if err != nil {
 				return
@@ -98,6 +99,7 @@ func (p *Drill) writeMongo(ctx context.Context, s Settings) []mongoAttempt {
 		}()
 	}
 	wg.Wait()
+	p.rethrow()
 	return out
 }
 

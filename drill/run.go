@@ -51,6 +51,9 @@ type Drill struct {
 	now   func() time.Time
 	sleep func(time.Duration)
 	smp   *sampler
+
+	pmu      sync.Mutex
+	panicked any // a panic caught in a drill goroutine, raised again by rethrow
 }
 
 // writeTimeout bounds one write (a site whose database is down must not stall the
@@ -115,8 +118,8 @@ func (p *Drill) Run(ctx context.Context) *Report {
 	sctx, stopSampling := context.WithCancel(context.WithoutCancel(ctx))
 	var swg sync.WaitGroup
 	swg.Add(1)
-	go func() { defer swg.Done(); smp.run(sctx) }()
-	defer func() { stopSampling(); swg.Wait() }()
+	go func() { defer swg.Done(); defer p.catch(); smp.run(sctx) }()
+	defer func() { stopSampling(); swg.Wait(); p.rethrow() }()
 
 	// Rows written before the faults must survive them (db-down restarts a database).
 	var pre []Attempt
@@ -321,3 +324,27 @@ func checksSummary(cs []Check) string {
 type noFlows struct{}
 
 func (noFlows) Flows(context.Context) ([]FlowState, error) { return nil, nil }
+
+// catch, deferred first in every goroutine a drill starts, keeps a panic there from
+// ending the process with the links still cut: the first one is held, and rethrow
+// raises it again in Run's goroutine, whose deferred heal then runs.
+func (p *Drill) catch() {
+	if r := recover(); r != nil {
+		p.pmu.Lock()
+		if p.panicked == nil {
+			p.panicked = r
+		}
+		p.pmu.Unlock()
+	}
+}
+
+// rethrow raises in the caller's goroutine a panic a drill goroutine caught.
+func (p *Drill) rethrow() {
+	p.pmu.Lock()
+	r := p.panicked
+	p.panicked = nil
+	p.pmu.Unlock()
+	if r != nil {
+		panic(r)
+	}
+}

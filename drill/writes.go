@@ -34,10 +34,12 @@ func (p *Drill) write(ctx context.Context, s Settings, from time.Time, ev func(k
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer p.catch()
 			per[i], stats[i] = p.writeSite(ctx, site, s.Writes, interval, from.Add(s.Duration*9/10), 0)
 		}()
 	}
 	wg.Wait()
+	p.rethrow()
 	var all []Attempt
 	acked := 0
 	for i := range per {
@@ -134,6 +136,7 @@ func (p *Drill) writeBefore(ctx context.Context, ev func(kind, target, detail st
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer p.catch()
 			a, _ := p.writeSite(ctx, site, p.PreWrites, 0, p.now().Add(time.Hour), -p.PreWrites)
 			mu.Lock()
 			all = append(all, a...)
@@ -141,6 +144,7 @@ func (p *Drill) writeBefore(ctx context.Context, ev func(kind, target, detail st
 		}()
 	}
 	wg.Wait()
+	p.rethrow()
 	acked := 0
 	for _, a := range all {
 		if a.Acked {

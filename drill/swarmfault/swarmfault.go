@@ -73,6 +73,11 @@ func (f *ServiceDown) Inject(ctx context.Context) error {
 		return fmt.Errorf("%s: service %s is not replicated: db-down scales a replicated service", f.Site, f.Service)
 	}
 	n := *mode.Replicas
+	if n == 0 {
+		// Already down (an earlier drill that could not restore it?): a drill would
+		// "restore" it to zero and call that healed.
+		return fmt.Errorf("%s: service %s already runs 0 replicas; scale it up first (docker service scale %s=1)", f.Site, f.Service, f.Service)
+	}
 	f.mu.Lock()
 	if f.saved == nil {
 		f.saved = &n

@@ -108,10 +108,15 @@ func (c ConnInfo) render(password string) string {
 // Redact replaces the password in a libpq connection string (as stored in
 // pg_subscription.subconninfo) with ***.
 func Redact(conninfo string) string {
+	conninfo = uriPasswordRE.ReplaceAllString(conninfo, "${1}***@")
 	return passwordRE.ReplaceAllString(conninfo, "${1}***")
 }
 
-var passwordRE = regexp.MustCompile(`(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+var (
+	passwordRE = regexp.MustCompile(`(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+	// the URI form, postgresql://user:password@host/db
+	uriPasswordRE = regexp.MustCompile(`(postgres(?:ql)?://[^:@/\s]*:)\S*@`)
+)
 
 // connValue quotes a libpq keyword value: single quotes, backslash-escaped.
 func connValue(v string) string {

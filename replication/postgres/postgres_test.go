@@ -256,6 +256,9 @@ func TestConnInfo(t *testing.T) {
 	if r := Redact("host=x password=plain user=u"); r != "host=x password=*** user=u" {
 		t.Errorf("Redact = %s", r)
 	}
+	if r := Redact("postgresql://rep:s3cr@t!@10.10.0.12:5432/app?sslmode=require"); r != "postgresql://rep:***@10.10.0.12:5432/app?sslmode=require" {
+		t.Errorf("Redact(URI) = %s", r)
+	}
 	t.Setenv("PG_TEST_PW", "")
 	os.Unsetenv("PG_TEST_PW")
 	if _, err := c.Render(); err == nil || !strings.Contains(err.Error(), "PG_TEST_PW is not set") {
