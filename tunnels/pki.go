@@ -307,6 +307,10 @@ func (p PKI) write(certPath, keyPath string, der []byte, key *ecdsa.PrivateKey) 
 
 func writeFile(path string, data []byte, mode os.FileMode) error {
 	tmp := path + ".tmp"
+	// A leftover temp file would keep its (maybe wider) mode through WriteFile.
+	if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
 	if err := os.WriteFile(tmp, data, mode); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}

@@ -97,6 +97,7 @@ services:
     entrypoint: ["/bin/sh", "-c"]
     command:
       - >-
+        umask 077 &&
         {{- if .Extra.X509 }}
         mkdir -p /etc/swanctl/private &&
         cp /run/secrets/{{ .Extra.KeySecret }} /etc/swanctl/{{ .Extra.KeyFile }} &&
