@@ -3,25 +3,16 @@ package live
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
-	"sort"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/sitectl/sitectl/drill"
 	"github.com/sitectl/sitectl/drill/pgdrill"
-	"github.com/sitectl/sitectl/internal/netns"
 	"github.com/sitectl/sitectl/lab/labtest"
 	"github.com/sitectl/sitectl/replication/postgres"
+	"github.com/sitectl/sitectl/replication/postgres/pgtest"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/tunnels"
 )
@@ -37,7 +28,7 @@ type drLab struct {
 	lab  *labtest.Lab
 	topo *sites.Topology
 	set  []string // the --set flags that point the config at the clusters
-	dbs  map[string]*siteDB
+	dbs  map[string]*pgtest.Cluster
 }
 
 const drPort = 55432
@@ -61,7 +52,7 @@ func startDRLab(t *testing.T) *drLab {
 func buildDRLab(l *labtest.Lab) (*drLab, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	d := &drLab{lab: l, dbs: map[string]*siteDB{}}
+	d := &drLab{lab: l, dbs: map[string]*pgtest.Cluster{}}
 	// Tunnels: certificates, transit addresses on the hub (kernel-libipsec), load,
 	// then (re)initiate every link.
 	gws, err := tunnels.Build(l.Topo)
@@ -145,120 +136,20 @@ func buildDRLab(l *labtest.Lab) (*drLab, error) {
 
 func (d *drLab) close() {
 	for _, db := range d.dbs {
-		db.stop()
+		_ = db.Stop()
 	}
 }
 
-// siteDB is one PostgreSQL 15 server running in a site's gateway namespace.
-type siteDB struct {
-	site string
-	dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func startSiteDB(ctx context.Context, topo *sites.Topology, s *sites.Site) (*siteDB, error) {
-	const bin = "/usr/lib/postgresql/15/bin"
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return nil, err
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
+// startSiteDB starts a real PostgreSQL 15 in the site's gateway namespace, on its LAN
+// address, with the server settings replication needs and the site's login role.
+func startSiteDB(_ context.Context, topo *sites.Topology, s *sites.Site) (*pgtest.Cluster, error) {
 	pw, err := s.Postgres.Password.Resolve()
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "dr-pg-"+s.Name+"-")
-	if err != nil {
-		return nil, err
-	}
-	db := &siteDB{site: s.Name, dir: dir, done: make(chan struct{})}
-	fail := func(err error) (*siteDB, error) {
-		db.stop()
-		return nil, fmt.Errorf("postgres at %s: %w", s.Name, err)
-	}
-	if err := os.Chown(dir, uid, gid); err != nil {
-		return fail(err)
-	}
-	initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"), "-D", filepath.Join(dir, "data"), "-U", "postgres",
-		"--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync", "--locale=C")
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
-	if out, err := initdb.CombinedOutput(); err != nil {
-		return fail(fmt.Errorf("initdb: %w: %s", err, out))
-	}
-	hba, err := os.OpenFile(filepath.Join(dir, "data", "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		return fail(err)
-	}
-	fmt.Fprintln(hba, "host all all 0.0.0.0/0 scram-sha-256\nhost replication all 0.0.0.0/0 scram-sha-256")
-	hba.Close()
-	settings := postgres.ServerSettings(topo, s)
-	for k, v := range map[string]string{"listen_addresses": s.Gateway.LANAddress, "port": strconv.Itoa(drPort),
-		"unix_socket_directories": dir, "fsync": "off", "full_page_writes": "off", "shared_buffers": "32MB",
-		"log_min_messages": "warning"} {
-		settings[k] = v
-	}
-	keys := make([]string, 0, len(settings))
-	for k := range settings {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	args := []string{"setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--",
-		filepath.Join(bin, "postgres"), "-D", filepath.Join(dir, "data")}
-	for _, k := range keys {
-		args = append(args, "-c", k+"="+settings[k])
-	}
-	logf, err := os.Create(filepath.Join(dir, "server.log"))
-	if err != nil {
-		return fail(err)
-	}
-	cmd := netns.Command(context.Background(), s.Lab.Namespace, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fail(err)
-	}
-	db.cmd = cmd
-	go func() { _ = cmd.Wait(); logf.Close(); close(db.done) }()
-	var conn *pgx.Conn
-	for {
-		conn, err = pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", dir, drPort))
-		if err == nil {
-			break
-		}
-		select {
-		case <-db.done:
-			b, _ := os.ReadFile(filepath.Join(dir, "server.log"))
-			return fail(fmt.Errorf("postgres exited: %s", b))
-		case <-ctx.Done():
-			return fail(err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	defer conn.Close(ctx)
-	for _, q := range []string{
-		fmt.Sprintf("CREATE ROLE %s LOGIN SUPERUSER PASSWORD '%s'", pgx.Identifier{s.Postgres.User}.Sanitize(), strings.ReplaceAll(string(pw), "'", "''")),
-		fmt.Sprintf("CREATE DATABASE %s OWNER %s", pgx.Identifier{s.Postgres.Database}.Sanitize(), pgx.Identifier{s.Postgres.User}.Sanitize()),
-	} {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			return fail(fmt.Errorf("bootstrap: %w", err))
-		}
-	}
-	return db, nil
-}
-
-func (db *siteDB) stop() {
-	if db.cmd != nil && db.cmd.Process != nil {
-		_ = db.cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-db.done:
-		case <-time.After(15 * time.Second):
-			_ = db.cmd.Process.Kill()
-			<-db.done
-		}
-	}
-	_ = os.RemoveAll(db.dir)
+	return pgtest.StartCluster(pgtest.Options{Name: "dr-" + s.Name, User: s.Postgres.User, Password: string(pw),
+		Database: s.Postgres.Database, Settings: postgres.ServerSettings(topo, s), Listen: s.Gateway.LANAddress,
+		Port: drPort, Namespace: s.Lab.Namespace})
 }
 
 // waitStreaming waits for every flow to stream (the initial table sync done).

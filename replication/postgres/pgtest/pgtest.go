@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/sitectl/sitectl/internal/netns"
 )
 
 // BinDir is where Debian installs PostgreSQL 15.
@@ -35,8 +37,14 @@ type Options struct {
 	User, Password, Database string
 	// Settings are extra server settings (-c key=value), e.g. wal_level=logical.
 	Settings map[string]string
-	// Listen is the TCP address to listen on (default 127.0.0.1).
+	// Listen is the TCP address to listen on (default 127.0.0.1). Any other address
+	// also admits password logins and replication from anywhere (pg_hba).
 	Listen string
+	// Port is the TCP port (default: a free port on Listen; required with Namespace).
+	Port int
+	// Namespace runs the server inside this network namespace (a lab site's gateway
+	// namespace), so it listens on that site's LAN. Its unix socket stays reachable.
+	Namespace string
 }
 
 // Cluster is one running PostgreSQL server.
@@ -124,9 +132,25 @@ func StartCluster(opts Options) (*Cluster, error) {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return fail(fmt.Errorf("initdb: %w: %s", err, out))
 	}
-	port, err := freePort(opts.Listen)
-	if err != nil {
-		return fail(err)
+	if opts.Listen != "127.0.0.1" {
+		hba, err := os.OpenFile(filepath.Join(dir, "data", "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return fail(err)
+		}
+		_, err = fmt.Fprintln(hba, "host all all 0.0.0.0/0 scram-sha-256\nhost replication all 0.0.0.0/0 scram-sha-256")
+		hba.Close()
+		if err != nil {
+			return fail(err)
+		}
+	}
+	port := opts.Port
+	if port == 0 {
+		if opts.Namespace != "" {
+			return fail(errors.New("a cluster in a namespace needs Options.Port"))
+		}
+		if port, err = freePort(opts.Listen); err != nil {
+			return fail(err)
+		}
 	}
 	c.Port = port
 	settings := map[string]string{
@@ -158,6 +182,12 @@ func StartCluster(opts Options) (*Cluster, error) {
 	c.logf = logf
 	cmd := exec.Command(filepath.Join(BinDir, "postgres"), args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if opts.Namespace != "" {
+		// `ip netns exec` needs root: it drops to postgres with setpriv, after setns.
+		cmd = netns.Command(context.Background(), opts.Namespace, append([]string{"setpriv", "--reuid=postgres",
+			"--regid=postgres", "--init-groups", "--", filepath.Join(BinDir, "postgres")}, args...)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = dir
 	if err := cmd.Start(); err != nil {
