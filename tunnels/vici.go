@@ -248,8 +248,24 @@ func (c *Client) Initiate(ctx context.Context, conn Conn, timeout time.Duration)
 // Terminate closes every IKE_SA of a connection; having none is not an error.
 func (c *Client) Terminate(ctx context.Context, name string, timeout time.Duration) error {
 	_, err := c.call(ctx, "terminate", msg("ike", name, "timeout", fmt.Sprint(timeout.Milliseconds()), "force", "yes"))
-	if err != nil && strings.Contains(err.Error(), "no matching SAs") {
+	if err == nil || strings.Contains(err.Error(), "no matching SAs") {
 		return nil
 	}
-	return err
+	// "terminating SA failed" also comes back when the SA was being deleted at the same
+	// moment (by the peer, or because its connection was just replaced): what counts
+	// is that none is left.
+	deadline := time.Now().Add(timeout)
+	for {
+		if sas, serr := c.SAs(ctx); serr == nil && bestSA(sas, name) == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
