@@ -87,39 +87,45 @@ func (s *session) resolveIDs(ctx context.Context, spec *swarm.ServiceSpec) error
 	if cs == nil {
 		return nil
 	}
-	var names []string
-	for _, r := range cs.Secrets {
-		names = append(names, r.SecretName)
-	}
-	ids, err := s.idsByName(ctx, ComponentSecret, names)
+	secrets, err := withIDs(ctx, s, ComponentSecret, cs.Secrets,
+		func(r *swarm.SecretReference) string { return r.SecretName },
+		func(r *swarm.SecretReference, id string) { r.SecretID = id })
 	if err != nil {
 		return err
 	}
-	secrets := make([]*swarm.SecretReference, 0, len(cs.Secrets))
-	for _, r := range cs.Secrets {
-		c := *r
-		if c.SecretID = ids[r.SecretName]; c.SecretID == "" {
-			return fmt.Errorf("secret %s does not exist in the swarm", r.SecretName)
-		}
-		secrets = append(secrets, &c)
-	}
-	names = nil
-	for _, r := range cs.Configs {
-		names = append(names, r.ConfigName)
-	}
-	if ids, err = s.idsByName(ctx, ComponentConfig, names); err != nil {
+	configs, err := withIDs(ctx, s, ComponentConfig, cs.Configs,
+		func(r *swarm.ConfigReference) string { return r.ConfigName },
+		func(r *swarm.ConfigReference, id string) { r.ConfigID = id })
+	if err != nil {
 		return err
-	}
-	configs := make([]*swarm.ConfigReference, 0, len(cs.Configs))
-	for _, r := range cs.Configs {
-		c := *r
-		if c.ConfigID = ids[r.ConfigName]; c.ConfigID == "" {
-			return fmt.Errorf("config %s does not exist in the swarm", r.ConfigName)
-		}
-		configs = append(configs, &c)
 	}
 	cs.Secrets, cs.Configs = secrets, configs
 	return nil
+}
+
+// withIDs returns copies of secret or config references with the IDs of the named
+// objects filled in; an object missing from the swarm is an error.
+func withIDs[R any](ctx context.Context, s *session, component string, refs []*R,
+	name func(*R) string, setID func(*R, string)) ([]*R, error) {
+	names := make([]string, 0, len(refs))
+	for _, r := range refs {
+		names = append(names, name(r))
+	}
+	ids, err := s.idsByName(ctx, component, names)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*R, 0, len(refs))
+	for _, r := range refs {
+		c := *r
+		id := ids[name(r)]
+		if id == "" {
+			return nil, fmt.Errorf("%s %s does not exist in the swarm", component, name(r))
+		}
+		setID(&c, id)
+		out = append(out, &c)
+	}
+	return out, nil
 }
 
 // idsByName looks up the IDs of secrets or configs by name.
