@@ -108,6 +108,12 @@ type touch struct {
 	created  bool
 	rolls    bool // the task template changed: swarm rolls the tasks
 	previous string
+	// applied is the spec hash sitectl applied: a live spec with another hash
+	// means swarm rolled the update back (or someone changed the service meanwhile).
+	applied string
+	// since is when the manager recorded sitectl's create or update: failed tasks
+	// from before it (an earlier deploy's) say nothing about this one.
+	since time.Time
 }
 
 func newSession(topo *sites.Topology, site *sites.Site, eng Engine, opts Options) *session {

@@ -228,6 +228,16 @@ func (s *session) planServices(d *stacks.Desired, l *live) []plan.Step {
 			}
 		}
 		if len(diff) == 0 {
+			if us := cur.UpdateStatus; us != nil && (us.State == swarm.UpdateStateUpdating || us.State == swarm.UpdateStateRollbackStarted) {
+				// An update (an earlier deploy's) is still rolling out: the watch
+				// follows it as if this run had applied it, so a rollback is not
+				// reported as converged.
+				var prev string
+				if cur.PreviousSpec != nil {
+					prev = cur.PreviousSpec.Labels[stacks.LabelSpecHash]
+				}
+				s.touch(svc.Name, touch{rolls: true, previous: prev, applied: svc.Hash, since: cur.UpdatedAt})
+			}
 			continue
 		}
 		st := s.step(ComponentService, plan.Update, svc.Name)
@@ -262,7 +272,7 @@ func (s *session) applyService(svc stacks.Service, id string) func(context.Conte
 				}
 				id = res.Service.ID
 			} else {
-				s.touch(svc.Name, touch{created: true})
+				s.touch(svc.Name, touch{created: true, applied: svc.Hash, since: s.updatedAt(ctx, svc.Name)})
 				return nil
 			}
 		}
@@ -277,9 +287,20 @@ func (s *session) applyService(svc stacks.Service, id string) func(context.Conte
 		if _, err := s.eng.ServiceUpdate(ctx, id, client.ServiceUpdateOptions{Version: cur.Service.Version, Spec: spec}); err != nil {
 			return fmt.Errorf("update service %s: %w", svc.Name, err)
 		}
-		s.touch(svc.Name, touch{rolls: rolls, previous: cur.Service.Spec.Labels[stacks.LabelSpecHash]})
+		s.touch(svc.Name, touch{rolls: rolls, previous: cur.Service.Spec.Labels[stacks.LabelSpecHash], applied: svc.Hash,
+			since: s.updatedAt(ctx, id)})
 		return nil
 	}
+}
+
+// updatedAt is the manager's time of the service's last change (zero if it cannot
+// be read: then every failed task counts).
+func (s *session) updatedAt(ctx context.Context, id string) time.Time {
+	res, err := s.eng.ServiceInspect(ctx, id, client.ServiceInspectOptions{})
+	if err != nil {
+		return time.Time{}
+	}
+	return res.Service.UpdatedAt
 }
 
 // planPrune removes what sitectl created for the site that the config no longer

@@ -37,7 +37,20 @@ type svcState struct {
 	done   bool
 	status string
 	err    error
+	// extra is set when the service rolled back and the previous spec runs, but
+	// swarm keeps more tasks running than desired (see nudgeAfter): how many.
+	extra string
+	// hold is how long err must be seen in a row before it is reported (a
+	// rollback: until no restart of the failed task can still be on its way).
+	hold time.Duration
 }
+
+// nudgeAfter is how long deploy lets swarm stop an extra task after a rollback
+// before it re-applies the service's (rolled back) spec unchanged. A start-first
+// rollback can race the restart of the failed task: swarm then runs two tasks of
+// the previous spec in one slot and never reconciles them by itself (seen on
+// 20.10); any service update makes its updater keep one and stop the other.
+var nudgeAfter = 10 * time.Second
 
 func (s *session) watch(ctx context.Context) error {
 	timeout := s.site.Deploy.Timeout.D()
@@ -50,6 +63,7 @@ func (s *session) watch(ctx context.Context) error {
 	}
 	deadline := time.Now().Add(timeout)
 	printed := map[string]string{}
+	extraSince, nudged, errSince := map[string]time.Time{}, map[string]bool{}, map[string]time.Time{}
 	for {
 		res, err := s.eng.ServiceList(ctx, client.ServiceListOptions{
 			Filters: make(client.Filters).Add("label", stacks.LabelSite+"="+s.site.Name), Status: true})
@@ -71,8 +85,32 @@ func (s *session) watch(ctx context.Context) error {
 				printed[name] = st.status
 				s.opts.Progress.Infof("%s: %s %s", s.site.Name, name, st.status)
 			}
+			if st.err == nil || st.hold == 0 {
+				delete(errSince, name)
+			} else if errSince[name].IsZero() {
+				errSince[name] = time.Now()
+			}
+			if st.err != nil && time.Since(errSince[name]) < st.hold {
+				pending = append(pending, name+" "+st.status)
+				continue
+			}
 			if st.err != nil {
+				if nudged[name] {
+					return fmt.Errorf("service %s %w: %w (sitectl re-applied the rolled back spec once to stop an extra task swarm left running)", name, ErrNotConverged, st.err)
+				}
 				return fmt.Errorf("service %s %w: %w", name, ErrNotConverged, st.err)
+			}
+			if st.extra == "" {
+				delete(extraSince, name)
+			} else if extraSince[name].IsZero() {
+				extraSince[name] = time.Now()
+			} else if time.Since(extraSince[name]) > nudgeAfter && !nudged[name] {
+				nudged[name] = true
+				s.opts.Progress.Infof("%s: %s: swarm keeps %s after the rollback; re-applying its spec unchanged so swarm stops the extra task",
+					s.site.Name, name, st.extra)
+				if _, err := s.eng.ServiceUpdate(ctx, svc.ID, client.ServiceUpdateOptions{Version: svc.Version, Spec: svc.Spec}); err != nil {
+					return fmt.Errorf("service %s %w: rolled back, and re-applying its spec to stop an extra task failed: %w", name, ErrNotConverged, err)
+				}
 			}
 			if !st.done {
 				pending = append(pending, name+" "+st.status)
@@ -111,6 +149,8 @@ func (s *session) serviceState(ctx context.Context, svc swarm.Service, t touch) 
 			running++
 		case task.DesiredState == swarm.TaskStateRunning && task.Status.State == swarm.TaskStateStarting:
 			starting++
+		case task.CreatedAt.Before(t.since):
+			// an earlier deploy's task: its failure says nothing about this one
 		case task.Status.State == swarm.TaskStateFailed || task.Status.State == swarm.TaskStateRejected:
 			failedBy[task.Status.Err]++
 			if isImageError(task.Status.Err) {
@@ -136,19 +176,47 @@ func (s *session) serviceState(ctx context.Context, svc swarm.Service, t touch) 
 		return msg
 	}
 	touchedNow := t.created || t.rolls || t.previous != ""
+	// rolledBack reports a service whose update swarm undid: once the previous spec
+	// runs as before, as an error. Swarm may still be starting a task (a restart of
+	// the failed one, now at the previous spec) or stopping an extra one, and the
+	// operator's next command should find the site settled. A previous spec that
+	// cannot run either fails at once.
+	rolledBack := func(msg string) (svcState, error) {
+		cause, err := s.lastTaskError(ctx, svc.ID)
+		if err != nil {
+			return svcState{}, err
+		}
+		if cause != "" {
+			msg += "; failed task: " + cause
+		}
+		total := running
+		if svc.ServiceStatus != nil {
+			total = int(svc.ServiceStatus.RunningTasks)
+		}
+		if running >= desired && starting == 0 && total == desired {
+			// Settled, if it stays so past the restart delay: a restart of the
+			// failed task (at the previous spec now) may still be due.
+			hold := 5 * time.Second // swarm's default restart delay
+			if rp := svc.Spec.TaskTemplate.RestartPolicy; rp != nil && rp.Delay != nil {
+				hold = *rp.Delay
+			}
+			return svcState{status: "rolled back, " + status, err: errors.New(msg), hold: hold + 2*time.Second}, nil
+		}
+		if failed := maxCount(failedBy); running == 0 && desired > 0 && (failed >= failedTasksLimit || noImage > 0) {
+			return svcState{status: "rolled back, " + status, err: errors.New(withErr(msg + "; the previous spec does not run either"))}, nil
+		}
+		var extra string
+		if running >= desired && starting == 0 && total > desired {
+			extra = fmt.Sprintf("%d tasks running for %d desired", total, desired)
+		}
+		return svcState{status: fmt.Sprintf("rolled back, settling: %s at the previous spec, %d running in all", status, total),
+			extra: extra}, nil
+	}
 	if us := svc.UpdateStatus; us != nil {
 		switch us.State {
 		case swarm.UpdateStateRollbackCompleted:
 			if touchedNow {
-				cause, err := s.lastTaskError(ctx, svc.ID)
-				if err != nil {
-					return svcState{}, err
-				}
-				msg := "the update failed and swarm rolled it back to the previous spec"
-				if cause != "" {
-					msg += "; failed task: " + cause
-				}
-				return svcState{status: "rolled back", err: errors.New(msg)}, nil
+				return rolledBack("the update failed and swarm rolled it back to the previous spec")
 			}
 		case swarm.UpdateStatePaused:
 			return svcState{status: "update paused", err: errors.New(withErr("update paused: " + us.Message))}, nil
@@ -160,10 +228,16 @@ func (s *session) serviceState(ctx context.Context, svc swarm.Service, t touch) 
 			return svcState{status: "rolling back (" + us.Message + "), " + status}, nil
 		}
 	}
-	failed := 0
-	for _, n := range failedBy {
-		failed = max(failed, n)
+	// Swarm clears UpdateStatus when the service is updated again, so a reverted
+	// spec is also caught by its hash: never report a service converged at a spec
+	// sitectl did not apply.
+	if have := svc.Spec.Labels[stacks.LabelSpecHash]; t.applied != "" && have != t.applied {
+		if have == t.previous {
+			return rolledBack("the update failed and swarm rolled it back to the previous spec")
+		}
+		return svcState{status: status, err: errors.New("the service was changed by someone else during the deploy (its spec is not the one sitectl applied); re-run the deploy")}, nil
 	}
+	failed := maxCount(failedBy)
 	if running == 0 && desired > 0 && (failed >= failedTasksLimit || noImage > 0) {
 		return svcState{status: status, err: errors.New(withErr(fmt.Sprintf("%d tasks failed the same way and none runs", max(failed, noImage))))}, nil
 	}
@@ -177,6 +251,14 @@ func (s *session) serviceState(ctx context.Context, svc swarm.Service, t touch) 
 		return svcState{status: status}, nil
 	}
 	return svcState{done: true, status: status}, nil
+}
+
+func maxCount(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n = max(n, v)
+	}
+	return n
 }
 
 // isImageError reports a task error no retry fixes: the engine has no such image and

@@ -49,6 +49,10 @@ func runDeploy(cmd *cobra.Command, g *globals, o deployOptions) error {
 	// Sites deploy in parallel: a site's replication plan waits for the databases of
 	// the other sites, which may still be starting in this same deploy.
 	deploy.Replication.Opts.PeerWait = 2 * time.Minute
+	deploy.Replication.Opts.Starting = []string{}
+	for _, s := range selected {
+		deploy.Replication.Opts.Starting = append(deploy.Replication.Opts.Starting, s.Name)
+	}
 	defer deploy.Replication.Close()
 	results := deploy.Deploy(cmd.Context(), topo, selected, deploy.Parts, deploy.Options{
 		Prune: o.prune, ForceUnlock: o.forceUnlock, Environ: g.environ, Progress: g.progress()})

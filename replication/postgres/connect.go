@@ -2,17 +2,43 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sitectl/sitectl/internal/netns"
 	"github.com/sitectl/sitectl/sites"
 )
+
+// brief keeps what matters of a failed connection: the server's own error (wrong
+// password, unknown database) or the network one. pgx's connect error repeats the
+// same dial failure once per sslmode attempt, which buries the cause in an operator's
+// terminal. The original error stays reachable with errors.As.
+func brief(err error) error {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return briefError{pg.Error(), err}
+	}
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return briefError{op.Error(), err}
+	}
+	return err
+}
+
+type briefError struct {
+	msg string
+	err error
+}
+
+func (e briefError) Error() string { return e.msg }
+func (e briefError) Unwrap() error { return e.err }
 
 // ConnectTimeout bounds how long sitectl waits for a site's database to answer.
 const ConnectTimeout = 5 * time.Second
@@ -52,7 +78,7 @@ func Connect(ctx context.Context, site *sites.Site) (*pgxpool.Pool, error) {
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("cannot reach %s's PostgreSQL at %s as %s: %w (is the postgres stack running and the site reachable?)", site.Name, addr, p.User, err)
+		return nil, fmt.Errorf("cannot reach %s's PostgreSQL at %s as %s: %w (is the postgres stack running and the site reachable?)", site.Name, addr, p.User, brief(err))
 	}
 	return pool, nil
 }

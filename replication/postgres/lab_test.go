@@ -391,9 +391,20 @@ func testUnreachableSite(t *testing.T, l *lab) {
 		t.Errorf("cloud's error = %v", e)
 	}
 	for _, s := range []string{"douala", "yaounde"} {
-		if e := p.Errors[s]; e == nil || !strings.Contains(e.Error(), "cloud cannot be planned") {
-			t.Errorf("%s's error = %v, want it to name cloud", s, e)
+		if e := p.Errors[s]; e == nil || !strings.Contains(e.Error(), "cannot plan cloud (cannot reach cloud's PostgreSQL") {
+			t.Errorf("%s's error = %v, want it to name cloud and why", s, e)
 		}
+	}
+	// A deploy of douala and yaounde waits for their databases (PeerWait), never for
+	// cloud's, which this deploy does not start: it says so at once, with the fix.
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	p2, err := Plan(wctx, l.topo, l.sess, Options{PeerWait: 10 * time.Minute, Starting: []string{"douala", "yaounde"}})
+	if err != nil {
+		t.Fatalf("plan of a deploy without cloud waited for cloud: %v", err)
+	}
+	if e := p2.Errors["douala"]; e == nil || !strings.Contains(e.Error(), "not part of this deploy: cloud; deploy it too (--site cloud, or --all)") {
+		t.Errorf("douala's error = %v, want the fix named", e)
 	}
 	if err := p.Apply(ctx, nil); err == nil {
 		t.Error("apply of a failed plan should refuse")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -27,6 +28,25 @@ type Options struct {
 	// every site's database in parallel sets it, so one site's replication plan does
 	// not fail only because another site's database is still starting.
 	PeerWait time.Duration
+	// Starting names the sites whose databases this deploy brings up. PeerWait only
+	// applies while every unreachable site is one of them: a site outside the deploy
+	// that does not answer will not start answering by waiting, so Plan reports it
+	// at once. Nil means every site.
+	Starting []string
+}
+
+// mayStart reports whether every site in errs is one whose database this deploy
+// starts (so waiting for it makes sense).
+func (o Options) mayStart(errs map[string]error) bool {
+	if o.Starting == nil {
+		return true
+	}
+	for s := range errs {
+		if !slices.Contains(o.Starting, s) {
+			return false
+		}
+	}
+	return true
 }
 
 // Planned is the replication plan of every site.
@@ -84,7 +104,7 @@ func Plan(ctx context.Context, topo *sites.Topology, sess *Session, opts Options
 		return p, nil
 	}
 	lives, errs := readAll(ctx, sess, d)
-	for deadline := time.Now().Add(opts.PeerWait); len(errs) > 0 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(opts.PeerWait); len(errs) > 0 && opts.mayStart(errs) && time.Now().Before(deadline); {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -104,15 +124,22 @@ func Plan(ctx context.Context, topo *sites.Topology, sess *Session, opts Options
 		}
 	}
 	if len(errs) > 0 {
-		var bad []string
+		var bad, absent []string
 		for _, s := range sortedKeys(errs) {
-			bad = append(bad, s)
+			bad = append(bad, fmt.Sprintf("%s (%v)", s, errs[s]))
+			if opts.Starting != nil && !slices.Contains(opts.Starting, s) {
+				absent = append(absent, s)
+			}
+		}
+		fix := "fix that site, then re-run the deploy"
+		if len(absent) > 0 {
+			fix = fmt.Sprintf("not part of this deploy: %s; deploy it too (--site %s, or --all), then replication is set up", strings.Join(absent, ", "), strings.Join(absent, " --site "))
 		}
 		for _, s := range d.SiteNames() {
 			if e := errs[s]; e != nil {
 				p.Errors[s] = e
 			} else {
-				p.Errors[s] = fmt.Errorf("replication not planned: %s cannot be planned (see its error); nothing is changed on any site until every site is ready", strings.Join(bad, ", "))
+				p.Errors[s] = fmt.Errorf("replication not planned: cannot plan %s; nothing is changed on any site until every replicating site's database answers: %s", strings.Join(bad, "; "), fix)
 			}
 		}
 		return p, nil
