@@ -62,7 +62,7 @@ func (s *session) watch(ctx context.Context) error {
 		poll = 500 * time.Millisecond
 	}
 	deadline := time.Now().Add(timeout)
-	printed := map[string]string{}
+	defer s.opts.Progress.Settle(s.site.Name + ": ")
 	extraSince, nudged, errSince := map[string]time.Time{}, map[string]bool{}, map[string]time.Time{}
 	for {
 		res, err := s.eng.ServiceList(ctx, client.ServiceListOptions{
@@ -81,10 +81,7 @@ func (s *session) watch(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("watch service %s: %w", name, err)
 			}
-			if st.status != printed[name] {
-				printed[name] = st.status
-				s.opts.Progress.Infof("%s: %s %s", s.site.Name, name, st.status)
-			}
+			s.opts.Progress.Status(s.site.Name+": "+name, st.status)
 			if st.err == nil || st.hold == 0 {
 				delete(errSince, name)
 			} else if errSince[name].IsZero() {

@@ -174,7 +174,8 @@ func (p *Drill) converge(ctx context.Context, s Settings, attempts []Attempt, he
 	ev func(kind, target, detail string) time.Time) (map[string][]Row, bool, error) {
 	place := FlowPlacement(p.Topo.Flows)
 	deadline := healAt.Add(s.Converge)
-	end := p.Progress.Step("converge (up to %s)", s.Converge)
+	step := p.Progress.Step("converge (up to %s)", s.Converge)
+	end := func(err error) { p.Progress.Drop("converging:"); step(err) }
 	var holdings map[string][]Row
 	lastInfo, lastResync := time.Time{}, p.now()
 	for {
@@ -200,7 +201,7 @@ func (p *Drill) converge(ctx context.Context, s Settings, attempts []Attempt, he
 			}
 			if p.now().Sub(lastInfo) >= time.Second {
 				lastInfo = p.now()
-				p.Progress.Infof("converging: %d row copy(ies) to go; lag %s", missing, p.lagLine())
+				p.Progress.Status("converging:", fmt.Sprintf("%d row copy(ies) to go; lag %s", missing, p.lagLine()))
 			}
 		}
 		if ctx.Err() != nil {

@@ -16,14 +16,24 @@ type Printer struct {
 	w   io.Writer
 	mu  sync.Mutex
 	now func() time.Time
+
+	// The live status block (live.go).
+	live   bool
+	width  int
+	keys   []string
+	status map[string]string
+	drawn  int
 }
 
-// New returns a Printer writing to w; nil w gives a silent Printer.
+// New returns a Printer writing to w; nil w gives a silent Printer. On a terminal
+// its Status lines are redrawn in place.
 func New(w io.Writer) *Printer {
 	if w == nil {
 		return nil
 	}
-	return &Printer{w: w, now: time.Now}
+	p := &Printer{w: w, now: time.Now}
+	p.live, p.width = liveTerminal(w)
+	return p
 }
 
 // Step starts a step and returns the function that ends it with its outcome.
@@ -63,5 +73,9 @@ func (p *Printer) Warnf(format string, args ...any) {
 func (p *Printer) printf(format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.clear() // a line goes above the live block, which is drawn again under it
 	fmt.Fprintf(p.w, format, args...)
+	if p.live {
+		p.draw()
+	}
 }
