@@ -47,7 +47,7 @@ func main() {
 	flag.Var(&set, "set", "config override key=value or site:key=value (repeatable)")
 	flag.DurationVar(&timeout, "timeout", 5*time.Minute, "convergence timeout per run")
 	flag.BoolVar(&verbose, "v", false, "sitectl's progress lines on stderr")
-	flag.DurationVar(&poll, "poll", time.Second, "sitectl's convergence poll interval")
+	flag.DurationVar(&poll, "poll", 0, "sitectl's convergence poll interval (default: sitectl deploy's, 500ms)")
 	flag.BoolVar(&allParts, "all-parts", false, "run every part of deploy.Parts (tunnels, replication...), not only what docker stack deploy does (swarm + stacks)")
 	flag.Parse()
 	if err := run(dir, env, only, set, timeout, verbose, poll, allParts); err != nil {

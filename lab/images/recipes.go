@@ -90,7 +90,7 @@ func recipes() []recipe {
 				r.addDir("var/lib/postgresql", 0o755, 999, 999)
 				r.addDir("var/run/postgresql", 0o2775, 999, 999)
 				r.addDir("docker-entrypoint-initdb.d", 0o755, 0, 0)
-				return nil
+				return r.addPGTemplate()
 			},
 			cfg: config{
 				Entrypoint:   []string{"docker-entrypoint.sh"},
@@ -172,7 +172,7 @@ func recipes() []recipe {
 				}
 				r.addSymlink("usr/bin/python3", "python3.11")
 				r.addFile("app/server.py", djangoServer, 0o644)
-				return nil
+				return r.addBytecode("/usr/bin/python3.11")
 			},
 			cfg: config{
 				Entrypoint:   []string{"python3", "/app/server.py"},

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -108,5 +109,42 @@ func TestCatalogMarksStandins(t *testing.T) {
 		if len(standinPorts[s]) == 0 {
 			t.Errorf("stand-in %s exposes no port", s)
 		}
+	}
+}
+
+// TestBytecodeIsHashChecked: every Python source gets a hash-checked pyc beside it
+// (the image's fixed mtimes would invalidate a timestamp pyc), and a source that does
+// not compile is left to Python.
+func TestBytecodeIsHashChecked(t *testing.T) {
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3 on this machine")
+	}
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "pkg", "good.py"), filepath.Join(dir, "pkg", "bad.py")
+	if err := os.MkdirAll(filepath.Dir(good), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(good, []byte("X = 1\n"), 0o644)
+	os.WriteFile(bad, []byte("print 'python 2'\n"), 0o644)
+	r := newRootfs()
+	if err := r.addHost(filepath.Join(dir, "pkg"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.addBytecode(python); err != nil {
+		t.Fatal(err)
+	}
+	var pycs []string
+	for name, e := range r.files {
+		if strings.HasSuffix(name, ".pyc") {
+			pycs = append(pycs, name)
+			// PEP 552 header: magic (4 bytes), flags (4 bytes little endian): 0b11 = checked hash.
+			if len(e.content) < 16 || e.content[4] != 3 {
+				t.Errorf("%s: flags %v, want a checked-hash pyc", name, e.content[4:8])
+			}
+		}
+	}
+	if len(pycs) != 1 || !strings.HasPrefix(pycs[0], clean(filepath.Join(dir, "pkg", "__pycache__", "good.cpython-"))) {
+		t.Fatalf("pyc files = %v, want one, for good.py", pycs)
 	}
 }

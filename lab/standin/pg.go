@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,11 @@ const (
 	pgBin = "/usr/lib/postgresql/15/bin"
 	pgUID = 999
 	pgGID = 999
+	// The cluster made at image build time (images.PGTemplateDir, PGTemplateUser;
+	// a test keeps them equal): copied instead of running initdb when POSTGRES_USER
+	// is its bootstrap user.
+	pgTemplateDir  = "/usr/share/sitectl/pgdata-template"
+	pgTemplateUser = "sitectl"
 )
 
 // pgEntrypoint is the lab PostgreSQL image's entrypoint, honouring the official
@@ -94,7 +101,21 @@ func pgPrepare() error {
 		return err
 	}
 	pw.Close()
-	if err := runCmd(nil, filepath.Join(pgBin, "initdb"), "-D", data, "-U", user, "--pwfile="+pw.Name(),
+	db := env("POSTGRES_DB", user)
+	var first []string // SQL for the first single-user run
+	if _, err := os.Stat(filepath.Join(pgTemplateDir, "PG_VERSION")); err == nil && user == pgTemplateUser {
+		if err := copyTree(pgTemplateDir, data); err != nil {
+			return fmt.Errorf("copy the template cluster: %w", err)
+		}
+		// The same rules initdb --auth-local=trust --auth-host=scram-sha-256 writes.
+		hba := "local all all trust\nlocal replication all trust\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n" +
+			"host replication all 127.0.0.1/32 scram-sha-256\nhost replication all ::1/128 scram-sha-256\n"
+		if err := os.WriteFile(filepath.Join(data, "pg_hba.conf"), []byte(hba), 0o600); err != nil {
+			return err
+		}
+		first = append(first, fmt.Sprintf("ALTER USER %q PASSWORD '%s';", user, strings.ReplaceAll(password, "'", "''")))
+		fmt.Fprintln(os.Stderr, "sitectl lab: data directory copied from the image's template cluster (made by initdb at image build)")
+	} else if err := runCmd(nil, filepath.Join(pgBin, "initdb"), "-D", data, "-U", user, "--pwfile="+pw.Name(),
 		"-E", "UTF8", "--no-locale", "--auth-host=scram-sha-256", "--auth-local=trust"); err != nil {
 		return err
 	}
@@ -110,9 +131,14 @@ func pgPrepare() error {
 	}
 	fmt.Fprintln(hba, "host all all all scram-sha-256\nhost replication all all scram-sha-256")
 	hba.Close()
-	db := env("POSTGRES_DB", user)
 	if db != "postgres" {
-		if err := single(data, "postgres", fmt.Sprintf("CREATE DATABASE %q OWNER %q;\n", db, user)); err != nil {
+		first = append(first, fmt.Sprintf("CREATE DATABASE %q OWNER %q;", db, user))
+	}
+	if len(first) > 0 {
+		// -j: a command ends at a semicolon followed by an empty line.
+		// log_min_error_statement=panic: a failing statement is not echoed into the
+		// log, as the ALTER USER carries the password.
+		if err := single(data, "postgres", strings.Join(first, "\n\n")+"\n", "-c", "log_min_error_statement=panic"); err != nil {
 			return err
 		}
 	}
@@ -131,8 +157,9 @@ func pgPrepare() error {
 }
 
 // single runs SQL through the server's single-user mode (no socket, no network).
-func single(data, db, sql string) error {
-	return runCmd(strings.NewReader(sql), filepath.Join(pgBin, "postgres"), "--single", "-j", "-D", data, db)
+func single(data, db, sql string, opts ...string) error {
+	args := append([]string{"--single", "-j", "-D", data}, opts...)
+	return runCmd(strings.NewReader(sql), filepath.Join(pgBin, "postgres"), append(args, db)...)
 }
 
 func runCmd(stdin *strings.Reader, name string, args ...string) error {
@@ -158,4 +185,39 @@ func execOrFail(args []string) int {
 		return 126
 	}
 	return 0
+}
+
+// copyTree copies the directory src into the existing directory dst, keeping modes.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		to := filepath.Join(dst, rel)
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if rel == "." {
+				return nil
+			}
+			return os.Mkdir(to, fi.Mode().Perm())
+		}
+		in, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, fi.Mode().Perm())
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	})
 }

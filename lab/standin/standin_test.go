@@ -13,6 +13,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/sitectl/sitectl/lab/images"
 )
 
 func TestHealthAnswersSayStandin(t *testing.T) {
@@ -102,5 +104,12 @@ func TestShellAndCurlHelpers(t *testing.T) {
 	}
 	if got := dispatch("curl", []string{"-f", ok.URL}); got != 0 {
 		t.Errorf("curl ok = %d", got)
+	}
+}
+
+// The entrypoint finds the template cluster where the image build puts it.
+func TestPGTemplateMatchesTheImage(t *testing.T) {
+	if pgTemplateDir != images.PGTemplateDir || pgTemplateUser != images.PGTemplateUser {
+		t.Fatalf("entrypoint looks for %s (user %s), the image has %s (user %s)", pgTemplateDir, pgTemplateUser, images.PGTemplateDir, images.PGTemplateUser)
 	}
 }
