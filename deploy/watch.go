@@ -71,13 +71,23 @@ func (s *session) watch(ctx context.Context) error {
 			return fmt.Errorf("watch services: %w", err)
 		}
 		touched := s.touchedServices()
+		// One task list per poll for the whole site, not one per service: the
+		// engines are busiest exactly while deploy polls them.
+		all, err := s.eng.TaskList(ctx, client.TaskListOptions{Filters: make(client.Filters).Add("_up-to-date", "true")})
+		if err != nil {
+			return fmt.Errorf("watch tasks: %w", err)
+		}
+		tasksOf := map[string][]swarm.Task{}
+		for _, t := range all.Items {
+			tasksOf[t.ServiceID] = append(tasksOf[t.ServiceID], t)
+		}
 		var pending []string
 		for _, svc := range res.Items {
 			name := svc.Spec.Name
 			if !managedBy(svc.Spec.Labels, s.site.Name) {
 				continue
 			}
-			st, err := s.serviceState(ctx, svc, touched[name])
+			st, err := s.serviceState(ctx, svc, tasksOf[svc.ID], touched[name])
 			if err != nil {
 				return fmt.Errorf("watch service %s: %w", name, err)
 			}
@@ -127,17 +137,13 @@ func (s *session) watch(ctx context.Context) error {
 	}
 }
 
-func (s *session) serviceState(ctx context.Context, svc swarm.Service, t touch) (svcState, error) {
-	tasks, err := s.eng.TaskList(ctx, client.TaskListOptions{
-		Filters: make(client.Filters).Add("service", svc.ID).Add("_up-to-date", "true")})
-	if err != nil {
-		return svcState{}, err
-	}
+// serviceState reads one poll's state of a service from its up-to-date tasks.
+func (s *session) serviceState(ctx context.Context, svc swarm.Service, tasks []swarm.Task, t touch) (svcState, error) {
 	var running, starting, noImage int
 	failedBy := map[string]int{}
 	var lastErr string
 	var lastAt time.Time
-	for _, task := range tasks.Items {
+	for _, task := range tasks {
 		if task.Status.Err != "" && !task.Status.Timestamp.Before(lastAt) {
 			lastErr, lastAt = task.Status.Err, task.Status.Timestamp
 		}
