@@ -92,15 +92,6 @@ func pgPrepare() error {
 	if password == "" {
 		return fmt.Errorf("set POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE (the lab image has no trust mode for the network)")
 	}
-	pw, err := os.CreateTemp("", "pw")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(pw.Name())
-	if _, err := pw.WriteString(password + "\n"); err != nil {
-		return err
-	}
-	pw.Close()
 	db := env("POSTGRES_DB", user)
 	var first []string // SQL for the first single-user run
 	if _, err := os.Stat(filepath.Join(pgTemplateDir, "PG_VERSION")); err == nil && user == pgTemplateUser {
@@ -115,8 +106,7 @@ func pgPrepare() error {
 		}
 		first = append(first, fmt.Sprintf("ALTER USER %q PASSWORD '%s';", user, strings.ReplaceAll(password, "'", "''")))
 		fmt.Fprintln(os.Stderr, "sitectl lab: data directory copied from the image's template cluster (made by initdb at image build)")
-	} else if err := runCmd(nil, filepath.Join(pgBin, "initdb"), "-D", data, "-U", user, "--pwfile="+pw.Name(),
-		"-E", "UTF8", "--no-locale", "--auth-host=scram-sha-256", "--auth-local=trust"); err != nil {
+	} else if err := initdb(data, user, password); err != nil {
 		return err
 	}
 	conf, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
@@ -154,6 +144,25 @@ func pgPrepare() error {
 		}
 	}
 	return nil
+}
+
+// initdb makes a new cluster in data with user as its superuser, password from a
+// temporary file (never the command line).
+func initdb(data, user, password string) error {
+	pw, err := os.CreateTemp("", "pw")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(pw.Name())
+	if _, err := pw.WriteString(password + "\n"); err != nil {
+		pw.Close()
+		return err
+	}
+	if err := pw.Close(); err != nil {
+		return err
+	}
+	return runCmd(nil, filepath.Join(pgBin, "initdb"), "-D", data, "-U", user, "--pwfile="+pw.Name(),
+		"-E", "UTF8", "--no-locale", "--auth-host=scram-sha-256", "--auth-local=trust")
 }
 
 // single runs SQL through the server's single-user mode (no socket, no network).

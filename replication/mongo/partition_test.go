@@ -137,13 +137,20 @@ func TestStatusAndOplogWindow(t *testing.T) {
 	}
 }
 
+// deployedSet is a three-site replica set on the first backend, deployed at every
+// site, and a connection to it.
+func deployedSet(t *testing.T) (*backend, *sites.Topology, *Conn) {
+	t.Helper()
+	b := backends(3)[0].make(t)
+	topo := topoOn(t, b, nil)
+	deploySites(t, context.Background(), topo, "cloud", "douala", "yaounde")
+	return b, topo, connTo(t, topo)
+}
+
 func TestDeclareAuthoritative(t *testing.T) {
 	t.Parallel()
-	b := backends(3)[0].make(t)
+	b, topo, c := deployedSet(t)
 	ctx := context.Background()
-	topo := topoOn(t, b, nil)
-	deploySites(t, ctx, topo, "cloud", "douala", "yaounde")
-	c := connTo(t, topo)
 	cloud, douala, yaounde := b.hosts[0], b.hosts[1], b.hosts[2]
 
 	// With the links up douala reaches the primary: nothing to force.
@@ -212,11 +219,8 @@ func lookupString(d bson.D, key string) string {
 // write is visible from douala.
 func TestSides(t *testing.T) {
 	t.Parallel()
-	b := backends(3)[0].make(t)
+	b, _, c := deployedSet(t)
 	ctx := context.Background()
-	topo := topoOn(t, b, nil)
-	deploySites(t, ctx, topo, "cloud", "douala", "yaounde")
-	c := connTo(t, topo)
 	cloud, douala, yaounde := b.hosts[0], b.hosts[1], b.hosts[2]
 	b.fake.Cut(douala, cloud)
 	b.fake.Cut(douala, yaounde)
