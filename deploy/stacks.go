@@ -184,16 +184,22 @@ func (s *session) planObjects(component string, want []stacks.Object, have []liv
 // whose last update is paused. An unchanged service gets no step at all.
 func (s *session) planServices(d *stacks.Desired, l *live) []plan.Step {
 	var steps []plan.Step
+	starting := map[string]bool{} // services whose tasks this plan (re)starts
 	for _, svc := range d.Services {
 		want := describe(svc.Spec, l.netName)
 		cur, ok := l.services[svc.Name]
+		after := s.startsAfter(svc, starting)
 		if !ok {
 			st := s.step(ComponentService, plan.Create, svc.Name)
 			st.Diff = []string{"image " + want["image"]}
 			if r, ok := want["replicas"]; ok {
 				st.Diff = append(st.Diff, "replicas "+r)
 			}
-			st.Apply = s.applyService(svc, "")
+			if len(after) > 0 {
+				st.Note = "created once " + strings.Join(after, ", ") + " started (depends on it)"
+			}
+			st.Apply = s.afterStarted(svc.Name, after, s.applyService(svc, ""))
+			starting[svc.Name] = replicas(svc.Spec) != 0
 			steps = append(steps, st)
 			continue
 		}
@@ -241,11 +247,104 @@ func (s *session) planServices(d *stacks.Desired, l *live) []plan.Step {
 			continue
 		}
 		st := s.step(ComponentService, plan.Update, svc.Name)
+		rolls := cur.Spec.Labels[stacks.LabelTaskHash] != svc.Spec.Labels[stacks.LabelTaskHash]
+		if rolls && len(after) > 0 {
+			note = append(note, "rolls once "+strings.Join(after, ", ")+" started (depends on it)")
+		} else {
+			after = nil
+		}
 		st.Diff, st.Note = diff, strings.Join(note, "; ")
-		st.Apply = s.applyService(svc, cur.ID)
+		st.Apply = s.afterStarted(svc.Name, after, s.applyService(svc, cur.ID))
+		starting[svc.Name] = rolls && replicas(svc.Spec) != 0
 		steps = append(steps, st)
 	}
 	return steps
+}
+
+// startsAfter lists the services svc depends on whose tasks this plan starts
+// (created or rolled by an earlier step; stacks.Build orders dependencies first).
+func (s *session) startsAfter(svc stacks.Service, starting map[string]bool) []string {
+	var out []string
+	for _, dep := range svc.DependsOn {
+		if starting[dep] {
+			out = append(out, dep)
+		}
+	}
+	return out
+}
+
+// replicas is the service's replica count (-1 for a global service).
+func replicas(spec swarm.ServiceSpec) int {
+	if r := spec.Mode.Replicated; r != nil && r.Replicas != nil {
+		return int(*r.Replicas)
+	}
+	return -1
+}
+
+// startWait bounds how long a service waits for its dependencies to start before
+// deploy applies it anyway (the convergence wait then reports the dependency).
+var startWait = 2 * time.Minute
+
+// afterStarted runs apply once each service in deps has a task of the spec this
+// deploy applied that got as far as starting its container: `docker stack deploy`
+// starts every service at once, so a service whose health check needs another
+// (the API its database) fails its first checks and becomes healthy one health
+// interval later than it could; worse, a rolling update of it during the database's
+// restart can roll back. A dependency whose tasks fail or cannot be scheduled does
+// not hold the step: the convergence wait reports it.
+func (s *session) afterStarted(name string, deps []string, apply func(context.Context) error) func(context.Context) error {
+	if len(deps) == 0 {
+		return apply
+	}
+	return func(ctx context.Context) error {
+		for _, dep := range deps {
+			if err := s.waitStarted(ctx, name, dep); err != nil {
+				return err
+			}
+		}
+		return apply(ctx)
+	}
+}
+
+func (s *session) waitStarted(ctx context.Context, name, dep string) error {
+	poll := s.opts.Poll
+	if poll <= 0 || poll > 250*time.Millisecond {
+		poll = 250 * time.Millisecond // a short wait on the critical path: poll it closely
+	}
+	deadline := time.Now().Add(startWait)
+	s.opts.Progress.Status(s.site.Name+": "+name, "waits for "+dep+" to start")
+	// Only tasks of the dependency's current spec: those this deploy created or
+	// rolled to. (Not "created since the update": swarm's allocator bumps the
+	// service's update time after the orchestrator made its first tasks.)
+	f := make(client.Filters).Add("service", dep).Add("_up-to-date", "true")
+	for {
+		res, err := s.eng.TaskList(ctx, client.TaskListOptions{Filters: f})
+		if err != nil {
+			return fmt.Errorf("wait for %s to start: %w", dep, err)
+		}
+		for _, t := range res.Items {
+			switch st := t.Status.State; {
+			case st == swarm.TaskStateStarting || st == swarm.TaskStateRunning:
+				return nil
+			case st == swarm.TaskStateFailed || st == swarm.TaskStateRejected || t.Status.Err != "":
+				why := string(st)
+				if t.Status.Err != "" {
+					why += ": " + t.Status.Err
+				}
+				s.opts.Progress.Infof("%s: %s: %s did not start (%s); applying it anyway", s.site.Name, name, dep, why)
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			s.opts.Progress.Infof("%s: %s: %s has not started after %s; applying it anyway", s.site.Name, name, dep, startWait)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(poll):
+		}
+	}
 }
 
 // applyService creates (id empty) or updates the service, without asking a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -46,7 +47,16 @@ type Service struct {
 	Spec  swarm.ServiceSpec `json:"spec"`
 	// Hash is the spec hash, also stored in the spec's LabelSpecHash label.
 	Hash string `json:"hash"`
+	// DependsOn names the services (swarm names, of this site) whose tasks must have
+	// started before deploy creates or rolls this one: the compose file's own
+	// `depends_on` (which `docker stack deploy` ignores) and `x-sitectl-depends-on`
+	// for services of other stacks ("postgres_db"). Not part of the spec.
+	DependsOn []string `json:"depends_on,omitempty"`
 }
+
+// DependsOnKey is the service-level compose extension naming services of other
+// stacks of the site (by swarm name, "<stack>_<service>") this one starts after.
+const DependsOnKey = "x-sitectl-depends-on"
 
 // Network is one desired overlay network.
 type Network struct {
@@ -98,7 +108,90 @@ func Build(ctx context.Context, in Input, opts ConvertOptions) (*Desired, error)
 		d.Configs = append(d.Configs, one.Configs...)
 		d.Services = append(d.Services, one.Services...)
 	}
+	if err := orderServices(d); err != nil {
+		return nil, fmt.Errorf("site %s: %w", in.Site.Name, err)
+	}
 	return d, nil
+}
+
+// orderServices drops dependencies on services the site's stacks do not define (a
+// database outside the site's swarm: nothing to wait for), then sorts the services
+// so each comes after those it depends on (otherwise keeping their order). A cycle
+// is an error naming it.
+func orderServices(d *Desired) error {
+	idx := map[string]int{}
+	for i, svc := range d.Services {
+		idx[svc.Name] = i
+	}
+	for i := range d.Services {
+		var keep []string
+		for _, dep := range d.Services[i].DependsOn {
+			if _, ok := idx[dep]; ok {
+				keep = append(keep, dep)
+			}
+		}
+		d.Services[i].DependsOn = keep
+	}
+	const (
+		unvisited = iota
+		visiting
+		done
+	)
+	state := make([]int, len(d.Services))
+	var out []Service
+	var visit func(i int, path []string) error
+	visit = func(i int, path []string) error {
+		svc := d.Services[i]
+		switch state[i] {
+		case done:
+			return nil
+		case visiting:
+			return fmt.Errorf("services depend on each other: %s → %s; remove one of these depends_on", strings.Join(path, " → "), svc.Name)
+		}
+		state[i] = visiting
+		for _, dep := range svc.DependsOn {
+			if err := visit(idx[dep], append(path, svc.Name)); err != nil {
+				return err
+			}
+		}
+		state[i] = done
+		out = append(out, svc)
+		return nil
+	}
+	for i := range d.Services {
+		if err := visit(i, nil); err != nil {
+			return err
+		}
+	}
+	d.Services = out
+	return nil
+}
+
+// dependsOn reads a service's `depends_on` (services of the same stack) and
+// DependsOnKey (swarm names of other stacks' services).
+func dependsOn(ns convert.Namespace, sc composetypes.ServiceConfig, services map[string]bool) ([]string, error) {
+	var out []string
+	for _, dep := range sc.DependsOn {
+		if !services[dep] {
+			return nil, fmt.Errorf("service %s: depends_on names %q, which is not a service of this stack (a service of another stack goes in %s as <stack>_<service>)", sc.Name, dep, DependsOnKey)
+		}
+		out = append(out, ns.Scope(dep))
+	}
+	if v, ok := sc.Extras[DependsOnKey]; ok {
+		list, ok := v.([]any)
+		if !ok {
+			return nil, fmt.Errorf("service %s: %s must be a list of service names (<stack>_<service>), not %T", sc.Name, DependsOnKey, v)
+		}
+		for _, x := range list {
+			name, ok := x.(string)
+			if !ok || !strings.Contains(name, "_") {
+				return nil, fmt.Errorf("service %s: %s: %v is not a service name of the form <stack>_<service>", sc.Name, DependsOnKey, x)
+			}
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out), nil
 }
 
 // Convert loads one rendered stack with docker/cli's compose loader (schema
@@ -192,13 +285,23 @@ func Convert(ctx context.Context, in Input, r Rendered, opts ConvertOptions) (*D
 	if err != nil {
 		return nil, fail("convert services: %w", err)
 	}
+	inStack := map[string]bool{}
+	for _, sc := range cfg.Services {
+		inStack[sc.Name] = true
+	}
+	deps := map[string][]string{}
+	for _, sc := range cfg.Services {
+		if deps[ns.Scope(sc.Name)], err = dependsOn(ns, sc, inStack); err != nil {
+			return nil, fail("%w", err)
+		}
+	}
 	for _, name := range sortedKeys(specs) {
 		spec := specs[name]
 		spec.Labels = merge(spec.Labels, ManagedLabels(site, stack))
 		h := SpecHash(spec)
 		spec.Labels[LabelSpecHash] = h
 		spec.Labels[LabelTaskHash] = TaskHash(spec)
-		d.Services = append(d.Services, Service{Stack: stack, Name: spec.Name, Spec: spec, Hash: h})
+		d.Services = append(d.Services, Service{Stack: stack, Name: spec.Name, Spec: spec, Hash: h, DependsOn: deps[spec.Name]})
 	}
 	return d, nil
 }

@@ -278,3 +278,60 @@ func TestConvertErrors(t *testing.T) {
 		}
 	})
 }
+
+func TestDependsOn(t *testing.T) {
+	setSecrets(t)
+	topo := load(t, "dev")
+	convert := func(t *testing.T, compose string) (*stacks.Desired, error) {
+		t.Helper()
+		return stacks.Convert(context.Background(), only(t, topo, "cloud"),
+			stacks.Rendered{Stack: "x", Compose: []byte("version: \"3.8\"\nservices:\n" + compose)}, stacks.ConvertOptions{})
+	}
+	t.Run("the API starts after the site's database", func(t *testing.T) {
+		for _, site := range topo.SiteNames() {
+			d := build(t, topo, site, "k")
+			var names []string
+			for _, s := range d.Services {
+				names = append(names, s.Name)
+			}
+			if strings.Join(names, " ") != "postgres_db django-api_api" {
+				t.Errorf("%s: services in order %v, want postgres_db before django-api_api", site, names)
+			}
+			if deps := service(t, d, "django-api_api").DependsOn; strings.Join(deps, ",") != "postgres_db" {
+				t.Errorf("%s: django-api_api depends on %v", site, deps)
+			}
+		}
+	})
+	t.Run("without the postgres stack there is nothing to wait for", func(t *testing.T) {
+		in := only(t, load(t, "dev"), "douala")
+		in.Site.Stacks = []string{"django-api"}
+		d, err := stacks.Build(context.Background(), in, stacks.ConvertOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if deps := service(t, d, "django-api_api").DependsOn; len(deps) != 0 {
+			t.Errorf("depends on %v, which the site does not run", deps)
+		}
+	})
+	t.Run("compose depends_on is scoped to the stack", func(t *testing.T) {
+		d, err := convert(t, "  a:\n    image: busybox\n    depends_on: [b]\n    x-sitectl-depends-on: [postgres_db]\n  b:\n    image: busybox\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if deps := service(t, d, "x_a").DependsOn; strings.Join(deps, ",") != "postgres_db,x_b" {
+			t.Errorf("x_a depends on %v, want [postgres_db x_b]", deps)
+		}
+	})
+	for name, tc := range map[string]struct{ compose, want string }{
+		"unknown service":  {"  a:\n    image: busybox\n    depends_on: [db]\n", `depends_on names "db", which is not a service of this stack`},
+		"not a list":       {"  a:\n    image: busybox\n    x-sitectl-depends-on: postgres_db\n", "x-sitectl-depends-on must be a list"},
+		"not a swarm name": {"  a:\n    image: busybox\n    x-sitectl-depends-on: [db]\n", "db is not a service name of the form <stack>_<service>"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := convert(t, tc.compose)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "service a") {
+				t.Fatalf("err = %v, want it to name service a and say %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +41,7 @@ func main() {
 		verbose        bool
 		poll           time.Duration
 		allParts       bool
+		only1          string
 	)
 	flag.StringVar(&dir, "config-dir", "sites", "sites config directory (with the lab overlay)")
 	flag.StringVar(&env, "env", "lab", "environment")
@@ -49,8 +51,9 @@ func main() {
 	flag.BoolVar(&verbose, "v", false, "sitectl's progress lines on stderr")
 	flag.DurationVar(&poll, "poll", 0, "sitectl's convergence poll interval (default: sitectl deploy's, 500ms)")
 	flag.BoolVar(&allParts, "all-parts", false, "run every part of deploy.Parts (tunnels, replication...), not only what docker stack deploy does (swarm + stacks)")
+	flag.StringVar(&only1, "only", "", "run only one side: docker or sitectl (no ratio)")
 	flag.Parse()
-	if err := run(dir, env, only, set, timeout, verbose, poll, allParts); err != nil {
+	if err := run(dir, env, only, set, timeout, verbose, poll, allParts, only1); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-deploy:", err)
 		os.Exit(1)
 	}
@@ -61,7 +64,7 @@ type multi []string
 func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 
-func run(dir, env, only string, set []string, timeout time.Duration, verbose bool, poll time.Duration, allParts bool) error {
+func run(dir, env, only string, set []string, timeout time.Duration, verbose bool, poll time.Duration, allParts bool, side string) error {
 	ctx := context.Background()
 	topo, err := sites.Load(sites.Options{Dir: dir, Env: env, Set: set})
 	if err != nil {
@@ -94,11 +97,18 @@ func run(dir, env, only string, set []string, timeout time.Duration, verbose boo
 		return err
 	}
 	start := time.Now()
-	if err := dockerStackDeploy(ctx, topo, clients, timeout); err != nil {
-		return fmt.Errorf("docker stack deploy: %w", err)
+	if side == "" || side == "docker" {
+		if err := dockerStackDeploy(ctx, topo, clients, timeout); err != nil {
+			return fmt.Errorf("docker stack deploy: %w", err)
+		}
 	}
 	docker := time.Since(start)
-	fmt.Printf("docker stack deploy, site after site, until converged: %s\n", docker.Round(10*time.Millisecond))
+	if side != "sitectl" {
+		fmt.Printf("docker stack deploy, site after site, until converged: %s\n", docker.Round(10*time.Millisecond))
+	}
+	if side == "docker" {
+		return nil
+	}
 
 	if err := clean(); err != nil {
 		return err
@@ -109,9 +119,12 @@ func run(dir, env, only string, set []string, timeout time.Duration, verbose boo
 	}
 	opts := deploy.Options{Poll: poll}
 	if verbose {
-		opts.Progress = progress.New(os.Stderr)
+		opts.Progress = progress.New(&stamped{w: os.Stderr, start: time.Now(), bol: true})
 	}
 	start = time.Now()
+	if verbose {
+		fmt.Fprintf(os.Stderr, "sitectl deploy --all starts at %s\n", start.UTC().Format("15:04:05.000"))
+	}
 	for _, r := range deploy.Deploy(ctx, topo, topo.Sites, parts, opts) {
 		if r.Err() != nil {
 			return r.Err()
@@ -133,7 +146,9 @@ func run(dir, env, only string, set []string, timeout time.Duration, verbose boo
 	}
 	fmt.Printf("sitectl deploy --all from empty (%s): %s\n", what, first.Round(10*time.Millisecond))
 	fmt.Printf("sitectl deploy --all again (no-op, %d steps applied):   %s\n", noop, again.Round(time.Millisecond))
-	fmt.Printf("ratio sitectl/docker: %.2f (goal ≤ 0.50)\n", first.Seconds()/docker.Seconds())
+	if side == "" {
+		fmt.Printf("ratio sitectl/docker: %.2f (goal ≤ 0.50)\n", first.Seconds()/docker.Seconds())
+	}
 	fmt.Printf("no-op/first deploy:   %.1f%% (goal ≤ 5%%)\n", 100*again.Seconds()/first.Seconds())
 	return nil
 }
@@ -348,4 +363,26 @@ func removeVolumes(ctx context.Context, s *sites.Site) error {
 
 func owned(labels map[string]string) bool {
 	return labels[stacks.LabelManaged] == "true" || labels["com.docker.stack.namespace"] != ""
+}
+
+// stamped prefixes each line with the seconds since start (-v: where the time goes).
+type stamped struct {
+	w     io.Writer
+	start time.Time
+	bol   bool
+}
+
+func (s *stamped) Write(b []byte) (int, error) {
+	var out []byte
+	for _, c := range b {
+		if s.bol {
+			out = fmt.Appendf(out, "%6.2fs ", time.Since(s.start).Seconds())
+		}
+		out = append(out, c)
+		s.bol = c == '\n'
+	}
+	if _, err := s.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }

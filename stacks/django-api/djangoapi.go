@@ -5,10 +5,12 @@ package djangoapi
 
 import (
 	_ "embed"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
@@ -38,6 +40,12 @@ var Defaults = map[string]any{
 	// healthcheck is the probe inside the container: python (python3 urllib, any
 	// Django image has it), curl (an image with curl; cheaper per check) or none.
 	"healthcheck": "python",
+	// health_retry is how long one health check retries a failing answer (the
+	// database not reachable yet, the server not listening yet) before it counts as
+	// failed: an API whose database becomes healthy a moment after the check began
+	// is healthy at that check, not one health_interval later. 0s: no retry. Must
+	// be shorter than health_timeout.
+	"health_retry": "3s",
 	// monitor is how long a new task must stay healthy before the update moves on.
 	"monitor": "15s",
 }
@@ -60,6 +68,9 @@ type Extra struct {
 	MongoURI    string
 	Constraint  string
 	HealthTest  string
+	// DependsOn are the services of other stacks the API starts after (the site's
+	// PostgreSQL: its health check needs the database).
+	DependsOn []string
 	// Variants are the API services: the stable one, and the canary when Kong splits
 	// /api between two versions (values.kong.canary).
 	Variants []Variant
@@ -90,16 +101,12 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 	x := Extra{Replicas: replicas, Publish: published > 0, Order: "start-first",
 		OrderReason: "start-first: the new task is healthy before the old one stops",
 		DatabaseURL: DatabaseURL(s), MongoURI: MongoURI(in.Topo, s), Constraint: Placement(s)}
+	if s.HasStack("postgres") {
+		x.DependsOn = []string{DatabaseService}
+	}
 	url := fmt.Sprintf("http://127.0.0.1:%v%v", vals["port"], vals["health_path"])
-	switch vals["healthcheck"] {
-	case "python":
-		x.HealthTest = fmt.Sprintf(`["CMD", "python3", "-c", "import urllib.request; urllib.request.urlopen('%s', timeout=8)"]`, url)
-	case "curl":
-		x.HealthTest = fmt.Sprintf(`["CMD", "curl", "-fsS", "-o", "/dev/null", "%s"]`, url)
-	case "none":
-		x.HealthTest = `["NONE"]`
-	default:
-		return stacks.Rendered{}, fmt.Errorf("values.%s.healthcheck is %v: allowed: python, curl, none", Name, vals["healthcheck"])
+	if x.HealthTest, err = healthTest(vals, url); err != nil {
+		return stacks.Rendered{}, fmt.Errorf("site %s: %w", s.Name, err)
 	}
 	if x.Publish && s.Deploy.PublishMode == "host" {
 		// Two tasks cannot bind one host port on one node.
@@ -136,6 +143,52 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 	return stacks.Rendered{Stack: Name, Compose: out}, nil
 }
 
+// healthTest is the healthcheck test (a JSON list, which is YAML) for
+// values.healthcheck, retrying for values.health_retry.
+func healthTest(vals map[string]any, url string) (string, error) {
+	retry, err := time.ParseDuration(fmt.Sprint(vals["health_retry"]))
+	if err != nil || retry < 0 {
+		return "", fmt.Errorf("values.%s.health_retry is %v: want a duration such as 3s (0s: no retry)", Name, vals["health_retry"])
+	}
+	timeout, err := time.ParseDuration(fmt.Sprint(vals["health_timeout"]))
+	if err != nil || timeout <= 0 {
+		return "", fmt.Errorf("values.%s.health_timeout is %v: want a duration such as 10s", Name, vals["health_timeout"])
+	}
+	if retry > 0 && retry+time.Second >= timeout {
+		return "", fmt.Errorf("values.%s.health_retry (%s) leaves no time for a last try within health_timeout (%s): lower health_retry or raise health_timeout", Name, retry, timeout)
+	}
+	var test []string
+	switch vals["healthcheck"] {
+	case "python":
+		// The last try gets what is left of health_timeout (less a second for the
+		// interpreter), so a slow answer is not cut short by the retry window.
+		prog := fmt.Sprintf("import time, urllib.request as u\nend = time.time() + %g\nwhile True:\n"+
+			"    try:\n        u.urlopen(%q, timeout=max(1, end + %g - time.time())); break\n"+
+			"    except Exception:\n        if time.time() >= end: raise\n        time.sleep(1)",
+			retry.Seconds(), url, (timeout - retry - time.Second).Seconds())
+		test = []string{"CMD", "python3", "-c", prog}
+	case "curl":
+		test = []string{"CMD", "curl", "-fsS", "-o", "/dev/null"}
+		if secs := int(retry.Round(time.Second) / time.Second); secs > 0 {
+			// 503 (database not reachable) and refused connections are retried.
+			test = append(test, "--retry", fmt.Sprint(secs), "--retry-delay", "1", "--retry-connrefused",
+				"--retry-max-time", fmt.Sprint(secs))
+		}
+		test = append(test, url)
+	case "none":
+		test = []string{"NONE"}
+	default:
+		return "", fmt.Errorf("values.%s.healthcheck is %v: allowed: python, curl, none", Name, vals["healthcheck"])
+	}
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // ">=" stays readable in the rendered file
+	if err := enc.Encode(test); err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(b.String()), nil
+}
+
 // Placement is the API's placement constraint: the app nodes, or on a site without
 // any (the cloud hub runs its services on its monitor node) the site's own nodes.
 func Placement(s *sites.Site) string {
@@ -147,12 +200,15 @@ func Placement(s *sites.Site) string {
 	return "node.labels.site == " + s.Name
 }
 
+// DatabaseService is the swarm service of the postgres stack's database.
+const DatabaseService = "postgres_db"
+
 // DatabaseURL is the site-local PostgreSQL (the postgres stack's service on the data
 // network, else postgres.host), without a password: that comes from the secret file.
 func DatabaseURL(s *sites.Site) string {
 	host := s.Postgres.Host
 	if s.HasStack("postgres") {
-		host = "postgres_db"
+		host = DatabaseService
 	}
 	port := s.Postgres.Port
 	if port == 0 {

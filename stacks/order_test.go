@@ -1,0 +1,42 @@
+package stacks
+
+import (
+	"strings"
+	"testing"
+)
+
+func names(d *Desired) string {
+	var out []string
+	for _, s := range d.Services {
+		out = append(out, s.Name+"<"+strings.Join(s.DependsOn, ",")+">")
+	}
+	return strings.Join(out, " ")
+}
+
+func TestOrderServices(t *testing.T) {
+	d := &Desired{Services: []Service{
+		{Name: "api", DependsOn: []string{"db", "cache"}},
+		{Name: "worker", DependsOn: []string{"api", "elsewhere_db"}},
+		{Name: "cache"},
+		{Name: "db"},
+		{Name: "kong"},
+	}}
+	if err := orderServices(d); err != nil {
+		t.Fatal(err)
+	}
+	// Dependencies first, otherwise the given order; dependencies the site does not
+	// define are dropped.
+	if got, want := names(d), "db<> cache<> api<db,cache> worker<api> kong<>"; got != want {
+		t.Errorf("order %s, want %s", got, want)
+	}
+
+	cyc := &Desired{Services: []Service{
+		{Name: "a", DependsOn: []string{"b"}},
+		{Name: "b", DependsOn: []string{"c"}},
+		{Name: "c", DependsOn: []string{"a"}},
+	}}
+	err := orderServices(cyc)
+	if err == nil || !strings.Contains(err.Error(), "a → b → c → a") {
+		t.Fatalf("err = %v, want the cycle a → b → c → a", err)
+	}
+}
