@@ -206,27 +206,17 @@ func TestLabUpStatusDown(t *testing.T) {
 	})
 
 	t.Run("overlay from douala app node to db node", func(t *testing.T) {
-		l := res.State.Layout
-		_, app := l.Node("douala-app1")
-		_, db := l.Node("douala-db1")
-		docker := func(n *NodeLayout, args ...string) string {
-			t.Helper()
-			out, err := exec.CommandContext(ctx, "docker", append([]string{"-H", n.Engine()}, args...)...).CombinedOutput()
-			if err != nil {
-				t.Fatalf("docker %s: %v: %s", strings.Join(args, " "), err, out)
-			}
-			return strings.TrimSpace(string(out))
-		}
-		docker(app, "network", "create", "-d", "overlay", "--attachable", "lbnet")
-		docker(db, "run", "-d", "--name", "lbsrv", "--network", "lbnet", "sitectl-lab/kong:standin")
-		ip := docker(db, "inspect", "-f", `{{(index .NetworkSettings.Networks "lbnet").IPAddress}}`, "lbsrv")
+		app := dockerOn(t, ctx, res.State.Layout, "douala-app1")
+		db := dockerOn(t, ctx, res.State.Layout, "douala-db1")
+		app("network", "create", "-d", "overlay", "--attachable", "lbnet")
+		db("run", "-d", "--name", "lbsrv", "--network", "lbnet", "sitectl-lab/kong:standin")
+		ip := db("inspect", "-f", `{{(index .NetworkSettings.Networks "lbnet").IPAddress}}`, "lbsrv")
 		if !strings.HasPrefix(ip, "10.110.") {
 			t.Errorf("overlay address %q is not from douala's pool 10.110.0.0/16", ip)
 		}
-		out := docker(app, "run", "--rm", "--network", "lbnet", "sitectl-lab/kong:standin", "curl", "-f", "http://"+ip+":8001/status")
-		_ = out
+		app("run", "--rm", "--network", "lbnet", "sitectl-lab/kong:standin", "curl", "-f", "http://"+ip+":8001/status")
 		// And the answer says it is a stand-in.
-		cmd := exec.CommandContext(ctx, "docker", "-H", app.Engine(), "run", "--rm", "--network", "lbnet", "sitectl-lab/kong:standin", "curl", "-f", "http://"+ip+":9999/")
+		cmd := exec.CommandContext(ctx, "docker", "-H", engineOf(t, res.State.Layout, "douala-app1"), "run", "--rm", "--network", "lbnet", "sitectl-lab/kong:standin", "curl", "-f", "http://"+ip+":9999/")
 		if err := cmd.Run(); err == nil {
 			t.Error("a closed port on the db node answered: the check cannot fail")
 		}
@@ -234,15 +224,7 @@ func TestLabUpStatusDown(t *testing.T) {
 
 	t.Run("real postgres, django and prometheus images serve", func(t *testing.T) {
 		l := res.State.Layout
-		_, db := l.Node("douala-db1")
-		docker := func(args ...string) string {
-			t.Helper()
-			out, err := exec.CommandContext(ctx, "docker", append([]string{"-H", db.Engine()}, args...)...).CombinedOutput()
-			if err != nil {
-				t.Fatalf("docker %s: %v: %s", strings.Join(args, " "), err, out)
-			}
-			return strings.TrimSpace(string(out))
-		}
+		docker := dockerOn(t, ctx, l, "douala-db1")
 		pw := filepath.Join(opts.StateDir, "secrets", "postgres-password")
 		docker("run", "-d", "--name", "lbpg", "-v", pw+":/run/secrets/pg:ro", "-e", "POSTGRES_PASSWORD_FILE=/run/secrets/pg",
 			"-e", "POSTGRES_USER=sitectl", "-e", "POSTGRES_DB=app", "-p", "5432:5432", "sitectl-lab/postgres:15")
@@ -305,6 +287,46 @@ func TestLabUpStatusDown(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != 403 {
 			t.Errorf("writing another site's row: %s, want 403", resp.Status)
+		}
+	})
+
+	t.Run("postgres image: the template user's cluster is copied, any other user gets initdb", func(t *testing.T) {
+		host := engineOf(t, res.State.Layout, "yaounde-node1")
+		docker := dockerOn(t, ctx, res.State.Layout, "yaounde-node1")
+		for _, c := range []struct{ user, db string }{{"sitectl", "app"}, {"shop", "orders"}} {
+			name := "lbpg-" + c.user
+			password := "pw-" + c.user + "-'quoted"
+			docker("run", "-d", "--name", name, "--network", "none", "-e", "POSTGRES_USER="+c.user,
+				"-e", "POSTGRES_PASSWORD="+password, "-e", "POSTGRES_DB="+c.db, "sitectl-lab/postgres:15")
+			t.Cleanup(func() { exec.Command("docker", "-H", host, "rm", "-f", name).Run() })
+			psql := func(pw, sql string) (string, error) {
+				out, err := exec.CommandContext(ctx, "docker", "-H", host, "exec", "-e", "PGPASSWORD="+pw, name,
+					"psql", "-h", "127.0.0.1", "-U", c.user, "-d", c.db, "-Atc", sql).CombinedOutput()
+				return strings.TrimSpace(string(out)), err
+			}
+			// Over TCP, so the password (scram-sha-256) is checked, not trusted.
+			var got string
+			var err error
+			for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+				got, err = psql(password, "SELECT current_user, current_database(), rolsuper FROM pg_roles WHERE rolname = current_user")
+				if err == nil || time.Now().After(deadline) {
+					break
+				}
+			}
+			if want := c.user + "|" + c.db + "|t"; err != nil || got != want {
+				t.Fatalf("%s: psql as %s = %q (%v), want %q\nlog: %s", name, c.user, got, err, want, docker("logs", "--tail", "30", name))
+			}
+			if out, err := psql("wrong", "SELECT 1"); err == nil || !strings.Contains(out, "password authentication failed") {
+				t.Errorf("%s: a wrong password was not refused: %q (%v)", name, out, err)
+			}
+			logs := docker("logs", name)
+			copied := strings.Contains(logs, "copied from the image's template cluster")
+			if ran := strings.Contains(logs, "creating subdirectories"); copied == ran || copied != (c.user == "sitectl") {
+				t.Errorf("%s (user %s): template copied=%v, initdb ran=%v; want the template only for the image's template user\n%s", name, c.user, copied, ran, logs)
+			}
+			if strings.Contains(logs, password) {
+				t.Errorf("%s: the password appears in the container log", name)
+			}
 		}
 	})
 
@@ -444,4 +466,26 @@ func TestLabUpStatusDown(t *testing.T) {
 	if dres, err := Down(ctx, opts); err != nil || dres.Processes != 0 || len(dres.Namespaces) != 0 {
 		t.Errorf("second lab down: %+v, %v", dres, err)
 	}
+}
+
+// dockerOn returns a docker CLI runner for a lab node that fails the test on error.
+func dockerOn(t *testing.T, ctx context.Context, l *Layout, node string) func(args ...string) string {
+	host := engineOf(t, l, node)
+	return func(args ...string) string {
+		t.Helper()
+		out, err := exec.CommandContext(ctx, "docker", append([]string{"-H", host}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("docker %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+}
+
+func engineOf(t *testing.T, l *Layout, node string) string {
+	t.Helper()
+	_, n := l.Node(node)
+	if n == nil {
+		t.Fatalf("no lab node %s", node)
+	}
+	return n.Engine()
 }

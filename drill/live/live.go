@@ -186,7 +186,7 @@ func Build(ctx context.Context, topo *sites.Topology, o Options) (d *drill.Drill
 		d.Faults = []drill.Fault{&swarmfault.ServiceDown{Site: s.Name, Service: svc, Engine: e}}
 		d.PreWrites = max(o.Settings.Writes/10, 1)
 		d.DownSites = []string{s.Name}
-		d.Probes = []drill.Probe{&swarmfault.Services{Site: s.Name, Engine: e}}
+		d.Probes = []drill.Probe{&swarmfault.Services{Site: s.Name, Engine: e, Except: svc}}
 	case "node-loss":
 		s, err := needSite()
 		if err != nil {

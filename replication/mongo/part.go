@@ -30,18 +30,20 @@ func (p Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) 
 	if err != nil {
 		return nil, err
 	}
+	// The plan's connection ends with Plan; each step opens its own when applied (it
+	// re-reads the set first), so no client outlives the work that needs it.
 	conn := p.conn(topo)
 	live, err := conn.ReadLive(ctx)
+	conn.Close()
 	note := ""
 	if err != nil {
 		if live == nil || len(live.Reachable()) > 0 {
-			conn.Close()
 			return nil, fmt.Errorf("mongo %s: %w", site.Name, err)
 		}
 		live, note = nil, "no member answers yet (the mongo stack deploys first); these steps re-read the replica set when applied"
 	}
 	changes := Changes(topo, desired, live, site.Name)
-	steps := Steps(conn, changes)
+	steps := Steps(topo, func() *Conn { return p.conn(topo) }, changes)
 	if note != "" && len(steps) > 0 {
 		steps[0].Note = strings.TrimPrefix(steps[0].Note+"; "+note, "; ")
 	}
@@ -67,14 +69,15 @@ func (p Part) conn(topo *sites.Topology) *Conn {
 	return NewConn(topo)
 }
 
-// Steps turns changes into plan steps applied through conn.
-func Steps(conn *Conn, changes []Change) []plan.Step {
+// Steps turns changes into plan steps; each step, when applied, opens a connection
+// with open and closes it when done.
+func Steps(topo *sites.Topology, open func() *Conn, changes []Change) []plan.Step {
 	out := make([]plan.Step, 0, len(changes))
 	for _, ch := range changes {
 		st := plan.Step{Site: ch.Site, Component: "mongo", Diff: ch.Diff, Note: ch.Note}
 		switch ch.Kind {
 		case KindInitiate:
-			st.Action, st.Name = plan.Create, "replica set "+conn.setName()
+			st.Action, st.Name = plan.Create, "replica set "+setName(topo)
 		case KindWriteConcern:
 			st.Action, st.Name = plan.Update, "default write concern"
 		case KindAdd:
@@ -91,7 +94,11 @@ func Steps(conn *Conn, changes []Change) []plan.Step {
 			}
 			st.Note = strings.TrimPrefix(st.Note+"; "+"one replSetReconfig ("+vote+"), then waits until a majority holds the new config", "; ")
 		}
-		st.Apply = func(ctx context.Context) error { return conn.Apply(ctx, ch) }
+		st.Apply = func(ctx context.Context) error {
+			conn := open()
+			defer conn.Close()
+			return conn.Apply(ctx, ch)
+		}
 		out = append(out, st)
 	}
 	return out

@@ -374,8 +374,11 @@ func (c *Conn) waitCommitted(ctx context.Context, primary string) error {
 	}
 }
 
-func (c *Conn) setName() string {
-	for _, s := range c.topo.Sites {
+func (c *Conn) setName() string { return setName(c.topo) }
+
+// setName is the replica set's name: the first mongo site's.
+func setName(topo *sites.Topology) string {
+	for _, s := range topo.Sites {
 		if s.HasStack("mongo") && s.Mongo.ReplicaSet != "" {
 			return s.Mongo.ReplicaSet
 		}

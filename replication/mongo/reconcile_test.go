@@ -241,3 +241,56 @@ func TestReconcileStepsDownPrimary(t *testing.T) {
 		})
 	}
 }
+
+// TestPartClosesConnections: neither planning nor an applied step leaves a client
+// connected behind it (each would keep the driver's monitors and sockets alive for
+// as long as the process runs).
+func TestPartClosesConnections(t *testing.T) {
+	for _, be := range backends(3) {
+		t.Run(be.name, func(t *testing.T) {
+			b := be.make(t)
+			ctx := context.Background()
+			topo := topoOn(t, b, nil)
+			var conns []*Conn
+			part := Part{Connect: func(tp *sites.Topology) *Conn {
+				c := connTo(t, tp)
+				conns = append(conns, c)
+				return c
+			}}
+			connected := func() int {
+				n := 0
+				for _, c := range conns {
+					c.mu.Lock()
+					n += len(c.clients)
+					c.mu.Unlock()
+				}
+				return n
+			}
+			applied := 0
+			for _, s := range topo.Sites {
+				steps, err := part.Plan(ctx, topo, s)
+				if err != nil {
+					t.Fatalf("plan %s: %v", s.Name, err)
+				}
+				if n := connected(); n != 0 {
+					t.Fatalf("after planning %s: %d clients still connected", s.Name, n)
+				}
+				for _, st := range steps {
+					if st.Apply == nil {
+						continue
+					}
+					if err := st.Apply(ctx); err != nil {
+						t.Fatalf("%s: %v", st, err)
+					}
+					applied++
+					if n := connected(); n != 0 {
+						t.Fatalf("after %s: %d clients still connected", st, n)
+					}
+				}
+			}
+			if applied == 0 || len(conns) <= applied {
+				t.Fatalf("%d steps applied through %d connections: the set was not built", applied, len(conns))
+			}
+		})
+	}
+}

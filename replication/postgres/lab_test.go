@@ -191,6 +191,63 @@ func TestLabReplication(t *testing.T) {
 		wantSteps(t, l.plan(ctx))
 	})
 
+	t.Run("a subscription's slot is made outside the subscriber's transaction", func(t *testing.T) {
+		// Two sites subscribing to each other at the same moment (deploy --all) must
+		// not wait for each other: creating a slot waits for every transaction with
+		// an xid on the publisher. Here cloud holds one open (as cloud's own
+		// subscription step would) while douala subscribes to cloud; douala must
+		// then hold no transaction that a slot made at douala would wait for.
+		l.exec("douala", `DROP SUBSCRIPTION sitectl_cloud_to_douala`)
+		p := l.plan(ctx)
+		wantSteps(t, p, "douala: + postgres subscription sitectl_cloud_to_douala")
+		pool, err := l.sess.Pool(ctx, "cloud")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		if _, err := tx.Exec(ctx, `SELECT txid_current()`); err != nil {
+			t.Fatal(err)
+		}
+		applied := make(chan error, 1)
+		go func() { applied <- p.Apply(ctx, nil) }()
+		// The slot's creation at cloud waits for that transaction.
+		deadline := time.Now().Add(30 * time.Second)
+		for l.queryInt("cloud", `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'transactionid'`) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("no slot creation at cloud waits for cloud's open transaction")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if n := l.queryInt("douala", `SELECT count(*) FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()`); n != 0 {
+			t.Errorf("douala holds %d transaction(s) with an xid while its slot is made at cloud: a slot made at douala now (cloud's own subscription) would wait for it, and it for cloud", n)
+		}
+		// That slot, made at douala meanwhile, does not wait.
+		dpool, err := l.sess.Pool(ctx, "douala")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err = dpool.Exec(sctx, `SELECT pg_create_logical_replication_slot('sitectl_test_crossing', 'pgoutput')`)
+		cancel()
+		if err != nil {
+			t.Errorf("a slot made at douala while douala subscribes to cloud: %v", err)
+		} else {
+			l.exec("douala", `SELECT pg_drop_replication_slot('sitectl_test_crossing')`)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-applied; err != nil {
+			t.Fatalf("apply: %v\n%s", err, l.clusterLogs())
+		}
+		l.waitStreaming(30 * time.Second)
+		wantSteps(t, l.plan(ctx))
+	})
+
 	t.Run("a slot near max_slot_wal_keep_size warns", func(t *testing.T) {
 		// douala runs with max_slot_wal_keep_size = 2MB (see startLab below).
 		l.cutSite("douala")

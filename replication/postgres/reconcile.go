@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sitectl/sitectl/internal/progress"
@@ -370,10 +371,17 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 		}
 		stmt := fmt.Sprintf("ALTER SUBSCRIPTION %s CONNECTION %s", q, quoteLiteral(conninfo))
 		if create {
-			stmt = fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (disable_on_error = true, copy_data = true, create_slot = true, slot_name = %s, enabled = true)",
+			if err := p.createSlot(ctx, s); err != nil {
+				return fail(err)
+			}
+			stmt = fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (disable_on_error = true, copy_data = true, create_slot = false, slot_name = %s, enabled = true)",
 				q, quoteLiteral(conninfo), quoteIdent(s.Publication), quoteLiteral(s.Name))
 		}
 		if err := execSecret(ctx, pool, stmt); err != nil {
+			if create {
+				// Leave no slot holding WAL for a subscription that does not exist.
+				p.dropNewSlot(ctx, s)
+			}
 			return fail(err)
 		}
 	}
@@ -388,6 +396,48 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 		}
 	}
 	return nil
+}
+
+// SlotWait bounds the creation of a subscription's slot on its publisher, which
+// waits for every transaction running there to end.
+var SlotWait = 2 * time.Minute
+
+// createSlot makes the subscription's logical slot on the publisher by itself,
+// before CREATE SUBSCRIPTION (create_slot = false). With create_slot = true the
+// subscriber makes it from inside its own transaction, and creating a slot waits
+// for every transaction running on the publisher: two sites subscribing to each
+// other at the same moment (cloud and a spoke deploying in parallel) then wait for
+// each other for ever. PostgreSQL's documentation gives the same remedy for a
+// subscription to its own cluster. A slot of that name made meanwhile (a concurrent
+// deploy of the same subscriber) is left to it.
+func (p *Planned) createSlot(ctx context.Context, s *Subscription) error {
+	pool, err := p.sess.Pool(ctx, s.Flow.From)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, SlotWait)
+	defer cancel()
+	_, err = pool.Exec(wctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, s.Name)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "42710": // duplicate_object
+		return nil
+	case err != nil && wctx.Err() != nil && ctx.Err() == nil:
+		return fmt.Errorf("create slot %s on %s: waited %s for the transactions running there to end (pg_stat_activity on %s lists them)", s.Name, s.Flow.From, SlotWait, s.Flow.From)
+	case err != nil:
+		return fmt.Errorf("create slot %s on %s: %w", s.Name, s.Flow.From, err)
+	}
+	return nil
+}
+
+// dropNewSlot drops, best effort, the slot createSlot made when CREATE SUBSCRIPTION
+// then failed; a slot left behind is dropped by the publisher's next deploy.
+func (p *Planned) dropNewSlot(ctx context.Context, s *Subscription) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	defer cancel()
+	if pool, err := p.sess.Pool(ctx, s.Flow.From); err == nil {
+		_ = dropSlot(ctx, pool, s.Name)
+	}
 }
 
 // execSecret runs a statement that holds a password on a connection whose server

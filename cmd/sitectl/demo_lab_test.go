@@ -1,0 +1,82 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/sitectl/sitectl/drill"
+	"github.com/sitectl/sitectl/lab/labtest"
+)
+
+func TestMain(m *testing.M) { labtest.Main(m) }
+
+// TestLabDemoDBDown walks `make demo`'s path through the CLI on a lab, with the
+// db-down drill against the deployed PostgreSQL swarm service: `deploy --all` (every
+// stack, the tunnels, replication), a plan with nothing to do, `drill db-down` at
+// yaounde (postgres_db scaled to zero while every site writes, then restored), and
+// a plan after the heal with nothing to do again: the drill put back exactly what
+// was there.
+func TestLabDemoDBDown(t *testing.T) {
+	l := labtest.Shared(t)
+	cli := func(args ...string) (string, string, error) {
+		return run(t, nil, append([]string{"--config-dir", l.ConfigDir, "--env", "lab"}, args...)...)
+	}
+	if _, stderr, err := cli("deploy", "--all"); err != nil {
+		t.Fatalf("deploy --all: %v\n%s", err, stderr)
+	}
+	nothingToDo := func(when string) {
+		t.Helper()
+		stdout, stderr, err := cli("plan", "--all")
+		var exit *ExitError
+		if errors.As(err, &exit) && exit.Code == 2 {
+			t.Fatalf("plan %s: changes pending\n%s", when, stdout)
+		}
+		if err != nil {
+			t.Fatalf("plan %s: %v\n%s", when, err, stderr)
+		}
+	}
+	nothingToDo("after deploy --all")
+
+	stdout, stderr, err := cli("drill", "db-down", "--site", "yaounde", "--duration", "10s", "--writes", "40", "--output", "json")
+	if err != nil {
+		t.Fatalf("drill db-down: %v\n%s\n%s", err, stderr, stdout)
+	}
+	var rep drill.Report
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("drill report: %v\n%s", err, stdout)
+	}
+	if !rep.Passed || rep.HealFailed || !rep.Converged {
+		t.Fatalf("drill: passed=%v heal_failed=%v converged=%v error=%q\n%s", rep.Passed, rep.HealFailed, rep.Converged, rep.Error, stderr)
+	}
+	obs := map[string]drill.Observation{}
+	for _, o := range rep.Observations {
+		obs[o.What] = o
+	}
+	for _, what := range []string{
+		"yaounde refuses writes while its database is down",
+		"cloud keeps accepting its own writes",
+		"douala keeps accepting its own writes",
+		"yaounde: django-api_api keeps running",
+	} {
+		if o, ok := obs[what]; !ok || !o.OK {
+			t.Errorf("observation %q: %+v (present %v)", what, o, ok)
+		}
+	}
+	if o, ok := obs["yaounde: postgres_db keeps running"]; ok {
+		t.Errorf("the database the drill stopped is reported as a service that keeps running: %+v", o)
+	}
+	// The fault counts as in place once the database's container stopped, not when
+	// swarm was asked to stop it: no write at yaounde during the fault is taken.
+	for _, w := range rep.Writes {
+		if w.Site == "yaounde" && (w.Acked != 0 || w.Attempted == 0) {
+			t.Errorf("yaounde acknowledged %d of %d writes while its database was down", w.Acked, w.Attempted)
+		}
+	}
+	// Refused writes at the stopped site are the drill's intent, not a failed step.
+	if !strings.Contains(stderr, "✓ write 40 row(s) at each of") || !strings.Contains(stderr, "yaounde refused 40 of 40 write(s)") {
+		t.Errorf("the write step does not say the stopped site's refusals were intended:\n%s", stderr)
+	}
+	nothingToDo("after the drill")
+}
