@@ -379,6 +379,52 @@ func TestLabReplication(t *testing.T) {
 		l.waitStreaming(20 * time.Second)
 	})
 
+	t.Run("a schema change blocked by an open transaction fails after SchemaLockWait", func(t *testing.T) {
+		// CREATE INDEX waits for every open transaction that wrote the table; one
+		// left idle in a transaction must not hold plan (its dry run) for ever.
+		l.edit("schema.sql", func(s string) string {
+			return s + "CREATE INDEX IF NOT EXISTS orders_amount ON orders (amount);\n"
+		})
+		l.load()
+		defer func(old time.Duration) { SchemaLockWait = old }(SchemaLockWait)
+		SchemaLockWait = time.Second
+		pool, err := l.sess.Pool(ctx, "douala")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		if _, err := tx.Exec(ctx, `LOCK TABLE public.orders IN ROW EXCLUSIVE MODE`); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		pp, err := Plan(ctx, l.topo, l.sess, Options{Wait: 30 * time.Second})
+		if err == nil {
+			err = pp.Err()
+		}
+		if err == nil || !strings.Contains(err.Error(), "douala") || !strings.Contains(err.Error(), "waited 1s for a lock another session holds") {
+			t.Fatalf("plan while a transaction holds orders at douala: %v", err)
+		}
+		if d := time.Since(start); d > 20*time.Second {
+			t.Errorf("plan took %s to give up", d)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		p := l.plan(ctx)
+		wantSteps(t, p, "cloud: ~ postgres schema", "douala: ~ postgres schema", "yaounde: ~ postgres schema")
+		if err := p.Apply(ctx, nil); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+		if n := l.queryInt("douala", `SELECT count(*) FROM pg_indexes WHERE indexname = 'orders_amount'`); n != 1 {
+			t.Errorf("index orders_amount at douala: %d", n)
+		}
+		wantSteps(t, l.plan(ctx))
+	})
+
 	t.Run("the password is in no server log", func(t *testing.T) {
 		for name, c := range l.clusters {
 			b, err := os.ReadFile(filepath.Join(c.Dir, "server.log"))

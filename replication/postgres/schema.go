@@ -10,8 +10,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sitectl/sitectl/sites"
@@ -175,10 +177,23 @@ func (s *Schema) Apply(ctx context.Context, pool *pgxpool.Pool, tables []string)
 	return s.run(ctx, pool, tables, true)
 }
 
+// SchemaLockWait bounds how long the schema file (also its dry run in `plan`) waits
+// for a lock another session holds: a CREATE INDEX or ALTER TABLE in it waits for
+// every open transaction that wrote the table, and one left idle in a transaction
+// would otherwise hold plan and deploy for ever.
+var SchemaLockWait = 30 * time.Second
+
 func (s *Schema) run(ctx context.Context, pool *pgxpool.Pool, tables []string, commit bool) error {
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", SchemaLockWait.Milliseconds())); err != nil {
+			return err
+		}
 		// Simple protocol: the file may hold many statements.
 		if _, err := tx.Exec(ctx, s.SQL, pgx.QueryExecModeSimpleProtocol); err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_not_available
+				return fmt.Errorf("schema %s: waited %s for a lock another session holds (%s); pg_stat_activity lists who (state 'idle in transaction' is the usual culprit): end it, or retry once it ended", filepath.Base(s.Path), SchemaLockWait, pgErr.Message)
+			}
 			return fmt.Errorf("schema %s: %w", filepath.Base(s.Path), err)
 		}
 		if err := checkTables(ctx, tx, tables); err != nil {
