@@ -49,13 +49,39 @@ func nodeLoss(t *testing.T, d *drLab) {
 	}
 	t.Logf("%s; %s: %s", rep.Summary(), moved.What, moved.Detail)
 
-	// The db-down fault on a real swarm service: scaled to zero, then back to its
-	// two replicas.
 	eng, err := engine.ForSite(ctx, d.topo.Site("douala"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer eng.Close()
+	// The node-loss fault by itself: once Inject returns, no container of dr-web
+	// runs on the drained node any more. First spread dr-web again (swarm does not
+	// move tasks back to a node that returned).
+	if _, err := d.lab.Docker(ctx, manager, "service", "update", "--detach", "--force", "dr-web"); err != nil {
+		t.Fatal(err)
+	}
+	onNode := func() string {
+		out, _ := d.lab.Docker(ctx, node, "ps", "-q", "--filter", "label=com.docker.swarm.service.name=dr-web")
+		return strings.TrimSpace(string(out))
+	}
+	for deadline := time.Now().Add(time.Minute); onNode() == ""; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no dr-web task came back to %s after service update --force", node)
+		}
+	}
+	drain := &swarmfault.NodeDrain{Site: "douala", Node: node, Engine: eng}
+	if err := drain.Inject(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if out := onNode(); out != "" {
+		t.Errorf("dr-web containers still running on %s after NodeDrain.Inject: %q", node, out)
+	}
+	if err := drain.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The db-down fault on a real swarm service: scaled to zero, then back to its
+	// two replicas.
 	down := &swarmfault.ServiceDown{Site: "douala", Service: "dr-web", Engine: eng}
 	if err := down.Inject(ctx); err != nil {
 		t.Fatal(err)

@@ -143,8 +143,20 @@ func (f *ServiceDown) wait(ctx context.Context, n uint64) error {
 	}
 }
 
-// runningTasks lists the service's tasks in state running: those swarm wants
-// running, or with stopping also those it is shutting down.
+// mayRun reports whether the task may have a container running: from assigned to
+// a node until it reached a terminal state (a task swarm reports "starting" may
+// already serve).
+func mayRun(t swarm.Task) bool {
+	switch t.Status.State {
+	case swarm.TaskStateAssigned, swarm.TaskStateAccepted, swarm.TaskStatePreparing, swarm.TaskStateReady, swarm.TaskStateStarting, swarm.TaskStateRunning:
+		return true
+	}
+	return false
+}
+
+// runningTasks lists the service's tasks in state running that swarm wants
+// running; with stopping, every task that may still have a container running,
+// whatever swarm wants of it (one being shut down still serves).
 func runningTasks(ctx context.Context, e Engine, service string, stopping bool) ([]swarm.Task, error) {
 	f := make(client.Filters).Add("service", service)
 	if !stopping {
@@ -156,7 +168,7 @@ func runningTasks(ctx context.Context, e Engine, service string, stopping bool) 
 	}
 	var out []swarm.Task
 	for _, t := range res.Items {
-		if t.Status.State == swarm.TaskStateRunning {
+		if t.Status.State == swarm.TaskStateRunning || stopping && mayRun(t) {
 			out = append(out, t)
 		}
 	}
@@ -205,7 +217,8 @@ func FindNode(ctx context.Context, e Engine, name string) (swarm.Node, error) {
 	return swarm.Node{}, fmt.Errorf("no swarm node %q (nodes: %s)", name, strings.Join(names, ", "))
 }
 
-// Inject records the node's availability and drains it.
+// Inject records the node's availability, drains it and waits until none of its
+// tasks runs.
 func (f *NodeDrain) Inject(ctx context.Context) error {
 	n, err := FindNode(ctx, f.Engine, f.Node)
 	if err != nil {
@@ -216,7 +229,31 @@ func (f *NodeDrain) Inject(ctx context.Context) error {
 		f.id, f.saved = n.ID, n.Spec.Availability
 	}
 	f.mu.Unlock()
-	return f.set(ctx, swarm.NodeAvailabilityDrain)
+	if err := f.set(ctx, swarm.NodeAvailabilityDrain); err != nil {
+		return err
+	}
+	// The node counts as lost once its containers stopped, not when swarm was told:
+	// until then a database there still takes writes.
+	for {
+		res, err := f.Engine.TaskList(ctx, client.TaskListOptions{Filters: make(client.Filters).Add("node", n.ID)})
+		if err != nil {
+			return fmt.Errorf("%s: tasks on node %s: %w", f.Site, f.Node, err)
+		}
+		running := 0
+		for _, t := range res.Items {
+			if mayRun(t) {
+				running++
+			}
+		}
+		if running == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: node %s still runs %d task(s) after the drain: %w", f.Site, f.Node, running, ctx.Err())
+		case <-time.After(poll):
+		}
+	}
 }
 
 // Remove restores the recorded availability (nothing when Inject never found the
