@@ -61,8 +61,12 @@ func (p *Drill) write(ctx context.Context, s Settings, from time.Time, ev func(k
 	}
 	end(err)
 	for _, st := range stats {
-		if down[st.Site] {
-			p.Progress.Infof("%s refused %d of %d write(s): its database is down, as the drill intends", st.Site, st.Attempted-st.Acked, st.Attempted)
+		switch refused := st.Attempted - st.Acked; {
+		case !down[st.Site]:
+		case refused > 0:
+			p.Progress.Infof("%s refused %d of %d write(s): its database is down, as the drill intends", st.Site, refused, st.Attempted)
+		default:
+			p.Progress.Warnf("%s took all %d write(s) although its database should be down", st.Site, st.Attempted)
 		}
 	}
 	ev(EvWritesEnd, "", fmt.Sprintf("%d of %d acknowledged", acked, len(all)))

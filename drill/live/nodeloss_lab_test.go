@@ -61,7 +61,10 @@ func nodeLoss(t *testing.T, d *drLab) {
 		t.Fatal(err)
 	}
 	onNode := func() string {
-		out, _ := d.lab.Docker(ctx, node, "ps", "-q", "--filter", "label=com.docker.swarm.service.name=dr-web")
+		out, err := d.lab.Docker(ctx, node, "ps", "-q", "--filter", "label=com.docker.swarm.service.name=dr-web")
+		if err != nil {
+			t.Fatal(err)
+		}
 		return strings.TrimSpace(string(out))
 	}
 	for deadline := time.Now().Add(time.Minute); onNode() == ""; time.Sleep(200 * time.Millisecond) {

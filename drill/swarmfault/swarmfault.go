@@ -143,6 +143,23 @@ func (f *ServiceDown) wait(ctx context.Context, n uint64) error {
 	}
 }
 
+// downNodes returns the IDs of the nodes swarm sees as down: their tasks keep the
+// state they last reported (running) until swarm gives up on them, hours later, so
+// a wait for them to stop would never end.
+func downNodes(ctx context.Context, e Engine) (map[string]bool, error) {
+	res, err := e.NodeList(ctx, client.NodeListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	down := map[string]bool{}
+	for _, n := range res.Items {
+		if n.Status.State == swarm.NodeStateDown {
+			down[n.ID] = true
+		}
+	}
+	return down, nil
+}
+
 // mayRun reports whether the task may have a container running: from assigned to
 // a node until it reached a terminal state (a task swarm reports "starting" may
 // already serve).
@@ -166,9 +183,19 @@ func runningTasks(ctx context.Context, e Engine, service string, stopping bool) 
 	if err != nil {
 		return nil, err
 	}
+	var down map[string]bool
+	if stopping {
+		if down, err = downNodes(ctx, e); err != nil {
+			return nil, err
+		}
+	}
 	var out []swarm.Task
 	for _, t := range res.Items {
-		if t.Status.State == swarm.TaskStateRunning || stopping && mayRun(t) {
+		ok := t.Status.State == swarm.TaskStateRunning
+		if stopping {
+			ok = mayRun(t) && !down[t.NodeID]
+		}
+		if ok {
 			out = append(out, t)
 		}
 	}
@@ -233,8 +260,16 @@ func (f *NodeDrain) Inject(ctx context.Context) error {
 		return err
 	}
 	// The node counts as lost once its containers stopped, not when swarm was told:
-	// until then a database there still takes writes.
+	// until then a database there still takes writes. A node already down reports
+	// nothing more: there is nothing to wait for.
 	for {
+		down, err := downNodes(ctx, f.Engine)
+		if err != nil {
+			return fmt.Errorf("%s: nodes: %w", f.Site, err)
+		}
+		if down[n.ID] {
+			return nil
+		}
 		res, err := f.Engine.TaskList(ctx, client.TaskListOptions{Filters: make(client.Filters).Add("node", n.ID)})
 		if err != nil {
 			return fmt.Errorf("%s: tasks on node %s: %w", f.Site, f.Node, err)
@@ -339,7 +374,7 @@ func (p *Services) observe(ctx context.Context) ([]drill.Observation, bool) {
 	var out []drill.Observation
 	allOK := true
 	for _, s := range svcs.Items {
-		if s.Spec.Name == p.Except {
+		if p.Except != "" && (s.Spec.Name == p.Except || s.ID == p.Except) {
 			continue
 		}
 		want := uint64(0)

@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -155,12 +154,26 @@ func run(dir, env, only string, set []string, timeout time.Duration, verbose boo
 	// The machine's busy CPU time (every process: dockerd and its re-execs, runc,
 	// iptables, the containers) shows how close a run came to being CPU-bound: a run
 	// that keeps every core busy cannot end before busy/cores.
-	cores := float64(runtime.NumCPU())
+	n := onlineCPUs()
+	cores := float64(n)
 	if side != "sitectl" {
-		fmt.Printf("CPU busy, docker run:  %.1f CPU-s on %d cores (%.0f%% of its wall time)\n", dockerCPU, runtime.NumCPU(), 100*dockerCPU/cores/docker.Seconds())
+		fmt.Printf("CPU busy, docker run:  %.1f CPU-s on %d cores (%.0f%% of its wall time)\n", dockerCPU, n, 100*dockerCPU/cores/docker.Seconds())
 	}
-	fmt.Printf("CPU busy, sitectl run: %.1f CPU-s on %d cores (%.0f%% of its wall time; no run shorter than %.1fs here)\n", firstCPU, runtime.NumCPU(), 100*firstCPU/cores/first.Seconds(), firstCPU/cores)
+	fmt.Printf("CPU busy, sitectl run: %.1f CPU-s on %d cores (%.0f%% of its wall time; no run shorter than %.1fs here)\n", firstCPU, n, 100*firstCPU/cores/first.Seconds(), firstCPU/cores)
 	return nil
+}
+
+// onlineCPUs counts the cpuN lines of /proc/stat, the CPUs its first line sums
+// (runtime.NumCPU follows this process's affinity instead).
+func onlineCPUs() int {
+	b, _ := os.ReadFile("/proc/stat")
+	n := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		if len(l) > 3 && strings.HasPrefix(l, "cpu") && l[3] >= '0' && l[3] <= '9' {
+			n++
+		}
+	}
+	return max(n, 1)
 }
 
 // busyCPU is the machine's CPU time spent not idle since boot, in seconds, from the
@@ -173,6 +186,9 @@ func busyCPU() float64 {
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 2 {
+		return 0
+	}
 	busy := 0.0
 	for i, v := range f[1:min(len(f), 9)] {
 		n, _ := strconv.ParseFloat(v, 64)

@@ -194,7 +194,9 @@ func checkSite(ctx context.Context, topo *sites.Topology, sess *Session, d *Desi
 		if err != nil {
 			return err
 		}
-		if err := schema.DryRun(ctx, pool, d.Tables); err != nil {
+		if err := schema.DryRun(ctx, pool, d.Tables); errors.As(err, new(lockWaitError)) {
+			return fmt.Errorf("%s: %w", live.Site, err)
+		} else if err != nil {
 			return fmt.Errorf("%s: %w (tried in a transaction that was rolled back; fix %s)", live.Site, err, site.Postgres.SchemaFile)
 		}
 		ex.Schema[live.Site] = why
@@ -370,17 +372,18 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 			return fail(err)
 		}
 		stmt := fmt.Sprintf("ALTER SUBSCRIPTION %s CONNECTION %s", q, quoteLiteral(conninfo))
+		made := false
 		if create {
-			if err := p.createSlot(ctx, s); err != nil {
+			if made, err = p.createSlot(ctx, s); err != nil {
 				return fail(err)
 			}
 			stmt = fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (disable_on_error = true, copy_data = true, create_slot = false, slot_name = %s, enabled = true)",
 				q, quoteLiteral(conninfo), quoteIdent(s.Publication), quoteLiteral(s.Name))
 		}
 		if err := execSecret(ctx, pool, stmt); err != nil {
-			if create {
+			if made {
 				// Leave no slot holding WAL for a subscription that does not exist.
-				p.dropNewSlot(ctx, s)
+				p.dropNewSlot(ctx, s, pool)
 			}
 			return fail(err)
 		}
@@ -410,10 +413,10 @@ var SlotWait = 2 * time.Minute
 // each other for ever. PostgreSQL's documentation gives the same remedy for a
 // subscription to its own cluster. A slot of that name made meanwhile (a concurrent
 // deploy of the same subscriber) is left to it.
-func (p *Planned) createSlot(ctx context.Context, s *Subscription) error {
+func (p *Planned) createSlot(ctx context.Context, s *Subscription) (made bool, err error) {
 	pool, err := p.sess.Pool(ctx, s.Flow.From)
 	if err != nil {
-		return err
+		return false, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, SlotWait)
 	defer cancel()
@@ -421,20 +424,26 @@ func (p *Planned) createSlot(ctx context.Context, s *Subscription) error {
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr) && pgErr.Code == "42710": // duplicate_object
-		return nil
+		return false, nil
 	case err != nil && wctx.Err() != nil && ctx.Err() == nil:
-		return fmt.Errorf("create slot %s on %s: waited %s for the transactions running there to end (pg_stat_activity on %s lists them)", s.Name, s.Flow.From, SlotWait, s.Flow.From)
+		return false, fmt.Errorf("create slot %s on %s: waited %s for the transactions running there to end (pg_stat_activity on %s lists them)", s.Name, s.Flow.From, SlotWait, s.Flow.From)
 	case err != nil:
-		return fmt.Errorf("create slot %s on %s: %w", s.Name, s.Flow.From, err)
+		return false, fmt.Errorf("create slot %s on %s: %w", s.Name, s.Flow.From, err)
 	}
-	return nil
+	return true, nil
 }
 
 // dropNewSlot drops, best effort, the slot createSlot made when CREATE SUBSCRIPTION
-// then failed; a slot left behind is dropped by the publisher's next deploy.
-func (p *Planned) dropNewSlot(ctx context.Context, s *Subscription) {
+// then failed, unless the subscriber has the subscription after all (the error was
+// the connection's, after the server committed); a slot left behind is dropped by
+// the publisher's next deploy.
+func (p *Planned) dropNewSlot(ctx context.Context, s *Subscription, subscriber *pgxpool.Pool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 	defer cancel()
+	var n int
+	if err := subscriber.QueryRow(ctx, `SELECT count(*) FROM pg_subscription WHERE subname = $1`, s.Name).Scan(&n); err != nil || n > 0 {
+		return
+	}
 	if pool, err := p.sess.Pool(ctx, s.Flow.From); err == nil {
 		_ = dropSlot(ctx, pool, s.Name)
 	}

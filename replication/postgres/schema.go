@@ -183,6 +183,10 @@ func (s *Schema) Apply(ctx context.Context, pool *pgxpool.Pool, tables []string)
 // would otherwise hold plan and deploy for ever.
 var SchemaLockWait = 30 * time.Second
 
+// lockWaitError is a schema run that gave up waiting for a lock: not the file's
+// fault.
+type lockWaitError struct{ error }
+
 func (s *Schema) run(ctx context.Context, pool *pgxpool.Pool, tables []string, commit bool) error {
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", SchemaLockWait.Milliseconds())); err != nil {
@@ -192,7 +196,7 @@ func (s *Schema) run(ctx context.Context, pool *pgxpool.Pool, tables []string, c
 		if _, err := tx.Exec(ctx, s.SQL, pgx.QueryExecModeSimpleProtocol); err != nil {
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_not_available
-				return fmt.Errorf("schema %s: waited %s for a lock another session holds (%s); pg_stat_activity lists who (state 'idle in transaction' is the usual culprit): end it, or retry once it ended", filepath.Base(s.Path), SchemaLockWait, pgErr.Message)
+				return lockWaitError{fmt.Errorf("schema %s: waited %s for a lock another session holds (%s); pg_stat_activity lists who (state 'idle in transaction' is the usual culprit): end it, or retry once it ended", filepath.Base(s.Path), SchemaLockWait, pgErr.Message)}
 			}
 			return fmt.Errorf("schema %s: %w", filepath.Base(s.Path), err)
 		}

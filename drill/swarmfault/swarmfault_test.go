@@ -1,0 +1,204 @@
+package swarmfault
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+)
+
+// swarmState answers the Engine calls the faults make from an in-memory swarm of
+// one replicated service: scaling it marks its tasks for shutdown, and a task on a
+// ready node reaches "shutdown" after stopAfter more task lists (its container
+// stopping); a task on a down node keeps the state it last reported, as swarm does.
+// Every other Engine method panics (nil embedded interface). The faults themselves
+// run against real swarms in drill/live's lab tests; this covers the node states a
+// lab cannot produce in seconds.
+type swarmState struct {
+	Engine
+	mu        sync.Mutex
+	replicas  uint64
+	nodes     []swarm.Node
+	tasks     []swarm.Task
+	stopAfter int
+	lists     int
+	stopping  map[string]int // task ID → task lists since its shutdown was asked
+}
+
+func (s *swarmState) ServiceInspect(context.Context, string, client.ServiceInspectOptions) (client.ServiceInspectResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.replicas
+	return client.ServiceInspectResult{Service: swarm.Service{ID: "svc", Spec: swarm.ServiceSpec{
+		Annotations: swarm.Annotations{Name: "postgres_db"},
+		Mode:        swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &n}},
+	}}}, nil
+}
+
+func (s *swarmState) ServiceUpdate(_ context.Context, _ string, o client.ServiceUpdateOptions) (client.ServiceUpdateResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.replicas = *o.Spec.Mode.Replicated.Replicas
+	if s.replicas == 0 {
+		s.shutdown(func(swarm.Task) bool { return true })
+	}
+	return client.ServiceUpdateResult{}, nil
+}
+
+func (s *swarmState) NodeList(context.Context, client.NodeListOptions) (client.NodeListResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return client.NodeListResult{Items: append([]swarm.Node(nil), s.nodes...)}, nil
+}
+
+func (s *swarmState) NodeInspect(_ context.Context, id string, _ client.NodeInspectOptions) (client.NodeInspectResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range s.nodes {
+		if n.ID == id {
+			return client.NodeInspectResult{Node: n}, nil
+		}
+	}
+	panic("no node " + id)
+}
+
+func (s *swarmState) NodeUpdate(_ context.Context, id string, o client.NodeUpdateOptions) (client.NodeUpdateResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.nodes {
+		if s.nodes[i].ID == id {
+			s.nodes[i].Spec = o.Spec
+		}
+	}
+	if o.Spec.Availability == swarm.NodeAvailabilityDrain {
+		s.shutdown(func(t swarm.Task) bool { return t.NodeID == id })
+	}
+	return client.NodeUpdateResult{}, nil
+}
+
+func (s *swarmState) TaskList(_ context.Context, o client.TaskListOptions) (client.TaskListResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lists++
+	for i := range s.tasks {
+		t := &s.tasks[i]
+		if n, ok := s.stopping[t.ID]; ok && !s.down(t.NodeID) {
+			if n >= s.stopAfter {
+				t.Status.State = swarm.TaskStateShutdown
+			}
+			s.stopping[t.ID] = n + 1
+		}
+	}
+	var res client.TaskListResult
+	for _, t := range s.tasks {
+		if o.Filters["desired-state"]["running"] && t.DesiredState != swarm.TaskStateRunning {
+			continue
+		}
+		if nodes := o.Filters["node"]; len(nodes) > 0 && !nodes[t.NodeID] {
+			continue
+		}
+		res.Items = append(res.Items, t)
+	}
+	return res, nil
+}
+
+func (s *swarmState) shutdown(which func(swarm.Task) bool) {
+	for i := range s.tasks {
+		if which(s.tasks[i]) {
+			s.tasks[i].DesiredState = swarm.TaskStateShutdown
+			s.stopping[s.tasks[i].ID] = 0
+		}
+	}
+}
+
+func (s *swarmState) down(node string) bool {
+	for _, n := range s.nodes {
+		if n.ID == node {
+			return n.Status.State == swarm.NodeStateDown
+		}
+	}
+	return false
+}
+
+func newSwarm(stopAfter int, tasks ...swarm.Task) *swarmState {
+	return &swarmState{
+		replicas: uint64(len(tasks)), tasks: tasks, stopAfter: stopAfter, stopping: map[string]int{},
+		nodes: []swarm.Node{
+			{ID: "n-ready", Description: swarm.NodeDescription{Hostname: "db1"}, Status: swarm.NodeStatus{State: swarm.NodeStateReady}},
+			{ID: "n-down", Description: swarm.NodeDescription{Hostname: "db2"}, Status: swarm.NodeStatus{State: swarm.NodeStateDown}},
+		},
+	}
+}
+
+func task(id, node string, state swarm.TaskState) swarm.Task {
+	return swarm.Task{ID: id, NodeID: node, DesiredState: swarm.TaskStateRunning, Status: swarm.TaskStatus{State: state}}
+}
+
+func TestServiceDownWaitsForTheContainerToStop(t *testing.T) {
+	cases := []struct {
+		name      string
+		tasks     []swarm.Task
+		minLists  int // task lists Inject must have made before returning
+		stopAfter int
+	}{
+		// Swarm changes the desired state at once; the container serves until it
+		// stopped (PostgreSQL takes writes while it shuts down).
+		{"running task on a ready node", []swarm.Task{task("t1", "n-ready", swarm.TaskStateRunning)}, 4, 3},
+		// A task still starting (health check pending) may already serve.
+		{"starting task on a ready node", []swarm.Task{task("t1", "n-ready", swarm.TaskStateStarting)}, 4, 3},
+		// A node that is down reports nothing more: its task stays "running" for
+		// hours, and the wait must not hang on it.
+		{"task on a down node", []swarm.Task{task("t1", "n-down", swarm.TaskStateRunning)}, 1, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSwarm(c.stopAfter, c.tasks...)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			f := &ServiceDown{Site: "douala", Service: "postgres_db", Engine: s}
+			if err := f.Inject(ctx); err != nil {
+				t.Fatal(err)
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.replicas != 0 {
+				t.Errorf("replicas %d after Inject, want 0", s.replicas)
+			}
+			if s.lists < c.minLists {
+				t.Errorf("Inject returned after %d task list(s): the container had not stopped yet (it needs %d)", s.lists, c.minLists)
+			}
+		})
+	}
+}
+
+func TestNodeDrainWaitsForTheNodesTasks(t *testing.T) {
+	t.Run("ready node", func(t *testing.T) {
+		s := newSwarm(3, task("t1", "n-ready", swarm.TaskStateRunning), task("t2", "n-down", swarm.TaskStateRunning))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		f := &NodeDrain{Site: "douala", Node: "db1", Engine: s}
+		if err := f.Inject(ctx); err != nil {
+			t.Fatal(err)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.nodes[0].Spec.Availability != swarm.NodeAvailabilityDrain {
+			t.Errorf("db1 availability %q, want drain", s.nodes[0].Spec.Availability)
+		}
+		if s.tasks[0].Status.State != swarm.TaskStateShutdown {
+			t.Errorf("Inject returned while db1's task was still %s", s.tasks[0].Status.State)
+		}
+	})
+	t.Run("node already down", func(t *testing.T) {
+		s := newSwarm(0, task("t2", "n-down", swarm.TaskStateRunning))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		f := &NodeDrain{Site: "douala", Node: "db2", Engine: s}
+		if err := f.Inject(ctx); err != nil {
+			t.Fatalf("draining a node that is down: %v", err)
+		}
+	})
+}
