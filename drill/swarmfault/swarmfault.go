@@ -176,26 +176,36 @@ func mayRun(t swarm.Task) bool {
 // whatever swarm wants of it (one being shut down still serves).
 func runningTasks(ctx context.Context, e Engine, service string, stopping bool) ([]swarm.Task, error) {
 	f := make(client.Filters).Add("service", service)
-	if !stopping {
-		f = f.Add("desired-state", "running")
+	if stopping {
+		return liveTasks(ctx, e, f)
 	}
+	res, err := e.TaskList(ctx, client.TaskListOptions{Filters: f.Add("desired-state", "running")})
+	if err != nil {
+		return nil, err
+	}
+	var out []swarm.Task
+	for _, t := range res.Items {
+		if t.Status.State == swarm.TaskStateRunning {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// liveTasks lists the tasks matching f that may still have a container running,
+// leaving out those on nodes swarm sees as down (they report nothing more).
+func liveTasks(ctx context.Context, e Engine, f client.Filters) ([]swarm.Task, error) {
 	res, err := e.TaskList(ctx, client.TaskListOptions{Filters: f})
 	if err != nil {
 		return nil, err
 	}
-	var down map[string]bool
-	if stopping {
-		if down, err = downNodes(ctx, e); err != nil {
-			return nil, err
-		}
+	down, err := downNodes(ctx, e)
+	if err != nil {
+		return nil, err
 	}
 	var out []swarm.Task
 	for _, t := range res.Items {
-		ok := t.Status.State == swarm.TaskStateRunning
-		if stopping {
-			ok = mayRun(t) && !down[t.NodeID]
-		}
-		if ok {
+		if mayRun(t) && !down[t.NodeID] {
 			out = append(out, t)
 		}
 	}
@@ -263,29 +273,16 @@ func (f *NodeDrain) Inject(ctx context.Context) error {
 	// until then a database there still takes writes. A node already down reports
 	// nothing more: there is nothing to wait for.
 	for {
-		down, err := downNodes(ctx, f.Engine)
-		if err != nil {
-			return fmt.Errorf("%s: nodes: %w", f.Site, err)
-		}
-		if down[n.ID] {
-			return nil
-		}
-		res, err := f.Engine.TaskList(ctx, client.TaskListOptions{Filters: make(client.Filters).Add("node", n.ID)})
+		running, err := liveTasks(ctx, f.Engine, make(client.Filters).Add("node", n.ID))
 		if err != nil {
 			return fmt.Errorf("%s: tasks on node %s: %w", f.Site, f.Node, err)
 		}
-		running := 0
-		for _, t := range res.Items {
-			if mayRun(t) {
-				running++
-			}
-		}
-		if running == 0 {
+		if len(running) == 0 {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s: node %s still runs %d task(s) after the drain: %w", f.Site, f.Node, running, ctx.Err())
+			return fmt.Errorf("%s: node %s still runs %d task(s) after the drain: %w", f.Site, f.Node, len(running), ctx.Err())
 		case <-time.After(poll):
 		}
 	}

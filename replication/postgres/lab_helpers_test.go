@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/sitectl/sitectl/replication/postgres/pgtest"
 	"github.com/sitectl/sitectl/sites"
@@ -206,6 +207,24 @@ func (l *lab) exec(site, sql string, args ...any) {
 	if _, err := pool.Exec(context.Background(), sql, args...); err != nil {
 		l.t.Fatalf("%s: %s: %v", site, sql, err)
 	}
+}
+
+// openTx begins a transaction at site, runs sql in it and leaves it open.
+func (l *lab) openTx(site, sql string) pgx.Tx {
+	l.t.Helper()
+	pool, err := l.sess.Pool(context.Background(), site)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	tx, err := pool.Begin(context.Background())
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if _, err := tx.Exec(context.Background(), sql); err != nil {
+		tx.Rollback(context.Background())
+		l.t.Fatalf("%s: %s: %v", site, sql, err)
+	}
+	return tx
 }
 
 func (l *lab) queryInt(site, sql string, args ...any) int64 {

@@ -200,18 +200,8 @@ func TestLabReplication(t *testing.T) {
 		l.exec("douala", `DROP SUBSCRIPTION sitectl_cloud_to_douala`)
 		p := l.plan(ctx)
 		wantSteps(t, p, "douala: + postgres subscription sitectl_cloud_to_douala")
-		pool, err := l.sess.Pool(ctx, "cloud")
-		if err != nil {
-			t.Fatal(err)
-		}
-		tx, err := pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tx := l.openTx("cloud", `SELECT txid_current()`)
 		defer tx.Rollback(ctx)
-		if _, err := tx.Exec(ctx, `SELECT txid_current()`); err != nil {
-			t.Fatal(err)
-		}
 		applied := make(chan error, 1)
 		go func() { applied <- p.Apply(ctx, nil) }()
 		// The slot's creation at cloud waits for that transaction.
@@ -388,18 +378,8 @@ func TestLabReplication(t *testing.T) {
 		l.load()
 		defer func(old time.Duration) { SchemaLockWait = old }(SchemaLockWait)
 		SchemaLockWait = time.Second
-		pool, err := l.sess.Pool(ctx, "douala")
-		if err != nil {
-			t.Fatal(err)
-		}
-		tx, err := pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tx := l.openTx("douala", `LOCK TABLE public.orders IN ROW EXCLUSIVE MODE`)
 		defer tx.Rollback(ctx)
-		if _, err := tx.Exec(ctx, `LOCK TABLE public.orders IN ROW EXCLUSIVE MODE`); err != nil {
-			t.Fatal(err)
-		}
 		start := time.Now()
 		pp, err := Plan(ctx, l.topo, l.sess, Options{Wait: 30 * time.Second})
 		if err == nil {

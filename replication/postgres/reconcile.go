@@ -327,11 +327,9 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 			if err != nil {
 				return fail(err)
 			}
-			var n int
-			if err := sub.QueryRow(ctx, `SELECT count(*) FROM pg_subscription WHERE subname = $1`, op.Object).Scan(&n); err != nil {
+			if has, err := hasSubscription(ctx, sub, op.Object); err != nil {
 				return fail(err)
-			}
-			if n > 0 {
+			} else if has {
 				return nil // its subscription was created meanwhile: not stale any more
 			}
 		}
@@ -440,13 +438,19 @@ func (p *Planned) createSlot(ctx context.Context, s *Subscription) (made bool, e
 func (p *Planned) dropNewSlot(ctx context.Context, s *Subscription, subscriber *pgxpool.Pool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 	defer cancel()
-	var n int
-	if err := subscriber.QueryRow(ctx, `SELECT count(*) FROM pg_subscription WHERE subname = $1`, s.Name).Scan(&n); err != nil || n > 0 {
+	if has, err := hasSubscription(ctx, subscriber, s.Name); err != nil || has {
 		return
 	}
 	if pool, err := p.sess.Pool(ctx, s.Flow.From); err == nil {
 		_ = dropSlot(ctx, pool, s.Name)
 	}
+}
+
+// hasSubscription reports whether the subscriber has a subscription of that name.
+func hasSubscription(ctx context.Context, subscriber *pgxpool.Pool, name string) (bool, error) {
+	var n int
+	err := subscriber.QueryRow(ctx, `SELECT count(*) FROM pg_subscription WHERE subname = $1`, name).Scan(&n)
+	return n > 0, err
 }
 
 // execSecret runs a statement that holds a password on a connection whose server
