@@ -91,6 +91,13 @@ func run(dir, env, only string, set []string, timeout time.Duration, verbose boo
 				return fmt.Errorf("empty %s: %w", s.Name, err)
 			}
 		}
+		quiet, err := settle(ctx, topo)
+		if err != nil {
+			return err
+		}
+		if verbose {
+			fmt.Fprintf(os.Stderr, "machine quiet after the clean-up (%s)\n", quiet.Round(100*time.Millisecond))
+		}
 		return nil
 	}
 
@@ -376,6 +383,43 @@ func empty(ctx context.Context, c *client.Client, s *sites.Site) error {
 		time.Sleep(500 * time.Millisecond)
 	}
 	return removeVolumes(ctx, s)
+}
+
+// settle waits until the clean-up's work in the engines is over, so that it does not
+// run into the next measured run: no task container left on any node, then the
+// machine's CPU under 20 % busy over one second (at most 30 s; a machine busy with
+// other work is not waited for longer). It returns how long it waited.
+func settle(ctx context.Context, topo *sites.Topology) (time.Duration, error) {
+	start := time.Now()
+	deadline := start.Add(2 * time.Minute)
+	for _, s := range topo.Sites {
+		for i := range s.Nodes {
+			c, err := engine.ForNode(ctx, s, &s.Nodes[i])
+			if err != nil {
+				return 0, err
+			}
+			for {
+				res, err := c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", "com.docker.swarm.task.id")})
+				if err != nil || len(res.Items) == 0 || time.Now().After(deadline) {
+					c.Close()
+					if err != nil {
+						return 0, fmt.Errorf("node %s: %w", s.Nodes[i].Name, err)
+					}
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+	}
+	cores := float64(onlineCPUs())
+	for quiet := time.Now().Add(30 * time.Second); time.Now().Before(quiet); {
+		b0 := busyCPU()
+		time.Sleep(time.Second)
+		if (busyCPU()-b0)/cores < 0.2 {
+			break
+		}
+	}
+	return time.Since(start), nil
 }
 
 // removeVolumes removes the stacks' volumes on every node, so each run starts from
