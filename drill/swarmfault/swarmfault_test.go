@@ -156,10 +156,7 @@ func TestServiceDownWaitsForTheContainerToStop(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s := newSwarm(c.stopAfter, c.tasks...)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			f := &ServiceDown{Site: "douala", Service: "postgres_db", Engine: s}
-			if err := f.Inject(ctx); err != nil {
+			if err := inject(&ServiceDown{Site: "douala", Service: "postgres_db", Engine: s}); err != nil {
 				t.Fatal(err)
 			}
 			s.mu.Lock()
@@ -174,13 +171,17 @@ func TestServiceDownWaitsForTheContainerToStop(t *testing.T) {
 	}
 }
 
+// inject runs f.Inject with a deadline, so a wait that never ends fails the test.
+func inject(f interface{ Inject(context.Context) error }) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return f.Inject(ctx)
+}
+
 func TestNodeDrainWaitsForTheNodesTasks(t *testing.T) {
 	t.Run("ready node", func(t *testing.T) {
 		s := newSwarm(3, task("t1", "n-ready", swarm.TaskStateRunning), task("t2", "n-down", swarm.TaskStateRunning))
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		f := &NodeDrain{Site: "douala", Node: "db1", Engine: s}
-		if err := f.Inject(ctx); err != nil {
+		if err := inject(&NodeDrain{Site: "douala", Node: "db1", Engine: s}); err != nil {
 			t.Fatal(err)
 		}
 		s.mu.Lock()
@@ -194,10 +195,7 @@ func TestNodeDrainWaitsForTheNodesTasks(t *testing.T) {
 	})
 	t.Run("node already down", func(t *testing.T) {
 		s := newSwarm(0, task("t2", "n-down", swarm.TaskStateRunning))
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		f := &NodeDrain{Site: "douala", Node: "db2", Engine: s}
-		if err := f.Inject(ctx); err != nil {
+		if err := inject(&NodeDrain{Site: "douala", Node: "db2", Engine: s}); err != nil {
 			t.Fatalf("draining a node that is down: %v", err)
 		}
 	})
