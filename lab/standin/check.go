@@ -1,47 +1,179 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
-// httpCheck is enough of curl/wget for health checks: GET the URL argument, exit 0 on
-// a 2xx answer; -o/-O/--output and other flags are accepted and ignored.
+// httpCheck is enough of curl/wget for health checks: GET the URL argument and exit 0
+// on an answer (curl without -f: any HTTP answer; curl -f: below 400, else 22; wget
+// and the healthcheck helper: a 2xx). curl's retry flags behave as curl's own
+// (--retry N, --retry-delay S, --retry-max-time S, --retry-connrefused,
+// --retry-all-errors), so a health check that retries in production retries in the
+// lab too; -m/--max-time bounds each attempt. Other flags are accepted and ignored.
 func httpCheck(name string, args []string) int {
-	url := ""
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "-o" || a == "-O" || a == "--output" || a == "-m" || a == "--max-time" || a == "-H" || a == "-T" || a == "--timeout":
-			i++
-		case strings.HasPrefix(a, "-"):
-		default:
-			url = a
-		}
-	}
-	if url == "" {
-		fmt.Fprintf(os.Stderr, "%s (sitectl lab stand-in): no URL\n", name)
+	req, err := parseHTTPCheck(name, args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s (sitectl lab stand-in): %v\n", name, err)
 		return 2
 	}
-	if !strings.Contains(url, "://") {
-		url = "http://" + url
+	return req.run(os.Stderr, realClock{})
+}
+
+// clock is the time the retries see (a test's is fake).
+type clock interface {
+	Now() time.Time
+	Sleep(time.Duration)
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time        { return time.Now() }
+func (realClock) Sleep(d time.Duration) { time.Sleep(d) }
+
+// httpCheckReq is one parsed curl/wget command line.
+type httpCheckReq struct {
+	name, url      string
+	failHTTP       bool          // a 4xx/5xx answer fails the command (curl -f; wget)
+	maxTime        time.Duration // per attempt
+	retries        int
+	retryDelay     time.Duration // 0: curl's doubling backoff from 1s
+	retryMaxTime   time.Duration // 0: no limit
+	retryRefused   bool
+	retryAllErrors bool
+}
+
+func parseHTTPCheck(name string, args []string) (*httpCheckReq, error) {
+	r := &httpCheckReq{name: name, failHTTP: name != "curl", maxTime: 5 * time.Second}
+	secs := func(flag, v string) (time.Duration, error) {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 {
+			return 0, fmt.Errorf("%s %q: want seconds", flag, v)
+		}
+		return time.Duration(f * float64(time.Second)), nil
 	}
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(url)
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		next := ""
+		if i+1 < len(args) {
+			next = args[i+1]
+		}
+		var err error
+		switch a {
+		case "-o", "-O", "--output", "-H", "--header", "-T", "--timeout", "--connect-timeout", "-A", "--user-agent":
+			i++
+		case "-m", "--max-time":
+			i++
+			if name == "curl" {
+				r.maxTime, err = secs(a, next)
+			}
+		case "--retry":
+			i++
+			r.retries, err = strconv.Atoi(next)
+			if err != nil || r.retries < 0 {
+				err = fmt.Errorf("--retry %q: want a count", next)
+			}
+		case "--retry-delay":
+			i++
+			r.retryDelay, err = secs(a, next)
+		case "--retry-max-time":
+			i++
+			r.retryMaxTime, err = secs(a, next)
+		case "--retry-connrefused":
+			r.retryRefused = true
+		case "--retry-all-errors":
+			r.retryAllErrors = true
+		case "--fail", "--fail-with-body":
+			r.failHTTP = true
+		default:
+			switch {
+			case strings.HasPrefix(a, "--"):
+			case strings.HasPrefix(a, "-"):
+				if name == "curl" && strings.Trim(a[1:], "fsSLkv") == "" && strings.Contains(a, "f") {
+					r.failHTTP = true
+				}
+			default:
+				r.url = a
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if r.url == "" {
+		return nil, fmt.Errorf("no URL")
+	}
+	if !strings.Contains(r.url, "://") {
+		r.url = "http://" + r.url
+	}
+	return r, nil
+}
+
+// run makes the attempts, as curl spaces them on clk; it reports on w.
+func (r *httpCheckReq) run(w io.Writer, clk clock) int {
+	c := &http.Client{Timeout: r.maxTime}
+	start := clk.Now()
+	backoff := time.Second
+	for attempt := 0; ; attempt++ {
+		code, transient := r.once(c, w)
+		if attempt >= r.retries || !(transient || (code != 0 && r.retryAllErrors)) ||
+			(r.retryMaxTime > 0 && clk.Now().Sub(start) >= r.retryMaxTime) {
+			return code
+		}
+		d := r.retryDelay
+		if d == 0 {
+			d, backoff = backoff, min(2*backoff, 10*time.Minute)
+		}
+		fmt.Fprintf(w, "%s: retry %d of %d in %s\n", r.name, attempt+1, r.retries, d)
+		clk.Sleep(d)
+	}
+}
+
+// once is one attempt: its exit code, and whether curl counts the answer as
+// transient (a timeout; HTTP 408, 429, 500, 502, 503, 504; a refused connection with
+// --retry-connrefused).
+func (r *httpCheckReq) once(c *http.Client, w io.Writer) (code int, transient bool) {
+	resp, err := c.Get(r.url)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		return 7
+		fmt.Fprintf(w, "%s: %v\n", r.name, err)
+		var ne net.Error
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
+			return 28, true
+		case errors.Is(err, syscall.ECONNREFUSED):
+			return 7, r.retryRefused
+		}
+		return 7, false
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		fmt.Fprintf(os.Stderr, "%s: %s: %s\n", name, url, resp.Status)
-		return 22
+	_, _ = io.Copy(io.Discard, resp.Body)
+	transient = slices.Contains([]int{408, 429, 500, 502, 503, 504}, resp.StatusCode)
+	bad := resp.StatusCode >= 400
+	if r.name != "curl" {
+		bad = resp.StatusCode/100 != 2
 	}
-	return 0
+	if !bad {
+		return 0, false
+	}
+	if !r.failHTTP {
+		// curl without -f: an HTTP error answer is a transfer that worked (exit 0),
+		// though --retry still retries a transient one.
+		return 0, transient
+	}
+	fmt.Fprintf(w, "%s: %s: %s\n", r.name, r.url, resp.Status)
+	if r.name == "wget" {
+		return 8, transient
+	}
+	return 22, transient
 }
 
 func tcpCheck(addr string) int {
