@@ -532,3 +532,43 @@ func testBadTable(t *testing.T, l *lab) {
 		}
 	}
 }
+
+// A publisher whose link goes silent in the middle of CREATE SUBSCRIPTION (the
+// subscriber's server connected to it, then gets no answers, nothing is closed) fails
+// the step within PublisherTimeout naming the publisher, and leaves neither the
+// subscription nor the slot sitectl made for it; once the link answers again a
+// re-run converges.
+func TestLabSilentPublisher(t *testing.T) {
+	ctx := context.Background()
+	l := startLab(t)
+	old := PublisherTimeout
+	PublisherTimeout = 2 * time.Second
+	t.Cleanup(func() { PublisherTimeout = old })
+	const sub = "sitectl_douala_to_cloud"
+	l.proxies["douala"].StallApps(sub)
+	began := time.Now()
+	err := l.plan(ctx).Apply(ctx, nil)
+	took := time.Since(began)
+	if err == nil || !strings.Contains(err.Error(), "create subscription "+sub) || !strings.Contains(err.Error(), "no answer from douala's PostgreSQL within 2s") {
+		t.Fatalf("apply with douala's link silent: err = %v", err)
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("the error shows the password: %v", err)
+	}
+	t.Logf("apply failed after %s: %v", took.Round(time.Millisecond), err)
+	if n := l.queryInt("cloud", `SELECT count(*) FROM pg_subscription WHERE subname = $1`, sub); n != 0 {
+		t.Errorf("cloud kept subscription %s", sub)
+	}
+	if n := l.queryInt("douala", `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, sub); n != 0 {
+		t.Errorf("douala kept slot %s for a subscription that does not exist", sub)
+	}
+	l.proxies["douala"].Heal()
+	if err := l.plan(ctx).Apply(ctx, nil); err != nil {
+		t.Fatalf("re-run once douala answers: %v", err)
+	}
+	wantSteps(t, l.plan(ctx))
+	l.waitStreaming(30 * time.Second)
+	if logs := l.clusterLogs(); strings.Contains(logs, "s3cret") {
+		t.Fatalf("a server log shows the password")
+	}
+}

@@ -378,7 +378,7 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 			stmt = fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (disable_on_error = true, copy_data = true, create_slot = false, slot_name = %s, enabled = true)",
 				q, quoteLiteral(conninfo), quoteIdent(s.Publication), quoteLiteral(s.Name))
 		}
-		if err := execSecret(ctx, pool, stmt); err != nil {
+		if err := execLimited(ctx, pool, stmt, true, s.Flow.From); err != nil {
 			if made {
 				// Leave no slot holding WAL for a subscription that does not exist.
 				p.dropNewSlot(ctx, s, pool)
@@ -392,7 +392,7 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 		}
 	}
 	if op.Refresh {
-		if _, err := pool.Exec(ctx, "ALTER SUBSCRIPTION "+q+" REFRESH PUBLICATION WITH (copy_data = true)", pgx.QueryExecModeSimpleProtocol); err != nil {
+		if err := execLimited(ctx, pool, "ALTER SUBSCRIPTION "+q+" REFRESH PUBLICATION WITH (copy_data = true)", false, s.Flow.From); err != nil {
 			return fail(err)
 		}
 	}
@@ -453,29 +453,55 @@ func hasSubscription(ctx context.Context, subscriber *pgxpool.Pool, name string)
 	return n > 0, err
 }
 
-// execSecret runs a statement that holds a password on a connection whose server
-// logging of statements is off, so the server log never records it (by default a
-// failing statement is logged with its text), and reports only the error, never
-// the SQL.
-func execSecret(ctx context.Context, pool *pgxpool.Pool, stmt string) error {
+// PublisherTimeout bounds a statement during which the subscriber's server itself
+// talks to the publisher: CREATE SUBSCRIPTION and ALTER SUBSCRIPTION ... REFRESH
+// PUBLICATION read the publication's tables there. libpq's connect_timeout bounds
+// only the connection; a link that goes silent after it (a partition that drops
+// packets) would hold the statement, and the deploy, until TCP gives up, many
+// minutes later. The bound is the server's statement_timeout, so the server cancels
+// the statement itself and keeps nothing of it.
+var PublisherTimeout = 2 * time.Minute
+
+// execLimited runs stmt, which makes the subscriber's server talk to publisher, on
+// one connection under PublisherTimeout. With secret (the statement holds a
+// password) the server's statement logging is off for it, so the server log never
+// records it (by default a failing statement is logged with its text), and the
+// error never carries the SQL.
+func execLimited(parent context.Context, pool *pgxpool.Pool, stmt string, secret bool, publisher string) error {
+	// The client's own bound, past the server's: for a server that stopped answering.
+	ctx, cancel := context.WithTimeout(parent, PublisherTimeout+15*time.Second)
+	defer cancel()
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Release()
-	const quiet = "SET log_statement = 'none'; SET log_min_error_statement = 'panic'; SET log_min_duration_statement = -1"
-	if _, err := conn.Exec(ctx, quiet, pgx.QueryExecModeSimpleProtocol); err != nil {
+	set := fmt.Sprintf("SET statement_timeout = %d", PublisherTimeout.Milliseconds())
+	reset := "RESET statement_timeout"
+	if secret {
+		set += "; SET log_statement = 'none'; SET log_min_error_statement = 'panic'; SET log_min_duration_statement = -1"
+		reset += "; RESET log_statement; RESET log_min_error_statement; RESET log_min_duration_statement"
+	}
+	if _, err := conn.Exec(ctx, set, pgx.QueryExecModeSimpleProtocol); err != nil {
 		return err
 	}
 	_, err = conn.Exec(ctx, stmt, pgx.QueryExecModeSimpleProtocol)
-	if _, rerr := conn.Exec(ctx, "RESET log_statement; RESET log_min_error_statement; RESET log_min_duration_statement", pgx.QueryExecModeSimpleProtocol); rerr != nil {
-		// Do not hand a quietened connection back to the pool.
-		conn.Conn().Close(ctx)
+	if _, rerr := conn.Exec(ctx, reset, pgx.QueryExecModeSimpleProtocol); rerr != nil {
+		// Do not hand a connection with these settings back to the pool.
+		conn.Conn().Close(context.WithoutCancel(ctx))
 	}
-	if err != nil {
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pgErr) && pgErr.Code == "57014" && strings.Contains(pgErr.Message, "statement timeout"):
+		return fmt.Errorf("no answer from %s's PostgreSQL within %s: the link to it went silent (a partition, or its tunnel is down: `sitectl tunnel check`); the statement was cancelled and kept nothing: re-run sitectl deploy once %s answers", publisher, PublisherTimeout, publisher)
+	case ctx.Err() != nil && parent.Err() == nil:
+		return fmt.Errorf("the subscriber's PostgreSQL did not answer within %s: is it overloaded or cut off? re-run sitectl deploy once it answers", PublisherTimeout+15*time.Second)
+	case secret:
 		return redactErr(err)
 	}
-	return nil
+	return err
 }
 
 func execAll(ctx context.Context, pool *pgxpool.Pool, stmts []string) error {

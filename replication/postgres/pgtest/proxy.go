@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,7 +15,10 @@ import (
 // what a blocked port or a lost tunnel looks like to replication. CutApps cuts only
 // the connections whose startup packet names one of the given application_names (a
 // subscription's walreceiver uses the subscription's name), so one proxy in front of
-// a publisher can cut the link to one subscriber and not the others. Clients must
+// a publisher can cut the link to one subscriber and not the others. StallApps makes
+// a link go silent instead: the connections of those application_names stop getting
+// the server's answers from their first simple query on, and nothing is closed, which
+// is what a partition that drops packets looks like mid-statement. Clients must
 // not ask for TLS (sslmode=disable): the proxy reads the startup packet.
 type Proxy struct {
 	Addr   string
@@ -23,6 +27,7 @@ type Proxy struct {
 	mu     sync.Mutex
 	cut    bool
 	apps   map[string]bool
+	stall  map[string]bool
 	conns  map[net.Conn]string // → application_name
 	closed bool
 }
@@ -33,7 +38,7 @@ func NewProxy(listen, target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{Addr: l.Addr().String(), target: target, l: l, conns: map[net.Conn]string{}, apps: map[string]bool{}}
+	p := &Proxy{Addr: l.Addr().String(), target: target, l: l, conns: map[net.Conn]string{}, apps: map[string]bool{}, stall: map[string]bool{}}
 	go p.serve()
 	return p, nil
 }
@@ -76,6 +81,7 @@ func (p *Proxy) forward(in net.Conn) {
 		return
 	}
 	p.conns[in], p.conns[out] = app, app
+	stall := p.stall[app]
 	p.mu.Unlock()
 	if _, err := out.Write(first); err != nil {
 		in.Close()
@@ -84,14 +90,34 @@ func (p *Proxy) forward(in net.Conn) {
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	pipe := func(dst, src net.Conn) {
+	var silent atomic.Bool // the server's answers are dropped
+	go func() {            // client → server
 		defer wg.Done()
-		_, _ = io.Copy(dst, src)
-		dst.Close()
-		src.Close()
-	}
-	go pipe(out, in)
-	go pipe(in, out)
+		if stall {
+			_ = copyMarkingQuery(out, in, &silent)
+		} else {
+			_, _ = io.Copy(out, in)
+		}
+		out.Close()
+		in.Close()
+	}()
+	go func() { // server → client
+		defer wg.Done()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := out.Read(buf)
+			if n > 0 && !silent.Load() {
+				if _, werr := in.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		in.Close()
+		out.Close()
+	}()
 	wg.Wait()
 	p.mu.Lock()
 	delete(p.conns, in)
@@ -123,12 +149,52 @@ func (p *Proxy) CutApps(apps ...string) {
 	}
 }
 
-// Heal lets every connection through again.
+// StallApps silences the connections of the given application_names made from now
+// on, from their first simple query on.
+func (p *Proxy) StallApps(apps ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, a := range apps {
+		p.stall[a] = true
+	}
+}
+
+// Heal lets every connection through again; stalled ones are closed.
 func (p *Proxy) Heal() {
 	p.mu.Lock()
 	p.cut = false
 	p.apps = map[string]bool{}
+	for c, app := range p.conns {
+		if p.stall[app] {
+			c.Close()
+		}
+	}
+	p.stall = map[string]bool{}
 	p.mu.Unlock()
+}
+
+// copyMarkingQuery copies the client's messages to the server, and sets silent
+// before it forwards the first simple query ('Q'), so no answer to it gets through.
+func copyMarkingQuery(dst io.Writer, src io.Reader, silent *atomic.Bool) error {
+	var hdr [5]byte
+	for {
+		if _, err := io.ReadFull(src, hdr[:]); err != nil {
+			return err
+		}
+		n := int(binary.BigEndian.Uint32(hdr[1:]))
+		if n < 4 {
+			return io.ErrUnexpectedEOF
+		}
+		if hdr[0] == 'Q' {
+			silent.Store(true)
+		}
+		if _, err := dst.Write(hdr[:]); err != nil {
+			return err
+		}
+		if _, err := io.CopyN(dst, src, int64(n-4)); err != nil {
+			return err
+		}
+	}
 }
 
 // readStartup reads the client's startup packet and returns it with its
