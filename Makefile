@@ -29,9 +29,12 @@ test: deps build ## install what is missing, then run every test including the l
 	$(GO) test -short -count=1 ./...
 	$(GO) test -count=1 -p 1 -timeout $(TEST_TIMEOUT) -run 'TestLab|Fuzz' $(LAB_PKGS)
 
-lint: ## gofmt, go vet (and golangci-lint when installed)
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+lint: ## gofmt, go vet, staticcheck (pinned, from the module proxy); golangci-lint when installed
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 	@if command -v golangci-lint >/dev/null; then golangci-lint run ./...; else echo "golangci-lint not installed; skipped"; fi
 
 bench: build ## benchmarks (config loading; lab figures need root)

@@ -41,7 +41,6 @@ var fast = []string{"values.django-api.health_interval=1s", "values.django-api.m
 
 type labEnv struct {
 	dir string
-	bin string // a built sitectl, for the kill test
 }
 
 // startLab copies the repo's site configs (with only the stacks this package's

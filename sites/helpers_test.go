@@ -1,13 +1,10 @@
 package sites
 
 import (
-	"flag"
 	"os"
 	"path/filepath"
 	"testing"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // copyConfig copies the repo's example configuration (this directory's YAML and SQL
 // files) into a temp dir, applies the given files (path → content; "" deletes) and

@@ -316,7 +316,7 @@ func fileObject(in Input, r Rendered, ns convert.Namespace, key string, obj comp
 	)
 	if name, ok := strings.CutPrefix(rel, SecretsDir); ok {
 		if !secret {
-			return Object{}, fmt.Errorf("file %s: configs cannot take secret values; declare it under secrets:", rel)
+			return Object{}, fmt.Errorf("file %s: configs cannot take secret values (declare it under secrets)", rel)
 		}
 		ref, ok := in.Site.Secrets[name]
 		if !ok {

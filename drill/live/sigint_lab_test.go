@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -29,7 +28,7 @@ func buildSitectl(t *testing.T) func() string {
 	bin := filepath.Join(t.TempDir(), "sitectl")
 	done := make(chan error, 1)
 	go func() {
-		out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "github.com/sitectl/sitectl/cmd/sitectl").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", bin, "github.com/sitectl/sitectl/cmd/sitectl").CombinedOutput()
 		if err != nil {
 			err = fmt.Errorf("build sitectl: %w\n%s", err, out)
 		}

@@ -31,7 +31,10 @@ func (c *Cluster) AddUser(user, password string) error {
 	if _, err := rand.Read(salt); err != nil {
 		return err
 	}
-	creds := cl.GetStoredCredentials(scram.KeyFactors{Salt: string(salt), Iters: 15000})
+	creds, err := cl.GetStoredCredentialsWithError(scram.KeyFactors{Salt: string(salt), Iters: 15000})
+	if err != nil {
+		return fmt.Errorf("mongofake: user %s: %w", user, err)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.users == nil {
