@@ -18,9 +18,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/moby/moby/client"
 
 	"github.com/sitectl/sitectl/internal/netns"
 	. "github.com/sitectl/sitectl/lab"
+	"github.com/sitectl/sitectl/lab/images"
 	"github.com/sitectl/sitectl/lab/labtest"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/swarm"
@@ -202,6 +204,64 @@ func TestLabUpStatusDown(t *testing.T) {
 			if len(steps) != 0 {
 				t.Errorf("%s: swarm plan after lab up has %d step(s): %v", site.Name, len(steps), steps)
 			}
+		}
+	})
+
+	t.Run("a rebuilt image removes the one it replaced, unless a container uses it", func(t *testing.T) {
+		built, err := (&images.Builder{CacheDir: DefaultImageCache, SourceDirs: []string{opts.ConfigDir}}).BuildAll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(built) < 2 {
+			t.Fatalf("%d lab images", len(built))
+		}
+		host := engineOf(t, res.State.Layout, "douala-app1")
+		docker := dockerOn(t, ctx, res.State.Layout, "douala-app1")
+		c, err := client.New(client.WithHost(host))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		// Two "earlier builds" of two lab images: lab-labelled images under their names.
+		dir := t.TempDir()
+		old := map[string]string{} // ref -> image ID
+		for i, b := range built[:2] {
+			df := fmt.Sprintf("FROM scratch\nLABEL %s=earlier-%d\nCMD [\"/standin\"]\n", images.LabelKey, i)
+			if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			docker("build", "-q", "-t", b.Ref, dir)
+			old[b.Ref] = docker("image", "inspect", "-f", "{{.Id}}", b.Ref)
+		}
+		inUse, unused := built[0].Ref, built[1].Ref
+		ctr := docker("create", inUse)
+		defer exec.Command("docker", "-H", host, "rm", "-f", ctr).Run()
+
+		n, err := images.Load(ctx, c, built)
+		if err != nil || n != 2 {
+			t.Fatalf("load: %d loaded, err %v; want the 2 replaced", n, err)
+		}
+		for _, b := range built[:2] {
+			if got := docker("image", "inspect", "-f", `{{index .Config.Labels "`+images.LabelKey+`"}}`, b.Ref); got != b.Key {
+				t.Errorf("%s has key %s after load, want %s", b.Ref, got, b.Key)
+			}
+		}
+		exists := func(id string) bool {
+			return exec.Command("docker", "-H", host, "image", "inspect", id).Run() == nil
+		}
+		if exists(old[unused]) {
+			t.Errorf("the replaced image of %s (%s) is still there, untagged", unused, old[unused])
+		}
+		if !exists(old[inUse]) {
+			t.Fatalf("the replaced image of %s was removed though a container uses it", inUse)
+		}
+		// Once the container is gone, the next load removes the untagged lab image.
+		docker("rm", "-f", ctr)
+		if n, err := images.Load(ctx, c, built); err != nil || n != 0 {
+			t.Fatalf("second load: %d loaded, err %v", n, err)
+		}
+		if exists(old[inUse]) {
+			t.Errorf("the untagged lab image %s is still there after the container went", old[inUse])
 		}
 	})
 

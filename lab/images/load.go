@@ -18,6 +18,7 @@ import (
 type Engine interface {
 	ImageList(ctx context.Context, options client.ImageListOptions) (client.ImageListResult, error)
 	ImageLoad(ctx context.Context, input io.Reader, loadOpts ...client.ImageLoadOption) (client.ImageLoadResult, error)
+	ImageRemove(ctx context.Context, imageID string, options client.ImageRemoveOptions) (client.ImageRemoveResult, error)
 }
 
 // Missing returns the images the engine does not hold at their current key.
@@ -42,21 +43,39 @@ func Missing(ctx context.Context, e Engine, images []Built) ([]Built, error) {
 }
 
 // Load loads the images into the engine in one `docker load` (docker save format:
-// shared layers are sent once). It returns the number of images loaded.
+// shared layers are sent once), then removes the lab images left untagged (the
+// earlier builds the new ones replaced), which would otherwise pile up with every
+// rebuild, hundreds of MB per engine; one a container still uses is left for a later
+// load. It returns the number of images loaded.
 func Load(ctx context.Context, e Engine, images []Built) (int, error) {
 	missing, err := Missing(ctx, e, images)
 	if err != nil {
 		return 0, err
 	}
-	if len(missing) == 0 {
-		return 0, nil
+	if len(missing) > 0 {
+		if err := load(ctx, e, missing); err != nil {
+			return 0, err
+		}
 	}
+	// Listed after the load: an untagged image the load tags again is not stale.
+	res, err := e.ImageList(ctx, client.ImageListOptions{Filters: make(client.Filters).Add("dangling", "true").Add("label", LabelKey)})
+	if err != nil {
+		return 0, err
+	}
+	for _, im := range res.Items {
+		// Without force the engine refuses an image a container uses.
+		_, _ = e.ImageRemove(ctx, im.ID, client.ImageRemoveOptions{PruneChildren: true})
+	}
+	return len(missing), nil
+}
+
+func load(ctx context.Context, e Engine, missing []Built) error {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(writeBundle(pw, missing)) }()
 	resp, err := e.ImageLoad(ctx, pr, client.ImageLoadWithQuiet(true))
 	if err != nil {
 		pr.CloseWithError(err)
-		return 0, err
+		return err
 	}
 	defer resp.Close()
 	// The answer is a JSON message stream; an error is in an "error" field.
@@ -71,13 +90,13 @@ func Load(ctx context.Context, e Engine, images []Built) (int, error) {
 		if err := dec.Decode(&msg); err == io.EOF {
 			break
 		} else if err != nil {
-			return 0, fmt.Errorf("docker load: %w", err)
+			return fmt.Errorf("docker load: %w", err)
 		}
 		if msg.Error != "" {
-			return 0, fmt.Errorf("docker load: %s", msg.Error)
+			return fmt.Errorf("docker load: %s", msg.Error)
 		}
 	}
-	return len(missing), nil
+	return nil
 }
 
 // writeBundle writes a docker-save tarball: manifest.json, one config per image and
