@@ -105,14 +105,14 @@ func isDriftKey(k string) bool {
 	return false
 }
 
-// diffLines says what changes from old to new, one readable line per key, sorted.
+// diffLines says what changes from old to cur, one readable line per key, sorted.
 // only, when set, limits the keys compared.
-func diffLines(old, new map[string]string, only func(string) bool) []string {
+func diffLines(old, cur map[string]string, only func(string) bool) []string {
 	keys := map[string]bool{}
 	for k := range old {
 		keys[k] = true
 	}
-	for k := range new {
+	for k := range cur {
 		keys[k] = true
 	}
 	var out []string
@@ -121,7 +121,7 @@ func diffLines(old, new map[string]string, only func(string) bool) []string {
 			continue
 		}
 		o, inOld := old[k]
-		n, inNew := new[k]
+		n, inNew := cur[k]
 		hidden := strings.HasPrefix(k, "env ")
 		switch {
 		case inOld && inNew && o == n:

@@ -78,11 +78,20 @@ func LinkFaults(c Cutter, links []sites.Link) []Fault {
 	return out
 }
 
-func (f LinkFault) Name() string                     { return f.Link.Name() }
+// Name is the link's name (douala-cloud).
+func (f LinkFault) Name() string { return f.Link.Name() }
+
+// Inject cuts the link.
 func (f LinkFault) Inject(ctx context.Context) error { return f.Cutter.Cut(ctx, f.Link) }
+
+// Remove heals the link.
 func (f LinkFault) Remove(ctx context.Context) error { return f.Cutter.Heal(ctx, f.Link) }
-func (f LinkFault) Events() (string, string)         { return EvCut, EvHeal }
-func (f LinkFault) Manual() string                   { return "sitectl tunnels up --link " + f.Link.Name() }
+
+// Events are the report's event names for the cut and the heal.
+func (f LinkFault) Events() (string, string) { return EvCut, EvHeal }
+
+// Manual is the command that heals the link by hand.
+func (f LinkFault) Manual() string { return "sitectl tunnels up --link " + f.Link.Name() }
 
 // Probe observes, while the faults are in place, what keeps working and what does
 // not (services still running, tasks rescheduled); its findings go in the report.

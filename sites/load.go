@@ -552,14 +552,14 @@ func envName(key string) string {
 // reachable too. Variables that name no key are left alone: they may hold secrets
 // the config references.
 func envLayers(environ []string, site string, earlier []layer) []layer {
-	any := false
+	found := false
 	for _, kv := range environ {
 		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "SITECTL_") && !reservedEnv[name] {
-			any = true
+			found = true
 			break
 		}
 	}
-	if !any {
+	if !found {
 		return nil
 	}
 	keys := map[string]string{}

@@ -41,10 +41,12 @@ func (p PKI) now() time.Time {
 }
 
 // Paths of the CA and gateway files inside a PKI directory.
-func (p PKI) caCert() string            { return filepath.Join(p.Dir, "ca.crt") }
-func (p PKI) caKey() string             { return filepath.Join(p.Dir, "ca.key") }
-func (p PKI) gwCert(id string) string   { return filepath.Join(p.Dir, id+".crt") }
-func (p PKI) gwKey(id string) string    { return filepath.Join(p.Dir, id+".key") }
+func (p PKI) caCert() string          { return filepath.Join(p.Dir, "ca.crt") }
+func (p PKI) caKey() string           { return filepath.Join(p.Dir, "ca.key") }
+func (p PKI) gwCert(id string) string { return filepath.Join(p.Dir, id+".crt") }
+func (p PKI) gwKey(id string) string  { return filepath.Join(p.Dir, id+".key") }
+
+// CertPath is the certificate file of gateway id.
 func (p PKI) CertPath(id string) string { return p.gwCert(id) }
 
 // CertState is what `tunnels certs` and plans report about one certificate.
