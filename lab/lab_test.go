@@ -431,6 +431,8 @@ func TestLabUpStatusDown(t *testing.T) {
 		}
 	})
 
+	t.Run("engine and vici over ssh:// through a real sshd", func(t *testing.T) { testOverSSH(t, ctx, res.State.Layout) })
+
 	t.Run("crashed daemon is a stale lab", func(t *testing.T) {
 		st, err := ReadState(opts.StateDir)
 		if err != nil {

@@ -1,6 +1,7 @@
 package tunnels
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/url"
@@ -8,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/strongswan/govici/vici"
@@ -30,12 +32,14 @@ func Dial(ctx context.Context, g *Gateway) (*Client, error) {
 	}
 	u, _ := url.Parse(g.Vici)
 	c := &Client{Site: g.Site, cleanup: func() {}}
+	var sshErr func() string
+	remote := path
 	if u.Scheme == "ssh" {
-		local, stop, err := forwardSSH(ctx, u, path)
+		local, stop, stderr, err := forwardSSH(ctx, u, path)
 		if err != nil {
 			return nil, fmt.Errorf("vici %s: %w", g.Site, err)
 		}
-		path, c.cleanup = local, stop
+		path, c.cleanup, sshErr = local, stop, stderr
 	}
 	s, err := vici.NewSession(vici.WithSocketPath(path))
 	if err != nil {
@@ -43,6 +47,19 @@ func Dial(ctx context.Context, g *Gateway) (*Client, error) {
 		return nil, fmt.Errorf("vici %s: connect %s: %w (is charon running on the gateway? check gateway.vici)", g.Site, g.Vici, err)
 	}
 	c.s = s
+	if sshErr != nil {
+		// ssh forwards lazily: the remote socket is first opened by this call, and a
+		// refusal only shows as a reset connection, with ssh's reason on its stderr.
+		if _, err := s.Call(ctx, "version", nil); err != nil {
+			time.Sleep(100 * time.Millisecond) // let ssh write its reason
+			c.Close()
+			why := strings.TrimSpace(sshErr())
+			if why == "" {
+				why = err.Error()
+			}
+			return nil, fmt.Errorf("vici %s: %s: the SSH server did not connect to %s (ssh: %s): check that charon runs on %s and that the path is its vici socket; sshd refuses to forward sockets with AllowStreamLocalForwarding no, DisableForwarding yes or AllowTcpForwarding no", g.Site, g.Vici, remote, why, u.Hostname())
+		}
+	}
 	return c, nil
 }
 
@@ -67,23 +84,24 @@ func sshArgs(u *url.URL, remote, local string) []string {
 	return append(args, host)
 }
 
-// forwardSSH runs `ssh -L local.sock:remote.sock` and waits for the local socket.
-func forwardSSH(ctx context.Context, u *url.URL, remote string) (string, func(), error) {
+// forwardSSH runs `ssh -L local.sock:remote.sock` and waits for the local socket;
+// stderr returns what ssh has said so far.
+func forwardSSH(ctx context.Context, u *url.URL, remote string) (local string, stop func(), stderr func() string, err error) {
 	dir, err := os.MkdirTemp("", "sitectl-vici-")
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
-	local := filepath.Join(dir, "charon.vici")
+	local = filepath.Join(dir, "charon.vici")
 	cmd := exec.Command("ssh", sshArgs(u, remote, local)...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	var buf lockedBuffer
+	cmd.Stderr = &buf
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(dir)
-		return "", nil, fmt.Errorf("start ssh: %w", err)
+		return "", nil, nil, fmt.Errorf("start ssh: %w", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	stop := func() {
+	stop = func() {
 		_ = cmd.Process.Kill()
 		<-done
 		os.RemoveAll(dir)
@@ -94,21 +112,39 @@ func forwardSSH(ctx context.Context, u *url.URL, remote string) (string, func(),
 	defer tick.Stop()
 	for {
 		if _, err := os.Stat(local); err == nil {
-			return local, stop, nil
+			return local, stop, buf.String, nil
 		}
 		select {
 		case err := <-done:
 			os.RemoveAll(dir)
-			return "", nil, fmt.Errorf("ssh forward to %s failed: %v: %s", u.Host, err, strings.TrimSpace(stderr.String()))
+			return "", nil, nil, fmt.Errorf("ssh forward to %s failed: %v: %s", u.Host, err, strings.TrimSpace(buf.String()))
 		case <-ctx.Done():
 			stop()
-			return "", nil, ctx.Err()
+			return "", nil, nil, ctx.Err()
 		case <-deadline.C:
 			stop()
-			return "", nil, fmt.Errorf("ssh forward to %s: no socket after 15s", u.Host)
+			return "", nil, nil, fmt.Errorf("ssh forward to %s: no socket after 15s", u.Host)
 		case <-tick.C:
 		}
 	}
+}
+
+// lockedBuffer is a bytes.Buffer that a process writes while others read it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func (c *Client) call(ctx context.Context, cmd string, in *vici.Message) (*vici.Message, error) {
