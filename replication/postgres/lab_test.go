@@ -572,3 +572,75 @@ func TestLabSilentPublisher(t *testing.T) {
 		t.Fatalf("a server log shows the password")
 	}
 }
+
+// A subscription whose slot was left behind on the publisher (dropped with slot_name
+// = NONE) is re-created by the subscriber's deploy alone: it replaces the old slot
+// under the slot's lock. The publisher's own deploy, planned while the slot was
+// stale and running late — in the moment between the new slot and the committed
+// subscription — waits for that lock and then leaves the new slot alone.
+func TestLabSlotLock(t *testing.T) {
+	ctx := context.Background()
+	l := startLab(t)
+	if err := l.plan(ctx).Apply(ctx, nil); err != nil {
+		t.Fatalf("first apply: %v", err)
+	}
+	l.waitStreaming(30 * time.Second)
+	const sub = "sitectl_douala_to_cloud"
+	for _, stmt := range []string{"DISABLE", "SET (slot_name = NONE)"} {
+		l.exec("cloud", "ALTER SUBSCRIPTION "+sub+" "+stmt)
+	}
+	l.exec("cloud", "DROP SUBSCRIPTION "+sub)
+	deadline := time.Now().Add(15 * time.Second)
+	for l.queryInt("douala", `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1 AND active`, sub) > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	p := l.plan(ctx)
+	var drop func(context.Context) error
+	for _, c := range p.Changes["douala"] {
+		if c.Op.Kind == "drop-slot" && c.Op.Object == sub {
+			drop = c.Step.Apply
+		}
+	}
+	if drop == nil {
+		t.Fatalf("the plan has no drop of the stale slot at douala: %v", stepNames(p))
+	}
+	delete(p.Changes, "douala") // cloud's deploy alone, as `deploy --site cloud`
+	dropped := make(chan error, 1)
+	early := false
+	testHookSlotMade = func(slot string) {
+		if slot != sub {
+			return
+		}
+		go func() { dropped <- drop(ctx) }()
+		time.Sleep(time.Second)
+		select {
+		case err := <-dropped:
+			early = true
+			dropped <- err
+		default:
+		}
+	}
+	t.Cleanup(func() { testHookSlotMade = nil })
+	if err := p.Apply(ctx, nil); err != nil {
+		t.Fatalf("cloud's apply with the old slot still at douala: %v", err)
+	}
+	select {
+	case err := <-dropped:
+		if err != nil {
+			t.Fatalf("douala's late drop-slot step: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("douala's late drop-slot step did not end")
+	}
+	if early {
+		t.Error("douala's drop-slot step ran while cloud held the slot's lock")
+	}
+	if n := l.queryInt("douala", `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, sub); n != 1 {
+		t.Fatalf("douala has %d slot(s) %s after both steps, want the new one", n, sub)
+	}
+	l.waitStreaming(30 * time.Second)
+	l.exec("douala", `INSERT INTO public.orders (id, site, amount) VALUES ($1, 'douala', 1)`, uuid.Must(uuid.NewV7()).String())
+	l.waitConverged("public.orders", -1, 20*time.Second)
+	wantSteps(t, l.plan(ctx))
+}

@@ -322,18 +322,7 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 		}
 		return nil
 	case "drop-slot":
-		if op.Subscriber != "" {
-			sub, err := p.sess.Pool(ctx, op.Subscriber)
-			if err != nil {
-				return fail(err)
-			}
-			if has, err := hasSubscription(ctx, sub, op.Object); err != nil {
-				return fail(err)
-			} else if has {
-				return nil // its subscription was created meanwhile: not stale any more
-			}
-		}
-		if err := dropSlot(ctx, pool, op.Object); err != nil {
+		if err := p.dropStaleSlot(ctx, pool, op); err != nil {
 			return fail(err)
 		}
 		return nil
@@ -346,7 +335,7 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 		return fail(err)
 	}
 	if op.Kind == "recreate-subscription" {
-		// Dropped above; now as a new one, once the lost slot is gone.
+		// Dropped above; now as a new one (its lost slot is dropped below).
 		if err := p.waitPublisher(ctx, op); err != nil {
 			return fail(err)
 		}
@@ -372,8 +361,25 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 		stmt := fmt.Sprintf("ALTER SUBSCRIPTION %s CONNECTION %s", q, quoteLiteral(conninfo))
 		made := false
 		if create {
+			// From the slot to the committed subscription, under the slot's lock on
+			// the publisher: the publisher's own deploy, dropping the slot it finds
+			// without a subscription, would otherwise drop the one made here.
+			unlock, err := p.lockSlot(ctx, s.Flow.From, s.Name)
+			if err != nil {
+				return fail(err)
+			}
+			defer unlock()
+			// A slot of this name left by an earlier subscription (lost, or whose
+			// subscription was dropped without it) is this subscription's to replace:
+			// the site's deploy lock keeps any other deploy of this subscriber out.
+			if err := p.dropOldSlot(ctx, s); err != nil {
+				return fail(err)
+			}
 			if made, err = p.createSlot(ctx, s); err != nil {
 				return fail(err)
+			}
+			if testHookSlotMade != nil {
+				testHookSlotMade(s.Name)
 			}
 			stmt = fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (disable_on_error = true, copy_data = true, create_slot = false, slot_name = %s, enabled = true)",
 				q, quoteLiteral(conninfo), quoteIdent(s.Publication), quoteLiteral(s.Name))
@@ -521,7 +527,7 @@ func (p *Planned) waitPublisher(ctx context.Context, op Op) error {
 	defer cancel()
 	var last error
 	for {
-		last = p.publisherReady(ctx, s, op.Kind != "alter-subscription")
+		last = p.publisherReady(ctx, s)
 		if last == nil {
 			return nil
 		}
@@ -533,7 +539,7 @@ func (p *Planned) waitPublisher(ctx context.Context, op Op) error {
 	}
 }
 
-func (p *Planned) publisherReady(ctx context.Context, s *Subscription, noSlot bool) error {
+func (p *Planned) publisherReady(ctx context.Context, s *Subscription) error {
 	pool, err := p.sess.Pool(ctx, s.Flow.From)
 	if err != nil {
 		return err
@@ -550,15 +556,6 @@ func (p *Planned) publisherReady(ctx context.Context, s *Subscription, noSlot bo
 	if strings.Join(got, ",") != strings.Join(s.Tables, ",") {
 		return fmt.Errorf("publication %s carries [%s], not yet [%s]", s.Publication, strings.Join(got, ", "), strings.Join(s.Tables, ", "))
 	}
-	if noSlot {
-		var n int
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, s.Name).Scan(&n); err != nil {
-			return err
-		}
-		if n > 0 {
-			return fmt.Errorf("stale slot %s is still there", s.Name)
-		}
-	}
 	return nil
 }
 
@@ -569,6 +566,101 @@ func (s *LiveSubscription) tableState(t string) (string, bool) {
 	}
 	st, ok := s.Tables[t]
 	return st, ok
+}
+
+// testHookSlotMade, when set (tests), runs between a subscription's slot and its
+// CREATE SUBSCRIPTION.
+var testHookSlotMade func(slot string)
+
+// lockSlot takes, on the publisher, the session advisory lock of a slot name, which
+// everything that makes or drops that slot holds: the subscriber's creation (its
+// slot, then CREATE SUBSCRIPTION, committed) and the publisher's drop of a slot it
+// finds without a subscription. Without it the publisher could drop a slot in the
+// moment between the two (sites deploying in parallel). The wait is bounded by
+// SlotWait; the returned func releases the lock.
+func (p *Planned) lockSlot(ctx context.Context, publisher, slot string) (func(), error) {
+	pool, err := p.sess.Pool(ctx, publisher)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	const lock = `SELECT pg_advisory_lock(hashtext('sitectl.slot'), hashtext($1))`
+	_, err = conn.Exec(ctx, fmt.Sprintf("SET lock_timeout = %d", SlotWait.Milliseconds()))
+	if err == nil {
+		_, err = conn.Exec(ctx, lock, slot)
+	}
+	if err != nil {
+		conn.Conn().Close(context.WithoutCancel(ctx)) // a closed session holds no lock
+		conn.Release()
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_not_available
+			return nil, fmt.Errorf("slot %s on %s: another deploy held it for %s (pg_locks on %s shows the advisory lock's holder)", slot, publisher, SlotWait, publisher)
+		}
+		return nil, fmt.Errorf("lock slot %s on %s: %w", slot, publisher, err)
+	}
+	return func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_, uerr := conn.Exec(uctx, `SELECT pg_advisory_unlock(hashtext('sitectl.slot'), hashtext($1))`, slot)
+		if _, rerr := conn.Exec(uctx, "RESET lock_timeout"); uerr != nil || rerr != nil {
+			conn.Conn().Close(uctx) // releases the lock with the session
+		}
+		conn.Release()
+	}, nil
+}
+
+// dropOldSlot drops the subscription's slot on its publisher if one is there (see
+// the caller, which holds the slot's lock).
+func (p *Planned) dropOldSlot(ctx context.Context, s *Subscription) error {
+	pool, err := p.sess.Pool(ctx, s.Flow.From)
+	if err != nil {
+		return err
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, s.Name).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := dropSlot(ctx, pool, s.Name); err != nil {
+		return fmt.Errorf("drop the old slot %s on %s: %w", s.Name, s.Flow.From, err)
+	}
+	return nil
+}
+
+// dropStaleSlot is the publisher's drop of a slot the plan found without a
+// subscription, or lost: under the slot's lock it looks again, and leaves a slot
+// whose subscription exists by now unless the slot is lost.
+func (p *Planned) dropStaleSlot(ctx context.Context, pool *pgxpool.Pool, op Op) error {
+	unlock, err := p.lockSlot(ctx, op.Site, op.Object)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var walStatus *string
+	err = pool.QueryRow(ctx, `SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1`, op.Object).Scan(&walStatus)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil // gone already (its subscriber replaced it, or dropped it)
+	} else if err != nil {
+		return err
+	}
+	lost := walStatus != nil && *walStatus == "lost"
+	if !lost && op.Subscriber != "" {
+		sub, err := p.sess.Pool(ctx, op.Subscriber)
+		if err != nil {
+			return err
+		}
+		if has, err := hasSubscription(ctx, sub, op.Object); err != nil {
+			return err
+		} else if has {
+			return nil // its subscription was created meanwhile: not stale any more
+		}
+	}
+	return dropSlot(ctx, pool, op.Object)
 }
 
 // dropSlot stops the slot's walsender, if any, and drops it.
