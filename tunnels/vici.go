@@ -50,9 +50,11 @@ func Dial(ctx context.Context, g *Gateway) (*Client, error) {
 	if sshErr != nil {
 		// ssh forwards lazily: the remote socket is first opened by this call, and a
 		// refusal only shows as a reset connection, with ssh's reason on its stderr.
-		if _, err := s.Call(ctx, "version", nil); err != nil {
-			time.Sleep(100 * time.Millisecond) // let ssh write its reason
-			c.Close()
+		vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := s.Call(vctx, "version", nil)
+		cancel()
+		if err != nil {
+			c.Close() // waits for ssh to exit: its stderr is complete after it
 			why := strings.TrimSpace(sshErr())
 			if why == "" {
 				why = err.Error()

@@ -40,6 +40,9 @@ type realClock struct{}
 func (realClock) Now() time.Time        { return time.Now() }
 func (realClock) Sleep(d time.Duration) { time.Sleep(d) }
 
+// curlArgLetters are curl's short options that take an argument.
+const curlArgLetters = "AbcCdeEFHKmoQrtTuUwxXyYz"
+
 // httpCheckReq is one parsed curl/wget command line.
 type httpCheckReq struct {
 	name, url      string
@@ -68,10 +71,34 @@ func parseHTTPCheck(name string, args []string) (*httpCheckReq, error) {
 			next = args[i+1]
 		}
 		var err error
+		if name == "curl" && len(a) > 1 && a[0] == '-' && a[1] != '-' {
+			// A group of short options (-fsS, -sfo FILE, -m5): the first letter
+			// that takes an argument takes the rest of the group, or the next word.
+			for k := 1; k < len(a); k++ {
+				if c := a[k]; strings.IndexByte(curlArgLetters, c) >= 0 {
+					val := a[k+1:]
+					if val == "" {
+						val, i = next, i+1
+					}
+					if c == 'm' {
+						r.maxTime, err = secs("-m", val)
+					}
+					break
+				} else if c == 'f' {
+					r.failHTTP = true
+				}
+			}
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
 		switch a {
-		case "-o", "-O", "--output", "-H", "--header", "-T", "--timeout", "--connect-timeout", "-A", "--user-agent":
+		case "--output", "--header", "--timeout", "--connect-timeout", "--user-agent":
 			i++
-		case "-m", "--max-time":
+		case "-o", "-O", "-H", "-T", "-A", "-U", "-t": // wget's (curl's are parsed above)
+			i++
+		case "--max-time":
 			i++
 			if name == "curl" {
 				r.maxTime, err = secs(a, next)
@@ -98,9 +125,6 @@ func parseHTTPCheck(name string, args []string) (*httpCheckReq, error) {
 			switch {
 			case strings.HasPrefix(a, "--"):
 			case strings.HasPrefix(a, "-"):
-				if name == "curl" && strings.Trim(a[1:], "fsSLkv") == "" && strings.Contains(a, "f") {
-					r.failHTTP = true
-				}
 			default:
 				r.url = a
 			}
@@ -146,7 +170,10 @@ func (r *httpCheckReq) once(c *http.Client, w io.Writer) (code int, transient bo
 	if err != nil {
 		fmt.Fprintf(w, "%s: %v\n", r.name, err)
 		var ne net.Error
+		var dnsErr *net.DNSError
 		switch {
+		case errors.As(err, &dnsErr):
+			return 6, true // curl retries a name that does not resolve (yet)
 		case errors.As(err, &ne) && ne.Timeout():
 			return 28, true
 		case errors.Is(err, syscall.ECONNREFUSED):

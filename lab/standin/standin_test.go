@@ -177,6 +177,8 @@ func TestCurlRetries(t *testing.T) {
 		{"without -f a transient answer is still retried", 1, 503, "-sS --retry 2 --retry-delay 1", "", 0, 2, []time.Duration{time.Second}},
 		{"refused, not retried", 0, 0, "-f --retry 2 --retry-delay 1", refused, 7, 0, nil},
 		{"refused, retried with --retry-connrefused", 0, 0, "-f --retry 2 --retry-delay 1 --retry-connrefused", refused, 7, 0, []time.Duration{time.Second, time.Second}},
+		{"a name that does not resolve is retried", 0, 0, "-f --retry 1 --retry-delay 1", "http://sitectl-test.invalid/", 6, 0, []time.Duration{time.Second}},
+		{"-f inside a group whose last option takes the next word", 1, 503, "-sfo /dev/null", "", 22, 1, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -202,7 +204,11 @@ func TestCurlRetries(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []string{"--retry x", "--retry-delay soon", "--retry -1"} {
+	req, err := parseHTTPCheck("curl", []string{"-fm5", "-sSo", "/dev/null", "-H", "X-A: b", "http://h/x"})
+	if err != nil || req.url != "http://h/x" || !req.failHTTP || req.maxTime != 5*time.Second {
+		t.Errorf("grouped short options: %+v, %v", req, err)
+	}
+	for _, bad := range []string{"--retry x", "--retry-delay soon", "--retry -1", "-m soon"} {
 		if _, err := parseHTTPCheck("curl", append(strings.Fields(bad), "http://x/")); err == nil {
 			t.Errorf("%s: no error", bad)
 		}

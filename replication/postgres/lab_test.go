@@ -577,7 +577,7 @@ func TestLabSilentPublisher(t *testing.T) {
 // = NONE) is re-created by the subscriber's deploy alone: it replaces the old slot
 // under the slot's lock. The publisher's own deploy, planned while the slot was
 // stale and running late — in the moment between the new slot and the committed
-// subscription — waits for that lock and then leaves the new slot alone.
+// subscription — finds that lock held and leaves the new slot alone.
 func TestLabSlotLock(t *testing.T) {
 	ctx := context.Background()
 	l := startLab(t)
@@ -607,18 +607,9 @@ func TestLabSlotLock(t *testing.T) {
 	}
 	delete(p.Changes, "douala") // cloud's deploy alone, as `deploy --site cloud`
 	dropped := make(chan error, 1)
-	early := false
 	testHookSlotMade = func(slot string) {
-		if slot != sub {
-			return
-		}
-		go func() { dropped <- drop(ctx) }()
-		time.Sleep(time.Second)
-		select {
-		case err := <-dropped:
-			early = true
-			dropped <- err
-		default:
+		if slot == sub {
+			dropped <- drop(ctx)
 		}
 	}
 	t.Cleanup(func() { testHookSlotMade = nil })
@@ -630,11 +621,8 @@ func TestLabSlotLock(t *testing.T) {
 		if err != nil {
 			t.Fatalf("douala's late drop-slot step: %v", err)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("douala's late drop-slot step did not end")
-	}
-	if early {
-		t.Error("douala's drop-slot step ran while cloud held the slot's lock")
+	default:
+		t.Fatal("the test hook did not run: no new slot was made")
 	}
 	if n := l.queryInt("douala", `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, sub); n != 1 {
 		t.Fatalf("douala has %d slot(s) %s after both steps, want the new one", n, sub)

@@ -364,18 +364,22 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 			// From the slot to the committed subscription, under the slot's lock on
 			// the publisher: the publisher's own deploy, dropping the slot it finds
 			// without a subscription, would otherwise drop the one made here.
-			unlock, err := p.lockSlot(ctx, s.Flow.From, s.Name)
+			lk, unlock, err := p.lockSlot(ctx, s.Flow.From, s.Name, false)
 			if err != nil {
 				return fail(err)
 			}
 			defer unlock()
+			if has, err := hasSubscription(ctx, pool, s.Name); err != nil {
+				return fail(err)
+			} else if has {
+				return nil // made meanwhile (the plan is older): the next plan checks it
+			}
 			// A slot of this name left by an earlier subscription (lost, or whose
-			// subscription was dropped without it) is this subscription's to replace:
-			// the site's deploy lock keeps any other deploy of this subscriber out.
-			if err := p.dropOldSlot(ctx, s); err != nil {
+			// subscription was dropped without it) is this subscription's to replace.
+			if err := dropOldSlot(ctx, lk, s); err != nil {
 				return fail(err)
 			}
-			if made, err = p.createSlot(ctx, s); err != nil {
+			if made, err = createSlot(ctx, lk, s); err != nil {
 				return fail(err)
 			}
 			if testHookSlotMade != nil {
@@ -385,7 +389,8 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 				q, quoteLiteral(conninfo), quoteIdent(s.Publication), quoteLiteral(s.Name))
 		}
 		if err := execLimited(ctx, pool, stmt, true, s.Flow.From); err != nil {
-			if made {
+			// Not after the client's backstop: the server may still commit it.
+			if made && !errors.Is(err, errNoAnswer) {
 				// Leave no slot holding WAL for a subscription that does not exist.
 				p.dropNewSlot(ctx, s, pool)
 			}
@@ -415,16 +420,13 @@ var SlotWait = 2 * time.Minute
 // for every transaction running on the publisher: two sites subscribing to each
 // other at the same moment (cloud and a spoke deploying in parallel) then wait for
 // each other for ever. PostgreSQL's documentation gives the same remedy for a
-// subscription to its own cluster. A slot of that name made meanwhile (a concurrent
-// deploy of the same subscriber) is left to it.
-func (p *Planned) createSlot(ctx context.Context, s *Subscription) (made bool, err error) {
-	pool, err := p.sess.Pool(ctx, s.Flow.From)
-	if err != nil {
-		return false, err
-	}
+// subscription to its own cluster. The caller holds the slot's lock (lockSlot) and
+// made it on that connection; a slot of that name there all the same (made outside
+// sitectl) is used as it is.
+func createSlot(ctx context.Context, publisher execer, s *Subscription) (made bool, err error) {
 	wctx, cancel := context.WithTimeout(ctx, SlotWait)
 	defer cancel()
-	_, err = pool.Exec(wctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, s.Name)
+	_, err = publisher.Exec(wctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, s.Name)
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr) && pgErr.Code == "42710": // duplicate_object
@@ -468,6 +470,10 @@ func hasSubscription(ctx context.Context, subscriber *pgxpool.Pool, name string)
 // the statement itself and keeps nothing of it.
 var PublisherTimeout = 2 * time.Minute
 
+// errNoAnswer: the subscriber's own server stopped answering mid-statement, so what
+// the statement did is unknown.
+var errNoAnswer = errors.New("the subscriber's PostgreSQL did not answer")
+
 // execLimited runs stmt, which makes the subscriber's server talk to publisher, on
 // one connection under PublisherTimeout. With secret (the statement holds a
 // password) the server's statement logging is off for it, so the server log never
@@ -494,16 +500,19 @@ func execLimited(parent context.Context, pool *pgxpool.Pool, stmt string, secret
 	_, err = conn.Exec(ctx, stmt, pgx.QueryExecModeSimpleProtocol)
 	if _, rerr := conn.Exec(ctx, reset, pgx.QueryExecModeSimpleProtocol); rerr != nil {
 		// Do not hand a connection with these settings back to the pool.
-		conn.Conn().Close(context.WithoutCancel(ctx))
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		conn.Conn().Close(cctx)
+		cancel()
 	}
 	var pgErr *pgconn.PgError
 	switch {
 	case err == nil:
 		return nil
-	case errors.As(err, &pgErr) && pgErr.Code == "57014" && strings.Contains(pgErr.Message, "statement timeout"):
-		return fmt.Errorf("no answer from %s's PostgreSQL within %s: the link to it went silent (a partition, or its tunnel is down: `sitectl tunnel check`); the statement was cancelled and kept nothing: re-run sitectl deploy once %s answers", publisher, PublisherTimeout, publisher)
+	case errors.As(err, &pgErr) && pgErr.Code == "57014" && parent.Err() == nil:
+		// query_canceled: pgx sends no cancel request, so this is statement_timeout.
+		return fmt.Errorf("no answer from %s's PostgreSQL within %s: the link to it went silent (a partition, or its tunnel is down: `sitectl tunnel check`), or the statement waited on a lock here; it was cancelled and kept nothing: re-run sitectl deploy once %s answers", publisher, PublisherTimeout, publisher)
 	case ctx.Err() != nil && parent.Err() == nil:
-		return fmt.Errorf("the subscriber's PostgreSQL did not answer within %s: is it overloaded or cut off? re-run sitectl deploy once it answers", PublisherTimeout+15*time.Second)
+		return fmt.Errorf("%w within %s: is it overloaded or cut off? re-run sitectl deploy once it answers (its outcome is unknown: the next plan shows it)", errNoAnswer, PublisherTimeout+15*time.Second)
 	case secret:
 		return redactErr(err)
 	}
@@ -520,7 +529,7 @@ func execAll(ctx context.Context, pool *pgxpool.Pool, stmts []string) error {
 }
 
 // waitPublisher waits until the publisher's publication carries the subscription's
-// tables and, for a new subscription, until no stale slot of its name is left.
+// tables.
 func (p *Planned) waitPublisher(ctx context.Context, op Op) error {
 	s := op.Subscription
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Wait)
@@ -572,77 +581,122 @@ func (s *LiveSubscription) tableState(t string) (string, bool) {
 // CREATE SUBSCRIPTION.
 var testHookSlotMade func(slot string)
 
+// execer is a pool or one of its connections.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
 // lockSlot takes, on the publisher, the session advisory lock of a slot name, which
 // everything that makes or drops that slot holds: the subscriber's creation (its
 // slot, then CREATE SUBSCRIPTION, committed) and the publisher's drop of a slot it
 // finds without a subscription. Without it the publisher could drop a slot in the
-// moment between the two (sites deploying in parallel). The wait is bounded by
-// SlotWait; the returned func releases the lock.
-func (p *Planned) lockSlot(ctx context.Context, publisher, slot string) (func(), error) {
+// moment between the two (sites deploying in parallel). It returns the locked
+// connection (idle, in no transaction, so a slot can be made on it) and the func
+// that releases both. With try, a lock held elsewhere returns a nil connection at
+// once; else the wait is bounded by SlotWait.
+func (p *Planned) lockSlot(ctx context.Context, publisher, slot string, try bool) (*pgxpool.Conn, func(), error) {
 	pool, err := p.sess.Pool(ctx, publisher)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	conn, err := pool.Acquire(ctx)
+	actx, cancel := context.WithTimeout(ctx, SlotWait)
+	conn, err := pool.Acquire(actx)
+	cancel()
 	if err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("lock slot %s on %s: %w", slot, publisher, err)
 	}
-	const lock = `SELECT pg_advisory_lock(hashtext('sitectl.slot'), hashtext($1))`
-	_, err = conn.Exec(ctx, fmt.Sprintf("SET lock_timeout = %d", SlotWait.Milliseconds()))
-	if err == nil {
-		_, err = conn.Exec(ctx, lock, slot)
-	}
-	if err != nil {
-		conn.Conn().Close(context.WithoutCancel(ctx)) // a closed session holds no lock
+	closeConn := func() { // a closed session holds no lock
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		conn.Conn().Close(cctx)
 		conn.Release()
+	}
+	got := true
+	if try {
+		err = conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtext('sitectl.slot'), hashtext($1))`, slot).Scan(&got)
+	} else {
+		_, err = conn.Exec(ctx, fmt.Sprintf("SET lock_timeout = %d", SlotWait.Milliseconds()))
+		if err == nil {
+			_, err = conn.Exec(ctx, `SELECT pg_advisory_lock(hashtext('sitectl.slot'), hashtext($1))`, slot)
+		}
+		if err == nil {
+			_, err = conn.Exec(ctx, "RESET lock_timeout")
+		}
+	}
+	if err != nil {
+		closeConn()
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_not_available
-			return nil, fmt.Errorf("slot %s on %s: another deploy held it for %s (pg_locks on %s shows the advisory lock's holder)", slot, publisher, SlotWait, publisher)
+			return nil, nil, fmt.Errorf("slot %s on %s: another deploy held it for %s (pg_locks on %s shows the advisory lock's holder)", slot, publisher, SlotWait, publisher)
 		}
-		return nil, fmt.Errorf("lock slot %s on %s: %w", slot, publisher, err)
+		return nil, nil, fmt.Errorf("lock slot %s on %s: %w", slot, publisher, err)
 	}
-	return func() {
+	if !got {
+		conn.Release()
+		return nil, func() {}, nil
+	}
+	return conn, func() {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		_, uerr := conn.Exec(uctx, `SELECT pg_advisory_unlock(hashtext('sitectl.slot'), hashtext($1))`, slot)
-		if _, rerr := conn.Exec(uctx, "RESET lock_timeout"); uerr != nil || rerr != nil {
-			conn.Conn().Close(uctx) // releases the lock with the session
+		var released bool
+		if err := conn.QueryRow(uctx, `SELECT pg_advisory_unlock(hashtext('sitectl.slot'), hashtext($1))`, slot).Scan(&released); err != nil || !released {
+			closeConn()
+			return
 		}
 		conn.Release()
 	}, nil
 }
 
-// dropOldSlot drops the subscription's slot on its publisher if one is there (see
-// the caller, which holds the slot's lock).
-func (p *Planned) dropOldSlot(ctx context.Context, s *Subscription) error {
-	pool, err := p.sess.Pool(ctx, s.Flow.From)
-	if err != nil {
-		return err
+// oldSlotWait is how long a leftover slot's walsender may take to stop by itself
+// (its subscription was just dropped) before it counts as someone else's.
+const oldSlotWait = 5 * time.Second
+
+// dropOldSlot drops, on the publisher, a slot of the subscription's name left by an
+// earlier subscription (lost, or whose subscription was dropped without it): the
+// caller holds the slot's lock and found no such subscription at the subscriber. A
+// slot still streaming to someone after oldSlotWait is refused, not taken over.
+func dropOldSlot(ctx context.Context, publisher execer, s *Subscription) error {
+	deadline := time.Now().Add(oldSlotWait)
+	for {
+		var active bool
+		var walStatus *string
+		err := publisher.QueryRow(ctx, `SELECT active, wal_status FROM pg_replication_slots WHERE slot_name = $1`, s.Name).Scan(&active, &walStatus)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		lost := walStatus != nil && *walStatus == "lost"
+		if !active || lost {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("slot %s on %s still streams to a subscriber, though %s has no subscription %s: another cluster subscribes under this name; find it with pg_stat_replication on %s", s.Name, s.Flow.From, s.Flow.To, s.Name, s.Flow.From)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	var n int
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, s.Name).Scan(&n); err != nil {
-		return err
-	}
-	if n == 0 {
-		return nil
-	}
-	if err := dropSlot(ctx, pool, s.Name); err != nil {
+	if err := dropSlot(ctx, publisher, s.Name); err != nil {
 		return fmt.Errorf("drop the old slot %s on %s: %w", s.Name, s.Flow.From, err)
 	}
 	return nil
 }
 
 // dropStaleSlot is the publisher's drop of a slot the plan found without a
-// subscription, or lost: under the slot's lock it looks again, and leaves a slot
-// whose subscription exists by now unless the slot is lost.
+// subscription, or lost. A subscriber making the subscription holds the slot's lock:
+// then the slot is not stale and is left. Else, under the lock, it looks again, and
+// leaves a slot whose subscription exists by now unless the slot is lost.
 func (p *Planned) dropStaleSlot(ctx context.Context, pool *pgxpool.Pool, op Op) error {
-	unlock, err := p.lockSlot(ctx, op.Site, op.Object)
+	lk, unlock, err := p.lockSlot(ctx, op.Site, op.Object, true)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	if lk == nil {
+		return nil // its subscriber is making the subscription right now
+	}
 	var walStatus *string
-	err = pool.QueryRow(ctx, `SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1`, op.Object).Scan(&walStatus)
+	err = lk.QueryRow(ctx, `SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1`, op.Object).Scan(&walStatus)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil // gone already (its subscriber replaced it, or dropped it)
 	} else if err != nil {
@@ -660,11 +714,11 @@ func (p *Planned) dropStaleSlot(ctx context.Context, pool *pgxpool.Pool, op Op) 
 			return nil // its subscription was created meanwhile: not stale any more
 		}
 	}
-	return dropSlot(ctx, pool, op.Object)
+	return dropSlot(ctx, lk, op.Object)
 }
 
 // dropSlot stops the slot's walsender, if any, and drops it.
-func dropSlot(ctx context.Context, pool *pgxpool.Pool, name string) error {
+func dropSlot(ctx context.Context, pool execer, name string) error {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, name); err != nil {
