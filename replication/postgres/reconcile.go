@@ -322,7 +322,7 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 		}
 		return nil
 	case "drop-slot":
-		if err := p.dropStaleSlot(ctx, pool, op); err != nil {
+		if err := p.dropStaleSlot(ctx, op); err != nil {
 			return fail(err)
 		}
 		return nil
@@ -686,7 +686,7 @@ func dropOldSlot(ctx context.Context, publisher execer, s *Subscription) error {
 // subscription, or lost. A subscriber making the subscription holds the slot's lock:
 // then the slot is not stale and is left. Else, under the lock, it looks again, and
 // leaves a slot whose subscription exists by now unless the slot is lost.
-func (p *Planned) dropStaleSlot(ctx context.Context, pool *pgxpool.Pool, op Op) error {
+func (p *Planned) dropStaleSlot(ctx context.Context, op Op) error {
 	lk, unlock, err := p.lockSlot(ctx, op.Site, op.Object, true)
 	if err != nil {
 		return err
