@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,6 +44,7 @@ func main() {
 		poll           time.Duration
 		allParts       bool
 		only1          string
+		runs           int
 	)
 	flag.StringVar(&dir, "config-dir", "sites", "sites config directory (with the lab overlay)")
 	flag.StringVar(&env, "env", "lab", "environment")
@@ -53,8 +55,13 @@ func main() {
 	flag.DurationVar(&poll, "poll", 0, "sitectl's convergence poll interval (default: sitectl deploy's, 500ms)")
 	flag.BoolVar(&allParts, "all-parts", false, "run every part of deploy.Parts (tunnels, replication...), not only what docker stack deploy does (swarm + stacks)")
 	flag.StringVar(&only1, "only", "", "run only one side: docker or sitectl (no ratio)")
+	flag.IntVar(&runs, "runs", 1, "measure this many times, then print each ratio, the median and how many met the goal")
 	flag.Parse()
-	if err := run(dir, env, only, set, timeout, verbose, poll, allParts, only1); err != nil {
+	if runs < 1 {
+		fmt.Fprintln(os.Stderr, "bench-deploy: -runs must be 1 or more")
+		os.Exit(2)
+	}
+	if err := run(dir, env, only, set, timeout, verbose, poll, allParts, only1, runs); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-deploy:", err)
 		os.Exit(1)
 	}
@@ -65,7 +72,7 @@ type multi []string
 func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 
-func run(dir, env, only string, set []string, timeout time.Duration, verbose bool, poll time.Duration, allParts bool, side string) error {
+func run(dir, env, only string, set []string, timeout time.Duration, verbose bool, poll time.Duration, allParts bool, side string, runs int) error {
 	ctx := context.Background()
 	topo, err := sites.Load(sites.Options{Dir: dir, Env: env, Set: set})
 	if err != nil {
@@ -101,73 +108,137 @@ func run(dir, env, only string, set []string, timeout time.Duration, verbose boo
 		return nil
 	}
 
-	if err := clean(); err != nil {
-		return err
-	}
-	start, cpu0 := time.Now(), busyCPU()
-	if side == "" || side == "docker" {
-		if err := dockerStackDeploy(ctx, topo, clients, timeout); err != nil {
-			return fmt.Errorf("docker stack deploy: %w", err)
+	once := func() (res result, err error) {
+		if err := clean(); err != nil {
+			return res, err
 		}
-	}
-	docker, dockerCPU := time.Since(start), busyCPU()-cpu0
-	if side != "sitectl" {
-		fmt.Printf("docker stack deploy, site after site, until converged: %s\n", docker.Round(10*time.Millisecond))
-	}
-	if side == "docker" {
-		return nil
-	}
+		start, cpu0 := time.Now(), busyCPU()
+		if side == "" || side == "docker" {
+			if err := dockerStackDeploy(ctx, topo, clients, timeout); err != nil {
+				return res, fmt.Errorf("docker stack deploy: %w", err)
+			}
+		}
+		docker, dockerCPU := time.Since(start), busyCPU()-cpu0
+		res.docker = docker
+		if side != "sitectl" {
+			fmt.Printf("docker stack deploy, site after site, until converged: %s\n", docker.Round(10*time.Millisecond))
+		}
+		if side == "docker" {
+			return res, nil
+		}
 
-	if err := clean(); err != nil {
-		return err
-	}
-	parts := []plan.Part{sitectlswarm.Part{}, deploy.Stacks}
-	if allParts {
-		parts = deploy.Parts
-	}
-	opts := deploy.Options{Poll: poll}
-	if verbose {
-		opts.Progress = progress.New(&stamped{w: os.Stderr, start: time.Now(), bol: true})
-	}
-	start, cpu0 = time.Now(), busyCPU()
-	if verbose {
-		fmt.Fprintf(os.Stderr, "sitectl deploy --all starts at %s\n", start.UTC().Format("15:04:05.000"))
-	}
-	for _, r := range deploy.Deploy(ctx, topo, topo.Sites, parts, opts) {
-		if r.Err() != nil {
-			return r.Err()
+		if err := clean(); err != nil {
+			return res, err
 		}
-	}
-	first, firstCPU := time.Since(start), busyCPU()-cpu0
-	start = time.Now()
-	noop := 0
-	for _, r := range deploy.Deploy(ctx, topo, topo.Sites, parts, opts) {
-		if r.Err() != nil {
-			return r.Err()
+		parts := []plan.Part{sitectlswarm.Part{}, deploy.Stacks}
+		if allParts {
+			parts = deploy.Parts
 		}
-		noop += len(r.Applied)
+		opts := deploy.Options{Poll: poll}
+		if verbose {
+			opts.Progress = progress.New(&stamped{w: os.Stderr, start: time.Now(), bol: true})
+		}
+		start, cpu0 = time.Now(), busyCPU()
+		if verbose {
+			fmt.Fprintf(os.Stderr, "sitectl deploy --all starts at %s\n", start.UTC().Format("15:04:05.000"))
+		}
+		for _, r := range deploy.Deploy(ctx, topo, topo.Sites, parts, opts) {
+			if r.Err() != nil {
+				return res, r.Err()
+			}
+		}
+		first, firstCPU := time.Since(start), busyCPU()-cpu0
+		start = time.Now()
+		noop := 0
+		for _, r := range deploy.Deploy(ctx, topo, topo.Sites, parts, opts) {
+			if r.Err() != nil {
+				return res, r.Err()
+			}
+			noop += len(r.Applied)
+		}
+		again := time.Since(start)
+		res.first, res.again = first, again
+		what := "swarm + stacks parts"
+		if allParts {
+			what = "every part"
+		}
+		fmt.Printf("sitectl deploy --all from empty (%s): %s\n", what, first.Round(10*time.Millisecond))
+		fmt.Printf("sitectl deploy --all again (no-op, %d steps applied):   %s\n", noop, again.Round(time.Millisecond))
+		if side == "" {
+			fmt.Printf("ratio sitectl/docker: %.2f (goal ≤ 0.50)\n", first.Seconds()/docker.Seconds())
+		}
+		fmt.Printf("no-op/first deploy:   %.1f%% (goal ≤ 5%%)\n", 100*again.Seconds()/first.Seconds())
+		// The machine's busy CPU time (every process: dockerd and its re-execs, runc,
+		// iptables, the containers) shows how close a run came to being CPU-bound: a run
+		// that keeps every core busy cannot end before busy/cores.
+		n := onlineCPUs()
+		cores := float64(n)
+		if side != "sitectl" {
+			fmt.Printf("CPU busy, docker run:  %.1f CPU-s on %d cores (%.0f%% of its wall time)\n", dockerCPU, n, 100*dockerCPU/cores/docker.Seconds())
+		}
+		fmt.Printf("CPU busy, sitectl run: %.1f CPU-s on %d cores (%.0f%% of its wall time; no run shorter than %.1fs here)\n", firstCPU, n, 100*firstCPU/cores/first.Seconds(), firstCPU/cores)
+		return res, nil
 	}
-	again := time.Since(start)
-	what := "swarm + stacks parts"
-	if allParts {
-		what = "every part"
+	var all []result
+	for i := 1; i <= runs; i++ {
+		if runs > 1 {
+			fmt.Printf("--- run %d of %d\n", i, runs)
+		}
+		r, err := once()
+		if err != nil {
+			return err
+		}
+		all = append(all, r)
 	}
-	fmt.Printf("sitectl deploy --all from empty (%s): %s\n", what, first.Round(10*time.Millisecond))
-	fmt.Printf("sitectl deploy --all again (no-op, %d steps applied):   %s\n", noop, again.Round(time.Millisecond))
-	if side == "" {
-		fmt.Printf("ratio sitectl/docker: %.2f (goal ≤ 0.50)\n", first.Seconds()/docker.Seconds())
+	if runs > 1 {
+		summarize(all, side)
 	}
-	fmt.Printf("no-op/first deploy:   %.1f%% (goal ≤ 5%%)\n", 100*again.Seconds()/first.Seconds())
-	// The machine's busy CPU time (every process: dockerd and its re-execs, runc,
-	// iptables, the containers) shows how close a run came to being CPU-bound: a run
-	// that keeps every core busy cannot end before busy/cores.
-	n := onlineCPUs()
-	cores := float64(n)
-	if side != "sitectl" {
-		fmt.Printf("CPU busy, docker run:  %.1f CPU-s on %d cores (%.0f%% of its wall time)\n", dockerCPU, n, 100*dockerCPU/cores/docker.Seconds())
-	}
-	fmt.Printf("CPU busy, sitectl run: %.1f CPU-s on %d cores (%.0f%% of its wall time; no run shorter than %.1fs here)\n", firstCPU, n, 100*firstCPU/cores/first.Seconds(), firstCPU/cores)
 	return nil
+}
+
+// result is one measured run (zero durations for a side not run).
+type result struct{ docker, first, again time.Duration }
+
+// summarize prints, over several runs, each ratio, the median, and how many runs
+// met each goal: one run says little on a machine whose engines' timing varies.
+func summarize(all []result, side string) {
+	fmt.Printf("--- %d runs\n", len(all))
+	median := func(v []float64) float64 {
+		v = slices.Clone(v)
+		slices.Sort(v)
+		if n := len(v); n%2 == 1 {
+			return v[n/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	var ratios, noops []float64
+	met, noopMet := 0, 0
+	for _, r := range all {
+		if side == "" {
+			x := r.first.Seconds() / r.docker.Seconds()
+			ratios = append(ratios, x)
+			if x <= 0.5 {
+				met++
+			}
+		}
+		if side != "docker" {
+			y := r.again.Seconds() / r.first.Seconds()
+			noops = append(noops, y)
+			if y <= 0.05 {
+				noopMet++
+			}
+		}
+	}
+	if len(ratios) > 0 {
+		parts := make([]string, len(ratios))
+		for i, x := range ratios {
+			parts[i] = fmt.Sprintf("%.2f", x)
+		}
+		fmt.Printf("ratios sitectl/docker: %s; median %.2f; ≤ 0.50 in %d of %d\n", strings.Join(parts, " "), median(ratios), met, len(ratios))
+	}
+	if len(noops) > 0 {
+		fmt.Printf("no-op/first deploy: median %.1f%%; ≤ 5%% in %d of %d\n", 100*median(noops), noopMet, len(noops))
+	}
 }
 
 // onlineCPUs counts the cpuN lines of /proc/stat, the CPUs its first line sums
