@@ -1,7 +1,6 @@
 package tunnels
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/url"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/strongswan/govici/vici"
@@ -87,7 +85,7 @@ func sshArgs(u *url.URL, remote, local string) []string {
 }
 
 // forwardSSH runs `ssh -L local.sock:remote.sock` and waits for the local socket;
-// stderr returns what ssh has said so far.
+// stderr returns what ssh said, complete once stop has returned.
 func forwardSSH(ctx context.Context, u *url.URL, remote string) (local string, stop func(), stderr func() string, err error) {
 	dir, err := os.MkdirTemp("", "sitectl-vici-")
 	if err != nil {
@@ -95,7 +93,7 @@ func forwardSSH(ctx context.Context, u *url.URL, remote string) (local string, s
 	}
 	local = filepath.Join(dir, "charon.vici")
 	cmd := exec.Command("ssh", sshArgs(u, remote, local)...)
-	var buf lockedBuffer
+	var buf strings.Builder // read only after cmd.Wait, which ends its copying
 	cmd.Stderr = &buf
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(dir)
@@ -129,24 +127,6 @@ func forwardSSH(ctx context.Context, u *url.URL, remote string) (local string, s
 		case <-tick.C:
 		}
 	}
-}
-
-// lockedBuffer is a bytes.Buffer that a process writes while others read it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func (c *Client) call(ctx context.Context, cmd string, in *vici.Message) (*vici.Message, error) {

@@ -499,10 +499,7 @@ func execLimited(parent context.Context, pool *pgxpool.Pool, stmt string, secret
 	}
 	_, err = conn.Exec(ctx, stmt, pgx.QueryExecModeSimpleProtocol)
 	if _, rerr := conn.Exec(ctx, reset, pgx.QueryExecModeSimpleProtocol); rerr != nil {
-		// Do not hand a connection with these settings back to the pool.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		conn.Conn().Close(cctx)
-		cancel()
+		closeSession(ctx, conn) // not back to the pool with these settings
 	}
 	var pgErr *pgconn.PgError
 	switch {
@@ -581,6 +578,14 @@ func (s *LiveSubscription) tableState(t string) (string, bool) {
 // CREATE SUBSCRIPTION.
 var testHookSlotMade func(slot string)
 
+// closeSession closes a pooled connection's session (its settings and locks go with
+// it); the pool drops the connection on Release.
+func closeSession(ctx context.Context, conn *pgxpool.Conn) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	conn.Conn().Close(cctx)
+}
+
 // execer is a pool or one of its connections.
 type execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
@@ -607,9 +612,7 @@ func (p *Planned) lockSlot(ctx context.Context, publisher, slot string, try bool
 		return nil, nil, fmt.Errorf("lock slot %s on %s: %w", slot, publisher, err)
 	}
 	closeConn := func() { // a closed session holds no lock
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		conn.Conn().Close(cctx)
+		closeSession(ctx, conn)
 		conn.Release()
 	}
 	got := true
