@@ -188,8 +188,8 @@ func (s *session) planServices(d *stacks.Desired, l *live) []plan.Step {
 	for _, svc := range d.Services {
 		want := describe(svc.Spec, l.netName)
 		cur, ok := l.services[svc.Name]
-		after := s.startsAfter(svc, starting)
 		if !ok {
+			after := startsAfter(svc.DependsOn, starting)
 			st := s.step(ComponentService, plan.Create, svc.Name)
 			st.Diff = []string{"image " + want["image"]}
 			if r, ok := want["replicas"]; ok {
@@ -248,10 +248,12 @@ func (s *session) planServices(d *stacks.Desired, l *live) []plan.Step {
 		}
 		st := s.step(ComponentService, plan.Update, svc.Name)
 		rolls := cur.Spec.Labels[stacks.LabelTaskHash] != svc.Spec.Labels[stacks.LabelTaskHash]
-		if rolls && len(after) > 0 {
-			note = append(note, "rolls once "+strings.Join(after, ", ")+" started (depends on it)")
-		} else {
-			after = nil
+		var after []string
+		if rolls {
+			after = startsAfter(svc.After(), starting)
+		}
+		if len(after) > 0 {
+			note = append(note, "rolls once "+strings.Join(after, ", ")+" started (ordered after it)")
 		}
 		st.Diff, st.Note = diff, strings.Join(note, "; ")
 		st.Apply = s.afterStarted(svc.Name, after, s.applyService(svc, cur.ID))
@@ -261,11 +263,12 @@ func (s *session) planServices(d *stacks.Desired, l *live) []plan.Step {
 	return steps
 }
 
-// startsAfter lists the services svc depends on whose tasks this plan starts
-// (created or rolled by an earlier step; stacks.Build orders dependencies first).
-func (s *session) startsAfter(svc stacks.Service, starting map[string]bool) []string {
+// startsAfter lists the services of deps whose tasks this plan starts (created or
+// rolled by an earlier step; stacks.Build orders dependencies first). A service is
+// created after its DependsOn and rolled after its DependsOn and RollsAfter.
+func startsAfter(deps []string, starting map[string]bool) []string {
 	var out []string
-	for _, dep := range svc.DependsOn {
+	for _, dep := range deps {
 		if starting[dep] {
 			out = append(out, dep)
 		}

@@ -52,11 +52,25 @@ type Service struct {
 	// `depends_on` (which `docker stack deploy` ignores) and `x-sitectl-depends-on`
 	// for services of other stacks ("postgres_db"). Not part of the spec.
 	DependsOn []string `json:"depends_on,omitempty"`
+	// RollsAfter names services (swarm names, of this site) this one rolls after
+	// but is created with: when one deploy rolls both, deploy rolls this one once a
+	// task of theirs at the new spec started; when one deploy creates both, it
+	// creates them together. From `x-sitectl-rolls-after`. For a service that copes
+	// with a dependency still starting (its health check retries, within a start
+	// period) but whose rolling update would fail during the dependency's restart.
+	RollsAfter []string `json:"rolls_after,omitempty"`
 }
+
+// After is every service this one is ordered after: DependsOn and RollsAfter.
+func (s Service) After() []string { return append(slices.Clone(s.DependsOn), s.RollsAfter...) }
 
 // DependsOnKey is the service-level compose extension naming services of other
 // stacks of the site (by swarm name, "<stack>_<service>") this one starts after.
 const DependsOnKey = "x-sitectl-depends-on"
+
+// RollsAfterKey is the service-level compose extension naming services of the site
+// (by swarm name, "<stack>_<service>") this one rolls after (see Service.RollsAfter).
+const RollsAfterKey = "x-sitectl-rolls-after"
 
 // Network is one desired overlay network.
 type Network struct {
@@ -116,21 +130,25 @@ func Build(ctx context.Context, in Input, opts ConvertOptions) (*Desired, error)
 
 // orderServices drops dependencies on services the site's stacks do not define (a
 // database outside the site's swarm: nothing to wait for), then sorts the services
-// so each comes after those it depends on (otherwise keeping their order). A cycle
-// is an error naming it.
+// so each comes after those it depends on or rolls after (otherwise keeping their
+// order). A cycle is an error naming it.
 func orderServices(d *Desired) error {
 	idx := map[string]int{}
 	for i, svc := range d.Services {
 		idx[svc.Name] = i
 	}
-	for i := range d.Services {
+	known := func(deps []string) []string {
 		var keep []string
-		for _, dep := range d.Services[i].DependsOn {
+		for _, dep := range deps {
 			if _, ok := idx[dep]; ok {
 				keep = append(keep, dep)
 			}
 		}
-		d.Services[i].DependsOn = keep
+		return keep
+	}
+	for i := range d.Services {
+		d.Services[i].DependsOn = known(d.Services[i].DependsOn)
+		d.Services[i].RollsAfter = known(d.Services[i].RollsAfter)
 	}
 	const (
 		unvisited = iota
@@ -149,7 +167,7 @@ func orderServices(d *Desired) error {
 			return fmt.Errorf("services depend on each other: %s → %s; remove one of these depends_on", strings.Join(path, " → "), svc.Name)
 		}
 		state[i] = visiting
-		for _, dep := range svc.DependsOn {
+		for _, dep := range svc.After() {
 			if err := visit(idx[dep], append(path, svc.Name)); err != nil {
 				return err
 			}
@@ -177,18 +195,33 @@ func dependsOn(ns convert.Namespace, sc composetypes.ServiceConfig, services map
 		}
 		out = append(out, ns.Scope(dep))
 	}
-	if v, ok := sc.Extras[DependsOnKey]; ok {
-		list, ok := v.([]any)
-		if !ok {
-			return nil, fmt.Errorf("service %s: %s must be a list of service names (<stack>_<service>), not %T", sc.Name, DependsOnKey, v)
+	more, err := serviceNames(sc, DependsOnKey)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, more...)
+	sort.Strings(out)
+	return slices.Compact(out), nil
+}
+
+// serviceNames reads a service-level extension that lists swarm service names
+// ("<stack>_<service>"), sorted.
+func serviceNames(sc composetypes.ServiceConfig, key string) ([]string, error) {
+	v, ok := sc.Extras[key]
+	if !ok {
+		return nil, nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("service %s: %s must be a list of service names (<stack>_<service>), not %T", sc.Name, key, v)
+	}
+	var out []string
+	for _, x := range list {
+		name, ok := x.(string)
+		if !ok || !strings.Contains(name, "_") {
+			return nil, fmt.Errorf("service %s: %s: %v is not a service name of the form <stack>_<service>", sc.Name, key, x)
 		}
-		for _, x := range list {
-			name, ok := x.(string)
-			if !ok || !strings.Contains(name, "_") {
-				return nil, fmt.Errorf("service %s: %s: %v is not a service name of the form <stack>_<service>", sc.Name, DependsOnKey, x)
-			}
-			out = append(out, name)
-		}
+		out = append(out, name)
 	}
 	sort.Strings(out)
 	return slices.Compact(out), nil
@@ -289,9 +322,12 @@ func Convert(ctx context.Context, in Input, r Rendered, opts ConvertOptions) (*D
 	for _, sc := range cfg.Services {
 		inStack[sc.Name] = true
 	}
-	deps := map[string][]string{}
+	deps, rollsAfter := map[string][]string{}, map[string][]string{}
 	for _, sc := range cfg.Services {
 		if deps[ns.Scope(sc.Name)], err = dependsOn(ns, sc, inStack); err != nil {
+			return nil, fail("%w", err)
+		}
+		if rollsAfter[ns.Scope(sc.Name)], err = serviceNames(sc, RollsAfterKey); err != nil {
 			return nil, fail("%w", err)
 		}
 	}
@@ -301,7 +337,8 @@ func Convert(ctx context.Context, in Input, r Rendered, opts ConvertOptions) (*D
 		h := SpecHash(spec)
 		spec.Labels[LabelSpecHash] = h
 		spec.Labels[LabelTaskHash] = TaskHash(spec)
-		d.Services = append(d.Services, Service{Stack: stack, Name: spec.Name, Spec: spec, Hash: h, DependsOn: deps[spec.Name]})
+		d.Services = append(d.Services, Service{Stack: stack, Name: spec.Name, Spec: spec, Hash: h, DependsOn: deps[spec.Name],
+			RollsAfter: rollsAfter[spec.Name]})
 	}
 	return d, nil
 }

@@ -8,7 +8,11 @@ import (
 func names(d *Desired) string {
 	var out []string
 	for _, s := range d.Services {
-		out = append(out, s.Name+"<"+strings.Join(s.DependsOn, ",")+">")
+		x := s.Name + "<" + strings.Join(s.DependsOn, ",") + ">"
+		if len(s.RollsAfter) > 0 {
+			x += "(" + strings.Join(s.RollsAfter, ",") + ")"
+		}
+		out = append(out, x)
 	}
 	return strings.Join(out, " ")
 }
@@ -19,21 +23,22 @@ func TestOrderServices(t *testing.T) {
 		{Name: "worker", DependsOn: []string{"api", "elsewhere_db"}},
 		{Name: "cache"},
 		{Name: "db"},
-		{Name: "kong"},
+		{Name: "kong", RollsAfter: []string{"worker", "elsewhere_api"}},
+		{Name: "exporter"},
 	}}
 	if err := orderServices(d); err != nil {
 		t.Fatal(err)
 	}
-	// Dependencies first, otherwise the given order; dependencies the site does not
-	// define are dropped.
-	if got, want := names(d), "db<> cache<> api<db,cache> worker<api> kong<>"; got != want {
+	// Dependencies (depends-on and rolls-after) first, otherwise the given order;
+	// dependencies the site does not define are dropped.
+	if got, want := names(d), "db<> cache<> api<db,cache> worker<api> kong<>(worker) exporter<>"; got != want {
 		t.Errorf("order %s, want %s", got, want)
 	}
 
 	cyc := &Desired{Services: []Service{
 		{Name: "a", DependsOn: []string{"b"}},
 		{Name: "b", DependsOn: []string{"c"}},
-		{Name: "c", DependsOn: []string{"a"}},
+		{Name: "c", RollsAfter: []string{"a"}},
 	}}
 	err := orderServices(cyc)
 	if err == nil || !strings.Contains(err.Error(), "a → b → c → a") {

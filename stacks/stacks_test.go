@@ -287,7 +287,7 @@ func TestDependsOn(t *testing.T) {
 		return stacks.Convert(context.Background(), only(t, topo, "cloud"),
 			stacks.Rendered{Stack: "x", Compose: []byte("version: \"3.8\"\nservices:\n" + compose)}, stacks.ConvertOptions{})
 	}
-	t.Run("the API starts after the site's database", func(t *testing.T) {
+	t.Run("the API rolls after the site's database, and is created with it", func(t *testing.T) {
 		for _, site := range topo.SiteNames() {
 			d := build(t, topo, site, "k")
 			var names []string
@@ -297,8 +297,9 @@ func TestDependsOn(t *testing.T) {
 			if strings.Join(names, " ") != "postgres_db django-api_api" {
 				t.Errorf("%s: services in order %v, want postgres_db before django-api_api", site, names)
 			}
-			if deps := service(t, d, "django-api_api").DependsOn; strings.Join(deps, ",") != "postgres_db" {
-				t.Errorf("%s: django-api_api depends on %v", site, deps)
+			api := service(t, d, "django-api_api")
+			if strings.Join(api.RollsAfter, ",") != "postgres_db" || len(api.DependsOn) != 0 {
+				t.Errorf("%s: django-api_api rolls after %v and depends on %v, want rolls after [postgres_db] only", site, api.RollsAfter, api.DependsOn)
 			}
 		}
 	})
@@ -309,8 +310,8 @@ func TestDependsOn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if deps := service(t, d, "django-api_api").DependsOn; len(deps) != 0 {
-			t.Errorf("depends on %v, which the site does not run", deps)
+		if api := service(t, d, "django-api_api"); len(api.After()) != 0 {
+			t.Errorf("ordered after %v, which the site does not run", api.After())
 		}
 	})
 	t.Run("compose depends_on is scoped to the stack", func(t *testing.T) {
@@ -322,10 +323,21 @@ func TestDependsOn(t *testing.T) {
 			t.Errorf("x_a depends on %v, want [postgres_db x_b]", deps)
 		}
 	})
+	t.Run("rolls-after is its own list", func(t *testing.T) {
+		d, err := convert(t, "  a:\n    image: busybox\n    x-sitectl-rolls-after: [postgres_db, x_b, postgres_db]\n  b:\n    image: busybox\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := service(t, d, "x_a"); strings.Join(a.RollsAfter, ",") != "postgres_db,x_b" || len(a.DependsOn) != 0 {
+			t.Errorf("x_a rolls after %v and depends on %v, want rolls after [postgres_db x_b] only", a.RollsAfter, a.DependsOn)
+		}
+	})
 	for name, tc := range map[string]struct{ compose, want string }{
-		"unknown service":  {"  a:\n    image: busybox\n    depends_on: [db]\n", `depends_on names "db", which is not a service of this stack`},
-		"not a list":       {"  a:\n    image: busybox\n    x-sitectl-depends-on: postgres_db\n", "x-sitectl-depends-on must be a list"},
-		"not a swarm name": {"  a:\n    image: busybox\n    x-sitectl-depends-on: [db]\n", "db is not a service name of the form <stack>_<service>"},
+		"unknown service":              {"  a:\n    image: busybox\n    depends_on: [db]\n", `depends_on names "db", which is not a service of this stack`},
+		"not a list":                   {"  a:\n    image: busybox\n    x-sitectl-depends-on: postgres_db\n", "x-sitectl-depends-on must be a list"},
+		"not a swarm name":             {"  a:\n    image: busybox\n    x-sitectl-depends-on: [db]\n", "db is not a service name of the form <stack>_<service>"},
+		"rolls-after not a list":       {"  a:\n    image: busybox\n    x-sitectl-rolls-after: postgres_db\n", "x-sitectl-rolls-after must be a list"},
+		"rolls-after not a swarm name": {"  a:\n    image: busybox\n    x-sitectl-rolls-after: [7]\n", "x-sitectl-rolls-after: 7 is not a service name"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := convert(t, tc.compose)

@@ -45,6 +45,7 @@ func main() {
 		allParts       bool
 		only1          string
 		runs           int
+		alone          bool
 	)
 	flag.StringVar(&dir, "config-dir", "sites", "sites config directory (with the lab overlay)")
 	flag.StringVar(&env, "env", "lab", "environment")
@@ -56,12 +57,13 @@ func main() {
 	flag.BoolVar(&allParts, "all-parts", false, "run every part of deploy.Parts (tunnels, replication...), not only what docker stack deploy does (swarm + stacks)")
 	flag.StringVar(&only1, "only", "", "run only one side: docker or sitectl (no ratio)")
 	flag.IntVar(&runs, "runs", 1, "measure this many times, then print each ratio, the median and how many met the goal")
+	flag.BoolVar(&alone, "alone", false, "also deploy each site alone with sitectl (the others empty) and print what one machine per site would give")
 	flag.Parse()
 	if runs < 1 {
 		fmt.Fprintln(os.Stderr, "bench-deploy: -runs must be 1 or more")
 		os.Exit(2)
 	}
-	if err := run(dir, env, only, set, timeout, verbose, poll, allParts, only1, runs); err != nil {
+	if err := run(dir, env, only, set, timeout, verbose, poll, allParts, only1, runs, alone); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-deploy:", err)
 		os.Exit(1)
 	}
@@ -72,7 +74,7 @@ type multi []string
 func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 
-func run(dir, env, only string, set []string, timeout time.Duration, verbose bool, poll time.Duration, allParts bool, side string, runs int) error {
+func run(dir, env, only string, set []string, timeout time.Duration, verbose bool, poll time.Duration, allParts bool, side string, runs int, alone bool) error {
 	ctx := context.Background()
 	topo, err := sites.Load(sites.Options{Dir: dir, Env: env, Set: set})
 	if err != nil {
@@ -113,15 +115,16 @@ func run(dir, env, only string, set []string, timeout time.Duration, verbose boo
 			return res, err
 		}
 		start, cpu0 := time.Now(), busyCPU()
+		var perSite []time.Duration
 		if side == "" || side == "docker" {
-			if err := dockerStackDeploy(ctx, topo, clients, timeout); err != nil {
+			if perSite, err = dockerStackDeploy(ctx, topo, clients, timeout); err != nil {
 				return res, fmt.Errorf("docker stack deploy: %w", err)
 			}
 		}
 		docker, dockerCPU := time.Since(start), busyCPU()-cpu0
 		res.docker = docker
 		if side != "sitectl" {
-			fmt.Printf("docker stack deploy, site after site, until converged: %s\n", docker.Round(10*time.Millisecond))
+			fmt.Printf("docker stack deploy, site after site, until converged: %s (%s)\n", docker.Round(10*time.Millisecond), bySite(topo, perSite))
 		}
 		if side == "docker" {
 			return res, nil
@@ -138,14 +141,20 @@ func run(dir, env, only string, set []string, timeout time.Duration, verbose boo
 		if verbose {
 			opts.Progress = progress.New(&stamped{w: os.Stderr, start: time.Now(), bol: true})
 		}
+		deployAll := func(selected []*sites.Site) error {
+			for _, r := range deploy.Deploy(ctx, topo, selected, parts, opts) {
+				if r.Err() != nil {
+					return r.Err()
+				}
+			}
+			return nil
+		}
 		start, cpu0 = time.Now(), busyCPU()
 		if verbose {
 			fmt.Fprintf(os.Stderr, "sitectl deploy --all starts at %s\n", start.UTC().Format("15:04:05.000"))
 		}
-		for _, r := range deploy.Deploy(ctx, topo, topo.Sites, parts, opts) {
-			if r.Err() != nil {
-				return res, r.Err()
-			}
+		if err := deployAll(topo.Sites); err != nil {
+			return res, err
 		}
 		first, firstCPU := time.Since(start), busyCPU()-cpu0
 		start = time.Now()
@@ -177,6 +186,27 @@ func run(dir, env, only string, set []string, timeout time.Duration, verbose boo
 			fmt.Printf("CPU busy, docker run:  %.1f CPU-s on %d cores (%.0f%% of its wall time)\n", dockerCPU, n, 100*dockerCPU/cores/docker.Seconds())
 		}
 		fmt.Printf("CPU busy, sitectl run: %.1f CPU-s on %d cores (%.0f%% of its wall time; no run shorter than %.1fs here)\n", firstCPU, n, 100*firstCPU/cores/first.Seconds(), firstCPU/cores)
+		if !alone {
+			return res, nil
+		}
+		// Here the sites share this machine's cores; in the field each site is its own
+		// machines. Each site deployed alone (the others empty and idle) shows what
+		// --all would take then: the slowest site. A projection, not the goal's figure.
+		var each []time.Duration
+		for _, s := range topo.Sites {
+			if err := clean(); err != nil {
+				return res, err
+			}
+			t0 := time.Now()
+			if err := deployAll([]*sites.Site{s}); err != nil {
+				return res, err
+			}
+			each = append(each, time.Since(t0))
+		}
+		fmt.Printf("sitectl deploy, one site at a time, the others empty: %s\n", bySite(topo, each))
+		if side == "" {
+			fmt.Printf("projected ratio with one machine per site (slowest site alone / docker): %.2f\n", slices.Max(each).Seconds()/docker.Seconds())
+		}
 		return res, nil
 	}
 	var all []result
@@ -277,11 +307,25 @@ func busyCPU() float64 {
 	return busy / 100 // USER_HZ
 }
 
+// bySite formats one duration per site, in the topology's order.
+func bySite(topo *sites.Topology, d []time.Duration) string {
+	var out []string
+	for i, s := range topo.Sites {
+		if i < len(d) {
+			out = append(out, fmt.Sprintf("%s %s", s.Name, d[i].Round(10*time.Millisecond)))
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
 // dockerStackDeploy deploys every site's rendered stacks with the docker CLI, one
 // site after the other, creating the site networks first (docker stack deploy
-// needs external networks to exist) and waiting for each site to converge.
-func dockerStackDeploy(ctx context.Context, topo *sites.Topology, clients map[string]*client.Client, timeout time.Duration) error {
+// needs external networks to exist) and waiting for each site to converge. It
+// returns each site's time.
+func dockerStackDeploy(ctx context.Context, topo *sites.Topology, clients map[string]*client.Client, timeout time.Duration) ([]time.Duration, error) {
+	var each []time.Duration
 	for _, s := range topo.Sites {
+		t0 := time.Now()
 		host := engine.SiteEndpoint(s).Host
 		for _, n := range stacks.SiteNetworks(s) {
 			args := []string{"-H", host, "network", "create", "--driver", "overlay", "--subnet", n.Create.IPAM.Config[0].Subnet.String()}
@@ -292,36 +336,37 @@ func dockerStackDeploy(ctx context.Context, topo *sites.Topology, clients map[st
 				args = append(args, "--attachable")
 			}
 			if err := docker(append(args, n.Name)...); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		work, err := os.MkdirTemp("", "dp-bench-")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer os.RemoveAll(work)
 		for _, name := range s.Stacks {
 			st, err := stacks.Get(name)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			r, err := st.Render(stacks.Input{Topo: topo, Site: s})
 			if err != nil {
-				return err
+				return nil, err
 			}
 			sd := filepath.Join(work, s.Name, name)
 			if err := writeStack(sd, s, r); err != nil {
-				return err
+				return nil, err
 			}
 			if err := docker("-H", host, "stack", "deploy", "--detach=true", "--resolve-image", "never", "-c", filepath.Join(sd, "compose.yaml"), name); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		if err := converged(ctx, clients[s.Name], timeout); err != nil {
-			return fmt.Errorf("%s: %w", s.Name, err)
+			return nil, fmt.Errorf("%s: %w", s.Name, err)
 		}
+		each = append(each, time.Since(t0))
 	}
-	return nil
+	return each, nil
 }
 
 // writeStack writes the compose file, its config files and its secrets (0600, from

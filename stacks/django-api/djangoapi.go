@@ -68,9 +68,11 @@ type Extra struct {
 	MongoURI    string
 	Constraint  string
 	HealthTest  string
-	// DependsOn are the services of other stacks the API starts after (the site's
-	// PostgreSQL: its health check needs the database).
-	DependsOn []string
+	// RollsAfter are the services of other stacks the API rolls after (the site's
+	// PostgreSQL: a rolling update during the database's restart would fail). It is
+	// created with them: its health check retries (health_retry) within its start
+	// period while the database starts.
+	RollsAfter []string
 	// Variants are the API services: the stable one, and the canary when Kong splits
 	// /api between two versions (values.kong.canary).
 	Variants []Variant
@@ -102,7 +104,7 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 		OrderReason: "start-first: the new task is healthy before the old one stops",
 		DatabaseURL: DatabaseURL(s), MongoURI: MongoURI(in.Topo, s), Constraint: Placement(s)}
 	if s.HasStack("postgres") {
-		x.DependsOn = []string{DatabaseService}
+		x.RollsAfter = []string{DatabaseService}
 	}
 	url := fmt.Sprintf("http://127.0.0.1:%v%v", vals["port"], vals["health_path"])
 	if x.HealthTest, err = healthTest(vals, url); err != nil {
