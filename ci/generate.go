@@ -298,19 +298,27 @@ func (g *generator) driftJob() *Job {
 	}
 }
 
+// planFile is where a site's plan job saves the plan its deploy job applies.
+func (g *generator) planFile(s *sites.Site) string {
+	return fmt.Sprintf("plan/%s-%s.json", g.env, s.Name)
+}
+
 func (g *generator) planJob(s *sites.Site) *Job {
 	out := fmt.Sprintf("plan/%s-%s.txt", g.env, s.Name)
 	j := g.siteJob("plan", s.Name, g.withPeers(s))
 	j.Comment = fmt.Sprintf("What a deploy would change on %s. Exit code 2 (changes pending) is allowed.", s.Name)
+	if g.tier == TierProduction {
+		j.Comment = fmt.Sprintf("What a deploy would change on %s, saved: the deploy job applies this plan or nothing. Exit code 2 (changes pending) is allowed.", s.Name)
+	}
 	j.Needs = []string{"validate"}
 	j.Rules = g.refRules("on_success")
 	j.Environment = &Environment{Name: g.env + "/" + s.Name, Action: "prepare"}
 	j.AllowFailure = &AllowFailure{ExitCodes: []int{2}}
 	j.Script = []string{
 		"mkdir -p plan",
-		fmt.Sprintf(`status=0; %s plan --site %s --env %s > %s || status=$?; cat %s; exit $status`, g.bin, s.Name, g.env, out, out),
+		fmt.Sprintf(`status=0; %s plan --site %s --env %s --out %s > %s || status=$?; cat %s; exit $status`, g.bin, s.Name, g.env, g.planFile(s), out, out),
 	}
-	j.Artifacts = &Artifacts{Name: fmt.Sprintf("plan-%s-%s", g.env, s.Name), Paths: []string{out}, When: "always", ExpireIn: "30 days"}
+	j.Artifacts = &Artifacts{Name: fmt.Sprintf("plan-%s-%s", g.env, s.Name), Paths: []string{out, g.planFile(s)}, When: "always", ExpireIn: "30 days"}
 	return j
 }
 
@@ -331,7 +339,16 @@ func (g *generator) deployJob(s *sites.Site) *Job {
 	j.Environment = &Environment{Name: g.env + "/" + s.Name, DeploymentTier: g.tier}
 	j.ResourceGroup = g.resourceGroup(s.Name)
 	j.Interruptible = boolp(false)
-	j.Script = []string{fmt.Sprintf("%s deploy --site %s --env %s", g.bin, s.Name, g.env)}
+	script := fmt.Sprintf("%s deploy --site %s --env %s", g.bin, s.Name, g.env)
+	if g.tier == TierProduction {
+		// Started by hand, maybe hours after its plan job: it applies the plan that
+		// was reviewed, or nothing (retry the plan job when something changed
+		// since). Automatic deploys run right after their plan and deploy what the
+		// commit says: another site's deploy in the same pipeline can change this
+		// site's replication steps, which would fail them for no one to review.
+		script += " --plan " + g.planFile(s)
+	}
+	j.Script = []string{script}
 	return j
 }
 

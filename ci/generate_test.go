@@ -3,6 +3,7 @@ package ci
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -88,8 +89,18 @@ func TestPipelineShape(t *testing.T) {
 				if !reflect.DeepEqual(deploy.Needs, []string{"validate", plan.Name}) {
 					t.Errorf("%s: needs %v", deploy.Name, deploy.Needs)
 				}
-				if got := deploy.Script; !reflect.DeepEqual(got, []string{fmt.Sprintf("bin/sitectl deploy --site %s --env %s", s, env)}) {
-					t.Errorf("%s: script %q", deploy.Name, got)
+				// A production deploy (by hand) applies the plan its plan job saved (an
+				// artifact it needs); the automatic ones deploy the commit.
+				saved := fmt.Sprintf("plan/%s-%s.json", env, s)
+				want := fmt.Sprintf("bin/sitectl deploy --site %s --env %s", s, env)
+				if env == "production" {
+					want += " --plan " + saved
+				}
+				if got := deploy.Script; !reflect.DeepEqual(got, []string{want}) {
+					t.Errorf("%s: script %q, want %q", deploy.Name, got, want)
+				}
+				if !strings.Contains(strings.Join(plan.Script, " "), "--out "+saved) || !slices.Contains(plan.Artifacts.Paths, saved) {
+					t.Errorf("%s: the plan is not saved to %s as an artifact: script %q, artifacts %v", plan.Name, saved, plan.Script, plan.Artifacts.Paths)
 				}
 				last := deploy.Rules[len(deploy.Rules)-1]
 				if manual := last.When == "manual"; manual != (env == "production") {

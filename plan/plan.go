@@ -163,3 +163,76 @@ func (p *Plan) Render(w io.Writer) error {
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// Stale compares a saved plan (the one an operator reviewed) with one made now for
+// the same sites. Steps are compared by what they change (component, action, name
+// and diff; notes only explain). It returns one line per difference, naming the
+// site; none when the saved plan still holds.
+func Stale(saved, now *Plan) []string {
+	var out []string
+	if saved.Env != now.Env {
+		out = append(out, fmt.Sprintf("the saved plan is for environment %s, not %s", saved.Env, now.Env))
+	}
+	bySite := map[string]SitePlan{}
+	for _, sp := range saved.Sites {
+		bySite[sp.Site] = sp
+	}
+	seen := map[string]bool{}
+	for _, sp := range now.Sites {
+		seen[sp.Site] = true
+		old, ok := bySite[sp.Site]
+		switch {
+		case !ok:
+			out = append(out, sp.Site+": not in the saved plan")
+			continue
+		case old.Error != "":
+			out = append(out, fmt.Sprintf("%s: the saved plan could not plan it (%s)", sp.Site, old.Error))
+			continue
+		case sp.Error != "":
+			out = append(out, fmt.Sprintf("%s: cannot be planned now (%s)", sp.Site, sp.Error))
+			continue
+		}
+		was, is := changeSet(old.Steps), changeSet(sp.Steps)
+		for _, k := range was.keys {
+			if is.n[k] < was.n[k] {
+				out = append(out, fmt.Sprintf("%s: no longer %s", sp.Site, k))
+			}
+		}
+		for _, k := range is.keys {
+			if was.n[k] < is.n[k] {
+				out = append(out, fmt.Sprintf("%s: now also %s", sp.Site, k))
+			}
+		}
+	}
+	for _, sp := range saved.Sites {
+		if !seen[sp.Site] {
+			out = append(out, sp.Site+": in the saved plan, not selected now")
+		}
+	}
+	return out
+}
+
+// changeList counts a plan's changes by a one-line description ("~ service x
+// (replicas: 1 → 2)"), keeping the first-seen order.
+type changeList struct {
+	keys []string
+	n    map[string]int
+}
+
+func changeSet(in []Step) changeList {
+	s := changeList{n: map[string]int{}}
+	for _, st := range in {
+		if st.Action == Noop {
+			continue
+		}
+		k := st.String()
+		if len(st.Diff) > 0 {
+			k += " (" + strings.Join(st.Diff, "; ") + ")"
+		}
+		if s.n[k] == 0 {
+			s.keys = append(s.keys, k)
+		}
+		s.n[k]++
+	}
+	return s
+}

@@ -38,3 +38,52 @@ func TestRender(t *testing.T) {
 		})
 	}
 }
+
+func TestStale(t *testing.T) {
+	svc := func(action Action, name string, diff ...string) Step {
+		return Step{Component: "service", Action: action, Name: name, Diff: diff}
+	}
+	saved := &Plan{Env: "production", Sites: []SitePlan{
+		{Site: "douala", Steps: []Step{
+			svc(Update, "django-api_api", "replicas: 1 → 2"),
+			{Component: "swarm", Action: Noop, Name: "checked"},
+			{Component: "postgres", Action: Update, Name: "(planned during deploy, after the steps above)", Note: "cannot be read: connection refused"},
+		}},
+		{Site: "cloud", Steps: []Step{}},
+	}}
+	same := &Plan{Env: "production", Sites: []SitePlan{
+		{Site: "douala", Steps: []Step{
+			svc(Update, "django-api_api", "replicas: 1 → 2"),
+			{Component: "postgres", Action: Update, Name: "(planned during deploy, after the steps above)", Note: "cannot be read: i/o timeout"},
+		}},
+		{Site: "cloud", Steps: []Step{{Component: "swarm", Action: Noop, Name: "checked", Note: "other words"}}},
+	}}
+	if got := Stale(saved, same); len(got) != 0 {
+		t.Errorf("the same changes (notes and checks aside) are stale: %q", got)
+	}
+	now := &Plan{Env: "staging", Sites: []SitePlan{
+		{Site: "douala", Steps: []Step{
+			svc(Update, "django-api_api", "replicas: 1 → 3"),
+			{Component: "postgres", Action: Update, Name: "(planned during deploy, after the steps above)"},
+		}},
+		{Site: "yaounde", Steps: []Step{}},
+	}}
+	want := []string{
+		"the saved plan is for environment production, not staging",
+		"douala: no longer ~ service django-api_api (replicas: 1 → 2)",
+		"douala: now also ~ service django-api_api (replicas: 1 → 3)",
+		"yaounde: not in the saved plan",
+		"cloud: in the saved plan, not selected now",
+	}
+	if got := Stale(saved, now); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("Stale:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	broken := &Plan{Env: "production", Sites: []SitePlan{{Site: "douala", Error: "engine unreachable"}, {Site: "cloud", Steps: []Step{svc(Create, "x")}}}}
+	got := strings.Join(Stale(broken, saved), "\n")
+	if !strings.Contains(got, "douala: the saved plan could not plan it (engine unreachable)") || !strings.Contains(got, "cloud: no longer + service x") {
+		t.Errorf("Stale of a saved plan with an error:\n%s", got)
+	}
+	if got := strings.Join(Stale(saved, broken), "\n"); !strings.Contains(got, "douala: cannot be planned now (engine unreachable)") {
+		t.Errorf("Stale against a plan with an error:\n%s", got)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -38,6 +39,8 @@ func TestLabDemoDBDown(t *testing.T) {
 		}
 	}
 	nothingToDo("after deploy --all")
+	savedPlanHolds(t, cli)
+	nothingToDo("after a deploy --plan refused")
 
 	stdout, stderr, err := cli("drill", "db-down", "--site", "yaounde", "--duration", "10s", "--writes", "40", "--output", "json")
 	if err != nil {
@@ -79,4 +82,26 @@ func TestLabDemoDBDown(t *testing.T) {
 		t.Errorf("the write step does not say the stopped site's refusals were intended:\n%s", stderr)
 	}
 	nothingToDo("after the drill")
+}
+
+// savedPlanHolds: a plan saved with plan --out is deployed while planning again
+// gives the same changes (every part: stacks, tunnels, replication, mongo), and
+// refused, changing nothing, once the config moved on.
+func savedPlanHolds(t *testing.T, cli func(args ...string) (string, string, error)) {
+	t.Helper()
+	saved := filepath.Join(t.TempDir(), "plan.json")
+	if _, stderr, err := cli("plan", "--all", "--out", saved); err != nil {
+		t.Fatalf("plan --out: %v\n%s", err, stderr)
+	}
+	if stdout, stderr, err := cli("deploy", "--plan", saved); err != nil || !strings.Contains(stdout, "✓ douala: nothing to do") {
+		t.Fatalf("deploy --plan of a plan that holds: %v\n%s\n%s", err, stdout, stderr)
+	}
+	stdout, stderr, err := cli("deploy", "--plan", saved, "--set", "douala:values.django-api.replicas=2")
+	if err == nil || !strings.Contains(err.Error(), "no longer holds, so nothing was changed") ||
+		!strings.Contains(err.Error(), "douala: now also ~ service django-api_api (replicas: 1 → 2)") {
+		t.Fatalf("deploy --plan after the config changed: %v\n%s\n%s", err, stdout, stderr)
+	}
+	if strings.Contains(stdout+stderr, "django-api_api (") {
+		t.Errorf("a refused deploy printed steps:\n%s\n%s", stdout, stderr)
+	}
 }

@@ -9,12 +9,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sitectl/sitectl/deploy"
+	"github.com/sitectl/sitectl/plan"
 )
 
 type deployOptions struct {
 	sites       siteFlags
 	prune       bool
 	forceUnlock bool
+	plan        string
 }
 
 func newDeployCommand(g *globals) *cobra.Command {
@@ -27,13 +29,17 @@ secrets and configs (versioned by content: a changed value rolls the services us
 services (only those whose spec changed), then the other parts. Waits until every
 service runs its desired tasks, within the site's deploy.timeout; a service that rolled
 back, paused, keeps failing or does not converge fails the deploy, named with the
-reason. One deploy per site at a time: the lock lives in the site's swarm.`,
+reason. One deploy per site at a time: the lock lives in the site's swarm.
+
+--plan FILE (saved by plan --out) deploys that plan's sites only if planning them
+again gives the same changes; otherwise it changes nothing and lists what differs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDeploy(cmd, g, o) },
 	}
 	o.sites.add(cmd, "deploy")
 	cmd.Flags().BoolVar(&o.prune, "prune", false, "remove services, networks, secrets and configs sitectl created that the config no longer wants")
 	cmd.Flags().BoolVar(&o.forceUnlock, "force-unlock", false, "take the site's deploy lock even if another deploy holds it")
+	cmd.Flags().StringVar(&o.plan, "plan", "", "deploy only if the plan saved in this file (plan --out) still holds")
 	return cmd
 }
 
@@ -42,9 +48,31 @@ func runDeploy(cmd *cobra.Command, g *globals, o deployOptions) error {
 	if err != nil {
 		return err
 	}
+	var saved *plan.Plan
+	if o.plan != "" {
+		if saved, err = loadPlan(o.plan); err != nil {
+			return err
+		}
+		if len(o.sites.names) == 0 && !o.sites.all {
+			for _, sp := range saved.Sites {
+				o.sites.names = append(o.sites.names, sp.Site)
+			}
+		}
+	}
 	selected, err := o.sites.selectSites(topo, true)
 	if err != nil {
 		return err
+	}
+	if saved != nil {
+		// Planned again the way `sitectl plan` plans (before the deploy's own
+		// options), compared with what the operator reviewed. A concurrent deploy
+		// that changes a site after this check holds its lock, so this one then
+		// fails at the lock.
+		now := deploy.Plan(cmd.Context(), topo, selected, deploy.Parts, deploy.Options{Prune: o.prune, Environ: g.environ})
+		if diff := plan.Stale(saved, now); len(diff) > 0 {
+			return fmt.Errorf("the plan saved in %s no longer holds, so nothing was changed:\n  %s\nplan again (sitectl plan --out %s, with the same sites and --prune), review it, and deploy that",
+				o.plan, strings.Join(diff, "\n  "), o.plan)
+		}
 	}
 	// Sites deploy in parallel: a site's replication plan waits for the databases of
 	// the other sites, which may still be starting in this same deploy.

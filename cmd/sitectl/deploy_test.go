@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -50,5 +52,45 @@ func TestPlanUnreachableEngine(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "could not plan douala") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestDeploySavedPlanRefused: deploy --plan refuses, before touching any engine's
+// state, a file that is not a plan, and a plan that no longer holds (here: another
+// environment, and a site that cannot be planned now), naming each difference.
+func TestDeploySavedPlanRefused(t *testing.T) {
+	dir := exampleConfig(t, nil)
+	tmp := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(tmp, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	env := []string{"SITECTL_PG_PASSWORD=x", "SITECTL_DJANGO_SECRET_KEY=y"}
+	for name, tc := range map[string]struct {
+		file string
+		args []string
+		want []string
+	}{
+		"missing file": {filepath.Join(tmp, "nope.json"), nil, []string{"read the saved plan", "nope.json"}},
+		"not a plan":   {write("status.json", `{"sites": [{"site": "douala", "nodes": []}]}`), nil, []string{"is not a plan saved by `sitectl plan --out`"}},
+		"no env":       {write("empty.json", `{}`), nil, []string{"no environment or sites in it"}},
+		"stale":        {write("prod.json", `{"environment": "production", "sites": [{"site": "douala", "steps": []}]}`), nil, []string{"no longer holds, so nothing was changed", "the saved plan is for environment production, not dev", "douala: cannot be planned now", "/nonexistent/docker.sock"}},
+		"other sites":  {write("prod2.json", `{"environment": "dev", "sites": [{"site": "douala", "steps": []}]}`), []string{"--site", "cloud"}, []string{"cloud: not in the saved plan", "douala: in the saved plan, not selected now"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			args := append([]string{"--config-dir", dir, "--env", "dev", "--set", "engine.host=unix:///nonexistent/docker.sock", "deploy", "--plan", tc.file}, tc.args...)
+			_, _, err := run(t, env, args...)
+			if err == nil || exitCode(err) != 1 {
+				t.Fatalf("err = %v (exit %d), want exit 1", err, exitCode(err))
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v\nwant it to say %q", err, w)
+				}
+			}
+		})
 	}
 }

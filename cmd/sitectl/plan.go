@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sitectl/sitectl/deploy"
+	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
 	_ "github.com/sitectl/sitectl/stacks/all" // every stack, registered
 )
@@ -40,6 +44,7 @@ func (f *siteFlags) selectSites(topo *sites.Topology, required bool) ([]*sites.S
 type planOptions struct {
 	sites siteFlags
 	prune bool
+	out   string
 }
 
 func newPlanCommand(g *globals) *cobra.Command {
@@ -50,12 +55,16 @@ func newPlanCommand(g *globals) *cobra.Command {
 		Long: `Reads each site's live state (in parallel) and prints the typed steps deploy would
 apply: swarm membership and node labels, networks, secrets, configs, services (with a
 readable diff), then the other parts (tunnels, replication). Secret values are never
-shown. Exit code: 0 nothing to do, 2 changes pending, 1 error.`,
+shown. Exit code: 0 nothing to do, 2 changes pending, 1 error.
+
+--out FILE also saves the plan (JSON, as --output json prints it); deploy --plan FILE
+applies it only while it still holds.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runPlan(cmd, g, o) },
 	}
 	o.sites.add(cmd, "plan (default: all)")
 	cmd.Flags().BoolVar(&o.prune, "prune", false, "also plan removing sitectl's objects the config no longer wants")
+	cmd.Flags().StringVar(&o.out, "out", "", "also save the plan to this file, for deploy --plan")
 	return cmd
 }
 
@@ -69,6 +78,11 @@ func runPlan(cmd *cobra.Command, g *globals, o planOptions) error {
 		return err
 	}
 	p := deploy.Plan(cmd.Context(), topo, selected, deploy.Parts, deploy.Options{Prune: o.prune, Environ: g.environ})
+	if o.out != "" {
+		if err := savePlan(o.out, p); err != nil {
+			return err
+		}
+	}
 	ok, err := g.printStructured(p)
 	if !ok {
 		err = p.Render(g.streams.Out)
@@ -83,4 +97,34 @@ func runPlan(cmd *cobra.Command, g *globals, o planOptions) error {
 		return &ExitError{Code: 2, Silent: true}
 	}
 	return nil
+}
+
+// savePlan writes the plan as JSON (the shape --output json prints).
+func savePlan(path string, p *plan.Plan) error {
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("save the plan: %w", err)
+	}
+	return nil
+}
+
+// loadPlan reads a plan saved by plan --out (or printed by plan --output json).
+func loadPlan(path string) (*plan.Plan, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read the saved plan: %w", err)
+	}
+	var p plan.Plan
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil || p.Env == "" || p.Sites == nil {
+		if err == nil {
+			err = errors.New("no environment or sites in it")
+		}
+		return nil, fmt.Errorf("%s is not a plan saved by `sitectl plan --out` (%v)", path, err)
+	}
+	return &p, nil
 }
