@@ -155,9 +155,15 @@ func (Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([
 			}})
 	}
 	if len(g.Notes) > 0 && len(steps) > 0 {
-		steps[len(steps)-1].Note = strings.TrimSpace(steps[len(steps)-1].Note + " " + strings.Join(g.Notes, "; "))
+		last := &steps[len(steps)-1]
+		last.Note = joinNotes(append([]string{last.Note}, g.Notes...))
 	}
 	return steps, nil
+}
+
+// joinNotes joins the non-empty notes with "; ".
+func joinNotes(notes []string) string {
+	return strings.Join(slices.DeleteFunc(notes, func(n string) bool { return n == "" }), "; ")
 }
 
 func withClient(ctx context.Context, g *Gateway, fn func(*Client) error) error {
