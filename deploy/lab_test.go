@@ -200,6 +200,10 @@ func TestLabDeploy(t *testing.T) {
 		out := hashSuffix.ReplaceAllString(b.String(), "_<hash>")
 		out = strings.ReplaceAll(out, "/var/lib/sitectl/lab-"+labPrefix, "<lab>")
 		golden.AssertString(t, "plan-lab-empty.golden", out)
+		// A plan saved now still holds a moment later (deploy --plan).
+		if diff := plan.Stale(p, planOf(t, topo)); len(diff) != 0 {
+			t.Errorf("two plans of the empty sites differ: %q", diff)
+		}
 	})
 
 	t.Run("deploy --all killed mid-way, then run again, converges", func(t *testing.T) {
@@ -284,6 +288,12 @@ func TestLabDeploy(t *testing.T) {
 		if len(steps) != 1 || steps[0].Site != "douala" || steps[0].Name != "django-api_api" || steps[0].Action != plan.Update ||
 			strings.Join(steps[0].Diff, ";") != "replicas: 1 → 2" {
 			t.Fatalf("steps %+v, want one update of douala django-api_api (replicas: 1 → 2)", steps)
+		}
+		if diff := plan.Stale(p, planOf(t, changed)); len(diff) != 0 {
+			t.Errorf("two plans of the same change differ: %q", diff)
+		}
+		if diff := plan.Stale(p, planOf(t, topo)); len(diff) != 1 || !strings.Contains(diff[0], "douala: no longer ~ service django-api_api (replicas: 1 → 2)") {
+			t.Errorf("a plan of the change against one without it: %q", diff)
 		}
 		// Not applied: the next steps roll one replica, which is quicker.
 	})

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -81,8 +82,21 @@ func (s *session) planStacks(ctx context.Context) ([]plan.Step, error) {
 	steps = append(steps, s.planObjects(ComponentConfig, d.Configs, l.configs)...)
 	steps = append(steps, s.planServices(d, l)...)
 	steps = append(steps, s.planPrune(d, l)...)
+	if cluster == "" {
+		// The version suffixes above come from a random key: name the objects without
+		// them, so two plans of the site say the same (deploy --plan compares them).
+		logical := map[string]string{}
+		for _, o := range append(slices.Clone(d.Secrets), d.Configs...) {
+			logical[o.Name] = o.Logical
+		}
+		for i, st := range steps {
+			if l, ok := logical[st.Name]; ok && (st.Component == ComponentSecret || st.Component == ComponentConfig) {
+				steps[i].Name = l + "_<version>"
+			}
+		}
+	}
 	if !active && len(steps) > 0 {
-		steps[0].Note = join(steps[0].Note, "the swarm is not initialized yet: secret and config version suffixes are final once it is")
+		steps[0].Note = plan.JoinNotes(steps[0].Note, "the swarm is not initialized yet: secrets and configs get their version suffix once it is")
 	}
 	return steps, nil
 }
@@ -115,7 +129,7 @@ func (s *session) planNetworks(d *stacks.Desired, l *live) []plan.Step {
 		}
 		st := s.step(ComponentNetwork, plan.Update, n.Name)
 		st.Diff = have.diff(want)
-		st.Note = join("networks are immutable: sitectl removes and recreates it (services attached to it must be gone first)", n.Note)
+		st.Note = plan.JoinNotes("networks are immutable: sitectl removes and recreates it (services attached to it must be gone first)", n.Note)
 		create := s.createNetwork(n)
 		id := cur.ID
 		st.Apply = func(ctx context.Context) error {
@@ -536,16 +550,6 @@ func short(h string) string {
 		return "(none)"
 	}
 	return h
-}
-
-func join(a, b string) string {
-	switch {
-	case a == "":
-		return b
-	case b == "":
-		return a
-	}
-	return a + "; " + b
 }
 
 func isConflict(err error) bool {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/sitectl/sitectl/sites"
@@ -54,6 +55,11 @@ type Step struct {
 	Apply func(ctx context.Context) error `json:"-"`
 }
 
+// JoinNotes joins the non-empty notes with "; ".
+func JoinNotes(notes ...string) string {
+	return strings.Join(slices.DeleteFunc(notes, func(n string) bool { return n == "" }), "; ")
+}
+
 // String is the step's one-line summary: "+ network data".
 func (s Step) String() string {
 	return fmt.Sprintf("%s %s %s", s.Action.symbol(), s.Component, s.Name)
@@ -79,6 +85,8 @@ type SitePlan struct {
 type Plan struct {
 	Env   string     `json:"environment"`
 	Sites []SitePlan `json:"sites"`
+	// Prune says the plan includes removing what the configuration no longer wants.
+	Prune bool `json:"prune,omitempty"`
 }
 
 // Counts returns how many steps create, update (incl. reload) and remove.
@@ -172,6 +180,12 @@ func Stale(saved, now *Plan) []string {
 	var out []string
 	if saved.Env != now.Env {
 		out = append(out, fmt.Sprintf("the saved plan is for environment %s, not %s", saved.Env, now.Env))
+	}
+	switch {
+	case saved.Prune && !now.Prune:
+		out = append(out, "the saved plan was made with --prune: deploy with --prune")
+	case !saved.Prune && now.Prune:
+		out = append(out, "the saved plan was made without --prune: deploy without it")
 	}
 	bySite := map[string]SitePlan{}
 	for _, sp := range saved.Sites {

@@ -78,6 +78,11 @@ func TestStale(t *testing.T) {
 	if got := Stale(saved, now); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("Stale:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	pruned := *same
+	pruned.Prune = true
+	if got := strings.Join(Stale(saved, &pruned), "\n"); got != "the saved plan was made without --prune: deploy without it" {
+		t.Errorf("Stale with --prune on one side: %q", got)
+	}
 	broken := &Plan{Env: "production", Sites: []SitePlan{{Site: "douala", Error: "engine unreachable"}, {Site: "cloud", Steps: []Step{svc(Create, "x")}}}}
 	got := strings.Join(Stale(broken, saved), "\n")
 	if !strings.Contains(got, "douala: the saved plan could not plan it (engine unreachable)") || !strings.Contains(got, "cloud: no longer + service x") {
@@ -85,5 +90,21 @@ func TestStale(t *testing.T) {
 	}
 	if got := strings.Join(Stale(saved, broken), "\n"); !strings.Contains(got, "douala: cannot be planned now (engine unreachable)") {
 		t.Errorf("Stale against a plan with an error:\n%s", got)
+	}
+}
+
+func TestJoinNotes(t *testing.T) {
+	for _, tc := range []struct {
+		in   []string
+		want string
+	}{
+		{[]string{"link to cloud", "start_action trap is not supported"}, "link to cloud; start_action trap is not supported"},
+		{[]string{"", "a", "b"}, "a; b"},
+		{[]string{"", ""}, ""},
+		{nil, ""},
+	} {
+		if got := JoinNotes(tc.in...); got != tc.want {
+			t.Errorf("JoinNotes(%q) = %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }

@@ -61,8 +61,17 @@ type Service struct {
 	RollsAfter []string `json:"rolls_after,omitempty"`
 }
 
-// After is every service this one is ordered after: DependsOn and RollsAfter.
-func (s Service) After() []string { return append(slices.Clone(s.DependsOn), s.RollsAfter...) }
+// After is every service this one is ordered after: DependsOn, then RollsAfter
+// (once each).
+func (s Service) After() []string {
+	all := slices.Clone(s.DependsOn)
+	for _, r := range s.RollsAfter {
+		if !slices.Contains(all, r) {
+			all = append(all, r)
+		}
+	}
+	return all
+}
 
 // DependsOnKey is the service-level compose extension naming services of other
 // stacks of the site (by swarm name, "<stack>_<service>") this one starts after.
@@ -164,7 +173,7 @@ func orderServices(d *Desired) error {
 		case done:
 			return nil
 		case visiting:
-			return fmt.Errorf("services depend on each other: %s → %s; remove one of these depends_on", strings.Join(path, " → "), svc.Name)
+			return fmt.Errorf("services are ordered after each other: %s → %s; remove one of these from its depends_on, %s or %s", strings.Join(path, " → "), svc.Name, DependsOnKey, RollsAfterKey)
 		}
 		state[i] = visiting
 		for _, dep := range svc.After() {

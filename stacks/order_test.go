@@ -23,7 +23,7 @@ func TestOrderServices(t *testing.T) {
 		{Name: "worker", DependsOn: []string{"api", "elsewhere_db"}},
 		{Name: "cache"},
 		{Name: "db"},
-		{Name: "kong", RollsAfter: []string{"worker", "elsewhere_api"}},
+		{Name: "kong", DependsOn: []string{"worker"}, RollsAfter: []string{"worker", "elsewhere_api"}},
 		{Name: "exporter"},
 	}}
 	if err := orderServices(d); err != nil {
@@ -31,7 +31,10 @@ func TestOrderServices(t *testing.T) {
 	}
 	// Dependencies (depends-on and rolls-after) first, otherwise the given order;
 	// dependencies the site does not define are dropped.
-	if got, want := names(d), "db<> cache<> api<db,cache> worker<api> kong<>(worker) exporter<>"; got != want {
+	if got := d.Services[4].After(); len(got) != 1 || got[0] != "worker" {
+		t.Errorf("kong is ordered after %v, want [worker] once", got)
+	}
+	if got, want := names(d), "db<> cache<> api<db,cache> worker<api> kong<worker>(worker) exporter<>"; got != want {
 		t.Errorf("order %s, want %s", got, want)
 	}
 

@@ -156,14 +156,9 @@ func (Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([
 	}
 	if len(g.Notes) > 0 && len(steps) > 0 {
 		last := &steps[len(steps)-1]
-		last.Note = joinNotes(append([]string{last.Note}, g.Notes...))
+		last.Note = plan.JoinNotes(append([]string{last.Note}, g.Notes...)...)
 	}
 	return steps, nil
-}
-
-// joinNotes joins the non-empty notes with "; ".
-func joinNotes(notes []string) string {
-	return strings.Join(slices.DeleteFunc(notes, func(n string) bool { return n == "" }), "; ")
 }
 
 func withClient(ctx context.Context, g *Gateway, fn func(*Client) error) error {
@@ -206,7 +201,8 @@ func planCerts(topo *sites.Topology, site *sites.Site) ([]plan.Step, error) {
 			Diff: []string{"SAN " + site.Gateway.ID, "key " + site.Tunnel.KeyType, "lifetime " + site.Tunnel.CertLifetime.D().String()}, Apply: ensure})
 	case "expiring":
 		steps = append(steps, plan.Step{Site: site.Name, Component: "tunnel", Action: plan.Update, Name: "certificate " + site.Gateway.ID,
-			Diff: []string{"renew: " + gwSt.Problem}, Apply: ensure})
+			// The date, not the days left: a saved plan (deploy --plan) still holds a day later.
+			Diff: []string{"renew: expires on " + gwSt.NotAfter.Format(time.DateOnly)}, Note: gwSt.Problem, Apply: ensure})
 	case "ok":
 	default:
 		if caSt.State == "missing" {

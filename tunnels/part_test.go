@@ -165,18 +165,3 @@ func mustBuild(t *testing.T, topo *sites.Topology) []*Gateway {
 	}
 	return gws
 }
-
-func TestJoinNotes(t *testing.T) {
-	for _, tc := range []struct {
-		in   []string
-		want string
-	}{
-		{[]string{"link to cloud", "start_action trap is not supported"}, "link to cloud; start_action trap is not supported"},
-		{[]string{"", "a", "b"}, "a; b"},
-		{[]string{"", ""}, ""},
-	} {
-		if got := joinNotes(tc.in); got != tc.want {
-			t.Errorf("joinNotes(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sitectl/sitectl/deploy"
 	"github.com/sitectl/sitectl/plan"
+	"github.com/sitectl/sitectl/sites"
 )
 
 type deployOptions struct {
@@ -50,7 +51,7 @@ func runDeploy(cmd *cobra.Command, g *globals, o deployOptions) error {
 	}
 	var saved *plan.Plan
 	if o.plan != "" {
-		if saved, err = loadPlan(o.plan); err != nil {
+		if saved, err = loadSaved(topo, o); err != nil {
 			return err
 		}
 		if len(o.sites.names) == 0 && !o.sites.all {
@@ -63,15 +64,23 @@ func runDeploy(cmd *cobra.Command, g *globals, o deployOptions) error {
 	if err != nil {
 		return err
 	}
+	defer deploy.Replication.Close()
 	if saved != nil {
 		// Planned again the way `sitectl plan` plans (before the deploy's own
-		// options), compared with what the operator reviewed. A concurrent deploy
-		// that changes a site after this check holds its lock, so this one then
-		// fails at the lock.
+		// options below), and compared with what the operator reviewed.
 		now := deploy.Plan(cmd.Context(), topo, selected, deploy.Parts, deploy.Options{Prune: o.prune, Environ: g.environ})
+		now.Prune = o.prune
 		if diff := plan.Stale(saved, now); len(diff) > 0 {
-			return fmt.Errorf("the plan saved in %s no longer holds, so nothing was changed:\n  %s\nplan again (sitectl plan --out %s, with the same sites and --prune), review it, and deploy that",
-				o.plan, strings.Join(diff, "\n  "), o.plan)
+			again := []string{"sitectl plan", "--env", topo.Env}
+			for _, s := range selected {
+				again = append(again, "--site", s.Name)
+			}
+			if o.prune {
+				again = append(again, "--prune")
+			}
+			again = append(again, "--out", o.plan)
+			return fmt.Errorf("the plan saved in %s no longer holds, so nothing was changed:\n  %s\nplan again (%s), review it, and deploy that",
+				o.plan, strings.Join(diff, "\n  "), strings.Join(again, " "))
 		}
 	}
 	// Sites deploy in parallel: a site's replication plan waits for the databases of
@@ -81,7 +90,6 @@ func runDeploy(cmd *cobra.Command, g *globals, o deployOptions) error {
 	for _, s := range selected {
 		deploy.Replication.Opts.Starting = append(deploy.Replication.Opts.Starting, s.Name)
 	}
-	defer deploy.Replication.Close()
 	results := deploy.Deploy(cmd.Context(), topo, selected, deploy.Parts, deploy.Options{
 		Prune: o.prune, ForceUnlock: o.forceUnlock, Environ: g.environ, Progress: g.progress()})
 	var failed []error
@@ -117,4 +125,22 @@ func runDeploy(cmd *cobra.Command, g *globals, o deployOptions) error {
 		return &ExitError{Code: 1, Err: fmt.Errorf("deploy failed on %s: %w", strings.Join(names, ", "), errors.Join(failed...)), Silent: !ok}
 	}
 	return nil
+}
+
+// loadSaved reads deploy --plan's file and refuses, before any engine is reached, a
+// plan for another environment and --force-unlock (the saved plan is checked before
+// the deploy takes each site's lock: a lock held by another deploy must stop this
+// one, not be taken over).
+func loadSaved(topo *sites.Topology, o deployOptions) (*plan.Plan, error) {
+	if o.forceUnlock {
+		return nil, errors.New("--plan and --force-unlock exclude each other: a saved plan is only checked before the lock, so a held lock must stop the deploy; deploy without --plan to take the lock over")
+	}
+	saved, err := loadPlan(o.plan)
+	if err != nil {
+		return nil, err
+	}
+	if saved.Env != topo.Env {
+		return nil, fmt.Errorf("the plan saved in %s is for environment %s, not %s: pass --env %s", o.plan, saved.Env, topo.Env, saved.Env)
+	}
+	return saved, nil
 }

@@ -56,8 +56,9 @@ func TestPlanUnreachableEngine(t *testing.T) {
 }
 
 // TestDeploySavedPlanRefused: deploy --plan refuses, before touching any engine's
-// state, a file that is not a plan, and a plan that no longer holds (here: another
-// environment, and a site that cannot be planned now), naming each difference.
+// state, a file that is not a plan, a plan for another environment, --force-unlock,
+// and a plan that no longer holds (a site that cannot be planned now, --prune on one
+// side only, other sites), naming each difference and the plan command to run.
 func TestDeploySavedPlanRefused(t *testing.T) {
 	dir := exampleConfig(t, nil)
 	tmp := t.TempDir()
@@ -74,11 +75,17 @@ func TestDeploySavedPlanRefused(t *testing.T) {
 		args []string
 		want []string
 	}{
-		"missing file": {filepath.Join(tmp, "nope.json"), nil, []string{"read the saved plan", "nope.json"}},
+		"missing file": {filepath.Join(tmp, "nope.json"), nil, []string{"read the saved plan", "nope.json", "retry the site's plan job"}},
 		"not a plan":   {write("status.json", `{"sites": [{"site": "douala", "nodes": []}]}`), nil, []string{"is not a plan saved by `sitectl plan --out`"}},
-		"no env":       {write("empty.json", `{}`), nil, []string{"no environment or sites in it"}},
-		"stale":        {write("prod.json", `{"environment": "production", "sites": [{"site": "douala", "steps": []}]}`), nil, []string{"no longer holds, so nothing was changed", "the saved plan is for environment production, not dev", "douala: cannot be planned now", "/nonexistent/docker.sock"}},
-		"other sites":  {write("prod2.json", `{"environment": "dev", "sites": [{"site": "douala", "steps": []}]}`), []string{"--site", "cloud"}, []string{"cloud: not in the saved plan", "douala: in the saved plan, not selected now"}},
+		"no sites":     {write("empty.json", `{"environment": "dev", "sites": []}`), nil, []string{"no environment or no sites in it"}},
+		"other env":    {write("prod.json", `{"environment": "production", "sites": [{"site": "douala", "steps": []}]}`), nil, []string{"is for environment production, not dev: pass --env production"}},
+		"force-unlock": {write("dev.json", `{"environment": "dev", "sites": [{"site": "douala", "steps": []}]}`), []string{"--force-unlock"}, []string{"--plan and --force-unlock exclude each other"}},
+		"stale": {write("dev2.json", `{"environment": "dev", "sites": [{"site": "douala", "steps": []}]}`), nil, []string{
+			"no longer holds, so nothing was changed", "douala: cannot be planned now", "/nonexistent/docker.sock",
+			"plan again (sitectl plan --env dev --site douala --out "}},
+		"pruned": {write("prune.json", `{"environment": "dev", "prune": true, "sites": [{"site": "douala", "steps": []}]}`), nil, []string{"the saved plan was made with --prune: deploy with --prune"}},
+		"other sites": {write("dev3.json", `{"environment": "dev", "sites": [{"site": "douala", "steps": []}]}`), []string{"--site", "cloud", "--prune"}, []string{
+			"cloud: not in the saved plan", "douala: in the saved plan, not selected now", "made without --prune: deploy without it", "--site cloud --prune --out"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			args := append([]string{"--config-dir", dir, "--env", "dev", "--set", "engine.host=unix:///nonexistent/docker.sock", "deploy", "--plan", tc.file}, tc.args...)

@@ -78,6 +78,7 @@ func runPlan(cmd *cobra.Command, g *globals, o planOptions) error {
 		return err
 	}
 	p := deploy.Plan(cmd.Context(), topo, selected, deploy.Parts, deploy.Options{Prune: o.prune, Environ: g.environ})
+	p.Prune = o.prune
 	if o.out != "" {
 		if err := savePlan(o.out, p); err != nil {
 			return err
@@ -115,14 +116,14 @@ func savePlan(path string, p *plan.Plan) error {
 func loadPlan(path string) (*plan.Plan, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read the saved plan: %w", err)
+		return nil, fmt.Errorf("read the saved plan: %w (save one with sitectl plan --out; in a pipeline, retry the site's plan job)", err)
 	}
 	var p plan.Plan
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil || p.Env == "" || p.Sites == nil {
+	if err := dec.Decode(&p); err != nil || p.Env == "" || len(p.Sites) == 0 {
 		if err == nil {
-			err = errors.New("no environment or sites in it")
+			err = errors.New("no environment or no sites in it")
 		}
 		return nil, fmt.Errorf("%s is not a plan saved by `sitectl plan --out` (%v)", path, err)
 	}

@@ -63,6 +63,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench-deploy: -runs must be 1 or more")
 		os.Exit(2)
 	}
+	if alone && only1 == "docker" {
+		fmt.Fprintln(os.Stderr, "bench-deploy: -alone deploys with sitectl; it does not go with -only docker")
+		os.Exit(2)
+	}
 	if err := run(dir, env, only, set, timeout, verbose, poll, allParts, only1, runs, alone); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-deploy:", err)
 		os.Exit(1)
@@ -141,20 +145,14 @@ func run(dir, env, only string, set []string, timeout time.Duration, verbose boo
 		if verbose {
 			opts.Progress = progress.New(&stamped{w: os.Stderr, start: time.Now(), bol: true})
 		}
-		deployAll := func(selected []*sites.Site) error {
-			for _, r := range deploy.Deploy(ctx, topo, selected, parts, opts) {
-				if r.Err() != nil {
-					return r.Err()
-				}
-			}
-			return nil
-		}
 		start, cpu0 = time.Now(), busyCPU()
 		if verbose {
 			fmt.Fprintf(os.Stderr, "sitectl deploy --all starts at %s\n", start.UTC().Format("15:04:05.000"))
 		}
-		if err := deployAll(topo.Sites); err != nil {
-			return res, err
+		for _, r := range deploy.Deploy(ctx, topo, topo.Sites, parts, opts) {
+			if r.Err() != nil {
+				return res, r.Err()
+			}
 		}
 		first, firstCPU := time.Since(start), busyCPU()-cpu0
 		start = time.Now()
@@ -192,17 +190,23 @@ func run(dir, env, only string, set []string, timeout time.Duration, verbose boo
 		// Here the sites share this machine's cores; in the field each site is its own
 		// machines. Each site deployed alone (the others empty and idle) shows what
 		// --all would take then: the slowest site. A projection, not the goal's figure.
+		// Swarm and stacks only, as docker stack deploy: with -all-parts a site alone
+		// would wait for its peers' databases, which are empty here.
 		var each []time.Duration
 		for _, s := range topo.Sites {
 			if err := clean(); err != nil {
 				return res, err
 			}
 			t0 := time.Now()
-			if err := deployAll([]*sites.Site{s}); err != nil {
+			for _, r := range deploy.Deploy(ctx, topo, []*sites.Site{s}, []plan.Part{sitectlswarm.Part{}, deploy.Stacks}, opts) {
+				err = r.Err()
+			}
+			if err != nil {
 				return res, err
 			}
 			each = append(each, time.Since(t0))
 		}
+		res.alone = slices.Max(each)
 		fmt.Printf("sitectl deploy, one site at a time, the others empty: %s\n", bySite(topo, each))
 		if side == "" {
 			fmt.Printf("projected ratio with one machine per site (slowest site alone / docker): %.2f\n", slices.Max(each).Seconds()/docker.Seconds())
@@ -226,8 +230,9 @@ func run(dir, env, only string, set []string, timeout time.Duration, verbose boo
 	return nil
 }
 
-// result is one measured run (zero durations for a side not run).
-type result struct{ docker, first, again time.Duration }
+// result is one measured run (zero durations for a side not run); alone is the
+// slowest site deployed alone (-alone).
+type result struct{ docker, first, again, alone time.Duration }
 
 // summarize prints, over several runs, each ratio, the median, and how many runs
 // met each goal: one run says little on a machine whose engines' timing varies.
@@ -241,9 +246,12 @@ func summarize(all []result, side string) {
 		}
 		return (v[len(v)/2-1] + v[len(v)/2]) / 2
 	}
-	var ratios, noops []float64
+	var ratios, noops, projected []float64
 	met, noopMet := 0, 0
 	for _, r := range all {
+		if r.alone > 0 && r.docker > 0 {
+			projected = append(projected, r.alone.Seconds()/r.docker.Seconds())
+		}
 		if side == "" {
 			x := r.first.Seconds() / r.docker.Seconds()
 			ratios = append(ratios, x)
@@ -265,6 +273,13 @@ func summarize(all []result, side string) {
 			parts[i] = fmt.Sprintf("%.2f", x)
 		}
 		fmt.Printf("ratios sitectl/docker: %s; median %.2f; ≤ 0.50 in %d of %d\n", strings.Join(parts, " "), median(ratios), met, len(ratios))
+	}
+	if len(projected) > 0 {
+		parts := make([]string, len(projected))
+		for i, x := range projected {
+			parts[i] = fmt.Sprintf("%.2f", x)
+		}
+		fmt.Printf("projected ratios with one machine per site: %s; median %.2f\n", strings.Join(parts, " "), median(projected))
 	}
 	if len(noops) > 0 {
 		fmt.Printf("no-op/first deploy: median %.1f%%; ≤ 5%% in %d of %d\n", 100*median(noops), noopMet, len(noops))

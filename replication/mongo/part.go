@@ -3,7 +3,6 @@ package mongo
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
@@ -45,7 +44,7 @@ func (p Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) 
 	changes := Changes(topo, desired, live, site.Name)
 	steps := Steps(topo, func() *Conn { return p.conn(topo) }, changes)
 	if note != "" && len(steps) > 0 {
-		steps[0].Note = strings.TrimPrefix(steps[0].Note+"; "+note, "; ")
+		steps[0].Note = plan.JoinNotes(steps[0].Note, note)
 	}
 	if len(steps) == 0 {
 		steps = append(steps, plan.Step{Site: site.Name, Component: "mongo", Action: plan.Noop, Name: "replica set " + desired.Name})
@@ -92,7 +91,7 @@ func Steps(topo *sites.Topology, open func() *Conn, changes []Change) []plan.Ste
 			if ch.Voting {
 				vote = "one voting change"
 			}
-			st.Note = strings.TrimPrefix(st.Note+"; "+"one replSetReconfig ("+vote+"), then waits until a majority holds the new config", "; ")
+			st.Note = plan.JoinNotes(st.Note, "one replSetReconfig ("+vote+"), then waits until a majority holds the new config")
 		}
 		st.Apply = func(ctx context.Context) error {
 			conn := open()

@@ -298,7 +298,9 @@ func clearCopies(op *Op, step *plan.Step, ex Extras) {
 				op.ClearCopies = map[string]int64{}
 			}
 			op.ClearCopies[t] = n
-			step.Diff = append(step.Diff, fmt.Sprintf("replaces %d earlier copies in %s of rows %s sends with a fresh copy", n, t, s.Flow.From))
+			// The count is a note: the diff line stays the same while rows change.
+			step.Diff = append(step.Diff, fmt.Sprintf("replaces the earlier copies in %s of rows %s sends with a fresh copy", t, s.Flow.From))
+			step.Note = plan.JoinNotes(step.Note, fmt.Sprintf("%d earlier copies in %s", n, t))
 		}
 	}
 }
