@@ -25,6 +25,7 @@ import (
 	"github.com/sitectl/sitectl/lab/images"
 	"github.com/sitectl/sitectl/lab/labtest"
 	"github.com/sitectl/sitectl/sites"
+	pgstack "github.com/sitectl/sitectl/stacks/postgres"
 	"github.com/sitectl/sitectl/swarm"
 )
 
@@ -323,6 +324,11 @@ func TestLabUpStatusDown(t *testing.T) {
 		if out != "douala|"+row.ID {
 			t.Errorf("lab_rows in PostgreSQL = %q, want douala|%s", out, row.ID)
 		}
+		// The postgres stack's health check (its retry loop needs sleep) passes here.
+		test := pgstack.HealthTest(&sites.Site{Postgres: sites.Postgres{User: "sitectl", Database: "app"}}, 3*time.Second)
+		test[3] = strings.ReplaceAll(test[3], "$$", "$") // as compose interpolation leaves it
+		docker(append([]string{"exec", "lbpg"}, test[1:]...)...)
+		docker("exec", "lbpg", "sleep", "0.1")
 		// Prometheus (Debian's) answers too.
 		docker("run", "-d", "--name", "lbprom", "-p", "9090:9090", "sitectl-lab/prometheus:lab")
 		for deadline := time.Now().Add(60 * time.Second); ; {

@@ -5,6 +5,7 @@ package stacks
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"sort"
@@ -124,4 +125,17 @@ func ExecTemplate(name string, text []byte, data TemplateData) ([]byte, error) {
 		return nil, fmt.Errorf("render %s for %s/%s: %w", name, data.Site.Name, data.Env, err)
 	}
 	return buf.Bytes(), nil
+}
+
+// JSONList renders a list of strings (a healthcheck test, a command) as a JSON list,
+// which is YAML: every string quoted and escaped, whatever it holds. HTML characters
+// are not escaped, so ">=" stays readable in the rendered file.
+func JSONList(list []string) (string, error) {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(list); err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(b.String()), nil
 }

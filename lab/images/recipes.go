@@ -60,6 +60,7 @@ func base(r *rootfs, standin string) error {
 	r.addHostFileAs(standin, "usr/local/bin/standin", 0o755)
 	r.addSymlink("usr/local/bin/curl", "standin")
 	r.addSymlink("usr/local/bin/wget", "standin")
+	r.addSymlink("usr/local/bin/sleep", "standin")
 	return nil
 }
 

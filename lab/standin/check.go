@@ -291,3 +291,20 @@ func splitOps(s string) []string {
 		s = s[k+2:]
 	}
 }
+
+// sleep is coreutils' `sleep SECONDS` (a decimal number, one argument): the real
+// images' health checks (the postgres stack's retry loop) need it, and the lab
+// images carry only dash and this binary.
+func sleep(args []string) int {
+	if len(args) != 1 {
+		fmt.Fprintln(os.Stderr, "sleep (sitectl lab stand-in): usage: sleep SECONDS")
+		return 2
+	}
+	secs, err := strconv.ParseFloat(args[0], 64)
+	if err != nil || secs < 0 {
+		fmt.Fprintf(os.Stderr, "sleep (sitectl lab stand-in): invalid time interval %q\n", args[0])
+		return 2
+	}
+	time.Sleep(time.Duration(secs * float64(time.Second)))
+	return 0
+}

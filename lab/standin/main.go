@@ -32,6 +32,8 @@ func dispatch(name string, args []string) int {
 		return pgEntrypoint(args)
 	case "healthcheck":
 		return healthcheck(args)
+	case "sleep":
+		return sleep(args)
 	}
 	if len(args) > 0 {
 		switch args[0] {

@@ -241,3 +241,21 @@ func TestRenderedAPIHealthCheckRetriesInTheLab(t *testing.T) {
 		t.Fatalf("%q against an API that answers 503 twice: exit %d after %d requests, want 0 after 3 (%s)", test, got, seen.Load(), out.String())
 	}
 }
+
+func TestSleep(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"0.01"}, 0},
+		{[]string{"0"}, 0},
+		{nil, 2},
+		{[]string{"soon"}, 2},
+		{[]string{"-1"}, 2},
+		{[]string{"1", "2"}, 2},
+	} {
+		if got := dispatch("sleep", tc.args); got != tc.want {
+			t.Errorf("sleep %q: exit %d, want %d", tc.args, got, tc.want)
+		}
+	}
+}

@@ -5,7 +5,6 @@ package djangoapi
 
 import (
 	_ "embed"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -182,13 +181,7 @@ func healthTest(vals map[string]any, url string) (string, error) {
 	default:
 		return "", fmt.Errorf("values.%s.healthcheck is %v: allowed: python, curl, none", Name, vals["healthcheck"])
 	}
-	var b strings.Builder
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false) // ">=" stays readable in the rendered file
-	if err := enc.Encode(test); err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(b.String()), nil
+	return stacks.JSONList(test)
 }
 
 // Placement is the API's placement constraint: the app nodes, or on a site without

@@ -7,6 +7,7 @@ import (
 	_ "embed"
 	"fmt"
 	"sort"
+	"time"
 
 	pgrepl "github.com/sitectl/sitectl/replication/postgres"
 	"github.com/sitectl/sitectl/sites"
@@ -25,6 +26,11 @@ var Defaults = map[string]any{
 	"port": 5432,
 	// constraint replaces the placement constraint (default: the db node).
 	"constraint": "",
+	// health_retry is how long one health check retries pg_isready (every 0.5 s)
+	// while the server is starting: a server ready shortly after a check is healthy
+	// at that check, not one interval (5 s) later. 0s: one try. The check's timeout
+	// is health_retry + 3s.
+	"health_retry": "3s",
 }
 
 func init() { stacks.Register(Stack{}) }
@@ -40,12 +46,23 @@ type Extra struct {
 	Major       int
 	Settings    []string
 	Constraints []string
+	// HealthTest is the healthcheck test (a JSON list) and HealthTimeout its timeout.
+	HealthTest    string
+	HealthTimeout string
 }
 
 // Render renders the compose file for in.Site.
 func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 	vals := stacks.Values(in, Name, Defaults)
 	extra := Extra{Major: 15, Settings: ServerSettings(in.Topo, in.Site), Constraints: []string{Placement(in.Site, fmt.Sprint(vals["constraint"]))}}
+	retry, err := time.ParseDuration(fmt.Sprint(vals["health_retry"]))
+	if err != nil || retry < 0 {
+		return stacks.Rendered{}, fmt.Errorf("values.%s.health_retry is %v: want a duration such as 3s (0s: no retry)", Name, vals["health_retry"])
+	}
+	if extra.HealthTest, err = stacks.JSONList(HealthTest(in.Site, retry)); err != nil {
+		return stacks.Rendered{}, err
+	}
+	extra.HealthTimeout = (retry + 3*time.Second).String()
 	out, err := stacks.ExecTemplate("postgres/compose.yaml.tmpl", composeTemplate, stacks.TemplateData{
 		Site: in.Site, Topo: in.Topo, Env: in.Env(), Stack: Name, Values: vals, Extra: extra,
 	})
@@ -53,6 +70,21 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 		return stacks.Rendered{}, err
 	}
 	return stacks.Rendered{Stack: Name, Compose: out}, nil
+}
+
+// HealthTest is the server's health check: pg_isready on its own host, tried every
+// 0.5 s for retry (a shell loop, the arguments passed to it as "$@", never into
+// the script); one try when retry is 0. The test is as written in the compose file.
+func HealthTest(s *sites.Site, retry time.Duration) []string {
+	args := []string{"-q", "-t", "2", "-h", "127.0.0.1", "-U", s.Postgres.User, "-d", s.Postgres.Database}
+	tries := int(retry / (500 * time.Millisecond))
+	if tries < 1 {
+		return append([]string{"CMD", "pg_isready"}, args...)
+	}
+	// $$ is a literal $ once compose interpolation (the loader's, as docker stack
+	// deploy's) has run.
+	script := fmt.Sprintf(`i=0; until pg_isready "$$@"; do i=$$((i+1)); [ "$$i" -ge %d ] && exit 1; sleep 0.5; done`, tries)
+	return append([]string{"CMD", "sh", "-c", script, "pg-ready"}, args...)
 }
 
 // ServerSettings are the `-c name=value` settings the server starts with: listening
