@@ -324,11 +324,16 @@ func TestLabUpStatusDown(t *testing.T) {
 		if out != "douala|"+row.ID {
 			t.Errorf("lab_rows in PostgreSQL = %q, want douala|%s", out, row.ID)
 		}
-		// The postgres stack's health check (its retry loop needs sleep) passes here.
-		test := pgstack.HealthTest(&sites.Site{Postgres: sites.Postgres{User: "sitectl", Database: "app"}}, 3*time.Second)
-		test[3] = strings.ReplaceAll(test[3], "$$", "$") // as compose interpolation leaves it
+		// The postgres stack's health check passes here, at once and after retries
+		// (its loop sleeps with the image's sleep): pointed at a port nothing listens
+		// on, it fails after its tries, not at the first.
+		test := pgstack.HealthTest(&sites.Site{Postgres: sites.Postgres{User: "sitectl", Database: "app"}}, time.Second)
 		docker(append([]string{"exec", "lbpg"}, test[1:]...)...)
-		docker("exec", "lbpg", "sleep", "0.1")
+		start := time.Now()
+		fail := exec.CommandContext(ctx, "docker", append([]string{"-H", engineOf(t, l, "douala-db1"), "exec", "lbpg"}, append(test[1:], "-p", "5999")...)...)
+		if out, err := fail.CombinedOutput(); err == nil || fail.ProcessState.ExitCode() != 1 || time.Since(start) < time.Second {
+			t.Errorf("the health check against a closed port: %v after %s, want exit 1 after its tries (1 s of sleeps)\n%s", err, time.Since(start), out)
+		}
 		// Prometheus (Debian's) answers too.
 		docker("run", "-d", "--name", "lbprom", "-p", "9090:9090", "sitectl-lab/prometheus:lab")
 		for deadline := time.Now().Add(60 * time.Second); ; {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -301,7 +302,7 @@ func sleep(args []string) int {
 		return 2
 	}
 	secs, err := strconv.ParseFloat(args[0], 64)
-	if err != nil || secs < 0 {
+	if err != nil || secs < 0 || math.IsNaN(secs) || secs > float64(math.MaxInt64)/float64(time.Second) {
 		fmt.Fprintf(os.Stderr, "sleep (sitectl lab stand-in): invalid time interval %q\n", args[0])
 		return 2
 	}

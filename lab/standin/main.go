@@ -39,7 +39,7 @@ func dispatch(name string, args []string) int {
 		switch args[0] {
 		case "check":
 			return healthcheck(args[1:])
-		case "curl", "wget", "sh", "kong", "mongosh", "pg-entrypoint":
+		case "curl", "wget", "sh", "kong", "mongosh", "pg-entrypoint", "sleep":
 			return dispatch(args[0], args[1:])
 		}
 	}

@@ -253,6 +253,9 @@ func TestSleep(t *testing.T) {
 		{[]string{"soon"}, 2},
 		{[]string{"-1"}, 2},
 		{[]string{"1", "2"}, 2},
+		{[]string{"nan"}, 2},
+		{[]string{"inf"}, 2},
+		{[]string{"1e300"}, 2},
 	} {
 		if got := dispatch("sleep", tc.args); got != tc.want {
 			t.Errorf("sleep %q: exit %d, want %d", tc.args, got, tc.want)

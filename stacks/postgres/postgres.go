@@ -7,6 +7,7 @@ import (
 	_ "embed"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	pgrepl "github.com/sitectl/sitectl/replication/postgres"
@@ -29,7 +30,8 @@ var Defaults = map[string]any{
 	// health_retry is how long one health check retries pg_isready (every 0.5 s)
 	// while the server is starting: a server ready shortly after a check is healthy
 	// at that check, not one interval (5 s) later. 0s: one try. The check's timeout
-	// is health_retry + 3s.
+	// is health_retry + 3s: the window is for quick refusals (nothing listening yet,
+	// "starting up"); a try that hangs (up to pg_isready's 2 s) uses it up sooner.
 	"health_retry": "3s",
 }
 
@@ -59,7 +61,13 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 	if err != nil || retry < 0 {
 		return stacks.Rendered{}, fmt.Errorf("values.%s.health_retry is %v: want a duration such as 3s (0s: no retry)", Name, vals["health_retry"])
 	}
-	if extra.HealthTest, err = stacks.JSONList(HealthTest(in.Site, retry)); err != nil {
+	// Compose interpolates $ in the file (docker stack deploy's loader, and
+	// sitectl's): $$ is a literal $.
+	test := HealthTest(in.Site, retry)
+	for i := range test {
+		test[i] = strings.ReplaceAll(test[i], "$", "$$")
+	}
+	if extra.HealthTest, err = stacks.JSONList(test); err != nil {
 		return stacks.Rendered{}, err
 	}
 	extra.HealthTimeout = (retry + 3*time.Second).String()
@@ -72,18 +80,17 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 	return stacks.Rendered{Stack: Name, Compose: out}, nil
 }
 
-// HealthTest is the server's health check: pg_isready on its own host, tried every
-// 0.5 s for retry (a shell loop, the arguments passed to it as "$@", never into
-// the script); one try when retry is 0. The test is as written in the compose file.
+// HealthTest is the server's health check as it runs: pg_isready on its own host,
+// tried every 0.5 s for retry (a dash loop, the arguments passed to it as "$@",
+// never into the script; a missing sleep fails the check instead of spinning); one
+// try when retry is under 0.5 s.
 func HealthTest(s *sites.Site, retry time.Duration) []string {
 	args := []string{"-q", "-t", "2", "-h", "127.0.0.1", "-U", s.Postgres.User, "-d", s.Postgres.Database}
-	tries := int(retry / (500 * time.Millisecond))
-	if tries < 1 {
+	tries := int(retry/(500*time.Millisecond)) + 1
+	if tries < 2 {
 		return append([]string{"CMD", "pg_isready"}, args...)
 	}
-	// $$ is a literal $ once compose interpolation (the loader's, as docker stack
-	// deploy's) has run.
-	script := fmt.Sprintf(`i=0; until pg_isready "$$@"; do i=$$((i+1)); [ "$$i" -ge %d ] && exit 1; sleep 0.5; done`, tries)
+	script := fmt.Sprintf(`i=1; until pg_isready "$@"; do [ "$i" -ge %d ] && exit 1; i=$((i+1)); sleep 0.5 || exit 1; done`, tries)
 	return append([]string{"CMD", "sh", "-c", script, "pg-ready"}, args...)
 }
 

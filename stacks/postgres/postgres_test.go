@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,8 +54,8 @@ func TestHealthCheckRetriesWhileStarting(t *testing.T) {
 	port := freePort(t)
 
 	// No server: a 1 s retry gives up, exit 1.
-	if err := renderedCheck(t, "1s", port).Run(); err == nil {
-		t.Fatal("the check passed with no server listening")
+	if none := renderedCheck(t, "1s", port); none.Run() == nil || none.ProcessState.ExitCode() != 1 {
+		t.Fatalf("the check with no server listening: exit %d, want 1", none.ProcessState.ExitCode())
 	}
 
 	// A generous retry (initdb and start take a few seconds on a busy machine).
@@ -62,6 +63,7 @@ func TestHealthCheckRetriesWhileStarting(t *testing.T) {
 	if err := check.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = check.Process.Kill() })
 	done := make(chan error, 1)
 	go func() { done <- check.Wait() }()
 	select {
@@ -90,7 +92,7 @@ func TestHealthCheckWithoutRetry(t *testing.T) {
 		t.Errorf("timeout %v, want 3s", hc.Timeout)
 	}
 	bad := stacktest.Load(t, "dev", "douala:values.postgres.health_retry=soon")
-	if _, err := (pgstack.Stack{}).Render(stacks.Input{Topo: bad, Site: bad.Site("douala")}); err == nil {
-		t.Error("health_retry=soon rendered")
+	if _, err := (pgstack.Stack{}).Render(stacks.Input{Topo: bad, Site: bad.Site("douala")}); err == nil || !strings.Contains(err.Error(), "values.postgres.health_retry is soon") {
+		t.Errorf("health_retry=soon: %v, want an error naming values.postgres.health_retry", err)
 	}
 }
