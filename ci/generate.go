@@ -421,7 +421,10 @@ func (g *generator) drillJobs() []*Job {
 	return jobs
 }
 
-func (g *generator) jobName(kind, site string) string { return kind + ":" + g.env + ":" + site }
+func (g *generator) jobName(kind, site string) string { return JobName(kind, g.env, site) }
+
+// JobName names a generated job: "<kind>:<env>:<site>" (plan:production:douala).
+func JobName(kind, env, site string) string { return kind + ":" + env + ":" + site }
 
 func (g *generator) resourceGroup(site string) string { return "sitectl-" + g.env + "-" + site }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sitectl/sitectl/ci"
 	"github.com/sitectl/sitectl/deploy"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
@@ -79,8 +80,15 @@ func runDeploy(cmd *cobra.Command, g *globals, o deployOptions) error {
 				again = append(again, "--prune")
 			}
 			again = append(again, "--out", o.plan)
-			return fmt.Errorf("the plan saved in %s no longer holds, so nothing was changed:\n  %s\nplan again (%s), review it, and deploy that",
-				o.plan, strings.Join(diff, "\n  "), strings.Join(again, " "))
+			fix := fmt.Sprintf("plan again (%s), review it, and deploy that", strings.Join(again, " "))
+			if envOr(g.environ, "GITLAB_CI", "") == "true" {
+				var jobs []string
+				for _, s := range selected {
+					jobs = append(jobs, ci.JobName("plan", topo.Env, s.Name))
+				}
+				fix = fmt.Sprintf("in GitLab: retry the job %s, review its plan, then run this deploy job again", strings.Join(jobs, ", "))
+			}
+			return fmt.Errorf("the plan saved in %s no longer holds, so nothing was changed:\n  %s\n%s", o.plan, strings.Join(diff, "\n  "), fix)
 		}
 	}
 	// Sites deploy in parallel: a site's replication plan waits for the databases of

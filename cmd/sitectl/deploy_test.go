@@ -101,3 +101,18 @@ func TestDeploySavedPlanRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestDeploySavedPlanRefusedInGitLab: in a pipeline the fix is to retry the plan job.
+func TestDeploySavedPlanRefusedInGitLab(t *testing.T) {
+	dir := exampleConfig(t, nil)
+	saved := filepath.Join(t.TempDir(), "plan.json")
+	if err := os.WriteFile(saved, []byte(`{"environment": "dev", "sites": [{"site": "douala", "steps": []}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := run(t, []string{"SITECTL_PG_PASSWORD=x", "SITECTL_DJANGO_SECRET_KEY=y", "GITLAB_CI=true"}, "--config-dir", dir, "--env", "dev",
+		"--set", "engine.host=unix:///nonexistent/docker.sock", "deploy", "--plan", saved)
+	if err == nil || !strings.Contains(err.Error(), "no longer holds") ||
+		!strings.Contains(err.Error(), "in GitLab: retry the job plan:dev:douala, review its plan, then run this deploy job again") {
+		t.Fatalf("err = %v, want it to say which plan job to retry", err)
+	}
+}
