@@ -67,28 +67,8 @@ func runDeploy(cmd *cobra.Command, g *globals, o deployOptions) error {
 	}
 	defer deploy.Replication.Close()
 	if saved != nil {
-		// Planned again the way `sitectl plan` plans (before the deploy's own
-		// options below), and compared with what the operator reviewed.
-		now := deploy.Plan(cmd.Context(), topo, selected, deploy.Parts, deploy.Options{Prune: o.prune, Environ: g.environ})
-		now.Prune = o.prune
-		if diff := plan.Stale(saved, now); len(diff) > 0 {
-			again := []string{"sitectl plan", "--env", topo.Env}
-			for _, s := range selected {
-				again = append(again, "--site", s.Name)
-			}
-			if o.prune {
-				again = append(again, "--prune")
-			}
-			again = append(again, "--out", o.plan)
-			fix := fmt.Sprintf("plan again (%s), review it, and deploy that", strings.Join(again, " "))
-			if envOr(g.environ, "GITLAB_CI", "") == "true" {
-				var jobs []string
-				for _, s := range selected {
-					jobs = append(jobs, ci.JobName("plan", topo.Env, s.Name))
-				}
-				fix = fmt.Sprintf("in GitLab: retry the job %s, review its plan, then run this deploy job again", strings.Join(jobs, ", "))
-			}
-			return fmt.Errorf("the plan saved in %s no longer holds, so nothing was changed:\n  %s\n%s", o.plan, strings.Join(diff, "\n  "), fix)
+		if err := checkSaved(cmd, g, topo, selected, saved, o); err != nil {
+			return err
 		}
 	}
 	// Sites deploy in parallel: a site's replication plan waits for the databases of
@@ -151,4 +131,33 @@ func loadSaved(topo *sites.Topology, o deployOptions) (*plan.Plan, error) {
 		return nil, fmt.Errorf("the plan saved in %s is for environment %s, not %s: pass --env %s", o.plan, saved.Env, topo.Env, saved.Env)
 	}
 	return saved, nil
+}
+
+// checkSaved plans the selected sites again the way `sitectl plan` plans (before the
+// deploy's own replication options are set) and refuses, changing nothing, when the
+// changes differ from the saved plan the operator reviewed.
+func checkSaved(cmd *cobra.Command, g *globals, topo *sites.Topology, selected []*sites.Site, saved *plan.Plan, o deployOptions) error {
+	now := deploy.Plan(cmd.Context(), topo, selected, deploy.Parts, deploy.Options{Prune: o.prune, Environ: g.environ})
+	now.Prune = o.prune
+	diff := plan.Stale(saved, now)
+	if len(diff) == 0 {
+		return nil
+	}
+	again := []string{"sitectl plan", "--env", topo.Env}
+	for _, s := range selected {
+		again = append(again, "--site", s.Name)
+	}
+	if o.prune {
+		again = append(again, "--prune")
+	}
+	again = append(again, "--out", o.plan)
+	fix := fmt.Sprintf("plan again (%s), review it, and deploy that", strings.Join(again, " "))
+	if envOr(g.environ, "GITLAB_CI", "") == "true" {
+		var jobs []string
+		for _, s := range selected {
+			jobs = append(jobs, ci.JobName("plan", topo.Env, s.Name))
+		}
+		fix = fmt.Sprintf("in GitLab: retry the job %s, review its plan, then run this deploy job again", strings.Join(jobs, ", "))
+	}
+	return fmt.Errorf("the plan saved in %s no longer holds, so nothing was changed:\n  %s\n%s", o.plan, strings.Join(diff, "\n  "), fix)
 }
