@@ -156,12 +156,17 @@ func (g *globals) progress() *progress.Printer {
 }
 
 // printStructured writes v as JSON or YAML per --output; false when text is wanted.
+// writeJSON writes v as indented JSON, the shape --output json prints.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
 func (g *globals) printStructured(v any) (bool, error) {
 	switch g.output {
 	case "json":
-		enc := json.NewEncoder(g.streams.Out)
-		enc.SetIndent("", "  ")
-		return true, enc.Encode(v)
+		return true, writeJSON(g.streams.Out, v)
 	case "yaml":
 		// Round-trip through JSON so the json tags (and MarshalText) decide the shape.
 		b, err := json.Marshal(v)

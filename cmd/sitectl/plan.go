@@ -102,11 +102,11 @@ func runPlan(cmd *cobra.Command, g *globals, o planOptions) error {
 
 // savePlan writes the plan as JSON (the shape --output json prints).
 func savePlan(path string, p *plan.Plan) error {
-	b, err := json.MarshalIndent(p, "", "  ")
-	if err != nil {
+	var b bytes.Buffer
+	if err := writeJSON(&b, p); err != nil {
 		return err
 	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("save the plan: %w", err)
 	}
 	return nil

@@ -137,7 +137,8 @@ func run(dir, env, only string, set []string, timeout time.Duration, verbose boo
 		if err := clean(); err != nil {
 			return res, err
 		}
-		parts := []plan.Part{sitectlswarm.Part{}, deploy.Stacks}
+		swarmAndStacks := []plan.Part{sitectlswarm.Part{}, deploy.Stacks}
+		parts := swarmAndStacks
 		if allParts {
 			parts = deploy.Parts
 		}
@@ -198,7 +199,7 @@ func run(dir, env, only string, set []string, timeout time.Duration, verbose boo
 				return res, err
 			}
 			t0 := time.Now()
-			for _, r := range deploy.Deploy(ctx, topo, []*sites.Site{s}, []plan.Part{sitectlswarm.Part{}, deploy.Stacks}, opts) {
+			for _, r := range deploy.Deploy(ctx, topo, []*sites.Site{s}, swarmAndStacks, opts) {
 				err = r.Err()
 			}
 			if err != nil {
