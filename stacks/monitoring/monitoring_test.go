@@ -79,14 +79,15 @@ func writeAll(t *testing.T, files map[string][]byte) string {
 }
 
 // TestPromtoolCheck runs `promtool check config` (which also checks the rule file it
-// names) and `promtool check rules` on the hub's files for every environment.
+// names) and `promtool check rules --lint-fatal` on the hub's files for every
+// environment: a lint finding (such as a duplicate rule) fails the test.
 func TestPromtoolCheck(t *testing.T) {
 	pt := promtool(t)
 	for _, env := range stacktest.Envs {
 		dir := writeAll(t, hubFiles(t, env))
 		for _, args := range [][]string{
 			{"check", "config", filepath.Join(dir, "prometheus.yml")},
-			{"check", "rules", filepath.Join(dir, monitoring.RulesFile)},
+			{"check", "rules", "--lint-fatal", filepath.Join(dir, monitoring.RulesFile)},
 		} {
 			out, err := exec.Command(pt, args...).CombinedOutput()
 			if err != nil {
@@ -100,6 +101,28 @@ func TestPromtoolCheck(t *testing.T) {
 	dir := writeAll(t, files)
 	if out, err := exec.Command(pt, "check", "rules", filepath.Join(dir, monitoring.RulesFile)).CombinedOutput(); err == nil {
 		t.Errorf("promtool accepted a broken rule file:\n%s", out)
+	}
+	// And lint is fatal: a rule repeated with the same name and labels is refused.
+	files = hubFiles(t, "dev")
+	var rf struct {
+		Groups []struct {
+			Name  string           `yaml:"name"`
+			Rules []map[string]any `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	if err := yaml.Unmarshal(files[monitoring.RulesFile], &rf); err != nil || len(rf.Groups) == 0 || len(rf.Groups[0].Rules) == 0 {
+		t.Fatalf("rule file has no rule to repeat (%v)", err)
+	}
+	rf.Groups[0].Rules = append(rf.Groups[0].Rules, rf.Groups[0].Rules[0])
+	dup, err := yaml.Marshal(rf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files[monitoring.RulesFile] = dup
+	dir = writeAll(t, files)
+	out, err := exec.Command(pt, "check", "rules", "--lint-fatal", filepath.Join(dir, monitoring.RulesFile)).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "duplicate rule") {
+		t.Errorf("promtool --lint-fatal accepted a rule file with a duplicate rule (%v):\n%s", err, out)
 	}
 }
 

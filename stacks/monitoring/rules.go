@@ -226,8 +226,10 @@ func Rules(topo *sites.Topology, s Settings) ([]byte, error) {
 		if keep > 0 {
 			expr = fmt.Sprintf(`sitectl_slots_retained_bytes{site=%q} > %s or `, site.Name, strconv.FormatInt(int64(s.SlotWALRatio*float64(keep)), 10)) + expr
 		}
+		// One rule per site (each site has its own limit); the site label keeps them
+		// distinct for promtool's duplicate-rule lint, and equals the series' own.
 		repl.Rules = append(repl.Rules, rule{Alert: AlertSlotWAL, For: "1m", Expr: expr,
-			Labels: map[string]string{"severity": "critical"},
+			Labels: map[string]string{"severity": "critical", "site": site.Name},
 			Annotations: map[string]string{
 				"summary":     fmt.Sprintf("slot {{ $labels.slot_name }} at %s retains {{ $value | humanize1024 }}B of WAL (limit max_slot_wal_keep_size = %s)", site.Name, site.Postgres.MaxSlotWALKeepSize),
 				"description": fmt.Sprintf("Past %.0f%% of max_slot_wal_keep_size PostgreSQL invalidates the slot and the subscriber must be re-seeded. Heal the partition or raise postgres.max_slot_wal_keep_size for %s.", s.SlotWALRatio*100, site.Name)}})
