@@ -58,7 +58,8 @@ readable diff), then the other parts (tunnels, replication). Secret values are n
 shown. Exit code: 0 nothing to do, 2 changes pending, 1 error.
 
 --out FILE also saves the plan (JSON, as --output json prints it); deploy --plan FILE
-applies it only while it still holds.`,
+applies it only while it still holds. A plan that fails (exit 1) is never saved: FILE
+keeps what it held (deploy --plan checks any plan again before applying it).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runPlan(cmd, g, o) },
 	}
@@ -79,7 +80,8 @@ func runPlan(cmd *cobra.Command, g *globals, o planOptions) error {
 	}
 	p := deploy.Plan(cmd.Context(), topo, selected, deploy.Parts, deploy.Options{Prune: o.prune, Environ: g.environ})
 	p.Prune = o.prune
-	if o.out != "" {
+	failed := p.Failed()
+	if o.out != "" && len(failed) == 0 {
 		if err := savePlan(o.out, p); err != nil {
 			return err
 		}
@@ -91,8 +93,15 @@ func runPlan(cmd *cobra.Command, g *globals, o planOptions) error {
 	if err != nil {
 		return err
 	}
-	if f := p.Failed(); len(f) > 0 {
-		return &ExitError{Code: 1, Err: fmt.Errorf("could not plan %s (see above); nothing was changed", strings.Join(f, ", ")), Silent: ok}
+	if len(failed) > 0 {
+		err := fmt.Errorf("could not plan %s (see above); nothing was changed", strings.Join(failed, ", "))
+		if o.out != "" {
+			// A failed plan is never saved, and an earlier one in the file is left as
+			// it was: deploy --plan plans again and refuses it if it no longer holds.
+			err = fmt.Errorf("%w; %s was not written", err, o.out)
+		}
+		// The message names the file: print it even when the plan went out as JSON.
+		return &ExitError{Code: 1, Err: err, Silent: ok && o.out == ""}
 	}
 	if p.Changes() > 0 {
 		return &ExitError{Code: 2, Silent: true}
@@ -100,17 +109,20 @@ func runPlan(cmd *cobra.Command, g *globals, o planOptions) error {
 	return nil
 }
 
-// savePlan writes the plan as JSON (the shape --output json prints).
+// savePlan writes the plan as JSON (the shape --output json prints): to a temporary
+// file next to path, renamed over it only once complete, so path holds either the
+// whole plan or what it held before.
 func savePlan(path string, p *plan.Plan) error {
 	var b bytes.Buffer
 	if err := writeJSON(&b, p); err != nil {
 		return err
 	}
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("save the plan: %w", err)
+	if err := writeFileAtomic(path, b.Bytes()); err != nil {
+		return fmt.Errorf("save the plan to %s: %w (nothing was written)", path, err)
 	}
 	return nil
 }
+
 
 // loadPlan reads a plan saved by plan --out (or printed by plan --output json).
 func loadPlan(path string) (*plan.Plan, error) {
