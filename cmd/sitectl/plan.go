@@ -123,7 +123,6 @@ func savePlan(path string, p *plan.Plan) error {
 	return nil
 }
 
-
 // loadPlan reads a plan saved by plan --out (or printed by plan --output json).
 func loadPlan(path string) (*plan.Plan, error) {
 	b, err := os.ReadFile(path)
