@@ -73,6 +73,7 @@ var commands = []func(*globals) *cobra.Command{
 	newReplicationCommand,
 	newPlanCommand,
 	newDeployCommand,
+	newStacksCommand,
 	newStatusCommand,
 	newMongoCommand,
 	newTunnelsCommand,
