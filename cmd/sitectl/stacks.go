@@ -47,15 +47,15 @@ Without --dir the files are printed, each after a "==> site/path <==" line (-o j
 a list of {site, path, mode, content}). With --dir D each site's tree is written to
 D/<site>, replacing a tree an earlier render wrote there; read and diff them, or deploy
 them with plain docker: see D/<site>/README.`,
-		Example: `  sitectl stacks render --site douala --env staging --dir rendered
-  diff -r rendered/douala rendered-before/douala`,
+		Example: `  sitectl stacks render --site SITE --env staging --dir rendered
+  diff -r rendered-before/SITE rendered/SITE`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			topo, err := g.loadTopology()
 			if err != nil {
 				return err
 			}
-			selected, err := o.sites.selectSites(topo, false)
+			selected, err := o.sites.selectSites(topo)
 			if err != nil {
 				return err
 			}
@@ -102,7 +102,7 @@ them with plain docker: see D/<site>/README.`,
 			return err
 		},
 	}
-	o.sites.add(cmd, "render (default: all)")
+	o.sites.add(cmd, "render", false)
 	cmd.Flags().StringVar(&o.dir, "dir", "", "write each site's tree to DIR/<site> instead of printing it")
 	return cmd
 }
