@@ -31,8 +31,8 @@ func TestLabStacksRenderPlainDeploy(t *testing.T) {
 	}
 	const name = "douala"
 	site := l.Topo.Site(name)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	t.Cleanup(cancel) // after the stacks' removal, registered below (cleanups run last first)
 	res := deploy.Deploy(ctx, l.Topo, []*sites.Site{site}, []plan.Part{swarm.Part{}}, deploy.Options{})
 	if err := res[0].Err(); err != nil {
 		t.Fatalf("swarm of %s: %v", name, err)
@@ -74,8 +74,16 @@ func TestLabStacksRenderPlainDeploy(t *testing.T) {
 			t.Logf("docker stack rm: %v\n%s", err, out)
 		}
 		for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
-			out, err := docker("service", "ls", "-q", "--filter", "label=com.docker.stack.namespace")
-			if err == nil && strings.TrimSpace(out) == "" {
+			out, err := docker("service", "ls", "--format", "{{.Name}}")
+			left := 0
+			for _, svc := range strings.Fields(out) {
+				for _, stack := range stackNames {
+					if strings.HasPrefix(svc, stack+"_") {
+						left++
+					}
+				}
+			}
+			if err == nil && left == 0 {
 				return
 			}
 		}
