@@ -132,9 +132,8 @@ func TestPlanSecretMissingNoSwarm(t *testing.T) {
 		t.Fatal(err)
 	}
 	cloud := regexp.MustCompile(`(?m)^engine:\n(  .*\n)*`).ReplaceAllString(string(b), "engine:\n  host: "+host+"\n")
-	dir := exampleConfig(t, nil)
+	dir := exampleConfig(t, map[string]string{"cloud.yaml": cloud})
 	fileDir := exampleConfig(t, map[string]string{"cloud.yaml": cloud + "secrets:\n  postgres-password: {file: " + secretDir + "}\n"})
-	dir = exampleConfig(t, map[string]string{"cloud.yaml": cloud})
 	const value = "canary-secret-value-7f3"
 	for name, tc := range map[string]struct {
 		env  []string
