@@ -29,10 +29,13 @@ func TestStacksRender(t *testing.T) {
 			wantOut: []string{"cloud: ", "files in OUT/cloud\n", "douala: 15 files in OUT/douala\n"},
 			files:   []string{"douala/postgres/compose.yaml", "douala/kong/kong.yml", "cloud/networks.sh", "cloud/.sitectl-render"}},
 		{name: "foreign folder", args: []string{"--site", "douala", "--dir", "OUT"},
-			setup:   func(out string) { os.MkdirAll(filepath.Join(out, "douala"), 0o755); os.WriteFile(filepath.Join(out, "douala", "mine"), nil, 0o644) },
+			setup: func(out string) {
+				os.MkdirAll(filepath.Join(out, "douala"), 0o755)
+				os.WriteFile(filepath.Join(out, "douala", "mine"), nil, 0o644)
+			},
 			wantErr: "was not written by sitectl stacks render", files: []string{"douala/mine"}},
 		// Refused by the compose loader, as deploy would (or by the config loader).
-		{name: "a site that cannot render", args: []string{"--all", "--dir", "OUT", "--set", "yaounde:values.postgres.port=abc"},
+		{name: "a site that cannot render", args: []string{"--site", "douala,yaounde", "--dir", "OUT", "--set", "yaounde:values.django-api.health_interval=soon"},
 			wantErr: "yaounde"},
 	}
 	for _, tt := range tests {
