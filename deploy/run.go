@@ -62,10 +62,12 @@ func planSite(ctx context.Context, topo *sites.Topology, site *sites.Site, parts
 	pending := false // an earlier part has changes still to apply
 	for _, part := range parts {
 		steps, err := part.Plan(ctx, topo, site)
-		if err != nil && pending {
-			// What this part reads (a database, a gateway) may only exist once the
-			// steps above are applied; deploy plans each part after the previous one
-			// applied, so this is a pending change, not a failure of the plan.
+		if err != nil && pending && plan.IsNotYet(err) {
+			// What this part reads (a database a stack starts) may only exist once
+			// the steps above are applied; deploy plans each part after the previous
+			// one applied, so this is a pending change, not a failure of the plan.
+			// Only errors the part marked plan.NotYet: a missing input (a secret
+			// whose source is unset) is an error whatever is pending.
 			sp.Steps = append(sp.Steps, plan.Step{Site: site.Name, Component: part.Name(), Action: plan.Update,
 				Name: "(planned during deploy, after the steps above)",
 				Note: fmt.Sprintf("cannot be read before the steps above are applied: %v", err)})

@@ -6,6 +6,7 @@ package plan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -71,6 +72,31 @@ type Part interface {
 	Name() string
 	Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([]Step, error)
 }
+
+// NotYet marks a part's error as a fact that cannot exist before the steps planned
+// ahead of the part are applied: a database the stacks part is about to start
+// cannot answer yet. When earlier parts have pending steps, plan shows such a part
+// as planned during deploy (deploy plans each part after the previous one
+// applied). Every other error fails the site's plan: a missing input (a secret
+// whose source is unset or unreadable, a bad certificate) must never hide behind
+// "planned during deploy".
+func NotYet(err error) error {
+	if err == nil {
+		return nil
+	}
+	return notYetError{err}
+}
+
+// IsNotYet reports whether err (or an error it wraps) was marked with NotYet.
+func IsNotYet(err error) bool {
+	var n notYetError
+	return errors.As(err, &n)
+}
+
+type notYetError struct{ err error }
+
+func (e notYetError) Error() string { return e.err.Error() }
+func (e notYetError) Unwrap() error { return e.err }
 
 // SitePlan is the plan of one site.
 type SitePlan struct {

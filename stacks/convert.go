@@ -107,11 +107,16 @@ type ConvertOptions struct {
 	Environment map[string]string
 	// Key keys the content hash in secret and config names (the swarm's cluster ID).
 	Key []byte
+	// References converts without reading any secret value: a secret's content is
+	// its reference ("env:VAR"). For checking a stack as deploy loads it with no
+	// secret at hand (stacks render); what it converts must never be deployed.
+	References bool
 }
 
-// Build renders and converts every stack the site lists, plus the site networks.
-func Build(ctx context.Context, in Input, opts ConvertOptions) (*Desired, error) {
-	d := &Desired{Site: in.Site.Name, Networks: SiteNetworks(in.Site)}
+// RenderAll renders every stack the site lists, in the site's order: what Build
+// converts and `sitectl stacks render` writes.
+func RenderAll(in Input) ([]Rendered, error) {
+	out := make([]Rendered, 0, len(in.Site.Stacks))
 	for _, name := range in.Site.Stacks {
 		st, err := Get(name)
 		if err != nil {
@@ -121,6 +126,20 @@ func Build(ctx context.Context, in Input, opts ConvertOptions) (*Desired, error)
 		if err != nil {
 			return nil, fmt.Errorf("render stack %s for %s: %w", name, in.Site.Name, err)
 		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// Build renders and converts every stack the site lists, plus the site networks.
+func Build(ctx context.Context, in Input, opts ConvertOptions) (*Desired, error) {
+	d := &Desired{Site: in.Site.Name, Networks: SiteNetworks(in.Site)}
+	all, err := RenderAll(in)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range all {
+		name := r.Stack
 		one, err := Convert(ctx, in, r, opts)
 		if err != nil {
 			return nil, err
@@ -299,7 +318,7 @@ func Convert(ctx context.Context, in Input, r Rendered, opts ConvertOptions) (*D
 		if sc.Driver != "" {
 			return nil, fail("secret %s: secret drivers are not supported; use file: %s<site secret name>", key, SecretsDir)
 		}
-		obj, err := fileObject(in, r, ns, key, composetypes.FileObjectConfig(sc), opts.Key, true)
+		obj, err := fileObject(in, r, ns, key, composetypes.FileObjectConfig(sc), opts, true)
 		if err != nil {
 			return nil, fail("secret %s: %w", key, err)
 		}
@@ -313,7 +332,7 @@ func Convert(ctx context.Context, in Input, r Rendered, opts ConvertOptions) (*D
 		if cc.External.External {
 			continue
 		}
-		obj, err := fileObject(in, r, ns, key, composetypes.FileObjectConfig(cc), opts.Key, false)
+		obj, err := fileObject(in, r, ns, key, composetypes.FileObjectConfig(cc), opts, false)
 		if err != nil {
 			return nil, fail("config %s: %w", key, err)
 		}
@@ -354,7 +373,7 @@ func Convert(ctx context.Context, in Input, r Rendered, opts ConvertOptions) (*D
 
 // fileObject reads a secret's or config's content: secrets/<name> from the site's
 // secret reference, anything else from the rendered files.
-func fileObject(in Input, r Rendered, ns convert.Namespace, key string, obj composetypes.FileObjectConfig, hashKey []byte, secret bool) (Object, error) {
+func fileObject(in Input, r Rendered, ns convert.Namespace, key string, obj composetypes.FileObjectConfig, opts ConvertOptions, secret bool) (Object, error) {
 	rel := strings.TrimPrefix(obj.File, path.Join(renderRoot, r.Stack)+"/")
 	var (
 		data   []byte
@@ -368,11 +387,14 @@ func fileObject(in Input, r Rendered, ns convert.Namespace, key string, obj comp
 		if !ok {
 			return Object{}, fmt.Errorf("the site has no secret %q: add secrets.%s ({env: VAR} or {file: path}) to its config", name, name)
 		}
-		v, err := ref.Resolve()
-		if err != nil {
-			return Object{}, err
+		data, source = []byte(ref.String()), ref.String()
+		if !opts.References {
+			v, err := ref.Resolve()
+			if err != nil {
+				return Object{}, err
+			}
+			data = v
 		}
-		data, source = v, ref.String()
 	} else {
 		b, ok := r.Files[rel]
 		if !ok {
@@ -390,7 +412,7 @@ func fileObject(in Input, r Rendered, ns convert.Namespace, key string, obj comp
 	}
 	labels := convert.AddStackLabel(ns, merge(obj.Labels, ManagedLabels(in.Site.Name, r.Stack)))
 	labels[LabelObject] = logical
-	o := Object{Stack: r.Stack, Logical: logical, Name: ContentName(logical, data, hashKey), Labels: labels, Source: source, Data: data}
+	o := Object{Stack: r.Stack, Logical: logical, Name: ContentName(logical, data, opts.Key), Labels: labels, Source: source, Data: data}
 	if obj.TemplateDriver != "" {
 		o.Templating = &swarm.Driver{Name: obj.TemplateDriver}
 	}

@@ -34,6 +34,15 @@ func (Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([
 	if len(g.Conns) == 0 {
 		return nil, nil
 	}
+	// A pre-shared key is read when a step loads it: a missing one fails the plan
+	// now, not the deploy half-way.
+	for _, conn := range g.Conns {
+		if conn.Auth == "psk" {
+			if _, err := conn.PSK.Resolve(); err != nil {
+				return nil, fmt.Errorf("link %s: pre-shared key (tunnel.psk): %w", conn.Name, err)
+			}
+		}
+	}
 	var steps []plan.Step
 	certSteps, err := planCerts(topo, site)
 	if err != nil {

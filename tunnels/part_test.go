@@ -165,3 +165,24 @@ func mustBuild(t *testing.T, topo *sites.Topology) []*Gateway {
 	}
 	return gws
 }
+
+// TestPlanRefusesUnreadablePSK: with tunnel.auth psk, a key whose source is unset
+// or unreadable fails the plan naming the link and the reference (never a value),
+// before the gateway is reached.
+func TestPlanRefusesUnreadablePSK(t *testing.T) {
+	dir := t.TempDir()
+	for name, set := range map[string][]string{
+		"env unset":         {"tunnel.psk.env=TN_TEST_UNSET_PSK"},
+		"file is directory": {"tunnel.psk.file=" + dir},
+	} {
+		t.Run(name, func(t *testing.T) {
+			topo := loadTopo(t, append([]string{"tunnel.auth=psk", "gateway.vici=unix:///nonexistent/charon.vici"}, set...)...)
+			site := topo.Site("douala")
+			_, err := Part{}.Plan(context.Background(), topo, site)
+			ref := site.Tunnel.PSK.String()
+			if err == nil || !strings.Contains(err.Error(), "pre-shared key") || !strings.Contains(err.Error(), ref) {
+				t.Fatalf("plan: %v; want an error naming the pre-shared key %s", err, ref)
+			}
+		})
+	}
+}

@@ -73,6 +73,7 @@ var commands = []func(*globals) *cobra.Command{
 	newReplicationCommand,
 	newPlanCommand,
 	newDeployCommand,
+	newStacksCommand,
 	newStatusCommand,
 	newMongoCommand,
 	newTunnelsCommand,
@@ -89,12 +90,9 @@ func Run(ctx context.Context, streams Streams, args []string) error {
 func newRootCommand(streams Streams, environ []string) *cobra.Command {
 	g := &globals{streams: streams, environ: environ}
 	root := &cobra.Command{
-		Use:   "sitectl",
-		Short: "Deploy and operate one system across the Douala, Yaoundé and cloud sites",
-		Long: `sitectl deploys and operates one system across three sites, each running its own
-Docker Swarm: swarms, networks and stacks, strongSwan tunnels between the sites,
-PostgreSQL logical replication and a MongoDB replica set, GitLab CI pipelines, and
-partition drills that prove the data resyncs without conflicts.`,
+		Use:           "sitectl",
+		Short:         "Deploy and operate one system across sites, each its own Docker Swarm",
+		Long:          rootLong,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -118,6 +116,7 @@ partition drills that prove the data resyncs without conflicts.`,
 	for _, c := range commands {
 		root.AddCommand(c(g))
 	}
+	markRequiredFlags(root)
 	return root
 }
 

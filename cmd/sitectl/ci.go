@@ -252,6 +252,7 @@ func newCICheckCommand(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringSliceVar(&siteNames, "site", nil, "sites the job reaches (repeatable)")
+	markRequired(cmd, "site", "")
 	return cmd
 }
 

@@ -38,7 +38,7 @@ again gives the same changes; otherwise it changes nothing and lists what differ
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDeploy(cmd, g, o) },
 	}
-	o.sites.add(cmd, "deploy")
+	o.sites.add(cmd, "deploy", true)
 	cmd.Flags().BoolVar(&o.prune, "prune", false, "remove services, networks, secrets and configs sitectl created that the config no longer wants")
 	cmd.Flags().BoolVar(&o.forceUnlock, "force-unlock", false, "take the site's deploy lock even if another deploy holds it")
 	cmd.Flags().StringVar(&o.plan, "plan", "", "deploy only if the plan saved in this file (plan --out) still holds")
@@ -61,7 +61,7 @@ func runDeploy(cmd *cobra.Command, g *globals, o deployOptions) error {
 			}
 		}
 	}
-	selected, err := o.sites.selectSites(topo, true)
+	selected, err := o.sites.selectSites(topo)
 	if err != nil {
 		return err
 	}

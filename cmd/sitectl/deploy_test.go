@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -114,5 +115,78 @@ func TestDeploySavedPlanRefusedInGitLab(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no longer holds") ||
 		!strings.Contains(err.Error(), "in GitLab: retry the job plan:dev:douala, review its plan, then run this deploy job again") {
 		t.Fatalf("err = %v, want it to say which plan job to retry", err)
+	}
+}
+
+// TestPlanSecretMissingNoSwarm: on a site with no swarm yet, a secret whose source
+// is missing or unreadable fails the plan (exit 1) naming the secret and its
+// reference, never its value; no part hides behind "planned during deploy"; and
+// --out writes nothing (an earlier plan in the file is left as it was).
+func TestPlanSecretMissingNoSwarm(t *testing.T) {
+	host := fakeEngine(t)
+	secretDir := t.TempDir()
+	// cloud (one node, reached through engine.host) on the fake engine, its
+	// postgres password from a file that is a directory.
+	b, err := os.ReadFile("../../sites/cloud.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cloud := regexp.MustCompile(`(?m)^engine:\n(  .*\n)*`).ReplaceAllString(string(b), "engine:\n  host: "+host+"\n")
+	dir := exampleConfig(t, map[string]string{"cloud.yaml": cloud})
+	fileDir := exampleConfig(t, map[string]string{"cloud.yaml": cloud + "secrets:\n  postgres-password: {file: " + secretDir + "}\n"})
+	const value = "canary-secret-value-7f3"
+	for name, tc := range map[string]struct {
+		env  []string
+		dir  string
+		want []string
+	}{
+		"env variable unset": {env: []string{"SITECTL_DJANGO_SECRET_KEY=" + value}, dir: dir,
+			want: []string{"secret postgres-password", "env:SITECTL_PG_PASSWORD", "is not set"}},
+		"file is a directory": {env: []string{"SITECTL_DJANGO_SECRET_KEY=" + value, "SITECTL_PG_PASSWORD=" + value}, dir: fileDir,
+			want: []string{"secret postgres-password", "file:" + secretDir, "is a directory"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			for _, kv := range tc.env {
+				k, v, _ := strings.Cut(kv, "=")
+				t.Setenv(k, v)
+			}
+			if !strings.Contains(strings.Join(tc.env, " "), "SITECTL_PG_PASSWORD=") {
+				t.Setenv("SITECTL_PG_PASSWORD", "")
+				os.Unsetenv("SITECTL_PG_PASSWORD")
+			}
+			out := filepath.Join(t.TempDir(), "plan.json")
+			const earlier = `{"environment": "dev", "sites": [{"site": "cloud", "steps": []}]}`
+			if err := os.WriteFile(out, []byte(earlier), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// Databases and the gateway of every site refuse at once (nothing on the
+			// network is waited for).
+			args := []string{"--config-dir", tc.dir, "--env", "dev", "--set", "postgres.host=127.0.0.1", "--set", "postgres.port=1",
+				"--set", "gateway.vici=unix:///nonexistent/charon.vici"}
+			stdout, stderr, err := run(t, tc.env, append(args, "plan", "--site", "cloud", "--out", out)...)
+			if exitCode(err) != 1 {
+				t.Fatalf("exit %d (%v), want 1\n%s", exitCode(err), err, stdout)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stdout, w) {
+					t.Errorf("plan output does not say %q:\n%s", w, stdout)
+				}
+			}
+			if strings.Contains(stdout, "stacks (planned during deploy") {
+				t.Errorf("the stacks are planned during deploy:\n%s", stdout)
+			}
+			if strings.Contains(stdout+stderr+err.Error(), value) {
+				t.Errorf("a secret value is in the output")
+			}
+			if !strings.Contains(err.Error(), out+" was not written") {
+				t.Errorf("err = %v, want it to say the plan file was not written", err)
+			}
+			if b, _ := os.ReadFile(out); string(b) != earlier {
+				t.Errorf("--out file changed by a failed plan:\n%s", b)
+			}
+			if left, _ := filepath.Glob(filepath.Join(filepath.Dir(out), "*")); len(left) != 1 {
+				t.Errorf("files left next to the plan: %v", left)
+			}
+		})
 	}
 }

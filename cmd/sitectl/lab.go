@@ -179,8 +179,8 @@ func newLabExecCommand(g *globals, o *labOptions) *cobra.Command {
 		Long: `Runs CMD inside the lab: SITE alone is the site's gateway namespace, from which the
 site's LAN (nodes, databases) is reachable; SITE/NODE is that node's namespace (its
 dockerd is at the node's socket: see lab status). The exit code is CMD's.`,
-		Example: `  sitectl lab exec douala -- ping -c1 10.10.0.12
-  sitectl lab exec douala/douala-db1 -- ip addr`,
+		Example: `  sitectl lab exec SITE -- ping -c1 ADDRESS     (in the site's gateway)
+  sitectl lab exec SITE/NODE -- ip addr          (in one node; sitectl lab status lists them)`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts := o.options(g)

@@ -102,7 +102,7 @@ func newMongoAuthoritativeCommand(g *globals) *cobra.Command {
 		Use:   "declare-authoritative --site SITE --i-understand-rollback",
 		Short: "Force a cut-off site's members to form the replica set alone (writes elsewhere are rolled back)",
 		Long: `The only path to a forced replSetReconfig. For a site cut off without a majority
-that must take writes anyway (the cloud is gone for good): the set is reconfigured,
+that must take writes anyway (the hub is gone for good): the set is reconfigured,
 on a member at SITE, to keep only the members SITE still reaches. Every write the
 removed members hold that SITE does not is rolled back when they return (saved to
 rollback/ files), not merged. Without --i-understand-rollback it only prints what it
@@ -149,6 +149,7 @@ would do and exits 1. Refused when SITE already reaches a primary.`,
 		},
 	}
 	cmd.Flags().StringVar(&site, "site", "", "the site whose members become the replica set")
+	markRequired(cmd, "site", "")
 	cmd.Flags().BoolVar(&understand, "i-understand-rollback", false, "confirm that writes held only by the removed members will be rolled back")
 	return cmd
 }

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/sitectl/sitectl/deploy"
 	"github.com/sitectl/sitectl/plan"
@@ -16,29 +18,69 @@ import (
 	_ "github.com/sitectl/sitectl/stacks/all" // every stack, registered
 )
 
-// siteFlags select sites: --site S (repeatable) or --all.
+// siteFlags select sites the same way in every command that takes them (plan,
+// deploy, status, stacks render): --site S, repeatable or comma-separated (spaces
+// around names ignored, a site named twice counted once), or --all; naming no site
+// means every site for the commands that only read, and is an error for deploy,
+// which changes them.
 type siteFlags struct {
-	names []string
-	all   bool
+	names    []string
+	all      bool
+	required bool
+	flags    *pflag.FlagSet
 }
 
-func (f *siteFlags) add(cmd *cobra.Command, verb string) {
-	cmd.Flags().StringSliceVar(&f.names, "site", nil, "site(s) to "+verb+" (repeatable, or comma-separated)")
+// add adds --site and --all to cmd; verb says what is done to the sites.
+func (f *siteFlags) add(cmd *cobra.Command, verb string, required bool) {
+	f.required, f.flags = required, cmd.Flags()
+	usage := "site(s) to " + verb + ", repeatable or comma-separated"
+	if !required {
+		usage += " (default: every site)"
+	}
+	cmd.Flags().StringSliceVar(&f.names, "site", nil, usage)
 	cmd.Flags().BoolVar(&f.all, "all", false, "every site")
+	if required {
+		markRequired(cmd, "site", "--site or --all")
+		markRequired(cmd, "all", "--site or --all")
+	}
 }
 
-// selectSites returns the chosen sites; required says whether naming none is an
-// error (deploy) or means every site (plan, status).
-func (f *siteFlags) selectSites(topo *sites.Topology, required bool) ([]*sites.Site, error) {
+// selectSites returns the chosen sites, in the topology's order.
+func (f *siteFlags) selectSites(topo *sites.Topology) ([]*sites.Site, error) {
+	var names []string
+	given := f.names
+	if len(given) == 0 && f.flags != nil && f.flags.Changed("site") {
+		given = []string{""} // --site "" or --site=
+	}
+	for _, n := range given {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			return nil, fmt.Errorf("--site needs a site name (sites: %s)", strings.Join(topo.SiteNames(), ", "))
+		}
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
 	switch {
-	case f.all && len(f.names) > 0:
+	case f.all && len(names) > 0:
 		return nil, errors.New("--site and --all exclude each other")
 	case f.all:
 		return topo.Sites, nil
-	case len(f.names) == 0 && required:
+	case len(names) == 0 && f.required:
 		return nil, fmt.Errorf("name the sites: --site S (sites: %s) or --all", strings.Join(topo.SiteNames(), ", "))
 	}
-	return topo.Select(f.names...)
+	chosen, err := topo.Select(names...)
+	if err != nil {
+		return nil, err
+	}
+	// In the topology's order, whatever order the flags named them in.
+	out := make([]*sites.Site, 0, len(chosen))
+	for _, s := range topo.Sites {
+		if slices.Contains(chosen, s) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
 }
 
 type planOptions struct {
@@ -58,11 +100,12 @@ readable diff), then the other parts (tunnels, replication). Secret values are n
 shown. Exit code: 0 nothing to do, 2 changes pending, 1 error.
 
 --out FILE also saves the plan (JSON, as --output json prints it); deploy --plan FILE
-applies it only while it still holds.`,
+applies it only while it still holds. A plan that fails (exit 1) is never saved: FILE
+keeps what it held (deploy --plan checks any plan again before applying it).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runPlan(cmd, g, o) },
 	}
-	o.sites.add(cmd, "plan (default: all)")
+	o.sites.add(cmd, "plan", false)
 	cmd.Flags().BoolVar(&o.prune, "prune", false, "also plan removing sitectl's objects the config no longer wants")
 	cmd.Flags().StringVar(&o.out, "out", "", "also save the plan to this file, for deploy --plan")
 	return cmd
@@ -73,13 +116,14 @@ func runPlan(cmd *cobra.Command, g *globals, o planOptions) error {
 	if err != nil {
 		return err
 	}
-	selected, err := o.sites.selectSites(topo, false)
+	selected, err := o.sites.selectSites(topo)
 	if err != nil {
 		return err
 	}
 	p := deploy.Plan(cmd.Context(), topo, selected, deploy.Parts, deploy.Options{Prune: o.prune, Environ: g.environ})
 	p.Prune = o.prune
-	if o.out != "" {
+	failed := p.Failed()
+	if o.out != "" && len(failed) == 0 {
 		if err := savePlan(o.out, p); err != nil {
 			return err
 		}
@@ -91,8 +135,15 @@ func runPlan(cmd *cobra.Command, g *globals, o planOptions) error {
 	if err != nil {
 		return err
 	}
-	if f := p.Failed(); len(f) > 0 {
-		return &ExitError{Code: 1, Err: fmt.Errorf("could not plan %s (see above); nothing was changed", strings.Join(f, ", ")), Silent: ok}
+	if len(failed) > 0 {
+		err := fmt.Errorf("could not plan %s (see above); nothing was changed", strings.Join(failed, ", "))
+		if o.out != "" {
+			// A failed plan is never saved, and an earlier one in the file is left as
+			// it was: deploy --plan plans again and refuses it if it no longer holds.
+			err = fmt.Errorf("%w; %s was not written", err, o.out)
+		}
+		// The message names the file: print it even when the plan went out as JSON.
+		return &ExitError{Code: 1, Err: err, Silent: ok && o.out == ""}
 	}
 	if p.Changes() > 0 {
 		return &ExitError{Code: 2, Silent: true}
@@ -100,14 +151,16 @@ func runPlan(cmd *cobra.Command, g *globals, o planOptions) error {
 	return nil
 }
 
-// savePlan writes the plan as JSON (the shape --output json prints).
+// savePlan writes the plan as JSON (the shape --output json prints): to a temporary
+// file next to path, renamed over it only once complete, so path holds either the
+// whole plan or what it held before.
 func savePlan(path string, p *plan.Plan) error {
 	var b bytes.Buffer
 	if err := writeJSON(&b, p); err != nil {
 		return err
 	}
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("save the plan: %w", err)
+	if err := writeFileAtomic(path, b.Bytes()); err != nil {
+		return fmt.Errorf("save the plan to %s: %w (nothing was written)", path, err)
 	}
 	return nil
 }

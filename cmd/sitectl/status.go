@@ -21,7 +21,7 @@ func newStatusCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			selected, err := sf.selectSites(topo, false)
+			selected, err := sf.selectSites(topo)
 			if err != nil {
 				return err
 			}
@@ -45,6 +45,6 @@ func newStatusCommand(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	sf.add(cmd, "show (default: all)")
+	sf.add(cmd, "show", false)
 	return cmd
 }

@@ -365,7 +365,7 @@ func newTunnelsUpCommand(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringSliceVar(&links, "link", nil, "links to bring up, e.g. douala-cloud (default: all)")
+	cmd.Flags().StringSliceVar(&links, "link", nil, "links to bring up, named <site>-<site> as tunnels status lists them (default: all)")
 	return cmd
 }
 
@@ -381,7 +381,7 @@ partition drills use.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(links) == 0 {
-				return errors.New("name the link to cut: --link douala-cloud (see `sitectl tunnels status`)")
+				return errors.New("name the link to cut: --link <site>-<site> (see `sitectl tunnels status`)")
 			}
 			topo, err := g.loadTopology()
 			if err != nil {
@@ -398,7 +398,8 @@ partition drills use.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringSliceVar(&links, "link", nil, "links to cut, e.g. douala-cloud (repeatable)")
+	cmd.Flags().StringSliceVar(&links, "link", nil, "links to cut, named <site>-<site> as tunnels status lists them (repeatable)")
+	markRequired(cmd, "link", "")
 	return cmd
 }
 

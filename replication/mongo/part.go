@@ -32,6 +32,14 @@ func (p Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) 
 	// The plan's connection ends with Plan; each step opens its own when applied (it
 	// re-reads the set first), so no client outlives the work that needs it.
 	conn := p.conn(topo)
+	// A credential that cannot be read is a missing input, not a member that does
+	// not answer yet: fail the plan naming it.
+	for _, h := range Hosts(topo) {
+		if _, err := conn.credential(h); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("mongo %s: %w", site.Name, err)
+		}
+	}
 	live, err := conn.ReadLive(ctx)
 	conn.Close()
 	note := ""

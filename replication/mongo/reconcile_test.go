@@ -302,3 +302,28 @@ func TestPartClosesConnections(t *testing.T) {
 		})
 	}
 }
+
+// TestPlanRefusesUnreadableCredential: a password whose source is unset or
+// unreadable fails the plan naming the user, the site and the reference; it is not
+// mistaken for members that do not answer yet (which plans the set "during deploy").
+func TestPlanRefusesUnreadableCredential(t *testing.T) {
+	b := backends(3)[0].make(t)
+	dir := t.TempDir()
+	for name, ref := range map[string]sites.SecretRef{
+		"env unset":         {Env: "MG_TEST_UNSET_PASSWORD"},
+		"file is directory": {File: dir},
+	} {
+		t.Run(name, func(t *testing.T) {
+			topo := topoOn(t, b, func(tp *sites.Topology) {
+				for _, s := range tp.Sites {
+					s.Mongo.User, s.Mongo.Password = "sitectl", ref
+				}
+			})
+			part := Part{Connect: func(tp *sites.Topology) *Conn { return connTo(t, tp) }}
+			steps, err := part.Plan(context.Background(), topo, topo.Sites[0])
+			if err == nil || !strings.Contains(err.Error(), "mongo user sitectl of") || !strings.Contains(err.Error(), ref.String()) {
+				t.Fatalf("plan = %d steps, err %v; want an error naming the user and %s", len(steps), err, ref)
+			}
+		})
+	}
+}

@@ -78,10 +78,32 @@ func Connect(ctx context.Context, site *sites.Site) (*pgxpool.Pool, error) {
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("cannot reach %s's PostgreSQL at %s as %s: %w (is the postgres stack running and the site reachable?)", site.Name, addr, p.User, brief(err))
+		err = fmt.Errorf("cannot reach %s's PostgreSQL at %s as %s: %w (is the postgres stack running and the site reachable?)", site.Name, addr, p.User, brief(err))
+		if notAnswering(err) {
+			err = unreachableError{err}
+		}
+		return nil, err
 	}
 	return pool, nil
 }
+
+// notAnswering reports whether a failed ping means the server is not there (yet):
+// no connection, or a server still starting. A server that answers and refuses
+// (wrong password, unknown database) is not.
+func notAnswering(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return pg.Code == "57P03" // cannot_connect_now: the server is starting up
+	}
+	return true
+}
+
+// unreachableError is a connection to a database that does not answer: the plan
+// treats it as a database the same deploy may still start (plan.NotYet).
+type unreachableError struct{ err error }
+
+func (e unreachableError) Error() string { return e.err.Error() }
+func (e unreachableError) Unwrap() error { return e.err }
 
 // Session holds one pool per site, opened on first use and shared by the reads of
 // a plan and the steps that apply it.

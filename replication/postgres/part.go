@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -38,9 +39,36 @@ func (p *Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site)
 		return nil, err
 	}
 	if e := pl.Errors[site.Name]; e != nil {
+		if onlyNotAnswering(pl.Errors) {
+			// Databases that do not answer may be started by the stacks part of this
+			// same deploy: planned during deploy if steps ahead are pending.
+			return nil, plan.NotYet(e)
+		}
 		return nil, e
 	}
 	return pl.Steps(site.Name), nil
+}
+
+// peerError is a site's replication not planned because another site cannot be.
+type peerError struct{ err error }
+
+func (e peerError) Error() string { return e.err.Error() }
+
+// onlyNotAnswering reports whether every site's error is a database that does not
+// answer (or follows from one): no missing secret, no refused login, no bad setting.
+func onlyNotAnswering(errs map[string]error) bool {
+	found := false
+	for _, e := range errs {
+		var u unreachableError
+		switch {
+		case errors.As(e, &u):
+			found = true
+		case errors.As(e, new(peerError)):
+		default:
+			return false
+		}
+	}
+	return found
 }
 
 func (p *Part) session(topo *sites.Topology) *Session {

@@ -140,7 +140,7 @@ func Plan(ctx context.Context, topo *sites.Topology, sess *Session, opts Options
 			if e := errs[s]; e != nil {
 				p.Errors[s] = e
 			} else {
-				p.Errors[s] = fmt.Errorf("replication not planned: cannot plan %s; nothing is changed on any site until every replicating site's database answers: %s", strings.Join(bad, "; "), fix)
+				p.Errors[s] = peerError{fmt.Errorf("replication not planned: cannot plan %s; nothing is changed on any site until every replicating site's database answers: %s", strings.Join(bad, "; "), fix)}
 			}
 		}
 		return p, nil
