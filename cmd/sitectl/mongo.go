@@ -92,8 +92,10 @@ cannot be read; the warnings alone do not fail it.`,
 			}
 			failed := len(st.Problems()) > 0
 			if ok, err := g.printStructured(st); ok {
-				if err == nil && failed {
+				if err == nil {
 					fmt.Fprintln(g.streams.Err, st.Verdict()) // stdout holds the document
+				}
+				if err == nil && failed {
 					err = &ExitError{Code: 1, Silent: true}
 				}
 				return err

@@ -52,9 +52,10 @@ in another state or a site could not be read.`,
 			}
 			failed := len(r.Failing()) > 0 || len(r.Unread()) > 0
 			if ok, err := g.printStructured(r); ok {
+				if err == nil && len(r.Flows) > 0 {
+					fmt.Fprintln(g.streams.Err, r.Summary()) // stdout holds the document
+				}
 				if err == nil && failed {
-					// stdout holds the document; the verdict goes to stderr.
-					fmt.Fprintln(g.streams.Err, r.Summary())
 					err = &ExitError{Code: 1, Silent: true}
 				}
 				return err
