@@ -257,8 +257,7 @@ func flowStatus(ctx context.Context, sess *Session, s *Subscription) FlowStatus 
 	}
 
 	var replayLag *float64
-	// Both ends stamp with their own clock; each clock's offset from this
-	// machine's (measured around the read) puts their times on one scale.
+	// When each end last heard from the other, and when each was read (below).
 	var subClock, replyTime, receiptTime *float64
 	var pubAt, subAt time.Time
 	if pub != nil {
