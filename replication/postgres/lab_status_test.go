@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -54,9 +53,7 @@ func newVerifyJob(t *testing.T, l *lab) *verifyJob {
 		t.Fatalf("%s runs replication status %d times: %q", name, len(lines), job.Script)
 	}
 	v := &verifyJob{l: l, dir: t.TempDir(), script: strings.Join(lines, "\n")}
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	build := exec.Command(goBin, "build", "-o", filepath.Join(v.dir, "bin", "sitectl"), "./cmd/sitectl")
-	build.Dir = filepath.Join("..", "..")
+	build := exec.Command("go", "build", "-o", filepath.Join(v.dir, "bin", "sitectl"), "github.com/sitectl/sitectl/cmd/sitectl")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build sitectl: %v\n%s", err, out)
 	}
