@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/sitectl/sitectl/deploy"
+	"github.com/sitectl/sitectl/tunnels"
 )
 
 func lastLine(s string) string {
@@ -80,5 +81,34 @@ func TestReplicationStatusUnreadableFails(t *testing.T) {
 	out, errOut, err = run(t, environ, append(args, "-o", "json")...)
 	if err == nil || exitCode(err) != 1 || !strings.Contains(out, `"state": "unknown"`) || !strings.HasPrefix(lastLine(errOut), "✗ 4 of 4") {
 		t.Fatalf("-o json: err %v\nstdout:\n%s\nstderr:\n%s", err, out, errOut)
+	}
+}
+
+func TestTunnelsProblem(t *testing.T) {
+	up := tunnels.EndStatus{Loaded: true, IKEState: "ESTABLISHED", ChildState: "INSTALLED"}
+	at := func(site string, e tunnels.EndStatus) tunnels.EndStatus { e.Site = site; return e }
+	unread := tunnels.EndStatus{Error: "dial ssh://ops@10.10.0.1: timeout"}
+	tests := []struct {
+		name  string
+		links []tunnels.LinkStatus
+		want  string
+	}{
+		{"all up", []tunnels.LinkStatus{{Link: "douala-cloud", State: tunnels.StateUp, Ends: []tunnels.EndStatus{at("douala", up), at("cloud", up)}}}, ""},
+		{"one cut", []tunnels.LinkStatus{{Link: "douala-cloud", State: tunnels.StateCut}, {Link: "yaounde-cloud", State: tunnels.StateUp}}, "1 of 2 links not up"},
+		{"up from the peer, one gateway unread", []tunnels.LinkStatus{{Link: "douala-cloud", State: tunnels.StateUp, Ends: []tunnels.EndStatus{at("douala", unread), at("cloud", up)}}},
+			"could not read the gateway of douala"},
+		{"unknown", []tunnels.LinkStatus{{Link: "douala-cloud", State: tunnels.StateUnknown, Ends: []tunnels.EndStatus{at("douala", unread)}}},
+			"1 of 1 links not up; could not read the gateway of douala"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ""
+			if err := tunnelsProblem(tt.links); err != nil {
+				got = err.Error()
+			}
+			if got != tt.want {
+				t.Errorf("problem %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
