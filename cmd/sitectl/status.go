@@ -15,7 +15,11 @@ func newStatusCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show each site's nodes, services (running/desired, image, last update) and networks",
-		Args:  cobra.NoArgs,
+		Long: `Reads each selected site's swarm: nodes, services (running/desired, image, last
+update) and networks. The last line says whether every site is well. Exit code 1 when
+a site could not be read, its swarm is not active, a node is not ready, or a service
+sitectl manages runs fewer tasks than it wants or was rolled back or paused.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			topo, err := g.loadTopology()
 			if err != nil {

@@ -293,7 +293,8 @@ func newTunnelsStatusCommand(g *globals) *cobra.Command {
 		Long: `Asks each selected site's gateway over vici (list-conns, list-sas). With --site only
 that site's gateway is asked. A link is up when every asked end has an established
 IKE_SA with an installed CHILD_SA, cut when an end has its connection unloaded
-(tunnels down), down otherwise. Exit code 1 when a link is not up.`,
+(tunnels down), down otherwise. Exit code 1 when a link is not up or an asked
+gateway could not be read.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			topo, err := g.loadTopology()
