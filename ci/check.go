@@ -66,11 +66,13 @@ type CheckResult struct {
 	Variable
 	OK      bool   `json:"ok"`
 	Problem string `json:"problem,omitempty"`
+	// Defaulted: an Optional variable that is not set; the job uses Default.
+	Defaulted bool `json:"defaulted,omitempty"`
 }
 
 // Check looks each variable up in environ (NAME=value entries) and says what is
-// wrong with it: unset or empty, a File variable whose value is not a path to a
-// file, an endpoint with the wrong scheme. Messages never contain a value.
+// wrong with it: unset or empty (unless Optional), a File variable whose value is not
+// a path to a file, an endpoint with the wrong scheme. Messages never contain a value.
 func Check(vars []Variable, environ []string) []CheckResult {
 	env := map[string]string{}
 	for _, kv := range environ {
@@ -83,6 +85,8 @@ func Check(vars []Variable, environ []string) []CheckResult {
 		r := CheckResult{Variable: v, OK: true}
 		val := env[v.Name]
 		switch {
+		case val == "" && v.Optional():
+			r.Defaulted = true // the job's own variables carry the configuration's value
 		case val == "":
 			r.Problem = "is not set"
 		case v.File:

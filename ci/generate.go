@@ -354,11 +354,14 @@ func (g *generator) deployJob(s *sites.Site) *Job {
 
 func (g *generator) verifyJob(s *sites.Site) *Job {
 	j := g.siteJob("verify", s.Name, g.withPeers(s))
-	j.Comment = fmt.Sprintf("Checks %s after its deploy: nodes, services, tunnels.", s.Name)
+	j.Comment = fmt.Sprintf("Checks %s after its deploy: nodes, services, tunnels; fails when one is not up.", s.Name)
 	j.Needs = []string{"validate", g.jobName("deploy", s.Name)}
 	j.Rules = g.refRules("on_success")
 	j.Environment = &Environment{Name: g.env + "/" + s.Name, Action: "verify"}
 	j.Script = []string{fmt.Sprintf("%s status --site %s --env %s", g.bin, s.Name, g.env)}
+	if s.Gateway.Vici != "" {
+		j.Script = append(j.Script, fmt.Sprintf("%s tunnels status --site %s --env %s", g.bin, s.Name, g.env))
+	}
 	return j
 }
 
@@ -368,7 +371,7 @@ func (g *generator) replicationJob() *Job {
 	hub := g.topo.Hub
 	j := g.siteJob("verify", "replication", g.topo.Sites)
 	j.Tags = g.tags(hub)
-	j.Comment = "Checks PostgreSQL and MongoDB replication between all sites once each is deployed."
+	j.Comment = "Checks PostgreSQL and MongoDB replication between all sites once each is deployed; fails when a flow or member does not work."
 	j.Needs = []string{"validate"}
 	for _, s := range g.topo.Sites {
 		j.Needs = append(j.Needs, g.jobName("deploy", s.Name))
@@ -376,6 +379,12 @@ func (g *generator) replicationJob() *Job {
 	j.Rules = g.refRules("on_success")
 	j.Environment = &Environment{Name: g.env + "/" + hub, Action: "verify"}
 	j.Script = []string{fmt.Sprintf("%s replication status --env %s", g.bin, g.env)}
+	for _, s := range g.topo.Sites {
+		if s.HasStack("mongo") {
+			j.Script = append(j.Script, fmt.Sprintf("%s mongo status --env %s", g.bin, g.env))
+			break
+		}
+	}
 	return j
 }
 
@@ -455,7 +464,7 @@ func (g *generator) siteJob(kind, site string, reach []*sites.Site) *Job {
 		a := g.access[s.Name]
 		check = append(check, "--site", s.Name)
 		for _, v := range a.Vars {
-			if v.Default != "" {
+			if v.Optional() {
 				j.Variables[v.Name] = v.Default
 			}
 		}
@@ -519,7 +528,7 @@ func (g *generator) header() (string, error) {
 		switch {
 		case v.Secret:
 			kind += ", secret"
-		case v.Default != "":
+		case v.Optional():
 			kind += ", optional (default " + v.Default + ")"
 		}
 		rows = append(rows, row{Name: v.Name, Kind: kind, Sites: strings.Join(v.Sites, ", ")})

@@ -29,6 +29,11 @@ type Variable struct {
 	Purpose string   `json:"purpose"`
 }
 
+// Optional reports whether a job works with the variable unset in GitLab: it then
+// gets Default, the value the configuration gives, as a job variable. The one rule
+// `ci variables`, the pipeline's header and `ci check` all follow.
+func (v Variable) Optional() bool { return v.Default != "" }
+
 // Transport is how a CI job reaches a site's Docker engine.
 type Transport string
 

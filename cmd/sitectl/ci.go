@@ -209,7 +209,7 @@ func varFlags(v ci.Variable) string {
 		return "protected"
 	case v.Secret:
 		return "masked, protected"
-	case v.Default != "":
+	case v.Optional():
 		return "optional (config: " + v.Default + ")"
 	}
 	return "required"
@@ -246,7 +246,11 @@ func newCICheckCommand(g *globals) *cobra.Command {
 				if !r.OK {
 					mark = "✗"
 				}
-				fmt.Fprintf(g.streams.Out, "%s %s (%s)\n", mark, r.Name, varType(r.Variable))
+				note := varType(r.Variable)
+				if r.Defaulted {
+					note += ", optional, not set: the configuration's " + r.Default
+				}
+				fmt.Fprintf(g.streams.Out, "%s %s (%s)\n", mark, r.Name, note)
 			}
 			return checkErr
 		},

@@ -156,10 +156,11 @@ func TestCIVariablesAndCheck(t *testing.T) {
 	// Everything set: passes. What to set comes from the check's own JSON.
 	out, _, _ = run(t, nil, "ci", "check", "--env", "staging", "--site", "douala", "--output", "json")
 	var results []struct {
-		Name   string `json:"name"`
-		File   bool   `json:"file"`
-		Prefix string `json:"prefix"`
-		OK     bool   `json:"ok"`
+		Name    string `json:"name"`
+		File    bool   `json:"file"`
+		Prefix  string `json:"prefix"`
+		Default string `json:"default"`
+		OK      bool   `json:"ok"`
 	}
 	if err := json.Unmarshal([]byte(out), &results); err != nil || len(results) < 6 {
 		t.Fatalf("check --output json: %v\n%s", err, out)
@@ -170,8 +171,8 @@ func TestCIVariablesAndCheck(t *testing.T) {
 	}
 	var environ []string
 	for _, r := range results {
-		if r.OK {
-			t.Errorf("%s passes with nothing set", r.Name)
+		if r.OK != (r.Default != "") {
+			t.Errorf("%s: ok %v with nothing set, default %q: only a variable with a default may be unset", r.Name, r.OK, r.Default)
 		}
 		val := secret
 		switch {
@@ -188,5 +189,59 @@ func TestCIVariablesAndCheck(t *testing.T) {
 	}
 	if strings.Count(out, "✓") != len(results) || strings.Contains(out, secret) {
 		t.Errorf("check output:\n%s", out)
+	}
+}
+
+// `ci variables` and `ci check` agree on which variables are optional: with nothing
+// set, check passes exactly the variables that `ci variables` marks optional (and no
+// others), for every environment.
+func TestCIVariablesAndCheckAgreeOnOptional(t *testing.T) {
+	ciRepo(t)
+	for _, env := range []string{"dev", "staging", "production"} {
+		out, _, err := run(t, nil, "ci", "variables", "--env", env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := map[string]bool{} // name → marked optional
+		for _, line := range strings.Split(out, "\n")[1:] {
+			if f := strings.Fields(line); len(f) > 2 {
+				listed[f[0]] = f[2] == "optional"
+			}
+		}
+		args := []string{"ci", "check", "--env", env, "-o", "json"}
+		for _, s := range []string{"cloud", "douala", "yaounde"} {
+			args = append(args, "--site", s)
+		}
+		out, _, err = run(t, []string{}, args...)
+		if err == nil {
+			t.Fatalf("%s: check passed with nothing set", env)
+		}
+		var results []struct {
+			Name string `json:"name"`
+			OK   bool   `json:"ok"`
+		}
+		if err := json.Unmarshal([]byte(out), &results); err != nil {
+			t.Fatalf("%s: %v\n%s", env, err, out)
+		}
+		optional := 0
+		for _, r := range results {
+			opt, ok := listed[r.Name]
+			switch {
+			case !ok:
+				t.Errorf("%s: ci check reads %s, which ci variables does not list", env, r.Name)
+			case opt != r.OK:
+				t.Errorf("%s: %s is optional in ci variables: %v; passes ci check unset: %v", env, r.Name, opt, r.OK)
+			}
+			if r.OK {
+				optional++
+			}
+			delete(listed, r.Name)
+		}
+		for name := range listed {
+			t.Errorf("%s: ci variables lists %s, which ci check of every site does not read", env, name)
+		}
+		if optional == 0 {
+			t.Errorf("%s: no optional variable: the comparison proves nothing", env)
+		}
 	}
 }

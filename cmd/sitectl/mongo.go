@@ -72,7 +72,10 @@ func newMongoStatusCommand(g *globals) *cobra.Command {
 		Long: `Asks every member what it is, reads replSetGetStatus from the primary (or any
 member that answers) and each data-bearing member's oplog window, and warns when
 there is no primary, a member is unreachable, the default write concern is not
-majority, or the oplog window is shorter than mongo.max_partition.`,
+majority, or the oplog window is shorter than mongo.max_partition. The last line
+says whether the set is healthy. Exit code 1 when there is no primary, a member is
+unreachable or in another state than primary, secondary or arbiter, or the set
+cannot be read; the warnings alone do not fail it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			topo, err := g.loadTopology()
@@ -87,10 +90,24 @@ majority, or the oplog window is shorter than mongo.max_partition.`,
 			if err != nil {
 				return fmt.Errorf("mongo status: %w", err)
 			}
+			failed := len(st.Problems()) > 0
 			if ok, err := g.printStructured(st); ok {
+				if err == nil {
+					fmt.Fprintln(g.streams.Err, st.Verdict()) // stdout holds the document
+				}
+				if err == nil && failed {
+					err = &ExitError{Code: 1, Silent: true}
+				}
 				return err
 			}
-			return st.Render(g.streams.Out)
+			if err := st.Render(g.streams.Out); err != nil {
+				return err
+			}
+			fmt.Fprintln(g.streams.Out, st.Verdict())
+			if failed {
+				return &ExitError{Code: 1, Silent: true}
+			}
+			return nil
 		},
 	}
 }

@@ -58,6 +58,9 @@ func TestMongoStatusAndAuthoritative(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if last := lastLine(out); !strings.HasPrefix(last, "✓ replica set") {
+		t.Errorf("healthy set: last line %q", last)
+	}
 	for _, want := range []string{"primary " + h[0], "PRIMARY", "SECONDARY", "majority (global)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
@@ -76,6 +79,13 @@ func TestMongoStatusAndAuthoritative(t *testing.T) {
 	// Cloud lost: douala alone has no primary; without the flag nothing happens.
 	c.SetDown(h[0], true)
 	c.Cut(h[1], h[2])
+	out, _, err = run(t, nil, append(args, "mongo", "status")...)
+	if err == nil || exitCode(err) != 1 || !strings.HasPrefix(lastLine(out), "✗ replica set") || !strings.Contains(lastLine(out), "no primary") {
+		t.Errorf("status with no primary: err %v, last line %q", err, lastLine(out))
+	}
+	if _, errOut, err := run(t, nil, append(args, "mongo", "status", "-o", "json")...); err == nil || !strings.Contains(errOut, "✗ replica set") {
+		t.Errorf("status -o json with no primary: err %v, stderr %q", err, errOut)
+	}
 	out, _, err = run(t, nil, append(args, "mongo", "declare-authoritative", "--site", "douala")...)
 	if err == nil || exitCode(err) != 1 || !strings.Contains(out, "ROLLED BACK") {
 		t.Fatalf("without --i-understand-rollback: err %v\n%s", err, out)

@@ -28,26 +28,33 @@ func newReplicationStatusCommand(g *globals) *cobra.Command {
 		Use:   "status",
 		Short: "Show every replication flow: state, lag, WAL held by its slot, errors and conflicts",
 		Long: `For each flow (publisher → subscriber): state (streaming, catching up, syncing,
-disabled by error, disabled, down, missing, unknown), lag in bytes and seconds, WAL
-retained by the slot and its wal_status, apply and sync error counts, a warning when
+stalled, disabled by error, disabled, down, missing, unknown), lag in bytes and seconds,
+WAL retained by the slot and its wal_status, apply and sync error counts, a warning when
 the retained WAL nears max_slot_wal_keep_size, and for a subscription stopped by a
-conflict: the table, the key, the LSN and how to resolve it.
-Exit code 1 when a site could not be read.`,
+conflict: the table, the key, the LSN and how to resolve it. A flow is stalled when
+neither end has heard from the other for wal_receiver_status_interval + 4s: a link
+that drops packets (a cut tunnel) shows within seconds, not after the 30 s timeouts.
+The last line says whether every flow works.
+Exit code 0 when every flow is streaming, catching up or syncing; 1 when any flow is
+in another state or a site could not be read.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var r *postgres.Report
 			err := g.withReplication("read replication status", func(topo *sites.Topology, sess *postgres.Session) (err error) {
 				r, err = postgres.Status(cmd.Context(), topo, sess, siteNames...)
+				if err == nil && len(r.Unread()) > 0 {
+					err = fmt.Errorf("could not read %s", strings.Join(r.Unread(), ", "))
+				}
 				return err
 			})
-			if err != nil {
+			if r == nil {
 				return err
 			}
-			failed := false
-			for _, f := range r.Flows {
-				failed = failed || f.State == postgres.StateUnknown
-			}
+			failed := len(r.Failing()) > 0 || len(r.Unread()) > 0
 			if ok, err := g.printStructured(r); ok {
+				if err == nil && len(r.Flows) > 0 {
+					fmt.Fprintln(g.streams.Err, r.Summary()) // stdout holds the document
+				}
 				if err == nil && failed {
 					err = &ExitError{Code: 1, Silent: true}
 				}
@@ -61,7 +68,8 @@ Exit code 1 when a site could not be read.`,
 				return err
 			}
 			if failed {
-				return &ExitError{Code: 1, Err: fmt.Errorf("some sites could not be read (see above)")}
+				// Render's last line said which flows fail and why.
+				return &ExitError{Code: 1, Silent: true}
 			}
 			return nil
 		},

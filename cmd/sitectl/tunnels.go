@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -291,7 +293,8 @@ func newTunnelsStatusCommand(g *globals) *cobra.Command {
 		Long: `Asks each selected site's gateway over vici (list-conns, list-sas). With --site only
 that site's gateway is asked. A link is up when every asked end has an established
 IKE_SA with an installed CHILD_SA, cut when an end has its connection unloaded
-(tunnels down), down otherwise. Exit code 1 when a link is not up.`,
+(tunnels down), down otherwise. Exit code 1 when a link is not up or an asked
+gateway could not be read.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			topo, err := g.loadTopology()
@@ -302,14 +305,9 @@ IKE_SA with an installed CHILD_SA, cut when an end has its connection unloaded
 			if err != nil {
 				return err
 			}
-			notUp := 0
-			for _, l := range st {
-				if l.State != tunnels.StateUp {
-					notUp++
-				}
-			}
+			problem := tunnelsProblem(st)
 			if ok, err := g.printStructured(st); ok {
-				if err == nil && notUp > 0 {
+				if err == nil && problem != nil {
 					err = &ExitError{Code: 1, Silent: true}
 				}
 				return err
@@ -328,14 +326,44 @@ IKE_SA with an installed CHILD_SA, cut when an end has its connection unloaded
 			if err := tw.Flush(); err != nil {
 				return err
 			}
-			if notUp > 0 {
-				return &ExitError{Code: 1, Err: fmt.Errorf("%d of %d links not up", notUp, len(st))}
+			if problem != nil {
+				return &ExitError{Code: 1, Err: problem}
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringSliceVar(&names, "site", nil, "ask only these sites' gateways (default: all)")
 	return cmd
+}
+
+// tunnelsProblem is why `tunnels status` fails, nil when it passes: a link not up,
+// or a gateway that could not be read (a link its peer sees up is shown up, but a
+// read that failed is never a pass).
+func tunnelsProblem(st []tunnels.LinkStatus) error {
+	notUp := 0
+	var unread []string
+	for _, l := range st {
+		if l.State != tunnels.StateUp {
+			notUp++
+		}
+		for _, e := range l.Ends {
+			if e.Error != "" && !slices.Contains(unread, e.Site) {
+				unread = append(unread, e.Site)
+			}
+		}
+	}
+	var parts []string
+	if notUp > 0 {
+		parts = append(parts, fmt.Sprintf("%d of %d links not up", notUp, len(st)))
+	}
+	if len(unread) > 0 {
+		sort.Strings(unread)
+		parts = append(parts, "could not read the gateway of "+strings.Join(unread, ", "))
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(parts, "; "))
 }
 
 func newTunnelsUpCommand(g *globals) *cobra.Command {

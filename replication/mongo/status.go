@@ -150,6 +150,33 @@ func (c *Conn) GetStatus(ctx context.Context) (*Status, error) {
 	return st, nil
 }
 
+// Problems are what make `sitectl mongo status` fail: no primary (which includes a
+// set not initiated) and members that are unreachable or neither primary, secondary
+// nor arbiter. Warnings about settings (write concern, oplog window) do not.
+func (st *Status) Problems() []string {
+	var out []string
+	if st.Primary == "" {
+		out = append(out, "no primary")
+	}
+	for _, m := range st.Members {
+		switch {
+		case !m.Healthy:
+			out = append(out, fmt.Sprintf("member %s (%s) is not reachable", m.Host, dash(m.Site)))
+		case m.State != "PRIMARY" && m.State != "SECONDARY" && m.State != "ARBITER":
+			out = append(out, fmt.Sprintf("member %s (%s) is %s", m.Host, dash(m.Site), m.State))
+		}
+	}
+	return out
+}
+
+// Verdict is the last line of `sitectl mongo status`.
+func (st *Status) Verdict() string {
+	if p := st.Problems(); len(p) > 0 {
+		return fmt.Sprintf("✗ replica set %s: %s", st.ReplicaSet, strings.Join(p, "; "))
+	}
+	return fmt.Sprintf("✓ replica set %s: primary %s, every member healthy", st.ReplicaSet, st.Primary)
+}
+
 func stateOr(m MemberView, def string) string {
 	if !m.Reachable {
 		return "(not reachable)"

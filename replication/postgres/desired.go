@@ -242,6 +242,10 @@ func ServerSettings(topo *sites.Topology, site *sites.Site) map[string]string {
 		"wal_sender_timeout":              "30s",
 		"wal_receiver_timeout":            "30s",
 		"wal_retrieve_retry_interval":     "2s",
+		// A subscriber reports to its publisher every second, even when idle, so a
+		// link that went silent shows as stalled within seconds (Classify), long
+		// before the 30 s timeouts drop the connection.
+		"wal_receiver_status_interval": "1s",
 	}
 }
 

@@ -389,8 +389,10 @@ func TestStatusRender(t *testing.T) {
 			Pending: &Pending{Transactions: 3, Changes: 40, FirstLSN: "0/1A2B3C4", OldestCommit: time.Date(2026, 11, 23, 14, 0, 0, 0, time.UTC), Conflict: &Conflict{Subscription: "sitectl_cloud_to_douala", Site: "douala", From: "cloud",
 				FinishLSN: "0/1A2B3C4", XID: 731, Table: "public.orders", Key: map[string]string{"site": "yaounde", "id": "01890a5d-ac96-774b-bcce-b302099a8057"}, Changes: 3}},
 			Warnings: []string{"slot sitectl_cloud_to_douala on cloud retains 1.8 GB of max_slot_wal_keep_size 2.0 GB: bring the link back, or raise postgres.max_slot_wal_keep_size"}},
-		{Flow: "yaounde → cloud", From: "yaounde", To: "cloud", Subscription: "sitectl_yaounde_to_cloud", State: StateUnknown, MaxSlotWALKeep: -1,
+		{Flow: "yaounde → cloud", From: "yaounde", To: "cloud", Subscription: "sitectl_yaounde_to_cloud", State: StateUnknown, Reason: "the publisher could not be read", MaxSlotWALKeep: -1,
 			Errors: []string{"cannot reach yaounde's PostgreSQL at 10.20.0.12:5432 as sitectl: connection refused"}},
+		{Flow: "cloud → yaounde", From: "cloud", To: "yaounde", Subscription: "sitectl_cloud_to_yaounde", State: StateStalled, Reason: "no message for 6s", LagBytes: 4096, MaxSlotWALKeep: 2 << 30,
+			Resolution: "check the link between cloud and yaounde (sitectl tunnels status): after wal_sender_timeout the publisher drops the connection and the subscription is disabled; once the link is back, sitectl replication resume (or deploy) re-enables it"},
 	}}
 	r.Flows[1].Resolution = r.Flows[1].Pending.Conflict.Resolution()
 	var b strings.Builder
@@ -404,5 +406,68 @@ func TestStatusRender(t *testing.T) {
 	r.Flows = r.Flows[:1]
 	if !r.Healthy() {
 		t.Error("one streaming flow is healthy")
+	}
+}
+
+func TestClassify(t *testing.T) {
+	sec := func(s float64) *time.Duration { d := time.Duration(s * float64(time.Second)); return &d }
+	// A connected, idle flow whose subscriber reports every second.
+	ok := Observed{PubRead: true, SubRead: true, SlotFound: true, SlotActive: true, SenderState: "streaming",
+		SubFound: true, Enabled: true, Running: true, StatusInterval: time.Second, ReplyAge: sec(0.4), ReceiptAge: sec(12)}
+	with := func(f func(*Observed)) Observed { o := ok; f(&o); return o }
+	tests := []struct {
+		name   string
+		in     Observed
+		state  string
+		reason string
+	}{
+		{"connected and idle", ok, StateStreaming, ""},
+		{"no reply yet (just connected)", with(func(o *Observed) { o.ReplyAge = nil; o.ReceiptAge = nil }), StateStreaming, ""},
+		{"behind by more than 1 MB", with(func(o *Observed) { o.LagBytes = 2 << 20 }), StateCatchingUp, ""},
+		{"walsender in catchup", with(func(o *Observed) { o.SenderState = "catchup" }), StateCatchingUp, ""},
+		{"initial copy", with(func(o *Observed) { o.TablesSyncing = 2 }), StateSyncing, ""},
+		{"silent both ways past 1s+4s", with(func(o *Observed) { o.ReplyAge = sec(6.2); o.ReceiptAge = sec(6.4) }), StateStalled, "no message for 6s"},
+		{"silent both ways, lagging", with(func(o *Observed) { o.ReplyAge = sec(9); o.ReceiptAge = sec(20); o.LagBytes = 5 << 20 }), StateStalled, "no message for 9s"},
+		{"publisher hears the subscriber", with(func(o *Observed) { o.ReplyAge = sec(0.5); o.ReceiptAge = sec(60) }), StateStreaming, ""},
+		{"subscriber hears the publisher (busy apply)", with(func(o *Observed) { o.ReplyAge = sec(30); o.ReceiptAge = sec(0.1) }), StateStreaming, ""},
+		{"just under the limit", with(func(o *Observed) { o.ReplyAge = sec(4.9); o.ReceiptAge = sec(4.9) }), StateStreaming, ""},
+		{"default 10s interval: 12s is fine", with(func(o *Observed) { o.StatusInterval = 10 * time.Second; o.ReplyAge = sec(12); o.ReceiptAge = sec(12) }), StateStreaming, ""},
+		{"default 10s interval: 15s stalls", with(func(o *Observed) { o.StatusInterval = 10 * time.Second; o.ReplyAge = sec(15); o.ReceiptAge = sec(15) }), StateStalled, "no message for 15s"},
+		{"interval unknown counts as 10s", with(func(o *Observed) { o.StatusInterval = 0; o.ReplyAge = sec(8); o.ReceiptAge = sec(8) }), StateStreaming, ""},
+		{"stalled while copying tables", with(func(o *Observed) { o.TablesSyncing = 1; o.ReplyAge = sec(8); o.ReceiptAge = sec(8) }), StateSyncing, ""},
+		{"disabled by hand", with(func(o *Observed) { o.Enabled, o.Running, o.SlotActive = false, false, false }), StateDisabled, "the subscription is disabled"},
+		{"disabled by an apply error", with(func(o *Observed) { o.Enabled, o.Running, o.Errors = false, false, 3 }), StateDisabledBy, "the subscription is disabled after an error"},
+		{"disabled with a conflict waiting", with(func(o *Observed) { o.Enabled, o.Conflict = false, true }), StateDisabledBy, "the subscription is disabled after an error"},
+		{"disabled, publisher unread", with(func(o *Observed) { o.Enabled, o.PubRead = false, false }), StateDisabled, "the subscription is disabled"},
+		{"no subscription", with(func(o *Observed) { o.SubFound = false }), StateMissing, "no subscription at the subscriber"},
+		{"no apply worker", with(func(o *Observed) { o.Running = false }), StateDown, "no apply worker runs at the subscriber"},
+		{"slot inactive", with(func(o *Observed) { o.SlotActive = false }), StateDown, "no walsender streams from the slot"},
+		{"slot gone", with(func(o *Observed) { o.SlotFound, o.SlotActive = false, false }), StateDown, "the publisher has no slot for it"},
+		{"subscriber unread", with(func(o *Observed) { o.SubRead = false }), StateUnknown, "the subscriber could not be read"},
+		{"publisher unread", with(func(o *Observed) { o.PubRead = false }), StateUnknown, "the publisher could not be read"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			state, reason := Classify(tt.in)
+			if state != tt.state || reason != tt.reason {
+				t.Errorf("Classify = %q, %q; want %q, %q", state, reason, tt.state, tt.reason)
+			}
+			if want := tt.state == StateStreaming || tt.state == StateCatchingUp || tt.state == StateSyncing; Working(state) != want {
+				t.Errorf("Working(%q) = %v", state, Working(state))
+			}
+		})
+	}
+}
+
+func TestStatusSummary(t *testing.T) {
+	r := &Report{Flows: []FlowStatus{{Flow: "douala → cloud", State: StateStreaming}, {Flow: "cloud → douala", State: StateCatchingUp}, {Flow: "yaounde → cloud", State: StateSyncing}}}
+	if got := r.Summary(); got != "✓ all 3 replication flows work (streaming, catching up or syncing)" || len(r.Failing()) != 0 {
+		t.Errorf("summary %q, failing %v", got, r.Failing())
+	}
+	for _, bad := range []string{StateStalled, StateDisabledBy, StateDisabled, StateDown, StateMissing, StateUnknown} {
+		r.Flows[1].State, r.Flows[1].Reason = bad, "why"
+		if got, want := r.Summary(), "✗ 1 of 3 replication flows do not work: cloud → douala "+bad+" (why)"; got != want {
+			t.Errorf("summary %q, want %q", got, want)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,6 +20,7 @@ const (
 	StateStreaming  = "streaming"
 	StateCatchingUp = "catching up"
 	StateSyncing    = "syncing" // initial table copy running
+	StateStalled    = "stalled" // connected, but nothing crossed the link for a while: it is likely cut
 	StateDisabledBy = "disabled by error"
 	StateDisabled   = "disabled" // disabled by hand, no error recorded
 	StateDown       = "down"     // enabled but not connected
@@ -26,11 +28,27 @@ const (
 	StateUnknown    = "unknown"  // a site could not be read
 )
 
+// Working reports whether a flow in this state carries changes: streaming, catching
+// up, or copying its tables for the first time. Every other state fails
+// `sitectl replication status`.
+func Working(state string) bool {
+	return state == StateStreaming || state == StateCatchingUp || state == StateSyncing
+}
+
 // CatchUpBytes is the lag above which a connected flow is "catching up".
 const CatchUpBytes = 1 << 20
 
 // WarnFraction of max_slot_wal_keep_size retained by a slot raises a warning.
 const WarnFraction = 0.8
+
+// StallMargin is added to the subscriber's wal_receiver_status_interval to give the
+// silence after which a connected flow is "stalled" (5 s with the 1 s interval
+// ServerSettings sets).
+const StallMargin = 4 * time.Second
+
+// ReadTimeout bounds the reads of one flow at one site: a site whose database stops
+// answering is reported, not waited for.
+var ReadTimeout = 10 * time.Second
 
 // FlowStatus is the state of one replication flow.
 type FlowStatus struct {
@@ -39,11 +57,17 @@ type FlowStatus struct {
 	To           string `json:"to"`
 	Subscription string `json:"subscription"`
 	State        string `json:"state"`
+	// Reason says why a flow that does not work is in its state ("no message for 6s").
+	Reason string `json:"reason,omitempty"`
 	// LagBytes is how much WAL the subscriber has not confirmed.
 	LagBytes int64 `json:"lag_bytes"`
 	// LagSeconds is the walsender's replay lag while streaming, else the time since
 	// the subscriber last confirmed a position (when behind).
 	LagSeconds float64 `json:"lag_seconds"`
+	// SilentSeconds is how long nothing crossed the link: the shorter of the time
+	// since the publisher last heard from the subscriber and the time since the
+	// subscriber last heard from the publisher (absent when unknown).
+	SilentSeconds *float64 `json:"silent_seconds,omitempty"`
 	// RetainedBytes is the WAL the slot keeps on the publisher.
 	RetainedBytes int64  `json:"retained_wal_bytes"`
 	WALStatus     string `json:"wal_status,omitempty"`
@@ -56,6 +80,8 @@ type FlowStatus struct {
 	Resolution     string   `json:"resolution,omitempty"`
 	Warnings       []string `json:"warnings,omitempty"`
 	Errors         []string `json:"errors,omitempty"`
+
+	unread []string // sites that could not be read
 }
 
 // Report is the replication status of the selected flows.
@@ -72,6 +98,49 @@ func (r *Report) Healthy() bool {
 		}
 	}
 	return true
+}
+
+// Failing lists the flows that do not work (see Working), in report order.
+func (r *Report) Failing() []FlowStatus {
+	var out []FlowStatus
+	for _, f := range r.Flows {
+		if !Working(f.State) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// Unread lists the sites that could not be read, sorted.
+func (r *Report) Unread() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, f := range r.Flows {
+		for _, s := range f.unread {
+			if !seen[s] {
+				seen[s] = true
+				out = append(out, s)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Summary is the report's last line: every flow works, or which do not and why.
+func (r *Report) Summary() string {
+	bad := r.Failing()
+	if len(bad) == 0 {
+		return fmt.Sprintf("✓ all %d replication flows work (streaming, catching up or syncing)", len(r.Flows))
+	}
+	parts := make([]string, len(bad))
+	for i, f := range bad {
+		parts[i] = f.Flow + " " + f.State
+		if f.Reason != "" {
+			parts[i] += " (" + f.Reason + ")"
+		}
+	}
+	return fmt.Sprintf("✗ %d of %d replication flows do not work: %s", len(bad), len(r.Flows), strings.Join(parts, "; "))
 }
 
 // Status reports every flow that starts or ends at one of the named sites (all
@@ -100,83 +169,202 @@ func Status(ctx context.Context, topo *sites.Topology, sess *Session, only ...st
 	return r, nil
 }
 
+// Observed is what the publisher and the subscriber say about one flow: the input
+// of Classify.
+type Observed struct {
+	// PubRead and SubRead: the site's database answered.
+	PubRead, SubRead bool
+	// The publisher's slot and its walsender.
+	SlotFound, SlotActive bool
+	SenderState           string // pg_stat_replication.state ("streaming", "catchup")
+	// ReplyAge is the time since the publisher's walsender last got a status
+	// message from the subscriber (pg_stat_replication.reply_time), nil if none.
+	ReplyAge *time.Duration
+	LagBytes int64
+	// The subscriber's subscription and its apply worker.
+	SubFound, Enabled, Running bool
+	// ReceiptAge is the time since the apply worker last got a message from the
+	// publisher (pg_stat_subscription.last_msg_receipt_time), nil if none.
+	ReceiptAge *time.Duration
+	// StatusInterval is the subscriber's wal_receiver_status_interval: how often a
+	// connected apply worker reports to the publisher even when idle.
+	StatusInterval time.Duration
+	TablesSyncing  int
+	Errors         int64 // apply + sync error count
+	Conflict       bool  // a conflicting change waits in the slot
+}
+
+// StallAfter is the silence after which a connected flow is stalled: the subscriber
+// reports every StatusInterval, so on a working link the publisher never waits
+// longer than that (plus the apply worker's 1 s nap).
+func (o Observed) StallAfter() time.Duration {
+	iv := o.StatusInterval
+	if iv <= 0 {
+		iv = 10 * time.Second // PostgreSQL's default
+	}
+	return iv + StallMargin
+}
+
+// Classify gives a flow's state from what its two ends say, and why when the flow
+// does not work. A link that drops packets (a cut tunnel) keeps both ends
+// "connected" until wal_sender_timeout / wal_receiver_timeout: it shows as stalled
+// as soon as neither end has heard from the other for StallAfter.
+func Classify(o Observed) (state, reason string) {
+	switch {
+	case !o.SubRead:
+		return StateUnknown, "the subscriber could not be read"
+	case !o.SubFound:
+		return StateMissing, "no subscription at the subscriber"
+	case !o.Enabled && (o.Errors > 0 || o.Conflict):
+		return StateDisabledBy, "the subscription is disabled after an error"
+	case !o.Enabled:
+		return StateDisabled, "the subscription is disabled"
+	case !o.PubRead:
+		return StateUnknown, "the publisher could not be read"
+	case !o.SlotFound:
+		return StateDown, "the publisher has no slot for it"
+	case !o.Running:
+		return StateDown, "no apply worker runs at the subscriber"
+	case !o.SlotActive:
+		return StateDown, "no walsender streams from the slot"
+	case o.TablesSyncing > 0:
+		return StateSyncing, ""
+	}
+	if o.ReplyAge != nil && o.ReceiptAge != nil {
+		silent := min(*o.ReplyAge, *o.ReceiptAge)
+		if silent >= o.StallAfter() {
+			return StateStalled, fmt.Sprintf("no message for %s", silent.Round(time.Second))
+		}
+	}
+	if o.LagBytes > CatchUpBytes || o.SenderState == "catchup" {
+		return StateCatchingUp, ""
+	}
+	return StateStreaming, ""
+}
+
 func flowStatus(ctx context.Context, sess *Session, s *Subscription) FlowStatus {
 	fs := FlowStatus{Flow: s.Flow.String(), From: s.Flow.From, To: s.Flow.To, Subscription: s.Name, State: StateUnknown, MaxSlotWALKeep: -1}
+	var o Observed
 	pub, perr := sess.Pool(ctx, s.Flow.From)
 	if perr != nil {
 		fs.Errors = append(fs.Errors, perr.Error())
+		fs.unread = append(fs.unread, s.Flow.From)
 	}
 	sub, serr := sess.Pool(ctx, s.Site)
 	if serr != nil {
 		fs.Errors = append(fs.Errors, serr.Error())
+		fs.unread = append(fs.unread, s.Site)
 	}
 
-	slotFound, slotActive, senderState := false, false, ""
 	var replayLag *float64
+	// When each end last heard from the other, and when each was read (below).
+	var subClock, replyTime, receiptTime *float64
+	var pubAt, subAt time.Time
 	if pub != nil {
+		rctx, cancel := context.WithTimeout(ctx, ReadTimeout)
 		var keep string
-		if err := pub.QueryRow(ctx, `SELECT setting FROM pg_settings WHERE name = 'max_slot_wal_keep_size'`).Scan(&keep); err == nil {
+		err := pub.QueryRow(rctx, `SELECT setting FROM pg_settings WHERE name = 'max_slot_wal_keep_size'`).Scan(&keep)
+		if err == nil {
 			if n, err := ParseSize(keep); err == nil {
 				fs.MaxSlotWALKeep = n
 			}
-		}
-		err := pub.QueryRow(ctx, `SELECT s.active, coalesce(s.wal_status, ''),
+			before := time.Now()
+			err = pub.QueryRow(rctx, `SELECT s.active, coalesce(s.wal_status, ''),
 				coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn), 0)::bigint,
 				coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn), 0)::bigint,
-				extract(epoch FROM r.replay_lag)::float8, coalesce(r.state, '')
+				extract(epoch FROM r.replay_lag)::float8, coalesce(r.state, ''),
+				extract(epoch FROM r.reply_time)::float8
 			FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
-			WHERE s.slot_name = $1`, s.Name).Scan(&slotActive, &fs.WALStatus, &fs.RetainedBytes, &fs.LagBytes, &replayLag, &senderState)
+			WHERE s.slot_name = $1`, s.Name).Scan(&o.SlotActive, &fs.WALStatus, &fs.RetainedBytes, &fs.LagBytes, &replayLag, &o.SenderState, &replyTime)
+			pubAt = midpoint(before, time.Now())
+		}
+		cancel()
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
+			o.PubRead = true
 		case err != nil:
 			fs.Errors = append(fs.Errors, fmt.Sprintf("%s: read slot %s: %v", s.Flow.From, s.Name, err))
+			fs.unread = append(fs.unread, s.Flow.From)
+			pub = nil
 		default:
-			slotFound = true
+			o.PubRead, o.SlotFound = true, true
 		}
 	}
+	o.LagBytes = fs.LagBytes
 	if sub == nil {
+		fs.State, fs.Reason = Classify(o)
 		return fs
 	}
 	var (
 		oid                uint32
-		enabled, running   bool
 		sinceConfirmed     *float64
 		applyErrs, syncErr *int64
+		interval           int64
 	)
-	err := sub.QueryRow(ctx, `SELECT s.oid, s.subenabled, st.apply_error_count, st.sync_error_count,
+	rctx, cancel := context.WithTimeout(ctx, ReadTimeout)
+	before := time.Now()
+	err := sub.QueryRow(rctx, `SELECT s.oid, s.subenabled, st.apply_error_count, st.sync_error_count,
 			w.pid IS NOT NULL, extract(epoch FROM now() - w.latest_end_time)::float8,
-			(SELECT count(*) FROM pg_subscription_rel r WHERE r.srsubid = s.oid AND r.srsubstate <> 'r')::int
+			(SELECT count(*) FROM pg_subscription_rel r WHERE r.srsubid = s.oid AND r.srsubstate <> 'r')::int,
+			extract(epoch FROM w.last_msg_receipt_time)::float8, extract(epoch FROM clock_timestamp())::float8,
+			(SELECT setting::bigint FROM pg_settings WHERE name = 'wal_receiver_status_interval')
 		FROM pg_subscription s
 		LEFT JOIN pg_stat_subscription_stats st ON st.subid = s.oid
 		LEFT JOIN pg_stat_subscription w ON w.subid = s.oid AND w.relid IS NULL
 		WHERE s.subname = $1 AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())`,
-		s.Name).Scan(&oid, &enabled, &applyErrs, &syncErr, &running, &sinceConfirmed, &fs.TablesSyncing)
+		s.Name).Scan(&oid, &o.Enabled, &applyErrs, &syncErr, &o.Running, &sinceConfirmed, &fs.TablesSyncing, &receiptTime, &subClock, &interval)
+	subAt = midpoint(before, time.Now())
+	cancel()
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		fs.State = StateMissing
+		o.SubRead = true
+		fs.State, fs.Reason = Classify(o)
 		fs.Resolution = "run sitectl deploy (or plan) to create it"
 		return fs
 	case err != nil:
 		fs.Errors = append(fs.Errors, fmt.Sprintf("%s: read subscription %s: %v", s.Site, s.Name, err))
+		fs.unread = append(fs.unread, s.Site)
+		fs.State, fs.Reason = Classify(o)
 		return fs
 	}
+	o.SubRead, o.SubFound = true, true
+	o.StatusInterval = time.Duration(interval) * time.Second
+	o.TablesSyncing = fs.TablesSyncing
 	if applyErrs != nil {
 		fs.ApplyErrors = *applyErrs
 	}
 	if syncErr != nil {
 		fs.SyncErrors = *syncErr
 	}
+	o.Errors = fs.ApplyErrors + fs.SyncErrors
+	if subClock != nil {
+		// Both times are stamped by the subscriber's clock: reply_time when it sent its
+		// last status message, last_msg_receipt_time when it last got one. The
+		// subscriber clock's offset from this machine's (measured around its read)
+		// puts reply_time on the scale of the publisher's read.
+		subOffset := *subClock - epoch(subAt)
+		if replyTime != nil && !pubAt.IsZero() {
+			o.ReplyAge = seconds(epoch(pubAt) - (*replyTime - subOffset))
+		}
+		if receiptTime != nil {
+			o.ReceiptAge = seconds(*subClock - *receiptTime)
+		}
+	}
+	if o.ReplyAge != nil && o.ReceiptAge != nil {
+		silent := min(*o.ReplyAge, *o.ReceiptAge).Seconds()
+		fs.SilentSeconds = &silent
+	}
 	switch {
-	case replayLag != nil && slotActive:
+	case replayLag != nil && o.SlotActive:
 		fs.LagSeconds = *replayLag
 	case fs.LagBytes > 0 && sinceConfirmed != nil:
 		fs.LagSeconds = *sinceConfirmed
 	}
-	if !slotFound && pub != nil {
+	if !o.SlotFound && pub != nil {
 		fs.Errors = append(fs.Errors, fmt.Sprintf("%s has no slot %s: drop the subscription at %s (ALTER SUBSCRIPTION %s DISABLE; ALTER SUBSCRIPTION %s SET (slot_name = NONE); DROP SUBSCRIPTION %s) and run sitectl deploy to re-create it",
 			s.Flow.From, s.Name, s.Site, s.Name, s.Name, s.Name))
 	}
-	if pub != nil && slotFound && !slotActive && fs.LagBytes > 0 {
+	if pub != nil && o.SlotFound && !o.SlotActive && fs.LagBytes > 0 {
 		// Nobody streams from the slot: see what waits in it, and since when.
 		pend, err := FindConflict(ctx, pub, sub, s, oid)
 		if err != nil {
@@ -187,26 +375,15 @@ func flowStatus(ctx context.Context, sess *Session, s *Subscription) FlowStatus 
 			fs.LagSeconds = time.Since(pend.OldestCommit).Seconds()
 		}
 	}
+	o.Conflict = fs.Pending != nil && fs.Pending.Conflict != nil
+	fs.State, fs.Reason = Classify(o)
 	switch {
-	case !enabled:
-		fs.State = StateDisabled
-		if fs.ApplyErrors+fs.SyncErrors > 0 {
-			fs.State = StateDisabledBy
-		}
-		if fs.Pending != nil && fs.Pending.Conflict != nil {
-			fs.State = StateDisabledBy
-			fs.Resolution = fs.Pending.Conflict.Resolution()
-		} else {
-			fs.Resolution = "no conflicting change is pending (a lost connection also disables a subscription with disable_on_error): sitectl deploy re-enables it, or ALTER SUBSCRIPTION " + s.Name + " ENABLE at " + s.Site
-		}
-	case fs.TablesSyncing > 0:
-		fs.State = StateSyncing
-	case !running || !slotActive || pub == nil:
-		fs.State = StateDown
-	case fs.LagBytes > CatchUpBytes || senderState == "catchup":
-		fs.State = StateCatchingUp
-	default:
-		fs.State = StateStreaming
+	case fs.State == StateDisabledBy && o.Conflict:
+		fs.Resolution = fs.Pending.Conflict.Resolution()
+	case fs.State == StateDisabled || fs.State == StateDisabledBy:
+		fs.Resolution = "no conflicting change is pending (a lost connection also disables a subscription with disable_on_error): sitectl deploy re-enables it, or ALTER SUBSCRIPTION " + s.Name + " ENABLE at " + s.Site
+	case fs.State == StateStalled:
+		fs.Resolution = fmt.Sprintf("check the link between %s and %s (sitectl tunnels status): after wal_sender_timeout the publisher drops the connection and the subscription is disabled; once the link is back, sitectl replication resume (or deploy) re-enables it", s.Flow.From, s.Site)
 	}
 	switch fs.WALStatus {
 	case "lost":
@@ -218,6 +395,15 @@ func flowStatus(ctx context.Context, sess *Session, s *Subscription) FlowStatus 
 		fs.Warnings = append(fs.Warnings, fmt.Sprintf("slot %s on %s retains %s of max_slot_wal_keep_size %s: bring the link back, or raise postgres.max_slot_wal_keep_size", s.Name, s.Flow.From, bytesText(fs.RetainedBytes), bytesText(fs.MaxSlotWALKeep)))
 	}
 	return fs
+}
+
+func midpoint(a, b time.Time) time.Time { return a.Add(b.Sub(a) / 2) }
+
+func epoch(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+func seconds(s float64) *time.Duration {
+	d := time.Duration(s * float64(time.Second))
+	return &d
 }
 
 // Render prints the report as a table, with warnings, errors and resolutions
@@ -234,6 +420,9 @@ func (r *Report) Render(w io.Writer) error {
 	}
 	var b strings.Builder
 	for _, f := range r.Flows {
+		if !Working(f.State) && f.State != StateUnknown && f.Reason != "" { // unknown: its errors say why
+			fmt.Fprintf(&b, "✗ %s %s: %s\n", f.Flow, f.State, f.Reason)
+		}
 		for _, e := range f.Errors {
 			fmt.Fprintf(&b, "✗ %s: %s\n", f.Flow, e)
 		}
@@ -253,6 +442,7 @@ func (r *Report) Render(w io.Writer) error {
 			fmt.Fprintf(&b, "  resolve %s: %s\n", f.Flow, f.Resolution)
 		}
 	}
+	b.WriteString(r.Summary() + "\n")
 	_, err := io.WriteString(w, b.String())
 	return err
 }

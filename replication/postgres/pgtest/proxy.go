@@ -30,6 +30,11 @@ type Proxy struct {
 	stall  map[string]bool
 	conns  map[net.Conn]string // → application_name
 	closed bool
+	// Partition: every connection (frozenAll) or those of the frozen names wait
+	// for thaw, which Heal closes.
+	frozenAll bool
+	frozen    map[string]bool
+	thaw      chan struct{}
 }
 
 // NewProxy listens on listen (host:port, port 0 for any) and forwards to target.
@@ -38,7 +43,8 @@ func NewProxy(listen, target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{Addr: l.Addr().String(), target: target, l: l, conns: map[net.Conn]string{}, apps: map[string]bool{}, stall: map[string]bool{}}
+	p := &Proxy{Addr: l.Addr().String(), target: target, l: l, conns: map[net.Conn]string{}, apps: map[string]bool{}, stall: map[string]bool{},
+		frozen: map[string]bool{}, thaw: make(chan struct{})}
 	go p.serve()
 	return p, nil
 }
@@ -68,6 +74,7 @@ func (p *Proxy) forward(in net.Conn) {
 		in.Close()
 		return
 	}
+	p.gate(app) // a partition holds new connections too
 	out, err := net.Dial("tcp", p.target)
 	if err != nil {
 		in.Close()
@@ -96,7 +103,19 @@ func (p *Proxy) forward(in net.Conn) {
 		if stall {
 			_ = copyMarkingQuery(out, in, &silent)
 		} else {
-			_, _ = io.Copy(out, in)
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := in.Read(buf)
+				if n > 0 {
+					p.gate(app)
+					if _, werr := out.Write(buf[:n]); werr != nil {
+						break
+					}
+				}
+				if err != nil {
+					break
+				}
+			}
 		}
 		out.Close()
 		in.Close()
@@ -106,6 +125,9 @@ func (p *Proxy) forward(in net.Conn) {
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := out.Read(buf)
+			if n > 0 {
+				p.gate(app)
+			}
 			if n > 0 && !silent.Load() {
 				if _, werr := in.Write(buf[:n]); werr != nil {
 					break
@@ -159,9 +181,43 @@ func (p *Proxy) StallApps(apps ...string) {
 	}
 }
 
-// Heal lets every connection through again; stalled ones are closed.
+// Partition holds every byte, both ways, of the open and new connections of the
+// given application_names (of every connection when none is given); nothing is
+// closed. Heal ends it.
+func (p *Proxy) Partition(apps ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(apps) == 0 {
+		p.frozenAll = true
+	}
+	for _, a := range apps {
+		p.frozen[a] = true
+	}
+}
+
+// gate waits while a partition holds the connections of app.
+func (p *Proxy) gate(app string) {
+	for {
+		p.mu.Lock()
+		if p.closed || !(p.frozenAll || p.frozen[app]) {
+			p.mu.Unlock()
+			return
+		}
+		thaw := p.thaw
+		p.mu.Unlock()
+		<-thaw
+	}
+}
+
+// Heal lets every connection through again (held bytes first: connections a
+// partition held carry on); stalled ones are closed.
 func (p *Proxy) Heal() {
 	p.mu.Lock()
+	if !p.closed && (p.frozenAll || len(p.frozen) > 0) {
+		p.frozenAll, p.frozen = false, map[string]bool{}
+		close(p.thaw)
+		p.thaw = make(chan struct{})
+	}
 	p.cut = false
 	p.apps = map[string]bool{}
 	for c, app := range p.conns {
@@ -225,6 +281,9 @@ func readStartup(c net.Conn) ([]byte, string, error) {
 // Close stops the proxy.
 func (p *Proxy) Close() error {
 	p.mu.Lock()
+	if !p.closed {
+		close(p.thaw) // release the connections a partition holds
+	}
 	p.closed = true
 	for c := range p.conns {
 		c.Close()
