@@ -163,6 +163,23 @@ func TestLabFirewall(t *testing.T) {
 		}
 	}
 
+	// A changed edge port: the plan shows the rule that changes, as a diff.
+	moved, err := sites.Load(sites.Options{Dir: l.ConfigDir, Env: topo.Env, Environ: []string{}, Set: []string{"douala:values.kong.http_port=8080"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps, err := firewall.Part{}.Plan(ctx, moved, moved.Site("douala"))
+	if err != nil || len(steps) != 1 || steps[0].Action != plan.Update {
+		t.Fatalf("plan with http_port 8080: %+v %v, want one update", steps, err)
+	}
+	var shown strings.Builder
+	_ = (&plan.Plan{Env: topo.Env, Sites: []plan.SitePlan{{Site: "douala", Steps: steps}}}).Render(&shown)
+	t.Logf("plan with values.kong.http_port=8080:\n%s", shown.String())
+	if !strings.Contains(shown.String(), "~ gateway firewall") || !strings.Contains(shown.String(), "- ip daddr 10.10.0.11 tcp dport { 80, 443 } accept") ||
+		!strings.Contains(shown.String(), "+ ip daddr 10.10.0.11 tcp dport { 443, 8080 } accept") {
+		t.Errorf("the plan does not show the changed rule as a diff:\n%s", shown.String())
+	}
+
 	after := probe()
 	t.Logf("hostile WAN neighbour after the firewall: %v", sortedKeys(after))
 	want := map[string]bool{}
