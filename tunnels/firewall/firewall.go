@@ -186,7 +186,7 @@ func Build(topo *sites.Topology, site *sites.Site) (*Ruleset, error) {
 	}
 	fw.Rules = append(fw.Rules, Rule{Comment: "within the site LAN (bridged through the gateway when br_netfilter is loaded)",
 		Saddr: []netip.Prefix{lan}, Daddr: []netip.Prefix{lan}, Verdict: "accept"})
-	edge, ports, err := edgePorts(topo, site)
+	edge, ports, err := EdgePorts(topo, site)
 	if err != nil {
 		return nil, err
 	}
@@ -214,9 +214,9 @@ func Build(topo *sites.Topology, site *sites.Site) (*Ruleset, error) {
 	return rs, nil
 }
 
-// edgePorts returns the addresses of the nodes that run Kong and its published
-// proxy ports (values.kong.http_port, https_port).
-func edgePorts(topo *sites.Topology, site *sites.Site) ([]netip.Prefix, []int, error) {
+// EdgePorts returns the addresses of the nodes that run Kong and its published
+// proxy ports (values.kong.http_port, https_port): all the WAN may reach in the LAN.
+func EdgePorts(topo *sites.Topology, site *sites.Site) ([]netip.Prefix, []int, error) {
 	if !site.HasStack("kong") {
 		return nil, nil, nil
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sitectl/sitectl/audit"
 	"github.com/sitectl/sitectl/internal/netns"
 	"github.com/sitectl/sitectl/lab/labtest"
 	"github.com/sitectl/sitectl/plan"
@@ -134,6 +135,25 @@ func TestLabFirewall(t *testing.T) {
 			t.Errorf("before the firewall %s's PostgreSQL address %s:5432 does not answer from the WAN: the probe proves nothing", s.Name, s.Postgres.Host)
 		}
 	}
+	auditRun := func(when string) *audit.Report {
+		t.Helper()
+		rep, err := audit.Run(ctx, topo, topo.Sites, audit.Options{})
+		if err != nil {
+			t.Fatalf("audit %s: %v", when, err)
+		}
+		t.Logf("audit %s: %d probes from %s in %s, %d high", when, rep.Probes, rep.From, rep.Took.Round(time.Millisecond), rep.Highs())
+		return rep
+	}
+	if rep := auditRun("before the firewall"); rep.Highs() == 0 {
+		t.Errorf("audit before the firewall finds nothing high: %+v", rep.Findings)
+	} else {
+		for _, s := range topo.Sites {
+			obj := net.JoinHostPort(s.Postgres.Host, "5432") + "/tcp"
+			if !slices.ContainsFunc(rep.Findings, func(f audit.Finding) bool { return f.Site == s.Name && f.Object == obj && f.Severity == audit.High }) {
+				t.Errorf("audit before the firewall does not name %s %s", s.Name, obj)
+			}
+		}
+	}
 	mbps := func(when string) float64 { return iperf(t, ctx, l, topo, when) }
 	before1 := mbps("without the ruleset")
 
@@ -197,6 +217,9 @@ func TestLabFirewall(t *testing.T) {
 	}
 	if len(want) == 0 || !sameKeys(after, want) {
 		t.Errorf("after the firewall the WAN reaches %v; want only Kong's port on the edge nodes %v", sortedKeys(after), sortedKeys(want))
+	}
+	if rep := auditRun("after the firewall"); rep.Highs() > 0 {
+		t.Errorf("audit after the firewall: %+v", rep.Findings)
 	}
 	// IKE from a WAN address that is no peer: dropped and counted.
 	douala := topo.Site("douala")
