@@ -319,14 +319,14 @@ func Diff(live, want string) []string {
 		case i < n && j < m && a[i] == b[j]:
 			ctx(a[i])
 			i, j = i+1, j+1
-		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
-			ctx(b[j])
-			emit("+", b[j])
-			j++
-		default:
+		case i < n && (j == m || lcs[i+1][j] >= lcs[i][j+1]):
 			ctx(a[i])
 			emit("-", a[i])
 			i++
+		default:
+			ctx(b[j])
+			emit("+", b[j])
+			j++
 		}
 	}
 	return out
