@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sitectl/sitectl/sites"
 )
 
 // testGateway is a network namespace of this test's own (not a lab): a gateway
@@ -88,5 +92,31 @@ func TestApplyRollback(t *testing.T) {
 	cs, present, err := r.Counters(ctx)
 	if err != nil || !present || len(cs) != 4 {
 		t.Fatalf("counters: %v %v %v", cs, present, err)
+	}
+}
+
+// TestSSHCommandQuoting: the remote command ssh sends is one string the remote
+// user's shell splits back into exactly the script and its arguments (run here with
+// sh -c, as sshd runs it); a user other than root goes through sudo -n.
+func TestSSHCommandQuoting(t *testing.T) {
+	r, err := RunnerFor(&sites.Site{Name: "douala", Gateway: sites.Gateway{Vici: "ssh://root@10.10.0.1:2222/var/run/charon.vici"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := r.Command(context.Background(), `printf '%s|' "$0" "$1" "$2"; echo "it's"`, "a b'c", `$(rm -rf /)`)
+	args := cmd.Args
+	if args[0] != "ssh" || !slices.Contains(args, "-p") || !slices.Contains(args, "2222") || args[len(args)-3] != "root@10.10.0.1" || args[len(args)-2] != "--" {
+		t.Fatalf("ssh argv: %q", args)
+	}
+	out, err := exec.Command("sh", "-c", args[len(args)-1]).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if got, want := string(out), "sitectl-firewall|a b'c|$(rm -rf /)|it's\n"; got != want {
+		t.Errorf("remote side got %q, want %q", got, want)
+	}
+	r.SSH.User = url.User("ops")
+	if last := r.Command(context.Background(), "true").Args; !strings.HasPrefix(last[len(last)-1], "'sudo' '-n' 'bash'") {
+		t.Errorf("non-root user without sudo -n: %q", last)
 	}
 }
