@@ -16,6 +16,7 @@ import (
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
 	_ "github.com/sitectl/sitectl/stacks/all"
+	"github.com/sitectl/sitectl/tunnels/firewall"
 )
 
 func desiredFor(t *testing.T, env, site string, set ...string) *stacks.Desired {
@@ -191,7 +192,8 @@ func TestRenderStatusGolden(t *testing.T) {
 			Services: []ServiceStatus{{Name: "django-api_api", Running: 1, Desired: 2, Image: "sitectl-lab/django-api:lab", UpdatedAt: now.Add(-90 * time.Second), UpdateState: "updating", Managed: true},
 				{Name: "hand-made", Running: 1, Desired: 1, Image: "busybox", UpdatedAt: now.Add(-time.Hour)}},
 			Networks: []NetworkStatus{{Name: "data", Driver: "overlay", Subnet: "10.111.2.0/24", Managed: true}},
-			Lock:     &LockHolder{Owner: "ci@runner pid 7", Since: now.Add(-time.Minute), Heartbeat: now}},
+			Lock:     &LockHolder{Owner: "ci@runner pid 7", Since: now.Add(-time.Minute), Heartbeat: now},
+			Firewall: &FirewallStatus{Present: true, Counters: []firewall.Counter{{Name: "input_drop", Packets: 3}, {Name: "forward_drop", Packets: 41}, {Name: "leak"}, {Name: "invalid"}}}},
 		{Site: "yaounde", Error: "status yaounde: engine unix:///x does not answer"},
 	}
 	var b strings.Builder

@@ -14,6 +14,7 @@ import (
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/swarm"
 	"github.com/sitectl/sitectl/tunnels"
+	"github.com/sitectl/sitectl/tunnels/firewall"
 )
 
 // Parts are the parts of every site's deploy path, in the order they plan and
@@ -23,6 +24,7 @@ var Parts = []plan.Part{
 	swarm.Part{},
 	Stacks,
 	tunnels.Part{},
+	firewall.Part{},
 	Replication,
 	mongo.Part{},
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
+	"github.com/sitectl/sitectl/tunnels/firewall"
 )
 
 // SiteStatus is what `sitectl status` shows of one site.
@@ -23,7 +24,32 @@ type SiteStatus struct {
 	Services []ServiceStatus `json:"services"`
 	Networks []NetworkStatus `json:"networks"`
 	Lock     *LockHolder     `json:"lock,omitempty"`
+	Firewall *FirewallStatus `json:"firewall,omitempty"`
 	Error    string          `json:"error,omitempty"`
+}
+
+// FirewallStatus is the gateway's table inet sitectl: present or not, and its drop
+// counters (tunnels/firewall).
+type FirewallStatus struct {
+	Present  bool               `json:"present"`
+	Counters []firewall.Counter `json:"counters,omitempty"`
+	Error    string             `json:"error,omitempty"`
+}
+
+// firewallStatus reads the gateway's counters over the gateway's access path.
+func firewallStatus(ctx context.Context, site *sites.Site) *FirewallStatus {
+	if !site.Gateway.Firewall.Enabled {
+		return nil
+	}
+	r, err := firewall.RunnerFor(site)
+	if err != nil {
+		return &FirewallStatus{Error: err.Error()}
+	}
+	cs, present, err := r.Counters(ctx)
+	if err != nil {
+		return &FirewallStatus{Error: err.Error()}
+	}
+	return &FirewallStatus{Present: present, Counters: cs}
 }
 
 // NodeStatus is one swarm node.
@@ -66,6 +92,10 @@ func Status(ctx context.Context, topo *sites.Topology, selected []*sites.Site, o
 		st, err := siteStatus(ctx, topo, site, opts)
 		if err != nil {
 			st.Error = fmt.Sprintf("status %s: %v", site.Name, err)
+		} else {
+			// Only a site that answers is asked about its gateway's firewall: an
+			// unreachable site would wait out one more timeout.
+			st.Firewall = firewallStatus(ctx, site)
 		}
 		out[i] = st
 	})
@@ -187,6 +217,20 @@ func RenderStatus(w io.Writer, all []SiteStatus, now time.Time) error {
 			rows = append(rows, []string{n.Name, n.Driver, orDash(n.Subnet), yesNo(n.Encrypted), yesNo(n.Attachable)})
 		}
 		table("NETWORK\tDRIVER\tSUBNET\tENCRYPTED\tATTACHABLE", rows)
+		if f := st.Firewall; f != nil {
+			switch {
+			case f.Error != "":
+				fmt.Fprintf(&b, "  firewall: ✗ %s\n", f.Error)
+			case !f.Present:
+				b.WriteString("  firewall: no table inet sitectl on the gateway (deploy applies it)\n")
+			default:
+				var parts []string
+				for _, c := range f.Counters {
+					parts = append(parts, fmt.Sprintf("%s %d", c.Name, c.Packets))
+				}
+				fmt.Fprintf(&b, "  firewall: table inet sitectl; dropped packets: %s\n", strings.Join(parts, ", "))
+			}
+		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -97,6 +97,25 @@ type Gateway struct {
 	// Vici is how sitectl reaches charon's vici socket: unix:///path on the gateway
 	// host, or ssh://user@host/path (forwarded, never TCP).
 	Vici string `mapstructure:"vici" json:"vici" yaml:"vici"`
+	// Firewall is the gateway's nftables ruleset (tunnels/firewall).
+	Firewall Firewall `mapstructure:"firewall" json:"firewall" yaml:"firewall"`
+}
+
+// Firewall holds the settings of the gateway's nftables ruleset, which sitectl
+// renders from the topology and applies as the `gateway firewall` step.
+type Firewall struct {
+	// Enabled makes plan/deploy manage the ruleset (table inet sitectl).
+	Enabled bool `mapstructure:"enabled" json:"enabled" yaml:"enabled"`
+	// AdminNetworks (CIDR) may reach the gateway's SSH and, through the gateway,
+	// sitectl's management endpoints in the site (engines, databases).
+	AdminNetworks []string `mapstructure:"admin_networks" json:"admin_networks" yaml:"admin_networks"`
+	// ManagementFrom (CIDR) is where sitectl connects from, as the gateway sees it.
+	// Empty: sitectl's own address toward the gateway. The apply refuses a ruleset
+	// that would cut these addresses off the gateway or the site's engines.
+	ManagementFrom []string `mapstructure:"management_from" json:"management_from,omitempty" yaml:"management_from,omitempty"`
+	// ConfirmTimeout is how long a new ruleset stays unless sitectl reaches the
+	// gateway again through it; then the previous ruleset is restored.
+	ConfirmTimeout Duration `mapstructure:"confirm_timeout" json:"confirm_timeout" yaml:"confirm_timeout"`
 }
 
 // Tunnel holds the site's IPsec settings.

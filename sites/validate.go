@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 )
 
 // RequiredNetworks are the overlay networks every site has (DESIGN.md decision 3).
@@ -163,6 +164,20 @@ func validateSite(c *collector, t *Topology, s *Site, siteNames map[string]bool,
 		errf("gateway.wan_address", "is %q, not an IP address", s.Gateway.WANAddress)
 	}
 	inLAN("gateway.lan_address", s.Gateway.LANAddress)
+	for _, key := range []string{"admin_networks", "management_from"} {
+		list := s.Gateway.Firewall.AdminNetworks
+		if key == "management_from" {
+			list = s.Gateway.Firewall.ManagementFrom
+		}
+		for i, n := range list {
+			if _, err := netip.ParsePrefix(n); err != nil {
+				errf(fmt.Sprintf("gateway.firewall.%s[%d]", key, i), "is %q, not a network in CIDR form (e.g. 192.0.2.0/24, or 192.0.2.10/32 for one host)", n)
+			}
+		}
+	}
+	if d := s.Gateway.Firewall.ConfirmTimeout.D(); s.Gateway.Firewall.Enabled && (d < time.Second || d > 5*time.Minute) {
+		errf("gateway.firewall.confirm_timeout", "is %s; allowed: 1s to 5m (how long a new ruleset waits for sitectl to reach the gateway again)", d)
+	}
 	if s.Gateway.Vici != "" && !strings.HasPrefix(s.Gateway.Vici, "unix://") && !strings.HasPrefix(s.Gateway.Vici, "ssh://") {
 		errf("gateway.vici", "is %q; allowed: unix:///path or ssh://user@host/path (vici is never exposed on TCP)", s.Gateway.Vici)
 	}

@@ -78,6 +78,7 @@ var commands = []func(*globals) *cobra.Command{
 	newMongoCommand,
 	newTunnelsCommand,
 	newDrillCommand,
+	newAuditCommand,
 }
 
 // Run runs sitectl with args; only main calls os.Exit.

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/tunnels"
+	"github.com/sitectl/sitectl/tunnels/firewall"
 	"github.com/sitectl/sitectl/tunnels/service"
 )
 
@@ -58,6 +60,7 @@ type renderedGateway struct {
 	Transit    []string `json:"transit_addresses,omitempty"`
 	Swanctl    string   `json:"swanctl_conf"`
 	Strongswan string   `json:"strongswan_conf"`
+	Firewall   string   `json:"firewall_nft,omitempty"`
 }
 
 func newTunnelsRenderCommand(g *globals) *cobra.Command {
@@ -66,7 +69,7 @@ func newTunnelsRenderCommand(g *globals) *cobra.Command {
 	var svc bool
 	cmd := &cobra.Command{
 		Use:   "render [--site S] [--dir D] [--service]",
-		Short: "Print (or write under D/<site>/) each gateway's swanctl.conf and strongswan.conf",
+		Short: "Print (or write under D/<site>/) each gateway's swanctl.conf, strongswan.conf and firewall.nft",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			topo, err := g.loadTopology()
@@ -86,7 +89,15 @@ func newTunnelsRenderCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				out = append(out, renderedGateway{Gateway: gw, Transit: tunnels.TransitAddresses(gw), Swanctl: tunnels.RenderSwanctl(gw), Strongswan: sc})
+				r := renderedGateway{Gateway: gw, Transit: tunnels.TransitAddresses(gw), Swanctl: tunnels.RenderSwanctl(gw), Strongswan: sc}
+				if site := topo.Site(gw.Site); site.Gateway.Firewall.Enabled {
+					rs, err := firewall.Build(topo, site)
+					if err != nil {
+						return err
+					}
+					r.Firewall = rs.Render()
+				}
+				out = append(out, r)
 			}
 			if dir != "" {
 				for _, r := range out {
@@ -94,12 +105,16 @@ func newTunnelsRenderCommand(g *globals) *cobra.Command {
 					if err := os.MkdirAll(d, 0o755); err != nil {
 						return err
 					}
-					for name, content := range map[string]string{"swanctl.conf": r.Swanctl, "strongswan.conf": r.Strongswan} {
+					files := map[string]string{"swanctl.conf": r.Swanctl, "strongswan.conf": r.Strongswan}
+					if r.Firewall != "" {
+						files["firewall.nft"] = r.Firewall
+					}
+					for name, content := range files {
 						if err := os.WriteFile(filepath.Join(d, name), []byte(content), 0o644); err != nil {
 							return err
 						}
 					}
-					fmt.Fprintf(g.streams.Out, "%s: wrote %s/{swanctl.conf,strongswan.conf}\n", r.Site, d)
+					fmt.Fprintf(g.streams.Out, "%s: wrote %s/{%s}\n", r.Site, d, strings.Join(slices.Sorted(maps.Keys(files)), ","))
 				}
 				return nil
 			}
@@ -108,6 +123,9 @@ func newTunnelsRenderCommand(g *globals) *cobra.Command {
 			}
 			for _, r := range out {
 				fmt.Fprintf(g.streams.Out, "==> %s/swanctl.conf <==\n%s\n==> %s/strongswan.conf <==\n%s\n", r.Site, r.Swanctl, r.Site, r.Strongswan)
+				if r.Firewall != "" {
+					fmt.Fprintf(g.streams.Out, "==> %s/firewall.nft <==\n%s\n", r.Site, r.Firewall)
+				}
 			}
 			return nil
 		},

@@ -18,13 +18,19 @@ func TestTunnelsCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"==> cloud/swanctl.conf <==", "==> yaounde/strongswan.conf <==", "douala-cloud-lan-"} {
+	for _, want := range []string{"==> cloud/swanctl.conf <==", "==> yaounde/strongswan.conf <==", "douala-cloud-lan-",
+		"==> douala/firewall.nft <==", `ip daddr 10.10.0.11 tcp dport { 80, 443 } accept`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("render lacks %q", want)
 		}
 	}
 	if strings.Contains(out, "douala-yaounde") {
 		t.Error("render has a direct link that is not configured")
+	}
+	// A bad admin network: one error naming the site, the key and the form.
+	_, _, err = run(t, nil, append(base, "--set", "douala:gateway.firewall.admin_networks=192.0.2.0/33", "tunnels", "render")...)
+	if err == nil || !strings.Contains(err.Error(), "gateway.firewall.admin_networks[0]") || !strings.Contains(err.Error(), "CIDR") || !strings.Contains(err.Error(), "douala") {
+		t.Errorf("bad admin_networks: %v", err)
 	}
 	out, _, err = run(t, nil, append(base, "--set", "douala:tunnel.peers=cloud,yaounde", "tunnels", "render", "--site", "douala")...)
 	if err != nil || !strings.Contains(out, "douala-yaounde {") {
