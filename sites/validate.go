@@ -2,6 +2,7 @@ package sites
 
 import (
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -30,20 +31,20 @@ func oneOf(v string, allowed ...string) bool {
 // validate checks every site and the sites against each other.
 // Sites whose files could not be decoded are missing from t.Sites; the checks
 // across sites then wait for a clean run (they would report false problems).
-func validate(c *collector, t *Topology, opts Options, allNames []string) {
+func validate(c *collector, t *Topology, opts Options, fsys fs.FS, allNames []string) {
 	names := map[string]bool{}
 	for _, n := range allNames {
 		names[n] = true
 	}
 	for _, s := range t.Sites {
-		validateSite(c, t, s, names, opts)
+		validateSite(c, t, s, names, opts, fsys)
 	}
 	if len(t.Sites) == len(allNames) {
 		validateCross(c, t)
 	}
 }
 
-func validateSite(c *collector, t *Topology, s *Site, siteNames map[string]bool, opts Options) {
+func validateSite(c *collector, t *Topology, s *Site, siteNames map[string]bool, opts Options, fsys fs.FS) {
 	at := func(key string) string { return t.Origin(s.Name, key) }
 	errf := func(key, format string, args ...any) { c.errf(at(key), s.Name, key, format, args...) }
 
@@ -221,7 +222,7 @@ func validateSite(c *collector, t *Topology, s *Site, siteNames map[string]bool,
 			}
 		}
 		if p.SchemaFile != "" {
-			if _, err := os.Stat(filepath.Join(t.Dir, p.SchemaFile)); err != nil {
+			if !schemaFileExists(fsys, t.Dir, p.SchemaFile) {
 				errf("postgres.schema_file", "%s does not exist in the config dir %s", p.SchemaFile, t.Dir)
 			}
 		}
@@ -406,4 +407,18 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// schemaFileExists looks for a schema file named relative to the config dir (or
+// absolute).
+func schemaFileExists(fsys fs.FS, dir, name string) bool {
+	if fs.ValidPath(name) {
+		_, err := fs.Stat(fsys, name)
+		return err == nil
+	}
+	if !filepath.IsAbs(name) {
+		name = filepath.Join(dir, name)
+	}
+	_, err := os.Stat(name)
+	return err == nil
 }
