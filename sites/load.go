@@ -2,7 +2,6 @@ package sites
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -14,8 +13,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-
-	"github.com/go-viper/mapstructure/v2"
 )
 
 // File names inside the config directory.
@@ -255,7 +252,19 @@ func asMap(c *collector, file, key string, v any) map[string]any {
 	return m
 }
 
-var sensitiveKey = regexp.MustCompile(`(?i)(password|passwd|secret|token|psk|private_key|api_key)`)
+// sensitiveWords mark a key whose value is a secret: such values are never
+// written inline, never carried by --set, never shown in a message.
+var sensitiveWords = []string{"password", "passwd", "secret", "token", "psk", "private_key", "api_key"}
+
+func isSensitive(key string) bool {
+	key = strings.ToLower(key)
+	for _, w := range sensitiveWords {
+		if strings.Contains(key, w) {
+			return true
+		}
+	}
+	return false
+}
 
 func join(path, k string) string {
 	if path == "" {
@@ -269,15 +278,6 @@ func lastKey(path string) string {
 		return path[i+1:]
 	}
 	return path
-}
-
-func decoderConfig(out any) *mapstructure.DecoderConfig {
-	return &mapstructure.DecoderConfig{
-		Result:           out,
-		WeaklyTypedInput: true,
-		ZeroFields:       false,
-		DecodeHook:       mapstructure.TextUnmarshallerHookFunc(),
-	}
 }
 
 // mergeInto lays src over dst: mappings merge key by key, anything else (a list,
@@ -315,12 +315,8 @@ func merge(c *collector, name, siteRel string, layers []layer) (*Site, map[strin
 		}
 	}
 	var s Site
-	dec, err := mapstructure.NewDecoder(decoderConfig(&s))
-	if err != nil {
-		panic(err)
-	}
-	if err := dec.Decode(all); err != nil {
-		c.errf(siteRel, name, "", "the merged settings cannot be read: %s", strings.Join(splitDecodeErrors(err), "; "))
+	if err := decodeInto("", reflect.ValueOf(&s).Elem(), all); err != nil {
+		c.errf(siteRel, name, "", "the merged settings cannot be read: %v", err)
 		return nil, nil
 	}
 	if s.Name != "" && s.Name != name {
@@ -481,7 +477,7 @@ func parseSet(sets []string, names []string) (map[string][]layer, Problems) {
 			c.errf(origin, site, "", "%q is not a key: name a setting with dots, e.g. deploy.timeout", kv)
 			continue
 		}
-		if sensitiveKey.MatchString(key) && !strings.HasSuffix(key, ".env") && !strings.HasSuffix(key, ".file") && !strings.HasSuffix(key, ".docker_secret") {
+		if isSensitive(key) && !strings.HasSuffix(key, ".env") && !strings.HasSuffix(key, ".file") && !strings.HasSuffix(key, ".docker_secret") {
 			c.errf(origin, site, key, "--set cannot carry a secret value; set %s.env or %s.file to name where it comes from", key, key)
 			continue
 		}
@@ -556,14 +552,15 @@ func secretRefPaths(t reflect.Type, path string, v any) []string {
 	var out []string
 	switch t.Kind() {
 	case reflect.Struct:
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			tag := strings.Split(f.Tag.Get("mapstructure"), ",")[0]
-			if sub, ok := m[tag]; ok && tag != "" && tag != "-" {
-				out = append(out, secretRefPaths(f.Type, join(path, tag), sub)...)
+		for tag, ft := range fieldsOf(t) {
+			if sub, ok := m[tag]; ok {
+				out = append(out, secretRefPaths(ft, join(path, tag), sub)...)
 			}
 		}
 	case reflect.Map:
+		if t.Elem().Kind() != reflect.Struct {
+			break
+		}
 		for k, sub := range m {
 			out = append(out, secretRefPaths(t.Elem(), join(path, k), sub)...)
 		}
@@ -581,27 +578,4 @@ func deletePath(m map[string]any, path string) {
 		m = next
 	}
 	delete(m, parts[len(parts)-1])
-}
-
-// splitDecodeErrors lists a decoder error's parts.
-func splitDecodeErrors(err error) []string {
-	var out []string
-	type unwrapper interface{ Unwrap() []error }
-	var u unwrapper
-	if errors.As(err, &u) {
-		for _, e := range u.Unwrap() {
-			out = append(out, splitDecodeErrors(e)...)
-		}
-		return out
-	}
-	msg := err.Error()
-	if strings.HasPrefix(msg, "decoding failed due to the following error(s):") {
-		for _, l := range strings.Split(msg, "\n")[1:] {
-			if l = strings.TrimSpace(l); l != "" {
-				out = append(out, l)
-			}
-		}
-		return out
-	}
-	return []string{msg}
 }

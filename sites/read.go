@@ -2,11 +2,13 @@ package sites
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"strings"
+	"sync"
 	"syscall"
 
 	"gopkg.in/yaml.v3"
@@ -58,12 +60,41 @@ func readFile(ctx context.Context, c *collector, fsys fs.FS, name, relName, what
 		c.errf(relName, "", "", "not read: %v", err)
 		return nil, false
 	}
-	m, err := parseYAML(ctx, b)
+	m, err := parseCached(ctx, b)
 	if err != nil {
 		c.errf(relName, "", "", "%s", err)
 		return nil, false
 	}
 	return m, true
+}
+
+// parsed caches the maps of recently read files by content: `config validate`
+// reads the same site files once per environment. The maps are never changed
+// after parsing (every later step copies what it keeps).
+var parsed struct {
+	sync.Mutex
+	m map[[32]byte]map[string]any
+}
+
+func parseCached(ctx context.Context, b []byte) (map[string]any, error) {
+	sum := sha256.Sum256(b)
+	parsed.Lock()
+	m, ok := parsed.m[sum]
+	parsed.Unlock()
+	if ok {
+		return m, nil
+	}
+	m, err := parseYAML(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	parsed.Lock()
+	if parsed.m == nil || len(parsed.m) >= 64 {
+		parsed.m = map[[32]byte]map[string]any{}
+	}
+	parsed.m[sum] = m
+	parsed.Unlock()
+	return m, nil
 }
 
 func describeOpenError(err error, what string) string {
@@ -160,6 +191,9 @@ func (cv *converter) value(n *yaml.Node) (any, error) {
 		delete(cv.active, n.Alias)
 		return v, err
 	case yaml.ScalarNode:
+		if n.ShortTag() == "!!str" {
+			return n.Value, nil
+		}
 		var v any
 		if err := n.Decode(&v); err != nil {
 			return nil, fmt.Errorf("line %d: %q: %s", n.Line, n.Value, strings.TrimPrefix(err.Error(), "yaml: "))

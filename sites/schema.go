@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -47,16 +48,30 @@ func (w *walker) errf(path, format string, args ...any) {
 	w.c.errf(w.file, w.site, w.prefix+path, format, args...)
 }
 
+var fieldCache sync.Map // reflect.Type → map[string]reflect.Type
+
 // fieldsOf maps a struct's setting names to their types.
 func fieldsOf(t reflect.Type) map[string]reflect.Type {
+	if f, ok := fieldCache.Load(t); ok {
+		return f.(map[string]reflect.Type)
+	}
 	fields := map[string]reflect.Type{}
+	defer func() { fieldCache.Store(t, fields) }()
 	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if tag := strings.Split(f.Tag.Get("mapstructure"), ",")[0]; tag != "" && tag != "-" {
-			fields[tag] = f.Type
+		if tag := fieldTag(t.Field(i)); tag != "" {
+			fields[tag] = t.Field(i).Type
 		}
 	}
 	return fields
+}
+
+// fieldTag is a struct field's setting name ("" for fields that are not settings).
+func fieldTag(f reflect.StructField) string {
+	tag, _, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+	if tag == "-" {
+		return ""
+	}
+	return tag
 }
 
 // describe shows a value in a message; values under secret-like keys are never shown.
@@ -67,14 +82,14 @@ func describe(path string, v any) string {
 	case []any:
 		return "a list"
 	case string:
-		if sensitiveKey.MatchString(path) {
+		if isSensitive(path) {
 			return "a text value"
 		}
 		return strconv.Quote(x)
 	case nil:
 		return "empty"
 	}
-	if sensitiveKey.MatchString(path) {
+	if isSensitive(path) {
 		return "a value"
 	}
 	return fmt.Sprint(v)
@@ -180,7 +195,7 @@ func (w *walker) walk(path string, t reflect.Type, v any) any {
 	case reflect.Interface:
 		// free-form values (per-stack settings, checked by each stack): refuse
 		// inline secrets by key name
-		if sensitiveKey.MatchString(lastKey(path)) {
+		if isSensitive(lastKey(path)) {
 			if _, isStr := v.(string); isStr {
 				w.errf(path, "a secret written inline is refused; put it in a secret (secrets.<name>: {env: VAR}) and reference the secret's name")
 				return nil
@@ -206,7 +221,7 @@ func (w *walker) walk(path string, t reflect.Type, v any) any {
 			w.errf(path, "is %s; it must be a single text value", describe(path, v))
 			return nil
 		}
-		if k := lastKey(path); sensitiveKey.MatchString(k) && k != "docker_secret" && !strings.HasPrefix(path, "images.") {
+		if k := lastKey(path); !strings.HasPrefix(path, "images.") && k != "docker_secret" && isSensitive(k) {
 			if _, isStr := v.(string); isStr {
 				w.errf(path, "a secret written inline is refused; name where it comes from instead: {env: VAR} or {file: /path}")
 				return nil
