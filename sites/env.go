@@ -23,6 +23,20 @@ type EnvChoice struct {
 
 func (c EnvChoice) String() string { return fmt.Sprintf("%s (from %s)", c.Env, c.Source) }
 
+// EnvError is a refused environment choice: Source is where it came from
+// ("--env", "SITECTL_ENV", the path of .sitectl-env).
+type EnvError struct {
+	Source  string
+	Message string
+}
+
+func (e *EnvError) Error() string { return e.Source + ": " + e.Message }
+
+// Problem is the refusal as a configuration problem.
+func (e *EnvError) Problem() Problem {
+	return Problem{Severity: SevError, File: e.Source, Message: e.Message}
+}
+
 // ChooseEnv picks the environment: the flag value, else SITECTL_ENV, else the
 // config dir's .sitectl-env, else "dev". A name that is not an environment name is
 // refused naming its source; .sitectl-env must name an existing overlay and never
@@ -30,7 +44,7 @@ func (c EnvChoice) String() string { return fmt.Sprintf("%s (from %s)", c.Env, c
 func ChooseEnv(flagValue, dir string, environ []string) (EnvChoice, error) {
 	check := func(c EnvChoice) (EnvChoice, error) {
 		if !envNameRE.MatchString(c.Env) {
-			return c, fmt.Errorf("%s: %q is not an environment name (lower case letters, digits, - and _; known: %s)", c.Source, c.Env, strings.Join(Environments(dir), ", "))
+			return c, &EnvError{c.Source, fmt.Sprintf("%s is not an environment name (lower case letters, digits, - and _; known: %s)", quoteShort(c.Env), strings.Join(Environments(dir), ", "))}
 		}
 		return c, nil
 	}
@@ -49,7 +63,7 @@ func ChooseEnv(flagValue, dir string, environ []string) (EnvChoice, error) {
 	case os.IsNotExist(err):
 		return EnvChoice{"dev", "default"}, nil
 	default:
-		return EnvChoice{}, fmt.Errorf("%s: cannot read: %s; write one environment name in it (e.g. lab), or remove it", path, plainError(err))
+		return EnvChoice{}, &EnvError{path, fmt.Sprintf("cannot read: %s; write one environment name in it (e.g. lab), or remove it", plainError(err))}
 	}
 	v := strings.TrimSpace(string(b))
 	if v == "" {
@@ -57,13 +71,13 @@ func ChooseEnv(flagValue, dir string, environ []string) (EnvChoice, error) {
 	}
 	known := Environments(dir)
 	if !envNameRE.MatchString(v) || len(b) > 64 {
-		return EnvChoice{}, fmt.Errorf("%s: holds %s, not an environment name; write one of %s in it (as `sitectl lab up` does), or remove it", path, quoteShort(v), strings.Join(known, ", "))
+		return EnvChoice{}, &EnvError{path, fmt.Sprintf("holds %s, not an environment name; write one of %s in it (as `sitectl lab up` does), or remove it", quoteShort(v), strings.Join(known, ", "))}
 	}
 	if v == ProductionEnv {
-		return EnvChoice{}, fmt.Errorf("%s: names %s, which is never selected from this file; pass --env %s or set SITECTL_ENV=%s", path, ProductionEnv, ProductionEnv, ProductionEnv)
+		return EnvChoice{}, &EnvError{path, fmt.Sprintf("names %s, which is never selected from this file; pass --env %s or set SITECTL_ENV=%s", ProductionEnv, ProductionEnv, ProductionEnv)}
 	}
 	if !contains(known, v) {
-		return EnvChoice{}, fmt.Errorf("%s: names environment %q, which has no overlay %s (known: %s); fix or remove the file", path, v, filepath.Join(dir, EnvDir, v+".yaml"), strings.Join(known, ", "))
+		return EnvChoice{}, &EnvError{path, fmt.Sprintf("names environment %q, which has no overlay %s (known: %s); fix or remove the file", v, filepath.Join(dir, EnvDir, v+".yaml"), strings.Join(known, ", "))}
 	}
 	return EnvChoice{v, path}, nil
 }

@@ -231,6 +231,21 @@ func Load(opts Options) (*Topology, error) {
 		topo.origins[name] = r.origins
 	}
 	validate(c, topo, opts, fsys, names)
+	// A problem in a layer every site shares is one problem, not one per site.
+	topo.shared = map[string]bool{rel(DefaultsFile): true, envRel + " (all)": true}
+	for _, l := range flagLayers[""] {
+		topo.shared[l.origin] = true
+	}
+	for _, kv := range opts.Environ {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "SITECTL_") && !strings.Contains(name, "__") {
+			topo.shared["environment variable "+name] = true
+		}
+	}
+	for i, p := range c.ps {
+		if topo.shared[p.File] {
+			c.ps[i].Site = ""
+		}
+	}
 	c.ps = c.ps.sorted()
 	if len(c.ps.Errors()) > 0 {
 		return nil, c.ps
@@ -473,6 +488,9 @@ func parseSet(sets []string, names []string) (map[string][]layer, Problems) {
 		}
 		key := strings.ToLower(strings.TrimSpace(kv))
 		origin := "flag --set " + kv
+		if site != "" {
+			origin = "flag --set " + site + ":" + kv
+		}
 		if key == "" || strings.HasPrefix(key, ".") || strings.HasSuffix(key, ".") || strings.Contains(key, "..") {
 			c.errf(origin, site, "", "%q is not a key: name a setting with dots, e.g. deploy.timeout", kv)
 			continue

@@ -55,7 +55,7 @@ func TestLayering(t *testing.T) {
 		{"flag for every site", layerSet{files: withFiles(nil),
 			environ: []string{"SITECTL_DOUALA__DEPLOY_TIMEOUT=10m"}, set: []string{"deploy.timeout=11m"}}, "11m0s", "flag --set deploy.timeout", true},
 		{"flag for one site", layerSet{files: withFiles(nil),
-			set: []string{"douala:deploy.timeout=12m", "deploy.timeout=11m"}}, "12m0s", "flag --set deploy.timeout", false},
+			set: []string{"douala:deploy.timeout=12m", "deploy.timeout=11m"}}, "12m0s", "flag --set douala:deploy.timeout", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -18,7 +18,12 @@ type Topology struct {
 	Warnings Problems `json:"warnings,omitempty"`
 
 	origins map[string]map[string]string
+	shared  map[string]bool // origins every site shares (defaults, env (all), SITECTL_X, --set k=v)
 }
+
+// Shared reports whether origin (as Origin returns it) is a layer every site
+// shares: a problem there is reported once, not per site.
+func (t *Topology) Shared(origin string) bool { return t.shared[origin] }
 
 // Link is one IPsec tunnel between two sites. A is the spoke and B the hub for
 // hub links; for direct links A < B alphabetically.
