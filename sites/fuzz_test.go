@@ -67,3 +67,46 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSet feeds arbitrary --set values to the flag parser and the loader: never a
+// panic, every refusal names the flag, and a value set on a secret-like key never
+// appears in any message.
+func FuzzSet(f *testing.F) {
+	for _, seed := range []string{
+		"deploy.timeout=10m", "deploy.timout=1m", "douala:deploy.timeout=3m", "garoua:deploy.timeout=1m", "=x", "x", "",
+		"values.django-api.replicas=-2", "values.django-api.replicas=many", "stacks=postgres, kong", "stacks=",
+		"postgres.password=hunter2secret", "postgres.password.env=PGPASS", "tunnel.psk=abcd1234", "values.kong.admin_token=t0k3nvalue",
+		"tunnel.cert_lifetime=-1h", "swarm.subnet_size=40", "engine.host=tcp://[::1", "nodes=x", "deploy=1", "a..b=1", ".a=1",
+		"images.kong=kong:9", "networks.app.subnet=10.0.0.0/8", "mongo.members=1", "DEPLOY.TIMEOUT=1m", "douala:=1",
+	} {
+		f.Add(seed)
+	}
+	base := fstest.MapFS{}
+	for _, n := range []string{"defaults.yaml", "douala.yaml", "yaounde.yaml", "cloud.yaml", "schema.sql", "env/dev.yaml"} {
+		b, err := os.ReadFile(n)
+		if err != nil {
+			f.Fatal(err)
+		}
+		base[n] = &fstest.MapFile{Data: b}
+	}
+	f.Fuzz(func(t *testing.T, set string) {
+		_, err := Load(Options{Dir: "sites", FS: base, Env: "dev", Environ: []string{}, Set: []string{set}})
+		if err == nil {
+			return
+		}
+		ps, ok := err.(Problems)
+		if !ok {
+			t.Fatalf("not a list of problems: %v", err)
+		}
+		key, val, _ := strings.Cut(set, "=")
+		for _, p := range ps {
+			if p.File == "" && p.Key == "" {
+				t.Fatalf("a problem that names neither its source nor its key: %+v", p)
+			}
+			if isSensitive(key) && len(val) >= 6 && !strings.Contains(strings.ToLower(key), strings.ToLower(val)) &&
+				!strings.Contains(mustRead(t, "defaults.yaml")+mustRead(t, "douala.yaml"), val) && strings.Contains(p.String(), val) {
+				t.Fatalf("the value of secret-like key %s shows in %q", key, p.String())
+			}
+		}
+	})
+}
