@@ -357,14 +357,15 @@ func flatten(prefix string, m map[string]any) []string {
 	return out
 }
 
-// origin finds which layer set key (or its closest parent); def when none did.
+// origin finds which layer set key (or its closest parent; a list item's key is
+// covered by its list's); def when none did.
 func origin(origins map[string]string, key, def string) string {
 	for k := key; k != ""; {
 		if o, ok := origins[k]; ok {
 			return o
 		}
 		// a parent set as a whole (a list or map) covers its children
-		i := strings.LastIndex(k, ".")
+		i := strings.LastIndexAny(k, ".[")
 		if i < 0 {
 			break
 		}

@@ -2,6 +2,7 @@ package sites
 
 import (
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 )
@@ -135,7 +136,7 @@ func (t *Topology) Select(names ...string) ([]*Site, error) {
 // Origin names the file (or variable, or flag) that set key for site: where an
 // operator goes to change it.
 func (t *Topology) Origin(site, key string) string {
-	return origin(t.origins[site], key, site+".yaml")
+	return origin(t.origins[site], key, filepath.Join(t.Dir, site+".yaml"))
 }
 
 // build derives the hub, links and flows from the validated sites.

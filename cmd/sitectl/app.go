@@ -152,9 +152,9 @@ func (g *globals) loadTopology() (*sites.Topology, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !g.envShown {
+	if !g.envShown && !g.quiet {
 		g.envShown = true
-		g.progress().Infof("environment %s (from %s), config %s: %s", choice.Env, choice.Source, g.configDir, strings.Join(topo.SiteNames(), ", "))
+		fmt.Fprintf(g.streams.Err, "environment %s (from %s), config %s: %s\n", choice.Env, choice.Source, g.configDir, strings.Join(topo.SiteNames(), ", "))
 	}
 	for _, w := range topo.Warnings {
 		fmt.Fprintln(g.streams.Err, w.String())
