@@ -162,6 +162,15 @@ func validateSite(c *collector, t *Topology, s *Site, siteNames map[string]bool,
 		}
 		seenStack[st] = true
 	}
+	for _, k := range sortedKeys(s.Values) {
+		if !contains(opts.KnownStacks, k) {
+			msg := fmt.Sprintf("%q is not a stack; values are keyed by stack (allowed: %s)", k, strings.Join(opts.KnownStacks, ", "))
+			if c := closest(k, opts.KnownStacks); c != "" {
+				msg = fmt.Sprintf("%q is not a stack; did you mean values.%s? (allowed: %s)", k, c, strings.Join(opts.KnownStacks, ", "))
+			}
+			errf("values."+k, "%s", msg)
+		}
+	}
 	for _, k := range sortedKeys(s.Images) {
 		if strings.TrimSpace(s.Images[k]) == "" {
 			errf("images."+k, "is empty; give an image reference (name:tag)")
