@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"reflect"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -373,13 +372,3 @@ var siteLeafKeys = func() map[string]string {
 	leafKeys(siteType, "", m)
 	return m
 }()
-
-// sortedValues lists a map's values, sorted.
-func sortedValues(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for _, v := range m {
-		out = append(out, v)
-	}
-	sort.Strings(out)
-	return out
-}
