@@ -160,7 +160,7 @@ func nodeKind(n *yaml.Node) string {
 	case yaml.MappingNode:
 		return "a mapping"
 	case yaml.ScalarNode:
-		return fmt.Sprintf("the value %q", n.Value)
+		return "a single value"
 	}
 	return "empty"
 }
@@ -196,7 +196,8 @@ func (cv *converter) value(n *yaml.Node) (any, error) {
 		}
 		var v any
 		if err := n.Decode(&v); err != nil {
-			return nil, fmt.Errorf("line %d: %q: %s", n.Line, n.Value, strings.TrimPrefix(err.Error(), "yaml: "))
+			// the value itself is not shown: it may be a secret written by mistake
+			return nil, fmt.Errorf("line %d: a value tagged %s cannot be read as one", n.Line, n.Tag)
 		}
 		return v, nil
 	case yaml.SequenceNode:

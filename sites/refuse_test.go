@@ -152,3 +152,18 @@ func TestChooseEnv(t *testing.T) {
 		})
 	}
 }
+
+// TestReadErrorsHideValues: a value the reader cannot read (it may be a secret
+// pasted by mistake) never shows in the error.
+func TestReadErrorsHideValues(t *testing.T) {
+	t.Parallel()
+	for _, site := range []string{"postgres:\n  password: !!int hunter2-canary\n", "hunter2-canary\n", "tunnel: {psk: hunter2-canary}\n", "postgres: {password: [hunter2-canary]}\n"} {
+		_, err := Load(Options{Dir: "sites", FS: exampleFS(t, map[string]string{"yaounde.yaml": site}), Env: "dev", Environ: []string{}})
+		if err == nil {
+			t.Fatalf("%q accepted", site)
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%q: the value shows in the error:\n%v", site, err)
+		}
+	}
+}
