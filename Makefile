@@ -40,8 +40,10 @@ lint: ## gofmt, go vet, staticcheck (pinned, from the module proxy); golangci-li
 bench: build ## benchmarks (config loading; lab figures need root)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-fuzz: ## run the config loader fuzzer for 60s
+fuzz: ## run the config loader fuzzer for 60s, the --set and saved-plan fuzzers for 30s each
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 60s ./sites
+	$(GO) test -run '^$$' -fuzz FuzzSet -fuzztime 30s ./sites
+	$(GO) test -run '^$$' -fuzz FuzzReadPlan -fuzztime 30s ./cmd/sitectl
 
 golden: ## refresh golden files
 	$(GO) test -short -count=1 $$(./hack/golden-pkgs.sh) -update

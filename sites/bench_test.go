@@ -80,3 +80,26 @@ func TestGeneratedSitesAreValid(t *testing.T) {
 		t.Fatalf("links=%d hub=%s", len(topo.Links), topo.Hub)
 	}
 }
+
+// BenchmarkLoad20kKeys loads the example sites with one site file holding a
+// 20,000-key map (images): the loader must stay linear in its input (goal: ≤ 0.2 s
+// per load).
+func BenchmarkLoad20kKeys(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString(mustRead(b, "douala.yaml"))
+	sb.WriteString("images:\n")
+	for i := 0; i < 20000; i++ {
+		fmt.Fprintf(&sb, "  img%05d: registry.example.com/img%05d:1.0\n", i, i)
+	}
+	dir := copyConfig(b, map[string]string{"douala.yaml": sb.String()})
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		topo, err := Load(Options{Dir: dir, Env: "dev", Environ: []string{}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n := len(topo.Site("douala").Images); n < 20000 {
+			b.Fatalf("%d images", n)
+		}
+	}
+}

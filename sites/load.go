@@ -1,9 +1,11 @@
 package sites
 
 import (
-	"errors"
+	"context"
 	"fmt"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -11,10 +13,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-
-	"github.com/go-viper/mapstructure/v2"
-	"github.com/spf13/viper"
-	"gopkg.in/yaml.v3"
 )
 
 // File names inside the config directory.
@@ -30,6 +28,9 @@ const (
 type Options struct {
 	// Dir is the config directory (default ./sites).
 	Dir string
+	// FS, when set, is read instead of Dir on disk (tests, fuzzing); Dir still
+	// names the files in messages.
+	FS fs.FS
 	// Env is the environment overlay (dev, staging, production, lab); empty means none.
 	Env string
 	// Environ is the process environment used for SITECTL_* overrides (os.Environ()
@@ -39,6 +40,8 @@ type Options struct {
 	Set []string
 	// KnownStacks overrides the stack names a site may list (KnownStacks when nil).
 	KnownStacks []string
+	// Context stops the load when done (SIGINT, SIGTERM); nil: never.
+	Context context.Context
 }
 
 // reserved SITECTL_* variables that select things rather than set config keys.
@@ -55,54 +58,37 @@ type layer struct {
 	data   map[string]any
 }
 
-// ResolveEnv picks the environment: the flag value, else SITECTL_ENV, else the
-// config dir's .sitectl-env, else "dev".
-func ResolveEnv(flagValue, dir string, environ []string) string {
-	if flagValue != "" {
-		return flagValue
-	}
-	for _, kv := range environ {
-		if v, ok := strings.CutPrefix(kv, "SITECTL_ENV="); ok && v != "" {
-			return v
-		}
-	}
-	if b, err := os.ReadFile(filepath.Join(dir, CurrentEnvFile)); err == nil {
-		if v := strings.TrimSpace(string(b)); v != "" {
-			return v
-		}
-	}
-	return "dev"
-}
-
 // SiteNames lists the sites defined in dir (one <site>.yaml each), sorted.
 func SiteNames(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
+	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("read config dir %s: %w (set --config-dir or SITECTL_CONFIG_DIR)", dir, err)
+	}
+	var c collector
+	names, err := scanSites(&c, os.DirFS(dir), dir)
+	return names, err
+}
+
+// scanSites lists the site names of the config dir: every <site>.yaml but
+// defaults.yaml, whatever it is (Load says what is wrong with one that is not a
+// file). A <site>.yml is reported: sitectl reads only .yaml.
+func scanSites(c *collector, fsys fs.FS, dir string) ([]string, error) {
+	entries, err := fs.ReadDir(fsys, ".")
+	if err != nil {
+		return nil, fmt.Errorf("read config dir %s: %s (set --config-dir or SITECTL_CONFIG_DIR)", dir, plainError(err))
 	}
 	var names []string
 	for _, e := range entries {
 		n := e.Name()
-		if e.IsDir() || n == DefaultsFile || !strings.HasSuffix(n, ".yaml") {
-			continue
+		switch {
+		case n == DefaultsFile:
+		case strings.HasSuffix(n, ".yml"):
+			c.errf(filepath.Join(dir, n), "", "", "sitectl reads only .yaml files: rename it %s (or move it out of the config dir)", strings.TrimSuffix(n, ".yml")+".yaml")
+		case strings.HasSuffix(n, ".yaml"):
+			names = append(names, strings.TrimSuffix(n, ".yaml"))
 		}
-		names = append(names, strings.TrimSuffix(n, ".yaml"))
 	}
 	sort.Strings(names)
 	return names, nil
-}
-
-// Environments lists the environment overlays in dir/env, sorted.
-func Environments(dir string) []string {
-	entries, _ := os.ReadDir(filepath.Join(dir, EnvDir))
-	var envs []string
-	for _, e := range entries {
-		if n := e.Name(); !e.IsDir() && strings.HasSuffix(n, ".yaml") {
-			envs = append(envs, strings.TrimSuffix(n, ".yaml"))
-		}
-	}
-	sort.Strings(envs)
-	return envs
 }
 
 // Load reads, merges and validates every site of dir for one environment. On any
@@ -118,16 +104,32 @@ func Load(opts Options) (*Topology, error) {
 	if opts.KnownStacks == nil {
 		opts.KnownStacks = KnownStacks
 	}
+	ctx := opts.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	fsys := opts.FS
+	if fsys == nil {
+		if _, err := os.Stat(opts.Dir); err != nil {
+			return nil, fmt.Errorf("read config dir %s: %w (set --config-dir or SITECTL_CONFIG_DIR)", opts.Dir, err)
+		}
+		fsys = os.DirFS(opts.Dir)
+	}
 	c := &collector{}
-	names, err := SiteNames(opts.Dir)
+	names, err := scanSites(c, fsys, opts.Dir)
 	if err != nil {
 		return nil, err
 	}
 	rel := func(name string) string { return filepath.Join(opts.Dir, name) }
+	// A file that cannot be read is reported once; what it would have set is then
+	// unknown, so nothing that depends on it is checked (no follow-on problems).
+	sharedOK := true
 
 	var defaults map[string]any
-	if _, err := os.Stat(filepath.Join(opts.Dir, DefaultsFile)); err == nil {
-		defaults = checkSiteMap(c, rel(DefaultsFile), "", "", readFile(c, opts.Dir, DefaultsFile, rel(DefaultsFile)))
+	if _, err := fs.Lstat(fsys, DefaultsFile); err == nil {
+		raw, ok := readFile(ctx, c, fsys, DefaultsFile, rel(DefaultsFile), "defaults.yaml")
+		sharedOK = sharedOK && ok
+		defaults = checkSiteMap(c, rel(DefaultsFile), "", "", raw)
 	}
 
 	// Environment overlay: {all: <site keys>, sites: {<site>: <site keys>}}.
@@ -135,11 +137,17 @@ func Load(opts Options) (*Topology, error) {
 	envSites := map[string]map[string]any{}
 	envRel := rel(filepath.Join(EnvDir, opts.Env+".yaml"))
 	if opts.Env != "" {
-		if _, err := os.Stat(filepath.Join(opts.Dir, EnvDir, opts.Env+".yaml")); err != nil {
-			known := Environments(opts.Dir)
+		envFile := path.Join(EnvDir, opts.Env+".yaml")
+		if !envNameRE.MatchString(opts.Env) {
+			c.errf("", "", "", "environment %q is not an environment name (lower case letters, digits, - and _; known: %s)", opts.Env, strings.Join(environments(fsys), ", "))
+			sharedOK = false
+		} else if _, err := fs.Lstat(fsys, envFile); err != nil {
+			known := environments(fsys)
 			c.errf(envRel, "", "", "environment overlay %q is missing (known: %s); create %s or pick one of those with --env", opts.Env, strings.Join(known, ", "), envRel)
+			sharedOK = false
 		} else {
-			raw := readFile(c, opts.Dir, filepath.Join(EnvDir, opts.Env+".yaml"), envRel)
+			raw, ok := readFile(ctx, c, fsys, envFile, envRel, "an environment overlay")
+			sharedOK = sharedOK && ok
 			for k, v := range raw {
 				switch k {
 				case "all":
@@ -164,6 +172,9 @@ func Load(opts Options) (*Topology, error) {
 
 	flagLayers, flagProblems := parseSet(opts.Set, names)
 	c.ps = append(c.ps, flagProblems...)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("loading %s stopped: %w", opts.Dir, err)
+	}
 
 	topo := &Topology{Env: opts.Env, Dir: opts.Dir, origins: map[string]map[string]string{}}
 	// Sites are read and merged in parallel (each on its own collector), then
@@ -182,12 +193,16 @@ func Load(opts Options) (*Topology, error) {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			r := &results[i]
+			siteRel := rel(name + ".yaml")
 			if !siteNameRE.MatchString(name) {
-				r.c.errf(rel(name+".yaml"), name, "", "site name %q must be lower case letters, digits and dashes, starting with a letter", name)
+				r.c.errf(siteRel, name, "", "site name %q must be lower case letters, digits and dashes, starting with a letter", name)
 				return
 			}
-			siteRel := rel(name + ".yaml")
-			siteData := checkSiteMap(&r.c, siteRel, name, "", readFile(&r.c, opts.Dir, name+".yaml", siteRel))
+			raw, ok := readFile(ctx, &r.c, fsys, name+".yaml", siteRel, "a site file")
+			siteData := checkSiteMap(&r.c, siteRel, name, "", raw)
+			if !ok || !sharedOK || ctx.Err() != nil {
+				return
+			}
 			layers := []layer{{rel(DefaultsFile), defaults}, {siteRel, siteData}}
 			if envAll != nil {
 				layers = append(layers, layer{envRel + " (all)", envAll})
@@ -195,13 +210,16 @@ func Load(opts Options) (*Topology, error) {
 			if m := envSites[name]; m != nil {
 				layers = append(layers, layer{envRel + " (sites." + name + ")", m})
 			}
-			layers = append(layers, envLayers(opts.Environ, name, layers)...)
+			layers = append(layers, envLayers(&r.c, opts.Environ, name, names, layers)...)
 			layers = append(layers, flagLayers[""]...)
 			layers = append(layers, flagLayers[name]...)
 			r.site, r.origins = merge(&r.c, name, siteRel, layers)
 		}()
 	}
 	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("loading %s stopped: %w", opts.Dir, err)
+	}
 	for i, name := range names {
 		r := results[i]
 		c.ps = append(c.ps, r.c.ps...)
@@ -212,7 +230,22 @@ func Load(opts Options) (*Topology, error) {
 		topo.Sites = append(topo.Sites, r.site)
 		topo.origins[name] = r.origins
 	}
-	validate(c, topo, opts, names)
+	validate(c, topo, opts, fsys, names)
+	// A problem in a layer every site shares is one problem, not one per site.
+	topo.shared = map[string]bool{rel(DefaultsFile): true, envRel + " (all)": true}
+	for _, l := range flagLayers[""] {
+		topo.shared[l.origin] = true
+	}
+	for _, kv := range opts.Environ {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "SITECTL_") && !strings.Contains(name, "__") {
+			topo.shared["environment variable "+name] = true
+		}
+	}
+	for i, p := range c.ps {
+		if topo.shared[p.File] {
+			c.ps[i].Site = ""
+		}
+	}
 	c.ps = c.ps.sorted()
 	if len(c.ps.Errors()) > 0 {
 		return nil, c.ps
@@ -222,170 +255,30 @@ func Load(opts Options) (*Topology, error) {
 	return topo, nil
 }
 
-// readFile reads one YAML file into a map. yaml.v3 reads it (keeping empty
-// mappings, so `sites: {garoua: {}}` is still checked); viper merges the layers.
-func readFile(c *collector, dir, name, relName string) map[string]any {
-	b, err := os.ReadFile(filepath.Join(dir, name))
-	if err != nil {
-		c.errf(relName, "", "", "cannot read: %v", err)
-		return nil
-	}
-	var m map[string]any
-	if err := yaml.Unmarshal(b, &m); err != nil {
-		c.errf(relName, "", "", "cannot read: %v", err)
-		return nil
-	}
-	return lowerKeys(m)
-}
-
-// lowerKeys lower-cases keys the way viper does, so layers merge key by key.
-func lowerKeys(m map[string]any) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[strings.ToLower(k)] = lowerValue(v)
-	}
-	return out
-}
-
-func lowerValue(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		return lowerKeys(x)
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = lowerValue(e)
-		}
-		return out
-	}
-	return v
-}
-
 func asMap(c *collector, file, key string, v any) map[string]any {
 	if v == nil {
 		return nil
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		c.errf(file, "", key, "must be a mapping, got %T", v)
+		c.errf(file, "", key, "is %s; it must be a mapping (name: settings)", describe(key, v))
 		return nil
 	}
 	return m
 }
 
-var sensitiveKey = regexp.MustCompile(`(?i)(password|passwd|secret|token|psk|private_key|api_key)`)
+// sensitiveWords mark a key whose value is a secret: such values are never
+// written inline, never carried by --set, never shown in a message.
+var sensitiveWords = []string{"password", "passwd", "secret", "token", "psk", "private_key", "api_key"}
 
-// checkSiteMap reports, for one file's site-level map, unknown keys, wrong types and
-// secrets written inline, and returns the map without them, so that the layers can
-// still be merged and checked against each other (every problem at once).
-func checkSiteMap(c *collector, file, site, prefix string, m map[string]any) map[string]any {
-	if m == nil {
-		return nil
-	}
-	return walkSchema(c, file, site, prefix, "", reflect.TypeOf(Site{}), m).(map[string]any)
-}
-
-// decodeErrors decodes one layer alone, to say which file holds a wrong type.
-func decodeErrors(m map[string]any) []string {
-	var s Site
-	dec, err := mapstructure.NewDecoder(decoderConfig(&s, nil))
-	if err != nil {
-		panic(err)
-	}
-	if err := dec.Decode(m); err != nil {
-		return splitDecodeErrors(err)
-	}
-	return nil
-}
-
-var (
-	secretRefType = reflect.TypeOf(SecretRef{})
-	durationType  = reflect.TypeOf(Duration(0))
-)
-
-// walkSchema checks value v found at path against type t: unknown keys and inline
-// secrets are reported and left out of the returned copy.
-func walkSchema(c *collector, file, site, prefix, path string, t reflect.Type, v any) any {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t == secretRefType {
-		if _, ok := v.(map[string]any); !ok && v != nil {
-			c.errf(file, site, prefix+path, "a secret written inline is refused; name where it comes from instead: {env: VAR} or {file: /path} or {docker_secret: name}")
-			return map[string]any{}
+func isSensitive(key string) bool {
+	key = strings.ToLower(key)
+	for _, w := range sensitiveWords {
+		if strings.Contains(key, w) {
+			return true
 		}
 	}
-	switch t.Kind() {
-	case reflect.Struct:
-		if t == durationType {
-			return v
-		}
-		m, ok := v.(map[string]any)
-		if !ok {
-			return v // the decoder reports the type error
-		}
-		fields := map[string]reflect.Type{}
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			if tag := strings.Split(f.Tag.Get("mapstructure"), ",")[0]; tag != "" && tag != "-" {
-				fields[tag] = f.Type
-			}
-		}
-		out := make(map[string]any, len(m))
-		for k, sub := range m {
-			ft, known := fields[k]
-			if !known {
-				c.errf(file, site, prefix+join(path, k), "unknown key (misspelt, or not a setting sitectl has; `sitectl config show` lists every key)")
-				continue
-			}
-			out[k] = walkSchema(c, file, site, prefix, join(path, k), ft, sub)
-		}
-		return out
-	case reflect.Map:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return v
-		}
-		out := make(map[string]any, len(m))
-		for k, sub := range m {
-			out[k] = walkSchema(c, file, site, prefix, join(path, k), t.Elem(), sub)
-		}
-		return out
-	case reflect.Slice:
-		l, ok := v.([]any)
-		if !ok {
-			return v
-		}
-		out := make([]any, len(l))
-		for i, e := range l {
-			out[i] = walkSchema(c, file, site, prefix, fmt.Sprintf("%s[%d]", path, i), t.Elem(), e)
-		}
-		return out
-	case reflect.Interface:
-		// free-form values (per-stack settings): refuse inline secrets by key name
-		if sensitiveKey.MatchString(lastKey(path)) {
-			if _, isStr := v.(string); isStr {
-				c.errf(file, site, prefix+path, "a secret written inline is refused; put it in a secret (secrets.<name>: {env: VAR}) and reference the secret's name")
-				return nil
-			}
-		}
-		if m, ok := v.(map[string]any); ok {
-			out := make(map[string]any, len(m))
-			for k, sub := range m {
-				out[k] = walkSchema(c, file, site, prefix, join(path, k), t, sub)
-			}
-			return out
-		}
-		return v
-	case reflect.String:
-		if k := lastKey(path); sensitiveKey.MatchString(k) && k != "docker_secret" && !strings.HasPrefix(path, "images.") {
-			if _, isStr := v.(string); isStr {
-				c.errf(file, site, prefix+path, "a secret written inline is refused; name where it comes from instead: {env: VAR} or {file: /path}")
-				return nil
-			}
-		}
-	}
-	return v
+	return false
 }
 
 func join(path, k string) string {
@@ -402,79 +295,43 @@ func lastKey(path string) string {
 	return path
 }
 
-func decoderConfig(out any, md *mapstructure.Metadata) *mapstructure.DecoderConfig {
-	return &mapstructure.DecoderConfig{
-		Result:           out,
-		Metadata:         md,
-		WeaklyTypedInput: true,
-		ZeroFields:       false,
-		DecodeHook: mapstructure.ComposeDecodeHookFunc(
-			mapstructure.TextUnmarshallerHookFunc(),
-			mapstructure.StringToSliceHookFunc(","),
-		),
-	}
-}
-
-func splitDecodeErrors(err error) []string {
-	var out []string
-	type unwrapper interface{ Unwrap() []error }
-	var u unwrapper
-	if errors.As(err, &u) {
-		for _, e := range u.Unwrap() {
-			out = append(out, splitDecodeErrors(e)...)
-		}
-		return out
-	}
-	msg := err.Error()
-	if strings.HasPrefix(msg, "decoding failed due to the following error(s):") {
-		for _, l := range strings.Split(msg, "\n")[1:] {
-			if l = strings.TrimSpace(l); l != "" {
-				out = append(out, l)
+// mergeInto lays src over dst: mappings merge key by key, anything else (a list,
+// a value) replaces what dst had. Empty values set nothing.
+func mergeInto(dst, src map[string]any) {
+	for k, v := range src {
+		switch x := v.(type) {
+		case nil:
+		case map[string]any:
+			if d, ok := dst[k].(map[string]any); ok {
+				mergeInto(d, x)
+				continue
 			}
+			dst[k] = deepCopy(x)
+		default:
+			dst[k] = deepCopyValue(x)
 		}
-		return out
 	}
-	return []string{msg}
 }
 
-// merge layers one site's settings with viper and decodes the result.
+// merge lays one site's layers over each other and decodes the result. Every layer
+// was checked against the schema already (wrong values left out), so decoding
+// fails only on what the schema check cannot see.
 func merge(c *collector, name, siteRel string, layers []layer) (*Site, map[string]string) {
 	layers = replaceSecretRefs(layers)
-	v := viper.New()
+	all := map[string]any{}
 	origins := map[string]string{}
 	for _, l := range layers {
 		if l.data == nil {
 			continue
 		}
-		// viper keeps and mutates the maps it is given; layers are shared between
-		// sites, so each merge gets its own copy.
-		if err := v.MergeConfigMap(deepCopy(l.data)); err != nil {
-			c.errf(l.origin, name, "", "cannot merge: %v", err)
-			return nil, nil
-		}
+		mergeInto(all, l.data)
 		for _, k := range flatten("", l.data) {
 			origins[k] = l.origin
 		}
 	}
 	var s Site
-	dec, err := mapstructure.NewDecoder(decoderConfig(&s, nil))
-	if err != nil {
-		panic(err)
-	}
-	if err := dec.Decode(v.AllSettings()); err != nil {
-		// Name the layer(s) holding the wrong values; fall back to the merged error.
-		found := false
-		for _, l := range layers {
-			for _, e := range decodeErrors(l.data) {
-				c.errf(l.origin, name, "", "%s", e)
-				found = true
-			}
-		}
-		if !found {
-			for _, e := range splitDecodeErrors(err) {
-				c.errf(siteRel, name, "", "%s", e)
-			}
-		}
+	if err := decodeInto("", reflect.ValueOf(&s).Elem(), all); err != nil {
+		c.errf(siteRel, name, "", "the merged settings cannot be read: %v", err)
 		return nil, nil
 	}
 	if s.Name != "" && s.Name != name {
@@ -500,14 +357,15 @@ func flatten(prefix string, m map[string]any) []string {
 	return out
 }
 
-// origin finds which layer set key (or its closest parent); def when none did.
+// origin finds which layer set key (or its closest parent; a list item's key is
+// covered by its list's); def when none did.
 func origin(origins map[string]string, key, def string) string {
 	for k := key; k != ""; {
 		if o, ok := origins[k]; ok {
 			return o
 		}
 		// a parent set as a whole (a list or map) covers its children
-		i := strings.LastIndex(k, ".")
+		i := strings.LastIndexAny(k, ".[")
 		if i < 0 {
 			break
 		}
@@ -522,36 +380,16 @@ func origin(origins map[string]string, key, def string) string {
 	return def
 }
 
-// leafKeys lists the dotted key paths of Site's settings, for SITECTL_* lookups.
-func leafKeys(t reflect.Type, prefix string, out map[string]string) {
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		tag := strings.Split(f.Tag.Get("mapstructure"), ",")[0]
-		if tag == "" || tag == "-" {
-			continue
-		}
-		p := tag
-		if prefix != "" {
-			p = prefix + "." + tag
-		}
-		ft := f.Type
-		if ft.Kind() == reflect.Struct {
-			leafKeys(ft, p, out)
-			continue
-		}
-		out[envName(p)] = p
-	}
-}
-
 func envName(key string) string {
 	return strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(key))
 }
 
 // envLayers turns SITECTL_<KEY> (every site) and SITECTL_<SITE>__<KEY> (one site)
 // into layers. Keys of maps already present in earlier layers (images.kong) are
-// reachable too. Variables that name no key are left alone: they may hold secrets
-// the config references.
-func envLayers(environ []string, site string, earlier []layer) []layer {
+// reachable too. SITECTL_<KEY> variables that name no key are left alone: they may
+// hold secrets the config references. A SITECTL_<SITE>__<KEY> of a known site that
+// names no setting is refused (with the closest name), its value never shown.
+func envLayers(c *collector, environ []string, site string, siteNames []string, earlier []layer) []layer {
 	found := false
 	for _, kv := range environ {
 		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "SITECTL_") && !reservedEnv[name] {
@@ -562,8 +400,10 @@ func envLayers(environ []string, site string, earlier []layer) []layer {
 	if !found {
 		return nil
 	}
-	keys := map[string]string{}
-	leafKeys(reflect.TypeOf(Site{}), "", keys)
+	keys := make(map[string]string, len(siteLeafKeys))
+	for k, v := range siteLeafKeys {
+		keys[k] = v
+	}
 	for _, l := range earlier {
 		for _, k := range flatten("", l.data) {
 			if _, ok := keys[envName(k)]; !ok {
@@ -581,7 +421,17 @@ func envLayers(environ []string, site string, earlier []layer) []layer {
 		if rest, ok := strings.CutPrefix(name, sitePrefix); ok {
 			if k, ok := keys[rest]; ok {
 				one = append(one, k+"="+val+"\x00"+name)
+				continue
 			}
+			msg := fmt.Sprintf("names no setting of site %s", site)
+			var cands []string
+			for e := range keys {
+				cands = append(cands, e)
+			}
+			if s := closest(rest, cands); s != "" {
+				msg += fmt.Sprintf("; did you mean %s%s (%s)?", sitePrefix, s, keys[s])
+			}
+			c.errf("environment variable "+name, site, "", "%s (SITECTL_<SITE>__<KEY>: the key's dots and dashes as _, e.g. %sDEPLOY_TIMEOUT); unset it or fix the name", msg, sitePrefix)
 			continue
 		}
 		if k, ok := keys[strings.TrimPrefix(name, "SITECTL_")]; ok {
@@ -591,11 +441,17 @@ func envLayers(environ []string, site string, earlier []layer) []layer {
 	sort.Strings(all)
 	sort.Strings(one)
 	var out []layer
-	for _, group := range [][]string{all, one} {
+	for i, group := range [][]string{all, one} {
 		for _, e := range group {
 			kv, name, _ := strings.Cut(e, "\x00")
 			k, val, _ := strings.Cut(kv, "=")
-			out = append(out, layer{origin: "environment variable " + name, data: nest(k, val)})
+			origin := "environment variable " + name
+			owner := "" // a variable for every site: its problems are reported once
+			if i == 1 {
+				owner = site
+			}
+			w := &walker{c: c, file: origin, site: owner, text: true}
+			out = append(out, layer{origin: origin, data: w.siteMap(nest(k, val))})
 		}
 	}
 	return out
@@ -611,30 +467,43 @@ func nest(key string, val any) map[string]any {
 	return m
 }
 
-// parseSet turns --set values into layers keyed by site ("" for every site).
+// parseSet turns --set values into layers keyed by site ("" for every site),
+// checked against the schema: a key that names no setting is refused with the
+// closest one.
 func parseSet(sets []string, names []string) (map[string][]layer, Problems) {
 	out := map[string][]layer{}
 	var c collector
 	for _, s := range sets {
 		kv, val, ok := strings.Cut(s, "=")
-		if !ok || kv == "" {
-			c.errf("", "", "", "--set %q: want key=value or site:key=value", s)
+		if !ok || strings.TrimSpace(kv) == "" {
+			c.errf("flag --set", "", "", "%s: want key=value (every site) or site:key=value (one site), e.g. --set deploy.timeout=10m", quoteShort(s))
 			continue
 		}
 		site := ""
 		if sn, k, ok := strings.Cut(kv, ":"); ok {
 			if !contains(names, sn) {
-				c.errf("", "", "", "--set %q: %q is not a site (sites: %s)", s, sn, strings.Join(names, ", "))
+				c.errf("flag --set "+kv, "", "", "%q is not a site (sites: %s)", sn, strings.Join(names, ", "))
 				continue
 			}
 			site, kv = sn, k
 		}
-		key := strings.ToLower(kv)
-		if sensitiveKey.MatchString(key) && !strings.HasSuffix(key, ".env") && !strings.HasSuffix(key, ".file") && !strings.HasSuffix(key, ".docker_secret") {
-			c.errf("", site, key, "--set cannot carry a secret value; set %s.env or %s.file to name where it comes from", key, key)
+		key := strings.ToLower(strings.TrimSpace(kv))
+		origin := "flag --set " + kv
+		if site != "" {
+			origin = "flag --set " + site + ":" + kv
+		}
+		if key == "" || strings.HasPrefix(key, ".") || strings.HasSuffix(key, ".") || strings.Contains(key, "..") {
+			c.errf(origin, site, "", "%q is not a key: name a setting with dots, e.g. deploy.timeout", kv)
 			continue
 		}
-		out[site] = append(out[site], layer{origin: "flag --set " + kv, data: nest(key, val)})
+		if isSensitive(key) && !strings.HasSuffix(key, ".env") && !strings.HasSuffix(key, ".file") && !strings.HasSuffix(key, ".docker_secret") {
+			c.errf(origin, site, key, "--set cannot carry a secret value; set %s.env or %s.file to name where it comes from", key, key)
+			continue
+		}
+		w := &walker{c: &c, file: origin, site: site, text: true}
+		if data := w.siteMap(nest(key, val)); len(data) > 0 {
+			out[site] = append(out[site], layer{origin: origin, data: data})
+		}
 	}
 	return out, c.ps
 }
@@ -702,14 +571,15 @@ func secretRefPaths(t reflect.Type, path string, v any) []string {
 	var out []string
 	switch t.Kind() {
 	case reflect.Struct:
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			tag := strings.Split(f.Tag.Get("mapstructure"), ",")[0]
-			if sub, ok := m[tag]; ok && tag != "" && tag != "-" {
-				out = append(out, secretRefPaths(f.Type, join(path, tag), sub)...)
+		for tag, ft := range fieldsOf(t) {
+			if sub, ok := m[tag]; ok {
+				out = append(out, secretRefPaths(ft, join(path, tag), sub)...)
 			}
 		}
 	case reflect.Map:
+		if t.Elem().Kind() != reflect.Struct {
+			break
+		}
 		for k, sub := range m {
 			out = append(out, secretRefPaths(t.Elem(), join(path, k), sub)...)
 		}

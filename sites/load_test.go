@@ -2,6 +2,8 @@ package sites
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -53,7 +55,7 @@ func TestLayering(t *testing.T) {
 		{"flag for every site", layerSet{files: withFiles(nil),
 			environ: []string{"SITECTL_DOUALA__DEPLOY_TIMEOUT=10m"}, set: []string{"deploy.timeout=11m"}}, "11m0s", "flag --set deploy.timeout", true},
 		{"flag for one site", layerSet{files: withFiles(nil),
-			set: []string{"douala:deploy.timeout=12m", "deploy.timeout=11m"}}, "12m0s", "flag --set deploy.timeout", false},
+			set: []string{"douala:deploy.timeout=12m", "deploy.timeout=11m"}}, "12m0s", "flag --set douala:deploy.timeout", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,8 +192,8 @@ func TestValidation(t *testing.T) {
 		{"missing overlay", nil, "qa", SevError, "env/qa.yaml", "", `environment overlay "qa" is missing`},
 		{"bad endpoint mode", map[string]string{"env/dev.yaml": "all:\n  deploy:\n    endpoint_mode: roundrobin\n"}, "dev", SevError, "env/dev.yaml (all)", "deploy.endpoint_mode", "allowed: vip, dnsrr"},
 		{"encryption off without reason", map[string]string{"env/dev.yaml": "all:\n  networks:\n    data: {encrypted: false}\n"}, "dev", SevError, "env/dev.yaml (all)", "networks.data.encrypted", "without a reason"},
-		{"wrong type", map[string]string{"douala.yaml": strings.Replace(douala, "postgres:\n  host: 10.10.0.12\n", "postgres:\n  host: 10.10.0.12\n  port: lots\n", 1)}, "dev", SevError, "douala.yaml", "", "port"},
-		{"yaml syntax", map[string]string{"yaounde.yaml": "role: [spoke\n"}, "dev", SevError, "yaounde.yaml", "", "cannot read"},
+		{"wrong type", map[string]string{"douala.yaml": strings.Replace(douala, "postgres:\n  host: 10.10.0.12\n", "postgres:\n  host: 10.10.0.12\n  port: lots\n", 1)}, "dev", SevError, "douala.yaml", "postgres.port", `is "lots", not a whole number`},
+		{"yaml syntax", map[string]string{"yaounde.yaml": "role: [spoke\n"}, "dev", SevError, "yaounde.yaml", "", "YAML syntax error: line 1"},
 		{"spoke without hub link", map[string]string{"douala.yaml": strings.Replace(douala, "peers: [cloud]", "peers: [yaounde]", 1), "cloud.yaml": strings.Replace(cloud, "peers: [douala, yaounde]", "peers: [yaounde]", 1)}, "dev", SevError, "douala.yaml", "tunnel.peers", "no tunnel to the hub"},
 		{"site named in overlay does not exist", map[string]string{"env/dev.yaml": "sites:\n  garoua: {}\n"}, "dev", SevError, "env/dev.yaml", "sites.garoua", "not a site"},
 	}
@@ -272,6 +274,12 @@ func TestSecretRefResolve(t *testing.T) {
 
 func TestResolveEnv(t *testing.T) {
 	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, EnvDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFile(filepath.Join(dir, EnvDir, "lab.yaml"), "all: {}\n"); err != nil {
+		t.Fatal(err)
+	}
 	if got := ResolveEnv("", dir, nil); got != "dev" {
 		t.Errorf("default = %s", got)
 	}

@@ -2,6 +2,7 @@ package sites
 
 import (
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 )
@@ -18,7 +19,12 @@ type Topology struct {
 	Warnings Problems `json:"warnings,omitempty"`
 
 	origins map[string]map[string]string
+	shared  map[string]bool // origins every site shares (defaults, env (all), SITECTL_X, --set k=v)
 }
+
+// Shared reports whether origin (as Origin returns it) is a layer every site
+// shares: a problem there is reported once, not per site.
+func (t *Topology) Shared(origin string) bool { return t.shared[origin] }
 
 // Link is one IPsec tunnel between two sites. A is the spoke and B the hub for
 // hub links; for direct links A < B alphabetically.
@@ -130,7 +136,7 @@ func (t *Topology) Select(names ...string) ([]*Site, error) {
 // Origin names the file (or variable, or flag) that set key for site: where an
 // operator goes to change it.
 func (t *Topology) Origin(site, key string) string {
-	return origin(t.origins[site], key, site+".yaml")
+	return origin(t.origins[site], key, filepath.Join(t.Dir, site+".yaml"))
 }
 
 // build derives the hub, links and flows from the validated sites.

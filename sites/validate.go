@@ -1,12 +1,16 @@
 package sites
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -31,20 +35,20 @@ func oneOf(v string, allowed ...string) bool {
 // validate checks every site and the sites against each other.
 // Sites whose files could not be decoded are missing from t.Sites; the checks
 // across sites then wait for a clean run (they would report false problems).
-func validate(c *collector, t *Topology, opts Options, allNames []string) {
+func validate(c *collector, t *Topology, opts Options, fsys fs.FS, allNames []string) {
 	names := map[string]bool{}
 	for _, n := range allNames {
 		names[n] = true
 	}
 	for _, s := range t.Sites {
-		validateSite(c, t, s, names, opts)
+		validateSite(c, t, s, names, opts, fsys)
 	}
 	if len(t.Sites) == len(allNames) {
 		validateCross(c, t)
 	}
 }
 
-func validateSite(c *collector, t *Topology, s *Site, siteNames map[string]bool, opts Options) {
+func validateSite(c *collector, t *Topology, s *Site, siteNames map[string]bool, opts Options, fsys fs.FS) {
 	at := func(key string) string { return t.Origin(s.Name, key) }
 	errf := func(key, format string, args ...any) { c.errf(at(key), s.Name, key, format, args...) }
 
@@ -68,8 +72,10 @@ func validateSite(c *collector, t *Topology, s *Site, siteNames map[string]bool,
 	// Engine and nodes.
 	if s.Engine.Host == "" && s.Engine.Context == "" {
 		errf("engine.host", "is empty; set unix://, tcp://host:2376, ssh://user@host, or engine.context")
-	} else if s.Engine.Host != "" && !validEngineURL(s.Engine.Host) {
-		errf("engine.host", "is %q; allowed schemes: unix://, tcp://, ssh://", s.Engine.Host)
+	} else if s.Engine.Host != "" {
+		if msg := checkEngineURL(s.Engine.Host); msg != "" {
+			errf("engine.host", "is %q: %s", s.Engine.Host, msg)
+		}
 	}
 	if len(s.Nodes) == 0 {
 		errf("nodes", "no nodes; a site needs at least one swarm manager")
@@ -92,8 +98,10 @@ func validateSite(c *collector, t *Topology, s *Site, siteNames map[string]bool,
 			errf(key+".role", "is %q; allowed: manager, worker", n.Role)
 		}
 		inLAN(key+".address", n.Address)
-		if n.Engine != "" && !validEngineURL(n.Engine) {
-			errf(key+".engine", "is %q; allowed schemes: unix://, tcp://, ssh://", n.Engine)
+		if n.Engine != "" {
+			if msg := checkEngineURL(n.Engine); msg != "" {
+				errf(key+".engine", "is %q: %s", n.Engine, msg)
+			}
 		}
 		if r, ok := n.Labels["role"]; ok && !oneOf(r, "app", "db", "gateway", "monitor") {
 			errf(key+".labels.role", "is %q; allowed: app, db, gateway, monitor", r)
@@ -130,10 +138,17 @@ func validateSite(c *collector, t *Topology, s *Site, siteNames map[string]bool,
 	if s.Deploy.Timeout <= 0 {
 		errf("deploy.timeout", "must be a positive duration (e.g. 5m)")
 	}
+	minSize := 8
 	for _, p := range s.Swarm.DefaultAddrPool {
-		if _, err := netip.ParsePrefix(p); err != nil {
+		pp, err := netip.ParsePrefix(p)
+		if err != nil {
 			errf("swarm.default_addr_pool", "%q is not a subnet in CIDR form", p)
+			continue
 		}
+		minSize = max(minSize, pp.Bits())
+	}
+	if n := s.Swarm.SubnetSize; n < minSize || n > 29 {
+		errf("swarm.subnet_size", "is %d; allowed: %d-29 (the prefix length of each network carved from swarm.default_addr_pool: at least the pool's own, at most 29)", n, minSize)
 	}
 
 	// Stacks, images, secrets.
@@ -146,6 +161,15 @@ func validateSite(c *collector, t *Topology, s *Site, siteNames map[string]bool,
 			errf("stacks", "stack %q is listed twice", st)
 		}
 		seenStack[st] = true
+	}
+	for _, k := range sortedKeys(s.Values) {
+		if !contains(opts.KnownStacks, k) {
+			msg := fmt.Sprintf("%q is not a stack; values are keyed by stack (allowed: %s)", k, strings.Join(opts.KnownStacks, ", "))
+			if c := closest(k, opts.KnownStacks); c != "" {
+				msg = fmt.Sprintf("%q is not a stack; did you mean values.%s? (allowed: %s)", k, c, strings.Join(opts.KnownStacks, ", "))
+			}
+			errf("values."+k, "%s", msg)
+		}
 	}
 	for _, k := range sortedKeys(s.Images) {
 		if strings.TrimSpace(s.Images[k]) == "" {
@@ -209,6 +233,12 @@ func validateSite(c *collector, t *Topology, s *Site, siteNames map[string]bool,
 	if !oneOf(s.Tunnel.IPsec, "kernel", "libipsec") {
 		errf("tunnel.ipsec", "is %q; allowed: kernel (kernel-netlink), libipsec (userspace)", s.Tunnel.IPsec)
 	}
+	if d := s.Tunnel.CertLifetime.D(); d < time.Hour || d > maxCertLifetime {
+		errf("tunnel.cert_lifetime", "is %s; allowed: 1h to %s (e.g. 8760h, one year)", d, maxCertLifetime)
+	}
+	if d := s.Tunnel.DPDDelay.D(); d < 0 {
+		errf("tunnel.dpd_delay", "is %s; allowed: 0s (no dead peer detection) or a positive duration (e.g. 5s)", d)
+	}
 	if !oneOf(s.Tunnel.KeyType, "ecdsa-p256", "ecdsa-p384") {
 		errf("tunnel.key_type", "is %q; allowed: ecdsa-p256, ecdsa-p384", s.Tunnel.KeyType)
 	}
@@ -236,7 +266,7 @@ func validateSite(c *collector, t *Topology, s *Site, siteNames map[string]bool,
 			}
 		}
 		if p.SchemaFile != "" {
-			if _, err := os.Stat(filepath.Join(t.Dir, p.SchemaFile)); err != nil {
+			if !schemaFileExists(fsys, t.Dir, p.SchemaFile) {
 				errf("postgres.schema_file", "%s does not exist in the config dir %s", p.SchemaFile, t.Dir)
 			}
 		}
@@ -248,9 +278,21 @@ func validateSite(c *collector, t *Topology, s *Site, siteNames map[string]bool,
 		if s.Mongo.ReplicaSet == "" {
 			errf("mongo.replica_set", "is empty; name the replica set spanning the sites")
 		}
+		if s.Mongo.MaxPartition < 0 {
+			errf("mongo.max_partition", "is %s; allowed: a positive duration (e.g. 24h)", s.Mongo.MaxPartition.D())
+		}
 		for i, m := range s.Mongo.Members {
 			if m.Host == "" {
 				errf(fmt.Sprintf("mongo.members[%d].host", i), "is empty (host:port)")
+			}
+			if m.Votes != nil && *m.Votes != 0 && *m.Votes != 1 {
+				errf(fmt.Sprintf("mongo.members[%d].votes", i), "is %d; allowed: 0 or 1 (a member has at most one vote)", *m.Votes)
+			}
+			if m.Priority != nil && (*m.Priority < 0 || *m.Priority > 1000) {
+				errf(fmt.Sprintf("mongo.members[%d].priority", i), "is %v; allowed: 0 to 1000", *m.Priority)
+			}
+			if m.Delay < 0 {
+				errf(fmt.Sprintf("mongo.members[%d].delay", i), "is %s; allowed: 0s or a positive duration", m.Delay.D())
 			}
 			if m.Arbiter && !s.Mongo.AllowArbiter {
 				errf(fmt.Sprintf("mongo.members[%d].arbiter", i), "arbiters are refused: they drop the default write concern to w:1; set mongo.allow_arbiter to accept that")
@@ -274,13 +316,41 @@ func checkRef(errf func(key, format string, args ...any), key string, r SecretRe
 	}
 }
 
-func validEngineURL(s string) bool {
-	for _, p := range []string{"unix://", "tcp://", "ssh://", "npipe://"} {
-		if strings.HasPrefix(s, p) && len(s) > len(p) {
-			return true
+// maxCertLifetime is the longest tunnel certificate lifetime sitectl issues.
+const maxCertLifetime = 10 * 365 * 24 * time.Hour
+
+// checkEngineURL says what is wrong with a Docker engine address, or "".
+func checkEngineURL(s string) string {
+	const allowed = "allowed: unix:///path/docker.sock, tcp://host:port, ssh://user@host, npipe:////./pipe/name"
+	u, err := url.Parse(s)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
 		}
+		return fmt.Sprintf("not a valid address (%v); %s", err, allowed)
 	}
-	return false
+	switch u.Scheme {
+	case "unix", "npipe":
+		if u.Path == "" || u.Host != "" && u.Scheme == "unix" {
+			return "a socket path is needed after " + u.Scheme + ":// (three slashes: unix:///var/run/docker.sock)"
+		}
+	case "tcp", "ssh":
+		if u.Hostname() == "" {
+			return "no host; " + allowed
+		}
+		if p := u.Port(); p != "" {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return fmt.Sprintf("port %q is not 1-65535", p)
+			}
+		}
+		if u.Scheme == "tcp" && (u.Path != "" && u.Path != "/" || u.User != nil) {
+			return "a tcp:// address is host:port only"
+		}
+	default:
+		return allowed
+	}
+	return ""
 }
 
 type namedPrefix struct {
@@ -375,7 +445,8 @@ func validateCross(c *collector, t *Topology) {
 		ids[s.Gateway.ID] = s.Name
 	}
 
-	// MongoDB voting members across the whole replica set.
+	// MongoDB voting members across the whole replica set (votes beyond 0 or 1
+	// are reported per member; here a member votes or not).
 	voters, members, arbiters := 0, 0, 0
 	for _, s := range t.Sites {
 		if !s.HasStack("mongo") {
@@ -383,7 +454,9 @@ func validateCross(c *collector, t *Topology) {
 		}
 		for _, m := range s.Mongo.Members {
 			members++
-			voters += m.VotesOrDefault()
+			if m.VotesOrDefault() > 0 {
+				voters++
+			}
 			if m.Arbiter {
 				arbiters++
 			}
@@ -421,4 +494,18 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// schemaFileExists looks for a schema file named relative to the config dir (or
+// absolute).
+func schemaFileExists(fsys fs.FS, dir, name string) bool {
+	if fs.ValidPath(name) {
+		_, err := fs.Stat(fsys, name)
+		return err == nil
+	}
+	if !filepath.IsAbs(name) {
+		name = filepath.Join(dir, name)
+	}
+	_, err := os.Stat(name)
+	return err == nil
 }

@@ -32,6 +32,9 @@ type globals struct {
 	output    string
 	quiet     bool
 	environ   []string
+	// ctx is the command's context (cancelled on SIGINT/SIGTERM).
+	ctx      context.Context
+	envShown bool
 }
 
 // ExitError carries a process exit code: 1 error, 2 "changes pending" for plan.
@@ -97,6 +100,7 @@ func newRootCommand(streams Streams, environ []string) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			g.ctx = cmd.Context()
 			switch g.output {
 			case "text", "json", "yaml":
 			default:
@@ -130,16 +134,27 @@ func envOr(environ []string, key, def string) string {
 	return def
 }
 
-// resolvedEnv is the environment in effect for this run.
-func (g *globals) resolvedEnv() string {
-	return sites.ResolveEnv(g.env, g.configDir, g.environ)
+// chooseEnv is the environment in effect for this run and where it was chosen
+// (--env, SITECTL_ENV, <config-dir>/.sitectl-env, default).
+func (g *globals) chooseEnv() (sites.EnvChoice, error) {
+	return sites.ChooseEnv(g.env, g.configDir, g.environ)
 }
 
-// loadTopology loads and validates the configuration; warnings go to stderr.
+// loadTopology loads and validates the configuration of the environment in effect;
+// warnings go to stderr. Its first progress line names the environment the command
+// acts on and where that choice came from.
 func (g *globals) loadTopology() (*sites.Topology, error) {
-	topo, err := sites.Load(sites.Options{Dir: g.configDir, Env: g.resolvedEnv(), Environ: g.environ, Set: g.set})
+	choice, err := g.chooseEnv()
 	if err != nil {
 		return nil, err
+	}
+	topo, err := sites.Load(sites.Options{Context: g.ctx, Dir: g.configDir, Env: choice.Env, Environ: g.environ, Set: g.set})
+	if err != nil {
+		return nil, err
+	}
+	if !g.envShown && !g.quiet {
+		g.envShown = true
+		fmt.Fprintf(g.streams.Err, "environment %s (from %s), config %s: %s\n", choice.Env, choice.Source, g.configDir, strings.Join(topo.SiteNames(), ", "))
 	}
 	for _, w := range topo.Warnings {
 		fmt.Fprintln(g.streams.Err, w.String())

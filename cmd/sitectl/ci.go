@@ -126,8 +126,11 @@ func firstDifference(a, b []byte) int {
 // loadCITopology checks that the environment exists (listing the known ones when it
 // does not), then loads it.
 func (g *globals) loadCITopology() (*sites.Topology, error) {
-	env := g.resolvedEnv()
-	if err := ci.CheckEnv(g.configDir, env); err != nil {
+	choice, err := g.chooseEnv()
+	if err != nil {
+		return nil, err
+	}
+	if err := ci.CheckEnv(g.configDir, choice.Env); err != nil {
 		return nil, err
 	}
 	return g.loadTopology()

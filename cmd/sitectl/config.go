@@ -45,9 +45,18 @@ every environment overlay in <config-dir>/env is checked. Exit code 1 on any err
 			}
 			var results []validateResult
 			failed := false
+			// The environment other commands would pick (SITECTL_ENV, .sitectl-env)
+			// is checked too: a refused choice is an error here, not later.
+			if g.env == "" {
+				var ee *sites.EnvError
+				if _, err := g.chooseEnv(); errors.As(err, &ee) {
+					results = append(results, validateResult{Environment: "(chosen by " + ee.Source + ")", Problems: sites.Problems{ee.Problem()}})
+					failed = true
+				}
+			}
 			for _, env := range envs {
 				r := validateResult{Environment: env, Valid: true}
-				topo, err := sites.Load(sites.Options{Dir: g.configDir, Env: env, Environ: g.environ, Set: g.set})
+				topo, err := sites.Load(sites.Options{Context: cmd.Context(), Dir: g.configDir, Env: env, Environ: g.environ, Set: g.set})
 				var ps sites.Problems
 				switch {
 				case errors.As(err, &ps):
@@ -56,6 +65,10 @@ every environment overlay in <config-dir>/env is checked. Exit code 1 on any err
 					return err
 				default:
 					r.Problems = topo.Warnings
+					if sp := stackProblems(topo); len(sp) > 0 {
+						r.Valid = false
+						r.Problems = append(sp, r.Problems...)
+					}
 					r.Sites = topo.SiteNames()
 					if len(siteNames) > 0 {
 						if _, err := topo.Select(siteNames...); err != nil {

@@ -171,10 +171,19 @@ func loadPlan(path string) (*plan.Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the saved plan: %w (save one with sitectl plan --out; in a pipeline, retry the site's plan job)", err)
 	}
+	return parsePlan(path, b)
+}
+
+// parsePlan reads a plan saved by `plan --out` (path names it in errors).
+func parsePlan(path string, b []byte) (*plan.Plan, error) {
 	var p plan.Plan
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil || p.Env == "" || len(p.Sites) == 0 {
+	err := dec.Decode(&p)
+	if err == nil && dec.More() {
+		err = errors.New("more than one JSON document")
+	}
+	if err != nil || p.Env == "" || len(p.Sites) == 0 {
 		if err == nil {
 			err = errors.New("no environment or no sites in it")
 		}
