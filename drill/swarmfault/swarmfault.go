@@ -341,13 +341,23 @@ var _ drill.Probe = (*Services)(nil)
 
 // Observe reports one observation per service.
 func (p *Services) Observe(ctx context.Context) []drill.Observation {
+	// ctx ends with the drill's fault window: the last complete read before it
+	// stands, not a read the window's end cut off.
 	deadline := time.Now().Add(p.Settle)
+	var last []drill.Observation
 	for {
 		obs, allOK := p.observe(ctx)
+		if ctx.Err() != nil && last != nil {
+			return last
+		}
+		last = obs
 		if allOK || !time.Now().Before(deadline) || ctx.Err() != nil {
 			return obs
 		}
-		time.Sleep(poll)
+		select {
+		case <-ctx.Done():
+		case <-time.After(poll):
+		}
 	}
 }
 
