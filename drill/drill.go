@@ -270,8 +270,8 @@ func (r Record) Sites() []string {
 	return out
 }
 
-// Left lists what the record's faults left in place, for a message.
-func (r Record) Left() string {
+// Summary lists what the record's faults left in place, for a message.
+func (r Record) Summary() string {
 	var out []string
 	for _, f := range r.Faults {
 		out = append(out, f.What)

@@ -135,6 +135,21 @@ func (h *healer) closeJournal(base context.Context) {
 	}
 }
 
+// HealLeft removes faults a drill left behind (its process is gone), the way a
+// drill removes its own: newest first, each with retries and fresh contexts, then
+// the replication resync when resync is set. It returns one result per fault (and
+// the resync's).
+func HealLeft(ctx context.Context, faults []Fault, resync Resyncer, obs Observer, s Settings, prog *progress.Printer) []HealResult {
+	h := &healer{resync: resync, obs: obs, settings: s.withDefaults(), rec: &recorder{now: time.Now}, prog: prog, sleep: time.Sleep}
+	for _, f := range faults {
+		h.arm(f, time.Time{})
+	}
+	return h.healAll(ctx)
+}
+
+// Healed reports whether every result healed.
+func Healed(rs []HealResult) bool { return !healFailed(rs) }
+
 // ResyncName is the heal entry of the replication resync.
 const ResyncName = "replication resync"
 

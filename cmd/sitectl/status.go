@@ -25,6 +25,7 @@ func newStatusCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			_ = g.drillLeftovers(cmd.Context(), topo, selected, false, "status")
 			all := deploy.Status(cmd.Context(), topo, selected, deploy.Options{Environ: g.environ})
 			ok, err := g.printStructured(all)
 			if !ok {

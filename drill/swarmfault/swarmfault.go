@@ -43,7 +43,10 @@ type ServiceDown struct {
 	saved *uint64 // replicas before Inject
 }
 
-var _ drill.Fault = (*ServiceDown)(nil)
+var (
+	_ drill.Fault      = (*ServiceDown)(nil)
+	_ drill.Recordable = (*ServiceDown)(nil)
+)
 
 // Name is "service postgres_db at douala".
 func (f *ServiceDown) Name() string { return "service " + f.Service + " at " + f.Site }
@@ -62,21 +65,63 @@ func (f *ServiceDown) Manual() string {
 	return fmt.Sprintf("docker service scale %s=%d (on %s's manager)", f.Service, n, f.Site)
 }
 
-// Inject records the replica count, scales to zero and waits for no running task.
-func (f *ServiceDown) Inject(ctx context.Context) error {
+// Record reads the replica count Remove will put back and describes the fault for
+// the drill's journal; Inject then keeps that count.
+func (f *ServiceDown) Record(ctx context.Context) (drill.FaultRecord, error) {
+	n, err := f.replicas(ctx)
+	if err != nil {
+		return drill.FaultRecord{}, err
+	}
+	f.mu.Lock()
+	if f.saved == nil {
+		f.saved = &n
+	}
+	n = *f.saved
+	f.mu.Unlock()
+	return drill.FaultRecord{Kind: drill.RecordService, What: fmt.Sprintf("service %s at %s scaled to 0 (from %d)", f.Service, f.Site, n),
+		Sites: []string{f.Site}, Site: f.Site, Service: f.Service, Replicas: &n}, nil
+}
+
+// ServiceDownFrom is the fault a record describes, ready for Remove: the service
+// scaled back to the recorded replica count.
+func ServiceDownFrom(r drill.FaultRecord, e Engine) (*ServiceDown, error) {
+	if r.Kind != drill.RecordService || r.Service == "" || r.Replicas == nil {
+		return nil, fmt.Errorf("record %q is not a complete service record (service %q, replicas %v)", r.What, r.Service, r.Replicas)
+	}
+	n := *r.Replicas
+	return &ServiceDown{Site: r.Site, Service: r.Service, Engine: e, saved: &n}, nil
+}
+
+// replicas reads the service's replica count, refusing a service db-down cannot
+// stop and start again.
+func (f *ServiceDown) replicas(ctx context.Context) (uint64, error) {
 	svc, err := f.Engine.ServiceInspect(ctx, f.Service, client.ServiceInspectOptions{})
 	if err != nil {
-		return fmt.Errorf("%s: inspect service %s: %w", f.Site, f.Service, err)
+		return 0, fmt.Errorf("%s: inspect service %s: %w", f.Site, f.Service, err)
 	}
 	mode := svc.Service.Spec.Mode.Replicated
 	if mode == nil || mode.Replicas == nil {
-		return fmt.Errorf("%s: service %s is not replicated: db-down scales a replicated service", f.Site, f.Service)
+		return 0, fmt.Errorf("%s: service %s is not replicated: db-down scales a replicated service", f.Site, f.Service)
 	}
-	n := *mode.Replicas
-	if n == 0 {
+	if *mode.Replicas == 0 {
 		// Already down (an earlier drill that could not restore it?): a drill would
 		// "restore" it to zero and call that healed.
-		return fmt.Errorf("%s: service %s already runs 0 replicas; scale it up first (docker service scale %s=1)", f.Site, f.Service, f.Service)
+		return 0, fmt.Errorf("%s: service %s already runs 0 replicas; scale it up first (docker service scale %s=1), or run sitectl drill heal if a drill left it so", f.Site, f.Service, f.Service)
+	}
+	return *mode.Replicas, nil
+}
+
+// Inject records the replica count, scales to zero and waits for no running task.
+func (f *ServiceDown) Inject(ctx context.Context) error {
+	f.mu.Lock()
+	recorded := f.saved != nil
+	f.mu.Unlock()
+	var n uint64
+	if !recorded {
+		var err error
+		if n, err = f.replicas(ctx); err != nil {
+			return err
+		}
 	}
 	f.mu.Lock()
 	if f.saved == nil {
@@ -224,7 +269,10 @@ type NodeDrain struct {
 	saved swarm.NodeAvailability
 }
 
-var _ drill.Fault = (*NodeDrain)(nil)
+var (
+	_ drill.Fault      = (*NodeDrain)(nil)
+	_ drill.Recordable = (*NodeDrain)(nil)
+)
 
 // Name is "node douala-db1".
 func (f *NodeDrain) Name() string { return "node " + f.Node }
@@ -252,6 +300,35 @@ func FindNode(ctx context.Context, e Engine, name string) (swarm.Node, error) {
 	}
 	sort.Strings(names)
 	return swarm.Node{}, fmt.Errorf("no swarm node %q (nodes: %s)", name, strings.Join(names, ", "))
+}
+
+// Record finds the node, reads the availability Remove will put back and
+// describes the fault for the drill's journal; Inject then keeps it.
+func (f *NodeDrain) Record(ctx context.Context) (drill.FaultRecord, error) {
+	n, err := FindNode(ctx, f.Engine, f.Node)
+	if err != nil {
+		return drill.FaultRecord{}, fmt.Errorf("%s: %w", f.Site, err)
+	}
+	f.mu.Lock()
+	if f.id == "" {
+		f.id, f.saved = n.ID, n.Spec.Availability
+	}
+	id, saved := f.id, f.saved
+	f.mu.Unlock()
+	if saved == "" || saved == swarm.NodeAvailabilityDrain {
+		saved = swarm.NodeAvailabilityActive
+	}
+	return drill.FaultRecord{Kind: drill.RecordNode, What: fmt.Sprintf("node %s at %s drained (was %s)", f.Node, f.Site, saved),
+		Sites: []string{f.Site}, Site: f.Site, Node: f.Node, NodeID: id, Availability: string(saved)}, nil
+}
+
+// NodeDrainFrom is the fault a record describes, ready for Remove: the node's
+// recorded availability put back.
+func NodeDrainFrom(r drill.FaultRecord, e Engine) (*NodeDrain, error) {
+	if r.Kind != drill.RecordNode || r.NodeID == "" {
+		return nil, fmt.Errorf("record %q is not a complete node record (node id %q)", r.What, r.NodeID)
+	}
+	return &NodeDrain{Site: r.Site, Node: r.Node, Engine: e, id: r.NodeID, saved: swarm.NodeAvailability(r.Availability)}, nil
 }
 
 // Inject records the node's availability, drains it and waits until none of its
