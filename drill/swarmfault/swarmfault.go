@@ -410,7 +410,9 @@ type Services struct {
 	Except string
 	// Required makes a service that is not fully running fail the drill.
 	Required bool
-	// Settle is how long to wait for services to reschedule before reporting.
+	// Settle is how long to wait for services to reschedule before reporting,
+	// when Observe's context has no deadline (in a drill it reads until the fault
+	// window closes).
 	Settle time.Duration
 }
 
@@ -418,25 +420,31 @@ var _ drill.Probe = (*Services)(nil)
 
 // Observe reports one observation per service.
 func (p *Services) Observe(ctx context.Context) []drill.Observation {
-	// ctx ends with the drill's fault window: the last complete read before it
-	// stands, not a read the window's end cut off.
+	// In a drill ctx ends with the fault window: the probe reads until then and
+	// reports the last complete read, what still ran when the fault ended (a
+	// service whose health check needs the stopped database fails only after its
+	// retries). Without a deadline it reads until everything runs or Settle passed.
+	_, windowed := ctx.Deadline()
 	deadline := time.Now().Add(p.Settle)
 	var last []drill.Observation
 	for {
 		obs, allOK := p.observe(ctx)
 		if ctx.Err() != nil && last != nil {
-			return last
+			return last // the window's end cut this read off: the previous one stands
 		}
 		last = obs
-		if allOK || !time.Now().Before(deadline) || ctx.Err() != nil {
+		if ctx.Err() != nil || (!windowed && (allOK || !time.Now().Before(deadline))) {
 			return obs
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(poll):
+		case <-time.After(probeEvery):
 		}
 	}
 }
+
+// probeEvery is how often a probe reads the services during the fault window.
+const probeEvery = 500 * time.Millisecond
 
 func (p *Services) observe(ctx context.Context) ([]drill.Observation, bool) {
 	fail := func(err error) ([]drill.Observation, bool) {
