@@ -285,8 +285,9 @@ func (r Record) Summary() string {
 type Journal interface {
 	// Open records the faults; an error stops the drill before it injects anything.
 	Open(ctx context.Context, r Record) error
-	// Close removes the record.
-	Close(ctx context.Context) error
+	// Close stops keeping the record up to date and removes it, unless keep (a
+	// fault is still in place: the record stays for `sitectl drill heal`).
+	Close(ctx context.Context, keep bool) error
 }
 
 // Record describes the cut for the Journal.

@@ -122,14 +122,15 @@ func (h *healer) closeJournal(base context.Context) {
 	if h.journal == nil {
 		return
 	}
+	ctx, cancel := context.WithTimeout(base, h.settings.HealTimeout)
+	defer cancel()
 	if healFailed(h.results) {
+		_ = h.journal.Close(ctx, true)
 		h.recordErr = "the fault record stays in the swarm until `sitectl drill heal` removes what is left"
 		h.prog.Warnf("%s", h.recordErr)
 		return
 	}
-	ctx, cancel := context.WithTimeout(base, h.settings.HealTimeout)
-	defer cancel()
-	if err := h.journal.Close(ctx); err != nil {
+	if err := h.journal.Close(ctx, false); err != nil {
 		h.recordErr = fmt.Sprintf("every fault was removed but its record could not be: %v; run `sitectl drill heal` to clear it", err)
 		h.prog.Warnf("%s", h.recordErr)
 	}

@@ -334,7 +334,14 @@ func (j *fakeJournal) Open(_ context.Context, r Record) error {
 	j.rec = r
 	return j.openErr
 }
-func (j *fakeJournal) Close(context.Context) error { *j.log = append(*j.log, "close"); return nil }
+func (j *fakeJournal) Close(_ context.Context, keep bool) error {
+	if keep {
+		*j.log = append(*j.log, "keep")
+	} else {
+		*j.log = append(*j.log, "close")
+	}
+	return nil
+}
 
 // TestJournalOrder: the faults are recorded before anything is injected, the record
 // is removed only once every fault is, a failed removal keeps it, and a record that
@@ -347,7 +354,7 @@ func TestJournalOrder(t *testing.T) {
 		want      string
 	}{
 		{"healed", nil, nil, "open inject remove close"},
-		{"removal fails: the record stays", nil, errors.New("engine unreachable"), "open inject remove remove"},
+		{"removal fails: the record stays", nil, errors.New("engine unreachable"), "open inject remove remove keep"},
 		{"record refused: nothing injected", errors.New("this node is not a swarm manager"), nil, "open"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -103,12 +103,16 @@ func (j *Journal) Open(ctx context.Context, r drill.Record) error {
 	return nil
 }
 
-// Close stops the heartbeat and removes the record from every swarm.
-func (j *Journal) Close(ctx context.Context) error {
+// Close stops the heartbeat and removes the record from every swarm, or with keep
+// leaves it there (its drill is over: the heartbeat stops).
+func (j *Journal) Close(ctx context.Context, keep bool) error {
 	if j.stop != nil {
 		close(j.stop)
 		<-j.done
 		j.stop = nil
+	}
+	if keep {
+		return nil
 	}
 	return j.remove(ctx)
 }

@@ -176,13 +176,13 @@ func TestJournalKeepsTheRecordInEveryTouchedSwarm(t *testing.T) {
 			}
 		}
 	}
-	if err := j.Close(context.Background()); err != nil {
+	if err := j.Close(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
 	if douala.count()+cloud.count() != 0 {
 		t.Fatal("Close left a record")
 	}
-	if err := j.Close(context.Background()); err != nil {
+	if err := j.Close(context.Background(), false); err != nil {
 		t.Fatalf("a second Close: %v", err)
 	}
 }
@@ -227,7 +227,7 @@ func TestJournalHeartbeat(t *testing.T) {
 			t.Fatal("no heartbeat within 5s")
 		}
 	}
-	if err := j.Close(context.Background()); err != nil {
+	if err := j.Close(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
 	if !first[0].Heartbeat.Before(time.Now()) {
