@@ -48,6 +48,13 @@ func nodeLoss(t *testing.T, d *drLab) {
 		t.Fatalf("%s availability after the drill: %q %v", node, out, err)
 	}
 	t.Logf("%s; %s: %s", rep.Summary(), moved.What, moved.Detail)
+	// The drain is held --duration from the moment the node's tasks had stopped,
+	// not stretched by the probe waiting for the tasks to move or by the writes.
+	if w := rep.Window; w == nil || w.Held == nil || float64(*w.Held) < 3 || float64(*w.Held) > 5 {
+		t.Errorf("node-loss --duration 3s: fault window %+v, want held 3s (±2s)", w)
+	} else {
+		t.Logf("FIGURE: node-loss --duration 3s: %s", w)
+	}
 
 	eng, err := engine.ForSite(ctx, d.topo.Site("douala"))
 	if err != nil {
