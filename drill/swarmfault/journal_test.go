@@ -190,15 +190,16 @@ func TestJournalKeepsTheRecordInEveryTouchedSwarm(t *testing.T) {
 // TestJournalOpenIsAllOrNothing: a swarm that cannot take the record fails Open,
 // naming the site, and the copies already written are removed.
 func TestJournalOpenIsAllOrNothing(t *testing.T) {
+	// The sites are written in name order: cloud's copy first, then douala refuses.
 	douala, cloud := newConfigStore(), newConfigStore()
-	cloud.refuse = errors.New("This node is not a swarm manager.")
+	douala.refuse = errors.New("This node is not a swarm manager.")
 	j := &Journal{Engines: map[string]ConfigEngine{"douala": douala, "cloud": cloud}}
 	err := j.Open(context.Background(), partitionRecord())
-	if err == nil || !strings.Contains(err.Error(), "cloud: write the fault record into its swarm: This node is not a swarm manager") {
+	if err == nil || !strings.Contains(err.Error(), "douala: write the fault record into its swarm: This node is not a swarm manager") {
 		t.Fatalf("Open: %v", err)
 	}
-	if douala.count() != 0 {
-		t.Fatal("douala's copy stayed after Open failed")
+	if cloud.count() != 0 {
+		t.Fatal("cloud's copy stayed after Open failed")
 	}
 	j = &Journal{Engines: map[string]ConfigEngine{"douala": newConfigStore()}}
 	if err := j.Open(context.Background(), partitionRecord()); err == nil || !strings.Contains(err.Error(), "no engine for cloud") {
