@@ -75,6 +75,7 @@ func Leftovers(ctx context.Context, topo *sites.Topology, names []string) (found
 		}()
 	}
 	wg.Wait()
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	for _, l := range byRun {
 		sort.Strings(l.FoundIn)
 		found = append(found, *l)
