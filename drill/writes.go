@@ -63,6 +63,9 @@ func (p *Drill) write(ctx context.Context, s Settings, until time.Time, ev func(
 	}
 	end(err)
 	for _, st := range stats {
+		if st.Attempted < s.Writes && st.Failed == 0 {
+			p.Progress.Infof("%s wrote %d of %d row(s) before the fault window closed (--duration %s)", st.Site, st.Attempted, s.Writes, s.Duration)
+		}
 		switch refused := st.Failed; {
 		case !down[st.Site]:
 		case refused > 0:

@@ -6,6 +6,7 @@ package swarmfault
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -419,32 +420,56 @@ type Services struct {
 var _ drill.Probe = (*Services)(nil)
 
 // Observe reports one observation per service.
+//
+// In a drill ctx ends when the fault window closes: the probe reads until then and
+// reports its last read, what still ran as the fault ended (a service whose health
+// check needs the stopped database fails only after its retries). A read is not cut
+// off by the window's end (a loaded manager can take seconds to list the tasks);
+// the probe starts no read it does not expect to finish in the window, judging by
+// the last one. SIGINT (ctx cancelled, not past its deadline) stops a read at once.
+// Without a deadline it reads until everything runs or Settle passed.
 func (p *Services) Observe(ctx context.Context) []drill.Observation {
-	// In a drill ctx ends with the fault window: the probe reads until then and
-	// reports the last complete read, what still ran when the fault ended (a
-	// service whose health check needs the stopped database fails only after its
-	// retries). Without a deadline it reads until everything runs or Settle passed.
-	_, windowed := ctx.Deadline()
-	deadline := time.Now().Add(p.Settle)
-	var last []drill.Observation
+	end, windowed := ctx.Deadline()
+	if !windowed {
+		end = time.Now().Add(p.Settle)
+	}
 	for {
-		obs, allOK := p.observe(ctx)
-		if ctx.Err() != nil && last != nil {
-			return last // the window's end cut this read off: the previous one stands
-		}
-		last = obs
-		if ctx.Err() != nil || (!windowed && (allOK || !time.Now().Before(deadline))) {
+		t0 := time.Now()
+		rctx, cancel := readContext(ctx)
+		obs, allOK := p.observe(rctx)
+		cancel()
+		took := time.Since(t0)
+		if errors.Is(ctx.Err(), context.Canceled) || (!windowed && allOK) || time.Now().Add(took+probeEvery).After(end) {
 			return obs
 		}
 		select {
 		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return obs
+			}
 		case <-time.After(probeEvery):
 		}
 	}
 }
 
-// probeEvery is how often a probe reads the services during the fault window.
-const probeEvery = 500 * time.Millisecond
+// probeEvery is how often a probe reads the services during the fault window;
+// probeReadTimeout bounds one read.
+const (
+	probeEvery       = 500 * time.Millisecond
+	probeReadTimeout = 15 * time.Second
+)
+
+// readContext is a context for one read that outlives ctx's deadline (bounded by
+// probeReadTimeout) but not its cancellation.
+func readContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), probeReadTimeout)
+	stop := context.AfterFunc(ctx, func() {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			cancel()
+		}
+	})
+	return rctx, func() { stop(); cancel() }
+}
 
 func (p *Services) observe(ctx context.Context) ([]drill.Observation, bool) {
 	fail := func(err error) ([]drill.Observation, bool) {
