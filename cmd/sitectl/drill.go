@@ -191,7 +191,11 @@ func runDrill(ctx context.Context, g *globals, kind string, o *drillOptions) err
 	if o.writes <= 0 || o.duration <= 0 {
 		return fmt.Errorf("drill %s: --writes and --duration must be positive", kind)
 	}
-	if err := g.drillLeftovers(ctx, topo, topo.Sites, true, "drill "+kind); err != nil {
+	touched, err := topo.Select(live.TouchedSites(topo, kind, o.site)...)
+	if err != nil {
+		return err
+	}
+	if err := g.drillLeftovers(ctx, topo, touched, true, "drill "+kind); err != nil {
 		return err
 	}
 	timeout := o.timeout

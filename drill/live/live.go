@@ -297,3 +297,22 @@ func recordSites(d *drill.Drill) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TouchedSites are the sites whose swarm a drill of kind about site records its
+// faults in (and where a record left by another drill would show): the ends of the
+// links it cuts, or the site of its swarm fault. Unknown kinds and sites give every
+// site (Build then says what is wrong).
+func TouchedSites(topo *sites.Topology, kind, site string) []string {
+	d := &drill.Drill{Kind: kind, Site: site}
+	switch kind {
+	case "partition":
+		d.Links = topo.LinksOf(site)
+	case "cloud-loss":
+		d.Links = topo.LinksOf(topo.Hub)
+	}
+	out := recordSites(d)
+	if len(out) == 0 || (site != "" && topo.Site(site) == nil) {
+		return topo.SiteNames()
+	}
+	return out
+}
