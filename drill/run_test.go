@@ -174,6 +174,10 @@ func TestFaultLastsDurationFromWhenItTookEffect(t *testing.T) {
 	if !strings.Contains(w.String(), "in effect") || !strings.Contains(w.String(), "held 0.4") {
 		t.Errorf("window for the terminal: %q", w.String())
 	}
+	var page bytes.Buffer
+	if err := WriteHTML(&page, rep); err != nil || !strings.Contains(page.String(), `id="fault-window">fault asked`) {
+		t.Errorf("the HTML report has no fault window (%v)", err)
+	}
 	t.Logf("%s", w)
 }
 
@@ -318,6 +322,10 @@ func TestInterruptedDrillIsNotAFailingSite(t *testing.T) {
 	}
 	if w := rep.Window; w == nil || w.Removed.IsZero() {
 		t.Errorf("window of the interrupted drill: %+v", w)
+	}
+	var page bytes.Buffer
+	if err := WriteHTML(&page, rep); err != nil || !strings.Contains(page.String(), ">INTERRUPTED</span>") {
+		t.Errorf("the HTML report does not say INTERRUPTED (%v)", err)
 	}
 	t.Logf("%s\n%s", rep.Summary(), progressOut.String())
 }
