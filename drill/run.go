@@ -107,7 +107,7 @@ func (p *Drill) Run(ctx context.Context) *Report {
 		if ctx.Err() != nil && !rep.Interrupted && rep.Verdict == nil {
 			// Stopped (SIGINT, SIGTERM, --timeout) in a step that did not say so:
 			// whatever failed there failed because of the interruption.
-			p.interrupted(rep, rec.event, ctx)
+			p.interrupted(ctx, rep, rec.event)
 		}
 		rec.into(rep)
 		rep.finish(p.now())
@@ -155,7 +155,7 @@ func (p *Drill) Run(ctx context.Context) *Report {
 		end(err)
 		if err != nil {
 			if ctx.Err() != nil {
-				p.interrupted(rep, ev, ctx)
+				p.interrupted(ctx, rep, ev)
 				return rep
 			}
 			ev(EvError, f.Name(), on+": "+err.Error())
@@ -205,7 +205,7 @@ func (p *Drill) Run(ctx context.Context) *Report {
 		// Interrupted: what was written or probed so far says nothing about the
 		// sites (a write cancelled by SIGINT is not a site refusing it).
 		rep.Writes = stats
-		p.interrupted(rep, ev, ctx)
+		p.interrupted(ctx, rep, ev)
 		return rep
 	}
 	rep.Writes = stats
@@ -235,7 +235,7 @@ func (p *Drill) Run(ctx context.Context) *Report {
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			p.interrupted(rep, ev, ctx)
+			p.interrupted(ctx, rep, ev)
 			return rep
 		}
 		rep.Error = err.Error()
@@ -330,7 +330,7 @@ func (p *Drill) record(ctx context.Context, h *healer) error {
 // interrupted marks the report of a drill SIGINT, SIGTERM or its deadline stopped:
 // the faults are removed (the deferred heal), nothing is verified, and nothing it
 // saw counts against the sites.
-func (p *Drill) interrupted(rep *Report, ev func(kind, target, detail string) time.Time, ctx context.Context) {
+func (p *Drill) interrupted(ctx context.Context, rep *Report, ev func(kind, target, detail string) time.Time) {
 	why := context.Cause(ctx)
 	if why == nil {
 		why = context.Canceled
@@ -340,6 +340,14 @@ func (p *Drill) interrupted(rep *Report, ev func(kind, target, detail string) ti
 	rep.Error = "interrupted: " + why.Error() + "; nothing verified"
 	rep.Observations = nil
 	rep.Verdict = nil
+	// A preflight check the interruption cut short is not a site failing it.
+	var kept []Check
+	for _, c := range rep.Preflight {
+		if c.Passed {
+			kept = append(kept, c)
+		}
+	}
+	rep.Preflight = kept
 }
 
 // hold waits until the end of the cut, or ctx.
