@@ -236,7 +236,7 @@ func (r *Report) Summary() string {
 			r.Verdict.Lost, r.Verdict.Duplicated, r.Verdict.Collisions, r.Verdict.WrongSite, r.Verdict.Acked)
 	}
 	if r.HealFailed {
-		s += " — HEAL FAILED, links still cut: run `sitectl tunnels up`"
+		s += " — HEAL FAILED, a fault is still in place: run `sitectl drill heal`"
 	} else if len(r.Heal) > 0 {
 		s += ", healed"
 	}
