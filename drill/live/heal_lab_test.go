@@ -102,6 +102,11 @@ func TestLabDrillHealAfterKill(t *testing.T) {
 	}
 	_, errOut, _ := d.sitectl(t, bin, "status")
 	wantLeft("status", errOut)
+	for _, line := range strings.Split(errOut, "\n") {
+		if strings.Contains(line, "was killed at") {
+			t.Logf("status says: %s", line)
+		}
+	}
 	_, errOut, _ = d.sitectl(t, bin, "plan", "--site", "cloud")
 	wantLeft("plan --site cloud", errOut)
 	_, errOut, code := d.sitectl(t, bin, "drill", "partition", "--site", "yaounde", "--duration", "5s", "--writes", "10")
