@@ -33,7 +33,14 @@ is in place, ALWAYS removes the fault (on success, on a failing step, on Ctrl-C/
 timeout), waits for replication to converge and verifies that every acknowledged write is
 present exactly once at every site that should hold it. The report goes to stdout (text,
 or --output json) and, with --report, to an HTML page with a timeline. The exit code is 1
-when any check fails. A production environment needs --confirm production.`,
+when any check fails. A production environment needs --confirm production.
+
+The fault lasts --duration from the moment it took effect; the report shows when it was
+asked for, in effect and removed. An interrupted drill says so on stderr in every output
+mode and blames no site. Before injecting, a drill records its faults in the swarm of
+every site they touch: a drill killed before it could heal (SIGKILL) leaves that record,
+plan and status then warn, deploy and drill refuse, and 'sitectl drill heal' removes
+what it left.`,
 	}
 	cmd.AddCommand(
 		newDrillKindCommand(g, "partition", "Cut a site's tunnels, write on both sides, heal, verify", true, false),
@@ -171,7 +178,7 @@ func newDrillKindCommand(g *globals, kind, short string, needSite, needNode bool
 	if kind == "db-down" {
 		f.StringVar(&o.service, "service", live.DefaultDBService, "the database service to stop")
 	}
-	f.DurationVar(&o.duration, "duration", 60*time.Second, "how long the fault lasts")
+	f.DurationVar(&o.duration, "duration", 60*time.Second, "how long the fault lasts, from the moment it took effect")
 	f.IntVar(&o.writes, "writes", 1000, "rows each site writes during the fault")
 	f.DurationVar(&o.converge, "converge-timeout", 2*time.Minute, "how long to wait for convergence after the heal")
 	f.DurationVar(&o.timeout, "timeout", 0, "abort (and heal) after this long (default: duration + converge-timeout + 2m)")
