@@ -48,7 +48,7 @@ func (d *drLab) globalArgs() []string {
 // TestLabDrillHealAfterKill runs `sitectl drill partition` as a process and
 // SIGKILLs it right after the cut: no heal runs, the tunnel stays down. The record
 // the drill wrote into the swarms before cutting makes status and plan warn, a new
-// drill refuse, and `sitectl drill heal` bring the tunnel and replication back and
+// drill and a deploy refuse, and `sitectl drill heal` bring the tunnel and replication back and
 // clear the record; a second heal has nothing to do.
 func TestLabDrillHealAfterKill(t *testing.T) {
 	getBin := buildSitectl(t)
@@ -114,6 +114,11 @@ func TestLabDrillHealAfterKill(t *testing.T) {
 		t.Errorf("a new drill with a dead drill's fault left: exit %d\n%s", code, errOut)
 	}
 	wantLeft("drill partition", errOut)
+	_, errOut, code = d.sitectl(t, bin, "deploy", "--site", "douala")
+	if code != 1 || !strings.Contains(errOut, "deploy refused, nothing was changed") {
+		t.Errorf("deploy with a dead drill's fault left: exit %d\n%s", code, errOut)
+	}
+	wantLeft("deploy", errOut)
 
 	// 3. heal: the tunnel is up (tunnels status exits 0), replication streams, the
 	// record is gone.
