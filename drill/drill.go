@@ -12,6 +12,8 @@ package drill
 
 import (
 	"context"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -197,4 +199,98 @@ func (s Settings) withDefaults() Settings {
 		s.MaxLagBytes = 1 << 20
 	}
 	return s
+}
+
+// FaultRecord says what one fault changed and what a later `sitectl drill heal` has
+// to put back, without the drill that injected it: a drill killed before it healed
+// (SIGKILL, a lost machine) leaves only this.
+type FaultRecord struct {
+	// Kind is link, service or node.
+	Kind string `json:"kind"`
+	// What is the fault as an operator reads it: "tunnel douala-cloud cut".
+	What string `json:"what"`
+	// Sites are the sites the fault touches; the record is kept in each one's swarm.
+	Sites []string `json:"sites"`
+	// Link: the link whose tunnel is cut (link).
+	Link string `json:"link,omitempty"`
+	// Site, Service and Replicas: the service scaled to zero and its replica count
+	// before (service).
+	Site     string  `json:"site,omitempty"`
+	Service  string  `json:"service,omitempty"`
+	Replicas *uint64 `json:"replicas,omitempty"`
+	// Node, NodeID and Availability: the node drained and its availability before
+	// (node).
+	Node         string `json:"node,omitempty"`
+	NodeID       string `json:"node_id,omitempty"`
+	Availability string `json:"availability,omitempty"`
+}
+
+// Fault record kinds.
+const (
+	RecordLink    = "link"
+	RecordService = "service"
+	RecordNode    = "node"
+)
+
+// Recordable is a fault that can describe itself for the Journal. Record is called
+// before Inject and reads what Remove will put back (a service's replica count, a
+// node's availability); Inject then uses what Record read.
+type Recordable interface {
+	Record(ctx context.Context) (FaultRecord, error)
+}
+
+// Record is one drill run's faults as the Journal keeps them.
+type Record struct {
+	Run   string `json:"run"`
+	Drill string `json:"drill"`
+	Env   string `json:"environment"`
+	Site  string `json:"site,omitempty"`
+	// Started is when the faults were recorded, just before the first was injected.
+	Started time.Time `json:"started"`
+	// Host, PID and Owner identify the drill's process ("user@host pid N").
+	Host   string        `json:"host"`
+	PID    int           `json:"pid"`
+	Owner  string        `json:"owner"`
+	Faults []FaultRecord `json:"faults"`
+}
+
+// Sites are the sites the record's faults touch, sorted.
+func (r Record) Sites() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, f := range r.Faults {
+		for _, s := range f.Sites {
+			if !seen[s] {
+				seen[s] = true
+				out = append(out, s)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Summary lists what the record's faults left in place, for a message.
+func (r Record) Summary() string {
+	var out []string
+	for _, f := range r.Faults {
+		out = append(out, f.What)
+	}
+	return strings.Join(out, ", ")
+}
+
+// Journal keeps a drill's faults where every later sitectl command can read them,
+// outside the drill's process: Open before the first fault is injected, Close once
+// every fault is removed. A record left behind is what `sitectl drill heal` removes.
+type Journal interface {
+	// Open records the faults; an error stops the drill before it injects anything.
+	Open(ctx context.Context, r Record) error
+	// Close stops keeping the record up to date and removes it, unless keep (a
+	// fault is still in place: the record stays for `sitectl drill heal`).
+	Close(ctx context.Context, keep bool) error
+}
+
+// Record describes the cut for the Journal.
+func (f LinkFault) Record(context.Context) (FaultRecord, error) {
+	return FaultRecord{Kind: RecordLink, What: "tunnel " + f.Link.Name() + " cut", Sites: []string{f.Link.A, f.Link.B}, Link: f.Link.Name()}, nil
 }

@@ -23,20 +23,45 @@ type healer struct {
 	prog     *progress.Printer
 	sleep    func(time.Duration)
 
+	// journal, when set, holds the record of the faults: closed once every fault
+	// is removed and replication resynced, kept when a removal failed.
+	journal Journal
+
 	mu      sync.Mutex
 	pending []Fault
+	times   []FaultTime // one per pending fault
 	done    bool
 	results []HealResult
 	// removedAt is when the last fault was removed (before the replication resync).
 	removedAt time.Time
+	// recordErr says why the fault record could not be removed (or that it was
+	// kept because a fault is still in place).
+	recordErr string
 }
 
 // arm registers a fault for removal; call it before Inject, so a fault injected
-// half-way (the SA deleted but the call not returned) is still removed.
-func (h *healer) arm(f Fault) {
+// half-way (the SA deleted but the call not returned) is still removed. It returns
+// the fault's index for injected.
+func (h *healer) arm(f Fault, asked time.Time) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.pending = append(h.pending, f)
+	h.times = append(h.times, FaultTime{Fault: f.Name(), Asked: asked})
+	return len(h.pending) - 1
+}
+
+// injected notes when fault i took effect.
+func (h *healer) injected(i int, at time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.times[i].InEffect = at
+}
+
+// faultTimes returns each armed fault's life so far.
+func (h *healer) faultTimes() []FaultTime {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]FaultTime(nil), h.times...)
 }
 
 // healAll heals every armed link, retrying each up to HealAttempts times with growing
@@ -53,6 +78,7 @@ func (h *healer) healAll(parent context.Context) []HealResult {
 		f := h.pending[i]
 		_, removed := f.Events()
 		res := HealResult{Link: f.Name()}
+		h.times[i].RemoveAsked = h.rec.now()
 		end := h.prog.Step("%s %s", removed, f.Name())
 		var err error
 		backoff := h.settings.HealBackoff
@@ -78,7 +104,7 @@ func (h *healer) healAll(parent context.Context) []HealResult {
 				f.Name(), res.Attempts, err, f.Manual())
 		} else {
 			res.Healed = true
-			h.rec.event(removed, f.Name(), fmt.Sprintf("%s (%d tr%s)", removed, res.Attempts, plural(res.Attempts, "y", "ies")))
+			h.times[i].Removed = h.rec.event(removed, f.Name(), fmt.Sprintf("%s (%d tr%s)", removed, res.Attempts, plural(res.Attempts, "y", "ies")))
 		}
 		h.results = append(h.results, res)
 	}
@@ -86,8 +112,44 @@ func (h *healer) healAll(parent context.Context) []HealResult {
 	if h.resync != nil && len(h.pending) > 0 && !healFailed(h.results) {
 		h.results = append(h.results, h.resyncReplication(base))
 	}
+	h.closeJournal(base)
 	return h.results
 }
+
+// closeJournal forgets the fault record once everything is back; a record of a
+// fault still in place stays for `sitectl drill heal`.
+func (h *healer) closeJournal(base context.Context) {
+	if h.journal == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(base, h.settings.HealTimeout)
+	defer cancel()
+	if healFailed(h.results) {
+		_ = h.journal.Close(ctx, true)
+		h.recordErr = "the fault record stays in the swarm until `sitectl drill heal` removes what is left"
+		h.prog.Warnf("%s", h.recordErr)
+		return
+	}
+	if err := h.journal.Close(ctx, false); err != nil {
+		h.recordErr = fmt.Sprintf("every fault was removed but its record could not be: %v; run `sitectl drill heal` to clear it", err)
+		h.prog.Warnf("%s", h.recordErr)
+	}
+}
+
+// HealLeft removes faults a drill left behind (its process is gone), the way a
+// drill removes its own: newest first, each with retries and fresh contexts, then
+// the replication resync when resync is set. It returns one result per fault (and
+// the resync's).
+func HealLeft(ctx context.Context, faults []Fault, resync Resyncer, obs Observer, s Settings, prog *progress.Printer) []HealResult {
+	h := &healer{resync: resync, obs: obs, settings: s.withDefaults(), rec: &recorder{now: time.Now}, prog: prog, sleep: time.Sleep}
+	for _, f := range faults {
+		h.arm(f, time.Time{})
+	}
+	return h.healAll(ctx)
+}
+
+// Healed reports whether every result healed.
+func Healed(rs []HealResult) bool { return !healFailed(rs) }
 
 // ResyncName is the heal entry of the replication resync.
 const ResyncName = "replication resync"

@@ -48,7 +48,7 @@ func TestHealUsesAFreshContextAndRetries(t *testing.T) {
 	var out bytes.Buffer
 	var slept []time.Duration
 	h := newHealer(&out, &slept)
-	h.arm(LinkFault{Cutter: c, Link: doualaCloud})
+	h.arm(LinkFault{Cutter: c, Link: doualaCloud}, time.Now())
 	res := h.healAll(parent)
 	if len(res) != 1 || !res[0].Healed || res[0].Attempts != 3 || calls != 3 {
 		t.Fatalf("results %+v after %d calls, want healed on try 3", res, calls)
@@ -69,8 +69,8 @@ func TestHealFailureIsLoud(t *testing.T) {
 	var out bytes.Buffer
 	var slept []time.Duration
 	h := newHealer(&out, &slept)
-	h.arm(LinkFault{Cutter: c, Link: doualaCloud})
-	h.arm(LinkFault{Cutter: c, Link: sites.Link{A: "yaounde", B: "cloud"}})
+	h.arm(LinkFault{Cutter: c, Link: doualaCloud}, time.Now())
+	h.arm(LinkFault{Cutter: c, Link: sites.Link{A: "yaounde", B: "cloud"}}, time.Now())
 	res := h.healAll(context.Background())
 	if !healFailed(res) || len(res) != 2 || res[0].Attempts != 4 || res[0].Error == "" {
 		t.Fatalf("results %+v, want both links failed after 4 tries", res)
@@ -104,8 +104,8 @@ func TestHealSurvivesAPanickingFault(t *testing.T) {
 	var out bytes.Buffer
 	var slept []time.Duration
 	h := newHealer(&out, &slept)
-	h.arm(LinkFault{Cutter: ok, Link: doualaCloud})
-	h.arm(LinkFault{Cutter: bad, Link: sites.Link{A: "yaounde", B: "cloud"}})
+	h.arm(LinkFault{Cutter: ok, Link: doualaCloud}, time.Now())
+	h.arm(LinkFault{Cutter: bad, Link: sites.Link{A: "yaounde", B: "cloud"}}, time.Now())
 	res := h.healAll(context.Background())
 	if !healed {
 		t.Fatal("the fault armed before the panicking one was not healed")

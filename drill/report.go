@@ -43,10 +43,13 @@ type LagSample struct {
 
 // WriteStats counts one site's writes during the drill.
 type WriteStats struct {
-	Site       string    `json:"site"`
-	Attempted  int       `json:"attempted"`
-	Acked      int       `json:"acked"`
-	Failed     int       `json:"failed"`
+	Site      string `json:"site"`
+	Attempted int    `json:"attempted"`
+	Acked     int    `json:"acked"`
+	Failed    int    `json:"failed"`
+	// CutOff counts writes in flight when the window closed or the drill was
+	// interrupted: unacknowledged, but not refused by the site.
+	CutOff     int       `json:"cut_off,omitempty"`
 	FirstError string    `json:"first_error,omitempty"`
 	First      time.Time `json:"first,omitzero"`
 	Last       time.Time `json:"last,omitzero"`
@@ -99,9 +102,111 @@ type Report struct {
 	HealToCaughtUp  *Seconds `json:"heal_to_caught_up_s,omitempty"`
 	HealToConverged *Seconds `json:"heal_to_converged_s,omitempty"`
 
+	// Window is when the faults were asked for, in effect and removed; Faults is
+	// each fault's own life.
+	Window *Window     `json:"fault_window,omitempty"`
+	Faults []FaultTime `json:"faults,omitempty"`
+	// RecordError says why the fault record stayed in the swarm after the drill.
+	RecordError string `json:"record_error,omitempty"`
+
 	Verdict *Verdict `json:"verdict,omitempty"`
 	Error   string   `json:"error,omitempty"`
-	Passed  bool     `json:"passed"`
+	// Interrupted: SIGINT, SIGTERM or --timeout stopped the drill; it healed and
+	// verified nothing, and says nothing about the sites.
+	Interrupted bool `json:"interrupted"`
+	Passed      bool `json:"passed"`
+}
+
+// FaultTime is one fault's life: when the drill asked for it, when it took effect
+// (Inject returned: the tunnel down, the tasks stopped), when the drill asked to
+// remove it and when it was gone. Held, from InEffect to RemoveAsked, is what
+// --duration sets.
+type FaultTime struct {
+	Fault       string    `json:"fault"`
+	Asked       time.Time `json:"asked"`
+	InEffect    time.Time `json:"in_effect,omitzero"`
+	RemoveAsked time.Time `json:"remove_asked,omitzero"`
+	Removed     time.Time `json:"removed,omitzero"`
+	Held        *Seconds  `json:"held_s,omitempty"`
+}
+
+// Window is the drill's faults together: asked (the first asked), in effect (the
+// last in effect: from then on every fault is in place), removal asked (the first
+// removal) and removed (the last gone). Held is InEffect to RemoveAsked: the
+// --duration the drill was asked for, unless it was interrupted.
+type Window struct {
+	Asked       time.Time `json:"asked"`
+	InEffect    time.Time `json:"in_effect,omitzero"`
+	RemoveAsked time.Time `json:"remove_asked,omitzero"`
+	Removed     time.Time `json:"removed,omitzero"`
+	Duration    Seconds   `json:"duration_s"`
+	Held        *Seconds  `json:"held_s,omitempty"`
+}
+
+// faultWindow completes each fault's Held and sums the faults up into the drill's
+// window; nil when no fault was asked for.
+func faultWindow(times []FaultTime, d time.Duration) ([]FaultTime, *Window) {
+	if len(times) == 0 {
+		return nil, nil
+	}
+	out := make([]FaultTime, len(times))
+	w := &Window{Asked: times[0].Asked, Duration: Seconds(d.Seconds())}
+	allIn, allOut := true, true
+	for i, t := range times {
+		if !t.InEffect.IsZero() && !t.RemoveAsked.IsZero() {
+			t.Held = Secs(t.RemoveAsked.Sub(t.InEffect))
+		}
+		out[i] = t
+		if t.Asked.Before(w.Asked) {
+			w.Asked = t.Asked
+		}
+		if t.InEffect.IsZero() {
+			allIn = false
+		} else if t.InEffect.After(w.InEffect) {
+			w.InEffect = t.InEffect
+		}
+		if !t.RemoveAsked.IsZero() && (w.RemoveAsked.IsZero() || t.RemoveAsked.Before(w.RemoveAsked)) {
+			w.RemoveAsked = t.RemoveAsked
+		}
+		if t.Removed.IsZero() {
+			allOut = false
+		} else if t.Removed.After(w.Removed) {
+			w.Removed = t.Removed
+		}
+	}
+	if !allIn {
+		w.InEffect = time.Time{}
+	}
+	if !allOut {
+		w.Removed = time.Time{}
+	}
+	if !w.InEffect.IsZero() && !w.RemoveAsked.IsZero() {
+		w.Held = Secs(w.RemoveAsked.Sub(w.InEffect))
+	}
+	return out, w
+}
+
+// String is the window for the terminal: asked, in effect (+ the time it took),
+// removed, held.
+func (w *Window) String() string {
+	if w == nil {
+		return ""
+	}
+	clock := func(t time.Time) string { return t.UTC().Format("15:04:05.000") }
+	s := "fault asked " + clock(w.Asked)
+	if w.InEffect.IsZero() {
+		return s + ", never fully in effect"
+	}
+	s += fmt.Sprintf(", in effect %s (+%.2fs)", clock(w.InEffect), w.InEffect.Sub(w.Asked).Seconds())
+	if !w.Removed.IsZero() {
+		s += fmt.Sprintf(", removed %s (removal took %.2fs)", clock(w.Removed), w.Removed.Sub(w.RemoveAsked).Seconds())
+	} else {
+		s += ", NOT removed"
+	}
+	if w.Held != nil {
+		s += fmt.Sprintf(": held %.2fs of --duration %gs", float64(*w.Held), float64(w.Duration))
+	}
+	return s
 }
 
 // ReportSetting records the settings the drill ran with.
@@ -119,7 +224,10 @@ func Secs(d time.Duration) *Seconds { s := Seconds(d.Seconds()); return &s }
 // Summary is the one-line outcome for the terminal.
 func (r *Report) Summary() string {
 	verdict := "PASSED"
-	if !r.Passed {
+	switch {
+	case r.Interrupted:
+		verdict = "INTERRUPTED"
+	case !r.Passed:
 		verdict = "FAILED"
 	}
 	s := fmt.Sprintf("drill %s %s", r.Drill, verdict)
@@ -128,7 +236,7 @@ func (r *Report) Summary() string {
 			r.Verdict.Lost, r.Verdict.Duplicated, r.Verdict.Collisions, r.Verdict.WrongSite, r.Verdict.Acked)
 	}
 	if r.HealFailed {
-		s += " — HEAL FAILED, links still cut: run `sitectl tunnels up`"
+		s += " — HEAL FAILED, a fault is still in place: run `sitectl drill heal`"
 	} else if len(r.Heal) > 0 {
 		s += ", healed"
 	}

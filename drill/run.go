@@ -3,6 +3,8 @@ package drill
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/user"
 	"sort"
 	"strings"
 	"sync"
@@ -39,6 +41,9 @@ type Drill struct {
 	Observer Observer
 	Resyncer Resyncer    // optional: re-enable replication after the heal
 	Mongo    []MongoSide // optional: the sites' MongoDB members, one per side
+	// Journal, when set, records the faults before they are injected and forgets
+	// them once they are removed; every fault must then be Recordable.
+	Journal Journal
 
 	Settings Settings
 	Progress *progress.Printer
@@ -94,8 +99,15 @@ func (p *Drill) Run(ctx context.Context) *Report {
 		// Whatever ends the drill, heal what was cut, then seal the report.
 		rep.Heal = h.healAll(ctx)
 		rep.HealFailed = healFailed(rep.Heal)
+		rep.RecordError = h.recordErr
+		rep.Faults, rep.Window = faultWindow(h.faultTimes(), s.Duration)
 		if r := recover(); r != nil {
 			rep.Error = fmt.Sprintf("drill panicked: %v (faults removed: %t)", r, !rep.HealFailed)
+		}
+		if ctx.Err() != nil && !rep.Interrupted && rep.Verdict == nil {
+			// Stopped (SIGINT, SIGTERM, --timeout) in a step that did not say so:
+			// whatever failed there failed because of the interruption.
+			p.interrupted(ctx, rep, rec.event)
 		}
 		rec.into(rep)
 		rep.finish(p.now())
@@ -127,45 +139,80 @@ func (p *Drill) Run(ctx context.Context) *Report {
 		pre = p.writeBefore(ctx, ev)
 	}
 
-	// 2. Inject. Each fault is armed for removal before it is injected.
+	// 2. Record, then inject. Each fault is recorded outside this process and
+	// armed for removal before it is injected.
+	if err := p.record(ctx, h); err != nil {
+		ev(EvError, "", err.Error())
+		rep.Error = err.Error()
+		return rep
+	}
 	cutAt := p.now()
 	for _, f := range p.Faults {
-		h.arm(f)
+		i := h.arm(f, p.now())
 		on, _ := f.Events()
 		end := p.Progress.Step("%s %s", on, f.Name())
 		err := f.Inject(ctx)
 		end(err)
 		if err != nil {
+			if ctx.Err() != nil {
+				p.interrupted(ctx, rep, ev)
+				return rep
+			}
 			ev(EvError, f.Name(), on+": "+err.Error())
 			rep.Error = fmt.Sprintf("%s %s: %v", on, f.Name(), err)
 			return rep
 		}
 		cutAt = ev(on, f.Name(), "")
+		h.injected(i, cutAt)
 	}
+	// The faults last Duration from the moment the last one took effect: the
+	// writes, the probes and the MongoDB writes all happen inside that window and
+	// stop at its end, however slow a site is.
+	until := cutAt.Add(s.Duration)
+	wctx, cancelWindow := context.WithDeadline(ctx, until)
+	defer cancelWindow()
 	if p.Checker != nil {
 		for _, l := range p.Links {
-			up, err := p.Checker.LinkUp(ctx, l)
+			up, err := p.Checker.LinkUp(wctx, l)
 			rep.Observations = append(rep.Observations, Observation{What: "link " + l.Name() + " down during the cut",
 				OK: err == nil && !up, Detail: linkDetail(up, err)})
 		}
 	}
 
-	// 3. Write on every side while the links are cut.
-	attempts, stats := p.write(ctx, s, cutAt, ev)
+	// 3. Write on every side, probe and write to MongoDB, together, while the
+	// faults are in place.
+	var (
+		attempts      []Attempt
+		stats         []WriteStats
+		probed        [][]Observation
+		mongoAttempts []mongoAttempt
+		wg            sync.WaitGroup
+	)
+	probed = make([][]Observation, len(p.Probes))
+	wg.Add(1)
+	go func() { defer wg.Done(); defer p.catch(); attempts, stats = p.write(wctx, s, until, ev) }()
+	for i, pr := range p.Probes {
+		wg.Add(1)
+		go func() { defer wg.Done(); defer p.catch(); probed[i] = pr.Observe(wctx) }()
+	}
+	if len(p.Mongo) > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); defer p.catch(); mongoAttempts = p.writeMongo(wctx, s) }()
+	}
+	wg.Wait()
+	p.rethrow()
+	if err := p.hold(ctx, until); err != nil || ctx.Err() != nil {
+		// Interrupted: what was written or probed so far says nothing about the
+		// sites (a write cancelled by SIGINT is not a site refusing it).
+		rep.Writes = stats
+		p.interrupted(ctx, rep, ev)
+		return rep
+	}
 	rep.Writes = stats
 	attempts = append(pre, attempts...)
 	rep.Observations = append(rep.Observations, p.writeObservations(stats)...)
-	for _, pr := range p.Probes {
-		rep.Observations = append(rep.Observations, pr.Observe(ctx)...)
-	}
-	var mongoAttempts []mongoAttempt
-	if len(p.Mongo) > 0 {
-		mongoAttempts = p.writeMongo(ctx, s)
-	}
-	if err := p.hold(ctx, cutAt.Add(s.Duration)); err != nil {
-		ev(EvInterrupted, "", err.Error())
-		rep.Error = "interrupted during the drill: " + err.Error() + " (faults removed, nothing verified)"
-		return rep
+	for _, o := range probed {
+		rep.Observations = append(rep.Observations, o...)
 	}
 
 	// 4. Heal (the deferred heal then has nothing left to do).
@@ -187,8 +234,12 @@ func (p *Drill) Run(ctx context.Context) *Report {
 		rep.HealToConverged = Secs(p.now().Sub(healAt))
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			p.interrupted(ctx, rep, ev)
+			return rep
+		}
 		rep.Error = err.Error()
-		if holdings == nil || ctx.Err() != nil {
+		if holdings == nil {
 			return rep
 		}
 	}
@@ -240,6 +291,63 @@ func linkDetail(up bool, err error) string {
 		return "the link still reports up: the cut did not take"
 	}
 	return "no SA installed"
+}
+
+// record reads what every fault will have to put back and keeps it in the Journal
+// before anything is injected.
+func (p *Drill) record(ctx context.Context, h *healer) error {
+	if p.Journal == nil {
+		return nil
+	}
+	r := Record{Run: p.RunID, Drill: p.Kind, Env: p.Topo.Env, Site: p.Site, Started: p.now(), PID: os.Getpid()}
+	r.Host, _ = os.Hostname()
+	who := "unknown"
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	r.Owner = fmt.Sprintf("%s@%s pid %d", who, r.Host, r.PID)
+	for _, f := range p.Faults {
+		rf, ok := f.(Recordable)
+		if !ok {
+			return fmt.Errorf("record the faults before injecting them: %s cannot be recorded; nothing was injected", f.Name())
+		}
+		fr, err := rf.Record(ctx)
+		if err != nil {
+			return fmt.Errorf("read %s before injecting it: %w; nothing was injected", f.Name(), err)
+		}
+		r.Faults = append(r.Faults, fr)
+	}
+	end := p.Progress.Step("record the fault(s) in the swarm of %s", strings.Join(r.Sites(), ", "))
+	err := p.Journal.Open(ctx, r)
+	end(err)
+	if err != nil {
+		return fmt.Errorf("record the faults before injecting them: %w; nothing was injected", err)
+	}
+	h.journal = p.Journal
+	return nil
+}
+
+// interrupted marks the report of a drill SIGINT, SIGTERM or its deadline stopped:
+// the faults are removed (the deferred heal), nothing is verified, and nothing it
+// saw counts against the sites.
+func (p *Drill) interrupted(ctx context.Context, rep *Report, ev func(kind, target, detail string) time.Time) {
+	why := context.Cause(ctx)
+	if why == nil {
+		why = context.Canceled
+	}
+	rep.Interrupted = true
+	ev(EvInterrupted, "", why.Error())
+	rep.Error = "interrupted: " + why.Error() + "; nothing verified"
+	rep.Observations = nil
+	rep.Verdict = nil
+	// A preflight check the interruption cut short is not a site failing it.
+	var kept []Check
+	for _, c := range rep.Preflight {
+		if c.Passed {
+			kept = append(kept, c)
+		}
+	}
+	rep.Preflight = kept
 }
 
 // hold waits until the end of the cut, or ctx.

@@ -21,8 +21,10 @@ func (p *Drill) storeSites() []string {
 }
 
 // write has every site write s.Writes rows, paced over 80% of the cut, and returns
-// every attempt with whether it was acknowledged.
-func (p *Drill) write(ctx context.Context, s Settings, from time.Time, ev func(kind, target, detail string) time.Time) ([]Attempt, []WriteStats) {
+// every attempt with whether it was acknowledged. Writing stops at until, the end
+// of the faults' window (ctx ends then too): a write still in flight then is cut
+// off, neither acknowledged nor failed.
+func (p *Drill) write(ctx context.Context, s Settings, until time.Time, ev func(kind, target, detail string) time.Time) ([]Attempt, []WriteStats) {
 	siteNames := p.storeSites()
 	per := make([][]Attempt, len(siteNames))
 	stats := make([]WriteStats, len(siteNames))
@@ -35,7 +37,7 @@ func (p *Drill) write(ctx context.Context, s Settings, from time.Time, ev func(k
 		go func() {
 			defer wg.Done()
 			defer p.catch()
-			per[i], stats[i] = p.writeSite(ctx, site, s.Writes, interval, from.Add(s.Duration*9/10), 0)
+			per[i], stats[i] = p.writeSite(ctx, site, s.Writes, interval, until, 0)
 		}()
 	}
 	wg.Wait()
@@ -52,7 +54,7 @@ func (p *Drill) write(ctx context.Context, s Settings, from time.Time, ev func(k
 	n, of := 0, 0
 	for _, st := range stats {
 		if !down[st.Site] {
-			n, of = n+st.Attempted-st.Acked, of+st.Attempted
+			n, of = n+st.Failed, of+st.Attempted
 		}
 	}
 	var err error
@@ -61,7 +63,10 @@ func (p *Drill) write(ctx context.Context, s Settings, from time.Time, ev func(k
 	}
 	end(err)
 	for _, st := range stats {
-		switch refused := st.Attempted - st.Acked; {
+		if st.Attempted < s.Writes && st.Failed == 0 {
+			p.Progress.Infof("%s wrote %d of %d row(s) before the fault window closed (--duration %s)", st.Site, st.Attempted, s.Writes, s.Duration)
+		}
+		switch refused := st.Failed; {
 		case !down[st.Site]:
 		case refused > 0:
 			p.Progress.Infof("%s refused %d of %d write(s): its database is down, as the drill intends", st.Site, refused, st.Attempted)
@@ -94,12 +99,14 @@ func (p *Drill) writeSite(ctx context.Context, site string, n int, interval time
 	out := make([]Attempt, 0, n)
 	start := p.now()
 	st.First = start
-	// A healthy site writes all n rows, even when slower than the pacing (the fault
-	// then lasts until it is done); a site whose writes fail stops at the end of
-	// the window instead of spending the drill in write timeouts.
-	for i := 0; i < n && ctx.Err() == nil && (st.Failed == 0 || p.now().Before(stop)); i++ {
+	// Every site writes until it wrote n rows or the window closes, whichever
+	// comes first: a slow site writes fewer rows, it never stretches the fault.
+	for i := 0; i < n && ctx.Err() == nil && p.now().Before(stop); i++ {
 		if wait := start.Add(time.Duration(i) * interval).Sub(p.now()); wait > 0 {
 			p.sleep(wait)
+			if ctx.Err() != nil || !p.now().Before(stop) {
+				break
+			}
 		}
 		k, err := gen.New()
 		if err != nil {
@@ -112,13 +119,17 @@ func (p *Drill) writeSite(ctx context.Context, site string, n int, interval time
 		wctx, cancel := context.WithTimeout(ctx, writeTimeout)
 		err = store.Insert(wctx, row)
 		cancel()
-		if err != nil {
+		switch outcome := classifyWrite(err, ctx.Err()); outcome {
+		case writeCutOff:
+			a.Err = err.Error()
+			st.CutOff++
+		case writeFailed:
 			a.Err = err.Error()
 			st.Failed++
 			if st.FirstError == "" {
 				st.FirstError = err.Error()
 			}
-		} else {
+		default:
 			a.Acked = true
 			st.Acked++
 		}
@@ -135,6 +146,9 @@ func (p *Drill) writeObservations(stats []WriteStats) []Observation {
 	var out []Observation
 	for _, st := range stats {
 		detail := fmt.Sprintf("%d of %d write(s) acknowledged", st.Acked, st.Attempted)
+		if st.CutOff > 0 {
+			detail += fmt.Sprintf(" (%d in flight when the fault window closed)", st.CutOff)
+		}
 		if st.FirstError != "" {
 			detail += "; first error: " + st.FirstError
 		}
@@ -144,7 +158,7 @@ func (p *Drill) writeObservations(stats []WriteStats) []Observation {
 			continue
 		}
 		out = append(out, Observation{What: st.Site + " keeps accepting its own writes",
-			OK: st.Attempted > 0 && st.Acked == st.Attempted, Detail: detail, Required: true})
+			OK: st.Acked > 0 && st.Failed == 0, Detail: detail, Required: true})
 	}
 	return out
 }
@@ -177,4 +191,27 @@ func (p *Drill) writeBefore(ctx context.Context, ev func(kind, target, detail st
 	end(nil)
 	ev(EvWritesEnd, "", fmt.Sprintf("before the fault: %d of %d acknowledged", acked, len(all)))
 	return all
+}
+
+// Write outcomes.
+const (
+	writeAcked  = "acked"
+	writeFailed = "failed"  // the site refused it or did not answer in time
+	writeCutOff = "cut-off" // the drill stopped waiting: its window closed, or it was interrupted
+)
+
+// classifyWrite says what one write's error means, given the error of the drill's
+// context (the fault window's) when the write returned. A write in flight when that
+// context ended (the window closed, SIGINT, SIGTERM, --timeout) proves nothing about
+// the site: it is cut off, not failed, even when the error it got is another one
+// (pgx reports a cancelled query as a closed connection). A write that ran out of
+// its own writeTimeout while the window was open is the site not answering: failed.
+func classifyWrite(err, ctxErr error) string {
+	switch {
+	case err == nil:
+		return writeAcked
+	case ctxErr != nil:
+		return writeCutOff
+	}
+	return writeFailed
 }

@@ -65,6 +65,9 @@ func runDeploy(cmd *cobra.Command, g *globals, o deployOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := g.drillLeftovers(cmd.Context(), topo, selected, true, "deploy"); err != nil {
+		return err
+	}
 	defer deploy.Replication.Close()
 	if saved != nil {
 		if err := checkSaved(cmd, g, topo, selected, saved, o); err != nil {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sitectl/sitectl/drill"
 	"github.com/sitectl/sitectl/drill/live"
+	"github.com/sitectl/sitectl/sites"
 )
 
 type drillOptions struct {
@@ -31,15 +33,124 @@ is in place, ALWAYS removes the fault (on success, on a failing step, on Ctrl-C/
 timeout), waits for replication to converge and verifies that every acknowledged write is
 present exactly once at every site that should hold it. The report goes to stdout (text,
 or --output json) and, with --report, to an HTML page with a timeline. The exit code is 1
-when any check fails. A production environment needs --confirm production.`,
+when any check fails. A production environment needs --confirm production.
+
+The fault lasts --duration from the moment it took effect; the report shows when it was
+asked for, in effect and removed. An interrupted drill says so on stderr in every output
+mode and blames no site. Before injecting, a drill records its faults in the swarm of
+every site they touch: a drill killed before it could heal (SIGKILL) leaves that record,
+plan and status then warn, deploy and drill refuse, and 'sitectl drill heal' removes
+what it left.`,
 	}
 	cmd.AddCommand(
 		newDrillKindCommand(g, "partition", "Cut a site's tunnels, write on both sides, heal, verify", true, false),
 		newDrillKindCommand(g, "cloud-loss", "Cut every tunnel to the hub: the spokes keep serving and writing; heal, verify", false, false),
 		newDrillKindCommand(g, "db-down", "Stop a site's database service, report what fails and what keeps working, restore, verify", true, false),
 		newDrillKindCommand(g, "node-loss", "Drain a swarm node, watch services reschedule, restore, verify", true, true),
+		newDrillHealCommand(g),
 	)
 	return cmd
+}
+
+func newDrillHealCommand(g *globals) *cobra.Command {
+	var sf siteFlags
+	cmd := &cobra.Command{
+		Use:   "heal",
+		Short: "Remove whatever a dead drill left (a cut tunnel, a stopped service, a drained node) and clear its record",
+		Long: `Every drill records its faults in the swarm of each site they touch before it injects them,
+and clears the record once it removed them. A drill that died before that (SIGKILL, a lost
+machine, a heal that failed) leaves the record, and plan and status warn about it while
+deploy and drill refuse to run. heal reads the records in the selected sites' swarms (every
+site by default), removes each recorded fault the way the drill would have (tunnels
+brought up, services scaled back, nodes made active again, then replication resumed),
+and clears the record from every swarm that holds it. Running it again does nothing. It
+refuses a record whose drill still runs (its process exists on this host, or it
+refreshed the record within the last 45 s). Exit code 1 when something is still left.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runDrillHeal(cmd.Context(), g, sf) },
+	}
+	sf.add(cmd, "read drill records from (default: all)")
+	return cmd
+}
+
+func runDrillHeal(ctx context.Context, g *globals, sf siteFlags) error {
+	topo, err := g.loadTopology()
+	if err != nil {
+		return err
+	}
+	selected, err := sf.selectSites(topo, false)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, s := range selected {
+		names = append(names, s.Name)
+	}
+	out, unreadable := live.Heal(ctx, topo, names, g.progress())
+	if out == nil {
+		out = []live.HealOutcome{}
+	}
+	ok, err := g.printStructured(out)
+	if err != nil {
+		return err
+	}
+	var left []string
+	for _, o := range out {
+		if !o.Healed {
+			left = append(left, o.Run)
+		}
+		if ok {
+			continue
+		}
+		if o.Healed {
+			fmt.Fprintf(g.streams.Out, "✓ %s drill run %s (%s): removed %s; record cleared\n", o.Drill, o.Run, o.Owner, o.Left)
+		} else {
+			fmt.Fprintf(g.streams.Out, "✗ %s drill run %s (%s): %s\n", o.Drill, o.Run, o.Owner, o.Error)
+		}
+	}
+	for _, e := range unreadable {
+		fmt.Fprintf(g.streams.Err, "sitectl: could not read drill records: %v\n", e)
+	}
+	if !ok && len(out) == 0 && len(unreadable) == 0 {
+		fmt.Fprintln(g.streams.Out, "nothing to heal: no drill record in the swarms of "+strings.Join(names, ", "))
+	}
+	switch {
+	case len(left) > 0:
+		return &ExitError{Code: 1, Err: fmt.Errorf("still left by a drill: run(s) %s (see above)", strings.Join(left, ", ")), Silent: !ok}
+	case len(unreadable) > 0:
+		return &ExitError{Code: 1, Err: fmt.Errorf("could not read the drill records of %d site(s): what a drill left there is unknown", len(unreadable))}
+	}
+	return nil
+}
+
+// drillLeftovers reads the drill records in the named sites' swarms and says what
+// drills left there: "a drill was killed at T and left: …; run sitectl drill heal"
+// (or that one is running). plan and status only warn, on stderr, so their output
+// stays what it was; deploy and drill (refuse) stop: a deploy would fight a fault
+// a drill holds, a second drill would mix its faults with the first one's. A site
+// whose swarm cannot be read is not reported here: the command reports it its own
+// way.
+func (g *globals) drillLeftovers(ctx context.Context, topo *sites.Topology, selected []*sites.Site, refuse bool, what string) error {
+	var names []string
+	for _, s := range selected {
+		names = append(names, s.Name)
+	}
+	left, _ := live.Leftovers(ctx, topo, names)
+	if len(left) == 0 {
+		return nil
+	}
+	now := time.Now()
+	var msgs []string
+	for _, l := range left {
+		msgs = append(msgs, l.Message(now))
+	}
+	if refuse {
+		return &ExitError{Code: 1, Err: fmt.Errorf("%s refused, nothing was changed: %s", what, strings.Join(msgs, "; "))}
+	}
+	for _, m := range msgs {
+		fmt.Fprintln(g.streams.Err, "sitectl: warning: "+m)
+	}
+	return nil
 }
 
 func newDrillKindCommand(g *globals, kind, short string, needSite, needNode bool) *cobra.Command {
@@ -67,7 +178,7 @@ func newDrillKindCommand(g *globals, kind, short string, needSite, needNode bool
 	if kind == "db-down" {
 		f.StringVar(&o.service, "service", live.DefaultDBService, "the database service to stop")
 	}
-	f.DurationVar(&o.duration, "duration", 60*time.Second, "how long the fault lasts")
+	f.DurationVar(&o.duration, "duration", 60*time.Second, "how long the fault lasts, from the moment it took effect")
 	f.IntVar(&o.writes, "writes", 1000, "rows each site writes during the fault")
 	f.DurationVar(&o.converge, "converge-timeout", 2*time.Minute, "how long to wait for convergence after the heal")
 	f.DurationVar(&o.timeout, "timeout", 0, "abort (and heal) after this long (default: duration + converge-timeout + 2m)")
@@ -86,6 +197,13 @@ func runDrill(ctx context.Context, g *globals, kind string, o *drillOptions) err
 	}
 	if o.writes <= 0 || o.duration <= 0 {
 		return fmt.Errorf("drill %s: --writes and --duration must be positive", kind)
+	}
+	touched, err := topo.Select(live.TouchedSites(topo, kind, o.site)...)
+	if err != nil {
+		return err
+	}
+	if err := g.drillLeftovers(ctx, topo, touched, true, "drill "+kind); err != nil {
+		return err
 	}
 	timeout := o.timeout
 	if timeout <= 0 {
@@ -114,6 +232,14 @@ func runDrill(ctx context.Context, g *globals, kind string, o *drillOptions) err
 	} else {
 		printDrillText(g, rep)
 	}
+	if rep.Interrupted {
+		// Said on stderr whatever the output mode: stdout may be JSON for a program.
+		healed := "the faults were removed"
+		if rep.HealFailed {
+			healed = "HEAL FAILED, a fault is still in place: run `sitectl drill heal`"
+		}
+		fmt.Fprintf(g.streams.Err, "sitectl: drill %s interrupted (%s): %s; nothing was verified\n", kind, context.Cause(ctx), healed)
+	}
 	if !rep.Passed {
 		return &ExitError{Code: 1, Err: fmt.Errorf("%s", rep.Summary()), Silent: true}
 	}
@@ -135,6 +261,12 @@ func writeHTMLReport(path string, rep *drill.Report) error {
 func printDrillText(g *globals, r *drill.Report) {
 	w := g.streams.Out
 	fmt.Fprintln(w, r.Summary())
+	if r.Window != nil {
+		fmt.Fprintln(w, "  "+r.Window.String())
+	}
+	if r.RecordError != "" {
+		fmt.Fprintln(w, "  fault record: "+r.RecordError)
+	}
 	if r.HealFailed {
 		fmt.Fprintln(w, "!!! HEAL FAILED — a fault is still in place:")
 		for _, h := range r.Heal {

@@ -30,3 +30,19 @@ func TestDrillRejectsUnknownSiteAndNode(t *testing.T) {
 		t.Fatalf("partition of an unknown site: %v", err)
 	}
 }
+
+// TestDrillHealCannotReadTheSwarms: heal whose sites' swarms cannot be read says
+// so and exits 1 (it cannot tell that nothing is left); --site and --all exclude
+// each other. (The heal itself runs in drill/live's TestLabDrillHealAfterKill.)
+func TestDrillHealCannotReadTheSwarms(t *testing.T) {
+	dir := exampleConfig(t, nil)
+	_, stderr, err := run(t, nil, "--config-dir", dir, "--env", "dev", "--set", "engine.host=unix:///nonexistent/docker.sock", "drill", "heal", "--site", "douala")
+	if exitCode(err) != 1 || !strings.Contains(err.Error(), "could not read the drill records of 1 site(s)") ||
+		!strings.Contains(stderr, "could not read drill records: site douala: engine unix:///nonexistent/docker.sock does not answer") {
+		t.Fatalf("heal with douala's engine unreachable: %v\n%s", err, stderr)
+	}
+	_, _, err = run(t, nil, "--config-dir", dir, "--env", "dev", "drill", "heal", "--site", "douala", "--all")
+	if err == nil || !strings.Contains(err.Error(), "--site and --all exclude each other") {
+		t.Fatalf("heal --site --all: %v", err)
+	}
+}

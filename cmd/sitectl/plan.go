@@ -120,6 +120,7 @@ func runPlan(cmd *cobra.Command, g *globals, o planOptions) error {
 	if err != nil {
 		return err
 	}
+	_ = g.drillLeftovers(cmd.Context(), topo, selected, false, "plan")
 	p := deploy.Plan(cmd.Context(), topo, selected, deploy.Parts, deploy.Options{Prune: o.prune, Environ: g.environ})
 	p.Prune = o.prune
 	failed := p.Failed()

@@ -29,6 +29,7 @@ sitectl manages runs fewer tasks than it wants or was rolled back or paused.`,
 			if err != nil {
 				return err
 			}
+			_ = g.drillLeftovers(cmd.Context(), topo, selected, false, "status")
 			all := deploy.Status(cmd.Context(), topo, selected, deploy.Options{Environ: g.environ})
 			ok, err := g.printStructured(all)
 			if !ok {

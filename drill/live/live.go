@@ -127,12 +127,17 @@ func Build(ctx context.Context, topo *sites.Topology, o Options) (d *drill.Drill
 	d = &drill.Drill{Kind: o.Kind, Topo: topo, Site: o.Site, Stores: stores, Checker: tun,
 		Observer: &pgdrill.Observer{Specs: pgdrill.TopologyFlows(topo), Pool: sess.Pool},
 		Resyncer: Resync{Topo: topo, Sess: sess}, Settings: o.Settings, Progress: o.Progress}
+	opened := map[string]*client.Client{}
 	siteEngine := func(name string) (*client.Client, error) {
+		if e := opened[name]; e != nil {
+			return e, nil
+		}
 		e, err := engine.ForSite(ctx, topo.Site(name))
 		if err != nil {
 			return nil, fmt.Errorf("%s drill: %s's engine: %w", o.Kind, name, err)
 		}
 		engines = append(engines, e)
+		opened[name] = e
 		return e, nil
 	}
 	needSite := func() (*sites.Site, error) {
@@ -211,6 +216,18 @@ func Build(ctx context.Context, topo *sites.Topology, o Options) (d *drill.Drill
 	default:
 		return nil, nil, fmt.Errorf("unknown drill %q (drills: %v)", o.Kind, Kinds)
 	}
+	// The faults are recorded, before they are injected, in the swarm of every
+	// site they touch (swarmfault.Journal): a drill killed before it healed then
+	// leaves a record the next command reports and `sitectl drill heal` acts on.
+	j := &swarmfault.Journal{Engines: map[string]swarmfault.ConfigEngine{}}
+	for _, name := range recordSites(d) {
+		e, err := siteEngine(name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w (the drill records its faults in the swarm of every site they touch before injecting them)", err)
+		}
+		j.Engines[name] = e
+	}
+	d.Journal = j
 	if o.Mongo && len(d.Links) > 0 {
 		for _, s := range topo.Sites {
 			if !s.HasStack("mongo") || len(s.Mongo.Members) == 0 {
@@ -257,4 +274,45 @@ func nodeNames(s *sites.Site) []string {
 		out = append(out, n.Name)
 	}
 	return slices.Clip(out)
+}
+
+// recordSites are the sites whose swarm holds the drill's record: both ends of every
+// link it cuts, and the site of a swarm fault.
+func recordSites(d *drill.Drill) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(s string) {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	for _, l := range d.Links {
+		add(l.A)
+		add(l.B)
+	}
+	if d.Kind == "db-down" || d.Kind == "node-loss" {
+		add(d.Site)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TouchedSites are the sites whose swarm a drill of kind about site records its
+// faults in (and where a record left by another drill would show): the ends of the
+// links it cuts, or the site of its swarm fault. Unknown kinds and sites give every
+// site (Build then says what is wrong).
+func TouchedSites(topo *sites.Topology, kind, site string) []string {
+	d := &drill.Drill{Kind: kind, Site: site}
+	switch kind {
+	case "partition":
+		d.Links = topo.LinksOf(site)
+	case "cloud-loss":
+		d.Links = topo.LinksOf(topo.Hub)
+	}
+	out := recordSites(d)
+	if len(out) == 0 || (site != "" && topo.Site(site) == nil) {
+		return topo.SiteNames()
+	}
+	return out
 }

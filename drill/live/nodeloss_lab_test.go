@@ -15,6 +15,11 @@ import (
 // tasks move to the app node, the sites keep writing, the node comes back active and
 // no row is lost. (The drill's databases run in the gateway namespaces here, so the
 // drained node holds none of them.)
+// nodeLossDuration is long enough for the lab's swarm, loaded, to move the
+// drained node's tasks within the fault window (the probe reports what ran when
+// the window closed).
+const nodeLossDuration = 30 * time.Second
+
 func nodeLoss(t *testing.T, d *drLab) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -28,7 +33,7 @@ func nodeLoss(t *testing.T, d *drLab) {
 	waitTasks(t, d, manager, "dr-web", 2)
 
 	dr, closeAll, err := Build(ctx, d.topo, Options{Kind: "node-loss", Site: "douala", Node: node,
-		Settings: drill.Settings{Duration: 3 * time.Second, Writes: 100, Converge: time.Minute, Sample: 100 * time.Millisecond}})
+		Settings: drill.Settings{Duration: nodeLossDuration, Writes: 100, Converge: time.Minute, Sample: 100 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,6 +53,15 @@ func nodeLoss(t *testing.T, d *drLab) {
 		t.Fatalf("%s availability after the drill: %q %v", node, out, err)
 	}
 	t.Logf("%s; %s: %s", rep.Summary(), moved.What, moved.Detail)
+	// The drain is held --duration from the moment the node's tasks had stopped,
+	// not stretched by the probe waiting for the tasks to move or by the writes
+	// (before, a 30s node-loss held it 54s).
+	want := nodeLossDuration.Seconds()
+	if w := rep.Window; w == nil || w.Held == nil || float64(*w.Held) < want || float64(*w.Held) > want+2 {
+		t.Errorf("node-loss --duration %s: fault window %+v, want held %gs (+2s)", nodeLossDuration, w, want)
+	} else {
+		t.Logf("FIGURE: node-loss --duration %s: %s", nodeLossDuration, w)
+	}
 
 	eng, err := engine.ForSite(ctx, d.topo.Site("douala"))
 	if err != nil {

@@ -93,6 +93,16 @@ func sigintMidCut(t *testing.T, d *drLab, bin string) {
 	if !strings.Contains(rep.Error, "interrupted") || rep.HealFailed || len(rep.Heal) == 0 || !rep.Heal[0].Healed {
 		t.Fatalf("report after SIGINT: error %q, heal %+v", rep.Error, rep.Heal)
 	}
+	// -o json: stdout is the report, and stderr still says it was interrupted; no
+	// site is blamed for writes the interruption cancelled.
+	if !rep.Interrupted || !strings.Contains(strings.Join(progress, "\n"), "sitectl: drill partition interrupted (interrupt signal received): the faults were removed") {
+		t.Errorf("interrupted drill, -o json: interrupted=%t; stderr:\n%s", rep.Interrupted, strings.Join(progress, "\n"))
+	}
+	for _, o := range rep.Observations {
+		if !o.OK {
+			t.Errorf("interrupted drill reports a failing observation: %s: %s", o.What, o.Detail)
+		}
+	}
 	// The tunnel is up again: status from both gateways, and a TCP connection from
 	// douala's LAN side to cloud's database through it.
 	st, err := tunnels.Status(context.Background(), d.topo, "douala", "cloud")

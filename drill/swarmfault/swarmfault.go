@@ -6,6 +6,7 @@ package swarmfault
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -43,7 +44,10 @@ type ServiceDown struct {
 	saved *uint64 // replicas before Inject
 }
 
-var _ drill.Fault = (*ServiceDown)(nil)
+var (
+	_ drill.Fault      = (*ServiceDown)(nil)
+	_ drill.Recordable = (*ServiceDown)(nil)
+)
 
 // Name is "service postgres_db at douala".
 func (f *ServiceDown) Name() string { return "service " + f.Service + " at " + f.Site }
@@ -62,21 +66,63 @@ func (f *ServiceDown) Manual() string {
 	return fmt.Sprintf("docker service scale %s=%d (on %s's manager)", f.Service, n, f.Site)
 }
 
-// Inject records the replica count, scales to zero and waits for no running task.
-func (f *ServiceDown) Inject(ctx context.Context) error {
+// Record reads the replica count Remove will put back and describes the fault for
+// the drill's journal; Inject then keeps that count.
+func (f *ServiceDown) Record(ctx context.Context) (drill.FaultRecord, error) {
+	n, err := f.replicas(ctx)
+	if err != nil {
+		return drill.FaultRecord{}, err
+	}
+	f.mu.Lock()
+	if f.saved == nil {
+		f.saved = &n
+	}
+	n = *f.saved
+	f.mu.Unlock()
+	return drill.FaultRecord{Kind: drill.RecordService, What: fmt.Sprintf("service %s at %s scaled to 0 (from %d)", f.Service, f.Site, n),
+		Sites: []string{f.Site}, Site: f.Site, Service: f.Service, Replicas: &n}, nil
+}
+
+// ServiceDownFrom is the fault a record describes, ready for Remove: the service
+// scaled back to the recorded replica count.
+func ServiceDownFrom(r drill.FaultRecord, e Engine) (*ServiceDown, error) {
+	if r.Kind != drill.RecordService || r.Service == "" || r.Replicas == nil {
+		return nil, fmt.Errorf("record %q is not a complete service record (service %q, replicas %v)", r.What, r.Service, r.Replicas)
+	}
+	n := *r.Replicas
+	return &ServiceDown{Site: r.Site, Service: r.Service, Engine: e, saved: &n}, nil
+}
+
+// replicas reads the service's replica count, refusing a service db-down cannot
+// stop and start again.
+func (f *ServiceDown) replicas(ctx context.Context) (uint64, error) {
 	svc, err := f.Engine.ServiceInspect(ctx, f.Service, client.ServiceInspectOptions{})
 	if err != nil {
-		return fmt.Errorf("%s: inspect service %s: %w", f.Site, f.Service, err)
+		return 0, fmt.Errorf("%s: inspect service %s: %w", f.Site, f.Service, err)
 	}
 	mode := svc.Service.Spec.Mode.Replicated
 	if mode == nil || mode.Replicas == nil {
-		return fmt.Errorf("%s: service %s is not replicated: db-down scales a replicated service", f.Site, f.Service)
+		return 0, fmt.Errorf("%s: service %s is not replicated: db-down scales a replicated service", f.Site, f.Service)
 	}
-	n := *mode.Replicas
-	if n == 0 {
+	if *mode.Replicas == 0 {
 		// Already down (an earlier drill that could not restore it?): a drill would
 		// "restore" it to zero and call that healed.
-		return fmt.Errorf("%s: service %s already runs 0 replicas; scale it up first (docker service scale %s=1)", f.Site, f.Service, f.Service)
+		return 0, fmt.Errorf("%s: service %s already runs 0 replicas; scale it up first (docker service scale %s=1), or run sitectl drill heal if a drill left it so", f.Site, f.Service, f.Service)
+	}
+	return *mode.Replicas, nil
+}
+
+// Inject records the replica count, scales to zero and waits for no running task.
+func (f *ServiceDown) Inject(ctx context.Context) error {
+	f.mu.Lock()
+	recorded := f.saved != nil
+	f.mu.Unlock()
+	var n uint64
+	if !recorded {
+		var err error
+		if n, err = f.replicas(ctx); err != nil {
+			return err
+		}
 	}
 	f.mu.Lock()
 	if f.saved == nil {
@@ -224,7 +270,10 @@ type NodeDrain struct {
 	saved swarm.NodeAvailability
 }
 
-var _ drill.Fault = (*NodeDrain)(nil)
+var (
+	_ drill.Fault      = (*NodeDrain)(nil)
+	_ drill.Recordable = (*NodeDrain)(nil)
+)
 
 // Name is "node douala-db1".
 func (f *NodeDrain) Name() string { return "node " + f.Node }
@@ -252,6 +301,35 @@ func FindNode(ctx context.Context, e Engine, name string) (swarm.Node, error) {
 	}
 	sort.Strings(names)
 	return swarm.Node{}, fmt.Errorf("no swarm node %q (nodes: %s)", name, strings.Join(names, ", "))
+}
+
+// Record finds the node, reads the availability Remove will put back and
+// describes the fault for the drill's journal; Inject then keeps it.
+func (f *NodeDrain) Record(ctx context.Context) (drill.FaultRecord, error) {
+	n, err := FindNode(ctx, f.Engine, f.Node)
+	if err != nil {
+		return drill.FaultRecord{}, fmt.Errorf("%s: %w", f.Site, err)
+	}
+	f.mu.Lock()
+	if f.id == "" {
+		f.id, f.saved = n.ID, n.Spec.Availability
+	}
+	id, saved := f.id, f.saved
+	f.mu.Unlock()
+	if saved == "" || saved == swarm.NodeAvailabilityDrain {
+		saved = swarm.NodeAvailabilityActive
+	}
+	return drill.FaultRecord{Kind: drill.RecordNode, What: fmt.Sprintf("node %s at %s drained (was %s)", f.Node, f.Site, saved),
+		Sites: []string{f.Site}, Site: f.Site, Node: f.Node, NodeID: id, Availability: string(saved)}, nil
+}
+
+// NodeDrainFrom is the fault a record describes, ready for Remove: the node's
+// recorded availability put back.
+func NodeDrainFrom(r drill.FaultRecord, e Engine) (*NodeDrain, error) {
+	if r.Kind != drill.RecordNode || r.NodeID == "" {
+		return nil, fmt.Errorf("record %q is not a complete node record (node id %q)", r.What, r.NodeID)
+	}
+	return &NodeDrain{Site: r.Site, Node: r.Node, Engine: e, id: r.NodeID, saved: swarm.NodeAvailability(r.Availability)}, nil
 }
 
 // Inject records the node's availability, drains it and waits until none of its
@@ -333,22 +411,64 @@ type Services struct {
 	Except string
 	// Required makes a service that is not fully running fail the drill.
 	Required bool
-	// Settle is how long to wait for services to reschedule before reporting.
+	// Settle is how long to wait for services to reschedule before reporting,
+	// when Observe's context has no deadline (in a drill it reads until the fault
+	// window closes).
 	Settle time.Duration
 }
 
 var _ drill.Probe = (*Services)(nil)
 
 // Observe reports one observation per service.
+//
+// In a drill ctx ends when the fault window closes: the probe reads until then and
+// reports its last read, what still ran as the fault ended (a service whose health
+// check needs the stopped database fails only after its retries). A read is not cut
+// off by the window's end (a loaded manager can take seconds to list the tasks);
+// the probe starts no read it does not expect to finish in the window, judging by
+// the last one. SIGINT (ctx cancelled, not past its deadline) stops a read at once.
+// Without a deadline it reads until everything runs or Settle passed.
 func (p *Services) Observe(ctx context.Context) []drill.Observation {
-	deadline := time.Now().Add(p.Settle)
+	end, windowed := ctx.Deadline()
+	if !windowed {
+		end = time.Now().Add(p.Settle)
+	}
 	for {
-		obs, allOK := p.observe(ctx)
-		if allOK || !time.Now().Before(deadline) || ctx.Err() != nil {
+		t0 := time.Now()
+		rctx, cancel := readContext(ctx)
+		obs, allOK := p.observe(rctx)
+		cancel()
+		took := time.Since(t0)
+		if errors.Is(ctx.Err(), context.Canceled) || (!windowed && allOK) || time.Now().Add(took+probeEvery).After(end) {
 			return obs
 		}
-		time.Sleep(poll)
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return obs
+			}
+		case <-time.After(probeEvery):
+		}
 	}
+}
+
+// probeEvery is how often a probe reads the services during the fault window;
+// probeReadTimeout bounds one read.
+const (
+	probeEvery       = 500 * time.Millisecond
+	probeReadTimeout = 15 * time.Second
+)
+
+// readContext is a context for one read that outlives ctx's deadline (bounded by
+// probeReadTimeout) but not its cancellation.
+func readContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), probeReadTimeout)
+	stop := context.AfterFunc(ctx, func() {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			cancel()
+		}
+	})
+	return rctx, func() { stop(); cancel() }
 }
 
 func (p *Services) observe(ctx context.Context) ([]drill.Observation, bool) {

@@ -2,6 +2,7 @@ package swarmfault
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -199,4 +200,39 @@ func TestNodeDrainWaitsForTheNodesTasks(t *testing.T) {
 			t.Fatalf("draining a node that is down: %v", err)
 		}
 	})
+}
+
+// slowManager is a manager that takes 300ms to list its services (a loaded lab).
+type slowManager struct{ *swarmState }
+
+func (s slowManager) ServiceList(ctx context.Context, _ client.ServiceListOptions) (client.ServiceListResult, error) {
+	select {
+	case <-ctx.Done():
+		return client.ServiceListResult{}, ctx.Err()
+	case <-time.After(300 * time.Millisecond):
+	}
+	n := uint64(1)
+	return client.ServiceListResult{Items: []swarm.Service{{ID: "svc", Spec: swarm.ServiceSpec{Annotations: swarm.Annotations{Name: "api"},
+		Mode: swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &n}}}}}}, nil
+}
+
+// TestServicesProbeInAShortWindow: the fault window closing in the middle of a slow
+// read does not turn the read into "context deadline exceeded": the read finishes
+// and reports what ran; SIGINT stops it at once.
+func TestServicesProbeInAShortWindow(t *testing.T) {
+	m := slowManager{newSwarm(0, task("t1", "n-ready", swarm.TaskStateRunning))}
+	p := &Services{Site: "douala", Engine: m, Required: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	obs := p.Observe(ctx)
+	if len(obs) != 1 || !obs[0].OK || obs[0].What != "douala: api keeps running" {
+		t.Fatalf("observations %+v, want the api running", obs)
+	}
+	ictx, interrupt := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, interrupt)
+	// The read is cancelled, not finished: a finished one would say the api runs.
+	obs = p.Observe(ictx)
+	if len(obs) != 1 || obs[0].OK || !strings.Contains(obs[0].Detail, "context canceled") {
+		t.Fatalf("interrupted probe returned %+v, want the cancelled read", obs)
+	}
 }
