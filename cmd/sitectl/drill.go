@@ -69,7 +69,7 @@ refreshed the record within the last 45 s). Exit code 1 when something is still 
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDrillHeal(cmd.Context(), g, sf) },
 	}
-	sf.add(cmd, "read drill records from (default: all)")
+	sf.add(cmd, "read drill records from", false)
 	return cmd
 }
 
@@ -78,7 +78,7 @@ func runDrillHeal(ctx context.Context, g *globals, sf siteFlags) error {
 	if err != nil {
 		return err
 	}
-	selected, err := sf.selectSites(topo, false)
+	selected, err := sf.selectSites(topo)
 	if err != nil {
 		return err
 	}
