@@ -372,3 +372,7 @@ var siteLeafKeys = func() map[string]string {
 	leafKeys(siteType, "", m)
 	return m
 }()
+
+// Closest returns the candidate nearest to s, or "" when none is near enough to be a
+// likely misspelling. Stacks use it to suggest the value a misspelt key meant.
+func Closest(s string, candidates []string) string { return closest(s, candidates) }

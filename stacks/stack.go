@@ -6,8 +6,10 @@ package stacks
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"text/template"
@@ -82,6 +84,31 @@ func Values(in Input, stack string, defaults map[string]any) map[string]any {
 		out[k] = v
 	}
 	return out
+}
+
+// CheckValues refuses every key of the site's values.<stack> that names none of the
+// stack's settings (the keys of defaults), suggesting the closest: a misspelt key
+// would otherwise be ignored and its default used without a word.
+func CheckValues(in Input, stack string, defaults map[string]any) error {
+	known := slices.Sorted(maps.Keys(defaults))
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(in.Site.Values[stack])) {
+		if _, ok := defaults[k]; ok {
+			continue
+		}
+		key := "values." + stack + "." + k
+		msg := fmt.Sprintf("site %s: %s names no setting of stack %s", in.Site.Name, key, stack)
+		if in.Topo != nil {
+			msg += " (set in " + in.Topo.Origin(in.Site.Name, key) + ")"
+		}
+		if c := sites.Closest(k, known); c != "" {
+			msg += "; did you mean values." + stack + "." + c + "?"
+		} else {
+			msg += "; settings: " + strings.Join(known, ", ")
+		}
+		errs = append(errs, errors.New(msg))
+	}
+	return errors.Join(errs...)
 }
 
 // TemplateData is what compose templates see.

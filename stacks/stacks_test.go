@@ -347,3 +347,19 @@ func TestDependsOn(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckValues(t *testing.T) {
+	site := &sites.Site{Name: "douala", Values: map[string]map[string]any{"x": {"replicas": 2, "helth_path": "/h"}}}
+	defaults := map[string]any{"replicas": 1, "health_path": "/healthz"}
+	err := stacks.CheckValues(stacks.Input{Site: site}, "x", defaults)
+	if err == nil || !strings.Contains(err.Error(), "values.x.helth_path names no setting of stack x; did you mean values.x.health_path?") {
+		t.Fatalf("misspelt key: %v", err)
+	}
+	if strings.Contains(err.Error(), "values.x.replicas") {
+		t.Fatalf("a known key refused: %v", err)
+	}
+	delete(site.Values["x"], "helth_path")
+	if err := stacks.CheckValues(stacks.Input{Site: site}, "x", defaults); err != nil {
+		t.Fatalf("known keys refused: %v", err)
+	}
+}

@@ -18,11 +18,11 @@ var sitePrefixRE = regexp.MustCompile(`^(site [a-z0-9-]+: )+`)
 
 // setInRE is the "(set in FILE)" a stack's message carries (the problem's source
 // says it).
-var setInRE = regexp.MustCompile(` \(set in [^)]*\)`)
+var setInRE = regexp.MustCompile(` \(set in (?:[^()]|\([^()]*\))*\)`)
 
 // nestedRE is how the monitoring stack wraps another stack's render error (it
 // renders every stack to count their replicas).
-var nestedRE = regexp.MustCompile(`desired replicas of (\S+) at ([a-z0-9-]+):`)
+var nestedRE = regexp.MustCompile(`(?:desired replicas of (\S+)|(kong) targets) at ([a-z0-9-]+):`)
 
 // stackProblems checks every site's stack values (values.<stack>.*) by the stacks'
 // own rules: each stack the site runs is rendered (in memory; nothing is written
@@ -53,7 +53,7 @@ func stackProblems(topo *sites.Topology) sites.Problems {
 	}
 	for _, f := range fails {
 		// The same refusal seen again through another stack: reported once.
-		if m := nestedRE.FindStringSubmatch(f.err.Error()); m != nil && failed[m[2]+"/"+m[1]] {
+		if m := nestedRE.FindStringSubmatch(f.err.Error()); m != nil && failed[m[3]+"/"+m[1]+m[2]] {
 			continue
 		}
 		ps = append(ps, stackProblem(topo, f.site, f.stack, f.err))

@@ -90,6 +90,9 @@ type Variant struct {
 // Render renders the compose file for in.Site.
 func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 	s := in.Site
+	if err := stacks.CheckValues(in, Name, Defaults); err != nil {
+		return stacks.Rendered{}, err
+	}
 	vals := stacks.Values(in, Name, Defaults)
 	replicas, err := toInt(vals["replicas"])
 	if err != nil || replicas < 0 {

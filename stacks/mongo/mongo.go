@@ -75,6 +75,9 @@ const PasswordSecret = "mongo-password"
 
 // Render renders the compose file for in.Site.
 func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
+	if err := stacks.CheckValues(in, Name, Defaults); err != nil {
+		return stacks.Rendered{}, err
+	}
 	vals := stacks.Values(in, Name, Defaults)
 	extra, err := build(in.Site, vals)
 	if err != nil {

@@ -55,6 +55,9 @@ type Extra struct {
 
 // Render renders the compose file for in.Site.
 func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
+	if err := stacks.CheckValues(in, Name, Defaults); err != nil {
+		return stacks.Rendered{}, err
+	}
 	vals := stacks.Values(in, Name, Defaults)
 	extra := Extra{Major: 15, Settings: ServerSettings(in.Topo, in.Site), Constraints: []string{Placement(in.Site, fmt.Sprint(vals["constraint"]))}}
 	retry, err := time.ParseDuration(fmt.Sprint(vals["health_retry"]))

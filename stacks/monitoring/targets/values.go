@@ -3,6 +3,7 @@ package targets
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -18,15 +19,69 @@ type Values struct {
 	topo  *sites.Topology
 	m     map[string]any
 	errs  []error
+	// read holds every path a getter asked for: a key of the site's values that no
+	// getter asked for names no setting of the stack (Err reports it).
+	read map[string]bool
 }
 
 // ValuesOf returns the reader of site's values.<stack>.
 func ValuesOf(topo *sites.Topology, site *sites.Site, stack string) *Values {
-	return &Values{stack: stack, site: site, topo: topo, m: site.Values[stack]}
+	return &Values{stack: stack, site: site, topo: topo, m: site.Values[stack], read: map[string]bool{}}
 }
 
-// Err returns every wrong value met so far, or nil.
-func (v *Values) Err() error { return errors.Join(v.errs...) }
+// Err returns every wrong value met so far, and every key of the site's
+// values.<stack> that names no setting (no getter asked for it), or nil. Call it
+// after every getter of the stack's settings has run.
+func (v *Values) Err() error {
+	errs := v.errs
+	known := make([]string, 0, len(v.read))
+	for p := range v.read {
+		known = append(known, p)
+	}
+	sort.Strings(known)
+	for _, p := range leafPaths("", v.m) {
+		if v.read[p] || v.readBelow(p) {
+			continue
+		}
+		key := "values." + v.stack + "." + p
+		msg := fmt.Sprintf("site %s: %s names no setting of stack %s", v.site.Name, key, v.stack)
+		if v.topo != nil {
+			msg += " (set in " + v.topo.Origin(v.site.Name, key) + ")"
+		}
+		if c := sites.Closest(p, known); c != "" {
+			msg += "; did you mean values." + v.stack + "." + c + "?"
+		} else {
+			msg += "; settings: " + strings.Join(known, ", ")
+		}
+		errs = append(errs, errors.New(msg))
+	}
+	return errors.Join(errs...)
+}
+
+// readBelow reports whether a getter asked for a path inside p (p is a map the
+// stack reads key by key) or p inside a path asked for (a list or map read whole).
+func (v *Values) readBelow(p string) bool {
+	for r := range v.read {
+		if strings.HasPrefix(p, r+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// leafPaths lists the dotted paths of m's values that are not maps.
+func leafPaths(prefix string, m map[string]any) []string {
+	var out []string
+	for k, val := range m {
+		if sub, ok := val.(map[string]any); ok && len(sub) > 0 {
+			out = append(out, leafPaths(prefix+k+".", sub)...)
+			continue
+		}
+		out = append(out, prefix+k)
+	}
+	sort.Strings(out)
+	return out
+}
 
 func (v *Values) bad(path string, raw any, want string) {
 	key := "values." + v.stack + "." + path
@@ -38,6 +93,9 @@ func (v *Values) bad(path string, raw any, want string) {
 }
 
 func (v *Values) lookup(path string) (any, bool) {
+	if v.read != nil {
+		v.read[path] = true
+	}
 	var cur any = v.m
 	for _, p := range strings.Split(path, ".") {
 		mm, ok := cur.(map[string]any)
