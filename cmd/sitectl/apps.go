@@ -1,0 +1,42 @@
+package main
+
+import (
+	"slices"
+
+	"github.com/sitectl/sitectl/internal/apps"
+	"github.com/sitectl/sitectl/sites"
+)
+
+// appsDirectory is the apps directory in effect: --apps-dir, SITECTL_APPS_DIR, or
+// <config-dir>/../apps.
+func (g *globals) appsDirectory() string {
+	if g.appsDir != "" {
+		return g.appsDir
+	}
+	return apps.DefaultDir(g.configDir)
+}
+
+// knownStacks are the names values.<name> may key: the built-in stacks and the
+// app folders (an unreadable apps dir is reported by withApps).
+func (g *globals) knownStacks() []string {
+	names, _ := apps.Names(g.appsDirectory())
+	out := slices.Clone(sites.KnownStacks)
+	for _, n := range names {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// withApps reads and validates the apps for topo's environment and puts them on
+// topo; their problems come back as sites.Problems.
+func (g *globals) withApps(topo *sites.Topology) error {
+	list, ps := apps.Load(apps.Options{Dir: g.appsDirectory(), Topo: topo, Environ: g.environ})
+	if len(ps) > 0 {
+		return ps
+	}
+	topo.Apps = list
+	return nil
+}
