@@ -219,7 +219,9 @@ func loadApp(c *collector, opts Options, name string) *sites.App {
 		a.Service = svc.Name
 	}
 	checkPaths(c, rel, a, d)
+	sitesBefore := len(c.ps)
 	runs := selectSites(c, rel, topo, d.Sites)
+	sitesOK := len(c.ps) == sitesBefore
 	for i, r := range d.Routes {
 		key := fmt.Sprintf("%s.routes[%d]", Extension, i)
 		at := r.At
@@ -233,7 +235,7 @@ func loadApp(c *collector, opts Options, name string) *sites.App {
 			c.errf(rel, "", key+".at", "%q: allowed: local (every site that runs the app serves it) or hub (spokes forward it to the hub)", r.At)
 		case a.Port == 0:
 			c.errf(rel, "", Extension+".port", "the app has routes but no port: set %s.port to the container port %s listens on", Extension, a.Service)
-		case at == sites.RouteHub && topo.Hub != "" && !slices.Contains(runs, topo.Hub):
+		case at == sites.RouteHub && sitesOK && topo.Hub != "" && !slices.Contains(runs, topo.Hub):
 			c.errf(rel, "", key+".at", "route %s is forwarded to the hub %s, which does not run the app (it runs at %s): add %s to %s.sites or serve the route locally", r.Path, topo.Hub, strings.Join(runs, ", "), topo.Hub, Extension)
 		}
 		a.Routes = append(a.Routes, sites.AppRoute{Path: r.Path, Hosts: r.Hosts, At: at})
@@ -241,7 +243,7 @@ func loadApp(c *collector, opts Options, name string) *sites.App {
 	for sn := range d.Site {
 		if topo.Site(sn) == nil {
 			c.errf(rel, "", Extension+".site."+sn, "%q is not a site (sites: %s)", sn, strings.Join(topo.SiteNames(), ", "))
-		} else if !slices.Contains(runs, sn) {
+		} else if sitesOK && !slices.Contains(runs, sn) {
 			c.errf(rel, sn, Extension+".site."+sn, "site %s does not run the app (it runs at %s): add it to %s.sites or drop these settings", sn, strings.Join(runs, ", "), Extension)
 		}
 	}
@@ -256,12 +258,27 @@ func loadApp(c *collector, opts Options, name string) *sites.App {
 	if svc == nil || len(c.ps) > before {
 		return nil
 	}
+	unpinned := map[string][]string{} // problem → sites
+	var order []string
 	for _, sn := range runs {
 		site := topo.Site(sn)
-		as, ok := resolve(c, rel, topo, site, a, d, svc)
-		if ok {
-			a.Sites[sn] = as
+		as, from, ok := resolve(c, rel, topo, site, a, d, svc)
+		if !ok {
+			continue
 		}
+		a.Sites[sn] = as
+		if topo.Env == "production" {
+			if msg := productionImage(as.Image); msg != "" {
+				k := fmt.Sprintf("image %q (from %s): %s", as.Image, from, msg)
+				if unpinned[k] == nil {
+					order = append(order, k)
+				}
+				unpinned[k] = append(unpinned[k], sn)
+			}
+		}
+	}
+	for _, k := range order {
+		c.errf(rel, "", Extension+".image", "%s at %s; production deploys only a pinned image: set %s.image.production (or values.%s.image) to a versioned tag or a digest", k, strings.Join(unpinned[k], ", "), Extension, a.Name)
 	}
 	if len(c.ps) > before {
 		return nil
@@ -382,10 +399,14 @@ func checkSecrets(c *collector, rel string, topo *sites.Topology, runs []string,
 			c.errf(rel, "", "secrets."+key, "an inline secret: its value would come from %q in the app folder; name a site secret instead (file: secrets/<name>, with secrets.<name>: {env: VAR} or {file: path} in the site config) or make it external", file)
 			continue
 		}
+		var lacking []string
 		for _, sn := range runs {
 			if _, ok := topo.Site(sn).Secrets[name]; !ok {
-				c.errf(rel, sn, "secrets."+key, "site %s has no secret %q: add secrets.%s ({env: VAR} or {file: path}) to its config", sn, name, name)
+				lacking = append(lacking, sn)
 			}
+		}
+		if len(lacking) > 0 {
+			c.errf(rel, "", "secrets."+key, "%s has no secret %q: add secrets.%s ({env: VAR} or {file: path}) to its config (defaults.yaml for every site)", sitesPhrase(lacking), name, name)
 		}
 	}
 	for _, s := range cfg.Services {
@@ -400,7 +421,7 @@ func checkSecrets(c *collector, rel string, topo *sites.Topology, runs []string,
 
 // resolve layers an app's settings for one site: the compose file, x-sitectl,
 // x-sitectl.site.<site>, x-sitectl.env.<env>, then the site's values.<app>.
-func resolve(c *collector, rel string, topo *sites.Topology, site *sites.Site, a *sites.App, d decl, svc *composetypes.ServiceConfig) (sites.AppSite, bool) {
+func resolve(c *collector, rel string, topo *sites.Topology, site *sites.Site, a *sites.App, d decl, svc *composetypes.ServiceConfig) (sites.AppSite, string, bool) {
 	as := sites.AppSite{Replicas: 1, Image: svc.Image}
 	imageFrom := rel + ": services." + svc.Name + ".image"
 	if svc.Deploy.Replicas != nil {
@@ -421,7 +442,7 @@ func resolve(c *collector, rel string, topo *sites.Topology, site *sites.Site, a
 		}
 	default:
 		c.errf(rel, "", Extension+".image", "must be an image reference or a map of environment (or default) to reference, not %T", d.Image)
-		return as, false
+		return as, imageFrom, false
 	}
 	for _, o := range []struct {
 		ov  overrides
@@ -445,29 +466,30 @@ func resolve(c *collector, rel string, topo *sites.Topology, site *sites.Site, a
 			n, err := strconv.Atoi(fmt.Sprint(vals[k]))
 			if err != nil {
 				c.errf(origin, site.Name, key, "%q is not a whole number of replicas", fmt.Sprint(vals[k]))
-				return as, false
+				return as, imageFrom, false
 			}
 			as.Replicas = n
 		default:
 			c.errf(origin, site.Name, key, "unknown key for app %s (allowed: %s)", a.Name, strings.Join(valueKeys, ", "))
-			return as, false
+			return as, imageFrom, false
 		}
 	}
 	if as.Replicas < 0 {
 		c.errf(rel, site.Name, Extension+".replicas", "%d replicas at %s: must be 0 or more", as.Replicas, site.Name)
-		return as, false
+		return as, imageFrom, false
 	}
 	if as.Image == "" {
 		c.errf(rel, site.Name, "services."+svc.Name+".image", "no image for %s at %s: set the service's image or %s.image", a.Name, site.Name, Extension)
-		return as, false
+		return as, imageFrom, false
 	}
-	if topo.Env == "production" {
-		if msg := productionImage(as.Image); msg != "" {
-			c.errf(rel, site.Name, Extension+".image", "image %q (from %s) at %s: %s; production deploys only a pinned image: set %s.image.production (or values.%s.image) to a versioned tag or a digest", as.Image, imageFrom, site.Name, msg, Extension, a.Name)
-			return as, false
-		}
+	return as, imageFrom, true
+}
+
+func sitesPhrase(list []string) string {
+	if len(list) == 1 {
+		return "site " + list[0]
 	}
-	return as, true
+	return "sites " + strings.Join(list, ", ")
 }
 
 // productionImage says what makes ref unfit for production ("" if nothing).
@@ -496,6 +518,9 @@ func productionImage(ref string) string {
 // host and path at one site.
 func checkRoutes(c *collector, topo *sites.Topology, list []*sites.App) {
 	type claim struct{ app, file string }
+	type clash struct{ file, key, msg string }
+	clashes := map[clash][]string{}
+	var order []clash
 	builtin := []string{"/api", "/admin"}
 	for _, s := range topo.Sites {
 		claimed := map[string]claim{}
@@ -521,13 +546,20 @@ func checkRoutes(c *collector, topo *sites.Topology, list []*sites.App) {
 						if prev.file != "" {
 							where = "app " + prev.app + " (" + prev.file + ")"
 						}
-						c.errf(a.File, s.Name, fmt.Sprintf("%s.routes[%d].path", Extension, i), "site %s: route %s%s is already claimed by %s; give one of them another path or host", s.Name, h, r.Path, where)
+						k := clash{a.File, fmt.Sprintf("%s.routes[%d].path", Extension, i), fmt.Sprintf("route %s%s is already claimed by %s", h, r.Path, where)}
+						if clashes[k] == nil {
+							order = append(order, k)
+						}
+						clashes[k] = append(clashes[k], s.Name)
 						continue
 					}
 					claimed[k] = claim{app: list[ai].Name, file: a.File}
 				}
 			}
 		}
+	}
+	for _, k := range order {
+		c.errf(k.file, "", k.key, "at %s: %s; give one of them another path or host", sitesPhrase(clashes[k]), k.msg)
 	}
 }
 
