@@ -80,7 +80,8 @@ func TestValuesLayer(t *testing.T) {
 // image, the app network for the routed service; the plain stack file keeps its own
 // service settings.
 func TestRender(t *testing.T) {
-	topo := stacktest.WithApps(t, stacktest.Load(t, "dev"), fixtures)
+	// production: hello's image there is not the one its compose file names.
+	topo := stacktest.WithApps(t, stacktest.Load(t, "production"), fixtures)
 	for _, s := range topo.Sites {
 		files, err := stacks.Tree(context.Background(), stacks.Input{Topo: topo, Site: s}, map[string]string{})
 		if err != nil {
