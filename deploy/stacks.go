@@ -597,7 +597,9 @@ func only(d *stacks.Desired, l *live, names []string) {
 			delete(l.services, name)
 		}
 	}
-	drop := func(o liveObj) bool { return o.Labels[stacks.LabelManaged] == "true" && !keep(o.Labels[stacks.LabelStack]) }
+	drop := func(o liveObj) bool {
+		return o.Labels[stacks.LabelManaged] == "true" && !keep(o.Labels[stacks.LabelStack])
+	}
 	l.secrets = slices.DeleteFunc(l.secrets, drop)
 	l.configs = slices.DeleteFunc(l.configs, drop)
 }
