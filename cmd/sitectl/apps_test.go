@@ -51,6 +51,20 @@ func TestAppsCLI(t *testing.T) {
 		t.Fatalf("stacks render lacks the apps or the --set replicas:\n%s", out)
 	}
 
+	// A config file the app's folder lacks: refused at validate (rendered as deploy would).
+	cfgApp := filepath.Join(appsDir, "cfg", "compose.yaml")
+	if err := os.MkdirAll(filepath.Dir(cfgApp), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgApp, []byte("version: \"3.8\"\nservices:\n  s:\n    image: x/s:1\n    configs: [c]\nconfigs:\n  c:\n    file: ./missing.conf\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = run(t, nil, "config", "validate", "--config-dir", dir, "--apps-dir", appsDir, "--env", "dev")
+	if exitCode(err) != 1 || !strings.Contains(out, cfgApp) || !strings.Contains(out, "missing.conf") {
+		t.Fatalf("an app whose config file is missing: exit %d\n%s", exitCode(err), out)
+	}
+	os.RemoveAll(filepath.Dir(cfgApp))
+
 	hello := filepath.Join(appsDir, "hello", "compose.yaml")
 	b, _ := os.ReadFile(hello)
 	if err := os.WriteFile(hello, []byte(strings.Replace(string(b), "sites: all", "sites: [hub, garoua]", 1)), 0o644); err != nil {

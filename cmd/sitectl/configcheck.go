@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"strings"
@@ -48,6 +49,17 @@ func stackProblems(topo *sites.Topology) sites.Problems {
 			if _, err := st.Render(stacks.Input{Topo: topo, Site: s}); err != nil {
 				fails = append(fails, failure{s.Name, name, err})
 				failed[s.Name+"/"+name] = true
+			}
+		}
+		// Apps: rendered and converted as deploy does (no secret read).
+		for _, a := range topo.AppsAt(s.Name) {
+			in := stacks.Input{Topo: topo, Site: s}
+			r, err := stacks.RenderApp(in, a)
+			if err == nil {
+				_, err = stacks.Convert(context.Background(), in, r, stacks.ConvertOptions{References: true})
+			}
+			if err != nil {
+				ps = append(ps, sites.Problem{Severity: sites.SevError, File: a.File, Site: s.Name, Message: err.Error()})
 			}
 		}
 	}
