@@ -60,7 +60,7 @@ func TestAppsCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, _, err = run(t, nil, "config", "validate", "--config-dir", dir, "--apps-dir", appsDir, "--env", "dev")
-	if exitCode(err) != 1 || !strings.Contains(out, cfgApp) || !strings.Contains(out, "missing.conf") {
+	if exitCode(err) != 1 || !strings.Contains(out, cfgApp) || !strings.Contains(out, "at cloud, douala, yaounde: config c:") || strings.Count(out, "error:") != 1 {
 		t.Fatalf("an app whose config file is missing: exit %d\n%s", exitCode(err), out)
 	}
 	os.RemoveAll(filepath.Dir(cfgApp))

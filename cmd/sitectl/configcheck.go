@@ -36,6 +36,9 @@ func stackProblems(topo *sites.Topology) sites.Problems {
 		err         error
 	}
 	var fails []failure
+	type appFail struct{ file, msg string }
+	appFails := map[appFail][]string{}
+	var appOrder []appFail
 	failed := map[string]bool{}
 	var ps sites.Problems
 	for _, s := range topo.Sites {
@@ -51,7 +54,8 @@ func stackProblems(topo *sites.Topology) sites.Problems {
 				failed[s.Name+"/"+name] = true
 			}
 		}
-		// Apps: rendered and converted as deploy does (no secret read).
+		// Apps: rendered and converted as deploy does (no secret read); the same
+		// refusal at several sites is one problem naming them.
 		for _, a := range topo.AppsAt(s.Name) {
 			in := stacks.Input{Topo: topo, Site: s}
 			r, err := stacks.RenderApp(in, a)
@@ -59,9 +63,17 @@ func stackProblems(topo *sites.Topology) sites.Problems {
 				_, err = stacks.Convert(context.Background(), in, r, stacks.ConvertOptions{References: true})
 			}
 			if err != nil {
-				ps = append(ps, sites.Problem{Severity: sites.SevError, File: a.File, Site: s.Name, Message: err.Error()})
+				k := appFail{a.File, strings.Replace(err.Error(), " for "+s.Name+": ", " at \x00sites\x00: ", 1)}
+				if appFails[k] == nil {
+					appOrder = append(appOrder, k)
+				}
+				appFails[k] = append(appFails[k], s.Name)
 			}
 		}
+	}
+	for _, k := range appOrder {
+		msg := strings.Replace(k.msg, "\x00sites\x00", strings.Join(appFails[k], ", "), 1)
+		ps = append(ps, sites.Problem{Severity: sites.SevError, File: k.file, Message: msg})
 	}
 	for _, f := range fails {
 		// The same refusal seen again through another stack: reported once.
