@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/sitectl/sitectl/internal/apps"
+	"github.com/sitectl/sitectl/internal/golden"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
 	_ "github.com/sitectl/sitectl/stacks/all"
@@ -99,6 +100,7 @@ func TestRender(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			golden.Assert(t, "render/"+s.Name+"-"+a.Name+".yaml", r.Compose)
 			d, err := stacks.Convert(context.Background(), stacks.Input{Topo: topo, Site: s}, r, stacks.ConvertOptions{References: true})
 			if err != nil {
 				t.Fatal(err)
