@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"maps"
 	"slices"
+	"strings"
 
 	"github.com/sitectl/sitectl/internal/apps"
 	"github.com/sitectl/sitectl/sites"
@@ -39,4 +42,26 @@ func (g *globals) withApps(topo *sites.Topology) error {
 	}
 	topo.Apps = list
 	return nil
+}
+
+// appSites returns the app named by --app and the selected sites that run it.
+func (g *globals) appSites(topo *sites.Topology, selected []*sites.Site, name string) (*sites.App, []*sites.Site, error) {
+	a := topo.App(name)
+	if a == nil {
+		var names []string
+		for _, x := range topo.Apps {
+			names = append(names, x.Name)
+		}
+		return nil, nil, fmt.Errorf("--app %q: no such app in %s (apps: %s)", name, g.appsDirectory(), strings.Join(names, ", "))
+	}
+	var at []*sites.Site
+	for _, s := range selected {
+		if _, ok := a.Sites[s.Name]; ok {
+			at = append(at, s)
+		}
+	}
+	if len(at) == 0 {
+		return nil, nil, fmt.Errorf("--app %s: none of the selected sites runs it (it runs at %s; see x-sitectl.sites in %s)", a.Name, strings.Join(slices.Sorted(maps.Keys(a.Sites)), ", "), a.File)
+	}
+	return a, at, nil
 }

@@ -51,6 +51,14 @@ func TestAppsCLI(t *testing.T) {
 		t.Fatalf("stacks render lacks the apps or the --set replicas:\n%s", out)
 	}
 
+	// --app names an app of the apps dir; refused before any engine is reached.
+	for _, cmd := range []string{"plan", "deploy"} {
+		_, _, err := run(t, nil, cmd, "--config-dir", dir, "--apps-dir", appsDir, "--env", "dev", "--all", "--app", "nope")
+		if err == nil || !strings.Contains(err.Error(), `--app "nope": no such app in `+appsDir+" (apps: hello, plain)") {
+			t.Errorf("%s --app nope: %v", cmd, err)
+		}
+	}
+
 	// A config file the app's folder lacks: refused at validate (rendered as deploy would).
 	cfgApp := filepath.Join(appsDir, "cfg", "compose.yaml")
 	if err := os.MkdirAll(filepath.Dir(cfgApp), 0o755); err != nil {

@@ -3,8 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 	"time"
 
@@ -96,22 +94,9 @@ func runDeployApp(cmd *cobra.Command, g *globals, o deployOptions, topo *sites.T
 	if o.plan != "" {
 		return errors.New("--app and --plan exclude each other: a saved plan covers every stack of its sites")
 	}
-	a := topo.App(o.app)
-	if a == nil {
-		var names []string
-		for _, x := range topo.Apps {
-			names = append(names, x.Name)
-		}
-		return fmt.Errorf("--app %q: no such app in %s (apps: %s)", o.app, g.appsDirectory(), strings.Join(names, ", "))
-	}
-	var at []*sites.Site
-	for _, s := range selected {
-		if _, ok := a.Sites[s.Name]; ok {
-			at = append(at, s)
-		}
-	}
-	if len(at) == 0 {
-		return fmt.Errorf("--app %s: none of the selected sites runs it (it runs at %s; see x-sitectl.sites in %s)", a.Name, strings.Join(slices.Sorted(maps.Keys(a.Sites)), ", "), a.File)
+	a, at, err := g.appSites(topo, selected, o.app)
+	if err != nil {
+		return err
 	}
 	results := deploy.Deploy(cmd.Context(), topo, at, []plan.Part{deploy.Stacks}, deploy.Options{
 		Prune: o.prune, ForceUnlock: o.forceUnlock, Environ: g.environ, Progress: g.progress(), Stacks: []string{a.Name}})
