@@ -8,7 +8,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
 	"github.com/sitectl/sitectl/internal/apps"
@@ -176,13 +178,20 @@ func TestLabApps(t *testing.T) {
 			if _, ok := svcs["plain_echo"]; !ok {
 				t.Errorf("%s: plain_echo was pruned", s.Name)
 			}
-			nets, err := c.NetworkList(context.Background(), client.NetworkListOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, n := range nets.Items {
-				if n.Name == "hello_default" {
-					t.Errorf("%s: network hello_default still exists after --prune", s.Name)
+			// The engine may still list the network for a moment while the removed
+			// service's last task is torn down on its node.
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
+				nets, err := c.NetworkList(context.Background(), client.NetworkListOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				left := slices.ContainsFunc(nets.Items, func(n network.Summary) bool { return n.Name == "hello_default" })
+				if !left {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Errorf("%s: network hello_default still exists 30s after deploy --prune", s.Name)
+					break
 				}
 			}
 		}

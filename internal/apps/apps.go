@@ -255,6 +255,9 @@ func loadApp(c *collector, opts Options, name string) *sites.App {
 		}
 	}
 	checkSecrets(c, rel, topo, runs, dict, cfg)
+	if svc != nil && a.MetricsPort > 0 {
+		checkHostPort(c, rel, topo, runs, svc, a)
+	}
 	if svc == nil || len(c.ps) > before {
 		return nil
 	}
@@ -583,4 +586,24 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// checkHostPort refuses start-first updates of a service whose metrics port sitectl
+// publishes in host mode: the new task cannot bind the port the old one holds on
+// its node, so the update never starts where a node runs one task (seen on the lab).
+func checkHostPort(c *collector, rel string, topo *sites.Topology, runs []string, svc *composetypes.ServiceConfig, a *sites.App) {
+	var host []string
+	for _, sn := range runs {
+		if topo.Site(sn).Deploy.PublishMode == "host" {
+			host = append(host, sn)
+		}
+	}
+	if len(host) == 0 {
+		return
+	}
+	for key, uc := range map[string]*composetypes.UpdateConfig{"update_config": svc.Deploy.UpdateConfig, "rollback_config": svc.Deploy.RollbackConfig} {
+		if uc != nil && uc.Order == "start-first" {
+			c.errf(rel, "", "services."+svc.Name+".deploy."+key+".order", "start-first at %s, whose deploy.publish_mode is host: the new task cannot bind the metrics port %d the old one holds on its node; use order: stop-first (or publish_mode: ingress)", sitesPhrase(host), a.MetricsPublished)
+		}
+	}
 }

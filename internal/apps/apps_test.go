@@ -201,6 +201,8 @@ func TestRefusals(t *testing.T) {
 			file: "hello/compose.yaml", key: "x-sitectl.image", msg: "tagged latest"},
 		{name: "production untagged image", env: "production", files: edit("production: registry.example.org/hello:1.4.2", "production: registry.example.org/hello"),
 			file: "hello/compose.yaml", key: "x-sitectl.image", msg: "untagged"},
+		{name: "start-first with a host-mode metrics port", env: "lab", files: edit("order: stop-first", "order: start-first"),
+			file: "hello/compose.yaml", key: "services.web.deploy.update_config.order", msg: "cannot bind the metrics port 19180"},
 		{name: "unknown values key", files: map[string]string{"hello/compose.yaml": string(hello)}, set: []string{"douala:values.hello.replica=2"},
 			file: "flag --set", key: "values.hello.replica", msg: "unknown key for app hello"},
 	} {
