@@ -26,7 +26,8 @@ const appsLabPrefix = "dap"
 // TestLabApps deploys the fixture apps (internal/apps/testdata/apps: hello, with
 // x-sitectl, and plain, a file written for plain `docker stack deploy`) on a lab
 // whose sites run no built-in stack: both converge at every site they declare, a
-// second deploy changes nothing, a new image for hello rolls hello only, and with
+// second deploy changes nothing, a new image for hello rolls hello only (deploy
+// --app plain leaves it pending, deploy --app hello applies it), and with
 // hello's folder removed deploy --prune removes hello and keeps plain.
 func TestLabApps(t *testing.T) {
 	if testing.Short() {
@@ -142,6 +143,21 @@ func TestLabApps(t *testing.T) {
 		for _, st := range steps {
 			if st.Component != "service" || st.Name != "hello_web" || st.Action != plan.Update {
 				t.Errorf("plan changes %s %s %s, want only the hello_web update", st.Action, st.Component, st.Name)
+			}
+		}
+		// deploy --app plain: hello's new image is not applied, plain is unchanged.
+		for _, r := range Deploy(context.Background(), moved, moved.Sites, []plan.Part{Stacks}, Options{Environ: []string{}, Poll: testOpts(t).Poll, Progress: testOpts(t).Progress, Stacks: []string{"plain"}}) {
+			if r.Err() != nil || len(r.Applied) != 0 {
+				t.Errorf("%s: deploy --app plain: applied %v, err %v; want nothing", r.Site, r.Applied, r.Err())
+			}
+		}
+		if p := planOf(t, moved); len(changed(p)) != len(moved.Sites) {
+			t.Errorf("after deploy --app plain, plan %v: hello_web's update should still be pending", changed(p))
+		}
+		// deploy --app hello applies it.
+		for _, r := range Deploy(context.Background(), moved, moved.Sites, []plan.Part{Stacks}, Options{Environ: []string{}, Poll: testOpts(t).Poll, Progress: testOpts(t).Progress, Stacks: []string{"hello"}}) {
+			if r.Err() != nil || len(r.Applied) != 1 || r.Applied[0].Name != "hello_web" {
+				t.Errorf("%s: deploy --app hello: applied %v, err %v; want the hello_web update", r.Site, r.Applied, r.Err())
 			}
 		}
 		deployOK(t, moved)
