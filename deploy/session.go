@@ -61,6 +61,10 @@ type Options struct {
 	Open func(ctx context.Context, s *sites.Site) (Engine, func(), error)
 	// Poll is the convergence poll interval (default 500ms).
 	Poll time.Duration
+	// Stacks, when set, limits the stacks part to these stacks (or apps) and the
+	// site networks: nothing of another stack is planned, changed or pruned
+	// (`sitectl deploy --app`).
+	Stacks []string
 }
 
 func (o Options) environment() map[string]string {

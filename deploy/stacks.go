@@ -76,6 +76,9 @@ func (s *session) planStacks(ctx context.Context) ([]plan.Step, error) {
 			return nil, err
 		}
 	}
+	if len(s.opts.Stacks) > 0 {
+		only(d, l, s.opts.Stacks)
+	}
 	var steps []plan.Step
 	steps = append(steps, s.planNetworks(d, l)...)
 	steps = append(steps, s.planObjects(ComponentSecret, d.Secrets, l.secrets)...)
@@ -565,4 +568,38 @@ func isNotFound(err error) bool {
 func isInUse(err error) bool {
 	m := strings.ToLower(err.Error())
 	return strings.Contains(m, "in use") || strings.Contains(m, "active endpoints")
+}
+
+// only keeps, of what the site's stacks want and what its swarm holds, the objects
+// of the named stacks and the site networks (Options.Stacks).
+func only(d *stacks.Desired, l *live, names []string) {
+	keep := func(stack string) bool { return stack == stacks.SiteStack || slices.Contains(names, stack) }
+	d.Stacks = slices.DeleteFunc(d.Stacks, func(n string) bool { return !keep(n) })
+	d.Networks = slices.DeleteFunc(d.Networks, func(n stacks.Network) bool { return !keep(n.Stack) })
+	d.Secrets = slices.DeleteFunc(d.Secrets, func(o stacks.Object) bool { return !keep(o.Stack) })
+	d.Configs = slices.DeleteFunc(d.Configs, func(o stacks.Object) bool { return !keep(o.Stack) })
+	d.Services = slices.DeleteFunc(d.Services, func(svc stacks.Service) bool { return !keep(svc.Stack) })
+	in := map[string]bool{}
+	for _, svc := range d.Services {
+		in[svc.Name] = true
+	}
+	for i := range d.Services {
+		d.Services[i].DependsOn = slices.DeleteFunc(d.Services[i].DependsOn, func(n string) bool { return !in[n] })
+		d.Services[i].RollsAfter = slices.DeleteFunc(d.Services[i].RollsAfter, func(n string) bool { return !in[n] })
+	}
+	for name, n := range l.networks {
+		if n.Labels[stacks.LabelManaged] == "true" && !keep(n.Labels[stacks.LabelStack]) {
+			delete(l.networks, name)
+		}
+	}
+	for name, svc := range l.services {
+		if svc.Spec.Labels[stacks.LabelManaged] == "true" && !keep(svc.Spec.Labels[stacks.LabelStack]) {
+			delete(l.services, name)
+		}
+	}
+	drop := func(o liveObj) bool {
+		return o.Labels[stacks.LabelManaged] == "true" && !keep(o.Labels[stacks.LabelStack])
+	}
+	l.secrets = slices.DeleteFunc(l.secrets, drop)
+	l.configs = slices.DeleteFunc(l.configs, drop)
 }

@@ -47,7 +47,7 @@ type Options struct {
 // reserved SITECTL_* variables that select things rather than set config keys.
 var reservedEnv = map[string]bool{
 	"SITECTL_CONFIG_DIR": true, "SITECTL_ENV": true, "SITECTL_OUTPUT": true,
-	"SITECTL_SITE": true, "SITECTL_LAB_DIR": true, "SITECTL_LAB_PREFIX": true,
+	"SITECTL_SITE": true, "SITECTL_APPS_DIR": true, "SITECTL_LAB_DIR": true, "SITECTL_LAB_PREFIX": true,
 }
 
 var siteNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)

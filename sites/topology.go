@@ -17,6 +17,8 @@ type Topology struct {
 	Links    []Link   `json:"links"`
 	Flows    []Flow   `json:"replication"`
 	Warnings Problems `json:"warnings,omitempty"`
+	// Apps are the operator's apps (package apps loads them), sorted by name.
+	Apps []*App `json:"apps,omitempty"`
 
 	origins map[string]map[string]string
 	shared  map[string]bool // origins every site shares (defaults, env (all), SITECTL_X, --set k=v)

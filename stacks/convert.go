@@ -113,7 +113,8 @@ type ConvertOptions struct {
 	References bool
 }
 
-// RenderAll renders every stack the site lists, in the site's order: what Build
+// RenderAll renders every stack the site lists, in the site's order, then every
+// app the site runs (RenderApp): what Build
 // converts and `sitectl stacks render` writes.
 func RenderAll(in Input) ([]Rendered, error) {
 	out := make([]Rendered, 0, len(in.Site.Stacks))
@@ -125,6 +126,14 @@ func RenderAll(in Input) ([]Rendered, error) {
 		r, err := st.Render(in)
 		if err != nil {
 			return nil, fmt.Errorf("render stack %s for %s: %w", name, in.Site.Name, err)
+		}
+		out = append(out, r)
+	}
+	// The operator's apps the site runs, after the built-in stacks they may use.
+	for _, a := range in.Topo.AppsAt(in.Site.Name) {
+		r, err := RenderApp(in, a)
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, r)
 	}

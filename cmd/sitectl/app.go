@@ -27,6 +27,7 @@ type Streams struct {
 type globals struct {
 	streams   Streams
 	configDir string
+	appsDir   string
 	env       string
 	set       []string
 	output    string
@@ -114,6 +115,7 @@ func newRootCommand(streams Streams, environ []string) *cobra.Command {
 	root.SetIn(streams.In)
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.configDir, "config-dir", envOr(environ, "SITECTL_CONFIG_DIR", "sites"), "configuration directory (env SITECTL_CONFIG_DIR)")
+	pf.StringVar(&g.appsDir, "apps-dir", envOr(environ, "SITECTL_APPS_DIR", ""), "apps directory, one folder per app (env SITECTL_APPS_DIR; default <config-dir>/../apps)")
 	pf.StringVar(&g.env, "env", "", "environment overlay: dev, staging, production, lab (env SITECTL_ENV; default from <config-dir>/.sitectl-env, else dev)")
 	pf.StringArrayVar(&g.set, "set", nil, "override a setting: key=value for every site, site:key=value for one (repeatable)")
 	pf.StringVarP(&g.output, "output", "o", envOr(environ, "SITECTL_OUTPUT", "text"), "output format: text, json, yaml")
@@ -148,8 +150,11 @@ func (g *globals) loadTopology() (*sites.Topology, error) {
 	if err != nil {
 		return nil, err
 	}
-	topo, err := sites.Load(sites.Options{Context: g.ctx, Dir: g.configDir, Env: choice.Env, Environ: g.environ, Set: g.set})
+	topo, err := sites.Load(sites.Options{Context: g.ctx, Dir: g.configDir, Env: choice.Env, Environ: g.environ, Set: g.set, KnownStacks: g.knownStacks()})
 	if err != nil {
+		return nil, err
+	}
+	if err := g.withApps(topo); err != nil {
 		return nil, err
 	}
 	if !g.envShown && !g.quiet {

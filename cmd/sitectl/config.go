@@ -56,7 +56,10 @@ every environment overlay in <config-dir>/env is checked. Exit code 1 on any err
 			}
 			for _, env := range envs {
 				r := validateResult{Environment: env, Valid: true}
-				topo, err := sites.Load(sites.Options{Context: cmd.Context(), Dir: g.configDir, Env: env, Environ: g.environ, Set: g.set})
+				topo, err := sites.Load(sites.Options{Context: cmd.Context(), Dir: g.configDir, Env: env, Environ: g.environ, Set: g.set, KnownStacks: g.knownStacks()})
+				if err == nil {
+					err = g.withApps(topo)
+				}
 				var ps sites.Problems
 				switch {
 				case errors.As(err, &ps):

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"strings"
@@ -35,6 +36,9 @@ func stackProblems(topo *sites.Topology) sites.Problems {
 		err         error
 	}
 	var fails []failure
+	type appFail struct{ file, msg string }
+	appFails := map[appFail][]string{}
+	var appOrder []appFail
 	failed := map[string]bool{}
 	var ps sites.Problems
 	for _, s := range topo.Sites {
@@ -50,6 +54,26 @@ func stackProblems(topo *sites.Topology) sites.Problems {
 				failed[s.Name+"/"+name] = true
 			}
 		}
+		// Apps: rendered and converted as deploy does (no secret read); the same
+		// refusal at several sites is one problem naming them.
+		for _, a := range topo.AppsAt(s.Name) {
+			in := stacks.Input{Topo: topo, Site: s}
+			r, err := stacks.RenderApp(in, a)
+			if err == nil {
+				_, err = stacks.Convert(context.Background(), in, r, stacks.ConvertOptions{References: true})
+			}
+			if err != nil {
+				k := appFail{a.File, strings.Replace(err.Error(), " for "+s.Name+": ", " at \x00sites\x00: ", 1)}
+				if appFails[k] == nil {
+					appOrder = append(appOrder, k)
+				}
+				appFails[k] = append(appFails[k], s.Name)
+			}
+		}
+	}
+	for _, k := range appOrder {
+		msg := strings.Replace(k.msg, "\x00sites\x00", strings.Join(appFails[k], ", "), 1)
+		ps = append(ps, sites.Problem{Severity: sites.SevError, File: k.file, Message: msg})
 	}
 	for _, f := range fails {
 		// The same refusal seen again through another stack: reported once.

@@ -19,6 +19,7 @@ type deployOptions struct {
 	prune       bool
 	forceUnlock bool
 	plan        string
+	app         string
 }
 
 func newDeployCommand(g *globals) *cobra.Command {
@@ -42,6 +43,7 @@ again gives the same changes; otherwise it changes nothing and lists what differ
 	cmd.Flags().BoolVar(&o.prune, "prune", false, "remove services, networks, secrets and configs sitectl created that the config no longer wants")
 	cmd.Flags().BoolVar(&o.forceUnlock, "force-unlock", false, "take the site's deploy lock even if another deploy holds it")
 	cmd.Flags().StringVar(&o.plan, "plan", "", "deploy only if the plan saved in this file (plan --out) still holds")
+	cmd.Flags().StringVar(&o.app, "app", "", "deploy only this app (a folder of the apps dir), at the selected sites that run it")
 	return cmd
 }
 
@@ -68,6 +70,9 @@ func runDeploy(cmd *cobra.Command, g *globals, o deployOptions) error {
 	if err := g.drillLeftovers(cmd.Context(), topo, selected, true, "deploy"); err != nil {
 		return err
 	}
+	if o.app != "" {
+		return runDeployApp(cmd, g, o, topo, selected)
+	}
 	defer deploy.Replication.Close()
 	if saved != nil {
 		if err := checkSaved(cmd, g, topo, selected, saved, o); err != nil {
@@ -83,6 +88,26 @@ func runDeploy(cmd *cobra.Command, g *globals, o deployOptions) error {
 	}
 	results := deploy.Deploy(cmd.Context(), topo, selected, deploy.Parts, deploy.Options{
 		Prune: o.prune, ForceUnlock: o.forceUnlock, Environ: g.environ, Progress: g.progress()})
+	return g.reportDeploy(results)
+}
+
+// runDeployApp deploys one app at the selected sites that run it: only its
+// services, networks, secrets and configs are planned, changed or pruned.
+func runDeployApp(cmd *cobra.Command, g *globals, o deployOptions, topo *sites.Topology, selected []*sites.Site) error {
+	if o.plan != "" {
+		return errors.New("--app and --plan exclude each other: a saved plan covers every stack of its sites")
+	}
+	a, at, err := g.appSites(topo, selected, o.app)
+	if err != nil {
+		return err
+	}
+	results := deploy.Deploy(cmd.Context(), topo, at, []plan.Part{deploy.Stacks}, deploy.Options{
+		Prune: o.prune, ForceUnlock: o.forceUnlock, Environ: g.environ, Progress: g.progress(), Stacks: []string{a.Name}})
+	return g.reportDeploy(results)
+}
+
+// reportDeploy prints what deploy did per site; any failed site fails the command.
+func (g *globals) reportDeploy(results []deploy.SiteResult) error {
 	var failed []error
 	for _, r := range results {
 		if r.Err() != nil {

@@ -87,6 +87,7 @@ type planOptions struct {
 	sites siteFlags
 	prune bool
 	out   string
+	app   string
 }
 
 func newPlanCommand(g *globals) *cobra.Command {
@@ -108,6 +109,7 @@ keeps what it held (deploy --plan checks any plan again before applying it).`,
 	o.sites.add(cmd, "plan", false)
 	cmd.Flags().BoolVar(&o.prune, "prune", false, "also plan removing sitectl's objects the config no longer wants")
 	cmd.Flags().StringVar(&o.out, "out", "", "also save the plan to this file, for deploy --plan")
+	cmd.Flags().StringVar(&o.app, "app", "", "plan only this app (a folder of the apps dir), at the selected sites that run it")
 	return cmd
 }
 
@@ -121,7 +123,18 @@ func runPlan(cmd *cobra.Command, g *globals, o planOptions) error {
 		return err
 	}
 	_ = g.drillLeftovers(cmd.Context(), topo, selected, false, "plan")
-	p := deploy.Plan(cmd.Context(), topo, selected, deploy.Parts, deploy.Options{Prune: o.prune, Environ: g.environ})
+	parts, opts := deploy.Parts, deploy.Options{Prune: o.prune, Environ: g.environ}
+	if o.app != "" {
+		if o.out != "" {
+			return errors.New("--app and --out exclude each other: deploy --plan checks a plan of every stack of its sites")
+		}
+		a, at, err := g.appSites(topo, selected, o.app)
+		if err != nil {
+			return err
+		}
+		selected, parts, opts.Stacks = at, []plan.Part{deploy.Stacks}, []string{a.Name}
+	}
+	p := deploy.Plan(cmd.Context(), topo, selected, parts, opts)
 	p.Prune = o.prune
 	failed := p.Failed()
 	if o.out != "" && len(failed) == 0 {

@@ -38,6 +38,7 @@ type service struct {
 type route struct {
 	Name                    string   `yaml:"name"`
 	Paths                   []string `yaml:"paths"`
+	Hosts                   []string `yaml:"hosts,omitempty"`
 	Protocols               []string `yaml:"protocols"`
 	StripPath               bool     `yaml:"strip_path"`
 	PreserveHost            bool     `yaml:"preserve_host"`
@@ -157,6 +158,7 @@ func Config(topo *sites.Topology, site *sites.Site) ([]byte, error) {
 		Routes:  []route{httpsRoute("admin", "/admin", tags)},
 		Plugins: []plugin{rateLimit(s.AdminPerMinute, tags)},
 	}
+	hubHTTPSPort := 0
 	if site.IsHub() {
 		admin.Protocol, admin.Host, admin.Port = "http", apiUpstream, s.APIPort
 	} else {
@@ -173,6 +175,7 @@ func Config(topo *sites.Topology, site *sites.Site) ([]byte, error) {
 		}
 		no := false
 		admin.Protocol, admin.Host, admin.Port, admin.TLSVerify = "https", adminUpstream, hs.HTTPSPort, &no
+		hubHTTPSPort = hs.HTTPSPort
 		up := upstream{Name: adminUpstream, Algorithm: "round-robin", Tags: tags,
 			Healthchecks: checks("https", s.AdminHealthPath, []int{200, 301, 302})}
 		for _, n := range nodes {
@@ -181,6 +184,7 @@ func Config(topo *sites.Topology, site *sites.Site) ([]byte, error) {
 		d.Upstreams = append(d.Upstreams, up)
 	}
 	d.Services = append(d.Services, admin)
+	appServices(&d, topo, site, tags, hubHTTPSPort)
 
 	d.Plugins = []plugin{
 		{Name: "correlation-id", Tags: tags, Config: map[string]any{
@@ -247,3 +251,44 @@ func rateLimit(perMinute int, tags []string) plugin {
 }
 
 func clone(s []string) []string { return append([]string(nil), s...) }
+
+// appServices adds the operator apps' routes served at site: a route "local" where
+// the site runs the app goes to the site's own service (an upstream per app, health
+// checked at the app's readiness path); a route "hub" goes to the hub's service at
+// the hub and, at a spoke, to the hub's Kong nodes over the tunnel (as /admin).
+func appServices(d *declarative, topo *sites.Topology, site *sites.Site, tags []string, hubHTTPSPort int) {
+	for _, a := range topo.Apps {
+		_, runs := a.Sites[site.Name]
+		var local, forwarded []route
+		for i, r := range a.Routes {
+			rt := httpsRoute(fmt.Sprintf("app-%s-%d", a.Name, i), r.Path, tags)
+			rt.Hosts = r.Hosts
+			switch {
+			case r.At == sites.RouteHub && !site.IsHub():
+				forwarded = append(forwarded, rt)
+			case runs:
+				local = append(local, rt)
+			}
+		}
+		if len(local) > 0 {
+			up := a.Name + ".app"
+			path := a.Readiness
+			if path == "" {
+				path = a.Liveness
+			}
+			if path == "" {
+				path = "/"
+			}
+			d.Upstreams = append(d.Upstreams, upstream{Name: up, Algorithm: "round-robin", Tags: tags,
+				Healthchecks: checks("http", path, []int{200}),
+				Targets:      []target{{Target: targets.Addr(a.Name+"_"+a.Service, a.Port), Weight: 100, Tags: append(clone(tags), "app-"+a.Name)}}})
+			d.Services = append(d.Services, service{Name: "app-" + a.Name, Protocol: "http", Host: up, Port: a.Port,
+				Retries: 2, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags, Routes: local})
+		}
+		if len(forwarded) > 0 && hubHTTPSPort > 0 {
+			no := false
+			d.Services = append(d.Services, service{Name: "app-" + a.Name + "-hub", Protocol: "https", Host: adminUpstream, Port: hubHTTPSPort, TLSVerify: &no,
+				Retries: 1, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags, Routes: forwarded})
+		}
+	}
+}

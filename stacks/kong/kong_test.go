@@ -242,3 +242,40 @@ func BenchmarkRender(b *testing.B) {
 		}
 	}
 }
+
+// TestApps: each fixture app's routes are in kong.yml at the sites that serve them —
+// a local route where the site runs the app (to its own service, health-checked at
+// the readiness path), a hub route at the hub locally and at a spoke forwarded to
+// the hub's Kong — and kong.yml still validates. Goldens per site.
+func TestApps(t *testing.T) {
+	topo := stacktest.WithApps(t, stacktest.Load(t, "production"), stacktest.FixtureApps(t))
+	for _, s := range topo.Sites {
+		r, err := kong.Stack{}.Render(stacks.Input{Topo: topo, Site: s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		golden.Assert(t, "apps/kong-"+s.Name+".yml", r.Files["kong.yml"])
+		d := parse(t, r.Files["kong.yml"])
+		hosts := map[string]string{}
+		for _, sv := range d.Services {
+			for _, rt := range sv.Routes {
+				hosts[rt.Paths[0]] = sv.Name + " " + sv.Protocol + "://" + sv.Host
+			}
+		}
+		if got := hosts["/hello"]; got != "app-hello http://hello.app" {
+			t.Errorf("%s: /hello goes to %q, want the site's own hello", s.Name, got)
+		}
+		want := "app-hello-hub https://admin.hub"
+		if s.IsHub() {
+			want = "app-hello http://hello.app"
+		}
+		if got := hosts["/hello-admin"]; got != want {
+			t.Errorf("%s: /hello-admin goes to %q, want %q", s.Name, got, want)
+		}
+		for _, u := range d.Upstreams {
+			if u.Name == "hello.app" && (len(u.Targets) != 1 || u.Targets[0].Target != "hello_web:8080" || u.Healthchecks.Active.HTTPPath != "/readyz") {
+				t.Errorf("%s: upstream hello.app: %+v", s.Name, u)
+			}
+		}
+	}
+}

@@ -59,8 +59,25 @@ func Targets(topo *sites.Topology) ([]Target, error) {
 			}
 		}
 	}
+	for _, a := range topo.Apps {
+		if a.MetricsPort == 0 {
+			continue
+		}
+		for _, s := range topo.Sites {
+			if _, ok := a.Sites[s.Name]; !ok {
+				continue
+			}
+			for _, n := range s.Nodes {
+				out = append(out, Target{AppJob(a.Name), s.Name, n.Name, targets.Addr(n.Address, a.MetricsPublished)})
+			}
+		}
+	}
 	return out, nil
 }
+
+// AppJob is the scrape job of an operator app's metrics port: every node of every
+// site running the app, at the port sitectl publishes it on.
+func AppJob(app string) string { return "app-" + app }
 
 // PostgresExporterNode is where a site's postgres-exporter runs (and is scraped):
 // the node holding the database (postgres.host), else a db-labelled node.
@@ -121,6 +138,17 @@ func PrometheusConfig(topo *sites.Topology, s Settings) ([]byte, error) {
 				continue
 			}
 			sc.StaticConfigs = append(sc.StaticConfigs, staticConfig{Targets: []string{t.Address}, Labels: map[string]string{"site": t.Site, "node": t.Node}})
+		}
+		if len(sc.StaticConfigs) > 0 {
+			c.ScrapeConfigs = append(c.ScrapeConfigs, sc)
+		}
+	}
+	for _, a := range topo.Apps {
+		sc := scrapeConfig{JobName: AppJob(a.Name), MetricsPath: a.MetricsPath}
+		for _, t := range ts {
+			if t.Job == sc.JobName {
+				sc.StaticConfigs = append(sc.StaticConfigs, staticConfig{Targets: []string{t.Address}, Labels: map[string]string{"site": t.Site, "node": t.Node, "app": a.Name}})
+			}
 		}
 		if len(sc.StaticConfigs) > 0 {
 			c.ScrapeConfigs = append(c.ScrapeConfigs, sc)

@@ -13,6 +13,7 @@ import (
 	"github.com/docker/cli/cli/compose/loader"
 	composetypes "github.com/docker/cli/cli/compose/types"
 
+	"github.com/sitectl/sitectl/internal/apps"
 	"github.com/sitectl/sitectl/internal/golden"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
@@ -191,4 +192,21 @@ func RenderEach(t *testing.T, st stacks.Stack, check func(t *testing.T, in stack
 			})
 		}
 	}
+}
+
+// FixtureApps is the apps folder of the fixture apps (internal/apps/testdata/apps),
+// which no Go code names.
+func FixtureApps(t testing.TB) string {
+	return filepath.Join(RepoRoot(t), "internal", "apps", "testdata", "apps")
+}
+
+// WithApps loads the apps of dir onto topo (failing the test on any problem).
+func WithApps(t testing.TB, topo *sites.Topology, dir string) *sites.Topology {
+	t.Helper()
+	list, ps := apps.Load(apps.Options{Dir: dir, Topo: topo, Environ: []string{}})
+	if len(ps) > 0 {
+		t.Fatalf("load apps of %s: %v", dir, ps)
+	}
+	topo.Apps = list
+	return topo
 }

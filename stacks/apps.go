@@ -1,0 +1,128 @@
+package stacks
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sitectl/sitectl/sites"
+)
+
+// LabelApp marks the services of an operator app (its value is the app's name).
+const LabelApp = "sitectl.app"
+
+// AppNetwork is the site network an app's entry service joins so the site's Kong
+// reaches it (as Kong reaches django-api).
+const AppNetwork = "app"
+
+// RenderApp renders an operator app for in.Site: the app's compose file as the
+// user wrote it, plus what sitectl owns — the entry service's image and replicas
+// for this site and environment, the site's app network, the sitectl.app label,
+// and the metrics port published for the hub's Prometheus. Configs the compose file
+// names by relative path are read from the app's folder. The result deploys like a
+// built-in stack (the app's name is its stack name).
+func RenderApp(in Input, a *sites.App) (Rendered, error) {
+	fail := func(format string, args ...any) (Rendered, error) {
+		return Rendered{}, fmt.Errorf("app %s (%s) for %s: "+format, append([]any{a.Name, a.File, in.Site.Name}, args...)...)
+	}
+	as, ok := a.Sites[in.Site.Name]
+	if !ok {
+		return fail("the app does not run at this site")
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(a.Compose, &doc); err != nil {
+		return fail("parse compose file: %w", err)
+	}
+	delete(doc, "x-sitectl")
+	services, _ := doc["services"].(map[string]any)
+	svc, _ := services[a.Service].(map[string]any)
+	if svc == nil {
+		return fail("no service %q", a.Service)
+	}
+	svc["image"] = as.Image
+	dep, _ := svc["deploy"].(map[string]any)
+	if dep == nil {
+		dep = map[string]any{}
+	}
+	if mode, _ := dep["mode"].(string); mode != "global" {
+		dep["replicas"] = as.Replicas
+	}
+	labels, _ := dep["labels"].(map[string]any)
+	if labels == nil {
+		labels = map[string]any{}
+	}
+	labels[LabelApp] = a.Name
+	dep["labels"] = labels
+	svc["deploy"] = dep
+	if a.Port > 0 {
+		switch nets := svc["networks"].(type) {
+		case nil:
+			svc["networks"] = []any{"default", AppNetwork}
+		case []any:
+			if !containsAny(nets, AppNetwork) {
+				svc["networks"] = append(nets, AppNetwork)
+			}
+		case map[string]any:
+			if _, ok := nets[AppNetwork]; !ok {
+				nets[AppNetwork] = nil
+			}
+		}
+		topNets, _ := doc["networks"].(map[string]any)
+		if topNets == nil {
+			topNets = map[string]any{}
+		}
+		if _, ok := topNets[AppNetwork]; !ok {
+			topNets[AppNetwork] = map[string]any{"external": true}
+		}
+		doc["networks"] = topNets
+	}
+	if a.MetricsPort > 0 {
+		ports, _ := svc["ports"].([]any)
+		svc["ports"] = append(ports, map[string]any{"target": a.MetricsPort, "published": a.MetricsPublished, "protocol": "tcp", "mode": in.Site.Deploy.PublishMode})
+	}
+	files := map[string][]byte{}
+	dir := filepath.Dir(a.File)
+	cfgs, _ := doc["configs"].(map[string]any)
+	for _, key := range sortedKeys(cfgs) {
+		def, _ := cfgs[key].(map[string]any)
+		file, _ := def["file"].(string)
+		if file == "" {
+			continue
+		}
+		rel := path.Clean(file)
+		if path.IsAbs(rel) || strings.HasPrefix(rel, "../") || rel == ".." {
+			return fail("config %s: file %q must be inside the app's folder", key, file)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(rel)))
+		if err != nil {
+			return fail("config %s: %w", key, err)
+		}
+		def["file"] = rel
+		files[rel] = b
+	}
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "# app %s for site %s (%s), rendered by sitectl from %s; do not edit.\n", a.Name, in.Site.Name, in.Env(), a.File)
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(doc); err != nil {
+		return fail("encode: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return fail("encode: %w", err)
+	}
+	return Rendered{Stack: a.Name, Compose: buf.Bytes(), Files: files}, nil
+}
+
+func containsAny(list []any, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
