@@ -37,6 +37,8 @@ type Site struct {
 	Tunnel   Tunnel               `mapstructure:"tunnel" json:"tunnel" yaml:"tunnel"`
 	Postgres Postgres             `mapstructure:"postgres" json:"postgres" yaml:"postgres"`
 	Mongo    Mongo                `mapstructure:"mongo" json:"mongo" yaml:"mongo"`
+	// Alerting is where the hub's Alertmanager sends alerts (sites/alerting.go).
+	Alerting Alerting `mapstructure:"alerting" json:"alerting,omitzero" yaml:"alerting,omitempty"`
 	Lab      Lab                  `mapstructure:"lab" json:"lab,omitzero" yaml:"lab,omitempty"`
 }
 
