@@ -39,7 +39,7 @@ type Site struct {
 	Mongo    Mongo                `mapstructure:"mongo" json:"mongo" yaml:"mongo"`
 	// Alerting is where the hub's Alertmanager sends alerts (sites/alerting.go).
 	Alerting Alerting `mapstructure:"alerting" json:"alerting,omitzero" yaml:"alerting,omitempty"`
-	Lab      Lab                  `mapstructure:"lab" json:"lab,omitzero" yaml:"lab,omitempty"`
+	Lab      Lab      `mapstructure:"lab" json:"lab,omitzero" yaml:"lab,omitempty"`
 }
 
 // Engine says how sitectl reaches the site's Docker engine (a swarm manager), the way
