@@ -37,9 +37,10 @@ type Site struct {
 	Tunnel   Tunnel               `mapstructure:"tunnel" json:"tunnel" yaml:"tunnel"`
 	Postgres Postgres             `mapstructure:"postgres" json:"postgres" yaml:"postgres"`
 	Mongo    Mongo                `mapstructure:"mongo" json:"mongo" yaml:"mongo"`
+	Lab      Lab                  `mapstructure:"lab" json:"lab,omitzero" yaml:"lab,omitempty"`
+
 	// Alerting is where the hub's Alertmanager sends alerts (sites/alerting.go).
 	Alerting Alerting `mapstructure:"alerting" json:"alerting,omitzero" yaml:"alerting,omitempty"`
-	Lab      Lab      `mapstructure:"lab" json:"lab,omitzero" yaml:"lab,omitempty"`
 }
 
 // Engine says how sitectl reaches the site's Docker engine (a swarm manager), the way
