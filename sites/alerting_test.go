@@ -12,7 +12,7 @@ import (
 // naming the file and key.
 func TestAlertingRefusals(t *testing.T) {
 	t.Parallel()
-	base := mustRead(t, "cloud.yaml")
+	base := mustRead(t, "env/production.yaml")
 	for _, tc := range []struct {
 		name, old, new, key, want string
 	}{
@@ -32,10 +32,10 @@ func TestAlertingRefusals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			if !strings.Contains(base, tc.old) {
-				t.Fatalf("cloud.yaml has no %q", tc.old)
+				t.Fatalf("env/production.yaml has no %q", tc.old)
 			}
-			cloud := strings.Replace(base, tc.old, tc.new, 1)
-			_, err := Load(Options{Dir: "sites", FS: exampleFS(t, map[string]string{"cloud.yaml": cloud}), Env: "dev", Environ: []string{}})
+			prod := strings.Replace(base, tc.old, tc.new, 1)
+			_, err := Load(Options{Dir: "sites", FS: exampleFS(t, map[string]string{"env/production.yaml": prod}), Env: "production", Environ: []string{}})
 			var ps Problems
 			if !errors.As(err, &ps) {
 				t.Fatalf("want problems, got %v", err)
@@ -46,8 +46,8 @@ func TestAlertingRefusals(t *testing.T) {
 					hit = append(hit, p)
 				}
 			}
-			if len(hit) != 1 || hit[0].File != filepath.Join("sites", "cloud.yaml") || !strings.Contains(hit[0].Message, tc.want) {
-				t.Fatalf("want one problem of sites/cloud.yaml at %s saying %q, got:\n%v", tc.key, tc.want, ps)
+			if len(hit) != 1 || !strings.HasPrefix(hit[0].File, filepath.Join("sites", "env", "production.yaml")) || !strings.Contains(hit[0].Message, tc.want) {
+				t.Fatalf("want one problem of sites/env/production.yaml at %s saying %q, got:\n%#v", tc.key, tc.want, ps)
 			}
 			if strings.Contains(ps.Error(), "hunter2") || strings.Contains(ps.Error(), "abc123") {
 				t.Fatalf("a secret value appears in the message:\n%v", ps)
@@ -56,10 +56,10 @@ func TestAlertingRefusals(t *testing.T) {
 	}
 }
 
-// TestAlertingLoads: the example hub's alerting section loads as written.
+// TestAlertingLoads: the example production hub's alerting section loads as written.
 func TestAlertingLoads(t *testing.T) {
 	t.Parallel()
-	topo, err := Load(Options{Dir: "sites", FS: exampleFS(t, nil), Env: "dev", Environ: []string{}})
+	topo, err := Load(Options{Dir: "sites", FS: exampleFS(t, nil), Env: "production", Environ: []string{}})
 	if err != nil {
 		t.Fatal(err)
 	}

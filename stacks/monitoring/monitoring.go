@@ -1,8 +1,9 @@
 // Package monitoring is the monitoring stack: node-exporter and cAdvisor on every
 // node of every site (postgres-exporter next to the database), and at the hub
 // Prometheus, scraping every site over the tunnels at static targets computed from
-// the topology, with alert rules (replicas, tunnels, replication, Kong), and Grafana
-// with a provisioned datasource and one dashboard per site.
+// the topology, with alert rules (replicas, tunnels, replication, Kong) sent to
+// Alertmanager (receivers from the hub's alerting config), and Grafana with a
+// provisioned datasource and one dashboard per site.
 package monitoring
 
 import (
@@ -42,7 +43,9 @@ type composeData struct {
 	RulesFile                                            string
 	Dashboards                                           []dashboardFile
 	NodeExporterPort, CAdvisorPort, PostgresExporterPort int
-	PrometheusPort, GrafanaPort                          int
+	PrometheusPort, GrafanaPort, AlertmanagerPort        int
+	AlertmanagerFile                                     string
+	AlertSecrets                                         []AlertSecret
 }
 
 func dashboards(topo *sites.Topology) []dashboardFile {
@@ -82,6 +85,10 @@ func composeInput(in stacks.Input) (composeData, error) {
 		NodeExporterPort: targets.NodeExporterPort, CAdvisorPort: targets.CAdvisorPort,
 		PostgresExporterPort: targets.PostgresExporterPort,
 		PrometheusPort:       targets.PrometheusPort, GrafanaPort: targets.GrafanaPort,
+		AlertmanagerPort: targets.AlertmanagerPort, AlertmanagerFile: AlertmanagerFile,
+	}
+	if d.Hub {
+		d.AlertSecrets = AlertSecrets(in.Site.Alerting)
 	}
 	if d.Postgres {
 		d.PostgresURI = postgresURI(in.Site)
@@ -135,6 +142,7 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 		return stacks.Rendered{}, err
 	}
 	files := map[string][]byte{}
+	var secrets map[string]sites.SecretRef
 	if d.Postgres {
 		files["queries.yaml"] = exporterQueries
 	}
@@ -147,7 +155,19 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 		if err != nil {
 			return stacks.Rendered{}, err
 		}
-		files["prometheus.yml"], files[RulesFile] = prom, rules
+		am, err := AlertmanagerConfig(in.Topo)
+		if err != nil {
+			return stacks.Rendered{}, err
+		}
+		files["prometheus.yml"], files[RulesFile], files[AlertmanagerFile] = prom, rules, am
+		for _, s := range d.AlertSecrets {
+			if s.External() == "" {
+				if secrets == nil {
+					secrets = map[string]sites.SecretRef{}
+				}
+				secrets[s.Name] = s.Ref
+			}
+		}
 		if d.Grafana {
 			files["grafana-datasources.yml"] = GrafanaDatasources(d.Settings)
 			files["grafana-dashboards.yml"] = GrafanaDashboardProvider()
@@ -160,5 +180,5 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 			}
 		}
 	}
-	return stacks.Rendered{Stack: Name, Compose: compose, Files: files}, nil
+	return stacks.Rendered{Stack: Name, Compose: compose, Files: files, Secrets: secrets}, nil
 }
