@@ -60,8 +60,8 @@ func AlertSecrets(a sites.Alerting) []AlertSecret {
 }
 
 type amConfig struct {
-	Route        amRoute     `yaml:"route"`
-	InhibitRules []amInhibit `yaml:"inhibit_rules,omitempty"`
+	Route        amRoute      `yaml:"route"`
+	InhibitRules []amInhibit  `yaml:"inhibit_rules,omitempty"`
 	Receivers    []amReceiver `yaml:"receivers"`
 }
 

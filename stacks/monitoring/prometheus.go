@@ -76,8 +76,8 @@ type promConfig struct {
 		ScrapeTimeout      string            `yaml:"scrape_timeout"`
 		ExternalLabels     map[string]string `yaml:"external_labels"`
 	} `yaml:"global"`
-	RuleFiles     []string       `yaml:"rule_files"`
-	Alerting      struct {
+	RuleFiles []string `yaml:"rule_files"`
+	Alerting  struct {
 		Alertmanagers []struct {
 			StaticConfigs []staticConfig `yaml:"static_configs"`
 		} `yaml:"alertmanagers"`
