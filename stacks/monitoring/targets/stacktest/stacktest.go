@@ -41,9 +41,9 @@ const labOverlay = `all:
     prometheus: sitectl-lab/prometheus:lab
     alertmanager: sitectl-lab/alertmanager:lab
     grafana: sitectl-lab/grafana:standin
-    node-exporter: sitectl-lab/node-exporter:standin
+    node-exporter: sitectl-lab/node-exporter:lab
     cadvisor: sitectl-lab/cadvisor:standin
-    postgres-exporter: sitectl-lab/postgres-exporter:standin
+    postgres-exporter: sitectl-lab/postgres-exporter:lab
 `
 
 // RepoRoot walks up from the working directory to the directory holding go.mod.
