@@ -139,7 +139,7 @@ func TestAlertsFromRealAlertmanager(t *testing.T) {
 		Receiver:      "ops",
 		GroupWait:     sites.Duration(time.Second),
 		GroupInterval: sites.Duration(time.Second),
-		Receivers: []sites.AlertReceiver{{Name: "ops", Webhooks: []sites.AlertWebhook{{URL: srv.URL + "/hook", Token: sites.SecretRef{Env: "SITECTL_TEST_HOOK_TOKEN"}}}}},
+		Receivers:     []sites.AlertReceiver{{Name: "ops", Webhooks: []sites.AlertWebhook{{URL: srv.URL + "/hook", Token: sites.SecretRef{Env: "SITECTL_TEST_HOOK_TOKEN"}}}}},
 	}
 	cfg, err := monitoring.AlertmanagerConfig(topo)
 	if err != nil {
@@ -194,9 +194,9 @@ func TestAlertsFromRealAlertmanager(t *testing.T) {
 		}
 	}
 	want := map[string]string{
-		"douala/TunnelDown/":                               "active",
-		"cloud/ReplicationLagHigh/sitectl_cloud_to_douala": "suppressed",
-		"cloud/SubscriptionSilent/sitectl_douala_to_cloud": "suppressed",
+		"douala/TunnelDown/": "active",
+		"cloud/ReplicationLagHigh/sitectl_cloud_to_douala":  "suppressed",
+		"cloud/SubscriptionSilent/sitectl_douala_to_cloud":  "suppressed",
 		"cloud/ReplicationLagHigh/sitectl_cloud_to_yaounde": "active",
 	}
 	if fmt.Sprint(state) != fmt.Sprint(want) {
