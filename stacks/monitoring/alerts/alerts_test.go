@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,6 +18,7 @@ import (
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks/monitoring"
 	"github.com/sitectl/sitectl/stacks/monitoring/alerts"
+	"github.com/sitectl/sitectl/stacks/monitoring/alerts/amtest"
 	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
 )
 
@@ -49,80 +48,6 @@ func (w *webhook) ServeHTTP(_ http.ResponseWriter, r *http.Request) {
 		w.msgs = append(w.msgs, m)
 	}
 	w.auth = append(w.auth, r.Header.Get("Authorization"))
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startAlertmanager runs Debian's prometheus-alertmanager on loopback with cfg and
-// returns its URL; it is stopped when the test ends.
-func startAlertmanager(t *testing.T, cfg []byte) string {
-	t.Helper()
-	bin, err := exec.LookPath("prometheus-alertmanager")
-	if err != nil {
-		t.Skip("prometheus-alertmanager not installed (hack/install-deps.sh installs it)")
-	}
-	dir := t.TempDir()
-	file := filepath.Join(dir, monitoring.AlertmanagerFile)
-	if err := os.WriteFile(file, cfg, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cmd := exec.Command(bin, "--config.file="+file, "--storage.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--cluster.listen-address=")
-	var log strings.Builder
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("alertmanager log:\n%s", log.String())
-		}
-	})
-	url := "http://" + addr
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(url + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return url
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("alertmanager did not get ready at %s: %v\n%s", url, err, log.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// post sends alerts the way Prometheus does (POST /api/v2/alerts).
-func post(t *testing.T, url string, labels ...map[string]string) {
-	t.Helper()
-	var body []map[string]any
-	for _, l := range labels {
-		body = append(body, map[string]any{"labels": l, "annotations": map[string]string{"summary": l["alertname"] + " at " + l["site"]}})
-	}
-	b, _ := json.Marshal(body)
-	resp, err := http.Post(url+"/api/v2/alerts", "application/json", strings.NewReader(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		out, _ := io.ReadAll(resp.Body)
-		t.Fatalf("post alerts: %s: %s", resp.Status, out)
-	}
 }
 
 // TestAlertsFromRealAlertmanager: a real Alertmanager runs the hub's rendered
@@ -158,9 +83,9 @@ func TestAlertsFromRealAlertmanager(t *testing.T) {
 	if strings.Contains(string(cfg), "s3cret") {
 		t.Fatal("the token is in the rendered file")
 	}
-	url := startAlertmanager(t, cfg)
+	url := amtest.Start(t, cfg)
 
-	post(t, url,
+	amtest.Post(t, url,
 		map[string]string{"alertname": monitoring.AlertTunnelDown, "site": "douala", "severity": "critical", "link": "douala-cloud"},
 		map[string]string{"alertname": monitoring.AlertReplicationLag, "site": "cloud", "slot_name": "sitectl_cloud_to_douala", "severity": "warning"},
 		map[string]string{"alertname": monitoring.AlertSubscriptionSilent, "site": "cloud", "subname": "sitectl_douala_to_cloud", "severity": "warning"},
@@ -237,7 +162,7 @@ func TestAlertsFromRealAlertmanager(t *testing.T) {
 // TestAlertsUnreachable: a closed port and a server that is not Alertmanager are
 // both an UnreachableError naming the URL.
 func TestAlertsUnreachable(t *testing.T) {
-	url := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	url := fmt.Sprintf("http://127.0.0.1:%d", amtest.FreePort(t))
 	_, err := alerts.Client{URL: url, HTTP: &http.Client{Timeout: time.Second}}.Alerts(context.Background())
 	var ue *alerts.UnreachableError
 	if !errors.As(err, &ue) || ue.URL != url || !strings.Contains(err.Error(), url) {
