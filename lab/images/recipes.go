@@ -20,7 +20,7 @@ var djangoServer []byte
 var recipeSources embed.FS
 
 // recipeVersion changes whenever a recipe changes what it builds.
-const recipeVersion = "lab-images-v2"
+const recipeVersion = "lab-images-v1"
 
 // config is the part of an image config a recipe sets.
 type config struct {
