@@ -8,6 +8,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
 	"github.com/sitectl/sitectl/stacks/monitoring"
 	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
@@ -104,5 +105,30 @@ func TestAlertmanagerSecretsAreFiles(t *testing.T) {
 		if got[logical] != want {
 			t.Errorf("secret %s: the deploy engine resolved %d bytes, want the value of its reference", logical, len(got[logical]))
 		}
+	}
+}
+
+// TestAlertmanagerDockerSecretIsExternal: a {docker_secret: name} reference is the
+// existing swarm secret, declared external in the compose file; nothing for sitectl
+// to resolve.
+func TestAlertmanagerDockerSecretIsExternal(t *testing.T) {
+	topo := stacktest.Load(t, "production")
+	hub := topo.HubSite()
+	hub.Alerting.Receivers[0].Webhooks[0].Token = sites.SecretRef{DockerSecret: "ops-hook-token"}
+	r, err := monitoring.Stack{}.Render(stacks.Input{Topo: topo, Site: hub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stacktest.LoadCompose(t, r)
+	stacktest.Convert(t, stacks.Input{Topo: topo, Site: hub}, r)
+	s, ok := cfg.Secrets["alertmanager-ops-webhook0-token"]
+	if !ok || !s.External.External || s.Name != "ops-hook-token" {
+		t.Fatalf("secret alertmanager-ops-webhook0-token: %+v, want external ops-hook-token", s)
+	}
+	if _, ok := r.Secrets["alertmanager-ops-webhook0-token"]; ok {
+		t.Error("an external secret is among the references sitectl resolves")
+	}
+	if _, ok := r.Secrets["alertmanager-ops-email0-password"]; !ok {
+		t.Error("the e-mail password's reference is missing")
 	}
 }
