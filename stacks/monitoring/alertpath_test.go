@@ -154,8 +154,8 @@ func TestAlertingPathRealProcesses(t *testing.T) {
 		delete(sc.(map[string]any), "metrics_path")
 	}
 	am := cfg["alerting"].(map[string]any)["alertmanagers"].([]any)[0].(map[string]any)["static_configs"].([]any)[0].(map[string]any)
-	if fmt.Sprint(am["targets"]) != "[alertmanager:9093]" {
-		t.Fatalf("prometheus.yml sends alerts to %v, want alertmanager:9093", am["targets"])
+	if fmt.Sprint(am["targets"]) != "[monitoring_alertmanager:9093]" {
+		t.Fatalf("prometheus.yml sends alerts to %v, want monitoring_alertmanager:9093", am["targets"])
 	}
 	am["targets"] = []string{strings.TrimPrefix(amURL, "http://")}
 	b, err := yaml.Marshal(cfg)

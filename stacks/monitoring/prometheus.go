@@ -115,11 +115,12 @@ func PrometheusConfig(topo *sites.Topology, s Settings) ([]byte, error) {
 	}
 	c.Global.ExternalLabels = map[string]string{"environment": topo.Env, "monitor": "sitectl-" + topo.Hub}
 	c.RuleFiles = []string{RulesFile}
-	// Alertmanager runs beside Prometheus at the hub (same stack, app network).
+	// Alertmanager runs beside Prometheus at the hub (same stack, app network),
+	// reached by its full service name, as other sites' services are.
 	c.Alerting.Alertmanagers = make([]struct {
 		StaticConfigs []staticConfig `yaml:"static_configs"`
 	}, 1)
-	c.Alerting.Alertmanagers[0].StaticConfigs = []staticConfig{{Targets: []string{targets.Addr("alertmanager", targets.AlertmanagerPort)}}}
+	c.Alerting.Alertmanagers[0].StaticConfigs = []staticConfig{{Targets: []string{targets.Addr(Name+"_alertmanager", targets.AlertmanagerPort)}}}
 	c.ScrapeConfigs = append(c.ScrapeConfigs, scrapeConfig{JobName: JobPrometheus, StaticConfigs: []staticConfig{{
 		Targets: []string{targets.Addr("localhost", targets.PrometheusPort)},
 		Labels:  map[string]string{"site": topo.Hub, "node": PrometheusNode(topo.HubSite()).Name},
