@@ -33,11 +33,18 @@ type process struct {
 
 func startProcess(t *testing.T, name string, args ...string) *process {
 	t.Helper()
+	return startProcessEnv(t, nil, name, args...)
+}
+
+// startProcessEnv starts name with env added to this process's environment.
+func startProcessEnv(t *testing.T, env []string, name string, args ...string) *process {
+	t.Helper()
 	bin, err := exec.LookPath(name)
 	if err != nil {
 		t.Skipf("%s not installed (hack/install-deps.sh installs it)", name)
 	}
 	p := &process{cmd: exec.Command(bin, args...)}
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.log, &p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -103,6 +103,19 @@ func composeInput(in stacks.Input) (composeData, error) {
 	return d, nil
 }
 
+// ExporterSSLMode is postgres.sslmode as postgres-exporter's driver (lib/pq) takes
+// it: lib/pq knows only disable, require, verify-ca and verify-full, and refuses
+// prefer and allow (pg_up stays 0: seen with Debian's 0.11 in the lab). prefer and
+// allow become disable: the exporter's connection stays on the site's data overlay;
+// set postgres.sslmode to require or verify-* for TLS.
+func ExporterSSLMode(mode string) string {
+	switch mode {
+	case "prefer", "allow":
+		return "disable"
+	}
+	return mode
+}
+
 // postgresURI is what postgres-exporter connects to: the postgres stack's service
 // on the data network (the site's own database), without credentials.
 func postgresURI(s *sites.Site) string {
@@ -111,8 +124,8 @@ func postgresURI(s *sites.Site) string {
 		port = 5432
 	}
 	q := url.Values{}
-	if s.Postgres.SSLMode != "" {
-		q.Set("sslmode", s.Postgres.SSLMode)
+	if m := ExporterSSLMode(s.Postgres.SSLMode); m != "" {
+		q.Set("sslmode", m)
 	}
 	u := targets.Addr("postgres_db", port) + "/" + s.Postgres.Database
 	if len(q) > 0 {
