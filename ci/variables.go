@@ -193,6 +193,15 @@ func secretRefs(s *sites.Site) []namedRef {
 	for _, n := range names {
 		refs = append(refs, namedRef{"secrets." + n, s.Secrets[n]})
 	}
+	// The receivers' secrets of the hub's Alertmanager (stacks/monitoring).
+	for i, r := range s.Alerting.Receivers {
+		for j, w := range r.Webhooks {
+			refs = append(refs, namedRef{fmt.Sprintf("alerting.receivers[%d].webhooks[%d].token", i, j), w.Token})
+		}
+		for j, e := range r.Emails {
+			refs = append(refs, namedRef{fmt.Sprintf("alerting.receivers[%d].emails[%d].password", i, j), e.Password})
+		}
+	}
 	out := refs[:0]
 	for _, r := range refs {
 		if !r.ref.IsZero() {

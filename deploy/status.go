@@ -13,6 +13,7 @@ import (
 
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
+	"github.com/sitectl/sitectl/stacks/monitoring/alerts"
 	"github.com/sitectl/sitectl/tunnels/firewall"
 )
 
@@ -26,6 +27,10 @@ type SiteStatus struct {
 	Lock     *LockHolder     `json:"lock,omitempty"`
 	Firewall *FirewallStatus `json:"firewall,omitempty"`
 	Error    string          `json:"error,omitempty"`
+	// Alerts are the site's alerts at the hub's Alertmanager (filled by the CLI);
+	// AlertsError says why they could not be read.
+	Alerts      []alerts.Alert `json:"alerts,omitempty"`
+	AlertsError string         `json:"alerts_error,omitempty"`
 }
 
 // FirewallStatus is the gateway's table inet sitectl: present or not, and its drop
@@ -231,6 +236,23 @@ func RenderStatus(w io.Writer, all []SiteStatus, now time.Time) error {
 				fmt.Fprintf(&b, "  firewall: table inet sitectl; dropped packets: %s\n", strings.Join(parts, ", "))
 			}
 		}
+		if st.AlertsError != "" {
+			fmt.Fprintf(&b, "  alerts: ✗ %s\n", st.AlertsError)
+		}
+		rows = nil
+		for _, a := range st.Alerts {
+			state := "firing"
+			if !a.Firing() {
+				state = a.State
+				if len(a.InhibitedBy) > 0 {
+					state = "inhibited"
+				} else if len(a.SilencedBy) > 0 {
+					state = "silenced"
+				}
+			}
+			rows = append(rows, []string{a.Name, state, orDash(a.Severity), now.Sub(a.StartsAt).Round(time.Second).String(), orDash(a.Summary)})
+		}
+		table("ALERT\tSTATE\tSEVERITY\tFOR\tSUMMARY", rows)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -38,6 +38,9 @@ type Site struct {
 	Postgres Postgres             `mapstructure:"postgres" json:"postgres" yaml:"postgres"`
 	Mongo    Mongo                `mapstructure:"mongo" json:"mongo" yaml:"mongo"`
 	Lab      Lab                  `mapstructure:"lab" json:"lab,omitzero" yaml:"lab,omitempty"`
+
+	// Alerting is where the hub's Alertmanager sends alerts (sites/alerting.go).
+	Alerting Alerting `mapstructure:"alerting" json:"alerting,omitzero" yaml:"alerting,omitempty"`
 }
 
 // Engine says how sitectl reaches the site's Docker engine (a swarm manager), the way

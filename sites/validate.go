@@ -179,6 +179,7 @@ func validateSite(c *collector, t *Topology, s *Site, siteNames map[string]bool,
 	for _, k := range sortedKeys(s.Secrets) {
 		checkRef(errf, "secrets."+k, s.Secrets[k], true)
 	}
+	validateAlerting(errf, s.Alerting)
 
 	// Gateway and tunnel.
 	if s.Gateway.ID == "" {

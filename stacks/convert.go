@@ -392,7 +392,7 @@ func fileObject(in Input, r Rendered, ns convert.Namespace, key string, obj comp
 		if !secret {
 			return Object{}, fmt.Errorf("file %s: configs cannot take secret values (declare it under secrets)", rel)
 		}
-		ref, ok := in.Site.Secrets[name]
+		ref, ok := r.SecretRef(in.Site, name)
 		if !ok {
 			return Object{}, fmt.Errorf("the site has no secret %q: add secrets.%s ({env: VAR} or {file: path}) to its config", name, name)
 		}

@@ -34,6 +34,19 @@ type Rendered struct {
 	// Files maps a path relative to the compose file (as its configs' `file:` say)
 	// to the generated content.
 	Files map[string][]byte
+	// Secrets are references a stack brings besides the site's secrets map (e.g.
+	// the receivers' tokens of stacks/monitoring): `file: secrets/<name>` looks here
+	// first, then in the site's secrets.
+	Secrets map[string]sites.SecretRef
+}
+
+// SecretRef returns the reference behind `file: secrets/<name>` of r's compose file.
+func (r Rendered) SecretRef(site *sites.Site, name string) (sites.SecretRef, bool) {
+	if ref, ok := r.Secrets[name]; ok {
+		return ref, true
+	}
+	ref, ok := site.Secrets[name]
+	return ref, ok
 }
 
 // Stack is one folder under stacks/.

@@ -101,7 +101,7 @@ func secretFiles(site *sites.Site, r Rendered) ([]secretFile, error) {
 		if !ok {
 			continue
 		}
-		ref, ok := site.Secrets[name]
+		ref, ok := r.SecretRef(site, name)
 		if !ok {
 			return nil, fmt.Errorf("stack %s for %s: secret %s: the site has no secret %q: add secrets.%s ({env: VAR} or {file: path}) to its config", r.Stack, site.Name, key, name, name)
 		}

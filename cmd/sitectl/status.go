@@ -12,13 +12,19 @@ import (
 
 func newStatusCommand(g *globals) *cobra.Command {
 	var sf siteFlags
+	var af alertFlags
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show each site's nodes, services (running/desired, image, last update) and networks",
 		Long: `Reads each selected site's swarm: nodes, services (running/desired, image, last
 update) and networks. The last line says whether every site is well. Exit code 1 when
 a site could not be read, its swarm is not active, a node is not ready, or a service
-sitectl manages runs fewer tasks than it wants or was rolled back or paused.`,
+sitectl manages runs fewer tasks than it wants or was rolled back or paused.
+
+Each site's alerts come from the hub's Alertmanager (v2 API, at the hub's monitor
+node, port 9093; --alertmanager to reach it elsewhere): firing, inhibited or
+silenced, shown and not judged. Exit code 1 when Alertmanager cannot be reached
+(--no-alerts skips it).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			topo, err := g.loadTopology()
@@ -31,6 +37,7 @@ sitectl manages runs fewer tasks than it wants or was rolled back or paused.`,
 			}
 			_ = g.drillLeftovers(cmd.Context(), topo, selected, false, "status")
 			all := deploy.Status(cmd.Context(), topo, selected, deploy.Options{Environ: g.environ})
+			alertProblem := af.fill(cmd.Context(), topo, all)
 			ok, err := g.printStructured(all)
 			if !ok {
 				err = deploy.RenderStatus(g.streams.Out, all, time.Now())
@@ -41,6 +48,9 @@ sitectl manages runs fewer tasks than it wants or was rolled back or paused.`,
 			var problems []string
 			for _, st := range all {
 				problems = append(problems, siteProblems(st)...)
+			}
+			if alertProblem != "" {
+				problems = append(problems, alertProblem)
 			}
 			verdict := statusVerdict(all, problems)
 			if ok { // stdout holds the document; the verdict goes to stderr
@@ -55,6 +65,7 @@ sitectl manages runs fewer tasks than it wants or was rolled back or paused.`,
 		},
 	}
 	sf.add(cmd, "show", false)
+	af.add(cmd)
 	return cmd
 }
 

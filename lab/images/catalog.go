@@ -22,7 +22,8 @@ const Repo = "sitectl-lab/"
 
 // standins are the services no Debian package provides; the stand-in answers their
 // health checks on their usual ports and says it is a stand-in.
-var standins = []string{"kong", "elasticsearch", "logstash", "kibana", "grafana", "mongo", "node-exporter", "cadvisor", "postgres-exporter"}
+// (node-exporter, postgres-exporter and Alertmanager are Debian packages: real.)
+var standins = []string{"kong", "elasticsearch", "logstash", "kibana", "grafana", "mongo", "cadvisor"}
 
 // Catalog lists every lab image.
 func Catalog() []Spec {
@@ -31,6 +32,9 @@ func Catalog() []Spec {
 		{Logical: "prometheus", Ref: Repo + "prometheus:lab", Real: true, Source: "Debian prometheus (host package files + shared libraries)"},
 		{Logical: "django-api", Ref: Repo + "django-api:lab", Real: true, Source: "Debian python3, python3-django, python3-psycopg2 + lab/images/django app"},
 		{Logical: "strongswan", Ref: Repo + "strongswan:lab", Real: true, Source: "Debian charon-systemd, strongswan-swanctl (host package files + shared libraries)"},
+		{Logical: "node-exporter", Ref: Repo + "node-exporter:lab", Real: true, Source: "Debian prometheus-node-exporter (host package files + shared libraries)"},
+		{Logical: "postgres-exporter", Ref: Repo + "postgres-exporter:lab", Real: true, Source: "Debian prometheus-postgres-exporter (host package files + shared libraries)"},
+		{Logical: "alertmanager", Ref: Repo + "alertmanager:lab", Real: true, Source: "Debian prometheus-alertmanager (host package files + shared libraries)"},
 	}
 	for _, s := range standins {
 		out = append(out, Spec{Logical: s, Ref: Repo + s + ":standin", Real: false, Source: "lab/standin (static Go, FROM scratch)"})

@@ -205,6 +205,62 @@ func recipes() []recipe {
 				Env:        []string{basePath},
 			},
 		},
+		{
+			spec:     Catalog()[4],
+			packages: []string{"prometheus-node-exporter", "dash"},
+			build: func(r *rootfs, standin string) error {
+				if err := base(r, standin); err != nil {
+					return err
+				}
+				return r.addHost("/usr/bin/prometheus-node-exporter", skipDocs)
+			},
+			cfg: config{
+				Entrypoint:   []string{"/usr/bin/prometheus-node-exporter"},
+				Env:          []string{basePath},
+				ExposedPorts: []string{"9100/tcp"},
+			},
+		},
+		{
+			// Runs with sitectl's queries.yaml (stacks/monitoring mounts it and sets
+			// PG_EXPORTER_EXTEND_QUERY_PATH, DATA_SOURCE_*).
+			spec:     Catalog()[5],
+			packages: []string{"prometheus-postgres-exporter", "dash"},
+			build: func(r *rootfs, standin string) error {
+				if err := base(r, standin); err != nil {
+					return err
+				}
+				return r.addHost("/usr/bin/prometheus-postgres-exporter", skipDocs)
+			},
+			cfg: config{
+				Entrypoint:   []string{"/usr/bin/prometheus-postgres-exporter"},
+				Env:          []string{basePath},
+				ExposedPorts: []string{"9187/tcp"},
+			},
+		},
+		{
+			spec:     Catalog()[6],
+			packages: []string{"prometheus-alertmanager", "dash"},
+			build: func(r *rootfs, standin string) error {
+				if err := base(r, standin); err != nil {
+					return err
+				}
+				for _, p := range []string{"/usr/bin/prometheus-alertmanager", "/usr/bin/amtool", "/usr/share/prometheus/alertmanager"} {
+					if err := r.addHost(p, skipDocs); err != nil {
+						return err
+					}
+				}
+				r.addFile("etc/alertmanager/alertmanager.yml", []byte("# sitectl lab default; stacks mount their own.\nroute:\n  receiver: none\nreceivers:\n  - name: none\n"), 0o644)
+				r.addDir("alertmanager", 0o777, 65534, 65534)
+				return nil
+			},
+			cfg: config{
+				Entrypoint:   []string{"/usr/bin/prometheus-alertmanager"},
+				Cmd:          []string{"--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/alertmanager", "--cluster.listen-address="},
+				Env:          []string{basePath},
+				ExposedPorts: []string{"9093/tcp"},
+				WorkingDir:   "/alertmanager",
+			},
+		},
 	}
 }
 
@@ -220,15 +276,13 @@ func standinRootfs(r *rootfs, standin string) {
 
 // standinPorts are the exposed ports of each stand-in (kept with serve.go's table).
 var standinPorts = map[string][]string{
-	"kong":              {"8000/tcp", "8001/tcp", "8100/tcp"},
-	"elasticsearch":     {"9200/tcp", "9300/tcp"},
-	"logstash":          {"9600/tcp", "5044/tcp"},
-	"kibana":            {"5601/tcp"},
-	"grafana":           {"3000/tcp"},
-	"mongo":             {"27017/tcp"},
-	"node-exporter":     {"9100/tcp"},
-	"cadvisor":          {"8080/tcp"},
-	"postgres-exporter": {"9187/tcp"},
+	"kong":          {"8000/tcp", "8001/tcp", "8100/tcp"},
+	"elasticsearch": {"9200/tcp", "9300/tcp"},
+	"logstash":      {"9600/tcp", "5044/tcp"},
+	"kibana":        {"5601/tcp"},
+	"grafana":       {"3000/tcp"},
+	"mongo":         {"27017/tcp"},
+	"cadvisor":      {"8080/tcp"},
 }
 
 func standinConfig(service string) config {

@@ -1,5 +1,5 @@
 // Command standin is the lab's stand-in for services no Debian package provides (Kong,
-// Elasticsearch, Logstash, Kibana, Grafana, MongoDB, exporters): one static binary,
+// Elasticsearch, Logstash, Kibana, Grafana, MongoDB, cAdvisor): one static binary,
 // FROM scratch, that listens on the service's usual ports, answers its health checks
 // and says everywhere that it is a stand-in. It is also a multi-call helper, chosen
 // by the name it runs under: curl/wget (HTTP checks), sh -c (simple health check

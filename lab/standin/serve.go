@@ -43,10 +43,10 @@ var services = map[string]service{
 	"grafana": {version: "11.1.0", http: []int{3000}, answers: map[string]any{
 		"/api/health": map[string]any{"database": "ok", "version": "11.1.0"},
 	}},
-	"mongo":             {version: "7.0", mongo: []int{27017}, http: []int{28017}},
-	"node-exporter":     {version: "1.8.1", http: []int{9100}},
-	"cadvisor":          {version: "0.49.1", http: []int{8080}},
-	"postgres-exporter": {version: "0.15.0", http: []int{9187}},
+	"mongo": {version: "7.0", mongo: []int{27017}, http: []int{28017}},
+	// cAdvisor has no Debian package; node-exporter and postgres-exporter are real
+	// (lab/images, from prometheus-node-exporter and prometheus-postgres-exporter).
+	"cadvisor": {version: "0.49.1", http: []int{8080}},
 }
 
 func serviceNames() []string {

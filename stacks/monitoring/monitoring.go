@@ -1,8 +1,9 @@
 // Package monitoring is the monitoring stack: node-exporter and cAdvisor on every
 // node of every site (postgres-exporter next to the database), and at the hub
 // Prometheus, scraping every site over the tunnels at static targets computed from
-// the topology, with alert rules (replicas, tunnels, replication, Kong), and Grafana
-// with a provisioned datasource and one dashboard per site.
+// the topology, with alert rules (replicas, tunnels, replication, Kong) sent to
+// Alertmanager (receivers from the hub's alerting config), and Grafana with a
+// provisioned datasource and one dashboard per site.
 package monitoring
 
 import (
@@ -42,7 +43,9 @@ type composeData struct {
 	RulesFile                                            string
 	Dashboards                                           []dashboardFile
 	NodeExporterPort, CAdvisorPort, PostgresExporterPort int
-	PrometheusPort, GrafanaPort                          int
+	PrometheusPort, GrafanaPort, AlertmanagerPort        int
+	AlertmanagerFile                                     string
+	AlertSecrets                                         []AlertSecret
 }
 
 func dashboards(topo *sites.Topology) []dashboardFile {
@@ -82,6 +85,10 @@ func composeInput(in stacks.Input) (composeData, error) {
 		NodeExporterPort: targets.NodeExporterPort, CAdvisorPort: targets.CAdvisorPort,
 		PostgresExporterPort: targets.PostgresExporterPort,
 		PrometheusPort:       targets.PrometheusPort, GrafanaPort: targets.GrafanaPort,
+		AlertmanagerPort: targets.AlertmanagerPort, AlertmanagerFile: AlertmanagerFile,
+	}
+	if d.Hub {
+		d.AlertSecrets = AlertSecrets(in.Site.Alerting)
 	}
 	if d.Postgres {
 		d.PostgresURI = postgresURI(in.Site)
@@ -96,6 +103,19 @@ func composeInput(in stacks.Input) (composeData, error) {
 	return d, nil
 }
 
+// ExporterSSLMode is postgres.sslmode as postgres-exporter's driver (lib/pq) takes
+// it: lib/pq knows only disable, require, verify-ca and verify-full, and refuses
+// prefer and allow (pg_up stays 0: seen with Debian's 0.11 in the lab). prefer and
+// allow become disable: the exporter's connection stays on the site's data overlay;
+// set postgres.sslmode to require or verify-* for TLS.
+func ExporterSSLMode(mode string) string {
+	switch mode {
+	case "prefer", "allow":
+		return "disable"
+	}
+	return mode
+}
+
 // postgresURI is what postgres-exporter connects to: the postgres stack's service
 // on the data network (the site's own database), without credentials.
 func postgresURI(s *sites.Site) string {
@@ -104,8 +124,8 @@ func postgresURI(s *sites.Site) string {
 		port = 5432
 	}
 	q := url.Values{}
-	if s.Postgres.SSLMode != "" {
-		q.Set("sslmode", s.Postgres.SSLMode)
+	if m := ExporterSSLMode(s.Postgres.SSLMode); m != "" {
+		q.Set("sslmode", m)
 	}
 	u := targets.Addr("postgres_db", port) + "/" + s.Postgres.Database
 	if len(q) > 0 {
@@ -135,6 +155,7 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 		return stacks.Rendered{}, err
 	}
 	files := map[string][]byte{}
+	var secrets map[string]sites.SecretRef
 	if d.Postgres {
 		files["queries.yaml"] = exporterQueries
 	}
@@ -147,7 +168,19 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 		if err != nil {
 			return stacks.Rendered{}, err
 		}
-		files["prometheus.yml"], files[RulesFile] = prom, rules
+		am, err := AlertmanagerConfig(in.Topo)
+		if err != nil {
+			return stacks.Rendered{}, err
+		}
+		files["prometheus.yml"], files[RulesFile], files[AlertmanagerFile] = prom, rules, am
+		for _, s := range d.AlertSecrets {
+			if s.External() == "" {
+				if secrets == nil {
+					secrets = map[string]sites.SecretRef{}
+				}
+				secrets[s.Name] = s.Ref
+			}
+		}
 		if d.Grafana {
 			files["grafana-datasources.yml"] = GrafanaDatasources(d.Settings)
 			files["grafana-dashboards.yml"] = GrafanaDashboardProvider()
@@ -160,5 +193,5 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 			}
 		}
 	}
-	return stacks.Rendered{Stack: Name, Compose: compose, Files: files}, nil
+	return stacks.Rendered{Stack: Name, Compose: compose, Files: files, Secrets: secrets}, nil
 }

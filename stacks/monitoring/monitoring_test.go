@@ -29,7 +29,7 @@ func TestRenderGolden(t *testing.T) {
 		for _, svc := range cfg.Services {
 			names = append(names, svc.Name)
 			for _, p := range svc.Ports {
-				if svc.Name != "prometheus" && svc.Name != "grafana" && p.Mode != "host" {
+				if svc.Name != "prometheus" && svc.Name != "grafana" && svc.Name != "alertmanager" && p.Mode != "host" {
 					t.Errorf("%s publishes %d in %s mode; exporters are scraped per node (host)", svc.Name, p.Published, p.Mode)
 				}
 			}
@@ -37,7 +37,7 @@ func TestRenderGolden(t *testing.T) {
 		sort.Strings(names)
 		want := "cadvisor,node-exporter,postgres-exporter"
 		if in.Site.IsHub() {
-			want = "cadvisor,grafana,node-exporter,postgres-exporter,prometheus"
+			want = "alertmanager,cadvisor,grafana,node-exporter,postgres-exporter,prometheus"
 		}
 		if got := strings.Join(names, ","); got != want {
 			t.Errorf("services %s, want %s", got, want)

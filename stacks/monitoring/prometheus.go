@@ -93,7 +93,12 @@ type promConfig struct {
 		ScrapeTimeout      string            `yaml:"scrape_timeout"`
 		ExternalLabels     map[string]string `yaml:"external_labels"`
 	} `yaml:"global"`
-	RuleFiles     []string       `yaml:"rule_files"`
+	RuleFiles []string `yaml:"rule_files"`
+	Alerting  struct {
+		Alertmanagers []struct {
+			StaticConfigs []staticConfig `yaml:"static_configs"`
+		} `yaml:"alertmanagers"`
+	} `yaml:"alerting"`
 	ScrapeConfigs []scrapeConfig `yaml:"scrape_configs"`
 }
 
@@ -105,7 +110,7 @@ type scrapeConfig struct {
 
 type staticConfig struct {
 	Targets []string          `yaml:"targets"`
-	Labels  map[string]string `yaml:"labels"`
+	Labels  map[string]string `yaml:"labels,omitempty"`
 }
 
 // RulesFile is the rule file's name, next to prometheus.yml (rule_files are
@@ -127,6 +132,12 @@ func PrometheusConfig(topo *sites.Topology, s Settings) ([]byte, error) {
 	}
 	c.Global.ExternalLabels = map[string]string{"environment": topo.Env, "monitor": "sitectl-" + topo.Hub}
 	c.RuleFiles = []string{RulesFile}
+	// Alertmanager runs beside Prometheus at the hub (same stack, app network),
+	// reached by its full service name, as other sites' services are.
+	c.Alerting.Alertmanagers = make([]struct {
+		StaticConfigs []staticConfig `yaml:"static_configs"`
+	}, 1)
+	c.Alerting.Alertmanagers[0].StaticConfigs = []staticConfig{{Targets: []string{targets.Addr(Name+"_alertmanager", targets.AlertmanagerPort)}}}
 	c.ScrapeConfigs = append(c.ScrapeConfigs, scrapeConfig{JobName: JobPrometheus, StaticConfigs: []staticConfig{{
 		Targets: []string{targets.Addr("localhost", targets.PrometheusPort)},
 		Labels:  map[string]string{"site": topo.Hub, "node": PrometheusNode(topo.HubSite()).Name},

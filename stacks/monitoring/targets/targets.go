@@ -26,6 +26,7 @@ const (
 	LogstashTCPPort      = 5000
 	PrometheusPort       = 9090
 	GrafanaPort          = 3000
+	AlertmanagerPort     = 9093
 )
 
 // Matching returns the site's nodes a service with these placement constraints can

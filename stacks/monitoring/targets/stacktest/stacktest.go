@@ -40,10 +40,11 @@ const labOverlay = `all:
     logstash: sitectl-lab/logstash:standin
     kibana: sitectl-lab/kibana:standin
     prometheus: sitectl-lab/prometheus:lab
+    alertmanager: sitectl-lab/alertmanager:lab
     grafana: sitectl-lab/grafana:standin
-    node-exporter: sitectl-lab/node-exporter:standin
+    node-exporter: sitectl-lab/node-exporter:lab
     cadvisor: sitectl-lab/cadvisor:standin
-    postgres-exporter: sitectl-lab/postgres-exporter:standin
+    postgres-exporter: sitectl-lab/postgres-exporter:lab
 `
 
 // RepoRoot walks up from the working directory to the directory holding go.mod.
@@ -148,10 +149,18 @@ func LoadCompose(t testing.TB, r stacks.Rendered) *composetypes.Config {
 
 // Convert runs the deploy engine's conversion (stacks.Convert: docker/cli's loader
 // and converters, secrets resolved from the site's references, configs from r.Files)
-// on r. Every secret reference by environment variable gets a test value.
+// on r. Every secret reference by environment variable (the site's, and the
+// stack's own) gets a test value.
 func Convert(t *testing.T, in stacks.Input, r stacks.Rendered) *stacks.Desired {
 	t.Helper()
+	var refs []sites.SecretRef
 	for _, ref := range in.Site.Secrets {
+		refs = append(refs, ref)
+	}
+	for _, ref := range r.Secrets {
+		refs = append(refs, ref)
+	}
+	for _, ref := range refs {
 		if ref.Env != "" {
 			t.Setenv(ref.Env, "test-value-"+strings.ToLower(ref.Env))
 		}
