@@ -31,9 +31,9 @@ func Run(ctx context.Context, topo *sites.Topology, selected []*sites.Site, opts
 	}
 	start := time.Now()
 	rep := &Report{Env: topo.Env, From: "this machine", Findings: []Finding{}}
-	dial := Dialer(func(ctx context.Context, addr string) (net.Conn, error) {
+	dial := Dialer(func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, "tcp", addr)
+		return d.DialContext(ctx, network, addr)
 	})
 	if len(selected) > 0 && selected[0].Lab.Namespace != "" {
 		wan, undo, err := labVantage(ctx, selected)
@@ -42,8 +42,8 @@ func Run(ctx context.Context, topo *sites.Topology, selected []*sites.Site, opts
 		}
 		defer undo()
 		rep.From = "lab WAN namespace " + wan + " (with a route to each site's LAN via its gateway)"
-		dial = func(ctx context.Context, addr string) (net.Conn, error) {
-			return netns.DialContext(ctx, wan, "tcp", addr)
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return netns.DialContext(ctx, wan, network, addr)
 		}
 	}
 	f, n, err := Exposure(ctx, topo, selected, dial, opts.Timeout, opts.Parallel)
