@@ -60,5 +60,6 @@ high finding stands.`,
 	sf.add(cmd, "audit", false)
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 700*time.Millisecond, "how long one probe waits for an answer")
 	cmd.Flags().IntVar(&opts.Parallel, "parallel", 64, "probes at once")
+	cmd.Flags().BoolVar(&opts.ExposureOnly, "exposure-only", false, "only probe; do not read the configuration, services and databases")
 	return cmd
 }
