@@ -148,6 +148,9 @@ func knownSecrets(site *sites.Site) (known []Secret, unread []string) {
 			unread = append(unread, k)
 			continue
 		}
+		if strings.HasPrefix(strings.TrimSpace(string(v)), "-----BEGIN CERTIFICATE-----") {
+			continue // a certificate is public (kong.yml carries the admin CA)
+		}
 		known = append(known, Secret{Name: k, Value: v})
 	}
 	return known, unread

@@ -324,7 +324,7 @@ func CheckKongTLS(site string, services []KongService) []Finding {
 		if s.TLSVerify == nil || !*s.TLSVerify {
 			out = append(out, Finding{Severity: High, Site: site, Object: "kong.yml service " + s.Name + " (" + s.Host + ")",
 				What: "Kong does not verify the upstream's TLS certificate (tls_verify off): anyone on the path can impersonate it",
-				Fix:  "set tls_verify: true with the CA that signed the upstream's certificate (ca_certificates)"})
+				Fix:  "name the CA that signed the hub's Kong certificate: values.kong.admin.ca: <secret> with secrets.<secret>: {file: ca.pem}; sitectl then renders tls_verify: true with it"})
 		} else if len(s.CACertificates) == 0 {
 			out = append(out, Finding{Severity: Medium, Site: site, Object: "kong.yml service " + s.Name + " (" + s.Host + ")",
 				What: "tls_verify is on but no CA is named: Kong verifies against its default bundle", Fix: "name the CA (ca_certificates)"})
