@@ -3,6 +3,7 @@ package audit
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -201,5 +202,35 @@ func TestCheckKongTLS(t *testing.T) {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestKnownSecrets: every secret reference is resolved for comparison; an unreadable
+// one is named (never its value), a certificate is public and not searched for.
+func TestKnownSecrets(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, v string) string {
+		p := dir + "/" + name
+		if err := os.WriteFile(p, []byte(v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	site := &sites.Site{Name: "douala", Secrets: map[string]sites.SecretRef{
+		"django-secret-key": {File: write("dj", "a-long-django-key")},
+		"kong-tls-cert":     {File: write("crt", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----")},
+		"missing":           {File: dir + "/nope"},
+	}}
+	site.Postgres.Password = sites.SecretRef{File: write("pg", "pg-password-value")}
+	known, unread := knownSecrets(site)
+	var names []string
+	for _, k := range known {
+		names = append(names, k.Name)
+	}
+	if strings.Join(names, ",") != "django-secret-key,postgres.password" || strings.Join(unread, ",") != "missing" {
+		t.Errorf("known %v, unread %v", names, unread)
+	}
+	if string(known[1].Value) != "pg-password-value" {
+		t.Errorf("the value is read without its newline: %q", known[1].Value)
 	}
 }
