@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sitectl/sitectl/engine"
+	"github.com/sitectl/sitectl/internal/netns"
 	"github.com/sitectl/sitectl/replication/postgres"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
@@ -25,6 +27,7 @@ import (
 // services and configs (Env, Labels, published ports, secrets), and PostgreSQL.
 func Inspect(ctx context.Context, topo *sites.Topology, site *sites.Site) []Finding {
 	out := CheckConfig(site)
+	out = append(out, engineTCP(ctx, site)...)
 	out = append(out, certFindings(topo, site)...)
 	if site.HasStack(kong.Name) {
 		out = append(out, kongFindings(topo, site)...)
@@ -46,6 +49,33 @@ func Inspect(ctx context.Context, topo *sites.Topology, site *sites.Site) []Find
 	if site.HasStack("postgres") {
 		pg, err := readPostgres(ctx, site, appUser(site, svcs))
 		out = append(out, CheckPostgres(site.Name, pg, err)...)
+	}
+	return out
+}
+
+// engineTCP connects to each node's plain Docker API port (2375) from inside the
+// site (in the lab, the site's gateway namespace; elsewhere this machine): an
+// answer is a Docker API without TLS, whoever reaches it is root on the node.
+func engineTCP(ctx context.Context, site *sites.Site) []Finding {
+	var out []Finding
+	for _, n := range site.Nodes {
+		addr := net.JoinHostPort(n.Address, "2375")
+		dctx, cancel := context.WithTimeout(ctx, 700*time.Millisecond)
+		var c net.Conn
+		var err error
+		if ns := site.Lab.Namespace; ns != "" {
+			c, err = netns.DialContext(dctx, ns, "tcp", addr)
+		} else {
+			var d net.Dialer
+			c, err = d.DialContext(dctx, "tcp", addr)
+		}
+		cancel()
+		if err == nil {
+			c.Close()
+			out = append(out, Finding{Severity: High, Site: site.Name, Object: "engine of node " + n.Name + " " + addr, State: Open,
+				What: "a Docker API port without TLS (2375) answers from inside the site",
+				Fix:  "remove -H tcp://...:2375 from dockerd; reach the engine over ssh:// or tcp:// with --tlsverify on 2376"})
+		}
 	}
 	return out
 }
