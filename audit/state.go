@@ -177,10 +177,7 @@ func CheckServices(site *sites.Site, svcs []Service) []Finding {
 				}
 				out = append(out, f)
 			}
-		case s.Stack == "mongo" || strings.Contains(s.Image, "mongo"):
-			if !slices.Contains(s.Args, "mongod") && !slices.ContainsFunc(s.Args, func(a string) bool { return strings.HasPrefix(a, "--") }) {
-				continue // not a mongod (an exporter, a client)
-			}
+		case slices.Contains(s.Args, "mongod"): // a mongod, not an exporter or a client
 			if !slices.ContainsFunc(s.Args, func(a string) bool { return a == "--keyFile" || strings.HasPrefix(a, "--keyFile=") || a == "--auth" }) {
 				out = append(out, Finding{Severity: High, Site: site.Name, Object: "service " + s.Name,
 					What: "mongod runs without --keyFile or --auth: authentication is off", Fix: "run the mongo stack sitectl renders (keyfile from secrets.mongo-keyfile)"})

@@ -84,6 +84,7 @@ func TestCheckServices(t *testing.T) {
 		{"Elasticsearch security off outside the lab", prod, []Service{esOff}, []string{"high service elk_elasticsearch env xpack.security.enabled"}},
 		{"Elasticsearch security off in the lab: an exception", lab, []Service{esOff}, []string{"info service elk_elasticsearch env xpack.security.enabled"}},
 		{"mongod without keyfile", prod, []Service{mongoOpen}, []string{"high service mongo_mongo1"}},
+		{"a MongoDB exporter is no mongod", prod, []Service{{Name: "monitoring_mongo-exporter", Image: "percona/mongodb_exporter:0.40", Args: []string{"--mongodb.uri=mongodb://mongo1:27017"}}}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := CheckServices(tc.site, tc.svcs)
