@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -74,8 +75,16 @@ func (r *Report) Highs() int {
 // Prometheus, exporters, Kong's proxy, admin and status ports).
 var Ports = []int{22, 80, 443, 2375, 2376, 2377, 3000, 5432, 5601, 7946, 8000, 8001, 8100, 8443, 8444, 9090, 9100, 9200, 9300, 27017}
 
-// Dialer opens a TCP connection from the audit's vantage point.
-type Dialer func(ctx context.Context, addr string) (net.Conn, error)
+// UDPPorts are the UDP ports probed on every address: DNS, NTP, SNMP, IKE (500,
+// 4500: expected on a gateway's WAN address, and only from its peer gateways), VXLAN
+// (swarm's overlay data plane), swarm gossip, WireGuard.
+var UDPPorts = []int{53, 123, 161, 500, 4500, 4789, 7946, 51820}
+
+// IKEPorts are the UDP ports of IKE and its NAT traversal.
+var IKEPorts = []int{500, 4500}
+
+// Dialer opens a connection ("tcp" or "udp") from the audit's vantage point.
+type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // Target is one address of a site to probe.
 type Target struct {
@@ -99,14 +108,17 @@ func Targets(site *sites.Site) []Target {
 	return out
 }
 
-// Exposure probes every target's Ports (plus the site's edge ports) through dial,
-// at most parallel at once, each for timeout, and returns the findings: anything
-// that answers but an edge port is high, a refused connection from outside medium
-// (the host is reachable), an address it cannot reach from here high and
-// "unknown".
+// Exposure probes every target's TCP Ports (plus the site's edge ports) and
+// UDPPorts through dial, at most parallel at once, each for timeout, and returns the
+// findings: anything that answers but an edge port is high (IKE on a gateway's WAN
+// address: medium, it should answer its peer gateways only), a refused connection
+// from outside medium (the host is reachable), an address it cannot reach from here
+// high and "unknown". A UDP port that stays silent is indistinguishable from a
+// dropped one: silence is the pass for UDP, as a drop is for TCP.
 func Exposure(ctx context.Context, topo *sites.Topology, selected []*sites.Site, dial Dialer, timeout time.Duration, parallel int) (findings []Finding, probes int, err error) {
 	type job struct {
 		t        Target
+		proto    string
 		port     int
 		expected bool
 		state    string
@@ -125,7 +137,10 @@ func Exposure(ctx context.Context, topo *sites.Topology, selected []*sites.Site,
 		for _, t := range Targets(s) {
 			isEdge := slices.ContainsFunc(edge, func(p netip.Prefix) bool { return p.Contains(t.Addr) })
 			for _, p := range probe {
-				jobs = append(jobs, &job{t: t, port: p, expected: isEdge && slices.Contains(ports, p)})
+				jobs = append(jobs, &job{t: t, proto: "tcp", port: p, expected: isEdge && slices.Contains(ports, p)})
+			}
+			for _, p := range UDPPorts {
+				jobs = append(jobs, &job{t: t, proto: "udp", port: p})
 			}
 		}
 	}
@@ -141,7 +156,12 @@ func Exposure(ctx context.Context, topo *sites.Topology, selected []*sites.Site,
 			defer func() { <-sem; wg.Done() }()
 			dctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			c, err := dial(dctx, net.JoinHostPort(j.t.Addr.String(), strconv.Itoa(j.port)))
+			addr := net.JoinHostPort(j.t.Addr.String(), strconv.Itoa(j.port))
+			if j.proto == "udp" {
+				j.state, j.err = probeUDP(dctx, dial, addr, j.port)
+				return
+			}
+			c, err := dial(dctx, "tcp", addr)
 			switch {
 			case err == nil:
 				c.Close()
@@ -161,40 +181,100 @@ func Exposure(ctx context.Context, topo *sites.Topology, selected []*sites.Site,
 	}
 	unknown := map[string]bool{}
 	for _, j := range jobs {
-		obj := fmt.Sprintf("%s:%d/tcp", j.t.Addr, j.port)
+		obj := fmt.Sprintf("%s:%d/%s", j.t.Addr, j.port, j.proto)
+		proto := strings.ToUpper(j.proto)
 		f := Finding{Site: j.t.Site, Object: obj, State: j.state}
+		ike := j.proto == "udp" && slices.Contains(IKEPorts, j.port) && j.t.What == "gateway WAN address"
 		switch {
+		case j.state == Unknown:
+			key := j.t.Site + " " + j.t.Addr.String()
+			if unknown[key] {
+				continue // one finding per address
+			}
+			unknown[key] = true
+			f.Severity, f.Object = High, j.t.Addr.String()
+			f.What = fmt.Sprintf("%s could not be probed from here: %v", j.t.What, j.err)
+			f.Fix = "probe from a host outside the site with a route to it (the lab audit adds the routes in the WAN namespace)"
+		case j.state == Filtered && !j.expected:
+			continue // the pass: dropped on the way (or, for UDP, silent)
+		case ike:
+			f.Severity = Medium
+			f.What = fmt.Sprintf("the gateway's IKE port UDP %d answers a host that is not a peer gateway (%s)", j.port, j.state)
+			f.Fix = fmt.Sprintf("IKE is expected only from peer gateways' WAN addresses: deploy the gateway firewall (`sitectl plan --site %s`); ignore this when the audit runs from a peer gateway", j.t.Site)
 		case j.state == Open && j.expected:
 			f.Severity, f.What = Info, fmt.Sprintf("Kong's published proxy port on %s answers from the WAN, as intended", j.t.What)
 		case j.state == Open:
 			f.Severity = High
-			f.What = fmt.Sprintf("%s answers on TCP %d from outside the site", j.t.What, j.port)
+			f.What = fmt.Sprintf("%s answers on %s %d from outside the site", j.t.What, proto, j.port)
 			f.Fix = fmt.Sprintf("only Kong's proxy ports on the edge nodes may be reachable from the WAN: deploy the gateway firewall (gateway.firewall.enabled, `sitectl plan --site %s`) and do not publish this port on the WAN", j.t.Site)
 		case j.state == Closed && j.expected:
 			f.Severity, f.What = Medium, fmt.Sprintf("Kong's published proxy port on %s is reachable but nothing listens", j.t.What)
 			f.Fix = "check the kong stack (`sitectl status`)"
 		case j.state == Closed:
 			f.Severity = Medium
-			f.What = fmt.Sprintf("%s is reachable on TCP %d from outside (connection refused, not dropped)", j.t.What, j.port)
+			f.What = fmt.Sprintf("%s is reachable on %s %d from outside (refused, not dropped)", j.t.What, proto, j.port)
 			f.Fix = fmt.Sprintf("the gateway should drop it: deploy the gateway firewall (`sitectl plan --site %s`)", j.t.Site)
-		case j.state == Filtered && j.expected:
+		default: // an expected edge port that does not answer
 			f.Severity, f.What = Medium, fmt.Sprintf("Kong's published proxy port on %s does not answer from the WAN", j.t.What)
 			f.Fix = "check the kong stack and the gateway firewall's edge rule"
-		case j.state == Filtered:
-			continue // the pass: dropped on the way
-		default:
-			key := j.t.Site + " " + j.t.Addr.String()
-			if unknown[key] {
-				continue // one finding per address
-			}
-			unknown[key] = true
-			f.Severity, f.State, f.Object = High, Unknown, j.t.Addr.String()
-			f.What = fmt.Sprintf("%s could not be probed from here: %v", j.t.What, j.err)
-			f.Fix = "probe from a host outside the site with a route to it (the lab audit adds the routes in the WAN namespace)"
 		}
 		findings = append(findings, f)
 	}
 	return findings, len(jobs), nil
+}
+
+// probeUDP sends one datagram (an IKE_SA_INIT header on the IKE ports, else a
+// byte) on a connected socket and waits for the deadline: a reply is open, an ICMP
+// port unreachable (ECONNREFUSED on the read) closed, silence filtered.
+func probeUDP(ctx context.Context, dial Dialer, addr string, port int) (string, error) {
+	c, err := dial(ctx, "udp", addr)
+	if err != nil {
+		return Unknown, err
+	}
+	defer c.Close()
+	if d, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(d)
+	}
+	if _, err := c.Write(udpPayload(port)); err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return Closed, nil
+		}
+		return Unknown, err
+	}
+	buf := make([]byte, 512)
+	_, err = c.Read(buf)
+	switch {
+	case err == nil:
+		return Open, nil
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return Closed, nil
+	case isTimeout(err) || errors.Is(err, context.DeadlineExceeded):
+		return Filtered, nil
+	}
+	return Unknown, err
+}
+
+// udpPayload is what a UDP probe sends: on IKE's ports the 28-byte header of an
+// IKEv2 IKE_SA_INIT request (RFC 7296 §3.1; on 4500 after the non-ESP marker), so a
+// responder that parses it may answer; elsewhere one zero byte.
+func udpPayload(port int) []byte {
+	hdr := []byte{
+		0x73, 0x69, 0x74, 0x65, 0x63, 0x74, 0x6c, 0x21, // initiator SPI
+		0, 0, 0, 0, 0, 0, 0, 0, // responder SPI
+		0,          // next payload: none
+		0x20,       // version 2.0
+		34,         // exchange: IKE_SA_INIT
+		0x08,       // flags: initiator
+		0, 0, 0, 0, // message ID
+		0, 0, 0, 28, // length
+	}
+	switch port {
+	case 500:
+		return hdr
+	case 4500:
+		return append([]byte{0, 0, 0, 0}, hdr...)
+	}
+	return []byte{0}
 }
 
 func isTimeout(err error) bool {

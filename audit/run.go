@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sitectl/sitectl/internal/netns"
@@ -16,9 +17,12 @@ import (
 type Options struct {
 	Timeout  time.Duration // per probe (default 700ms)
 	Parallel int           // probes at once (default 64)
+	// ExposureOnly skips what Inspect reads (configuration, services, PostgreSQL).
+	ExposureOnly bool
 }
 
-// Run audits the selected sites' exposure. In the lab (lab.namespace set) it probes
+// Run audits the selected sites: their exposure (probes) and, meanwhile, what the
+// probes cannot see (Inspect). In the lab (lab.namespace set) it probes
 // from the lab's WAN namespace after adding, there, a route to each site's LAN via
 // its gateway — what any WAN neighbour can do — and removes the routes it added;
 // elsewhere from this machine.
@@ -31,9 +35,9 @@ func Run(ctx context.Context, topo *sites.Topology, selected []*sites.Site, opts
 	}
 	start := time.Now()
 	rep := &Report{Env: topo.Env, From: "this machine", Findings: []Finding{}}
-	dial := Dialer(func(ctx context.Context, addr string) (net.Conn, error) {
+	dial := Dialer(func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, "tcp", addr)
+		return d.DialContext(ctx, network, addr)
 	})
 	if len(selected) > 0 && selected[0].Lab.Namespace != "" {
 		wan, undo, err := labVantage(ctx, selected)
@@ -42,15 +46,33 @@ func Run(ctx context.Context, topo *sites.Topology, selected []*sites.Site, opts
 		}
 		defer undo()
 		rep.From = "lab WAN namespace " + wan + " (with a route to each site's LAN via its gateway)"
-		dial = func(ctx context.Context, addr string) (net.Conn, error) {
-			return netns.DialContext(ctx, wan, "tcp", addr)
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return netns.DialContext(ctx, wan, network, addr)
 		}
 	}
+	// What probing cannot see is read meanwhile, one site at a time each.
+	read := make([][]Finding, len(selected))
+	var wg sync.WaitGroup
+	for i, s := range selected {
+		if opts.ExposureOnly {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			read[i] = Inspect(ctx, topo, s)
+		}()
+	}
 	f, n, err := Exposure(ctx, topo, selected, dial, opts.Timeout, opts.Parallel)
+	wg.Wait()
 	if err != nil {
 		return nil, err
 	}
-	rep.Findings, rep.Probes, rep.Took = append(rep.Findings, f...), n, time.Since(start)
+	rep.Findings = append(rep.Findings, f...)
+	for _, r := range read {
+		rep.Findings = append(rep.Findings, r...)
+	}
+	rep.Probes, rep.Took = n, time.Since(start)
 	return rep, nil
 }
 

@@ -15,15 +15,24 @@ func newAuditCommand(g *globals) *cobra.Command {
 	var opts audit.Options
 	cmd := &cobra.Command{
 		Use:   "audit [--site S | --all]",
-		Short: "Probe each site from outside like an attacker: only Kong's edge ports may answer (exit 1 on a high finding)",
-		Long: `Connects over TCP to each site's gateway WAN address and to its nodes' LAN
-addresses routed through the gateway, on SSH, Docker, swarm and every stack's ports
-(audit.Ports) and Kong's published proxy ports. Only the proxy ports on the edge nodes
-may answer: anything else that answers is high, a refused connection (reachable, not
-dropped) medium, an address that cannot be probed from here high and "unknown" —
-never a pass. In the lab the probes run from the WAN namespace, with a route to each
-site's LAN via its gateway added for the audit and removed after it. Exit 1 when a
-high finding stands.`,
+		Short: "Probe each site from outside like an attacker and read what probes cannot see (exit 1 on a high finding)",
+		Long: `Probes each site's gateway WAN address and its nodes' LAN addresses routed through
+the gateway: TCP on SSH, Docker, swarm and every stack's ports (audit.Ports) and Kong's
+proxy ports, UDP on DNS, NTP, SNMP, IKE, VXLAN, swarm gossip and WireGuard
+(audit.UDPPorts). Only Kong's proxy ports on the edge nodes may answer: anything else
+that answers is high (IKE answering a host that is no peer: medium), a refused
+connection (reachable, not dropped) medium. In the lab the probes run from the WAN
+namespace, with a route to each site's LAN via its gateway added for the audit and
+removed after it.
+
+Meanwhile it reads what probing cannot see: PostgreSQL's pg_hba (no trust,
+scram-sha-256 only), the application's role (its own, no superuser), subscription
+passwords in subconninfo; the deployed services and configs (no secret values, Kong's
+admin API unpublished, Elasticsearch security on outside the lab, MongoDB with its
+keyfile); the Docker API on 2375; Kong's TLS verification of the hub's /admin; the
+tunnel certificates' expiry; overlay encryption off only with a stated reason (an
+exception). An address, engine or database it cannot reach is "unknown" and high,
+never a pass. Exit 1 when a high finding stands.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			topo, err := g.loadTopology()
@@ -60,5 +69,6 @@ high finding stands.`,
 	sf.add(cmd, "audit", false)
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 700*time.Millisecond, "how long one probe waits for an answer")
 	cmd.Flags().IntVar(&opts.Parallel, "parallel", 64, "probes at once")
+	cmd.Flags().BoolVar(&opts.ExposureOnly, "exposure-only", false, "only probe; do not read the configuration, services and databases")
 	return cmd
 }

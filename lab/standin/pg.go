@@ -98,8 +98,9 @@ func pgPrepare() error {
 		if err := copyTree(pgTemplateDir, data); err != nil {
 			return fmt.Errorf("copy the template cluster: %w", err)
 		}
-		// The same rules initdb --auth-local=trust --auth-host=scram-sha-256 writes.
-		hba := "local all all trust\nlocal replication all trust\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n" +
+		// The same rules initdb --auth-local=<local> --auth-host=scram-sha-256 writes.
+		local := authLocal()
+		hba := "local all all " + local + "\nlocal replication all " + local + "\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n" +
 			"host replication all 127.0.0.1/32 scram-sha-256\nhost replication all ::1/128 scram-sha-256\n"
 		if err := os.WriteFile(filepath.Join(data, "pg_hba.conf"), []byte(hba), 0o600); err != nil {
 			return err
@@ -162,7 +163,23 @@ func initdb(data, user, password string) error {
 		return err
 	}
 	return runCmd(nil, filepath.Join(pgBin, "initdb"), "-D", data, "-U", user, "--pwfile="+pw.Name(),
-		"-E", "UTF8", "--no-locale", "--auth-host=scram-sha-256", "--auth-local=trust")
+		"-E", "UTF8", "--no-locale", "--auth-host=scram-sha-256", "--auth-local="+authLocal())
+}
+
+// authLocal is the socket's authentication method: --auth-local from
+// POSTGRES_INITDB_ARGS (as the official image passes it to initdb), else trust
+// (initdb's default).
+func authLocal() string {
+	f := strings.Fields(os.Getenv("POSTGRES_INITDB_ARGS"))
+	for i, a := range f {
+		if v, ok := strings.CutPrefix(a, "--auth-local="); ok {
+			return v
+		}
+		if a == "--auth-local" && i+1 < len(f) {
+			return f[i+1]
+		}
+	}
+	return "trust"
 }
 
 // single runs SQL through the server's single-user mode (no socket, no network).

@@ -262,3 +262,17 @@ func TestSleep(t *testing.T) {
 		}
 	}
 }
+
+func TestAuthLocal(t *testing.T) {
+	for _, tc := range []struct{ args, want string }{
+		{"", "trust"},
+		{"--auth-local=scram-sha-256 --auth-host=scram-sha-256", "scram-sha-256"},
+		{"--data-checksums --auth-local peer", "peer"},
+		{"--auth-host=scram-sha-256", "trust"},
+	} {
+		t.Setenv("POSTGRES_INITDB_ARGS", tc.args)
+		if got := authLocal(); got != tc.want {
+			t.Errorf("POSTGRES_INITDB_ARGS=%q: %q, want %q", tc.args, got, tc.want)
+		}
+	}
+}

@@ -2,7 +2,12 @@ package kong
 
 import (
 	"bytes"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
 
 	"gopkg.in/yaml.v3"
 
@@ -18,6 +23,13 @@ type declarative struct {
 	Services      []service  `yaml:"services"`
 	Upstreams     []upstream `yaml:"upstreams"`
 	Plugins       []plugin   `yaml:"plugins"`
+	CACerts       []caCert   `yaml:"ca_certificates,omitempty"`
+}
+
+type caCert struct {
+	ID   string   `yaml:"id"`
+	Cert string   `yaml:"cert"`
+	Tags []string `yaml:"tags"`
 }
 
 type service struct {
@@ -30,6 +42,7 @@ type service struct {
 	ReadTimeout    int      `yaml:"read_timeout"`
 	WriteTimeout   int      `yaml:"write_timeout"`
 	TLSVerify      *bool    `yaml:"tls_verify,omitempty"`
+	CACertificates []string `yaml:"ca_certificates,omitempty"`
 	Tags           []string `yaml:"tags"`
 	Routes         []route  `yaml:"routes"`
 	Plugins        []plugin `yaml:"plugins,omitempty"`
@@ -173,11 +186,21 @@ func Config(topo *sites.Topology, site *sites.Site) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kong at %s: /admin goes to the hub's Kong: %w", site.Name, err)
 		}
-		no := false
-		admin.Protocol, admin.Host, admin.Port, admin.TLSVerify = "https", adminUpstream, hs.HTTPSPort, &no
+		verify := s.AdminCA != ""
+		admin.Protocol, admin.Host, admin.Port, admin.TLSVerify = "https", adminUpstream, hs.HTTPSPort, &verify
 		hubHTTPSPort = hs.HTTPSPort
 		up := upstream{Name: adminUpstream, Algorithm: "round-robin", Tags: tags,
 			Healthchecks: checks("https", s.AdminHealthPath, []int{200, 301, 302})}
+		if verify {
+			ca, err := adminCA(site, s.AdminCA)
+			if err != nil {
+				return nil, err
+			}
+			id := uuid.NewSHA1(uuid.NameSpaceURL, []byte(ca)).String()
+			d.CACerts = append(d.CACerts, caCert{ID: id, Cert: ca, Tags: tags})
+			admin.CACertificates = []string{id}
+			up.Healthchecks.Active.HTTPSVerifyCertificate = true
+		}
 		for _, n := range nodes {
 			up.Targets = append(up.Targets, target{Target: targets.Addr(n.Address, hs.HTTPSPort), Weight: 100, Tags: append(clone(tags), "hub-"+hub.Name)})
 		}
@@ -208,6 +231,31 @@ func Config(topo *sites.Topology, site *sites.Site) ([]byte, error) {
 		return nil, fmt.Errorf("kong at %s: generated kong.yml is invalid (a sitectl bug): %w", site.Name, err)
 	}
 	return b.Bytes(), nil
+}
+
+// adminCA reads the CA certificate the secret name holds (values.kong.admin.ca): a
+// PEM CA certificate (Kong refuses a ca_certificate that is not a CA).
+func adminCA(site *sites.Site, name string) (string, error) {
+	ref, ok := site.Secrets[name]
+	if !ok {
+		return "", fmt.Errorf("kong at %s: values.kong.admin.ca names the secret %q, which the site does not name: add secrets.%s: {file: /path/to/ca.pem}, or unset values.kong.admin.ca", site.Name, name, name)
+	}
+	b, err := ref.Resolve()
+	if err != nil {
+		return "", fmt.Errorf("kong at %s: values.kong.admin.ca: %w", site.Name, err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return "", fmt.Errorf("kong at %s: values.kong.admin.ca: secret %s (%s) is not a PEM certificate; want the CA that signed the hub's Kong certificate", site.Name, name, ref)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return "", fmt.Errorf("kong at %s: values.kong.admin.ca: secret %s (%s): %w", site.Name, name, ref, err)
+	}
+	if !c.IsCA {
+		return "", fmt.Errorf("kong at %s: values.kong.admin.ca: secret %s (%s) is not a CA certificate (basicConstraints CA:TRUE); want the CA that signed the hub's Kong certificate", site.Name, name, ref)
+	}
+	return strings.TrimSpace(string(pem.EncodeToMemory(blk))) + "\n", nil
 }
 
 // canaryWeights returns per-target weights so that requests split

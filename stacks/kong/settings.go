@@ -37,7 +37,11 @@ type Settings struct {
 	// to keep the canary split right when names resolve to every task (dnsrr).
 	APIReplicas int
 	TLSCert     string
-	TLSKey      string
+	// AdminCA names the secret holding the CA (PEM) that signed the hub's Kong
+	// certificate: set, a spoke's /admin upstream verifies the hub's certificate
+	// against it (tls_verify); empty, it does not (`sitectl audit` reports it).
+	AdminCA string
+	TLSKey  string
 }
 
 // Canary is a weighted split of /api between the stable django-api and a canary.
@@ -66,6 +70,7 @@ func ReadSettings(topo *sites.Topology, site *sites.Site) (Settings, error) {
 		HealthInterval:  v.String("health_interval", "10s"),
 		TLSCert:         v.String("tls.cert", "kong-tls-cert"),
 		TLSKey:          v.String("tls.key", "kong-tls-key"),
+		AdminCA:         v.String("admin.ca", ""),
 		Canary: Canary{
 			Enabled:  v.Bool("canary.enabled", false),
 			Weight:   v.Int("canary.weight", 10),
