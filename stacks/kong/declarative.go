@@ -171,7 +171,7 @@ func Config(topo *sites.Topology, site *sites.Site) ([]byte, error) {
 		Routes:  []route{httpsRoute("admin", "/admin", tags)},
 		Plugins: []plugin{rateLimit(s.AdminPerMinute, tags)},
 	}
-	hubHTTPSPort := 0
+	var toHub *service // how a spoke reaches the hub's Kong (port, TLS verification)
 	if site.IsHub() {
 		admin.Protocol, admin.Host, admin.Port = "http", apiUpstream, s.APIPort
 	} else {
@@ -188,7 +188,6 @@ func Config(topo *sites.Topology, site *sites.Site) ([]byte, error) {
 		}
 		verify := s.AdminCA != ""
 		admin.Protocol, admin.Host, admin.Port, admin.TLSVerify = "https", adminUpstream, hs.HTTPSPort, &verify
-		hubHTTPSPort = hs.HTTPSPort
 		up := upstream{Name: adminUpstream, Algorithm: "round-robin", Tags: tags,
 			Healthchecks: checks("https", s.AdminHealthPath, []int{200, 301, 302})}
 		if verify {
@@ -206,8 +205,11 @@ func Config(topo *sites.Topology, site *sites.Site) ([]byte, error) {
 		}
 		d.Upstreams = append(d.Upstreams, up)
 	}
+	if !site.IsHub() {
+		toHub = &admin
+	}
 	d.Services = append(d.Services, admin)
-	appServices(&d, topo, site, tags, hubHTTPSPort)
+	appServices(&d, topo, site, tags, toHub)
 
 	d.Plugins = []plugin{
 		{Name: "correlation-id", Tags: tags, Config: map[string]any{
@@ -304,7 +306,9 @@ func clone(s []string) []string { return append([]string(nil), s...) }
 // the site runs the app goes to the site's own service (an upstream per app, health
 // checked at the app's readiness path); a route "hub" goes to the hub's service at
 // the hub and, at a spoke, to the hub's Kong nodes over the tunnel (as /admin).
-func appServices(d *declarative, topo *sites.Topology, site *sites.Site, tags []string, hubHTTPSPort int) {
+// toHub is the spoke's /admin service: forwarded routes reach the hub the same way,
+// with the same certificate verification.
+func appServices(d *declarative, topo *sites.Topology, site *sites.Site, tags []string, toHub *service) {
 	for _, a := range topo.Apps {
 		_, runs := a.Sites[site.Name]
 		var local, forwarded []route
@@ -333,10 +337,9 @@ func appServices(d *declarative, topo *sites.Topology, site *sites.Site, tags []
 			d.Services = append(d.Services, service{Name: "app-" + a.Name, Protocol: "http", Host: up, Port: a.Port,
 				Retries: 2, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags, Routes: local})
 		}
-		if len(forwarded) > 0 && hubHTTPSPort > 0 {
-			no := false
-			d.Services = append(d.Services, service{Name: "app-" + a.Name + "-hub", Protocol: "https", Host: adminUpstream, Port: hubHTTPSPort, TLSVerify: &no,
-				Retries: 1, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags, Routes: forwarded})
+		if len(forwarded) > 0 && toHub != nil {
+			d.Services = append(d.Services, service{Name: "app-" + a.Name + "-hub", Protocol: toHub.Protocol, Host: toHub.Host, Port: toHub.Port,
+				TLSVerify: toHub.TLSVerify, CACertificates: toHub.CACertificates, Retries: 1, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags, Routes: forwarded})
 		}
 	}
 }
