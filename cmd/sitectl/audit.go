@@ -35,11 +35,7 @@ exception). An address, engine or database it cannot reach is "unknown" and high
 never a pass. Exit 1 when a high finding stands.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			topo, err := g.loadTopology()
-			if err != nil {
-				return err
-			}
-			selected, err := sf.selectSites(topo)
+			topo, selected, err := g.loadSelected(&sf)
 			if err != nil {
 				return err
 			}

@@ -74,11 +74,7 @@ refreshed the record within the last 45 s). Exit code 1 when something is still 
 }
 
 func runDrillHeal(ctx context.Context, g *globals, sf siteFlags) error {
-	topo, err := g.loadTopology()
-	if err != nil {
-		return err
-	}
-	selected, err := sf.selectSites(topo)
+	topo, selected, err := g.loadSelected(&sf)
 	if err != nil {
 		return err
 	}

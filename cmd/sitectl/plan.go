@@ -45,6 +45,20 @@ func (f *siteFlags) add(cmd *cobra.Command, verb string, required bool) {
 	}
 }
 
+// loadSelected loads the configuration and picks the sites f names: the first
+// steps of every command that acts on sites.
+func (g *globals) loadSelected(f *siteFlags) (*sites.Topology, []*sites.Site, error) {
+	topo, err := g.loadTopology()
+	if err != nil {
+		return nil, nil, err
+	}
+	selected, err := f.selectSites(topo)
+	if err != nil {
+		return nil, nil, err
+	}
+	return topo, selected, nil
+}
+
 // selectSites returns the chosen sites, in the topology's order.
 func (f *siteFlags) selectSites(topo *sites.Topology) ([]*sites.Site, error) {
 	var names []string
@@ -114,11 +128,7 @@ keeps what it held (deploy --plan checks any plan again before applying it).`,
 }
 
 func runPlan(cmd *cobra.Command, g *globals, o planOptions) error {
-	topo, err := g.loadTopology()
-	if err != nil {
-		return err
-	}
-	selected, err := o.sites.selectSites(topo)
+	topo, selected, err := g.loadSelected(&o.sites)
 	if err != nil {
 		return err
 	}

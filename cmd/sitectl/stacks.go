@@ -51,11 +51,7 @@ them with plain docker: see D/<site>/README.`,
   diff -r rendered-before/SITE rendered/SITE`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			topo, err := g.loadTopology()
-			if err != nil {
-				return err
-			}
-			selected, err := o.sites.selectSites(topo)
+			topo, selected, err := g.loadSelected(&o.sites)
 			if err != nil {
 				return err
 			}

@@ -27,11 +27,7 @@ silenced, shown and not judged. Exit code 1 when Alertmanager cannot be reached
 (--no-alerts skips it).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			topo, err := g.loadTopology()
-			if err != nil {
-				return err
-			}
-			selected, err := sf.selectSites(topo)
+			topo, selected, err := g.loadSelected(&sf)
 			if err != nil {
 				return err
 			}
