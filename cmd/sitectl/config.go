@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -89,6 +90,15 @@ every environment overlay in <config-dir>/env is checked. Exit code 1 on any err
 				}
 				return err
 			}
+			// A problem every environment has (a --set flag, a shared file) is
+			// printed once, before the environments.
+			shared := sharedProblems(results)
+			if len(shared) > 0 {
+				fmt.Fprintf(g.streams.Out, "in every environment:\n")
+				for _, p := range shared {
+					fmt.Fprintf(g.streams.Out, "  %s\n", p)
+				}
+			}
 			for _, r := range results {
 				env := r.Environment
 				if env == "" {
@@ -100,7 +110,9 @@ every environment overlay in <config-dir>/env is checked. Exit code 1 on any err
 					fmt.Fprintf(g.streams.Out, "✗ %s: %d error(s)\n", env, len(r.Problems.Errors()))
 				}
 				for _, p := range r.Problems {
-					fmt.Fprintf(g.streams.Out, "  %s\n", p)
+					if !slices.Contains(shared, p.String()) {
+						fmt.Fprintf(g.streams.Out, "  %s\n", p)
+					}
 				}
 			}
 			if failed {
@@ -141,4 +153,26 @@ func newConfigShowCommand(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringSliceVar(&siteNames, "site", nil, "sites to show (default: all)")
 	return cmd
+}
+
+// sharedProblems lists the problems that every one of two or more environments'
+// results has, in the first result's order.
+func sharedProblems(results []validateResult) []string {
+	if len(results) < 2 {
+		return nil
+	}
+	var out []string
+	for _, p := range results[0].Problems {
+		line, everywhere := p.String(), true
+		for _, r := range results[1:] {
+			if !slices.ContainsFunc(r.Problems, func(q sites.Problem) bool { return q.String() == line }) {
+				everywhere = false
+				break
+			}
+		}
+		if everywhere && !slices.Contains(out, line) {
+			out = append(out, line)
+		}
+	}
+	return out
 }

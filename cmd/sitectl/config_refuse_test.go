@@ -99,6 +99,8 @@ func TestConfigRefusals(t *testing.T) {
 	}{
 		{name: "--set key that names no setting", args: append(validate, "--set", "deploy.timout=1m"),
 			want: []string{"flag --set deploy.timout", "deploy.timout: unknown key; did you mean deploy.timeout?"}, once: "did you mean deploy.timeout"},
+		{name: "--set key that names no setting, every environment", args: []string{"config", "validate", "--set", "deploy.timout=1m"},
+			want: []string{"in every environment:", "✗ dev: 1 error(s)", "✗ production: 1 error(s)"}, once: "did you mean deploy.timeout"},
 		{name: "--set one site's key that names no setting", args: append(validate, "--set", "douala:deploy.timout=1m"),
 			want: []string{"flag --set douala:deploy.timout", "did you mean deploy.timeout?"}},
 		{name: "SITECTL_<SITE>__<KEY> that names no setting", args: validate,
