@@ -24,8 +24,8 @@ func TestFixtures(t *testing.T) {
 		env, image string
 		cloud      int
 	}{
-		{"dev", "sitectl-lab/node-exporter:standin", 2},
-		{"staging", "sitectl-lab/node-exporter:standin", 1},
+		{"dev", "sitectl-lab/cadvisor:standin", 2},
+		{"staging", "sitectl-lab/cadvisor:standin", 1},
 		{"production", "registry.example.org/hello:1.4.2", 2},
 	} {
 		t.Run(tc.env, func(t *testing.T) {
