@@ -90,7 +90,10 @@ func TestLabStacksRenderPlainDeploy(t *testing.T) {
 		t.Logf("services of %s still listed 2m after docker stack rm", strings.Join(stackNames, ", "))
 	}
 	removeStacks()
-	t.Cleanup(removeStacks)
+	t.Cleanup(func() {
+		removeStacks()
+		restoreLab(t, l)
+	})
 
 	sh(filepath.Join(tree, "networks.sh"))
 	sh(filepath.Join(tree, "secrets.sh"))
@@ -143,4 +146,34 @@ func TestLabStacksRenderPlainDeploy(t *testing.T) {
 	if err != nil || strings.TrimSpace(out) != "" {
 		t.Errorf("services carrying sitectl's labels after a plain deploy: %v %q", err, out)
 	}
+}
+
+// restoreLab gives the shared lab back as the other lab tests expect it: every stack
+// deployed by sitectl and every replication flow working. The plain deploy removed
+// and re-created douala's database, which disables the subscriptions from it
+// (disable_on_error); seen once, deploy --all right after that left one disabled
+// again, so this resumes replication when deploy did not.
+func restoreLab(t *testing.T, l *labtest.Lab) {
+	t.Helper()
+	cli := func(args ...string) (string, string, error) {
+		return run(t, nil, append([]string{"--config-dir", l.ConfigDir, "--env", "lab"}, args...)...)
+	}
+	if _, stderr, err := cli("deploy", "--all"); err != nil {
+		t.Errorf("restore the lab: deploy --all: %v\n%s", err, stderr)
+		return
+	}
+	var out string
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(2 * time.Second) {
+		var err error
+		if out, _, err = cli("replication", "status"); err == nil {
+			return
+		}
+		if strings.Contains(out, "disabled") {
+			t.Logf("restore the lab: replication status after deploy --all:\n%s\nresuming", out)
+			if _, stderr, err := cli("replication", "resume"); err != nil {
+				t.Logf("replication resume: %v\n%s", err, stderr)
+			}
+		}
+	}
+	t.Errorf("restore the lab: replication does not work 2m after deploy --all:\n%s", out)
 }
