@@ -74,12 +74,7 @@ type CheckResult struct {
 // wrong with it: unset or empty (unless Optional), a File variable whose value is not
 // a path to a file, an endpoint with the wrong scheme. Messages never contain a value.
 func Check(vars []Variable, environ []string) []CheckResult {
-	env := map[string]string{}
-	for _, kv := range environ {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			env[k] = v
-		}
-	}
+	env := sites.EnvMap(environ)
 	out := make([]CheckResult, 0, len(vars))
 	for _, v := range vars {
 		r := CheckResult{Variable: v, OK: true}

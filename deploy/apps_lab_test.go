@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -14,7 +13,6 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/sitectl/sitectl/internal/apps"
-	"github.com/sitectl/sitectl/lab"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
@@ -30,48 +28,11 @@ const appsLabPrefix = "dap"
 // --app plain leaves it pending, deploy --app hello applies it), and with
 // hello's folder removed deploy --prune removes hello and keeps plain.
 func TestLabApps(t *testing.T) {
-	if testing.Short() {
-		t.Skip("lab test: needs root and real dockerd engines; skipped under -short")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("lab test: needs root (network namespaces, dockerd)")
-	}
-	if err := lab.Preflight(); err != nil {
-		t.Skipf("lab test: %v", err)
-	}
-	dir := filepath.Join(t.TempDir(), "sites")
-	if err := os.CopyFS(dir, os.DirFS("../sites")); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{".sitectl-env", "env/lab.yaml"} {
-		os.Remove(filepath.Join(dir, f))
-	}
-	for _, f := range []string{"defaults.yaml", "douala.yaml", "yaounde.yaml", "cloud.yaml"} {
-		p := filepath.Join(dir, f)
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Only the apps: the built-in stacks have their own lab tests.
-		b = regexp.MustCompile(`(?m)^stacks: .*$`).ReplaceAll(b, []byte("stacks: []"))
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// Only the apps: the built-in stacks have their own lab tests.
+	dir := startLabWith(t, "[]", appsLabPrefix).dir
 	appsDir := filepath.Join(t.TempDir(), "apps")
 	if err := os.CopyFS(appsDir, os.DirFS("../internal/apps/testdata/apps")); err != nil {
 		t.Fatal(err)
-	}
-	ctx := context.Background()
-	opts := lab.Options{ConfigDir: dir, Prefix: appsLabPrefix}
-	lab.Down(ctx, opts) // a lab left by a killed run
-	t.Cleanup(func() {
-		if _, err := lab.Down(context.Background(), opts); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-	})
-	if _, err := lab.Up(ctx, opts); err != nil {
-		t.Fatalf("lab up: %v", err)
 	}
 
 	// One node per site with host-mode ports: one hello task per site (hello

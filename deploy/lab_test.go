@@ -47,6 +47,13 @@ type labEnv struct {
 // engine is proven with), brings a lab up on them and removes it when the test ends.
 func startLab(t *testing.T) *labEnv {
 	t.Helper()
+	return startLabWith(t, "[postgres, django-api]", labPrefix)
+}
+
+// startLabWith is startLab with every site's stacks set to stacks (a YAML list) and
+// the lab named prefix.
+func startLabWith(t *testing.T, stacks, prefix string) *labEnv {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("lab test: needs root and real dockerd engines; skipped under -short")
 	}
@@ -69,13 +76,13 @@ func startLab(t *testing.T) *labEnv {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b = regexp.MustCompile(`(?m)^stacks: .*$`).ReplaceAll(b, []byte("stacks: [postgres, django-api]"))
+		b = regexp.MustCompile(`(?m)^stacks: .*$`).ReplaceAll(b, []byte("stacks: "+stacks))
 		if err := os.WriteFile(p, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	ctx := context.Background()
-	opts := lab.Options{ConfigDir: dir, Prefix: labPrefix}
+	opts := lab.Options{ConfigDir: dir, Prefix: prefix}
 	lab.Down(ctx, opts) // a lab left by a killed run
 	t.Cleanup(func() {
 		if _, err := lab.Down(context.Background(), opts); err != nil {

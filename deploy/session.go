@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -72,13 +71,7 @@ func (o Options) environment() map[string]string {
 	if env == nil {
 		env = os.Environ()
 	}
-	m := make(map[string]string, len(env))
-	for _, kv := range env {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			m[k] = v
-		}
-	}
-	return m
+	return sites.EnvMap(env)
 }
 
 func (o Options) open(ctx context.Context, s *sites.Site) (Engine, func(), error) {

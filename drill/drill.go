@@ -12,7 +12,7 @@ package drill
 
 import (
 	"context"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -256,18 +256,12 @@ type Record struct {
 
 // Sites are the sites the record's faults touch, sorted.
 func (r Record) Sites() []string {
-	seen := map[string]bool{}
 	var out []string
 	for _, f := range r.Faults {
-		for _, s := range f.Sites {
-			if !seen[s] {
-				seen[s] = true
-				out = append(out, s)
-			}
-		}
+		out = append(out, f.Sites...)
 	}
-	sort.Strings(out)
-	return out
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // Summary lists what the record's faults left in place, for a message.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
 )
 
@@ -55,12 +56,7 @@ them with plain docker: see D/<site>/README.`,
 			if err != nil {
 				return err
 			}
-			env := map[string]string{}
-			for _, kv := range g.environ {
-				if k, v, ok := strings.Cut(kv, "="); ok {
-					env[k] = v
-				}
-			}
+			env := sites.EnvMap(g.environ)
 			// Every site is rendered before anything is written or printed.
 			trees := make([][]stacks.File, len(selected))
 			for i, s := range selected {

@@ -1,7 +1,6 @@
 package live
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -60,30 +59,7 @@ func TestLabDrillHealAfterKill(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, append(d.globalArgs(), "drill", "partition", "--site", "douala", "--duration", "60s", "--writes", "200")...)
 	cmd.Env = append(os.Environ(), "SITECTL_LAB_PREFIX="+d.lab.Prefix)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var progress []string
-	killed := false
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() {
-		line := sc.Text()
-		progress = append(progress, line)
-		if !killed && strings.HasPrefix(line, "✓ cut douala-cloud") {
-			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			killed = true
-		}
-	}
-	_ = cmd.Wait()
-	if !killed {
-		t.Fatalf("the drill never reported the cut; stderr:\n%s", strings.Join(progress, "\n"))
-	}
+	progress, _ := signalAtCut(t, cmd, syscall.SIGKILL)
 	t.Logf("drill killed after:\n%s", strings.Join(progress, "\n"))
 	// The fault is left in place: nothing healed it.
 	if _, _, code := d.sitectl(t, bin, "tunnels", "status"); code == 0 {

@@ -57,31 +57,8 @@ func sigintMidCut(t *testing.T, d *drLab, bin string) {
 	cmd.Env = append(os.Environ(), "SITECTL_LAB_PREFIX="+d.lab.Prefix)
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var progress []string
-	sc := bufio.NewScanner(stderr)
-	sent := false
-	for sc.Scan() {
-		line := sc.Text()
-		progress = append(progress, line)
-		if !sent && strings.HasPrefix(line, "✓ cut douala-cloud") {
-			// The link is cut and the drill is writing: interrupt it like Ctrl-C.
-			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-				t.Fatal(err)
-			}
-			sent = true
-		}
-	}
-	err = cmd.Wait()
-	if !sent {
-		t.Fatalf("the drill never reported the cut; stderr:\n%s", strings.Join(progress, "\n"))
-	}
+	// The link is cut and the drill is writing: interrupt it like Ctrl-C.
+	progress, err := signalAtCut(t, cmd, syscall.SIGINT)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Fatalf("interrupted drill exited with %v, want exit code 1; stderr:\n%s", err, strings.Join(progress, "\n"))
@@ -124,4 +101,36 @@ func sigintMidCut(t *testing.T, d *drLab, bin string) {
 	c.Close()
 	t.Logf("SIGINT mid-cut: %s; tunnel douala-cloud up, TCP douala→cloud %s connects", rep.Summary(), cloudDB)
 	d.waitStreaming(t)
+}
+
+// signalAtCut starts cmd (a `sitectl drill partition` of douala), sends it sig as
+// soon as its progress says douala-cloud is cut, and returns its progress lines and
+// what Wait returned. The test fails when the drill never reports the cut.
+func signalAtCut(t *testing.T, cmd *exec.Cmd, sig os.Signal) ([]string, error) {
+	t.Helper()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var progress []string
+	sent := false
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		line := sc.Text()
+		progress = append(progress, line)
+		if !sent && strings.HasPrefix(line, "✓ cut douala-cloud") {
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			sent = true
+		}
+	}
+	err = cmd.Wait()
+	if !sent {
+		t.Fatalf("the drill never reported the cut; stderr:\n%s", strings.Join(progress, "\n"))
+	}
+	return progress, err
 }

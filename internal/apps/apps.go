@@ -11,6 +11,7 @@ package apps
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -391,7 +392,7 @@ var secretEnvRE = regexp.MustCompile(`(?i)(password|passwd|secret|token|api_?key
 // secrets.<name>), or are external.
 func checkSecrets(c *collector, rel string, topo *sites.Topology, runs []string, dict map[string]any, cfg *composetypes.Config) {
 	raw, _ := dict["secrets"].(map[string]any)
-	for _, key := range sortedKeys(raw) {
+	for _, key := range slices.Sorted(maps.Keys(raw)) {
 		def, _ := raw[key].(map[string]any)
 		if ext, _ := def["external"].(bool); ext {
 			continue
@@ -413,7 +414,7 @@ func checkSecrets(c *collector, rel string, topo *sites.Topology, runs []string,
 		}
 	}
 	for _, s := range cfg.Services {
-		for _, k := range sortedKeys(s.Environment) {
+		for _, k := range slices.Sorted(maps.Keys(s.Environment)) {
 			v := s.Environment[k]
 			if v != nil && *v != "" && secretEnvRE.MatchString(k) {
 				c.errf(rel, "", "services."+s.Name+".environment."+k, "an inline secret (value not shown): pass it as a compose secret (file: secrets/<name>) and point the app at /run/secrets/<name>, e.g. %s_FILE", k)
@@ -459,7 +460,7 @@ func resolve(c *collector, rel string, topo *sites.Topology, site *sites.Site, a
 		}
 	}
 	vals := site.Values[a.Name]
-	for _, k := range sortedKeys(vals) {
+	for _, k := range slices.Sorted(maps.Keys(vals)) {
 		key := "values." + a.Name + "." + k
 		origin := topo.Origin(site.Name, key)
 		switch k {
@@ -570,22 +571,7 @@ func envMap(environ []string) map[string]string {
 	if environ == nil {
 		environ = os.Environ()
 	}
-	m := map[string]string{}
-	for _, kv := range environ {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			m[k] = v
-		}
-	}
-	return m
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	return sites.EnvMap(environ)
 }
 
 // checkHostPort refuses start-first updates of a service whose metrics port sitectl

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -113,18 +113,12 @@ func (r *Report) Failing() []FlowStatus {
 
 // Unread lists the sites that could not be read, sorted.
 func (r *Report) Unread() []string {
-	seen := map[string]bool{}
 	var out []string
 	for _, f := range r.Flows {
-		for _, s := range f.unread {
-			if !seen[s] {
-				seen[s] = true
-				out = append(out, s)
-			}
-		}
+		out = append(out, f.unread...)
 	}
-	sort.Strings(out)
-	return out
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // Summary is the report's last line: every flow works, or which do not and why.
