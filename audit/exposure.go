@@ -2,7 +2,7 @@
 // findings with a severity, each naming the site, the object and the fix. It never
 // reports "pass" for what it could not check: that is an "unknown" finding.
 //
-// This first part is the exposure probe (DESIGN.md decision 10): TCP connections
+// This first part is the exposure probe (docs/design.md decision 10): TCP connections
 // from outside a site to its gateway's WAN address and to its LAN addresses routed
 // through the gateway. Only Kong's published proxy ports on the edge nodes may
 // answer.

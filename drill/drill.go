@@ -43,7 +43,7 @@ type Cutter interface {
 }
 
 // Resyncer puts replication back to work after the links are healed: with
-// disable_on_error (DESIGN.md, decision 4) PostgreSQL 15 also disables a subscription
+// disable_on_error (docs/design.md decision 4) PostgreSQL 15 also disables a subscription
 // whose connection was lost, so the heal ends with what `sitectl deploy` does —
 // enable the subscriptions no conflict is holding. It returns what it changed.
 type Resyncer interface {

@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// RequiredNetworks are the overlay networks every site has (DESIGN.md decision 3).
+// RequiredNetworks are the overlay networks every site has (docs/design.md decision 3).
 var RequiredNetworks = []string{"app", "data", "edge"}
 
 var (

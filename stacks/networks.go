@@ -10,7 +10,7 @@ import (
 	"github.com/sitectl/sitectl/sites"
 )
 
-// SiteNetworks are the site's own overlay networks (edge, app, data; DESIGN.md
+// SiteNetworks are the site's own overlay networks (edge, app, data; docs/design.md
 // decision 3), created before any stack. Stacks attach to them as external
 // networks by these names. `data` is never attachable: only services of the stacks
 // join it, no stray container.

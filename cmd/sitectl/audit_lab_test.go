@@ -15,7 +15,7 @@ import (
 )
 
 // openHighs are the high findings the deployed lab still has, named by the start
-// of their object: sitectl does not fix them yet (README, audit). Anything else
+// of their object: sitectl does not fix them yet (docs/status.md, audit). Anything else
 // that is high fails the test.
 var openHighs = []string{
 	"role ",                   // django-api connects with sitectl's administrative role

@@ -137,7 +137,7 @@ func newTunnelsRenderCommand(g *globals) *cobra.Command {
 }
 
 // renderService prints the strongswan stack of each selected site (kernel IPsec
-// gateways that are swarm nodes; see README, Tunnels).
+// gateways that are swarm nodes; see docs/tunnels.md).
 func renderService(g *globals, topo *sites.Topology, names []string) error {
 	sel, err := topo.Select(names...)
 	if err != nil {

@@ -1,7 +1,7 @@
 // Package keys mints the keys of replicated rows: RFC 9562 UUIDv7 (48-bit Unix
 // millisecond timestamp, then random bits), minted at the site that owns the row and
 // paired with that site's name, which lives in its own column. Keys only identify a
-// row; they never decide which write wins (DESIGN.md, decision 6).
+// row; they never decide which write wins (docs/design.md decision 6).
 package keys
 
 import (

@@ -12,7 +12,7 @@ import (
 	"github.com/sitectl/sitectl/sites"
 )
 
-// The two facts DESIGN.md decision 5 makes sitectl say wherever partitions are shown.
+// The two facts docs/design.md decision 5 makes sitectl say wherever partitions are shown.
 const (
 	NoSelfPromotion  = "A cut-off minority does not promote itself: a primary is elected only where a majority of the votes is; sites without one become read-only until the link returns."
 	RollbackNotMerge = "Writes a cut-off primary took without a majority are rolled back after the heal (saved to rollback/ files on that member), not merged. With the default write concern majority, such writes are never acknowledged."

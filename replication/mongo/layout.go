@@ -1,4 +1,4 @@
-// Package mongo runs the one MongoDB replica set that spans the sites, as DESIGN.md
+// Package mongo runs the one MongoDB replica set that spans the sites, as docs/design.md
 // decision 5 says: members laid out from the site configs (cloud at the highest
 // priority, no arbiter unless allowed), the default write concern set to majority,
 // reconfigs of at most one voting change each (never forced, except through

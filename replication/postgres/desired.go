@@ -1,5 +1,5 @@
 // Package postgres replicates PostgreSQL data between the sites with logical
-// replication, as DESIGN.md decision 4 says: every row is owned by the site that
+// replication, as docs/design.md decision 4 says: every row is owned by the site that
 // wrote it; each spoke publishes its own rows to the hub, the hub republishes to each
 // spoke the rows that spoke does not own. It turns the topology into desired
 // publications and subscriptions (pure), reads the live catalogs of every site, diffs

@@ -132,7 +132,7 @@ const (
 // Other sites' django-api are deliberately not backup targets of /api: Kong OSS 3.x
 // upstreams have no backup/failover targets (that is Enterprise 3.12+), so a remote
 // target would take a share of every request across the WAN, and a site is its own
-// failure domain (DESIGN.md decision 1): when its API is down the gateway answers 503
+// failure domain (docs/design.md decision 1): when its API is down the gateway answers 503
 // and the operator's DNS/anycast moves clients, not Kong.
 func Config(topo *sites.Topology, site *sites.Site) ([]byte, error) {
 	s, err := ReadSettings(topo, site)

@@ -1,5 +1,5 @@
 // Package firewall renders each site gateway's nftables ruleset from the topology
-// and applies it as the `gateway firewall` step of plan/deploy (DESIGN.md decision
+// and applies it as the `gateway firewall` step of plan/deploy (docs/design.md decision
 // 10). The ruleset is one table, `table inet sitectl`, replaced atomically by one
 // `nft -f` transaction: default drop; IKE and ESP only from the peer gateways; SSH
 // only from the admin networks; a site LAN and a remote site's LAN only through

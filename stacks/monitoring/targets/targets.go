@@ -2,7 +2,7 @@
 // are reachable from other sites: which nodes of a site run them (placement
 // constraints evaluated against the topology's node labels) and on which published
 // ports. Prometheus scrapes these addresses, Logstash ships to them and Kong routes
-// to them, over the tunnels (overlays never span sites: DESIGN.md decision 1).
+// to them, over the tunnels (overlays never span sites: docs/design.md decision 1).
 package targets
 
 import (
