@@ -106,6 +106,9 @@ func Dashboard(site *sites.Site) ([]byte, error) {
 		"refresh":       "30s",
 		"time":          map[string]string{"from": "now-6h", "to": "now"},
 		"panels":        panels,
+		// Required by Grafana's dashboard schema (TestDashboardsMatchGrafanaSchema).
+		"templating":  map[string]any{"list": []any{}},
+		"annotations": map[string]any{"list": []any{}},
 	}
 	return json.MarshalIndent(d, "", "  ")
 }
