@@ -318,4 +318,3 @@ func (g *G[K]) Generic() {
 	x++
 	_ = x
 }
-

@@ -125,6 +125,7 @@ func Long() int {
 	x++
 	return x
 }
+
 // filler
 // filler
 // filler
