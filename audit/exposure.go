@@ -164,7 +164,7 @@ func Exposure(ctx context.Context, topo *sites.Topology, selected []*sites.Site,
 			c, err := dial(dctx, "tcp", addr)
 			switch {
 			case err == nil:
-				c.Close()
+				_ = c.Close() // a probe: the connection was opened, nothing was written
 				j.state = Open
 			case errors.Is(err, syscall.ECONNREFUSED):
 				j.state = Closed
@@ -231,7 +231,7 @@ func probeUDP(ctx context.Context, dial Dialer, addr string, port int) (string, 
 	if err != nil {
 		return Unknown, err
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }() // a probe: its outcome is already read
 	if d, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(d)
 	}

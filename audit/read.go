@@ -115,7 +115,7 @@ func readSwarm(ctx context.Context, site *sites.Site) ([]Service, []Config, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	defer eng.Close()
+	defer func() { _ = eng.Close() }() // read only: nothing to lose
 	list, err := eng.ServiceList(ctx, client.ServiceListOptions{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("list services: %w", err)

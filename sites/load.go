@@ -210,7 +210,7 @@ func Load(opts Options) (*Topology, error) {
 			if m := envSites[name]; m != nil {
 				layers = append(layers, layer{envRel + " (sites." + name + ")", m})
 			}
-			layers = append(layers, envLayers(&r.c, opts.Environ, name, names, layers)...)
+			layers = append(layers, envLayers(&r.c, opts.Environ, name, layers)...)
 			layers = append(layers, flagLayers[""]...)
 			layers = append(layers, flagLayers[name]...)
 			r.site, r.origins = merge(&r.c, name, siteRel, layers)
@@ -389,7 +389,7 @@ func envName(key string) string {
 // reachable too. SITECTL_<KEY> variables that name no key are left alone: they may
 // hold secrets the config references. A SITECTL_<SITE>__<KEY> of a known site that
 // names no setting is refused (with the closest name), its value never shown.
-func envLayers(c *collector, environ []string, site string, siteNames []string, earlier []layer) []layer {
+func envLayers(c *collector, environ []string, site string, earlier []layer) []layer {
 	found := false
 	for _, kv := range environ {
 		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "SITECTL_") && !reservedEnv[name] {

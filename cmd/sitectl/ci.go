@@ -49,7 +49,7 @@ The output is checked against GitLab's .gitlab-ci.yml schema before it is writte
 		Example: `  sitectl ci generate --env production --out .gitlab-ci.yml
   sitectl ci generate --env dev --runner-tag 'site-{site}'`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runCIGenerate(g, o) },
+		RunE: func(_ *cobra.Command, _ []string) error { return runCIGenerate(g, o) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.out, "out", "", "write the pipeline to this file (default: stdout); the pipeline then also checks that this file stays up to date")
@@ -160,11 +160,11 @@ func writeFileAtomic(path string, b []byte) error {
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the write error is the one to report; the file is removed
 		return err
 	}
 	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the chmod error is the one to report; the file is removed
 		return err
 	}
 	if err := tmp.Close(); err != nil {

@@ -485,7 +485,7 @@ func empty(ctx context.Context, c *client.Client, s *sites.Site) error {
 	}
 	for _, x := range secs.Items {
 		if owned(x.Spec.Labels) {
-			c.SecretRemove(ctx, x.ID, client.SecretRemoveOptions{})
+			_, _ = c.SecretRemove(ctx, x.ID, client.SecretRemoveOptions{}) // best-effort clean-up between runs
 		}
 	}
 	cfgs, err := c.ConfigList(ctx, client.ConfigListOptions{})
@@ -494,7 +494,7 @@ func empty(ctx context.Context, c *client.Client, s *sites.Site) error {
 	}
 	for _, x := range cfgs.Items {
 		if owned(x.Spec.Labels) {
-			c.ConfigRemove(ctx, x.ID, client.ConfigRemoveOptions{})
+			_, _ = c.ConfigRemove(ctx, x.ID, client.ConfigRemoveOptions{}) // best-effort clean-up between runs
 		}
 	}
 	// Wait until no task of a removed service remains (containers stopped).
