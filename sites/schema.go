@@ -2,8 +2,10 @@ package sites
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -136,7 +138,7 @@ func (w *walker) walk(path string, t reflect.Type, v any) any {
 	case reflect.Struct:
 		m, ok := v.(map[string]any)
 		if !ok {
-			w.errf(path, "is %s; it must be a mapping of settings (%s)", describe(path, v), strings.Join(sortedKeys(fieldsOf(t)), ", "))
+			w.errf(path, "is %s; it must be a mapping of settings (%s)", describe(path, v), strings.Join(slices.Sorted(maps.Keys(fieldsOf(t))), ", "))
 			return nil
 		}
 		fields := fieldsOf(t)
@@ -144,7 +146,7 @@ func (w *walker) walk(path string, t reflect.Type, v any) any {
 		for k, sub := range m {
 			ft, known := fields[k]
 			if !known {
-				w.unknown(join(path, k), k, sortedKeys(fields))
+				w.unknown(join(path, k), k, slices.Sorted(maps.Keys(fields)))
 				continue
 			}
 			if r := w.walk(join(path, k), ft, sub); r != nil {
