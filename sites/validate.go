@@ -192,7 +192,7 @@ func (v *siteCheck) stacks(known []string) {
 	s := v.s
 	seenStack := map[string]bool{}
 	for _, st := range s.Stacks {
-		if !contains(known, st) {
+		if !slices.Contains(known, st) {
 			v.errf("stacks", "stack %q does not exist; allowed: %s", st, strings.Join(known, ", "))
 		}
 		if seenStack[st] {
@@ -201,7 +201,7 @@ func (v *siteCheck) stacks(known []string) {
 		seenStack[st] = true
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.Values)) {
-		if !contains(known, k) {
+		if !slices.Contains(known, k) {
 			msg := fmt.Sprintf("%q is not a stack; values are keyed by stack (allowed: %s)", k, strings.Join(known, ", "))
 			if c := closest(k, known); c != "" {
 				msg = fmt.Sprintf("%q is not a stack; did you mean values.%s? (allowed: %s)", k, c, strings.Join(known, ", "))
