@@ -178,7 +178,7 @@ func newCIVariablesCommand(g *globals) *cobra.Command {
 		Use:   "variables",
 		Short: "List the CI/CD variables the pipeline of an environment reads (names, never values)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(_ *cobra.Command, _ []string) error {
 			topo, err := g.loadCITopology()
 			if err != nil {
 				return err
@@ -224,7 +224,7 @@ func newCICheckCommand(g *globals) *cobra.Command {
 		Use:   "check --site S [--site S2]",
 		Short: "In a CI job: check that every CI/CD variable the sites need is set (values are never printed)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(_ *cobra.Command, _ []string) error {
 			topo, err := g.loadCITopology()
 			if err != nil {
 				return err
@@ -274,7 +274,7 @@ func newCILintCommand(g *globals) *cobra.Command {
 		Use:   "lint [FILE...]",
 		Short: "Check .gitlab-ci.yml files against GitLab's schema, declared stages and needs",
 		Args:  cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(_ *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				args = []string{".gitlab-ci.yml"}
 			}

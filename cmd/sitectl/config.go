@@ -131,7 +131,7 @@ func newConfigShowCommand(g *globals) *cobra.Command {
 		Use:   "show",
 		Short: "Print the merged, final configuration of sites (secrets as references only)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(_ *cobra.Command, _ []string) error {
 			if g.output == "text" {
 				g.output = "yaml"
 			}

@@ -103,7 +103,7 @@ func settle(ctx context.Context, topo *sites.Topology) (time.Duration, error) {
 			for {
 				res, err := c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", "com.docker.swarm.task.id")})
 				if err != nil || len(res.Items) == 0 || time.Now().After(deadline) {
-					c.Close()
+					_ = c.Close() // releasing a client: nothing to do about a failure
 					if err != nil {
 						return 0, fmt.Errorf("node %s: %w", s.Nodes[i].Name, err)
 					}
@@ -145,7 +145,7 @@ func removeVolumes(ctx context.Context, s *sites.Site) error {
 				}
 			}
 		}
-		c.Close()
+		_ = c.Close() // releasing a client: nothing to do about a failure
 		if err != nil {
 			return fmt.Errorf("node %s: %w", s.Nodes[i].Name, err)
 		}
