@@ -21,6 +21,21 @@ func TestCheck(t *testing.T) {
 			},
 		},
 		{
+			name: "allowlist entries that excuse nothing",
+			allowed: map[string]string{
+				"ok/ok.go":        "test: a short file",
+				"ok/edge.go:Edge": "test: at the limit, not over it",
+			},
+			want: []string{
+				"bad/bad.go:1: file has 654 lines (limit 500)",
+				"bad/bad.go:4: func Long has 124 lines (limit 100)",
+				"bad/bad.go:531: func Table has 124 lines (limit 100)",
+				"ok/ok.go:6: func func literal at line 6 has 124 lines (limit 100)",
+				`hack/shape/main.go: allow entry "ok/edge.go:Edge" is within the limits now (or names nothing); remove it`,
+				`hack/shape/main.go: allow entry "ok/ok.go" is within the limits now (or names nothing); remove it`,
+			},
+		},
+		{
 			name: "allowlisted file and function",
 			allowed: map[string]string{
 				"bad/bad.go":       "test: a data file",
