@@ -116,19 +116,48 @@ func Targets(site *sites.Site) []Target {
 // high and "unknown". A UDP port that stays silent is indistinguishable from a
 // dropped one: silence is the pass for UDP, as a drop is for TCP.
 func Exposure(ctx context.Context, topo *sites.Topology, selected []*sites.Site, dial Dialer, timeout time.Duration, parallel int) (findings []Finding, probes int, err error) {
-	type job struct {
-		t        Target
-		proto    string
-		port     int
-		expected bool
-		state    string
-		err      error
+	jobs, err := planProbes(topo, selected)
+	if err != nil {
+		return nil, 0, err
 	}
-	var jobs []*job
+	runProbes(ctx, jobs, dial, timeout, parallel)
+	if err := ctx.Err(); err != nil {
+		return nil, len(jobs), err
+	}
+	unknown := map[string]bool{}
+	for _, j := range jobs {
+		if j.state == Unknown {
+			key := j.t.Site + " " + j.t.Addr.String()
+			if unknown[key] {
+				continue // one finding per address
+			}
+			unknown[key] = true
+		}
+		if f, ok := j.finding(); ok {
+			findings = append(findings, f)
+		}
+	}
+	return findings, len(jobs), nil
+}
+
+// probeJob is one port of one target to probe, and what the probe found.
+type probeJob struct {
+	t        Target
+	proto    string
+	port     int
+	expected bool // an edge port that should answer from the WAN
+	state    string
+	err      error
+}
+
+// planProbes lists the probes of the selected sites: every target's TCP Ports plus
+// the site's edge ports, and its UDPPorts.
+func planProbes(topo *sites.Topology, selected []*sites.Site) ([]*probeJob, error) {
+	var jobs []*probeJob
 	for _, s := range selected {
 		edge, ports, err := firewall.EdgePorts(topo, s)
 		if err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 		probe := slices.Clone(Ports)
 		probe = append(probe, ports...)
@@ -137,13 +166,18 @@ func Exposure(ctx context.Context, topo *sites.Topology, selected []*sites.Site,
 		for _, t := range Targets(s) {
 			isEdge := slices.ContainsFunc(edge, func(p netip.Prefix) bool { return p.Contains(t.Addr) })
 			for _, p := range probe {
-				jobs = append(jobs, &job{t: t, proto: "tcp", port: p, expected: isEdge && slices.Contains(ports, p)})
+				jobs = append(jobs, &probeJob{t: t, proto: "tcp", port: p, expected: isEdge && slices.Contains(ports, p)})
 			}
 			for _, p := range UDPPorts {
-				jobs = append(jobs, &job{t: t, proto: "udp", port: p})
+				jobs = append(jobs, &probeJob{t: t, proto: "udp", port: p})
 			}
 		}
 	}
+	return jobs, nil
+}
+
+// runProbes runs the probes, at most parallel at once, each for timeout.
+func runProbes(ctx context.Context, jobs []*probeJob, dial Dialer, timeout time.Duration, parallel int) {
 	if parallel < 1 {
 		parallel = 1
 	}
@@ -156,71 +190,68 @@ func Exposure(ctx context.Context, topo *sites.Topology, selected []*sites.Site,
 			defer func() { <-sem; wg.Done() }()
 			dctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			addr := net.JoinHostPort(j.t.Addr.String(), strconv.Itoa(j.port))
-			if j.proto == "udp" {
-				j.state, j.err = probeUDP(dctx, dial, addr, j.port)
-				return
-			}
-			c, err := dial(dctx, "tcp", addr)
-			switch {
-			case err == nil:
-				c.Close()
-				j.state = Open
-			case errors.Is(err, syscall.ECONNREFUSED):
-				j.state = Closed
-			case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ETIMEDOUT) || isTimeout(err):
-				j.state = Filtered
-			default:
-				j.state, j.err = Unknown, err
-			}
+			j.probe(dctx, dial)
 		}()
 	}
 	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, len(jobs), err
+}
+
+// probe sets j.state (and j.err when Unknown).
+func (j *probeJob) probe(ctx context.Context, dial Dialer) {
+	addr := net.JoinHostPort(j.t.Addr.String(), strconv.Itoa(j.port))
+	if j.proto == "udp" {
+		j.state, j.err = probeUDP(ctx, dial, addr, j.port)
+		return
 	}
-	unknown := map[string]bool{}
-	for _, j := range jobs {
-		obj := fmt.Sprintf("%s:%d/%s", j.t.Addr, j.port, j.proto)
-		proto := strings.ToUpper(j.proto)
-		f := Finding{Site: j.t.Site, Object: obj, State: j.state}
-		ike := j.proto == "udp" && slices.Contains(IKEPorts, j.port) && j.t.What == "gateway WAN address"
-		switch {
-		case j.state == Unknown:
-			key := j.t.Site + " " + j.t.Addr.String()
-			if unknown[key] {
-				continue // one finding per address
-			}
-			unknown[key] = true
-			f.Severity, f.Object = High, j.t.Addr.String()
-			f.What = fmt.Sprintf("%s could not be probed from here: %v", j.t.What, j.err)
-			f.Fix = "probe from a host outside the site with a route to it (the lab audit adds the routes in the WAN namespace)"
-		case j.state == Filtered && !j.expected:
-			continue // the pass: dropped on the way (or, for UDP, silent)
-		case ike:
-			f.Severity = Medium
-			f.What = fmt.Sprintf("the gateway's IKE port UDP %d answers a host that is not a peer gateway (%s)", j.port, j.state)
-			f.Fix = fmt.Sprintf("IKE is expected only from peer gateways' WAN addresses: deploy the gateway firewall (`sitectl plan --site %s`); ignore this when the audit runs from a peer gateway", j.t.Site)
-		case j.state == Open && j.expected:
-			f.Severity, f.What = Info, fmt.Sprintf("Kong's published proxy port on %s answers from the WAN, as intended", j.t.What)
-		case j.state == Open:
-			f.Severity = High
-			f.What = fmt.Sprintf("%s answers on %s %d from outside the site", j.t.What, proto, j.port)
-			f.Fix = fmt.Sprintf("only Kong's proxy ports on the edge nodes may be reachable from the WAN: deploy the gateway firewall (gateway.firewall.enabled, `sitectl plan --site %s`) and do not publish this port on the WAN", j.t.Site)
-		case j.state == Closed && j.expected:
-			f.Severity, f.What = Medium, fmt.Sprintf("Kong's published proxy port on %s is reachable but nothing listens", j.t.What)
-			f.Fix = "check the kong stack (`sitectl status`)"
-		case j.state == Closed:
-			f.Severity = Medium
-			f.What = fmt.Sprintf("%s is reachable on %s %d from outside (refused, not dropped)", j.t.What, proto, j.port)
-			f.Fix = fmt.Sprintf("the gateway should drop it: deploy the gateway firewall (`sitectl plan --site %s`)", j.t.Site)
-		default: // an expected edge port that does not answer
-			f.Severity, f.What = Medium, fmt.Sprintf("Kong's published proxy port on %s does not answer from the WAN", j.t.What)
-			f.Fix = "check the kong stack and the gateway firewall's edge rule"
-		}
-		findings = append(findings, f)
+	c, err := dial(ctx, "tcp", addr)
+	switch {
+	case err == nil:
+		_ = c.Close() // a probe: the connection was opened, nothing was written
+		j.state = Open
+	case errors.Is(err, syscall.ECONNREFUSED):
+		j.state = Closed
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ETIMEDOUT) || isTimeout(err):
+		j.state = Filtered
+	default:
+		j.state, j.err = Unknown, err
 	}
-	return findings, len(jobs), nil
+}
+
+// finding judges a probe; false when it is the pass (dropped, or silent for UDP).
+func (j *probeJob) finding() (Finding, bool) {
+	obj := fmt.Sprintf("%s:%d/%s", j.t.Addr, j.port, j.proto)
+	proto := strings.ToUpper(j.proto)
+	f := Finding{Site: j.t.Site, Object: obj, State: j.state}
+	ike := j.proto == "udp" && slices.Contains(IKEPorts, j.port) && j.t.What == "gateway WAN address"
+	switch {
+	case j.state == Unknown:
+		f.Severity, f.Object = High, j.t.Addr.String()
+		f.What = fmt.Sprintf("%s could not be probed from here: %v", j.t.What, j.err)
+		f.Fix = "probe from a host outside the site with a route to it (the lab audit adds the routes in the WAN namespace)"
+	case j.state == Filtered && !j.expected:
+		return Finding{}, false // the pass: dropped on the way (or, for UDP, silent)
+	case ike:
+		f.Severity = Medium
+		f.What = fmt.Sprintf("the gateway's IKE port UDP %d answers a host that is not a peer gateway (%s)", j.port, j.state)
+		f.Fix = fmt.Sprintf("IKE is expected only from peer gateways' WAN addresses: deploy the gateway firewall (`sitectl plan --site %s`); ignore this when the audit runs from a peer gateway", j.t.Site)
+	case j.state == Open && j.expected:
+		f.Severity, f.What = Info, fmt.Sprintf("Kong's published proxy port on %s answers from the WAN, as intended", j.t.What)
+	case j.state == Open:
+		f.Severity = High
+		f.What = fmt.Sprintf("%s answers on %s %d from outside the site", j.t.What, proto, j.port)
+		f.Fix = fmt.Sprintf("only Kong's proxy ports on the edge nodes may be reachable from the WAN: deploy the gateway firewall (gateway.firewall.enabled, `sitectl plan --site %s`) and do not publish this port on the WAN", j.t.Site)
+	case j.state == Closed && j.expected:
+		f.Severity, f.What = Medium, fmt.Sprintf("Kong's published proxy port on %s is reachable but nothing listens", j.t.What)
+		f.Fix = "check the kong stack (`sitectl status`)"
+	case j.state == Closed:
+		f.Severity = Medium
+		f.What = fmt.Sprintf("%s is reachable on %s %d from outside (refused, not dropped)", j.t.What, proto, j.port)
+		f.Fix = fmt.Sprintf("the gateway should drop it: deploy the gateway firewall (`sitectl plan --site %s`)", j.t.Site)
+	default: // an expected edge port that does not answer
+		f.Severity, f.What = Medium, fmt.Sprintf("Kong's published proxy port on %s does not answer from the WAN", j.t.What)
+		f.Fix = "check the kong stack and the gateway firewall's edge rule"
+	}
+	return f, true
 }
 
 // probeUDP sends one datagram (an IKE_SA_INIT header on the IKE ports, else a
@@ -231,7 +262,7 @@ func probeUDP(ctx context.Context, dial Dialer, addr string, port int) (string, 
 	if err != nil {
 		return Unknown, err
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }() // a probe: its outcome is already read
 	if d, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(d)
 	}

@@ -251,8 +251,8 @@ func TestGitlabCILocalRefusesBroken(t *testing.T) {
 			p[plan].(map[string]any)["rules"] = []any{map[string]any{"when": "never"}}
 		}, plan},
 		{"misspelt keyword", func(p map[string]any) {
-			p[deploy].(map[string]any)["scirpt"] = []any{"true"}
-		}, "scirpt"},
+			p[deploy].(map[string]any)["scirpt"] = []any{"true"} //nolint:misspell // the misspelt keyword under test
+		}, "scirpt"}, //nolint:misspell // the misspelt keyword under test
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -308,12 +308,12 @@ func TestSwanctlLoadAllRefusesBroken(t *testing.T) {
 		}
 		return render(t, topo, g, []byte("not-a-real-psk"))
 	}
-	edit := func(f gatewayFiles, old, new string) gatewayFiles {
+	edit := func(f gatewayFiles, old, repl string) gatewayFiles {
 		conf := string(f.swanctl["swanctl.conf"])
 		if !strings.Contains(conf, old) {
 			t.Fatalf("swanctl.conf has no %q to break", old)
 		}
-		f.swanctl["swanctl.conf"] = []byte(strings.Replace(conf, old, new, 1))
+		f.swanctl["swanctl.conf"] = []byte(strings.Replace(conf, old, repl, 1))
 		return f
 	}
 	cases := map[string]func(t *testing.T) gatewayFiles{

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -43,7 +44,7 @@ func mergeVars(vs []Variable) []Variable {
 	for _, v := range vs {
 		if i, ok := byName[v.Name]; ok {
 			for _, s := range v.Sites {
-				if !contains(out[i].Sites, s) {
+				if !slices.Contains(out[i].Sites, s) {
 					out[i].Sites = append(out[i].Sites, s)
 				}
 			}

@@ -149,7 +149,7 @@ func TestPipelineShape(t *testing.T) {
 				if d.Interruptible == nil || *d.Interruptible {
 					t.Errorf("%s: a drill must not be interruptible (a killed drill cannot heal)", name)
 				}
-				if i > 0 && !contains(d.Needs, drills[i-1]) {
+				if i > 0 && !slices.Contains(d.Needs, drills[i-1]) {
 					t.Errorf("%s: needs %v; drills run one at a time", name, d.Needs)
 				}
 			}

@@ -48,12 +48,12 @@ func copyConfig(t testing.TB, extra map[string]string) string {
 }
 
 // load loads one environment of dir with exactly the given environment variables.
-func load(t testing.TB, dir, env string, environ []string, set ...string) *sites.Topology {
+func load(t testing.TB, dir, env string, environ []string) *sites.Topology {
 	t.Helper()
 	if environ == nil {
 		environ = []string{}
 	}
-	topo, err := sites.Load(sites.Options{Dir: dir, Env: env, Environ: environ, Set: set})
+	topo, err := sites.Load(sites.Options{Dir: dir, Env: env, Environ: environ})
 	if err != nil {
 		t.Fatalf("load %s (%s): %v", dir, env, err)
 	}

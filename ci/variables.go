@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 
@@ -147,10 +148,10 @@ func SecretVars(topo *sites.Topology, ss []*sites.Site) ([]Variable, error) {
 					byName[r.ref.Env] = v
 					keys[r.ref.Env] = nil
 				}
-				if !contains(keys[r.ref.Env], r.key) {
+				if !slices.Contains(keys[r.ref.Env], r.key) {
 					keys[r.ref.Env] = append(keys[r.ref.Env], r.key)
 				}
-				if !contains(v.Sites, s.Name) {
+				if !slices.Contains(v.Sites, s.Name) {
 					v.Sites = append(v.Sites, s.Name)
 				}
 			case r.ref.File != "":
@@ -214,12 +215,3 @@ func secretRefs(s *sites.Site) []namedRef {
 // Variables lists every CI/CD variable the pipeline of topo reads, sorted by name,
 // each with the sites that need it.
 func Variables(topo *sites.Topology) ([]Variable, error) { return Needed(topo, nil) }
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}

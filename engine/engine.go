@@ -70,7 +70,7 @@ func New(ctx context.Context, ep Endpoint) (*client.Client, error) {
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := c.Ping(pctx, client.PingOptions{NegotiateAPIVersion: ep.APIVersion == ""}); err != nil {
-		c.Close()
+		_ = c.Close() // the ping error is the one to report
 		return nil, fmt.Errorf("engine %s does not answer: %w (is dockerd running and the endpoint right? check engine.host in the site config)", ep, err)
 	}
 	return c, nil

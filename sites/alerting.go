@@ -2,9 +2,11 @@ package sites
 
 import (
 	"fmt"
+	"maps"
 	"net/mail"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -107,15 +109,15 @@ func validateAlerting(errf func(key, format string, args ...any), a Alerting) {
 		}
 	}
 	if a.Receiver != "" && !names[a.Receiver] {
-		errf("alerting.receiver", "is %q, which is not a receiver (receivers: %s)", a.Receiver, strings.Join(sortedKeys(names), ", "))
+		errf("alerting.receiver", "is %q, which is not a receiver (receivers: %s)", a.Receiver, strings.Join(slices.Sorted(maps.Keys(names)), ", "))
 	}
 	if a.Receiver == "" && len(a.Receivers) > 0 {
-		errf("alerting.receiver", "is empty; name the default receiver (one of %s)", strings.Join(sortedKeys(names), ", "))
+		errf("alerting.receiver", "is empty; name the default receiver (one of %s)", strings.Join(slices.Sorted(maps.Keys(names)), ", "))
 	}
 	for i, r := range a.Routes {
 		key := fmt.Sprintf("alerting.routes[%d]", i)
 		if !names[r.Receiver] {
-			errf(key+".receiver", "is %q, which is not a receiver (receivers: %s)", r.Receiver, strings.Join(sortedKeys(names), ", "))
+			errf(key+".receiver", "is %q, which is not a receiver (receivers: %s)", r.Receiver, strings.Join(slices.Sorted(maps.Keys(names)), ", "))
 		}
 		if len(r.Matchers) == 0 {
 			errf(key+".matchers", "is empty; a route needs at least one matcher such as severity=\"critical\"")

@@ -35,51 +35,74 @@ func decodeInto(path string, out reflect.Value, v any) error {
 	}
 	switch out.Kind() {
 	case reflect.Struct:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return fmt.Errorf("%s: is %s, not a mapping", path, describe(path, v))
-		}
-		t := out.Type()
-		for i := 0; i < t.NumField(); i++ {
-			tag := fieldTag(t.Field(i))
-			if tag == "" {
-				continue
-			}
-			if sub, ok := m[tag]; ok {
-				if err := decodeInto(join(path, tag), out.Field(i), sub); err != nil {
-					return err
-				}
-			}
-		}
+		return decodeStruct(path, out, v)
 	case reflect.Map:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return fmt.Errorf("%s: is %s, not a mapping", path, describe(path, v))
-		}
-		if out.IsNil() {
-			out.Set(reflect.MakeMapWithSize(out.Type(), len(m)))
-		}
-		for k, sub := range m {
-			ev := reflect.New(out.Type().Elem()).Elem()
-			if err := decodeInto(join(path, k), ev, sub); err != nil {
-				return err
-			}
-			out.SetMapIndex(reflect.ValueOf(k), ev)
-		}
+		return decodeMap(path, out, v)
 	case reflect.Slice:
-		l, ok := v.([]any)
-		if !ok {
-			return fmt.Errorf("%s: is %s, not a list", path, describe(path, v))
-		}
-		s := reflect.MakeSlice(out.Type(), len(l), len(l))
-		for i, e := range l {
-			if err := decodeInto(fmt.Sprintf("%s[%d]", path, i), s.Index(i), e); err != nil {
-				return err
-			}
-		}
-		out.Set(s)
+		return decodeSlice(path, out, v)
 	case reflect.Interface:
 		out.Set(reflect.ValueOf(v))
+		return nil
+	}
+	return decodeScalar(path, out, v)
+}
+
+func decodeStruct(path string, out reflect.Value, v any) error {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Errorf("%s: is %s, not a mapping", path, describe(path, v))
+	}
+	t := out.Type()
+	for i := 0; i < t.NumField(); i++ {
+		tag := fieldTag(t.Field(i))
+		if tag == "" {
+			continue
+		}
+		if sub, ok := m[tag]; ok {
+			if err := decodeInto(join(path, tag), out.Field(i), sub); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func decodeMap(path string, out reflect.Value, v any) error {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Errorf("%s: is %s, not a mapping", path, describe(path, v))
+	}
+	if out.IsNil() {
+		out.Set(reflect.MakeMapWithSize(out.Type(), len(m)))
+	}
+	for k, sub := range m {
+		ev := reflect.New(out.Type().Elem()).Elem()
+		if err := decodeInto(join(path, k), ev, sub); err != nil {
+			return err
+		}
+		out.SetMapIndex(reflect.ValueOf(k), ev)
+	}
+	return nil
+}
+
+func decodeSlice(path string, out reflect.Value, v any) error {
+	l, ok := v.([]any)
+	if !ok {
+		return fmt.Errorf("%s: is %s, not a list", path, describe(path, v))
+	}
+	s := reflect.MakeSlice(out.Type(), len(l), len(l))
+	for i, e := range l {
+		if err := decodeInto(fmt.Sprintf("%s[%d]", path, i), s.Index(i), e); err != nil {
+			return err
+		}
+	}
+	out.Set(s)
+	return nil
+}
+
+// decodeScalar sets text, whole numbers, numbers and booleans.
+func decodeScalar(path string, out reflect.Value, v any) error {
+	switch out.Kind() {
 	case reflect.String:
 		switch x := v.(type) {
 		case string:

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -76,7 +77,7 @@ func ChooseEnv(flagValue, dir string, environ []string) (EnvChoice, error) {
 	if v == ProductionEnv {
 		return EnvChoice{}, &EnvError{path, fmt.Sprintf("names %s, which is never selected from this file; pass --env %s or set SITECTL_ENV=%s", ProductionEnv, ProductionEnv, ProductionEnv)}
 	}
-	if !contains(known, v) {
+	if !slices.Contains(known, v) {
 		return EnvChoice{}, &EnvError{path, fmt.Sprintf("names environment %q, which has no overlay %s (known: %s); fix or remove the file", v, filepath.Join(dir, EnvDir, v+".yaml"), strings.Join(known, ", "))}
 	}
 	return EnvChoice{v, path}, nil

@@ -46,7 +46,7 @@ func readFile(ctx context.Context, c *collector, fsys fs.FS, name, relName, what
 		c.errf(relName, "", "", "%s", describeOpenError(err, what))
 		return nil, false
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only: nothing to lose
 	b, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
 	if err != nil {
 		c.errf(relName, "", "", "cannot read: %s", plainError(err))

@@ -2,8 +2,10 @@ package sites
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -117,166 +119,202 @@ func (w *walker) walk(path string, t reflect.Type, v any) any {
 		}
 	}
 	if t == durationType {
-		s, ok := v.(string)
-		if !ok {
-			if isScalar(v) {
-				w.errf(path, "is %s, not a duration; write the unit (e.g. 30s, 5m, 24h)", describe(path, v))
-			} else {
-				w.errf(path, "is %s, not a duration (e.g. 30s, 5m, 24h)", describe(path, v))
-			}
-			return nil
-		}
-		if _, err := time.ParseDuration(strings.TrimSpace(s)); err != nil {
-			w.errf(path, "is %q, not a duration (e.g. 30s, 5m, 24h)", s)
-			return nil
-		}
-		return strings.TrimSpace(s)
+		return w.walkDuration(path, v)
 	}
 	switch t.Kind() {
 	case reflect.Struct:
-		m, ok := v.(map[string]any)
-		if !ok {
-			w.errf(path, "is %s; it must be a mapping of settings (%s)", describe(path, v), strings.Join(sortedKeys(fieldsOf(t)), ", "))
-			return nil
-		}
-		fields := fieldsOf(t)
-		out := make(map[string]any, len(m))
-		for k, sub := range m {
-			ft, known := fields[k]
-			if !known {
-				w.unknown(join(path, k), k, sortedKeys(fields))
-				continue
-			}
-			if r := w.walk(join(path, k), ft, sub); r != nil {
-				out[k] = r
-			}
-		}
-		return out
+		return w.walkStruct(path, t, v)
 	case reflect.Map:
-		m, ok := v.(map[string]any)
-		if !ok {
-			w.errf(path, "is %s; it must be a mapping (name: value)", describe(path, v))
-			return nil
-		}
-		out := make(map[string]any, len(m))
-		for k, sub := range m {
-			if r := w.walk(join(path, k), t.Elem(), sub); r != nil {
-				out[k] = r
-			}
-		}
-		return out
+		return w.walkMap(path, t, v)
 	case reflect.Slice:
-		l, ok := v.([]any)
-		if !ok {
-			s, isStr := v.(string)
-			if !w.text || !isStr {
-				w.errf(path, "is %s, a single value; it must be a list, e.g. [a, b] (one item: [a])", describe(path, v))
-				return nil
-			}
-			// SITECTL_* and --set values: "a, b" is the list [a, b].
-			l = []any{}
-			for _, e := range strings.Split(s, ",") {
-				if e = strings.TrimSpace(e); e != "" {
-					l = append(l, e)
-				}
-			}
-		}
-		out := make([]any, 0, len(l))
-		for i, e := range l {
-			if s, ok := e.(string); ok && t.Elem().Kind() == reflect.String {
-				e = strings.TrimSpace(s)
-			}
-			if r := w.walk(fmt.Sprintf("%s[%d]", path, i), t.Elem(), e); r != nil {
-				out = append(out, r)
-			}
-		}
-		return out
+		return w.walkSlice(path, t, v)
 	case reflect.Interface:
-		// free-form values (per-stack settings, checked by each stack): refuse
-		// inline secrets by key name
-		if isSensitive(lastKey(path)) {
-			if _, isStr := v.(string); isStr {
-				w.errf(path, "a secret written inline is refused; put it in a secret (secrets.<name>: {env: VAR}) and reference the secret's name")
-				return nil
-			}
-		}
-		if m, ok := v.(map[string]any); ok {
-			out := make(map[string]any, len(m))
-			for k, sub := range m {
-				if r := w.walk(join(path, k), t, sub); r != nil {
-					out[k] = r
-				}
-			}
-			return out
-		}
-		if w.text {
-			if s, ok := v.(string); ok {
-				return textValue(s)
-			}
-		}
-		return v
+		return w.walkFree(path, t, v)
 	case reflect.String:
-		if !isScalar(v) {
-			w.errf(path, "is %s; it must be a single text value", describe(path, v))
-			return nil
-		}
-		if k := lastKey(path); !strings.HasPrefix(path, "images.") && k != "docker_secret" && isSensitive(k) {
-			if _, isStr := v.(string); isStr {
-				w.errf(path, "a secret written inline is refused; name where it comes from instead: {env: VAR} or {file: /path}")
-				return nil
-			}
-		}
-		if s, ok := v.(string); ok {
-			return s
-		}
-		return fmt.Sprint(v)
+		return w.walkString(path, v)
 	case reflect.Int, reflect.Int64:
-		switch x := v.(type) {
-		case int:
-			return x
-		case int64:
-			return int(x)
-		case uint64:
-			if x <= math.MaxInt32 {
-				return int(x)
-			}
-		case float64:
-			if x == math.Trunc(x) && math.Abs(x) < 1<<31 {
-				return int(x)
-			}
-		case string:
-			if n, err := strconv.Atoi(strings.TrimSpace(x)); err == nil {
-				return n
-			}
-		}
-		w.errf(path, "is %s, not a whole number", describe(path, v))
-		return nil
+		return w.walkInt(path, v)
 	case reflect.Float64, reflect.Float32:
-		switch x := v.(type) {
-		case int:
-			return float64(x)
-		case float64:
-			return x
-		case string:
-			if f, err := strconv.ParseFloat(strings.TrimSpace(x), 64); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
-				return f
-			}
-		}
-		w.errf(path, "is %s, not a number", describe(path, v))
-		return nil
+		return w.walkFloat(path, v)
 	case reflect.Bool:
-		switch x := v.(type) {
-		case bool:
-			return x
-		case string:
-			if b, err := strconv.ParseBool(strings.TrimSpace(x)); err == nil {
-				return b
-			}
-		}
-		w.errf(path, "is %s; allowed: true, false", describe(path, v))
-		return nil
+		return w.walkBool(path, v)
 	}
 	return v
+}
+
+func (w *walker) walkDuration(path string, v any) any {
+	s, ok := v.(string)
+	if !ok {
+		if isScalar(v) {
+			w.errf(path, "is %s, not a duration; write the unit (e.g. 30s, 5m, 24h)", describe(path, v))
+		} else {
+			w.errf(path, "is %s, not a duration (e.g. 30s, 5m, 24h)", describe(path, v))
+		}
+		return nil
+	}
+	if _, err := time.ParseDuration(strings.TrimSpace(s)); err != nil {
+		w.errf(path, "is %q, not a duration (e.g. 30s, 5m, 24h)", s)
+		return nil
+	}
+	return strings.TrimSpace(s)
+}
+
+func (w *walker) walkStruct(path string, t reflect.Type, v any) any {
+	m, ok := v.(map[string]any)
+	if !ok {
+		w.errf(path, "is %s; it must be a mapping of settings (%s)", describe(path, v), strings.Join(slices.Sorted(maps.Keys(fieldsOf(t))), ", "))
+		return nil
+	}
+	fields := fieldsOf(t)
+	out := make(map[string]any, len(m))
+	for k, sub := range m {
+		ft, known := fields[k]
+		if !known {
+			w.unknown(join(path, k), k, slices.Sorted(maps.Keys(fields)))
+			continue
+		}
+		if r := w.walk(join(path, k), ft, sub); r != nil {
+			out[k] = r
+		}
+	}
+	return out
+}
+
+func (w *walker) walkMap(path string, t reflect.Type, v any) any {
+	m, ok := v.(map[string]any)
+	if !ok {
+		w.errf(path, "is %s; it must be a mapping (name: value)", describe(path, v))
+		return nil
+	}
+	out := make(map[string]any, len(m))
+	for k, sub := range m {
+		if r := w.walk(join(path, k), t.Elem(), sub); r != nil {
+			out[k] = r
+		}
+	}
+	return out
+}
+
+func (w *walker) walkSlice(path string, t reflect.Type, v any) any {
+	l, ok := v.([]any)
+	if !ok {
+		s, isStr := v.(string)
+		if !w.text || !isStr {
+			w.errf(path, "is %s, a single value; it must be a list, e.g. [a, b] (one item: [a])", describe(path, v))
+			return nil
+		}
+		// SITECTL_* and --set values: "a, b" is the list [a, b].
+		l = []any{}
+		for _, e := range strings.Split(s, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				l = append(l, e)
+			}
+		}
+	}
+	out := make([]any, 0, len(l))
+	for i, e := range l {
+		if s, ok := e.(string); ok && t.Elem().Kind() == reflect.String {
+			e = strings.TrimSpace(s)
+		}
+		if r := w.walk(fmt.Sprintf("%s[%d]", path, i), t.Elem(), e); r != nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// walkFree checks a free-form value (per-stack settings, checked by each stack):
+// it refuses inline secrets by key name.
+func (w *walker) walkFree(path string, t reflect.Type, v any) any {
+	if isSensitive(lastKey(path)) {
+		if _, isStr := v.(string); isStr {
+			w.errf(path, "a secret written inline is refused; put it in a secret (secrets.<name>: {env: VAR}) and reference the secret's name")
+			return nil
+		}
+	}
+	if m, ok := v.(map[string]any); ok {
+		out := make(map[string]any, len(m))
+		for k, sub := range m {
+			if r := w.walk(join(path, k), t, sub); r != nil {
+				out[k] = r
+			}
+		}
+		return out
+	}
+	if w.text {
+		if s, ok := v.(string); ok {
+			return textValue(s)
+		}
+	}
+	return v
+}
+
+func (w *walker) walkString(path string, v any) any {
+	if !isScalar(v) {
+		w.errf(path, "is %s; it must be a single text value", describe(path, v))
+		return nil
+	}
+	if k := lastKey(path); !strings.HasPrefix(path, "images.") && k != "docker_secret" && isSensitive(k) {
+		if _, isStr := v.(string); isStr {
+			w.errf(path, "a secret written inline is refused; name where it comes from instead: {env: VAR} or {file: /path}")
+			return nil
+		}
+	}
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return fmt.Sprint(v)
+}
+
+func (w *walker) walkInt(path string, v any) any {
+	switch x := v.(type) {
+	case int:
+		return x
+	case int64:
+		return int(x)
+	case uint64:
+		if x <= math.MaxInt32 {
+			return int(x)
+		}
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < 1<<31 {
+			return int(x)
+		}
+	case string:
+		if n, err := strconv.Atoi(strings.TrimSpace(x)); err == nil {
+			return n
+		}
+	}
+	w.errf(path, "is %s, not a whole number", describe(path, v))
+	return nil
+}
+
+func (w *walker) walkFloat(path string, v any) any {
+	switch x := v.(type) {
+	case int:
+		return float64(x)
+	case float64:
+		return x
+	case string:
+		if f, err := strconv.ParseFloat(strings.TrimSpace(x), 64); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
+			return f
+		}
+	}
+	w.errf(path, "is %s, not a number", describe(path, v))
+	return nil
+}
+
+func (w *walker) walkBool(path string, v any) any {
+	switch x := v.(type) {
+	case bool:
+		return x
+	case string:
+		if b, err := strconv.ParseBool(strings.TrimSpace(x)); err == nil {
+			return b
+		}
+	}
+	w.errf(path, "is %s; allowed: true, false", describe(path, v))
+	return nil
 }
 
 // textValue reads a SITECTL_* or --set value bound for a free-form setting the way

@@ -4,12 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,46 +49,77 @@ func validate(c *collector, t *Topology, opts Options, fsys fs.FS, allNames []st
 	}
 }
 
-func validateSite(c *collector, t *Topology, s *Site, siteNames map[string]bool, opts Options, fsys fs.FS) {
-	at := func(key string) string { return t.Origin(s.Name, key) }
-	errf := func(key, format string, args ...any) { c.errf(at(key), s.Name, key, format, args...) }
+// siteCheck validates one site: the errors it reports name the site and the file
+// that set the key.
+type siteCheck struct {
+	c   *collector
+	t   *Topology
+	s   *Site
+	lan netip.Prefix // invalid when the site's lan is not a subnet
+}
 
+func (v *siteCheck) at(key string) string { return v.t.Origin(v.s.Name, key) }
+
+func (v *siteCheck) errf(key, format string, args ...any) {
+	v.c.errf(v.at(key), v.s.Name, key, format, args...)
+}
+
+// inLAN checks that addr is an IP address inside the site LAN.
+func (v *siteCheck) inLAN(key, addr string) {
+	a, err := netip.ParseAddr(addr)
+	switch {
+	case err != nil:
+		v.errf(key, "is %q, not an IP address", addr)
+	case v.lan.IsValid() && !v.lan.Contains(a):
+		v.errf(key, "%s is outside the site LAN %s", addr, v.s.LAN)
+	}
+}
+
+// validateSite checks one site, section by section, in the order of the site file.
+func validateSite(c *collector, t *Topology, s *Site, siteNames map[string]bool, opts Options, fsys fs.FS) {
+	v := &siteCheck{c: c, t: t, s: s}
 	if !oneOf(s.Role, RoleHub, RoleSpoke) {
-		errf("role", "is %q; allowed: hub, spoke (exactly one site is the hub)", s.Role)
+		v.errf("role", "is %q; allowed: hub, spoke (exactly one site is the hub)", s.Role)
 	}
 	lan, err := netip.ParsePrefix(s.LAN)
 	if err != nil {
-		errf("lan", "is %q, not a subnet in CIDR form (e.g. 10.10.0.0/24)", s.LAN)
+		v.errf("lan", "is %q, not a subnet in CIDR form (e.g. 10.10.0.0/24)", s.LAN)
 	}
-	inLAN := func(key, addr string) {
-		a, err := netip.ParseAddr(addr)
-		switch {
-		case err != nil:
-			errf(key, "is %q, not an IP address", addr)
-		case lan.IsValid() && !lan.Contains(a):
-			errf(key, "%s is outside the site LAN %s", addr, s.LAN)
-		}
+	v.lan = lan
+	v.engineAndNodes()
+	v.networksAndDeploy()
+	v.stacks(opts.KnownStacks)
+	v.gateway()
+	v.tunnel(siteNames)
+	if s.HasStack("postgres") {
+		v.postgres(fsys)
 	}
+	if s.HasStack("mongo") {
+		v.mongo()
+	}
+}
 
-	// Engine and nodes.
+// engineAndNodes checks engine.host and nodes.
+func (v *siteCheck) engineAndNodes() {
+	s := v.s
 	if s.Engine.Host == "" && s.Engine.Context == "" {
-		errf("engine.host", "is empty; set unix://, tcp://host:2376, ssh://user@host, or engine.context")
+		v.errf("engine.host", "is empty; set unix://, tcp://host:2376, ssh://user@host, or engine.context")
 	} else if s.Engine.Host != "" {
 		if msg := checkEngineURL(s.Engine.Host); msg != "" {
-			errf("engine.host", "is %q: %s", s.Engine.Host, msg)
+			v.errf("engine.host", "is %q: %s", s.Engine.Host, msg)
 		}
 	}
 	if len(s.Nodes) == 0 {
-		errf("nodes", "no nodes; a site needs at least one swarm manager")
+		v.errf("nodes", "no nodes; a site needs at least one swarm manager")
 	}
 	managers := 0
 	seenNode := map[string]bool{}
 	for i, n := range s.Nodes {
 		key := fmt.Sprintf("nodes[%d]", i)
 		if n.Name == "" {
-			errf(key+".name", "is empty")
+			v.errf(key+".name", "is empty")
 		} else if seenNode[n.Name] {
-			errf(key+".name", "node %q is listed twice", n.Name)
+			v.errf(key+".name", "node %q is listed twice", n.Name)
 		}
 		seenNode[n.Name] = true
 		switch n.Role {
@@ -95,209 +127,228 @@ func validateSite(c *collector, t *Topology, s *Site, siteNames map[string]bool,
 			managers++
 		case "worker":
 		default:
-			errf(key+".role", "is %q; allowed: manager, worker", n.Role)
+			v.errf(key+".role", "is %q; allowed: manager, worker", n.Role)
 		}
-		inLAN(key+".address", n.Address)
+		v.inLAN(key+".address", n.Address)
 		if n.Engine != "" {
 			if msg := checkEngineURL(n.Engine); msg != "" {
-				errf(key+".engine", "is %q: %s", n.Engine, msg)
+				v.errf(key+".engine", "is %q: %s", n.Engine, msg)
 			}
 		}
 		if r, ok := n.Labels["role"]; ok && !oneOf(r, "app", "db", "gateway", "monitor") {
-			errf(key+".labels.role", "is %q; allowed: app, db, gateway, monitor", r)
+			v.errf(key+".labels.role", "is %q; allowed: app, db, gateway, monitor", r)
 		}
 	}
 	if len(s.Nodes) > 0 && managers == 0 {
-		errf("nodes", "no node has role manager; a swarm needs at least one")
+		v.errf("nodes", "no node has role manager; a swarm needs at least one")
 	}
 	if managers > 0 && managers%2 == 0 {
-		c.warnf(at("nodes"), s.Name, "nodes", "%d swarm managers: an even number tolerates no more failures than one fewer; use an odd number", managers)
+		v.c.warnf(v.at("nodes"), s.Name, "nodes", "%d swarm managers: an even number tolerates no more failures than one fewer; use an odd number", managers)
 	}
+}
 
-	// Networks and deploy.
+// networksAndDeploy checks networks, deploy and swarm.
+func (v *siteCheck) networksAndDeploy() {
+	s := v.s
 	for _, n := range RequiredNetworks {
 		if _, ok := s.Networks[n]; !ok {
-			errf("networks."+n, "is missing; every site has the edge, app and data networks")
+			v.errf("networks."+n, "is missing; every site has the edge, app and data networks")
 		}
 	}
-	for _, n := range sortedKeys(s.Networks) {
+	for _, n := range slices.Sorted(maps.Keys(s.Networks)) {
 		nw := s.Networks[n]
 		if _, err := netip.ParsePrefix(nw.Subnet); err != nil {
-			errf("networks."+n+".subnet", "is %q, not a subnet in CIDR form", nw.Subnet)
+			v.errf("networks."+n+".subnet", "is %q, not a subnet in CIDR form", nw.Subnet)
 		}
 		if !nw.Encrypted && n != "edge" && s.Deploy.EncryptionException == "" {
-			errf("networks."+n+".encrypted", "is false without a reason; set deploy.encryption_exception to why (e.g. the kernel has no ESP)")
+			v.errf("networks."+n+".encrypted", "is false without a reason; set deploy.encryption_exception to why (e.g. the kernel has no ESP)")
 		}
 	}
 	if !oneOf(s.Deploy.EndpointMode, "vip", "dnsrr") {
-		errf("deploy.endpoint_mode", "is %q; allowed: vip, dnsrr", s.Deploy.EndpointMode)
+		v.errf("deploy.endpoint_mode", "is %q; allowed: vip, dnsrr", s.Deploy.EndpointMode)
 	}
 	if !oneOf(s.Deploy.PublishMode, "ingress", "host") {
-		errf("deploy.publish_mode", "is %q; allowed: ingress, host", s.Deploy.PublishMode)
+		v.errf("deploy.publish_mode", "is %q; allowed: ingress, host", s.Deploy.PublishMode)
 	}
 	if s.Deploy.Timeout <= 0 {
-		errf("deploy.timeout", "must be a positive duration (e.g. 5m)")
+		v.errf("deploy.timeout", "must be a positive duration (e.g. 5m)")
 	}
 	minSize := 8
 	for _, p := range s.Swarm.DefaultAddrPool {
 		pp, err := netip.ParsePrefix(p)
 		if err != nil {
-			errf("swarm.default_addr_pool", "%q is not a subnet in CIDR form", p)
+			v.errf("swarm.default_addr_pool", "%q is not a subnet in CIDR form", p)
 			continue
 		}
 		minSize = max(minSize, pp.Bits())
 	}
 	if n := s.Swarm.SubnetSize; n < minSize || n > 29 {
-		errf("swarm.subnet_size", "is %d; allowed: %d-29 (the prefix length of each network carved from swarm.default_addr_pool: at least the pool's own, at most 29)", n, minSize)
+		v.errf("swarm.subnet_size", "is %d; allowed: %d-29 (the prefix length of each network carved from swarm.default_addr_pool: at least the pool's own, at most 29)", n, minSize)
 	}
+}
 
-	// Stacks, images, secrets.
+// stacks checks stacks, values, images, secrets and alerting.
+func (v *siteCheck) stacks(known []string) {
+	s := v.s
 	seenStack := map[string]bool{}
 	for _, st := range s.Stacks {
-		if !contains(opts.KnownStacks, st) {
-			errf("stacks", "stack %q does not exist; allowed: %s", st, strings.Join(opts.KnownStacks, ", "))
+		if !slices.Contains(known, st) {
+			v.errf("stacks", "stack %q does not exist; allowed: %s", st, strings.Join(known, ", "))
 		}
 		if seenStack[st] {
-			errf("stacks", "stack %q is listed twice", st)
+			v.errf("stacks", "stack %q is listed twice", st)
 		}
 		seenStack[st] = true
 	}
-	for _, k := range sortedKeys(s.Values) {
-		if !contains(opts.KnownStacks, k) {
-			msg := fmt.Sprintf("%q is not a stack; values are keyed by stack (allowed: %s)", k, strings.Join(opts.KnownStacks, ", "))
-			if c := closest(k, opts.KnownStacks); c != "" {
-				msg = fmt.Sprintf("%q is not a stack; did you mean values.%s? (allowed: %s)", k, c, strings.Join(opts.KnownStacks, ", "))
+	for _, k := range slices.Sorted(maps.Keys(s.Values)) {
+		if !slices.Contains(known, k) {
+			msg := fmt.Sprintf("%q is not a stack; values are keyed by stack (allowed: %s)", k, strings.Join(known, ", "))
+			if c := closest(k, known); c != "" {
+				msg = fmt.Sprintf("%q is not a stack; did you mean values.%s? (allowed: %s)", k, c, strings.Join(known, ", "))
 			}
-			errf("values."+k, "%s", msg)
+			v.errf("values."+k, "%s", msg)
 		}
 	}
-	for _, k := range sortedKeys(s.Images) {
+	for _, k := range slices.Sorted(maps.Keys(s.Images)) {
 		if strings.TrimSpace(s.Images[k]) == "" {
-			errf("images."+k, "is empty; give an image reference (name:tag)")
+			v.errf("images."+k, "is empty; give an image reference (name:tag)")
 		}
 	}
-	for _, k := range sortedKeys(s.Secrets) {
-		checkRef(errf, "secrets."+k, s.Secrets[k], true)
+	for _, k := range slices.Sorted(maps.Keys(s.Secrets)) {
+		checkRef(v.errf, "secrets."+k, s.Secrets[k], true)
 	}
-	validateAlerting(errf, s.Alerting)
+	validateAlerting(v.errf, s.Alerting)
+}
 
-	// Gateway and tunnel.
-	if s.Gateway.ID == "" {
-		errf("gateway.id", "is empty; the gateway's IKE identity (a DNS name, also its certificate SAN)")
+// gateway checks gateway.
+func (v *siteCheck) gateway() {
+	g := v.s.Gateway
+	if g.ID == "" {
+		v.errf("gateway.id", "is empty; the gateway's IKE identity (a DNS name, also its certificate SAN)")
 	}
-	if _, err := netip.ParseAddr(s.Gateway.WANAddress); err != nil {
-		errf("gateway.wan_address", "is %q, not an IP address", s.Gateway.WANAddress)
+	if _, err := netip.ParseAddr(g.WANAddress); err != nil {
+		v.errf("gateway.wan_address", "is %q, not an IP address", g.WANAddress)
 	}
-	inLAN("gateway.lan_address", s.Gateway.LANAddress)
+	v.inLAN("gateway.lan_address", g.LANAddress)
 	for _, key := range []string{"admin_networks", "management_from"} {
-		list := s.Gateway.Firewall.AdminNetworks
+		list := g.Firewall.AdminNetworks
 		if key == "management_from" {
-			list = s.Gateway.Firewall.ManagementFrom
+			list = g.Firewall.ManagementFrom
 		}
 		for i, n := range list {
 			if _, err := netip.ParsePrefix(n); err != nil {
-				errf(fmt.Sprintf("gateway.firewall.%s[%d]", key, i), "is %q, not a network in CIDR form (e.g. 192.0.2.0/24, or 192.0.2.10/32 for one host)", n)
+				v.errf(fmt.Sprintf("gateway.firewall.%s[%d]", key, i), "is %q, not a network in CIDR form (e.g. 192.0.2.0/24, or 192.0.2.10/32 for one host)", n)
 			}
 		}
 	}
-	if d := s.Gateway.Firewall.ConfirmTimeout.D(); s.Gateway.Firewall.Enabled && (d < time.Second || d > 5*time.Minute) {
-		errf("gateway.firewall.confirm_timeout", "is %s; allowed: 1s to 5m (how long a new ruleset waits for sitectl to reach the gateway again)", d)
+	if d := g.Firewall.ConfirmTimeout.D(); g.Firewall.Enabled && (d < time.Second || d > 5*time.Minute) {
+		v.errf("gateway.firewall.confirm_timeout", "is %s; allowed: 1s to 5m (how long a new ruleset waits for sitectl to reach the gateway again)", d)
 	}
-	if s.Gateway.Vici != "" && !strings.HasPrefix(s.Gateway.Vici, "unix://") && !strings.HasPrefix(s.Gateway.Vici, "ssh://") {
-		errf("gateway.vici", "is %q; allowed: unix:///path or ssh://user@host/path (vici is never exposed on TCP)", s.Gateway.Vici)
+	if g.Vici != "" && !strings.HasPrefix(g.Vici, "unix://") && !strings.HasPrefix(g.Vici, "ssh://") {
+		v.errf("gateway.vici", "is %q; allowed: unix:///path or ssh://user@host/path (vici is never exposed on TCP)", g.Vici)
 	}
-	for _, p := range s.Tunnel.Peers {
+}
+
+// tunnel checks tunnel.
+func (v *siteCheck) tunnel(siteNames map[string]bool) {
+	s := v.s
+	tn := s.Tunnel
+	for _, p := range tn.Peers {
 		switch {
 		case p == s.Name:
-			errf("tunnel.peers", "a site cannot be its own tunnel peer")
+			v.errf("tunnel.peers", "a site cannot be its own tunnel peer")
 		case !siteNames[p]:
-			errf("tunnel.peers", "peer %q is not a site (sites: %s)", p, strings.Join(sortedKeys(siteNames), ", "))
+			v.errf("tunnel.peers", "peer %q is not a site (sites: %s)", p, strings.Join(slices.Sorted(maps.Keys(siteNames)), ", "))
 		}
 	}
-	switch s.Tunnel.Auth {
+	switch tn.Auth {
 	case "x509":
 	case "psk":
-		if s.Tunnel.PSK.IsZero() {
-			errf("tunnel.psk", "auth is psk but no psk reference is set; name it as {env: VAR} or {file: path}")
+		if tn.PSK.IsZero() {
+			v.errf("tunnel.psk", "auth is psk but no psk reference is set; name it as {env: VAR} or {file: path}")
 		} else {
-			checkRef(errf, "tunnel.psk", s.Tunnel.PSK, false)
+			checkRef(v.errf, "tunnel.psk", tn.PSK, false)
 		}
 	default:
-		errf("tunnel.auth", "is %q; allowed: x509 (default), psk", s.Tunnel.Auth)
+		v.errf("tunnel.auth", "is %q; allowed: x509 (default), psk", tn.Auth)
 	}
-	if len(s.Tunnel.IKEProposals) == 0 || len(s.Tunnel.ESPProposals) == 0 {
-		errf("tunnel.ike_proposals", "IKE and ESP proposals must be explicit (e.g. aes256gcm16-prfsha256-x25519)")
+	if len(tn.IKEProposals) == 0 || len(tn.ESPProposals) == 0 {
+		v.errf("tunnel.ike_proposals", "IKE and ESP proposals must be explicit (e.g. aes256gcm16-prfsha256-x25519)")
 	}
-	if !oneOf(s.Tunnel.StartAction, "trap", "start", "none") {
-		errf("tunnel.start_action", "is %q; allowed: trap, start, none", s.Tunnel.StartAction)
+	if !oneOf(tn.StartAction, "trap", "start", "none") {
+		v.errf("tunnel.start_action", "is %q; allowed: trap, start, none", tn.StartAction)
 	}
-	if !oneOf(s.Tunnel.IPsec, "kernel", "libipsec") {
-		errf("tunnel.ipsec", "is %q; allowed: kernel (kernel-netlink), libipsec (userspace)", s.Tunnel.IPsec)
+	if !oneOf(tn.IPsec, "kernel", "libipsec") {
+		v.errf("tunnel.ipsec", "is %q; allowed: kernel (kernel-netlink), libipsec (userspace)", tn.IPsec)
 	}
-	if d := s.Tunnel.CertLifetime.D(); d < time.Hour || d > maxCertLifetime {
-		errf("tunnel.cert_lifetime", "is %s; allowed: 1h to %s (e.g. 8760h, one year)", d, maxCertLifetime)
+	if d := tn.CertLifetime.D(); d < time.Hour || d > maxCertLifetime {
+		v.errf("tunnel.cert_lifetime", "is %s; allowed: 1h to %s (e.g. 8760h, one year)", d, maxCertLifetime)
 	}
-	if d := s.Tunnel.DPDDelay.D(); d < 0 {
-		errf("tunnel.dpd_delay", "is %s; allowed: 0s (no dead peer detection) or a positive duration (e.g. 5s)", d)
+	if d := tn.DPDDelay.D(); d < 0 {
+		v.errf("tunnel.dpd_delay", "is %s; allowed: 0s (no dead peer detection) or a positive duration (e.g. 5s)", d)
 	}
-	if !oneOf(s.Tunnel.KeyType, "ecdsa-p256", "ecdsa-p384") {
-		errf("tunnel.key_type", "is %q; allowed: ecdsa-p256, ecdsa-p384", s.Tunnel.KeyType)
+	if !oneOf(tn.KeyType, "ecdsa-p256", "ecdsa-p384") {
+		v.errf("tunnel.key_type", "is %q; allowed: ecdsa-p256, ecdsa-p384", tn.KeyType)
 	}
+}
 
-	// Databases.
-	if s.HasStack("postgres") {
-		p := s.Postgres
-		if p.Host == "" {
-			errf("postgres.host", "is empty; the address sitectl reaches the site's PostgreSQL at")
-		}
-		if p.Port < 1 || p.Port > 65535 {
-			errf("postgres.port", "is %d; allowed: 1-65535", p.Port)
-		}
-		if p.Database == "" || p.User == "" {
-			errf("postgres.database", "database and user must be set")
-		}
-		if p.Password.IsZero() {
-			errf("postgres.password", "is not set; name it as {env: VAR} or {file: path}")
-		} else {
-			checkRef(errf, "postgres.password", p.Password, false)
-		}
-		for _, tb := range p.Tables {
-			if !identRE.MatchString(tb) {
-				errf("postgres.tables", "%q is not a plain table name ([schema.]name, lower case)", tb)
-			}
-		}
-		if p.SchemaFile != "" {
-			if !schemaFileExists(fsys, t.Dir, p.SchemaFile) {
-				errf("postgres.schema_file", "%s does not exist in the config dir %s", p.SchemaFile, t.Dir)
-			}
-		}
-		if !walSizeRE.MatchString(p.MaxSlotWALKeepSize) {
-			errf("postgres.max_slot_wal_keep_size", "is %q; allowed: -1 (unlimited, not advised) or a size like 2GB", p.MaxSlotWALKeepSize)
+// postgres checks postgres, for a site that runs the postgres stack.
+func (v *siteCheck) postgres(fsys fs.FS) {
+	p := v.s.Postgres
+	if p.Host == "" {
+		v.errf("postgres.host", "is empty; the address sitectl reaches the site's PostgreSQL at")
+	}
+	if p.Port < 1 || p.Port > 65535 {
+		v.errf("postgres.port", "is %d; allowed: 1-65535", p.Port)
+	}
+	if p.Database == "" || p.User == "" {
+		v.errf("postgres.database", "database and user must be set")
+	}
+	if p.Password.IsZero() {
+		v.errf("postgres.password", "is not set; name it as {env: VAR} or {file: path}")
+	} else {
+		checkRef(v.errf, "postgres.password", p.Password, false)
+	}
+	for _, tb := range p.Tables {
+		if !identRE.MatchString(tb) {
+			v.errf("postgres.tables", "%q is not a plain table name ([schema.]name, lower case)", tb)
 		}
 	}
-	if s.HasStack("mongo") {
-		if s.Mongo.ReplicaSet == "" {
-			errf("mongo.replica_set", "is empty; name the replica set spanning the sites")
+	if p.SchemaFile != "" {
+		if !schemaFileExists(fsys, v.t.Dir, p.SchemaFile) {
+			v.errf("postgres.schema_file", "%s does not exist in the config dir %s", p.SchemaFile, v.t.Dir)
 		}
-		if s.Mongo.MaxPartition < 0 {
-			errf("mongo.max_partition", "is %s; allowed: a positive duration (e.g. 24h)", s.Mongo.MaxPartition.D())
+	}
+	if !walSizeRE.MatchString(p.MaxSlotWALKeepSize) {
+		v.errf("postgres.max_slot_wal_keep_size", "is %q; allowed: -1 (unlimited, not advised) or a size like 2GB", p.MaxSlotWALKeepSize)
+	}
+}
+
+// mongo checks mongo, for a site that runs the mongo stack.
+func (v *siteCheck) mongo() {
+	m := v.s.Mongo
+	if m.ReplicaSet == "" {
+		v.errf("mongo.replica_set", "is empty; name the replica set spanning the sites")
+	}
+	if m.MaxPartition < 0 {
+		v.errf("mongo.max_partition", "is %s; allowed: a positive duration (e.g. 24h)", m.MaxPartition.D())
+	}
+	for i, mb := range m.Members {
+		key := fmt.Sprintf("mongo.members[%d]", i)
+		if mb.Host == "" {
+			v.errf(key+".host", "is empty (host:port)")
 		}
-		for i, m := range s.Mongo.Members {
-			if m.Host == "" {
-				errf(fmt.Sprintf("mongo.members[%d].host", i), "is empty (host:port)")
-			}
-			if m.Votes != nil && *m.Votes != 0 && *m.Votes != 1 {
-				errf(fmt.Sprintf("mongo.members[%d].votes", i), "is %d; allowed: 0 or 1 (a member has at most one vote)", *m.Votes)
-			}
-			if m.Priority != nil && (*m.Priority < 0 || *m.Priority > 1000) {
-				errf(fmt.Sprintf("mongo.members[%d].priority", i), "is %v; allowed: 0 to 1000", *m.Priority)
-			}
-			if m.Delay < 0 {
-				errf(fmt.Sprintf("mongo.members[%d].delay", i), "is %s; allowed: 0s or a positive duration", m.Delay.D())
-			}
-			if m.Arbiter && !s.Mongo.AllowArbiter {
-				errf(fmt.Sprintf("mongo.members[%d].arbiter", i), "arbiters are refused: they drop the default write concern to w:1; set mongo.allow_arbiter to accept that")
-			}
+		if mb.Votes != nil && *mb.Votes != 0 && *mb.Votes != 1 {
+			v.errf(key+".votes", "is %d; allowed: 0 or 1 (a member has at most one vote)", *mb.Votes)
+		}
+		if mb.Priority != nil && (*mb.Priority < 0 || *mb.Priority > 1000) {
+			v.errf(key+".priority", "is %v; allowed: 0 to 1000", *mb.Priority)
+		}
+		if mb.Delay < 0 {
+			v.errf(key+".delay", "is %s; allowed: 0s or a positive duration", mb.Delay.D())
+		}
+		if mb.Arbiter && !m.AllowArbiter {
+			v.errf(key+".arbiter", "arbiters are refused: they drop the default write concern to w:1; set mongo.allow_arbiter to accept that")
 		}
 	}
 }
@@ -352,149 +403,6 @@ func checkEngineURL(s string) string {
 		return allowed
 	}
 	return ""
-}
-
-type namedPrefix struct {
-	site, key string
-	p         netip.Prefix
-}
-
-func validateCross(c *collector, t *Topology) {
-	var hubs []string
-	for _, s := range t.Sites {
-		if s.Role == RoleHub {
-			hubs = append(hubs, s.Name)
-		}
-	}
-	switch {
-	case len(hubs) == 0 && len(t.Sites) > 0:
-		c.errf("", "", "role", "no site has role hub; set role: hub in exactly one site file (the cloud site, usually)")
-	case len(hubs) > 1:
-		for _, h := range hubs {
-			c.errf(t.Origin(h, "role"), h, "role", "sites %s are all hubs; exactly one site is the hub", strings.Join(hubs, ", "))
-		}
-	}
-
-	// LANs must not overlap between sites: tunnels route them.
-	var lans []namedPrefix
-	for _, s := range t.Sites {
-		if p, err := netip.ParsePrefix(s.LAN); err == nil {
-			lans = append(lans, namedPrefix{s.Name, "lan", p.Masked()})
-		}
-		// Within a site, overlays and pools must not overlap the LAN or each other.
-		var local []namedPrefix
-		if p, err := netip.ParsePrefix(s.LAN); err == nil {
-			local = append(local, namedPrefix{s.Name, "lan", p.Masked()})
-		}
-		for _, n := range sortedKeys(s.Networks) {
-			if p, err := netip.ParsePrefix(s.Networks[n].Subnet); err == nil {
-				local = append(local, namedPrefix{s.Name, "networks." + n + ".subnet", p.Masked()})
-			}
-		}
-		overlaps(c, t, local)
-	}
-	overlaps(c, t, lans)
-
-	// Every spoke must reach the hub.
-	hub := ""
-	if len(hubs) == 1 {
-		hub = hubs[0]
-	}
-	linked := map[string]bool{}
-	for _, s := range t.Sites {
-		for _, p := range s.Tunnel.Peers {
-			linked[s.Name+"|"+p], linked[p+"|"+s.Name] = true, true
-		}
-	}
-	if hub != "" {
-		for _, s := range t.Sites {
-			if s.Name != hub && !linked[s.Name+"|"+hub] {
-				c.errf(t.Origin(s.Name, "tunnel.peers"), s.Name, "tunnel.peers", "has no tunnel to the hub %q; add %s to tunnel.peers", hub, hub)
-			}
-		}
-	}
-
-	// Settings every site must agree on.
-	agree := func(key string, get func(*Site) string, want func(*Site) bool) {
-		first := ""
-		firstSite := ""
-		for _, s := range t.Sites {
-			if !want(s) {
-				continue
-			}
-			v := get(s)
-			if firstSite == "" {
-				first, firstSite = v, s.Name
-				continue
-			}
-			if v != first {
-				c.errf(t.Origin(s.Name, key), s.Name, key, "is %q here but %q at %s; every site must agree", v, first, firstSite)
-			}
-		}
-	}
-	hasPG := func(s *Site) bool { return s.HasStack("postgres") }
-	hasMongo := func(s *Site) bool { return s.HasStack("mongo") }
-	agree("postgres.tables", func(s *Site) string { return strings.Join(s.Postgres.Tables, ",") }, hasPG)
-	agree("mongo.replica_set", func(s *Site) string { return s.Mongo.ReplicaSet }, hasMongo)
-
-	// Unique gateway identities.
-	ids := map[string]string{}
-	for _, s := range t.Sites {
-		if o, ok := ids[s.Gateway.ID]; ok && s.Gateway.ID != "" {
-			c.errf(t.Origin(s.Name, "gateway.id"), s.Name, "gateway.id", "%q is also %s's gateway id; each gateway needs its own", s.Gateway.ID, o)
-		}
-		ids[s.Gateway.ID] = s.Name
-	}
-
-	// MongoDB voting members across the whole replica set (votes beyond 0 or 1
-	// are reported per member; here a member votes or not).
-	voters, members, arbiters := 0, 0, 0
-	for _, s := range t.Sites {
-		if !s.HasStack("mongo") {
-			continue
-		}
-		for _, m := range s.Mongo.Members {
-			members++
-			if m.VotesOrDefault() > 0 {
-				voters++
-			}
-			if m.Arbiter {
-				arbiters++
-			}
-		}
-	}
-	switch {
-	case voters > 7:
-		c.errf("", "", "mongo.members", "%d voting members; a replica set allows at most 7 (set votes: 0 on the others)", voters)
-	case voters > 0 && voters%2 == 0:
-		c.warnf("", "", "mongo.members", "%d voting members (even): a partition can leave no side with a majority; use an odd number", voters)
-	}
-	if members > 50 {
-		c.errf("", "", "mongo.members", "%d members; a replica set allows at most 50", members)
-	}
-	if arbiters > 0 {
-		c.warnf("", "", "mongo.members", "arbiter allowed: with an arbiter the implicit default write concern drops to w:1; sitectl still sets majority explicitly")
-	}
-}
-
-func overlaps(c *collector, t *Topology, ps []namedPrefix) {
-	for i := 0; i < len(ps); i++ {
-		for j := i + 1; j < len(ps); j++ {
-			a, b := ps[i], ps[j]
-			if a.p.Overlaps(b.p) {
-				c.errf(t.Origin(b.site, b.key), b.site, b.key, "%s overlaps %s (%s of site %s); subnets must not overlap", b.p, a.p, a.key, a.site)
-			}
-		}
-	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // schemaFileExists looks for a schema file named relative to the config dir (or

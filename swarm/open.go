@@ -16,7 +16,7 @@ func Open(ctx context.Context, site *sites.Site) (engines map[string]Engine, clo
 	var opened []*client.Client
 	closeAll = func() {
 		for _, c := range opened {
-			c.Close()
+			_ = c.Close() // releasing a client: nothing to do about a failure
 		}
 	}
 	engines = map[string]Engine{}

@@ -199,8 +199,11 @@ func (g *globals) printStructured(v any) (bool, error) {
 		}
 		enc := yaml.NewEncoder(g.streams.Out)
 		enc.SetIndent(2)
-		defer enc.Close()
-		return true, enc.Encode(generic)
+		if err := enc.Encode(generic); err != nil {
+			_ = enc.Close() // the encode error is the one to report
+			return true, err
+		}
+		return true, enc.Close()
 	}
 	return false, nil
 }

@@ -49,7 +49,7 @@ The output is checked against GitLab's .gitlab-ci.yml schema before it is writte
 		Example: `  sitectl ci generate --env production --out .gitlab-ci.yml
   sitectl ci generate --env dev --runner-tag 'site-{site}'`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runCIGenerate(g, o) },
+		RunE: func(_ *cobra.Command, _ []string) error { return runCIGenerate(g, o) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.out, "out", "", "write the pipeline to this file (default: stdout); the pipeline then also checks that this file stays up to date")
@@ -160,11 +160,11 @@ func writeFileAtomic(path string, b []byte) error {
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the write error is the one to report; the file is removed
 		return err
 	}
 	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the chmod error is the one to report; the file is removed
 		return err
 	}
 	if err := tmp.Close(); err != nil {
@@ -178,7 +178,7 @@ func newCIVariablesCommand(g *globals) *cobra.Command {
 		Use:   "variables",
 		Short: "List the CI/CD variables the pipeline of an environment reads (names, never values)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(_ *cobra.Command, _ []string) error {
 			topo, err := g.loadCITopology()
 			if err != nil {
 				return err
@@ -224,7 +224,7 @@ func newCICheckCommand(g *globals) *cobra.Command {
 		Use:   "check --site S [--site S2]",
 		Short: "In a CI job: check that every CI/CD variable the sites need is set (values are never printed)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(_ *cobra.Command, _ []string) error {
 			topo, err := g.loadCITopology()
 			if err != nil {
 				return err
@@ -274,7 +274,7 @@ func newCILintCommand(g *globals) *cobra.Command {
 		Use:   "lint [FILE...]",
 		Short: "Check .gitlab-ci.yml files against GitLab's schema, declared stages and needs",
 		Args:  cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(_ *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				args = []string{".gitlab-ci.yml"}
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -37,92 +38,111 @@ each environment and prints every problem found, not just the first. Without --e
 every environment overlay in <config-dir>/env is checked. Exit code 1 on any error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			envs := sites.Environments(g.configDir)
-			if g.env != "" {
-				envs = []string{g.env}
-			}
-			if len(envs) == 0 {
-				envs = []string{""}
-			}
-			var results []validateResult
-			failed := false
-			// The environment other commands would pick (SITECTL_ENV, .sitectl-env)
-			// is checked too: a refused choice is an error here, not later.
-			if g.env == "" {
-				var ee *sites.EnvError
-				if _, err := g.chooseEnv(); errors.As(err, &ee) {
-					results = append(results, validateResult{Environment: "(chosen by " + ee.Source + ")", Problems: sites.Problems{ee.Problem()}})
-					failed = true
-				}
-			}
-			for _, env := range envs {
-				r := validateResult{Environment: env, Valid: true}
-				topo, err := sites.Load(sites.Options{Context: cmd.Context(), Dir: g.configDir, Env: env, Environ: g.environ, Set: g.set, KnownStacks: g.knownStacks()})
-				if err == nil {
-					err = g.withApps(topo)
-				}
-				var ps sites.Problems
-				switch {
-				case errors.As(err, &ps):
-					r.Valid, r.Problems = false, ps
-				case err != nil:
-					return err
-				default:
-					r.Problems = topo.Warnings
-					if sp := stackProblems(topo); len(sp) > 0 {
-						r.Valid = false
-						r.Problems = append(sp, r.Problems...)
-					}
-					r.Sites = topo.SiteNames()
-					if len(siteNames) > 0 {
-						if _, err := topo.Select(siteNames...); err != nil {
-							return err
-						}
-						r.Sites = siteNames
-					}
-				}
-				failed = failed || !r.Valid
-				results = append(results, r)
-			}
-			if ok, err := g.printStructured(results); ok {
-				if err == nil && failed {
-					err = &ExitError{Code: 1, Silent: true}
-				}
-				return err
-			}
-			// A problem every environment has (a --set flag, a shared file) is
-			// printed once, before the environments.
-			shared := sharedProblems(results)
-			if len(shared) > 0 {
-				fmt.Fprintf(g.streams.Out, "in every environment:\n")
-				for _, p := range shared {
-					fmt.Fprintf(g.streams.Out, "  %s\n", p)
-				}
-			}
-			for _, r := range results {
-				env := r.Environment
-				if env == "" {
-					env = "(no overlay)"
-				}
-				if r.Valid {
-					fmt.Fprintf(g.streams.Out, "✓ %s: %s valid\n", env, strings.Join(r.Sites, ", "))
-				} else {
-					fmt.Fprintf(g.streams.Out, "✗ %s: %d error(s)\n", env, len(r.Problems.Errors()))
-				}
-				for _, p := range r.Problems {
-					if !slices.Contains(shared, p.String()) {
-						fmt.Fprintf(g.streams.Out, "  %s\n", p)
-					}
-				}
-			}
-			if failed {
-				return &ExitError{Code: 1, Err: errors.New("configuration is not valid; fix the problems above (nothing was changed)")}
-			}
-			return nil
+			return runConfigValidate(cmd.Context(), g, siteNames)
 		},
 	}
 	cmd.Flags().StringSliceVar(&siteNames, "site", nil, "also check that these sites exist")
 	return cmd
+}
+
+func runConfigValidate(ctx context.Context, g *globals, siteNames []string) error {
+	envs := sites.Environments(g.configDir)
+	if g.env != "" {
+		envs = []string{g.env}
+	}
+	if len(envs) == 0 {
+		envs = []string{""}
+	}
+	var results []validateResult
+	failed := false
+	// The environment other commands would pick (SITECTL_ENV, .sitectl-env)
+	// is checked too: a refused choice is an error here, not later.
+	if g.env == "" {
+		var ee *sites.EnvError
+		if _, err := g.chooseEnv(); errors.As(err, &ee) {
+			results = append(results, validateResult{Environment: "(chosen by " + ee.Source + ")", Problems: sites.Problems{ee.Problem()}})
+			failed = true
+		}
+	}
+	for _, env := range envs {
+		r, err := validateEnv(ctx, g, env, siteNames)
+		if err != nil {
+			return err
+		}
+		failed = failed || !r.Valid
+		results = append(results, r)
+	}
+	if ok, err := g.printStructured(results); ok {
+		if err == nil && failed {
+			err = &ExitError{Code: 1, Silent: true}
+		}
+		return err
+	}
+	printValidateResults(g, results)
+	if failed {
+		return &ExitError{Code: 1, Err: errors.New("configuration is not valid; fix the problems above (nothing was changed)")}
+	}
+	return nil
+}
+
+// validateEnv loads and checks one environment; an error is one that stops the
+// command (not a problem of the configuration).
+func validateEnv(ctx context.Context, g *globals, env string, siteNames []string) (validateResult, error) {
+	r := validateResult{Environment: env, Valid: true}
+	topo, err := sites.Load(sites.Options{Context: ctx, Dir: g.configDir, Env: env, Environ: g.environ, Set: g.set, KnownStacks: g.knownStacks()})
+	if err == nil {
+		err = g.withApps(topo)
+	}
+	var ps sites.Problems
+	switch {
+	case errors.As(err, &ps):
+		r.Valid, r.Problems = false, ps
+	case err != nil:
+		return r, err
+	default:
+		r.Problems = topo.Warnings
+		if sp := stackProblems(topo); len(sp) > 0 {
+			r.Valid = false
+			r.Problems = append(sp, r.Problems...)
+		}
+		r.Sites = topo.SiteNames()
+		if len(siteNames) > 0 {
+			if _, err := topo.Select(siteNames...); err != nil {
+				return r, err
+			}
+			r.Sites = siteNames
+		}
+	}
+	return r, nil
+}
+
+// printValidateResults prints each environment's verdict and problems; a problem
+// every environment has (a --set flag, a shared file) is printed once, before the
+// environments.
+func printValidateResults(g *globals, results []validateResult) {
+	shared := sharedProblems(results)
+	if len(shared) > 0 {
+		fmt.Fprintf(g.streams.Out, "in every environment:\n")
+		for _, p := range shared {
+			fmt.Fprintf(g.streams.Out, "  %s\n", p)
+		}
+	}
+	for _, r := range results {
+		env := r.Environment
+		if env == "" {
+			env = "(no overlay)"
+		}
+		if r.Valid {
+			fmt.Fprintf(g.streams.Out, "✓ %s: %s valid\n", env, strings.Join(r.Sites, ", "))
+		} else {
+			fmt.Fprintf(g.streams.Out, "✗ %s: %d error(s)\n", env, len(r.Problems.Errors()))
+		}
+		for _, p := range r.Problems {
+			if !slices.Contains(shared, p.String()) {
+				fmt.Fprintf(g.streams.Out, "  %s\n", p)
+			}
+		}
+	}
 }
 
 func newConfigShowCommand(g *globals) *cobra.Command {
@@ -131,7 +151,7 @@ func newConfigShowCommand(g *globals) *cobra.Command {
 		Use:   "show",
 		Short: "Print the merged, final configuration of sites (secrets as references only)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(_ *cobra.Command, _ []string) error {
 			if g.output == "text" {
 				g.output = "yaml"
 			}

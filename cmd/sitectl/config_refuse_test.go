@@ -16,7 +16,7 @@ import (
 func snapshot(t *testing.T, dir string) string {
 	t.Helper()
 	var lines []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -58,11 +58,11 @@ func TestConfigRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	doualaWith := func(old, new string) string {
+	doualaWith := func(old, repl string) string {
 		if !strings.Contains(string(douala), old) {
 			t.Fatalf("douala.yaml has no %q", old)
 		}
-		return strings.Replace(string(douala), old, new, 1)
+		return strings.Replace(string(douala), old, repl, 1)
 	}
 	type setup func(t *testing.T, dir string)
 	write := func(name, content string) setup {

@@ -152,7 +152,9 @@ func TestPlanSecretMissingNoSwarm(t *testing.T) {
 			}
 			if !strings.Contains(strings.Join(tc.env, " "), "SITECTL_PG_PASSWORD=") {
 				t.Setenv("SITECTL_PG_PASSWORD", "")
-				os.Unsetenv("SITECTL_PG_PASSWORD")
+				if err := os.Unsetenv("SITECTL_PG_PASSWORD"); err != nil {
+					t.Fatal(err)
+				}
 			}
 			out := filepath.Join(t.TempDir(), "plan.json")
 			const earlier = `{"environment": "dev", "sites": [{"site": "cloud", "steps": []}]}`

@@ -248,7 +248,7 @@ func writeHTMLReport(path string, rep *drill.Report) error {
 		return err
 	}
 	if err := drill.WriteHTML(f, rep); err != nil {
-		f.Close()
+		_ = f.Close() // the write error is the one to report
 		return err
 	}
 	return f.Close()

@@ -23,14 +23,14 @@ func fakeEngine(t *testing.T) string {
 		w.Header().Set("Content-Type", "application/json")
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/_ping"):
-			w.Write([]byte("OK"))
+			_, _ = w.Write([]byte("OK")) // the client reports a short answer
 		case strings.HasSuffix(r.URL.Path, "/info"):
-			w.Write([]byte(`{"ID":"fake","Name":"fake","ServerVersion":"20.10.24","Swarm":{"LocalNodeState":"inactive"}}`))
+			_, _ = w.Write([]byte(`{"ID":"fake","Name":"fake","ServerVersion":"20.10.24","Swarm":{"LocalNodeState":"inactive"}}`))
 		default:
 			http.Error(w, `{"message":"not in the fake"}`, http.StatusNotFound)
 		}
 	})}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	go func() { _ = srv.Serve(l) }() // returns ErrServerClosed at clean-up
+	t.Cleanup(func() { _ = srv.Close() })
 	return "unix://" + sock
 }

@@ -150,7 +150,7 @@ func printLabStatus(g *globals, st *lab.Status) {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", im.Logical, im.Ref, yesNo(im.Real, "real", "stand-in"), im.Source)
 		}
 	}
-	w.Flush()
+	_ = w.Flush() // terminal output: as with fmt.Fprintf, an error has nowhere better to go
 }
 
 func labelString(m map[string]string) string {

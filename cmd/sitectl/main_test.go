@@ -37,7 +37,9 @@ func exampleConfig(t *testing.T, extra map[string]string) string {
 				t.Fatal(err)
 			}
 			dst := filepath.Join(dir, rel)
-			os.MkdirAll(filepath.Dir(dst), 0o755)
+			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+				t.Fatal(err)
+			}
 			if err := os.WriteFile(dst, b, 0o644); err != nil {
 				t.Fatal(err)
 			}

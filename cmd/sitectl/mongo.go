@@ -32,7 +32,7 @@ For the topology as it is, each single link cut, and the hub lost, it prints whi
 side elects a primary, which sites can take majority writes and which become
 read-only. Layout problems (mongo.members) are printed first; errors exit 1.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(_ *cobra.Command, _ []string) error {
 			topo, err := g.loadTopology()
 			if err != nil {
 				return err

@@ -18,7 +18,7 @@ func TestStacksRender(t *testing.T) {
 	tests := []struct {
 		name    string
 		args    []string
-		setup   func(out string)
+		setup   func(t *testing.T, out string)
 		wantOut []string
 		wantErr string
 		files   []string // under the --dir, after the run
@@ -29,9 +29,13 @@ func TestStacksRender(t *testing.T) {
 			wantOut: []string{"cloud: ", "files in OUT/cloud\n", "douala: 15 files in OUT/douala\n"},
 			files:   []string{"douala/postgres/compose.yaml", "douala/kong/kong.yml", "cloud/networks.sh", "cloud/.sitectl-render"}},
 		{name: "foreign folder", args: []string{"--site", "douala", "--dir", "OUT"},
-			setup: func(out string) {
-				os.MkdirAll(filepath.Join(out, "douala"), 0o755)
-				os.WriteFile(filepath.Join(out, "douala", "mine"), nil, 0o644)
+			setup: func(t *testing.T, out string) {
+				if err := os.MkdirAll(filepath.Join(out, "douala"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(out, "douala", "mine"), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
 			},
 			wantErr: "was not written by sitectl stacks render", files: []string{"douala/mine"}},
 		// Refused by the compose loader, as deploy would (or by the config loader).
@@ -42,7 +46,7 @@ func TestStacksRender(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			out := t.TempDir()
 			if tt.setup != nil {
-				tt.setup(out)
+				tt.setup(t, out)
 			}
 			var args []string
 			for _, a := range tt.args {
@@ -65,13 +69,15 @@ func TestStacksRender(t *testing.T) {
 				}
 			}
 			var got []string
-			filepath.Walk(out, func(p string, fi os.FileInfo, err error) error {
+			if err := filepath.Walk(out, func(p string, fi os.FileInfo, err error) error {
 				if err == nil && !fi.IsDir() {
 					rel, _ := filepath.Rel(out, p)
 					got = append(got, rel)
 				}
 				return nil
-			})
+			}); err != nil {
+				t.Fatal(err)
+			}
 			for _, f := range tt.files {
 				if !strings.Contains(strings.Join(got, " "), f) {
 					t.Errorf("%s not written: %v", f, got)

@@ -71,7 +71,7 @@ func newTunnelsRenderCommand(g *globals) *cobra.Command {
 		Use:   "render [--site S] [--dir D] [--service]",
 		Short: "Print (or write under D/<site>/) each gateway's swanctl.conf, strongswan.conf and firewall.nft",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(_ *cobra.Command, _ []string) error {
 			topo, err := g.loadTopology()
 			if err != nil {
 				return err
@@ -184,7 +184,7 @@ in its site's tunnel.pki_dir: private keys 0600 in a 0700 directory, outside the
 repository. Keys are never printed. --check only reports (exit 1 on a missing,
 expired or invalid certificate).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(_ *cobra.Command, _ []string) error {
 			topo, err := g.loadTopology()
 			if err != nil {
 				return err
