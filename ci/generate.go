@@ -33,6 +33,16 @@ type Options struct {
 	// inside each site can pick up that site's jobs. Jobs reaching no site, and drills
 	// (which cut sites off), get only the tags without "{site}".
 	RunnerTags []string
+	// Version pins sitectl: the validate job installs this module version of it
+	// (go install) instead of building it from the repository, which a configuration
+	// repository of the operator's own does not hold. "" builds it (sitectl's own
+	// repository). VersionGiven says it came from --sitectl-version (the command
+	// line in the header repeats it).
+	Version      string
+	VersionGiven bool
+	// AppsDir is the apps directory as jobs see it, relative to the repository root
+	// ("" for the default, apps/ next to the configuration directory).
+	AppsDir string
 	// Out is the path, relative to the repository root, the pipeline is written to.
 	// When set, the validate job also fails if that file no longer matches what the
 	// configuration generates (the pipeline drifted from the sites).
@@ -57,6 +67,12 @@ func (o Options) Command(env string) string {
 	}
 	for _, t := range o.RunnerTags {
 		args = append(args, "--runner-tag", t)
+	}
+	if o.VersionGiven {
+		args = append(args, "--sitectl-version", o.Version)
+	}
+	if o.AppsDir != "" {
+		args = append(args, "--apps-dir", o.AppsDir)
 	}
 	if o.Out != "" {
 		args = append(args, "--out", o.Out)
@@ -183,6 +199,9 @@ func Generate(topo *sites.Topology, opts Options) (*Pipeline, error) {
 		Variables: map[string]string{"SITECTL_CONFIG_DIR": opts.ConfigDir},
 		Default:   &Default{Image: opts.Image, Interruptible: boolp(true)},
 	}
+	if opts.AppsDir != "" {
+		p.Variables["SITECTL_APPS_DIR"] = opts.AppsDir
+	}
 	p.Jobs = append(p.Jobs, g.validateJob())
 	if opts.Out != "" {
 		p.Jobs = append(p.Jobs, g.driftJob())
@@ -267,14 +286,13 @@ func (g *generator) drillRules() []Rule {
 func (g *generator) validateJob() *Job {
 	j := &Job{
 		Name:    "validate",
-		Comment: "Builds sitectl (later jobs use this binary) and validates every environment's configuration.",
+		Comment: g.installComment() + " and validates every environment's configuration.",
 		Stage:   "validate",
 		Tags:    g.tags(""),
-		Script: []string{
-			"go build -trimpath -o " + g.bin + " ./cmd/sitectl",
-			g.bin + " version",
-			g.bin + " config validate",
-		},
+		Script: append(g.installScript(),
+			g.bin+" version",
+			g.bin+" config validate",
+		),
 		Artifacts: &Artifacts{Paths: []string{g.bin}, ExpireIn: "1 day"},
 	}
 	return j
@@ -286,7 +304,7 @@ func (g *generator) validateJob() *Job {
 func (g *generator) driftJob() *Job {
 	// The job runs with SITECTL_CONFIG_DIR set: the command needs no --config-dir.
 	o := g.opts
-	o.ConfigDir, o.Out = "", ""
+	o.ConfigDir, o.AppsDir, o.Out = "", "", ""
 	cmd := strings.Replace(o.Command(g.env), "sitectl", g.bin, 1)
 	return &Job{
 		Name:    "validate:" + g.env + ":pipeline",
@@ -334,6 +352,7 @@ func (g *generator) deployJob(s *sites.Site) *Job {
 	default:
 		j.Comment = fmt.Sprintf("Deploys %s from the default branch.", s.Name)
 	}
+	j.Comment += g.appsAt(s.Name)
 	j.Needs = []string{"validate", g.jobName("plan", s.Name)}
 	j.Rules = g.refRules(when)
 	j.Environment = &Environment{Name: g.env + "/" + s.Name, DeploymentTier: g.tier}
@@ -554,7 +573,8 @@ func (g *generator) header() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("render header: %w", err)
 	}
-	return strings.TrimRight(buf.String(), "\n") + "\n\n", nil
+	out := strings.TrimRight(buf.String(), "\n") + "\n" + g.appsHeader()
+	return strings.TrimRight(out, "\n") + "\n\n", nil
 }
 
 func boolp(b bool) *bool { return &b }
