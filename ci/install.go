@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
-	"sort"
 	"regexp"
+	"sort"
 	"strings"
 )
 

@@ -136,7 +136,9 @@ func containerID(t *testing.T, s *sites.Site, service string) container {
 	}
 }
 
-func nodeOf(t *testing.T, s *sites.Site, service string) string { return containerID(t, s, service).node }
+func nodeOf(t *testing.T, s *sites.Site, service string) string {
+	return containerID(t, s, service).node
+}
 
 // containerPID is the host PID of a container of service (the lab's engines share
 // this machine's PID namespace), to run this machine's curl in its network.
@@ -175,4 +177,3 @@ func dockerAt(s *sites.Site, node string, args ...string) (string, error) {
 	out, err := exec.Command("docker", append([]string{"-H", s.Nodes[i].Engine}, args...)...).CombinedOutput()
 	return string(out), err
 }
-
