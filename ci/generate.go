@@ -36,10 +36,9 @@ type Options struct {
 	// Version pins sitectl: the validate job installs this module version of it
 	// (go install) instead of building it from the repository, which a configuration
 	// repository of the operator's own does not hold. "" builds it (sitectl's own
-	// repository). VersionGiven says it came from --sitectl-version (the command
-	// line in the header repeats it).
-	Version      string
-	VersionGiven bool
+	// repository). The command line in the header leaves it out: the pinned sitectl
+	// regenerates the same file with its own version.
+	Version string
 	// AppsDir is the apps directory as jobs see it, relative to the repository root
 	// ("" for the default, apps/ next to the configuration directory).
 	AppsDir string
@@ -67,9 +66,6 @@ func (o Options) Command(env string) string {
 	}
 	for _, t := range o.RunnerTags {
 		args = append(args, "--runner-tag", t)
-	}
-	if o.VersionGiven {
-		args = append(args, "--sitectl-version", o.Version)
 	}
 	if o.AppsDir != "" {
 		args = append(args, "--apps-dir", o.AppsDir)

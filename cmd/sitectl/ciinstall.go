@@ -48,7 +48,7 @@ func pinVersion(opts *ci.Options, dir, flagVersion string) error {
 		if err := ci.CheckVersion(flagVersion); err != nil {
 			return fmt.Errorf("--sitectl-version: %w", err)
 		}
-		opts.Version, opts.VersionGiven = flagVersion, true
+		opts.Version = flagVersion
 		return nil
 	}
 	if ownRepository(dir) {

@@ -38,7 +38,7 @@ func TestCIGeneratePinsSitectl(t *testing.T) {
 	pipeline := out + string(b)
 	for _, want := range []string{
 		`GOBIN="$CI_PROJECT_DIR/bin" go install -trimpath github.com/sitectl/sitectl/cmd/sitectl@v1.4.0`,
-		"sitectl ci generate --env dev --sitectl-version v1.4.0 --out ci-dev.yml",
+		"#   sitectl ci generate --env dev --out ci-dev.yml\n",
 	} {
 		if !strings.Contains(pipeline, want) {
 			t.Errorf("pipeline lacks %q", want)
