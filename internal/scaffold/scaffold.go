@@ -162,7 +162,9 @@ func Files(o Options) (map[string][]byte, error) {
 // swarm and overlay ranges of its own, tunnels between the hub and each spoke.
 func siteFile(i int, s, hub Site, list []Site) []byte {
 	base := s.LAN.Addr().As4()
-	at := func(host byte) string { return netip.AddrFrom4([4]byte{base[0], base[1], base[2], base[3] + host}).String() }
+	at := func(host byte) string {
+		return netip.AddrFrom4([4]byte{base[0], base[1], base[2], base[3] + host}).String()
+	}
 	node, gw := at(11), at(1)
 	var peers []string
 	if s.Role == "hub" {
