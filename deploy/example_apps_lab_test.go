@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"context"
 	"fmt"
 	"os/exec"
 	"slices"
@@ -22,7 +23,8 @@ const exampleLabPrefix = "dex"
 // converges where it is declared and answers at its service: the front-end's page,
 // script, health path and one-page fallback at every site; the identity provider
 // issues a token and verifies it (and refuses a forged one), and its metrics are
-// published on the hub's node. A second deploy changes nothing.
+// published on the hub's node. status lists each site's apps as running. A second
+// deploy changes nothing.
 // (The lab's Kong is a stand-in: the routes are checked at the services.)
 func TestLabExampleApps(t *testing.T) {
 	dir := startLabWith(t, "[]", exampleLabPrefix).dir
@@ -59,6 +61,22 @@ func TestLabExampleApps(t *testing.T) {
 				case runs && !strings.HasPrefix(svc.Spec.TaskTemplate.ContainerSpec.Image, "sitectl-lab/"):
 					t.Errorf("%s: %s runs %s, not a lab image", s.Name, svc.Spec.Name, svc.Spec.TaskTemplate.ContainerSpec.Image)
 				}
+			}
+		}
+	})
+
+	t.Run("status lists each site's apps, running", func(t *testing.T) {
+		for _, st := range Status(context.Background(), topo, topo.Sites, Options{Environ: []string{}}) {
+			var got []string
+			for _, a := range st.Apps {
+				got = append(got, a.Name+" "+a.State)
+			}
+			var want []string
+			for _, a := range topo.AppsAt(st.Site) {
+				want = append(want, a.Name+" "+AppRunning)
+			}
+			if st.Error != "" || strings.Join(got, ", ") != strings.Join(want, ", ") {
+				t.Errorf("%s: status apps %v (error %q), want %v", st.Site, got, st.Error, want)
 			}
 		}
 	})
