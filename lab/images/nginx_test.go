@@ -93,10 +93,11 @@ func TestNginxImageServes(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
 		select {
-		case <-done:
+		case err := <-done:
+			t.Logf("nginx stopped: %v", err)
 		case <-time.After(10 * time.Second):
 			_ = cmd.Process.Kill()
-			<-done
+			t.Logf("nginx killed: %v", <-done)
 		}
 	}()
 	for _, c := range []struct {
@@ -113,13 +114,19 @@ func TestNginxImageServes(t *testing.T) {
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
 	var out []int
+	var ls []net.Listener
 	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
+		ls = append(ls, l)
 		out = append(out, l.Addr().(*net.TCPAddr).Port)
-		defer l.Close()
+	}
+	for _, l := range ls {
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return out
 }
@@ -131,7 +138,7 @@ func getRetry(url string) (string, error) {
 		resp, err := http.Get(url)
 		if err == nil {
 			b, rerr := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if rerr == nil && resp.StatusCode == http.StatusOK {
 				return string(b), nil
 			}
