@@ -69,6 +69,9 @@ func Generate(topo *sites.Topology, opts Options) (*Pipeline, error) {
 		Variables: map[string]string{"SITECTL_CONFIG_DIR": opts.ConfigDir},
 		Default:   &Default{Image: opts.Image, Interruptible: boolp(true)},
 	}
+	if opts.AppsDir != "" {
+		p.Variables["SITECTL_APPS_DIR"] = opts.AppsDir
+	}
 	p.Jobs = append(p.Jobs, g.validateJob())
 	if opts.Out != "" {
 		p.Jobs = append(p.Jobs, g.driftJob())
@@ -160,7 +163,8 @@ func (g *generator) header() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("render header: %w", err)
 	}
-	return strings.TrimRight(buf.String(), "\n") + "\n\n", nil
+	out := strings.TrimRight(buf.String(), "\n") + "\n" + g.appsHeader()
+	return strings.TrimRight(out, "\n") + "\n\n", nil
 }
 
 func boolp(b bool) *bool { return &b }

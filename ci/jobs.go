@@ -49,14 +49,13 @@ func (g *generator) drillRules() []Rule {
 func (g *generator) validateJob() *Job {
 	j := &Job{
 		Name:    "validate",
-		Comment: "Builds sitectl (later jobs use this binary) and validates every environment's configuration.",
+		Comment: g.installComment() + " and validates every environment's configuration.",
 		Stage:   "validate",
 		Tags:    g.tags(""),
-		Script: []string{
-			"go build -trimpath -o " + g.bin + " ./cmd/sitectl",
-			g.bin + " version",
-			g.bin + " config validate",
-		},
+		Script: append(g.installScript(),
+			g.bin+" version",
+			g.bin+" config validate",
+		),
 		Artifacts: &Artifacts{Paths: []string{g.bin}, ExpireIn: "1 day"},
 	}
 	return j
@@ -68,7 +67,7 @@ func (g *generator) validateJob() *Job {
 func (g *generator) driftJob() *Job {
 	// The job runs with SITECTL_CONFIG_DIR set: the command needs no --config-dir.
 	o := g.opts
-	o.ConfigDir, o.Out = "", ""
+	o.ConfigDir, o.AppsDir, o.Out = "", "", ""
 	cmd := strings.Replace(o.Command(g.env), "sitectl", g.bin, 1)
 	return &Job{
 		Name:    "validate:" + g.env + ":pipeline",
@@ -116,6 +115,7 @@ func (g *generator) deployJob(s *sites.Site) *Job {
 	default:
 		j.Comment = fmt.Sprintf("Deploys %s from the default branch.", s.Name)
 	}
+	j.Comment += g.appsAt(s.Name)
 	j.Needs = []string{"validate", g.jobName("plan", s.Name)}
 	j.Rules = g.refRules(when)
 	j.Environment = &Environment{Name: g.env + "/" + s.Name, DeploymentTier: g.tier}

@@ -26,6 +26,15 @@ type Options struct {
 	// inside each site can pick up that site's jobs. Jobs reaching no site, and drills
 	// (which cut sites off), get only the tags without "{site}".
 	RunnerTags []string
+	// Version pins sitectl: the validate job installs this module version of it
+	// (go install) instead of building it from the repository, which a configuration
+	// repository of the operator's own does not hold. "" builds it (sitectl's own
+	// repository). The command line in the header leaves it out: the pinned sitectl
+	// regenerates the same file with its own version.
+	Version string
+	// AppsDir is the apps directory as jobs see it, relative to the repository root
+	// ("" for the default, apps/ next to the configuration directory).
+	AppsDir string
 	// Out is the path, relative to the repository root, the pipeline is written to.
 	// When set, the validate job also fails if that file no longer matches what the
 	// configuration generates (the pipeline drifted from the sites).
@@ -50,6 +59,9 @@ func (o Options) Command(env string) string {
 	}
 	for _, t := range o.RunnerTags {
 		args = append(args, "--runner-tag", t)
+	}
+	if o.AppsDir != "" {
+		args = append(args, "--apps-dir", o.AppsDir)
 	}
 	if o.Out != "" {
 		args = append(args, "--out", o.Out)

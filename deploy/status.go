@@ -23,6 +23,8 @@ type SiteStatus struct {
 	Swarm    string          `json:"swarm"` // active, inactive, ...
 	Nodes    []NodeStatus    `json:"nodes"`
 	Services []ServiceStatus `json:"services"`
+	// Apps are the operator apps declared at the site (apps/), as they run.
+	Apps     []AppStatus     `json:"apps,omitempty"`
 	Networks []NetworkStatus `json:"networks"`
 	Lock     *LockHolder     `json:"lock,omitempty"`
 	Firewall *FirewallStatus `json:"firewall,omitempty"`
@@ -101,6 +103,7 @@ func Status(ctx context.Context, topo *sites.Topology, selected []*sites.Site, o
 			// Only a site that answers is asked about its gateway's firewall: an
 			// unreachable site would wait out one more timeout.
 			st.Firewall = firewallStatus(ctx, site)
+			st.Apps = appStatus(topo, site.Name, st.Services)
 		}
 		out[i] = st
 	})
@@ -217,6 +220,7 @@ func RenderStatus(w io.Writer, all []SiteStatus, now time.Time) error {
 				now.Sub(x.UpdatedAt).Round(time.Second).String() + " ago", orDash(x.UpdateState)})
 		}
 		table("SERVICE\tRUNNING\tIMAGE\tUPDATED\tUPDATE STATE", rows)
+		table("APP\tSTATE\tRUNNING\tIMAGE\tROUTES", appRows(st))
 		rows = nil
 		for _, n := range st.Networks {
 			rows = append(rows, []string{n.Name, n.Driver, orDash(n.Subnet), yesNo(n.Encrypted), yesNo(n.Attachable)})

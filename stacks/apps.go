@@ -44,6 +44,7 @@ func RenderApp(in Input, a *sites.App) (Rendered, error) {
 	if svc == nil {
 		return fail("no service %q", a.Service)
 	}
+	shipAppLogs(in, services)
 	svc["image"] = as.Image
 	dep, _ := svc["deploy"].(map[string]any)
 	if dep == nil {

@@ -24,9 +24,10 @@ func newCICommand(g *globals) *cobra.Command {
 }
 
 type ciGenerateOptions struct {
-	out   string
-	check string
-	opts  ci.Options
+	out     string
+	check   string
+	version string
+	opts    ci.Options
 }
 
 func newCIGenerateCommand(g *globals) *cobra.Command {
@@ -58,6 +59,7 @@ The output is checked against GitLab's .gitlab-ci.yml schema before it is writte
 	f.StringVar(&o.opts.StagingBranch, "staging-branch", ci.DefaultStagingBranch, "branch that deploys staging, besides tags")
 	f.BoolVar(&o.opts.ProductionDrills, "production-drills", false, "also run scheduled drills against production")
 	f.StringArrayVar(&o.opts.RunnerTags, "runner-tag", nil, "runner tag for jobs that reach sites; {site} is replaced by the site (repeatable)")
+	f.StringVar(&o.version, "sitectl-version", "", "sitectl version the jobs install (go install); default: this binary's, outside sitectl's own repository (which builds from source)")
 	return cmd
 }
 
@@ -67,6 +69,14 @@ func runCIGenerate(g *globals, o *ciGenerateOptions) error {
 		return err
 	}
 	o.opts.ConfigDir = dir
+	if g.appsDir != "" {
+		if o.opts.AppsDir, err = repoPath("--apps-dir", g.appsDir); err != nil {
+			return err
+		}
+	}
+	if err := pinVersion(&o.opts, ".", o.version); err != nil {
+		return err
+	}
 	target := o.out
 	if o.check != "" {
 		target = o.check

@@ -8,12 +8,16 @@ import (
 	"testing"
 )
 
-// ciRepo lays out a repository root with the example config in sites/ and makes it
-// the working directory, as `sitectl ci generate` is run from the repository root.
+// ciRepo lays out a repository root like sitectl's own (its go.mod, the example
+// config in sites/) and makes it the working directory, as `sitectl ci generate` is
+// run from the repository root: its pipelines build sitectl from source.
 func ciRepo(t *testing.T) {
 	t.Helper()
 	root := t.TempDir()
 	if err := os.Rename(exampleConfig(t, nil), filepath.Join(root, "sites")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "go.mod"), []byte("module github.com/sitectl/sitectl\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Chdir(root)

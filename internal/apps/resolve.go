@@ -72,6 +72,11 @@ func resolve(c *collector, rel string, topo *sites.Topology, site *sites.Site, a
 		c.errf(rel, site.Name, Extension+".replicas", "%d replicas at %s: must be 0 or more", as.Replicas, site.Name)
 		return as, imageFrom, false
 	}
+	if img, ok := siteImage(c, rel, site, as.Image, imageFrom); ok {
+		as.Image = img
+	} else {
+		return as, imageFrom, false
+	}
 	if as.Image == "" {
 		c.errf(rel, site.Name, "services."+svc.Name+".image", "no image for %s at %s: set the service's image or %s.image", a.Name, site.Name, Extension)
 		return as, imageFrom, false

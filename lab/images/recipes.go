@@ -16,7 +16,7 @@ var djangoServer []byte
 // recipeSources are this package's recipe and assembly code: a change to either
 // rebuilds the images.
 //
-//go:embed recipes.go rootfs.go
+//go:embed recipes.go rootfs.go nginx.go
 var recipeSources embed.FS
 
 // recipeVersion changes whenever a recipe changes what it builds.
@@ -261,6 +261,7 @@ func recipes() []recipe {
 				WorkingDir:   "/alertmanager",
 			},
 		},
+		nginxRecipe(),
 	}
 }
 
@@ -303,7 +304,7 @@ func (rc recipe) key(standinHash string) (string, error) {
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\n%s\n%s\n%s\n", recipeVersion, rc.spec.Logical, v, standinHash)
-	for _, f := range []string{"recipes.go", "rootfs.go"} {
+	for _, f := range []string{"recipes.go", "rootfs.go", "nginx.go"} {
 		b, _ := recipeSources.ReadFile(f)
 		h.Write(b)
 	}

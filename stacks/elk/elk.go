@@ -119,7 +119,7 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 	if err != nil {
 		return stacks.Rendered{}, err
 	}
-	pipeline := Pipeline(in.Site, ElasticsearchURL(in.Topo, in.Site), s.IndexPrefix)
+	pipeline := Pipeline(in.Site, ElasticsearchURL(in.Topo, in.Site), s.IndexPrefix, appNames(in))
 	data := composeData{
 		Settings: s, Hub: in.Site.IsHub(),
 		ESConstraint:   targets.HostnameConstraint(ElasticsearchNode(hub)),

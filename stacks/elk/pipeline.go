@@ -34,7 +34,10 @@ func LogstashYML(s Settings) []byte {
 // JSON messages are parsed, other lines are grokked (Kong/nginx access logs,
 // PostgreSQL, gunicorn/Django); every event gets site and environment; events go to
 // the hub's Elasticsearch, one index per site and day.
-func Pipeline(site *sites.Site, esURL, indexPrefix string) []byte {
+//
+// apps are the operator apps the site runs: their events get an app field (their
+// stack is the app).
+func Pipeline(site *sites.Site, esURL, indexPrefix string, apps []string) []byte {
 	q := strconv.Quote
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Logstash pipeline for %s (%s), rendered by sitectl; do not edit.\n", site.Name, site.Env)
@@ -61,7 +64,7 @@ filter {
       tag_on_failure => []
     }
   }
-  if [message] =~ /^\s*\{/ {
+%s  if [message] =~ /^\s*\{/ {
     json {
       source => "message"
       target => "app"
@@ -116,7 +119,7 @@ output {
     retry_max_interval => 60
   }
 }
-`, targets.LogstashGELFPort, targets.LogstashTCPPort, q(site.Name), q(site.Env), q(esURL),
+`, targets.LogstashGELFPort, targets.LogstashTCPPort, appFilter(apps), q(site.Name), q(site.Env), q(esURL),
 		q(indexPrefix+"-"+site.Name+"-%{+YYYY.MM.dd}"))
 	return b.Bytes()
 }
