@@ -34,20 +34,24 @@ type stacksPart struct{}
 
 func (stacksPart) Name() string { return "stacks" }
 
-func (stacksPart) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([]plan.Step, error) {
-	s, err := sessionFor(ctx, topo, site)
-	if err != nil {
-		return nil, err
-	}
-	return s.planStacks(ctx)
+func (p stacksPart) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) (steps []plan.Step, err error) {
+	err = withOwnSession(ctx, topo, site, func(s *session) error {
+		steps, err = p.planSession(ctx, s)
+		return err
+	})
+	return steps, err
 }
 
 // Wait blocks until the site's services converged (or one failed).
-func (stacksPart) Wait(ctx context.Context, topo *sites.Topology, site *sites.Site) error {
-	s, err := sessionFor(ctx, topo, site)
-	if err != nil {
-		return err
-	}
+func (p stacksPart) Wait(ctx context.Context, topo *sites.Topology, site *sites.Site) error {
+	return withOwnSession(ctx, topo, site, func(s *session) error { return p.waitSession(ctx, s) })
+}
+
+func (stacksPart) planSession(ctx context.Context, s *session) ([]plan.Step, error) {
+	return s.planStacks(ctx)
+}
+
+func (stacksPart) waitSession(ctx context.Context, s *session) error {
 	return s.waitConverged(ctx)
 }
 

@@ -73,6 +73,22 @@ type Part interface {
 	Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([]Step, error)
 }
 
+// Closer is a part that holds connections across the sites of a run (a database
+// pool). Whoever runs the parts (deploy.Plan, deploy.Deploy) calls Close once every
+// site is done; the part reopens what it needs if it is used again.
+type Closer interface {
+	Close()
+}
+
+// Close closes every part that holds connections (Closer).
+func Close(parts []Part) {
+	for _, p := range parts {
+		if c, ok := p.(Closer); ok {
+			c.Close()
+		}
+	}
+}
+
 // NotYet marks a part's error as a fact that cannot exist before the steps planned
 // ahead of the part are applied: a database the stacks part is about to start
 // cannot answer yet. When earlier parts have pending steps, plan shows such a part

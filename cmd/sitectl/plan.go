@@ -133,7 +133,8 @@ func runPlan(cmd *cobra.Command, g *globals, o planOptions) error {
 		return err
 	}
 	_ = g.drillLeftovers(cmd.Context(), topo, selected, false, "plan")
-	parts, opts := deploy.Parts, deploy.Options{Prune: o.prune, Environ: g.environ}
+	opts := deploy.Options{Prune: o.prune, Environ: g.environ}
+	parts := deploy.Parts(opts)
 	if o.app != "" {
 		if o.out != "" {
 			return errors.New("--app and --out exclude each other: deploy --plan checks a plan of every stack of its sites")

@@ -140,7 +140,7 @@ func run(dir, env, only string, set []string, timeout time.Duration, verbose boo
 		swarmAndStacks := []plan.Part{sitectlswarm.Part{}, deploy.Stacks}
 		parts := swarmAndStacks
 		if allParts {
-			parts = deploy.Parts
+			parts = deploy.Parts(deploy.Options{})
 		}
 		opts := deploy.Options{Poll: poll}
 		if verbose {
