@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -438,7 +439,7 @@ func (s *session) planPrune(d *stacks.Desired, l *live) []plan.Step {
 	for _, x := range d.Services {
 		wantSvc[x.Name] = true
 	}
-	for _, name := range sortedKeys(l.services) {
+	for _, name := range slices.Sorted(maps.Keys(l.services)) {
 		x := l.services[name]
 		if wantSvc[name] || !managedBy(x.Spec.Labels, s.site.Name) {
 			continue
@@ -489,7 +490,7 @@ func (s *session) planPrune(d *stacks.Desired, l *live) []plan.Step {
 	for _, n := range d.Networks {
 		wantNet[n.Name] = true
 	}
-	for _, name := range sortedKeys(l.networks) {
+	for _, name := range slices.Sorted(maps.Keys(l.networks)) {
 		n := l.networks[name]
 		if wantNet[name] || !managedBy(n.Labels, s.site.Name) {
 			continue

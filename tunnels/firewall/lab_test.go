@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -129,7 +130,7 @@ func TestLabFirewall(t *testing.T) {
 		return open
 	}
 	before := probe()
-	t.Logf("hostile WAN neighbour before the firewall: %d answers: %v", len(before), sortedKeys(before))
+	t.Logf("hostile WAN neighbour before the firewall: %d answers: %v", len(before), slices.Sorted(maps.Keys(before)))
 	for _, s := range topo.Sites {
 		if !before[s.Name+" "+net.JoinHostPort(s.Postgres.Host, "5432")] {
 			t.Errorf("before the firewall %s's PostgreSQL address %s:5432 does not answer from the WAN: the probe proves nothing", s.Name, s.Postgres.Host)
@@ -201,7 +202,7 @@ func TestLabFirewall(t *testing.T) {
 	}
 
 	after := probe()
-	t.Logf("hostile WAN neighbour after the firewall: %v", sortedKeys(after))
+	t.Logf("hostile WAN neighbour after the firewall: %v", slices.Sorted(maps.Keys(after)))
 	want := map[string]bool{}
 	for _, s := range topo.Sites {
 		rs, err := firewall.Build(topo, s)
@@ -216,7 +217,7 @@ func TestLabFirewall(t *testing.T) {
 		}
 	}
 	if len(want) == 0 || !sameKeys(after, want) {
-		t.Errorf("after the firewall the WAN reaches %v; want only Kong's port on the edge nodes %v", sortedKeys(after), sortedKeys(want))
+		t.Errorf("after the firewall the WAN reaches %v; want only Kong's port on the edge nodes %v", slices.Sorted(maps.Keys(after)), slices.Sorted(maps.Keys(want)))
 	}
 	if rep := auditRun("after the firewall"); rep.Highs() > 0 {
 		t.Errorf("audit after the firewall: %+v", rep.Findings)
@@ -335,17 +336,8 @@ func iperf(t *testing.T, ctx context.Context, l *labtest.Lab, topo *sites.Topolo
 	return res.End.SumReceived.BitsPerSecond / 1e6
 }
 
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
-}
-
 func sameKeys(a, b map[string]bool) bool {
-	return strings.Join(sortedKeys(a), ",") == strings.Join(sortedKeys(b), ",")
+	return strings.Join(slices.Sorted(maps.Keys(a)), ",") == strings.Join(slices.Sorted(maps.Keys(b)), ",")
 }
 
 func netipAddr(t *testing.T, s string) netip.Addr {
