@@ -187,7 +187,7 @@ func RenderStatus(w io.Writer, all []SiteStatus, now time.Time) error {
 		for _, r := range rows {
 			fmt.Fprintln(tw, "  "+strings.Join(r, "\t"))
 		}
-		tw.Flush()
+		_ = tw.Flush() // writes to a strings.Builder, which does not fail
 	}
 	for i, st := range all {
 		if i > 0 {

@@ -96,14 +96,14 @@ func TestLabFirewall(t *testing.T) {
 				if err != nil {
 					continue // in use: the lab's own service answers
 				}
-				t.Cleanup(func() { ln.Close() })
+				t.Cleanup(func() { _ = ln.Close() })
 				go func() {
 					for {
 						c, err := ln.Accept()
 						if err != nil {
 							return
 						}
-						c.Close()
+						_ = c.Close()
 					}
 				}()
 			}
@@ -119,7 +119,7 @@ func TestLabFirewall(t *testing.T) {
 					c, err := netns.DialContext(dctx, wan, "tcp", addr)
 					cancel()
 					if err == nil {
-						c.Close()
+						_ = c.Close()
 						open[s.Name+" "+addr] = true
 					} else if errors.Is(err, syscall.ECONNREFUSED) {
 						open[s.Name+" "+addr+" (refused)"] = true
@@ -155,7 +155,7 @@ func TestLabFirewall(t *testing.T) {
 			}
 		}
 	}
-	mbps := func(when string) float64 { return iperf(t, ctx, l, topo, when) }
+	mbps := func(when string) float64 { return iperf(ctx, t, l, topo, when) }
 	before1 := mbps("without the ruleset")
 
 	// The gateway firewall step, as deploy runs it.
@@ -241,7 +241,7 @@ func TestLabFirewall(t *testing.T) {
 	in0 := dropped(firewall.CounterInputDrop)
 	if c, err := netns.DialContext(ctx, wan, "udp", net.JoinHostPort(douala.Gateway.WANAddress, "500")); err == nil {
 		_, _ = c.Write([]byte("not IKE"))
-		c.Close()
+		_ = c.Close()
 	}
 	time.Sleep(200 * time.Millisecond)
 	if in1 := dropped(firewall.CounterInputDrop); in1 <= in0 {
@@ -258,7 +258,7 @@ func TestLabFirewall(t *testing.T) {
 		defer cancel()
 		c, err := netns.DialContext(dctx, doualaNode, "tcp", cloudPG)
 		if err == nil {
-			c.Close()
+			_ = c.Close()
 		}
 		return err
 	}
@@ -302,7 +302,7 @@ func TestLabFirewall(t *testing.T) {
 
 // iperf measures TCP throughput from a douala node to a cloud node (3 s), in Mbit/s;
 // 0 when iperf3 is missing.
-func iperf(t *testing.T, ctx context.Context, l *labtest.Lab, topo *sites.Topology, when string) float64 {
+func iperf(ctx context.Context, t *testing.T, l *labtest.Lab, topo *sites.Topology, when string) float64 {
 	t.Helper()
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		t.Logf("iperf3 not installed: no throughput figure %s", when)
