@@ -28,6 +28,9 @@ func TestPartsFromOptions(t *testing.T) {
 	if !ok1 || !ok2 || d == p {
 		t.Fatalf("want a replication part of its own per call, got %T %T", deploying[4], planning[4])
 	}
+	if app := Parts(Options{Stacks: []string{"hello"}}); len(app) != 1 || app[0] != Stacks {
+		t.Errorf("an app's parts: %v, want only the stacks part", app)
+	}
 	if d.Opts.PeerWait != 2*time.Minute || !slices.Equal(d.Opts.Starting, []string{"douala"}) || p.Opts.PeerWait != 0 || p.Opts.Starting != nil {
 		t.Errorf("replication options: deploy %+v, plan %+v", d.Opts, p.Opts)
 	}

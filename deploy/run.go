@@ -19,8 +19,13 @@ import (
 
 // Parts returns the parts of every site's deploy path, built from the options, in
 // the order they plan and apply: swarm membership, the site networks and stacks,
-// then the parts other packages contribute. Add yours with one line.
+// then the parts other packages contribute. Add yours with one line. With
+// opts.Stacks set (`--app`) only the stacks part runs: nothing of another stack or
+// part is planned, changed or pruned.
 func Parts(opts Options) []plan.Part {
+	if len(opts.Stacks) > 0 {
+		return []plan.Part{Stacks}
+	}
 	return []plan.Part{
 		swarm.Part{},
 		Stacks,

@@ -101,8 +101,8 @@ func runDeployApp(cmd *cobra.Command, g *globals, o deployOptions, topo *sites.T
 	if err != nil {
 		return err
 	}
-	results := deploy.Deploy(cmd.Context(), topo, at, []plan.Part{deploy.Stacks}, deploy.Options{
-		Prune: o.prune, ForceUnlock: o.forceUnlock, Environ: g.environ, Progress: g.progress(), Stacks: []string{a.Name}})
+	opts := deploy.Options{Prune: o.prune, ForceUnlock: o.forceUnlock, Environ: g.environ, Progress: g.progress(), Stacks: []string{a.Name}}
+	results := deploy.Deploy(cmd.Context(), topo, at, deploy.Parts(opts), opts)
 	return g.reportDeploy(results)
 }
 
