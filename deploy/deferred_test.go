@@ -59,7 +59,9 @@ func TestPlanDeferOnlyWhatCannotExistYet(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.unset {
 				t.Setenv("SITECTL_PG_PASSWORD", "")
-				os.Unsetenv("SITECTL_PG_PASSWORD")
+				if err := os.Unsetenv("SITECTL_PG_PASSWORD"); err != nil {
+					t.Fatal(err)
+				}
 			}
 			topo, err := sites.Load(sites.Options{Dir: "../sites", Env: "dev", Environ: []string{}})
 			if err != nil {

@@ -4,7 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/distribution/reference"
@@ -116,7 +117,7 @@ func diffLines(old, cur map[string]string, only func(string) bool) []string {
 		keys[k] = true
 	}
 	var out []string
-	for _, k := range sortedKeys(keys) {
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
 		if only != nil && !only(k) {
 			continue
 		}
@@ -153,13 +154,4 @@ func normalImage(img string) string {
 		return img
 	}
 	return reference.FamiliarString(reference.TagNameOnly(named))
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -164,11 +164,11 @@ func deadPID(t *testing.T) int {
 	if err != nil {
 		t.Skip("no /proc/sys/kernel/pid_max")
 	}
-	var max int
+	var pidMax int
 	for _, c := range strings.TrimSpace(string(b)) {
-		max = max*10 + int(c-'0')
+		pidMax = pidMax*10 + int(c-'0')
 	}
-	return max + 1
+	return pidMax + 1
 }
 
 func TestHolderFromLabels(t *testing.T) {

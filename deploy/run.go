@@ -17,22 +17,24 @@ import (
 	"github.com/sitectl/sitectl/tunnels/firewall"
 )
 
-// Parts are the parts of every site's deploy path, in the order they plan and
-// apply: swarm membership, the site networks and stacks, then the parts other
-// packages contribute. Add yours with one line.
-var Parts = []plan.Part{
-	swarm.Part{},
-	Stacks,
-	tunnels.Part{},
-	firewall.Part{},
-	Replication,
-	mongo.Part{},
+// Parts returns the parts of every site's deploy path, built from the options, in
+// the order they plan and apply: swarm membership, the site networks and stacks,
+// then the parts other packages contribute. Add yours with one line. With
+// opts.Stacks set (`--app`) only the stacks part runs: nothing of another stack or
+// part is planned, changed or pruned.
+func Parts(opts Options) []plan.Part {
+	if len(opts.Stacks) > 0 {
+		return []plan.Part{Stacks}
+	}
+	return []plan.Part{
+		swarm.Part{},
+		Stacks,
+		tunnels.Part{},
+		firewall.Part{},
+		postgres.NewPart(opts.Replication),
+		mongo.Part{},
+	}
 }
-
-// Replication is the PostgreSQL logical replication part. `sitectl deploy` sets its
-// PeerWait, so a site's plan waits for the other sites' databases that are still
-// starting in the same deploy; `sitectl plan` reports an unreachable site at once.
-var Replication = postgres.NewPart(postgres.Options{})
 
 // Waiter is a part whose changes take time to settle (services rolling out);
 // deploy waits for it before the next part.
@@ -42,8 +44,10 @@ type Waiter interface {
 
 // Plan reads every selected site's live state (in parallel) and returns the steps
 // that would bring it to its configuration. It changes nothing. A site that cannot
-// be planned carries its error; the other sites are still planned.
+// be planned carries its error; the other sites are still planned. The parts that
+// hold connections are closed (plan.Closer) once every site is planned.
 func Plan(ctx context.Context, topo *sites.Topology, selected []*sites.Site, parts []plan.Part, opts Options) *plan.Plan {
+	defer plan.Close(parts)
 	p := &plan.Plan{Env: topo.Env, Sites: make([]plan.SitePlan, len(selected))}
 	forEach(selected, func(i int, site *sites.Site) {
 		p.Sites[i] = planSite(ctx, topo, site, parts, opts)
@@ -59,11 +63,11 @@ func planSite(ctx context.Context, topo *sites.Topology, site *sites.Site, parts
 		return sp
 	}
 	defer closeEng()
-	ctx = withSession(ctx, newSession(topo, site, eng, opts))
+	s := newSession(topo, site, eng, opts)
 	var errs []string
 	pending := false // an earlier part has changes still to apply
 	for _, part := range parts {
-		steps, err := part.Plan(ctx, topo, site)
+		steps, err := planPart(ctx, s, part)
 		if err != nil && pending && plan.IsNotYet(err) {
 			// What this part reads (a database a stack starts) may only exist once
 			// the steps above are applied; deploy plans each part after the previous
@@ -110,8 +114,10 @@ func (r SiteResult) Err() error { return r.err }
 // Deploy applies every selected site's plan, sites in parallel: per site it takes
 // the deploy lock, then plans and applies each part in turn (each part sees what
 // the previous ones changed), waiting for the services to converge. A failing site
-// does not stop the others.
+// does not stop the others. The parts that hold connections are closed
+// (plan.Closer) once every site is done.
 func Deploy(ctx context.Context, topo *sites.Topology, selected []*sites.Site, parts []plan.Part, opts Options) []SiteResult {
+	defer plan.Close(parts)
 	out := make([]SiteResult, len(selected))
 	forEach(selected, func(i int, site *sites.Site) {
 		start := time.Now()
@@ -135,7 +141,6 @@ func deploySite(ctx context.Context, topo *sites.Topology, site *sites.Site, par
 	}
 	defer closeEng()
 	s := newSession(topo, site, eng, opts)
-	ctx = withSession(ctx, s)
 	var lk *lock
 	defer func() {
 		if lk != nil {
@@ -158,7 +163,7 @@ func deploySite(ctx context.Context, topo *sites.Topology, site *sites.Site, par
 		return nil, err
 	}
 	for _, part := range parts {
-		steps, err := part.Plan(ctx, topo, site)
+		steps, err := planPart(ctx, s, part)
 		if err != nil {
 			return applied, fmt.Errorf("plan %s: %w", part.Name(), err)
 		}
@@ -167,7 +172,7 @@ func deploySite(ctx context.Context, topo *sites.Topology, site *sites.Site, par
 		wait := func() error {
 			waited = true
 			done := opts.Progress.Step("%s: %s converged", site.Name, part.Name())
-			err := w.Wait(ctx, topo, site)
+			err := waitPart(ctx, s, w)
 			done(err)
 			return err
 		}

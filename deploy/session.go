@@ -16,6 +16,8 @@ import (
 
 	"github.com/sitectl/sitectl/engine"
 	"github.com/sitectl/sitectl/internal/progress"
+	"github.com/sitectl/sitectl/plan"
+	"github.com/sitectl/sitectl/replication/postgres"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -64,6 +66,11 @@ type Options struct {
 	// site networks: nothing of another stack is planned, changed or pruned
 	// (`sitectl deploy --app`).
 	Stacks []string
+	// Replication tunes the PostgreSQL replication part Parts builds: `sitectl
+	// deploy` sets PeerWait and Starting, so a site's plan waits for the other
+	// sites' databases still starting in the same deploy; `sitectl plan` leaves it
+	// zero and reports an unreachable site at once.
+	Replication postgres.Options
 }
 
 func (o Options) environment() map[string]string {
@@ -82,7 +89,7 @@ func (o Options) open(ctx context.Context, s *sites.Site) (Engine, func(), error
 	if err != nil {
 		return nil, nil, err
 	}
-	return c, func() { c.Close() }, nil
+	return c, func() { _ = c.Close() }, nil
 }
 
 // session is one site's run: its engine, the options, and what was changed, so the
@@ -133,24 +140,40 @@ func (s *session) touchedServices() map[string]touch {
 	return out
 }
 
-type sessionKey struct{}
-
-func withSession(ctx context.Context, s *session) context.Context {
-	return context.WithValue(ctx, sessionKey{}, s)
+// sessionPart is a part of this package: it plans and waits with the run's session
+// of the site (its engine, the run's options, what the run changed), which Plan and
+// Deploy hand it. Called on its own, as a plan.Part, it opens a session of its own.
+type sessionPart interface {
+	planSession(ctx context.Context, s *session) ([]plan.Step, error)
+	waitSession(ctx context.Context, s *session) error
 }
 
-// sessionFor returns the run's session for site, or opens one (a part called
-// outside Plan/Deploy).
-func sessionFor(ctx context.Context, topo *sites.Topology, site *sites.Site) (*session, error) {
-	if s, ok := ctx.Value(sessionKey{}).(*session); ok && s.site.Name == site.Name {
-		return s, nil
+// planPart plans part for the run's session of the site.
+func planPart(ctx context.Context, s *session, part plan.Part) ([]plan.Step, error) {
+	if sp, ok := part.(sessionPart); ok {
+		return sp.planSession(ctx, s)
 	}
+	return part.Plan(ctx, s.topo, s.site)
+}
+
+// waitPart waits for a Waiter part within the run's session of the site.
+func waitPart(ctx context.Context, s *session, w Waiter) error {
+	if sp, ok := w.(sessionPart); ok {
+		return sp.waitSession(ctx, s)
+	}
+	return w.Wait(ctx, s.topo, s.site)
+}
+
+// withOwnSession runs fn with a session of its own for site (a part of this package
+// called outside Plan and Deploy), closing its engine after.
+func withOwnSession(ctx context.Context, topo *sites.Topology, site *sites.Site, fn func(*session) error) error {
 	var o Options
-	eng, _, err := o.open(ctx, site)
+	eng, closeEng, err := o.open(ctx, site)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return newSession(topo, site, eng, o), nil
+	defer closeEng()
+	return fn(newSession(topo, site, eng, o))
 }
 
 // swarmState says whether the site engine is an active swarm manager, and the

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -188,7 +190,7 @@ func RenderStatus(w io.Writer, all []SiteStatus, now time.Time) error {
 		for _, r := range rows {
 			fmt.Fprintln(tw, "  "+strings.Join(r, "\t"))
 		}
-		tw.Flush()
+		_ = tw.Flush() // writes to a strings.Builder, which does not fail
 	}
 	for i, st := range all {
 		if i > 0 {
@@ -271,7 +273,7 @@ func orDash(s string) string {
 
 func labelList(m map[string]string) string {
 	var out []string
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		out = append(out, k+"="+m[k])
 	}
 	return orDash(strings.Join(out, ","))

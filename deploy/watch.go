@@ -137,94 +137,80 @@ func (s *session) watch(ctx context.Context) error {
 	}
 }
 
-// serviceState reads one poll's state of a service from its up-to-date tasks.
-func (s *session) serviceState(ctx context.Context, svc swarm.Service, tasks []swarm.Task, t touch) (svcState, error) {
-	var running, starting, noImage int
-	failedBy := map[string]int{}
-	var lastErr string
+// taskCounts is one poll's count of a service's up-to-date tasks.
+type taskCounts struct {
+	running, starting, noImage int
+	desired                    int
+	failedBy                   map[string]int // failed or rejected tasks of this deploy, by error
+	lastErr                    string         // the most recent task error
+	status                     string         // "1/2 running, 1 starting"
+}
+
+// countTasks counts the service's tasks; failures of tasks created before since
+// (an earlier deploy's) are not counted.
+func countTasks(svc swarm.Service, tasks []swarm.Task, since time.Time) taskCounts {
+	c := taskCounts{failedBy: map[string]int{}}
 	var lastAt time.Time
 	for _, task := range tasks {
 		if task.Status.Err != "" && !task.Status.Timestamp.Before(lastAt) {
-			lastErr, lastAt = task.Status.Err, task.Status.Timestamp
+			c.lastErr, lastAt = task.Status.Err, task.Status.Timestamp
 		}
 		switch {
 		case task.DesiredState == swarm.TaskStateRunning && task.Status.State == swarm.TaskStateRunning:
-			running++
+			c.running++
 		case task.DesiredState == swarm.TaskStateRunning && task.Status.State == swarm.TaskStateStarting:
-			starting++
-		case task.CreatedAt.Before(t.since):
+			c.starting++
+		case task.CreatedAt.Before(since):
 			// an earlier deploy's task: its failure says nothing about this one
 		case task.Status.State == swarm.TaskStateFailed || task.Status.State == swarm.TaskStateRejected:
-			failedBy[task.Status.Err]++
+			c.failedBy[task.Status.Err]++
 			if isImageError(task.Status.Err) {
-				noImage++
+				c.noImage++
 			}
 		}
 	}
-	desired := 0
 	switch {
 	case svc.ServiceStatus != nil:
-		desired = int(svc.ServiceStatus.DesiredTasks)
+		c.desired = int(svc.ServiceStatus.DesiredTasks)
 	case svc.Spec.Mode.Replicated != nil && svc.Spec.Mode.Replicated.Replicas != nil:
-		desired = int(*svc.Spec.Mode.Replicated.Replicas)
+		c.desired = int(*svc.Spec.Mode.Replicated.Replicas)
 	}
-	status := fmt.Sprintf("%d/%d running", running, desired)
-	if starting > 0 {
-		status += fmt.Sprintf(", %d starting", starting)
+	c.status = fmt.Sprintf("%d/%d running", c.running, c.desired)
+	if c.starting > 0 {
+		c.status += fmt.Sprintf(", %d starting", c.starting)
 	}
-	withErr := func(msg string) string {
-		if lastErr != "" {
-			return msg + " (last task error: " + lastErr + ")"
-		}
-		return msg
+	return c
+}
+
+// withErr adds the last task error to msg.
+func (c taskCounts) withErr(msg string) string {
+	if c.lastErr != "" {
+		return msg + " (last task error: " + c.lastErr + ")"
 	}
+	return msg
+}
+
+// crashing reports that no task runs and they keep failing the same way (or the
+// image is missing): swarm would retry forever.
+func (c taskCounts) crashing() bool {
+	return c.running == 0 && c.desired > 0 && (maxCount(c.failedBy) >= failedTasksLimit || c.noImage > 0)
+}
+
+// serviceState reads one poll's state of a service from its up-to-date tasks.
+func (s *session) serviceState(ctx context.Context, svc swarm.Service, tasks []swarm.Task, t touch) (svcState, error) {
+	c := countTasks(svc, tasks, t.since)
+	status := c.status
 	touchedNow := t.created || t.rolls || t.previous != ""
-	// rolledBack reports a service whose update swarm undid: once the previous spec
-	// runs as before, as an error. Swarm may still be starting a task (a restart of
-	// the failed one, now at the previous spec) or stopping an extra one, and the
-	// operator's next command should find the site settled. A previous spec that
-	// cannot run either fails at once.
-	rolledBack := func(msg string) (svcState, error) {
-		cause, err := s.lastTaskError(ctx, svc.ID)
-		if err != nil {
-			return svcState{}, err
-		}
-		if cause != "" {
-			msg += "; failed task: " + cause
-		}
-		total := running
-		if svc.ServiceStatus != nil {
-			total = int(svc.ServiceStatus.RunningTasks)
-		}
-		if running >= desired && starting == 0 && total == desired {
-			// Settled, if it stays so past the restart delay: a restart of the
-			// failed task (at the previous spec now) may still be due.
-			hold := 5 * time.Second // swarm's default restart delay
-			if rp := svc.Spec.TaskTemplate.RestartPolicy; rp != nil && rp.Delay != nil {
-				hold = *rp.Delay
-			}
-			return svcState{status: "rolled back, " + status, err: errors.New(msg), hold: hold + 2*time.Second}, nil
-		}
-		if failed := maxCount(failedBy); running == 0 && desired > 0 && (failed >= failedTasksLimit || noImage > 0) {
-			return svcState{status: "rolled back, " + status, err: errors.New(withErr(msg + "; the previous spec does not run either"))}, nil
-		}
-		var extra string
-		if running >= desired && starting == 0 && total > desired {
-			extra = fmt.Sprintf("%d tasks running for %d desired", total, desired)
-		}
-		return svcState{status: fmt.Sprintf("rolled back, settling: %s at the previous spec, %d running in all", status, total),
-			extra: extra}, nil
-	}
 	if us := svc.UpdateStatus; us != nil {
 		switch us.State {
 		case swarm.UpdateStateRollbackCompleted:
 			if touchedNow {
-				return rolledBack("the update failed and swarm rolled it back to the previous spec")
+				return s.rolledBack(ctx, svc, c, "the update failed and swarm rolled it back to the previous spec")
 			}
 		case swarm.UpdateStatePaused:
-			return svcState{status: "update paused", err: errors.New(withErr("update paused: " + us.Message))}, nil
+			return svcState{status: "update paused", err: errors.New(c.withErr("update paused: " + us.Message))}, nil
 		case swarm.UpdateStateRollbackPaused:
-			return svcState{status: "rollback paused", err: errors.New(withErr("rollback paused: " + us.Message))}, nil
+			return svcState{status: "rollback paused", err: errors.New(c.withErr("rollback paused: " + us.Message))}, nil
 		case swarm.UpdateStateUpdating:
 			return svcState{status: "updating, " + status}, nil
 		case swarm.UpdateStateRollbackStarted:
@@ -236,24 +222,60 @@ func (s *session) serviceState(ctx context.Context, svc swarm.Service, tasks []s
 	// sitectl did not apply.
 	if have := svc.Spec.Labels[stacks.LabelSpecHash]; t.applied != "" && have != t.applied {
 		if have == t.previous {
-			return rolledBack("the update failed and swarm rolled it back to the previous spec")
+			return s.rolledBack(ctx, svc, c, "the update failed and swarm rolled it back to the previous spec")
 		}
 		return svcState{status: status, err: errors.New("the service was changed by someone else during the deploy (its spec is not the one sitectl applied); re-run the deploy")}, nil
 	}
-	failed := maxCount(failedBy)
-	if running == 0 && desired > 0 && (failed >= failedTasksLimit || noImage > 0) {
-		return svcState{status: status, err: errors.New(withErr(fmt.Sprintf("%d tasks failed the same way and none runs", max(failed, noImage))))}, nil
+	if c.crashing() {
+		return svcState{status: status, err: errors.New(c.withErr(fmt.Sprintf("%d tasks failed the same way and none runs", max(maxCount(c.failedBy), c.noImage))))}, nil
 	}
 	if t.rolls && (svc.UpdateStatus == nil || svc.UpdateStatus.State != swarm.UpdateStateCompleted) {
 		return svcState{status: "update starting, " + status}, nil
 	}
-	if running < desired {
-		if lastErr != "" {
-			status += ": " + lastErr
+	if c.running < c.desired {
+		if c.lastErr != "" {
+			status += ": " + c.lastErr
 		}
 		return svcState{status: status}, nil
 	}
 	return svcState{done: true, status: status}, nil
+}
+
+// rolledBack reports a service whose update swarm undid: once the previous spec
+// runs as before, as an error. Swarm may still be starting a task (a restart of
+// the failed one, now at the previous spec) or stopping an extra one, and the
+// operator's next command should find the site settled. A previous spec that
+// cannot run either fails at once.
+func (s *session) rolledBack(ctx context.Context, svc swarm.Service, c taskCounts, msg string) (svcState, error) {
+	cause, err := s.lastTaskError(ctx, svc.ID)
+	if err != nil {
+		return svcState{}, err
+	}
+	if cause != "" {
+		msg += "; failed task: " + cause
+	}
+	total := c.running
+	if svc.ServiceStatus != nil {
+		total = int(svc.ServiceStatus.RunningTasks)
+	}
+	if c.running >= c.desired && c.starting == 0 && total == c.desired {
+		// Settled, if it stays so past the restart delay: a restart of the
+		// failed task (at the previous spec now) may still be due.
+		hold := 5 * time.Second // swarm's default restart delay
+		if rp := svc.Spec.TaskTemplate.RestartPolicy; rp != nil && rp.Delay != nil {
+			hold = *rp.Delay
+		}
+		return svcState{status: "rolled back, " + c.status, err: errors.New(msg), hold: hold + 2*time.Second}, nil
+	}
+	if c.crashing() {
+		return svcState{status: "rolled back, " + c.status, err: errors.New(c.withErr(msg + "; the previous spec does not run either"))}, nil
+	}
+	var extra string
+	if c.running >= c.desired && c.starting == 0 && total > c.desired {
+		extra = fmt.Sprintf("%d tasks running for %d desired", total, c.desired)
+	}
+	return svcState{status: fmt.Sprintf("rolled back, settling: %s at the previous spec, %d running in all", c.status, total),
+		extra: extra}, nil
 }
 
 func maxCount(m map[string]int) int {

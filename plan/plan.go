@@ -73,6 +73,46 @@ type Part interface {
 	Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([]Step, error)
 }
 
+// Apply applies steps in order, as deploy applies a part's steps: a step that
+// only informs (Noop, or no Apply) is skipped, each other step is reported through
+// report before it runs (nil: silent; the returned func gets its outcome), and the
+// first error stops it, naming the step. It returns the steps applied.
+func Apply(ctx context.Context, steps []Step, report func(Step) func(error)) ([]Step, error) {
+	var applied []Step
+	for _, st := range steps {
+		if st.Action == Noop || st.Apply == nil {
+			continue
+		}
+		done := func(error) {}
+		if report != nil {
+			done = report(st)
+		}
+		err := st.Apply(ctx)
+		done(err)
+		if err != nil {
+			return applied, fmt.Errorf("%s: %w", st, err)
+		}
+		applied = append(applied, st)
+	}
+	return applied, nil
+}
+
+// Closer is a part that holds connections across the sites of a run (a database
+// pool). Whoever runs the parts (deploy.Plan, deploy.Deploy) calls Close once every
+// site is done; the part reopens what it needs if it is used again.
+type Closer interface {
+	Close()
+}
+
+// Close closes every part that holds connections (Closer).
+func Close(parts []Part) {
+	for _, p := range parts {
+		if c, ok := p.(Closer); ok {
+			c.Close()
+		}
+	}
+}
+
 // NotYet marks a part's error as a fact that cannot exist before the steps planned
 // ahead of the part are applied: a database the stacks part is about to start
 // cannot answer yet. When earlier parts have pending steps, plan shows such a part

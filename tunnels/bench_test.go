@@ -86,7 +86,7 @@ func send(ctx context.Context, ns, addr string, size int) (time.Duration, error)
 	if err != nil {
 		return 0, err
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	buf := make([]byte, 256<<10)
 	start := time.Now()
 	for sent := 0; sent < size; sent += len(buf) {

@@ -25,7 +25,7 @@ func serve(t testing.TB, ns, addr string, handle func(net.Conn)) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
+	t.Cleanup(func() { _ = ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -33,7 +33,7 @@ func serve(t testing.TB, ns, addr string, handle func(net.Conn)) {
 				return
 			}
 			go func() {
-				defer c.Close()
+				defer func() { _ = c.Close() }()
 				handle(c)
 			}()
 		}
@@ -56,7 +56,9 @@ func roundTrip(ctx context.Context, ns, addr string, timeout time.Duration) (str
 	return roundTripLine(ctx, ns, addr, "ping")
 }
 
-func statusOf(t *testing.T, l *tnLab, link string, sitesSel ...string) LinkStatus {
+// statusOf is the status of douala-cloud, the link the lab tests cut and restore.
+func statusOf(t *testing.T, l *tnLab, sitesSel ...string) LinkStatus {
+	const link = "douala-cloud"
 	t.Helper()
 	st, err := Status(context.Background(), l.topo, sitesSel...)
 	if err != nil {
@@ -96,7 +98,7 @@ func TestLabTunnels(t *testing.T) {
 	if reply != "cloud:ping" {
 		t.Fatalf("douala LAN → cloud LAN through the tunnel: reply %q, err %v", reply, err)
 	}
-	st := statusOf(t, l, "douala-cloud")
+	st := statusOf(t, l)
 	if st.State != StateUp || len(st.Ends) != 2 {
 		gws, _ := Build(l.topo)
 		if c, err := Dial(ctx, gws[0]); err == nil {
@@ -134,10 +136,10 @@ func TestLabTunnels(t *testing.T) {
 	if reply, err := roundTrip(ctx, "tn-h-douala", cloudAddr, 2*time.Second); err == nil {
 		t.Fatalf("after cut, douala → cloud still answered %q", reply)
 	}
-	if st := statusOf(t, l, "douala-cloud"); st.State != StateCut {
+	if st := statusOf(t, l); st.State != StateCut {
 		t.Fatalf("status after cut: %+v", st)
 	}
-	if st := statusOf(t, l, "douala-cloud", "douala"); st.State != StateCut || len(st.Ends) != 1 {
+	if st := statusOf(t, l, "douala"); st.State != StateCut || len(st.Ends) != 1 {
 		t.Fatalf("status --site douala after cut: %+v", st)
 	}
 	// The other link is untouched.
@@ -149,7 +151,7 @@ func TestLabTunnels(t *testing.T) {
 	if err := Heal(ctx, l.topo, "douala-cloud"); err != nil {
 		t.Fatal(err)
 	}
-	if st := statusOf(t, l, "douala-cloud"); st.State != StateUp {
+	if st := statusOf(t, l); st.State != StateUp {
 		t.Fatalf("status after heal: %+v", st)
 	}
 	if reply, err := roundTrip(ctx, "tn-h-douala", cloudAddr, 3*time.Second); err != nil || reply != "cloud:ping" {
@@ -170,7 +172,7 @@ func TestLabTunnels(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	if st := statusOf(t, l, "douala-cloud", "douala"); st.State != StateDown {
+	if st := statusOf(t, l, "douala"); st.State != StateDown {
 		t.Fatalf("status after terminate: %+v", st)
 	}
 	if err := Heal(ctx, l.topo, "douala-cloud"); err != nil {
@@ -187,7 +189,7 @@ func roundTripLine(ctx context.Context, ns, addr, line string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 	if _, err := io.WriteString(c, line+"\n"); err != nil {
 		return "", err

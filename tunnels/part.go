@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -13,6 +14,9 @@ import (
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
 )
+
+// ComponentTunnel is the component of the steps this part plans.
+const ComponentTunnel = "tunnel"
 
 // Part is the tunnels part of a site's deploy path (plan.Part): certificates that
 // are missing or expiring are created, credentials charon lacks are loaded,
@@ -64,95 +68,124 @@ func (Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([
 	if err != nil {
 		return nil, err
 	}
-	// Credentials: present on disk after the certificate steps; loaded unless charon
-	// already holds this exact certificate.
-	if site.Tunnel.Auth == "x509" {
-		loaded := false
-		if len(certSteps) == 0 {
-			_, gwp := SiteCerts(topo, site)
-			if _, der, err := readCert(gwp.gwCert(g.ID)); err == nil {
-				if loaded, err = c.hasCert(ctx, der); err != nil {
-					return nil, err
-				}
-			}
-		}
-		if !loaded {
-			steps = append(steps, plan.Step{Site: site.Name, Component: "tunnel", Action: plan.Create,
-				Name: "credentials " + g.ID, Diff: []string{"load CA, certificate and private key into charon"},
-				Apply: func(ctx context.Context) error {
-					m, err := Prepare(topo, g)
-					if err != nil {
-						return err
-					}
-					return withClient(ctx, g, func(c *Client) error { return c.LoadCredentials(ctx, m.Creds) })
-				}})
-		}
+	creds, err := c.planCredentials(ctx, topo, site, g, len(certSteps) > 0)
+	if err != nil {
+		return nil, err
 	}
+	steps = append(steps, creds...)
 	sas, err := c.SAs(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for _, conn := range g.Conns {
-		conn := conn
-		want := desiredView(conn)
-		got, ok := live[conn.Name]
-		var st plan.Step
-		if ok && len(diffViews(got, want)) == 0 {
-			if step := childMissing(sas, conn, g); step != nil {
-				step.Site = site.Name
-				steps = append(steps, *step)
-				continue
-			}
-		}
-		switch {
-		case !ok:
-			st = plan.Step{Action: plan.Create, Diff: describe(want)}
-			st.Note = fmt.Sprintf("link to %s; if it was cut with `tunnels down`, this loads it again", conn.Peer)
-		case !slices.Equal(diffViews(got, want), nil):
-			st = plan.Step{Action: plan.Reload, Diff: diffViews(got, want),
-				Note: "established SAs keep the old settings until renegotiated: the link is re-established (a short interruption)"}
-		default:
-			st = plan.Step{Action: plan.Noop}
-		}
-		st.Site, st.Component, st.Name = site.Name, "tunnel", conn.Name
-		if st.Action != plan.Noop {
-			reload := st.Action == plan.Reload
-			st.Apply = func(ctx context.Context) error {
-				return withClient(ctx, g, func(c *Client) error {
-					if conn.Auth == "psk" {
-						v, err := conn.PSK.Resolve()
-						if err != nil {
-							return err
-						}
-						if err := c.LoadShared(ctx, conn, v); err != nil {
-							return err
-						}
-					}
-					if err := c.LoadConn(ctx, conn); err != nil {
-						return err
-					}
-					if reload {
-						// A replaced connection does not change the SAs built from the old
-						// one: renegotiate so the new selectors and settings apply now.
-						if err := c.Terminate(ctx, conn.Name, 3*time.Second); err != nil {
-							return err
-						}
-						_ = c.Initiate(ctx, conn, 5*time.Second)
-						return nil
-					}
-					c.kick(ctx, conn)
-					return nil
-				})
-			}
-		}
-		steps = append(steps, st)
+		steps = append(steps, planConn(site, g, conn, live, sas))
 	}
-	for _, name := range sortedKeys(live) {
+	steps = append(steps, planStale(topo, site, g, live)...)
+	if len(g.Notes) > 0 && len(steps) > 0 {
+		last := &steps[len(steps)-1]
+		last.Note = plan.JoinNotes(append([]string{last.Note}, g.Notes...)...)
+	}
+	return steps, nil
+}
+
+// planCredentials returns the step that loads the CA, certificate and key into
+// charon, unless charon already holds this exact certificate. They are on disk
+// once the certificate steps are applied (certsPlanned: then they are loaded).
+func (c *Client) planCredentials(ctx context.Context, topo *sites.Topology, site *sites.Site, g *Gateway, certsPlanned bool) ([]plan.Step, error) {
+	if site.Tunnel.Auth != "x509" {
+		return nil, nil
+	}
+	loaded := false
+	if !certsPlanned {
+		_, gwp := SiteCerts(topo, site)
+		if _, der, err := readCert(gwp.gwCert(g.ID)); err == nil {
+			if loaded, err = c.hasCert(ctx, der); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if loaded {
+		return nil, nil
+	}
+	return []plan.Step{{Site: site.Name, Component: ComponentTunnel, Action: plan.Create,
+		Name: "credentials " + g.ID, Diff: []string{"load CA, certificate and private key into charon"},
+		Apply: func(ctx context.Context) error {
+			m, err := Prepare(topo, g)
+			if err != nil {
+				return err
+			}
+			return withClient(ctx, g, func(c *Client) error { return c.LoadCredentials(ctx, m.Creds) })
+		}}}, nil
+}
+
+// planConn returns the step of one connection: load it when charon lacks it,
+// reload it when it differs, initiate its CHILD_SA when only that is missing.
+func planConn(site *sites.Site, g *Gateway, conn Conn, live map[string]connView, sas []SA) plan.Step {
+	want := desiredView(conn)
+	got, ok := live[conn.Name]
+	if ok && len(diffViews(got, want)) == 0 {
+		if step := childMissing(sas, conn, g); step != nil {
+			step.Site = site.Name
+			return *step
+		}
+	}
+	var st plan.Step
+	switch {
+	case !ok:
+		st = plan.Step{Action: plan.Create, Diff: describe(want)}
+		st.Note = fmt.Sprintf("link to %s; if it was cut with `tunnels down`, this loads it again", conn.Peer)
+	case !slices.Equal(diffViews(got, want), nil):
+		st = plan.Step{Action: plan.Reload, Diff: diffViews(got, want),
+			Note: "established SAs keep the old settings until renegotiated: the link is re-established (a short interruption)"}
+	default:
+		st = plan.Step{Action: plan.Noop}
+	}
+	st.Site, st.Component, st.Name = site.Name, ComponentTunnel, conn.Name
+	if st.Action != plan.Noop {
+		reload := st.Action == plan.Reload
+		st.Apply = func(ctx context.Context) error {
+			return withClient(ctx, g, func(c *Client) error { return c.loadConn(ctx, conn, reload) })
+		}
+	}
+	return st
+}
+
+// loadConn loads the connection (and its PSK); a reloaded one is renegotiated.
+func (c *Client) loadConn(ctx context.Context, conn Conn, reload bool) error {
+	if conn.Auth == "psk" {
+		v, err := conn.PSK.Resolve()
+		if err != nil {
+			return err
+		}
+		if err := c.LoadShared(ctx, conn, v); err != nil {
+			return err
+		}
+	}
+	if err := c.LoadConn(ctx, conn); err != nil {
+		return err
+	}
+	if reload {
+		// A replaced connection does not change the SAs built from the old
+		// one: renegotiate so the new selectors and settings apply now.
+		if err := c.Terminate(ctx, conn.Name, 3*time.Second); err != nil {
+			return err
+		}
+		_ = c.Initiate(ctx, conn, 5*time.Second)
+		return nil
+	}
+	c.kick(ctx, conn)
+	return nil
+}
+
+// planStale returns the steps that remove the connections sitectl made that the
+// topology no longer has (connections sitectl did not make are left alone).
+func planStale(topo *sites.Topology, site *sites.Site, g *Gateway, live map[string]connView) []plan.Step {
+	var steps []plan.Step
+	for _, name := range slices.Sorted(maps.Keys(live)) {
 		if g.Conn(name) != nil || !isLinkName(topo, name) {
 			continue
 		}
-		name := name
-		steps = append(steps, plan.Step{Site: site.Name, Component: "tunnel", Action: plan.Remove, Name: name,
+		steps = append(steps, plan.Step{Site: site.Name, Component: ComponentTunnel, Action: plan.Remove, Name: name,
 			Note: "no longer in the topology: its SAs are terminated",
 			Apply: func(ctx context.Context) error {
 				return withClient(ctx, g, func(c *Client) error {
@@ -163,11 +196,7 @@ func (Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([
 				})
 			}})
 	}
-	if len(g.Notes) > 0 && len(steps) > 0 {
-		last := &steps[len(steps)-1]
-		last.Note = plan.JoinNotes(append([]string{last.Note}, g.Notes...)...)
-	}
-	return steps, nil
+	return steps
 }
 
 func withClient(ctx context.Context, g *Gateway, fn func(*Client) error) error {
@@ -192,13 +221,13 @@ func planCerts(topo *sites.Topology, site *sites.Site) ([]plan.Step, error) {
 	}
 	caSt, gwSt := Check(ca, gwp, site.Gateway.ID)
 	var steps []plan.Step
-	ensure := func(ctx context.Context) error {
+	ensure := func(context.Context) error {
 		_, _, err := Ensure(ca, gwp, site.Gateway.ID, site.Tunnel.KeyType, site.Tunnel.CertLifetime.D())
 		return err
 	}
 	switch caSt.State {
 	case "missing":
-		steps = append(steps, plan.Step{Site: site.Name, Component: "tunnel", Action: plan.Create, Name: "ca " + caSt.Path,
+		steps = append(steps, plan.Step{Site: site.Name, Component: ComponentTunnel, Action: plan.Create, Name: "ca " + caSt.Path,
 			Diff: []string{"key " + site.Tunnel.KeyType}, Apply: ensure})
 	case "ok":
 	default:
@@ -206,10 +235,10 @@ func planCerts(topo *sites.Topology, site *sites.Site) ([]plan.Step, error) {
 	}
 	switch gwSt.State {
 	case "missing":
-		steps = append(steps, plan.Step{Site: site.Name, Component: "tunnel", Action: plan.Create, Name: "certificate " + site.Gateway.ID,
+		steps = append(steps, plan.Step{Site: site.Name, Component: ComponentTunnel, Action: plan.Create, Name: "certificate " + site.Gateway.ID,
 			Diff: []string{"SAN " + site.Gateway.ID, "key " + site.Tunnel.KeyType, "lifetime " + site.Tunnel.CertLifetime.D().String()}, Apply: ensure})
 	case "expiring":
-		steps = append(steps, plan.Step{Site: site.Name, Component: "tunnel", Action: plan.Update, Name: "certificate " + site.Gateway.ID,
+		steps = append(steps, plan.Step{Site: site.Name, Component: ComponentTunnel, Action: plan.Update, Name: "certificate " + site.Gateway.ID,
 			// The date, not the days left: a saved plan (deploy --plan) still holds a day later.
 			Diff: []string{"renew: expires on " + gwSt.NotAfter.Format(time.DateOnly)}, Note: gwSt.Problem, Apply: ensure})
 	case "ok":
@@ -256,7 +285,7 @@ func describe(v connView) []string {
 // diffViews lists what differs, for keys the live view reports.
 func diffViews(got, want connView) []string {
 	var out []string
-	for _, k := range sortedKeys(want) {
+	for _, k := range slices.Sorted(maps.Keys(want)) {
 		g, ok := got[k]
 		if !ok {
 			continue // this charon does not report the setting
@@ -344,15 +373,6 @@ func (c *Client) hasCert(ctx context.Context, der []byte) (bool, error) {
 	return false, nil
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // planTransit returns the step that gives a kernel-libipsec hub its transit
 // addresses (TransitAddresses). sitectl can set them only where it reaches the
 // gateway's network namespace (the lab); elsewhere the plan says what is needed.
@@ -363,14 +383,14 @@ func planTransit(ctx context.Context, site *sites.Site, g *Gateway) ([]plan.Step
 	}
 	ns := site.Lab.Namespace
 	if ns == "" {
-		return []plan.Step{{Site: site.Name, Component: "tunnel", Action: plan.Noop, Name: "transit addresses",
+		return []plan.Step{{Site: site.Name, Component: ComponentTunnel, Action: plan.Noop, Name: "transit addresses",
 			Note: fmt.Sprintf("kernel-libipsec: the gateway must own %s (tunnels.SetupTransit); sitectl sets them only in the lab", strings.Join(want, ", "))}}, nil
 	}
 	missing, err := missingTransit(ctx, ns, g)
 	if err != nil || len(missing) == 0 {
 		return nil, err
 	}
-	return []plan.Step{{Site: site.Name, Component: "tunnel", Action: plan.Create, Name: "transit addresses",
+	return []plan.Step{{Site: site.Name, Component: ComponentTunnel, Action: plan.Create, Name: "transit addresses",
 		Diff:  []string{"on " + TransitInterface + " in " + ns + ": " + strings.Join(missing, ", ")},
 		Note:  "kernel-libipsec needs a local address in every local selector to route it",
 		Apply: func(ctx context.Context) error { return SetupTransit(ctx, ns, g) }}}, nil
@@ -390,7 +410,7 @@ func childMissing(sas []SA, conn Conn, g *Gateway) *plan.Step {
 			return nil
 		}
 	}
-	return &plan.Step{Component: "tunnel", Action: plan.Update, Name: conn.Name,
+	return &plan.Step{Component: ComponentTunnel, Action: plan.Update, Name: conn.Name,
 		Diff: []string{"IKE_SA established without CHILD_SA " + conn.Child + " → initiate it"},
 		Apply: func(ctx context.Context) error {
 			return withClient(ctx, g, func(c *Client) error { return c.Initiate(ctx, conn, InitiateTimeout) })

@@ -63,7 +63,7 @@ func TestLabSharedLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -71,7 +71,7 @@ func TestLabSharedLab(t *testing.T) {
 				return
 			}
 			fmt.Fprintln(c, "cloud")
-			c.Close()
+			_ = c.Close()
 		}
 	}()
 	dial := func() (string, error) {
@@ -81,7 +81,7 @@ func TestLabSharedLab(t *testing.T) {
 		if err != nil {
 			return "", err
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 		s, err := bufio.NewReader(c).ReadString('\n')
 		return strings.TrimSpace(s), err

@@ -55,13 +55,12 @@ func labSkip(t testing.TB) {
 	}
 }
 
-func sh(t testing.TB, argv ...string) string {
+func sh(t testing.TB, argv ...string) {
 	t.Helper()
 	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s: %v: %s", strings.Join(argv, " "), err, out)
 	}
-	return string(out)
 }
 
 func inNS(ns string, argv ...string) []string {

@@ -11,6 +11,7 @@ import (
 	"github.com/sitectl/sitectl/ci"
 	"github.com/sitectl/sitectl/deploy"
 	"github.com/sitectl/sitectl/plan"
+	"github.com/sitectl/sitectl/replication/postgres"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -73,7 +74,6 @@ func runDeploy(cmd *cobra.Command, g *globals, o deployOptions) error {
 	if o.app != "" {
 		return runDeployApp(cmd, g, o, topo, selected)
 	}
-	defer deploy.Replication.Close()
 	if saved != nil {
 		if err := checkSaved(cmd, g, topo, selected, saved, o); err != nil {
 			return err
@@ -81,13 +81,13 @@ func runDeploy(cmd *cobra.Command, g *globals, o deployOptions) error {
 	}
 	// Sites deploy in parallel: a site's replication plan waits for the databases of
 	// the other sites, which may still be starting in this same deploy.
-	deploy.Replication.Opts.PeerWait = 2 * time.Minute
-	deploy.Replication.Opts.Starting = []string{}
+	starting := []string{}
 	for _, s := range selected {
-		deploy.Replication.Opts.Starting = append(deploy.Replication.Opts.Starting, s.Name)
+		starting = append(starting, s.Name)
 	}
-	results := deploy.Deploy(cmd.Context(), topo, selected, deploy.Parts, deploy.Options{
-		Prune: o.prune, ForceUnlock: o.forceUnlock, Environ: g.environ, Progress: g.progress()})
+	opts := deploy.Options{Prune: o.prune, ForceUnlock: o.forceUnlock, Environ: g.environ, Progress: g.progress(),
+		Replication: postgres.Options{PeerWait: 2 * time.Minute, Starting: starting}}
+	results := deploy.Deploy(cmd.Context(), topo, selected, deploy.Parts(opts), opts)
 	return g.reportDeploy(results)
 }
 
@@ -101,8 +101,8 @@ func runDeployApp(cmd *cobra.Command, g *globals, o deployOptions, topo *sites.T
 	if err != nil {
 		return err
 	}
-	results := deploy.Deploy(cmd.Context(), topo, at, []plan.Part{deploy.Stacks}, deploy.Options{
-		Prune: o.prune, ForceUnlock: o.forceUnlock, Environ: g.environ, Progress: g.progress(), Stacks: []string{a.Name}})
+	opts := deploy.Options{Prune: o.prune, ForceUnlock: o.forceUnlock, Environ: g.environ, Progress: g.progress(), Stacks: []string{a.Name}}
+	results := deploy.Deploy(cmd.Context(), topo, at, deploy.Parts(opts), opts)
 	return g.reportDeploy(results)
 }
 
@@ -165,7 +165,8 @@ func loadSaved(topo *sites.Topology, o deployOptions) (*plan.Plan, error) {
 // deploy's own replication options are set) and refuses, changing nothing, when the
 // changes differ from the saved plan the operator reviewed.
 func checkSaved(cmd *cobra.Command, g *globals, topo *sites.Topology, selected []*sites.Site, saved *plan.Plan, o deployOptions) error {
-	now := deploy.Plan(cmd.Context(), topo, selected, deploy.Parts, deploy.Options{Prune: o.prune, Environ: g.environ})
+	opts := deploy.Options{Prune: o.prune, Environ: g.environ}
+	now := deploy.Plan(cmd.Context(), topo, selected, deploy.Parts(opts), opts)
 	now.Prune = o.prune
 	diff := plan.Stale(saved, now)
 	if len(diff) == 0 {

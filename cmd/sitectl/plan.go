@@ -133,7 +133,7 @@ func runPlan(cmd *cobra.Command, g *globals, o planOptions) error {
 		return err
 	}
 	_ = g.drillLeftovers(cmd.Context(), topo, selected, false, "plan")
-	parts, opts := deploy.Parts, deploy.Options{Prune: o.prune, Environ: g.environ}
+	opts := deploy.Options{Prune: o.prune, Environ: g.environ}
 	if o.app != "" {
 		if o.out != "" {
 			return errors.New("--app and --out exclude each other: deploy --plan checks a plan of every stack of its sites")
@@ -142,9 +142,9 @@ func runPlan(cmd *cobra.Command, g *globals, o planOptions) error {
 		if err != nil {
 			return err
 		}
-		selected, parts, opts.Stacks = at, []plan.Part{deploy.Stacks}, []string{a.Name}
+		selected, opts.Stacks = at, []string{a.Name}
 	}
-	p := deploy.Plan(cmd.Context(), topo, selected, parts, opts)
+	p := deploy.Plan(cmd.Context(), topo, selected, deploy.Parts(opts), opts)
 	p.Prune = o.prune
 	failed := p.Failed()
 	if o.out != "" && len(failed) == 0 {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/tunnels"
 	"github.com/sitectl/sitectl/tunnels/firewall"
@@ -265,10 +266,11 @@ func newTunnelsInstallCommand(g *globals) *cobra.Command {
 		Use:   "install [--site S]",
 		Short: "Load credentials and connections into each gateway's charon over vici",
 		Long: `Checks every selected gateway's certificates and secrets first (nothing is sent
-when one is missing, expired or unreadable), then loads the CA, the gateway
-certificate and key, PSKs where configured, and every connection over vici, and
-unloads connections sitectl made that the topology no longer has. deploy does the
-same through its plan.`,
+when one is missing, expired or unreadable), then applies the tunnels part of deploy's
+plan, gateway by gateway: renews an expiring certificate, loads the CA, the gateway
+certificate and key unless charon holds them, PSKs and the connections that are
+missing or differ over vici, and unloads connections sitectl made that the topology
+no longer has.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			topo, err := g.loadTopology()
@@ -288,12 +290,17 @@ same through its plan.`,
 					g.progress().Warnf("%s", m.Warning)
 				}
 			}
+			// The tunnels part of deploy, applied: plan each gateway, then apply its steps.
 			for _, gw := range gws {
-				done := g.progress().Step("install tunnels on %s (%s)", gw.Site, strings.Join(gw.Names(), ", "))
-				err := tunnels.Install(cmd.Context(), topo, gw)
-				done(err)
+				steps, err := tunnels.Part{}.Plan(cmd.Context(), topo, topo.Site(gw.Site))
 				if err != nil {
 					return err
+				}
+				_, err = plan.Apply(cmd.Context(), steps, func(st plan.Step) func(error) {
+					return g.progress().Step("%s: %s", gw.Site, st)
+				})
+				if err != nil {
+					return fmt.Errorf("install tunnels on %s: %w", gw.Site, err)
 				}
 			}
 			return nil

@@ -1,8 +1,11 @@
 package live
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -11,6 +14,7 @@ import (
 	"github.com/sitectl/sitectl/drill"
 	"github.com/sitectl/sitectl/drill/pgdrill"
 	"github.com/sitectl/sitectl/lab/labtest"
+	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/replication/postgres"
 	"github.com/sitectl/sitectl/replication/postgres/pgtest"
 	"github.com/sitectl/sitectl/sites"
@@ -125,13 +129,30 @@ func buildDRLab(l *labtest.Lab) (*drLab, error) {
 		err = p.Err()
 	}
 	if err == nil {
-		err = p.Apply(ctx, nil)
+		err = applyReplication(ctx, p)
 	}
 	if err != nil {
 		d.close()
 		return nil, fmt.Errorf("replication reconcile: %w", err)
 	}
 	return d, nil
+}
+
+// applyReplication applies every site's replication changes phase by phase across
+// the sites (the schema everywhere, then publications, subscriptions, removals);
+// the first error stops it.
+func applyReplication(ctx context.Context, p *postgres.Planned) error {
+	var all []postgres.Change
+	for _, site := range slices.Sorted(maps.Keys(p.Changes)) {
+		all = append(all, p.Changes[site]...)
+	}
+	slices.SortStableFunc(all, func(a, b postgres.Change) int { return cmp.Compare(a.Op.Phase, b.Op.Phase) })
+	steps := make([]plan.Step, 0, len(all))
+	for _, c := range all {
+		steps = append(steps, c.Step)
+	}
+	_, err := plan.Apply(ctx, steps, nil)
+	return err
 }
 
 func (d *drLab) close() {

@@ -181,7 +181,7 @@ func (b *bench) sitectl(res *result, dockerCPU float64) (deploy.Options, error) 
 	}
 	parts := swarmAndStacks
 	if b.allParts {
-		parts = deploy.Parts
+		parts = deploy.Parts(deploy.Options{})
 	}
 	opts := deploy.Options{Poll: b.poll}
 	if b.verbose {

@@ -97,7 +97,7 @@ func TestLabMonitoring(t *testing.T) {
 
 	start = time.Now()
 	var pw testWriter = testWriter{t}
-	for _, r := range deploy.Deploy(ctx, topo, topo.Sites, deploy.Parts, deploy.Options{Environ: []string{}, Poll: 500 * time.Millisecond, Progress: progress.New(pw)}) {
+	for _, r := range deploy.Deploy(ctx, topo, topo.Sites, deploy.Parts(deploy.Options{}), deploy.Options{Environ: []string{}, Poll: 500 * time.Millisecond, Progress: progress.New(pw)}) {
 		if r.Err() != nil {
 			t.Fatalf("deploy: %v", r.Err())
 		}

@@ -104,38 +104,65 @@ func Build(topo *sites.Topology, site *sites.Site) (*Ruleset, error) {
 	}
 	rs := &Ruleset{Site: site.Name, Env: topo.Env, IPsec: site.Tunnel.IPsec,
 		Counters: []string{CounterInputDrop, CounterForwardDrop, CounterLeak, CounterInvalid}}
-
-	// Peers: the far ends of the gateway's links.
-	var peers []netip.Prefix
-	var localTS, remoteTS []netip.Prefix
-	type linkTS struct {
-		name          string
-		local, remote []netip.Prefix
+	ls, err := linksOf(site, g)
+	if err != nil {
+		return nil, err
 	}
-	var links []linkTS
-	for _, c := range g.Conns {
-		a, err := netip.ParseAddr(c.RemoteAddr)
-		if err != nil {
-			return nil, fmt.Errorf("firewall %s: peer %s gateway.wan_address %q is not an IP address", site.Name, c.Peer, c.RemoteAddr)
-		}
-		peers = append(peers, netip.PrefixFrom(a, a.BitLen()))
-		l := linkTS{name: c.Name}
-		if l.local, err = prefixes(c.LocalTS); err != nil {
-			return nil, err
-		}
-		if l.remote, err = prefixes(c.RemoteTS); err != nil {
-			return nil, err
-		}
-		localTS, remoteTS = append(localTS, l.local...), append(remoteTS, l.remote...)
-		links = append(links, l)
-	}
-	localTS, remoteTS, peers = uniq(localTS), uniq(remoteTS), uniq(peers)
-
 	paths, err := ManagementPaths(topo, site)
 	if err != nil {
 		return nil, err
 	}
 	rs.Paths = paths
+	edge, ports, err := EdgePorts(topo, site)
+	if err != nil {
+		return nil, err
+	}
+	rs.Chains = []Chain{inputChain(lan, admin, ls, paths), forwardChain(site, lan, admin, ls, paths, edge, ports)}
+	if len(admin) == 0 {
+		rs.Notes = append(rs.Notes, "no gateway.firewall.admin_networks: SSH to the gateway is closed")
+	}
+	if !site.HasStack("kong") {
+		rs.Notes = append(rs.Notes, "the site runs no kong stack: nothing is published from the WAN into the LAN")
+	}
+	return rs, nil
+}
+
+// linkTS is one link's traffic selectors.
+type linkTS struct {
+	name          string
+	local, remote []netip.Prefix
+}
+
+// gatewayLinks are the gateway's links: their peers (the far ends) and selectors.
+type gatewayLinks struct {
+	peers, localTS, remoteTS []netip.Prefix
+	links                    []linkTS
+}
+
+func linksOf(site *sites.Site, g *tunnels.Gateway) (gatewayLinks, error) {
+	var ls gatewayLinks
+	for _, c := range g.Conns {
+		a, err := netip.ParseAddr(c.RemoteAddr)
+		if err != nil {
+			return ls, fmt.Errorf("firewall %s: peer %s gateway.wan_address %q is not an IP address", site.Name, c.Peer, c.RemoteAddr)
+		}
+		ls.peers = append(ls.peers, netip.PrefixFrom(a, a.BitLen()))
+		l := linkTS{name: c.Name}
+		if l.local, err = prefixes(c.LocalTS); err != nil {
+			return ls, err
+		}
+		if l.remote, err = prefixes(c.RemoteTS); err != nil {
+			return ls, err
+		}
+		ls.localTS, ls.remoteTS = append(ls.localTS, l.local...), append(ls.remoteTS, l.remote...)
+		ls.links = append(ls.links, l)
+	}
+	ls.localTS, ls.remoteTS, ls.peers = uniq(ls.localTS), uniq(ls.remoteTS), uniq(ls.peers)
+	return ls, nil
+}
+
+// inputChain is what reaches the gateway itself.
+func inputChain(lan netip.Prefix, admin []netip.Prefix, ls gatewayLinks, paths []Path) Chain {
 	sshPorts := []int{22}
 	for _, p := range paths {
 		if p.Kind == PathNetwork && p.ToGateway && p.Proto == "tcp" {
@@ -143,34 +170,38 @@ func Build(topo *sites.Topology, site *sites.Site) (*Ruleset, error) {
 		}
 	}
 	sshPorts = uniqInts(sshPorts)
-
 	in := Chain{Name: "input", Hook: "input", Policy: "drop"}
 	in.Rules = append(in.Rules,
 		Rule{Comment: "loopback", Iif: "lo", Verdict: "accept"},
 		Rule{Comment: "replies and related (ICMP errors)", CtState: []string{"established", "related"}, Verdict: "accept"},
 		Rule{Comment: "invalid connection state", CtState: []string{"invalid"}, Counter: CounterInvalid, Verdict: "drop"},
 	)
-	if len(peers) > 0 {
+	if len(ls.peers) > 0 {
 		in.Rules = append(in.Rules,
-			Rule{Comment: "IKE and NAT-T from the peer gateways", Saddr: peers, Proto: "udp", Dport: []int{500, 4500}, Verdict: "accept"},
-			Rule{Comment: "ESP from the peer gateways", Saddr: peers, Proto: "esp", Verdict: "accept"})
+			Rule{Comment: "IKE and NAT-T from the peer gateways", Saddr: ls.peers, Proto: "udp", Dport: []int{500, 4500}, Verdict: "accept"},
+			Rule{Comment: "ESP from the peer gateways", Saddr: ls.peers, Proto: "esp", Verdict: "accept"})
 	}
 	if len(admin) > 0 {
 		in.Rules = append(in.Rules, Rule{Comment: "SSH from the admin networks", Saddr: admin, Proto: "tcp", Dport: sshPorts, Verdict: "accept"})
 	}
-	pingFrom := uniq(append(append([]netip.Prefix{lan}, remoteTS...), admin...))
+	pingFrom := uniq(append(append([]netip.Prefix{lan}, ls.remoteTS...), admin...))
 	in.Rules = append(in.Rules,
 		Rule{Comment: "ping from the site, the remote sites and the admin networks", Saddr: pingFrom, Proto: "icmp", ICMPTypes: []string{"echo-request"}, Verdict: "accept"},
 		Rule{Comment: "IPv6 neighbour discovery", Proto: "icmpv6", ICMPTypes: []string{"nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-advert"}, Verdict: "accept"},
 		Rule{Comment: "default: drop", Counter: CounterInputDrop, Verdict: "drop"},
 	)
+	return in
+}
 
+// forwardChain is what the gateway routes: the links, the LAN, Kong's ports on the
+// edge nodes and the management paths into the LAN.
+func forwardChain(site *sites.Site, lan netip.Prefix, admin []netip.Prefix, ls gatewayLinks, paths []Path, edge []netip.Prefix, ports []int) Chain {
 	fw := Chain{Name: "forward", Hook: "forward", Policy: "drop"}
 	fw.Rules = append(fw.Rules,
 		Rule{Comment: "replies and related (ICMP errors)", CtState: []string{"established", "related"}, Verdict: "accept"},
 		Rule{Comment: "invalid connection state", CtState: []string{"invalid"}, Counter: CounterInvalid, Verdict: "drop"},
 	)
-	for _, l := range links {
+	for _, l := range ls.links {
 		inR := Rule{Comment: "link " + l.name + ": from the remote LAN through IPsec", Saddr: l.remote, Daddr: l.local, Verdict: "accept"}
 		outR := Rule{Comment: "link " + l.name + ": to the remote LAN through IPsec", Saddr: l.local, Daddr: l.remote, Verdict: "accept"}
 		if site.Tunnel.IPsec == "libipsec" {
@@ -180,16 +211,12 @@ func Build(topo *sites.Topology, site *sites.Site) (*Ruleset, error) {
 		}
 		fw.Rules = append(fw.Rules, inR, outR)
 	}
-	if len(remoteTS) > 0 {
+	if len(ls.remoteTS) > 0 {
 		fw.Rules = append(fw.Rules, Rule{Comment: "site LAN to a remote site LAN outside the tunnel (link down or cut)",
-			Saddr: localTS, Daddr: remoteTS, Counter: CounterLeak, Verdict: "drop"})
+			Saddr: ls.localTS, Daddr: ls.remoteTS, Counter: CounterLeak, Verdict: "drop"})
 	}
 	fw.Rules = append(fw.Rules, Rule{Comment: "within the site LAN (bridged through the gateway when br_netfilter is loaded)",
 		Saddr: []netip.Prefix{lan}, Daddr: []netip.Prefix{lan}, Verdict: "accept"})
-	edge, ports, err := EdgePorts(topo, site)
-	if err != nil {
-		return nil, err
-	}
 	if len(edge) > 0 && len(ports) > 0 {
 		fw.Rules = append(fw.Rules, Rule{Comment: "Kong's published proxy ports on the edge nodes", Daddr: edge, Proto: "tcp", Dport: ports, Verdict: "accept"})
 	}
@@ -204,14 +231,7 @@ func Build(topo *sites.Topology, site *sites.Site) (*Ruleset, error) {
 		Rule{Comment: "site LAN out to the WAN (image pulls, updates)", Saddr: []netip.Prefix{lan}, Verdict: "accept"},
 		Rule{Comment: "default: drop", Counter: CounterForwardDrop, Verdict: "drop"},
 	)
-	rs.Chains = []Chain{in, fw}
-	if len(admin) == 0 {
-		rs.Notes = append(rs.Notes, "no gateway.firewall.admin_networks: SSH to the gateway is closed")
-	}
-	if !site.HasStack("kong") {
-		rs.Notes = append(rs.Notes, "the site runs no kong stack: nothing is published from the WAN into the LAN")
-	}
-	return rs, nil
+	return fw
 }
 
 // EdgePorts returns the addresses of the nodes that run Kong and its published

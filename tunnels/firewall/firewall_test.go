@@ -197,7 +197,7 @@ func TestCheckRefusesLockout(t *testing.T) {
 	}
 	var kinds []string
 	for _, p := range rs.Paths {
-		kinds = append(kinds, p.Kind)
+		kinds = append(kinds, string(p.Kind))
 	}
 	if strings.Join(kinds, ",") != "local,local,local,from-gateway,from-gateway" {
 		t.Errorf("lab douala paths: %v", rs.Paths)

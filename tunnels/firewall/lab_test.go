@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -95,14 +96,14 @@ func TestLabFirewall(t *testing.T) {
 				if err != nil {
 					continue // in use: the lab's own service answers
 				}
-				t.Cleanup(func() { ln.Close() })
+				t.Cleanup(func() { _ = ln.Close() })
 				go func() {
 					for {
 						c, err := ln.Accept()
 						if err != nil {
 							return
 						}
-						c.Close()
+						_ = c.Close()
 					}
 				}()
 			}
@@ -118,7 +119,7 @@ func TestLabFirewall(t *testing.T) {
 					c, err := netns.DialContext(dctx, wan, "tcp", addr)
 					cancel()
 					if err == nil {
-						c.Close()
+						_ = c.Close()
 						open[s.Name+" "+addr] = true
 					} else if errors.Is(err, syscall.ECONNREFUSED) {
 						open[s.Name+" "+addr+" (refused)"] = true
@@ -129,7 +130,7 @@ func TestLabFirewall(t *testing.T) {
 		return open
 	}
 	before := probe()
-	t.Logf("hostile WAN neighbour before the firewall: %d answers: %v", len(before), sortedKeys(before))
+	t.Logf("hostile WAN neighbour before the firewall: %d answers: %v", len(before), slices.Sorted(maps.Keys(before)))
 	for _, s := range topo.Sites {
 		if !before[s.Name+" "+net.JoinHostPort(s.Postgres.Host, "5432")] {
 			t.Errorf("before the firewall %s's PostgreSQL address %s:5432 does not answer from the WAN: the probe proves nothing", s.Name, s.Postgres.Host)
@@ -154,7 +155,7 @@ func TestLabFirewall(t *testing.T) {
 			}
 		}
 	}
-	mbps := func(when string) float64 { return iperf(t, ctx, l, topo, when) }
+	mbps := func(when string) float64 { return iperf(ctx, t, l, topo, when) }
 	before1 := mbps("without the ruleset")
 
 	// The gateway firewall step, as deploy runs it.
@@ -201,7 +202,7 @@ func TestLabFirewall(t *testing.T) {
 	}
 
 	after := probe()
-	t.Logf("hostile WAN neighbour after the firewall: %v", sortedKeys(after))
+	t.Logf("hostile WAN neighbour after the firewall: %v", slices.Sorted(maps.Keys(after)))
 	want := map[string]bool{}
 	for _, s := range topo.Sites {
 		rs, err := firewall.Build(topo, s)
@@ -216,7 +217,7 @@ func TestLabFirewall(t *testing.T) {
 		}
 	}
 	if len(want) == 0 || !sameKeys(after, want) {
-		t.Errorf("after the firewall the WAN reaches %v; want only Kong's port on the edge nodes %v", sortedKeys(after), sortedKeys(want))
+		t.Errorf("after the firewall the WAN reaches %v; want only Kong's port on the edge nodes %v", slices.Sorted(maps.Keys(after)), slices.Sorted(maps.Keys(want)))
 	}
 	if rep := auditRun("after the firewall"); rep.Highs() > 0 {
 		t.Errorf("audit after the firewall: %+v", rep.Findings)
@@ -240,7 +241,7 @@ func TestLabFirewall(t *testing.T) {
 	in0 := dropped(firewall.CounterInputDrop)
 	if c, err := netns.DialContext(ctx, wan, "udp", net.JoinHostPort(douala.Gateway.WANAddress, "500")); err == nil {
 		_, _ = c.Write([]byte("not IKE"))
-		c.Close()
+		_ = c.Close()
 	}
 	time.Sleep(200 * time.Millisecond)
 	if in1 := dropped(firewall.CounterInputDrop); in1 <= in0 {
@@ -257,7 +258,7 @@ func TestLabFirewall(t *testing.T) {
 		defer cancel()
 		c, err := netns.DialContext(dctx, doualaNode, "tcp", cloudPG)
 		if err == nil {
-			c.Close()
+			_ = c.Close()
 		}
 		return err
 	}
@@ -301,7 +302,7 @@ func TestLabFirewall(t *testing.T) {
 
 // iperf measures TCP throughput from a douala node to a cloud node (3 s), in Mbit/s;
 // 0 when iperf3 is missing.
-func iperf(t *testing.T, ctx context.Context, l *labtest.Lab, topo *sites.Topology, when string) float64 {
+func iperf(ctx context.Context, t *testing.T, l *labtest.Lab, topo *sites.Topology, when string) float64 {
 	t.Helper()
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		t.Logf("iperf3 not installed: no throughput figure %s", when)
@@ -335,17 +336,8 @@ func iperf(t *testing.T, ctx context.Context, l *labtest.Lab, topo *sites.Topolo
 	return res.End.SumReceived.BitsPerSecond / 1e6
 }
 
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
-}
-
 func sameKeys(a, b map[string]bool) bool {
-	return strings.Join(sortedKeys(a), ",") == strings.Join(sortedKeys(b), ",")
+	return strings.Join(slices.Sorted(maps.Keys(a)), ",") == strings.Join(slices.Sorted(maps.Keys(b)), ",")
 }
 
 func netipAddr(t *testing.T, s string) netip.Addr {

@@ -132,7 +132,7 @@ func ownAddresses(paths []Path) []netip.Addr {
 			seen[a.Unmap()] = true
 			out = append(out, a.Unmap())
 		}
-		c.Close()
+		_ = c.Close() // a UDP socket that sent nothing
 	}
 	return out
 }
@@ -189,7 +189,7 @@ func confirmOnce(ctx context.Context, g *tunnels.Gateway, site *sites.Site, path
 		c, err := netns.DialContext(dctx, ns, "tcp", net.JoinHostPort(p.Addr.String(), strconv.Itoa(p.Port)))
 		cancel()
 		if err == nil {
-			c.Close()
+			_ = c.Close() // only the connection's success was wanted
 			continue
 		}
 		if !errors.Is(err, syscall.ECONNREFUSED) {

@@ -11,26 +11,29 @@ import (
 	"github.com/sitectl/sitectl/sites"
 )
 
-// Path kinds: how a management connection of sitectl meets the gateway.
+// PathKind is how a management connection of sitectl meets the gateway.
+type PathKind string
+
+// Path kinds.
 const (
 	// PathLocal: a unix socket on the machine sitectl runs on (the gateway host, or
 	// the lab's sockets): no packet crosses the ruleset.
-	PathLocal = "local"
+	PathLocal PathKind = "local"
 	// PathFromGateway: dialled from inside the gateway's network namespace (the lab):
 	// it leaves through output (not filtered) and its replies come back through input.
-	PathFromGateway = "from-gateway"
+	PathFromGateway PathKind = "from-gateway"
 	// PathNetwork: a TCP connection from sitectl's address (gateway.firewall.
 	// management_from) to the gateway or into the site LAN.
-	PathNetwork = "network"
+	PathNetwork PathKind = "network"
 	// PathUnknown: named by a host name or a docker context: not checkable here.
-	PathUnknown = "unknown"
+	PathUnknown PathKind = "unknown"
 )
 
 // Path is one way sitectl reaches the site: the gateway's vici socket, an engine,
 // a database.
 type Path struct {
 	What      string // "vici ssh://ops@10.10.0.1/var/run/charon.vici"
-	Kind      string
+	Kind      PathKind
 	Addr      netip.Addr
 	Port      int
 	Proto     string // tcp
@@ -47,7 +50,7 @@ func (p Path) String() string {
 // ManagementPaths lists the paths sitectl uses to reach the site: the gateway's vici
 // socket, the site and node engines, the PostgreSQL and MongoDB endpoints. In the
 // lab (lab.namespace set) databases are dialled from the gateway namespace.
-func ManagementPaths(topo *sites.Topology, site *sites.Site) ([]Path, error) {
+func ManagementPaths(_ *sites.Topology, site *sites.Site) ([]Path, error) {
 	gwAddrs := map[netip.Addr]bool{}
 	for _, s := range []string{site.Gateway.LANAddress, site.Gateway.WANAddress} {
 		if a, err := netip.ParseAddr(s); err == nil {
