@@ -37,3 +37,17 @@ func TestAssert(t *testing.T) {
 		t.Fatal("different content not reported")
 	}
 }
+
+func TestFirstDiff(t *testing.T) {
+	tests := []struct{ want, got, out string }{
+		{"a\nb\nc\n", "a\nB\nc\n", "first difference at line 2:\n  want: b\n  got:  B"},
+		{"a\n", "a\nextra\n", "first difference at line 2:\n  want: \n  got:  extra"},
+		{"a\r\n", "a\n", "first difference at line 1:\n  want: a\r\n  got:  a"},
+		{"same", "same", "same lines, different bytes"},
+	}
+	for _, tt := range tests {
+		if got := FirstDiff(tt.want, tt.got); got != tt.out {
+			t.Errorf("FirstDiff(%q, %q) = %q, want %q", tt.want, tt.got, got, tt.out)
+		}
+	}
+}
