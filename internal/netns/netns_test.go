@@ -13,16 +13,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sitectl/sitectl/lab/labgate"
 )
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("lab test: needs network namespaces; skipped under -short")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("lab test: needs root to create network namespaces")
-	}
+	labgate.Skip(t)
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("lab test: needs iproute2 (ip)")
 	}
