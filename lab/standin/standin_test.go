@@ -19,7 +19,7 @@ import (
 	"github.com/sitectl/sitectl/lab/images"
 	"github.com/sitectl/sitectl/stacks"
 	djangoapi "github.com/sitectl/sitectl/stacks/django-api"
-	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+	"github.com/sitectl/sitectl/stacks/stacktest"
 )
 
 func TestHealthAnswersSayStandin(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/sitectl/sitectl/stacks"
 	"github.com/sitectl/sitectl/stacks/elk"
-	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+	"github.com/sitectl/sitectl/stacks/stacktest"
 )
 
 // TestRenderGolden renders elk for every site and environment through the deploy

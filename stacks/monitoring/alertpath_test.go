@@ -21,7 +21,7 @@ import (
 	"github.com/sitectl/sitectl/stacks"
 	"github.com/sitectl/sitectl/stacks/monitoring"
 	"github.com/sitectl/sitectl/stacks/monitoring/alerts/amtest"
-	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+	"github.com/sitectl/sitectl/stacks/stacktest"
 )
 
 // process runs a command until the test ends (or stop is called).

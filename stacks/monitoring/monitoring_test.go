@@ -18,7 +18,7 @@ import (
 	_ "github.com/sitectl/sitectl/stacks/all"
 	"github.com/sitectl/sitectl/stacks/kong"
 	"github.com/sitectl/sitectl/stacks/monitoring"
-	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+	"github.com/sitectl/sitectl/stacks/stacktest"
 )
 
 // TestRenderGolden renders monitoring for every site and environment through the

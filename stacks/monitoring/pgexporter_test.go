@@ -14,7 +14,7 @@ import (
 	"github.com/sitectl/sitectl/stacks"
 	"github.com/sitectl/sitectl/stacks/monitoring"
 	"github.com/sitectl/sitectl/stacks/monitoring/alerts/amtest"
-	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+	"github.com/sitectl/sitectl/stacks/stacktest"
 )
 
 // TestRealPostgresExporter runs Debian's prometheus-postgres-exporter with the
