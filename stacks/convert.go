@@ -3,6 +3,7 @@ package stacks
 import (
 	"context"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"sort"
@@ -305,10 +306,10 @@ func Convert(ctx context.Context, in Input, r Rendered, opts ConvertOptions) (*D
 	}
 	for _, n := range external {
 		if !siteNets[n] {
-			return nil, fail("external network %q is not one of the site's networks (%s)", n, strings.Join(sortedKeys(siteNets), ", "))
+			return nil, fail("external network %q is not one of the site's networks (%s)", n, strings.Join(slices.Sorted(maps.Keys(siteNets)), ", "))
 		}
 	}
-	for _, name := range sortedKeys(nets) {
+	for _, name := range slices.Sorted(maps.Keys(nets)) {
 		o := nets[name]
 		if o.Driver == "" {
 			o.Driver = "overlay"
@@ -319,7 +320,7 @@ func Convert(ctx context.Context, in Input, r Rendered, opts ConvertOptions) (*D
 
 	// Secrets and configs: versioned by content.
 	secretNames := map[string]string{}
-	for _, key := range sortedKeys(cfg.Secrets) {
+	for _, key := range slices.Sorted(maps.Keys(cfg.Secrets)) {
 		sc := cfg.Secrets[key]
 		if sc.External.External {
 			continue
@@ -336,7 +337,7 @@ func Convert(ctx context.Context, in Input, r Rendered, opts ConvertOptions) (*D
 		secretNames[key] = obj.Name
 		d.Secrets = append(d.Secrets, obj)
 	}
-	for _, key := range sortedKeys(cfg.Configs) {
+	for _, key := range slices.Sorted(maps.Keys(cfg.Configs)) {
 		cc := cfg.Configs[key]
 		if cc.External.External {
 			continue
@@ -368,7 +369,7 @@ func Convert(ctx context.Context, in Input, r Rendered, opts ConvertOptions) (*D
 			return nil, fail("%w", err)
 		}
 	}
-	for _, name := range sortedKeys(specs) {
+	for _, name := range slices.Sorted(maps.Keys(specs)) {
 		spec := specs[name]
 		spec.Labels = merge(spec.Labels, ManagedLabels(site, stack))
 		h := SpecHash(spec)
@@ -407,7 +408,7 @@ func fileObject(in Input, r Rendered, ns convert.Namespace, key string, obj comp
 	} else {
 		b, ok := r.Files[rel]
 		if !ok {
-			return Object{}, fmt.Errorf("file %q is not among the stack's rendered files (%s)", rel, strings.Join(sortedKeys(r.Files), ", "))
+			return Object{}, fmt.Errorf("file %q is not among the stack's rendered files (%s)", rel, strings.Join(slices.Sorted(maps.Keys(r.Files)), ", "))
 		}
 		if secret {
 			// A rendered file is part of the repo's output, not a secret source.
@@ -435,7 +436,7 @@ type nameEcho struct{ client.APIClient }
 
 func (nameEcho) SecretList(_ context.Context, o client.SecretListOptions) (client.SecretListResult, error) {
 	var res client.SecretListResult
-	for _, n := range sortedKeys(o.Filters["name"]) {
+	for _, n := range slices.Sorted(maps.Keys(o.Filters["name"])) {
 		res.Items = append(res.Items, swarm.Secret{Spec: swarm.SecretSpec{Annotations: swarm.Annotations{Name: n}}})
 	}
 	return res, nil
@@ -443,7 +444,7 @@ func (nameEcho) SecretList(_ context.Context, o client.SecretListOptions) (clien
 
 func (nameEcho) ConfigList(_ context.Context, o client.ConfigListOptions) (client.ConfigListResult, error) {
 	var res client.ConfigListResult
-	for _, n := range sortedKeys(o.Filters["name"]) {
+	for _, n := range slices.Sorted(maps.Keys(o.Filters["name"])) {
 		res.Items = append(res.Items, swarm.Config{Spec: swarm.ConfigSpec{Annotations: swarm.Annotations{Name: n}}})
 	}
 	return res, nil
@@ -457,14 +458,5 @@ func merge(a, b map[string]string) map[string]string {
 	for k, v := range b {
 		out[k] = v
 	}
-	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }

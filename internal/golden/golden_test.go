@@ -21,12 +21,16 @@ func TestAssert(t *testing.T) {
 	}
 	dir := t.TempDir()
 	wd, _ := os.Getwd()
-	t.Cleanup(func() { os.Chdir(wd) })
+	t.Cleanup(func() { _ = os.Chdir(wd) })
 	if err := os.Chdir(dir); err != nil {
 		t.Fatal(err)
 	}
-	os.MkdirAll("testdata", 0o755)
-	os.WriteFile(filepath.Join("testdata", "x.golden"), []byte("hello\n"), 0o644)
+	if err := os.MkdirAll("testdata", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join("testdata", "x.golden"), []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	r := &recorder{TB: t}
 	Assert(r, "x.golden", []byte("hello\n"))
 	if r.failed {

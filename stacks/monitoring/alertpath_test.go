@@ -184,7 +184,7 @@ func TestAlertingPathRealProcesses(t *testing.T) {
 		if err != nil {
 			return out
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		var res struct {
 			Data struct {
 				Result []struct {
@@ -196,7 +196,7 @@ func TestAlertingPathRealProcesses(t *testing.T) {
 		_ = json.NewDecoder(resp.Body).Decode(&res)
 		for _, x := range res.Data.Result {
 			var v float64
-			fmt.Sscan(fmt.Sprint(x.Value[1]), &v)
+			_, _ = fmt.Sscan(fmt.Sprint(x.Value[1]), &v) // not a number: 0
 			out[x.Metric["site"]] = v
 		}
 		return out

@@ -66,7 +66,7 @@ func TestRealPostgresExporter(t *testing.T) {
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(300 * time.Millisecond) {
 		if resp, err := http.Get("http://" + addr + "/metrics"); err == nil {
 			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			metrics = string(b)
 		}
 		ok := true
