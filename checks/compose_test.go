@@ -17,7 +17,7 @@ import (
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
 	_ "github.com/sitectl/sitectl/stacks/all"
-	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+	"github.com/sitectl/sitectl/stacks/stacktest"
 	"github.com/sitectl/sitectl/tunnels"
 	"github.com/sitectl/sitectl/tunnels/service"
 )

@@ -14,7 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sitectl/sitectl/ci"
-	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+	"github.com/sitectl/sitectl/stacks/stacktest"
 )
 
 // gitlab-ci-local (npm, pinned in hack/install-deps.sh with the Node 22 it needs)

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/sites"
-	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+	"github.com/sitectl/sitectl/stacks/stacktest"
 	"github.com/sitectl/sitectl/tunnels"
 )
 

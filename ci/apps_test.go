@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/sitectl/sitectl/internal/apps"
+	"github.com/sitectl/sitectl/internal/golden"
 )
 
 // TestPipelineWithApps: the dev pipeline of the example configuration with its apps
@@ -45,7 +46,7 @@ func TestPipelineWithApps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "dev-apps-pinned.gitlab-ci.yml", b)
+	golden.Assert(t, "dev-apps-pinned.gitlab-ci.yml", b)
 
 	// The command line (header, drift check) is what the pinned sitectl runs: no
 	// version in it.

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sitectl/sitectl/internal/golden"
 )
 
 var envs = []string{"dev", "staging", "production"}
@@ -34,7 +36,7 @@ func TestGoldenPipelines(t *testing.T) {
 			if err := Lint(c.golden, b); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, c.golden, b)
+			golden.Assert(t, c.golden, b)
 		})
 	}
 }

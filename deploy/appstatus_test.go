@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/golden"
-	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+	"github.com/sitectl/sitectl/stacks/stacktest"
 )
 
 // TestAppStatus: status lists the apps each site declares (the example apps/):

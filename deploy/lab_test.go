@@ -23,6 +23,7 @@ import (
 	"github.com/sitectl/sitectl/internal/golden"
 	"github.com/sitectl/sitectl/internal/progress"
 	"github.com/sitectl/sitectl/lab"
+	"github.com/sitectl/sitectl/lab/labgate"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
 	sitectlswarm "github.com/sitectl/sitectl/swarm"
@@ -54,12 +55,7 @@ func startLab(t *testing.T) *labEnv {
 // the lab named prefix.
 func startLabWith(t *testing.T, stacks, prefix string) *labEnv {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("lab test: needs root and real dockerd engines; skipped under -short")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("lab test: needs root (network namespaces, dockerd)")
-	}
+	labgate.Skip(t)
 	if err := lab.Preflight(); err != nil {
 		t.Skipf("lab test: %v", err)
 	}

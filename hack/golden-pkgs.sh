@@ -1,8 +1,7 @@
 #!/bin/sh
-# Lists the packages whose tests take -update (they use internal/golden or define the
-# flag themselves), for `make golden`.
+# Lists the packages whose tests take -update, for `make golden`: every package whose
+# test binary links internal/golden (directly, or through a helper such as stacktest),
+# since internal/golden defines the one -update flag.
 set -eu
-{
-	go list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./... | awk '/internal\/golden/ {print $1}'
-	grep -rl 'flag.Bool("update"' --include='*_test.go' . | xargs -n1 dirname | sed 's|^\.|github.com/sitectl/sitectl|'
-} | sort -u
+go list -test -f '{{if .ForTest}}{{.ForTest}} {{join .Deps " "}}{{end}}' ./... |
+	awk '$1 == "github.com/sitectl/sitectl/internal/golden" || / github\.com\/sitectl\/sitectl\/internal\/golden( |$)/ {print $1}' | sort -u

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	. "github.com/sitectl/sitectl/lab"
+	"github.com/sitectl/sitectl/lab"
 	"github.com/sitectl/sitectl/lab/labtest"
 )
 
@@ -27,31 +27,31 @@ func BenchmarkLab(b *testing.B) {
 		if err := labtest.CopyConfig("../sites", dir+"/sites"); err != nil {
 			b.Fatal(err)
 		}
-		opts := Options{ConfigDir: dir + "/sites", Prefix: "lbb", StateDir: DefaultStateDir + "-lbb", ImageCache: dir + "/cache"}
-		if _, err := Down(ctx, opts); err != nil {
+		opts := lab.Options{ConfigDir: dir + "/sites", Prefix: "lbb", StateDir: lab.DefaultStateDir + "-lbb", ImageCache: dir + "/cache"}
+		if _, err := lab.Down(ctx, opts); err != nil {
 			b.Fatal(err)
 		}
 		timed := func(what string, fn func() error) float64 {
 			start := time.Now()
 			if err := fn(); err != nil {
-				_, _ = Down(context.Background(), opts)
+				_, _ = lab.Down(context.Background(), opts)
 				b.Fatalf("%s: %v", what, err)
 			}
 			return time.Since(start).Seconds()
 		}
-		up := func() error { _, err := Up(ctx, opts); return err }
-		down := func() error { _, err := Down(ctx, opts); return err }
+		up := func() error { _, err := lab.Up(ctx, opts); return err }
+		down := func() error { _, err := lab.Down(ctx, opts); return err }
 		cold := timed("cold lab up", up)
 		downCold := timed("lab down", down)
 		warm := timed("warm lab up", up)
 		time.Sleep(3 * time.Second) // let the engines settle
-		st, err := GetStatus(ctx, opts)
+		st, err := lab.GetStatus(ctx, opts)
 		if err != nil {
 			b.Fatal(err)
 		}
 		// The same lab running a site's worth of services on every node: a real
 		// PostgreSQL and Django API, and the stand-ins.
-		loaded := withWorkload(b, ctx, opts)
+		loaded := withWorkload(ctx, b, opts)
 		downWarm := timed("lab down", down)
 		cacheMB := dirSizeMB(opts.ImageCache)
 		b.ReportMetric(cold, "s/cold-up")
@@ -67,9 +67,9 @@ func BenchmarkLab(b *testing.B) {
 
 // withWorkload starts on every node PostgreSQL, the Django API and five stand-ins,
 // waits for them to settle and returns the lab's memory (PSS, MiB).
-func withWorkload(b *testing.B, ctx context.Context, opts Options) float64 {
+func withWorkload(ctx context.Context, b *testing.B, opts lab.Options) float64 {
 	b.Helper()
-	st, err := ReadState(opts.StateDir)
+	st, err := lab.ReadState(opts.StateDir)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func withWorkload(b *testing.B, ctx context.Context, opts Options) float64 {
 		}
 	}
 	time.Sleep(20 * time.Second)
-	full, err := GetStatus(ctx, opts)
+	full, err := lab.GetStatus(ctx, opts)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -43,7 +43,7 @@ func (u *upper) startDaemon(name, ns, logPath string, env []string, argv ...stri
 	if err != nil {
 		return Process{}, err
 	}
-	defer logf.Close()
+	defer func() { _ = logf.Close() }() // the daemon holds its own copy of the descriptor
 	args := append([]string{"netns", "exec", ns}, argv...)
 	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -170,7 +170,7 @@ func pingEngine(ctx context.Context, socket string, timeout time.Duration) error
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	_, err = c.Ping(ctx, client.PingOptions{})

@@ -103,7 +103,7 @@ func down(ctx context.Context, opts Options, st *State, fallback *Layout, res ..
 		if _, err := os.Stat(netns.Path(ns)); err != nil {
 			continue
 		}
-		if err := run(ctx, "ip", "netns", "del", ns); err != nil {
+		if err := runIP(ctx, "netns", "del", ns); err != nil {
 			nsErrs = append(nsErrs, err)
 			continue
 		}
@@ -247,7 +247,7 @@ func mountsUnder(dir string) []string {
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var out []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/netns"
-	. "github.com/sitectl/sitectl/lab"
+	"github.com/sitectl/sitectl/lab"
 	"github.com/sitectl/sitectl/lab/labtest"
 )
 
@@ -22,7 +22,7 @@ func TestLabFaults(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	opts := testOptions(t)
-	if _, err := Down(ctx, opts); err != nil {
+	if _, err := lab.Down(ctx, opts); err != nil {
 		t.Fatal(err)
 	}
 
@@ -31,7 +31,7 @@ func TestLabFaults(t *testing.T) {
 		if err := runCmd("ip", "netns", "add", ns); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Up(ctx, opts)
+		_, err := lab.Up(ctx, opts)
 		if err == nil || !strings.Contains(err.Error(), ns+" already exists") || !strings.Contains(err.Error(), "lab down") {
 			t.Errorf("lab up with %s taken: %v", ns, err)
 		}
@@ -39,7 +39,7 @@ func TestLabFaults(t *testing.T) {
 			t.Errorf("lab up removed a namespace it did not make")
 		}
 		// lab down (no state) removes a namespace of the lab's names.
-		res, err := Down(ctx, opts)
+		res, err := lab.Down(ctx, opts)
 		if err != nil || len(res.Namespaces) != 1 || netns.Exists(ns) {
 			t.Errorf("lab down after a crash before the first record: %+v %v", res, err)
 		}
@@ -49,15 +49,15 @@ func TestLabFaults(t *testing.T) {
 		if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		b, _ := json.Marshal(State{Prefix: testPrefix, ConfigDir: opts.ConfigDir, Complete: false})
-		if err := os.WriteFile(filepath.Join(opts.StateDir, StateFile), b, 0o600); err != nil {
+		b, _ := json.Marshal(lab.State{Prefix: testPrefix, ConfigDir: opts.ConfigDir, Complete: false})
+		if err := os.WriteFile(filepath.Join(opts.StateDir, lab.StateFile), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Up(ctx, opts)
+		_, err := lab.Up(ctx, opts)
 		if err == nil || !strings.Contains(err.Error(), "did not finish") || !strings.Contains(err.Error(), "sitectl lab down --prefix "+testPrefix) {
 			t.Errorf("lab up over stale state: %v", err)
 		}
-		if _, err := Down(ctx, opts); err != nil {
+		if _, err := lab.Down(ctx, opts); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := os.Stat(opts.StateDir); !os.IsNotExist(err) {
@@ -66,7 +66,7 @@ func TestLabFaults(t *testing.T) {
 	})
 
 	t.Run("status without a lab", func(t *testing.T) {
-		_, err := GetStatus(ctx, opts)
+		_, err := lab.GetStatus(ctx, opts)
 		if err == nil || !strings.Contains(err.Error(), "no lab is up") || !strings.Contains(err.Error(), "sitectl lab up") {
 			t.Errorf("status with no lab: %v", err)
 		}
@@ -75,7 +75,7 @@ func TestLabFaults(t *testing.T) {
 	t.Run("site the config lacks", func(t *testing.T) {
 		o := opts
 		o.Sites = []string{"paris"}
-		_, err := Up(ctx, o)
+		_, err := lab.Up(ctx, o)
 		if err == nil || !strings.Contains(err.Error(), `no site "paris"`) {
 			t.Errorf("lab up --sites paris: %v", err)
 		}

@@ -54,7 +54,7 @@ func (u *upper) golden(ctx context.Context, built []images.Built) (string, error
 	}
 	defer func() {
 		_, _ = killLab(context.Background(), nil, []string{ns})
-		if run(context.Background(), "ip", "netns", "del", ns) == nil {
+		if runIP(context.Background(), "netns", "del", ns) == nil {
 			removeResolvConf(ns)
 			u.state.Namespaces = removeString(u.state.Namespaces, ns)
 			_ = u.save()
@@ -79,7 +79,7 @@ func (u *upper) golden(ctx context.Context, built []images.Built) (string, error
 		return "", err
 	}
 	n, err := images.Load(ctx, c, built)
-	c.Close()
+	_ = c.Close()
 	if err != nil {
 		return "", fmt.Errorf("load images into the golden engine: %w", err)
 	}

@@ -52,7 +52,7 @@ func (u *upper) loadImages(ctx context.Context) error {
 					errc <- err
 					return
 				}
-				defer c.Close()
+				defer func() { _ = c.Close() }()
 				k, err := images.Load(ctx, c, built)
 				if err != nil {
 					errc <- fmt.Errorf("load images into %s: %w", n.Name, err)

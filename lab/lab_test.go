@@ -21,7 +21,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/sitectl/sitectl/internal/netns"
-	. "github.com/sitectl/sitectl/lab"
+	"github.com/sitectl/sitectl/lab"
 	"github.com/sitectl/sitectl/lab/images"
 	"github.com/sitectl/sitectl/lab/labtest"
 	"github.com/sitectl/sitectl/sites"
@@ -33,13 +33,13 @@ import (
 // or another package's tests run.
 const testPrefix = "lb"
 
-func testOptions(t *testing.T) Options {
+func testOptions(t *testing.T) lab.Options {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "sites")
 	if err := labtest.CopyConfig(filepath.Join("..", "sites"), dir); err != nil {
 		t.Fatal(err)
 	}
-	return Options{ConfigDir: dir, Prefix: testPrefix, StateDir: DefaultStateDir + "-" + testPrefix}
+	return lab.Options{ConfigDir: dir, Prefix: testPrefix, StateDir: lab.DefaultStateDir + "-" + testPrefix}
 }
 
 // snapshot is what the root namespace looks like from outside the lab.
@@ -73,7 +73,7 @@ func takeSnapshot(t *testing.T) snapshot {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		if fs := strings.Fields(sc.Text()); len(fs) > 4 {
@@ -112,35 +112,35 @@ func TestLabUpStatusDown(t *testing.T) {
 	defer cancel()
 	opts := testOptions(t)
 	// A crashed earlier run of this test is cleared first.
-	if _, err := Down(ctx, opts); err != nil {
+	if _, err := lab.Down(ctx, opts); err != nil {
 		t.Fatalf("clearing an earlier test lab: %v", err)
 	}
 	before := takeSnapshot(t)
 
-	res, err := Up(ctx, opts)
+	res, err := lab.Up(ctx, opts)
 	if err != nil {
 		t.Fatalf("lab up from nothing: %v", err)
 	}
 	downDone := false
 	defer func() {
 		if !downDone {
-			_, _ = Down(context.Background(), opts)
+			_, _ = lab.Down(context.Background(), opts)
 		}
 	}()
 	if !res.Changed {
 		t.Error("first lab up reports no change")
 	}
-	topo, err := sites.Load(sites.Options{Dir: opts.ConfigDir, Env: EnvName, Environ: []string{}})
+	topo, err := sites.Load(sites.Options{Dir: opts.ConfigDir, Env: lab.EnvName, Environ: []string{}})
 	if err != nil {
 		t.Fatalf("the lab environment written by lab up does not validate: %v", err)
 	}
 	env, _ := os.ReadFile(filepath.Join(opts.ConfigDir, sites.CurrentEnvFile))
-	if strings.TrimSpace(string(env)) != EnvName {
-		t.Errorf(".sitectl-env = %q, want %q", env, EnvName)
+	if strings.TrimSpace(string(env)) != lab.EnvName {
+		t.Errorf(".sitectl-env = %q, want %q", env, lab.EnvName)
 	}
 
 	t.Run("engines swarms and labels", func(t *testing.T) {
-		st, err := GetStatus(ctx, opts)
+		st, err := lab.GetStatus(ctx, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -171,21 +171,21 @@ func TestLabUpStatusDown(t *testing.T) {
 				}
 			}
 		}
-		real, standin := 0, 0
+		reals, standins := 0, 0
 		for _, im := range st.Images {
 			if im.Real {
-				real++
+				reals++
 			} else {
-				standin++
+				standins++
 			}
 		}
-		if real < 3 || standin < 6 {
-			t.Errorf("images: %d real, %d stand-ins; want postgres, prometheus, django-api real and 6+ stand-ins", real, standin)
+		if reals < 3 || standins < 6 {
+			t.Errorf("images: %d real, %d stand-ins; want postgres, prometheus, django-api real and 6+ stand-ins", reals, standins)
 		}
 	})
 
 	t.Run("second up and swarm plan change nothing", func(t *testing.T) {
-		res, err := Up(ctx, opts)
+		res, err := lab.Up(ctx, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -209,7 +209,7 @@ func TestLabUpStatusDown(t *testing.T) {
 	})
 
 	t.Run("a rebuilt image removes the one it replaced, unless a container uses it", func(t *testing.T) {
-		built, err := (&images.Builder{CacheDir: DefaultImageCache, SourceDirs: []string{opts.ConfigDir}}).BuildAll(ctx)
+		built, err := (&images.Builder{CacheDir: lab.DefaultImageCache, SourceDirs: []string{opts.ConfigDir}}).BuildAll(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -217,12 +217,12 @@ func TestLabUpStatusDown(t *testing.T) {
 			t.Fatalf("%d lab images", len(built))
 		}
 		host := engineOf(t, res.State.Layout, "douala-app1")
-		docker := dockerOn(t, ctx, res.State.Layout, "douala-app1")
+		docker := dockerOn(ctx, t, res.State.Layout, "douala-app1")
 		c, err := client.New(client.WithHost(host))
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		// Two "earlier builds" of two lab images: lab-labelled images under their names.
 		dir := t.TempDir()
 		old := map[string]string{} // ref -> image ID
@@ -236,7 +236,7 @@ func TestLabUpStatusDown(t *testing.T) {
 		}
 		inUse, unused := built[0].Ref, built[1].Ref
 		ctr := docker("create", inUse)
-		defer exec.Command("docker", "-H", host, "rm", "-f", ctr).Run()
+		defer func() { _ = exec.Command("docker", "-H", host, "rm", "-f", ctr).Run() }()
 
 		n, err := images.Load(ctx, c, built)
 		if err != nil || n != 2 {
@@ -267,8 +267,8 @@ func TestLabUpStatusDown(t *testing.T) {
 	})
 
 	t.Run("overlay from douala app node to db node", func(t *testing.T) {
-		app := dockerOn(t, ctx, res.State.Layout, "douala-app1")
-		db := dockerOn(t, ctx, res.State.Layout, "douala-db1")
+		app := dockerOn(ctx, t, res.State.Layout, "douala-app1")
+		db := dockerOn(ctx, t, res.State.Layout, "douala-db1")
 		app("network", "create", "-d", "overlay", "--attachable", "lbnet")
 		db("run", "-d", "--name", "lbsrv", "--network", "lbnet", "sitectl-lab/kong:standin")
 		ip := db("inspect", "-f", `{{(index .NetworkSettings.Networks "lbnet").IPAddress}}`, "lbsrv")
@@ -285,7 +285,7 @@ func TestLabUpStatusDown(t *testing.T) {
 
 	t.Run("real postgres, django and prometheus images serve", func(t *testing.T) {
 		l := res.State.Layout
-		docker := dockerOn(t, ctx, l, "douala-db1")
+		docker := dockerOn(ctx, t, l, "douala-db1")
 		pw := filepath.Join(opts.StateDir, "secrets", "postgres-password")
 		docker("run", "-d", "--name", "lbpg", "-v", pw+":/run/secrets/pg:ro", "-e", "POSTGRES_PASSWORD_FILE=/run/secrets/pg",
 			"-e", "POSTGRES_USER=sitectl", "-e", "POSTGRES_DB=app", "-p", "5432:5432", "sitectl-lab/postgres:15")
@@ -299,7 +299,7 @@ func TestLabUpStatusDown(t *testing.T) {
 			resp, err := hc.Post("http://10.10.0.12:8000/rows", "application/json", strings.NewReader(`{"body":"from the lab test"}`))
 			if err == nil {
 				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
+				_ = resp.Body.Close()
 				if resp.StatusCode == 201 {
 					body = string(b)
 					break
@@ -340,7 +340,7 @@ func TestLabUpStatusDown(t *testing.T) {
 			r, err := hc.Get("http://10.10.0.12:9090/-/ready")
 			if err == nil {
 				b, _ := io.ReadAll(r.Body)
-				r.Body.Close()
+				_ = r.Body.Close()
 				if r.StatusCode == 200 && strings.Contains(string(b), "Ready") {
 					break
 				}
@@ -355,7 +355,7 @@ func TestLabUpStatusDown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if resp.StatusCode != 403 {
 			t.Errorf("writing another site's row: %s, want 403", resp.Status)
 		}
@@ -363,13 +363,13 @@ func TestLabUpStatusDown(t *testing.T) {
 
 	t.Run("postgres image: the template user's cluster is copied, any other user gets initdb", func(t *testing.T) {
 		host := engineOf(t, res.State.Layout, "yaounde-node1")
-		docker := dockerOn(t, ctx, res.State.Layout, "yaounde-node1")
+		docker := dockerOn(ctx, t, res.State.Layout, "yaounde-node1")
 		for _, c := range []struct{ user, db string }{{"sitectl", "app"}, {"shop", "orders"}} {
 			name := "lbpg-" + c.user
 			password := "pw-" + c.user + "-'quoted"
 			docker("run", "-d", "--name", name, "--network", "none", "-e", "POSTGRES_USER="+c.user,
 				"-e", "POSTGRES_PASSWORD="+password, "-e", "POSTGRES_DB="+c.db, "sitectl-lab/postgres:15")
-			t.Cleanup(func() { exec.Command("docker", "-H", host, "rm", "-f", name).Run() })
+			t.Cleanup(func() { _ = exec.Command("docker", "-H", host, "rm", "-f", name).Run() })
 			psql := func(pw, sql string) (string, error) {
 				out, err := exec.CommandContext(ctx, "docker", "-H", host, "exec", "-e", "PGPASSWORD="+pw, name,
 					"psql", "-h", "127.0.0.1", "-U", c.user, "-d", c.db, "-Atc", sql).CombinedOutput()
@@ -406,7 +406,7 @@ func TestLabUpStatusDown(t *testing.T) {
 		dial := func(ns, addr string) error {
 			c, err := netns.DialContext(ctx, ns, "tcp", addr)
 			if err == nil {
-				c.Close()
+				_ = c.Close()
 			}
 			return err
 		}
@@ -442,14 +442,14 @@ func TestLabUpStatusDown(t *testing.T) {
 		}
 	})
 
-	t.Run("engine and vici over ssh:// through a real sshd", func(t *testing.T) { testOverSSH(t, ctx, res.State.Layout) })
+	t.Run("engine and vici over ssh:// through a real sshd", func(t *testing.T) { testOverSSH(ctx, t, res.State.Layout) })
 
 	t.Run("crashed daemon is a stale lab", func(t *testing.T) {
-		st, err := ReadState(opts.StateDir)
+		st, err := lab.ReadState(opts.StateDir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var charon *Process
+		var charon *lab.Process
 		for i := range st.Processes {
 			if st.Processes[i].Name == "charon yaounde" {
 				charon = &st.Processes[i]
@@ -464,21 +464,21 @@ func TestLabUpStatusDown(t *testing.T) {
 		for deadline := time.Now().Add(5 * time.Second); charon.Alive() && time.Now().Before(deadline); {
 			time.Sleep(20 * time.Millisecond)
 		}
-		status, err := GetStatus(ctx, opts)
+		status, err := lab.GetStatus(ctx, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if status.Up || !strings.Contains(status.Problem, "charon yaounde") {
 			t.Errorf("status after a crash: up=%v problem=%q", status.Up, status.Problem)
 		}
-		_, err = Up(ctx, opts)
+		_, err = lab.Up(ctx, opts)
 		if err == nil || !strings.Contains(err.Error(), "stale lab state") || !strings.Contains(err.Error(), "lab down") {
 			t.Errorf("lab up over a crashed lab: %v; want a stale-state error naming `lab down`", err)
 		}
 	})
 
 	// lab down removes everything lab up made, and nothing else.
-	st, _ := ReadState(opts.StateDir)
+	st, _ := lab.ReadState(opts.StateDir)
 	var labPIDs []int
 	for _, p := range st.Processes {
 		if p.Alive() {
@@ -491,7 +491,7 @@ func TestLabUpStatusDown(t *testing.T) {
 		t.Errorf("only %d lab processes found before down", len(labPIDs))
 	}
 	start := time.Now()
-	dres, err := Down(ctx, opts)
+	dres, err := lab.Down(ctx, opts)
 	downDone = true
 	if err != nil {
 		t.Fatalf("lab down: %v", err)
@@ -532,17 +532,17 @@ func TestLabUpStatusDown(t *testing.T) {
 	if _, err := os.Stat(opts.StateDir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("state dir %s is left (%v)", opts.StateDir, err)
 	}
-	if _, err := os.Stat(OverlayPath(opts.ConfigDir)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(lab.OverlayPath(opts.ConfigDir)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("env overlay is left")
 	}
 	// A second down has nothing to do.
-	if dres, err := Down(ctx, opts); err != nil || dres.Processes != 0 || len(dres.Namespaces) != 0 {
+	if dres, err := lab.Down(ctx, opts); err != nil || dres.Processes != 0 || len(dres.Namespaces) != 0 {
 		t.Errorf("second lab down: %+v, %v", dres, err)
 	}
 }
 
 // dockerOn returns a docker CLI runner for a lab node that fails the test on error.
-func dockerOn(t *testing.T, ctx context.Context, l *Layout, node string) func(args ...string) string {
+func dockerOn(ctx context.Context, t *testing.T, l *lab.Layout, node string) func(args ...string) string {
 	host := engineOf(t, l, node)
 	return func(args ...string) string {
 		t.Helper()
@@ -554,7 +554,7 @@ func dockerOn(t *testing.T, ctx context.Context, l *Layout, node string) func(ar
 	}
 }
 
-func engineOf(t *testing.T, l *Layout, node string) string {
+func engineOf(t *testing.T, l *lab.Layout, node string) string {
 	t.Helper()
 	_, n := l.Node(node)
 	if n == nil {

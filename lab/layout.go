@@ -209,7 +209,13 @@ func NewLayout(topo *sites.Topology, names []string, prefix, stateDir string) (*
 		}
 		l.Sites = append(l.Sites, sl)
 	}
-	// One router address per WAN subnet: .1, or .254 when a gateway holds .1.
+	l.assignWANRouters(routers, taken)
+	return l, nil
+}
+
+// assignWANRouters gives each WAN subnet in routers one router address (.1, or .254
+// when a gateway holds .1: taken) and each site its router.
+func (l *Layout) assignWANRouters(routers map[netip.Prefix]netip.Addr, taken map[netip.Addr]bool) {
 	var nets []netip.Prefix
 	for p := range routers {
 		nets = append(nets, p)
@@ -229,7 +235,6 @@ func NewLayout(topo *sites.Topology, names []string, prefix, stateDir string) (*
 		w := netip.MustParsePrefix(l.Sites[i].WANAddress)
 		l.Sites[i].WANRouter = routers[w.Masked()].String()
 	}
-	return l, nil
 }
 
 var prefixRE = regexp.MustCompile(`^[a-z][a-z0-9]{0,5}$`)

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/sitectl/sitectl/internal/golden"
-	. "github.com/sitectl/sitectl/lab"
+	"github.com/sitectl/sitectl/lab"
 	"github.com/sitectl/sitectl/lab/labtest"
 	"github.com/sitectl/sitectl/sites"
 )
@@ -16,7 +16,7 @@ import (
 // repoTopo loads the repository's site files (no overlay), as lab up does.
 func repoTopo(t *testing.T) *sites.Topology {
 	t.Helper()
-	topo, err := LoadTopology(filepath.Join("..", "sites"))
+	topo, err := lab.LoadTopology(filepath.Join("..", "sites"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,7 +24,7 @@ func repoTopo(t *testing.T) *sites.Topology {
 }
 
 func TestLayoutGolden(t *testing.T) {
-	l, err := NewLayout(repoTopo(t), nil, "sl", "/var/lib/sitectl/lab-sl")
+	l, err := lab.NewLayout(repoTopo(t), nil, "sl", "/var/lib/sitectl/lab-sl")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestLayoutRejectsBadInput(t *testing.T) {
 			if c.mutate != nil {
 				c.mutate(tp)
 			}
-			_, err := NewLayout(tp, c.sites, c.prefix, "/tmp/x")
+			_, err := lab.NewLayout(tp, c.sites, c.prefix, "/tmp/x")
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("err = %v, want it to mention %q", err, c.want)
 			}
@@ -99,15 +99,15 @@ func TestOverlayGoldenAndValid(t *testing.T) {
 	if err := labtest.CopyConfig(filepath.Join("..", "sites"), dir); err != nil {
 		t.Fatal(err)
 	}
-	topo, err := LoadTopology(dir)
+	topo, err := lab.LoadTopology(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := NewLayout(topo, nil, "sl", "/var/lib/sitectl/lab-sl")
+	l, err := lab.NewLayout(topo, nil, "sl", "/var/lib/sitectl/lab-sl")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Overlay(topo, l)
+	b, err := lab.Overlay(topo, l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,10 +115,10 @@ func TestOverlayGoldenAndValid(t *testing.T) {
 	if strings.Contains(string(b), "password:") && !strings.Contains(string(b), "file: /var/lib/sitectl/lab-sl/secrets/postgres-password") {
 		t.Error("postgres password is not a file reference under the state dir")
 	}
-	if err := os.WriteFile(OverlayPath(dir), b, 0o644); err != nil {
+	if err := os.WriteFile(lab.OverlayPath(dir), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	lt, err := sites.Load(sites.Options{Dir: dir, Env: EnvName, Environ: []string{}})
+	lt, err := sites.Load(sites.Options{Dir: dir, Env: lab.EnvName, Environ: []string{}})
 	if err != nil {
 		t.Fatalf("the lab environment does not validate: %v", err)
 	}
@@ -128,7 +128,7 @@ func TestOverlayGoldenAndValid(t *testing.T) {
 		"nodes[1].engine":             {d.Nodes[1].Engine, "unix:///var/lib/sitectl/lab-sl/nodes/douala-db1/docker.sock"},
 		"deploy.endpoint_mode":        {d.Deploy.EndpointMode, "dnsrr"},
 		"deploy.publish_mode":         {d.Deploy.PublishMode, "host"},
-		"deploy.encryption_exception": {d.Deploy.EncryptionException, EncryptionException},
+		"deploy.encryption_exception": {d.Deploy.EncryptionException, lab.EncryptionException},
 		"tunnel.ipsec":                {d.Tunnel.IPsec, "libipsec"},
 		"gateway.vici":                {d.Gateway.Vici, "unix:///var/lib/sitectl/lab-sl/sites/douala/charon.vici"},
 		"lab.namespace":               {d.Lab.Namespace, "sl-douala-gw"},

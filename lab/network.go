@@ -30,7 +30,7 @@ func (u *upper) ensureNamespace(ctx context.Context, ns string) error {
 			return err
 		}
 	}
-	if err := run(ctx, "ip", "netns", "add", ns); err != nil {
+	if err := runIP(ctx, "netns", "add", ns); err != nil {
 		return err
 	}
 	if err := writeResolvConf(ns); err != nil {
@@ -79,7 +79,7 @@ func (u *upper) owned(ns string) bool {
 
 func sysctl(ctx context.Context, ns string, kv ...string) error {
 	args := append([]string{"netns", "exec", ns, "sysctl", "-q", "-w"}, kv...)
-	return run(ctx, "ip", args...)
+	return runIP(ctx, args...)
 }
 
 // buildWAN makes the WAN namespace: a bridge holding one router address per WAN
@@ -112,7 +112,7 @@ func (u *upper) buildSite(ctx context.Context, s *SiteLayout) error {
 		return err
 	}
 	if !linkExists(ctx, s.GatewayNS, gwWANLink) {
-		if err := run(ctx, "ip", "link", "add", s.WANLink, "netns", l.WANNS, "type", "veth", "peer", "name", gwWANLink, "netns", s.GatewayNS); err != nil {
+		if err := runIP(ctx, "link", "add", s.WANLink, "netns", l.WANNS, "type", "veth", "peer", "name", gwWANLink, "netns", s.GatewayNS); err != nil {
 			return fmt.Errorf("site %s: WAN link: %w", s.Name, err)
 		}
 	}
@@ -142,7 +142,7 @@ func (u *upper) buildSite(ctx context.Context, s *SiteLayout) error {
 			return err
 		}
 		if !linkExists(ctx, n.NS, nodeLink) {
-			if err := run(ctx, "ip", "link", "add", n.GatewayLink, "netns", s.GatewayNS, "type", "veth", "peer", "name", nodeLink, "netns", n.NS); err != nil {
+			if err := runIP(ctx, "link", "add", n.GatewayLink, "netns", s.GatewayNS, "type", "veth", "peer", "name", nodeLink, "netns", n.NS); err != nil {
 				return fmt.Errorf("site %s: node %s link: %w", s.Name, n.Name, err)
 			}
 		}

@@ -14,7 +14,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/sitectl/sitectl/engine"
-	. "github.com/sitectl/sitectl/lab"
+	"github.com/sitectl/sitectl/lab"
 	"github.com/sitectl/sitectl/tunnels"
 )
 
@@ -44,7 +44,7 @@ func startSSHD(t *testing.T, config ...string) *sshd {
 		t.Fatal(err)
 	}
 	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	_ = l.Close()
 	read := func(name string) string {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
@@ -104,7 +104,7 @@ LogLevel ERROR
 	for {
 		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
 		if err == nil {
-			c.Close()
+			_ = c.Close()
 			break
 		}
 		if time.Now().After(deadline) {
@@ -120,7 +120,7 @@ func (s *sshd) url(path string) string { return fmt.Sprintf("ssh://root@127.0.0.
 
 // testOverSSH: a node's engine and a gateway's vici socket, reached the way a real
 // site's are from outside (ssh://), through a real sshd and the real ssh client.
-func testOverSSH(t *testing.T, ctx context.Context, l *Layout) {
+func testOverSSH(ctx context.Context, t *testing.T, l *lab.Layout) {
 	site, node := l.Node("douala-app1")
 	if node == nil {
 		t.Fatal("no douala-app1 in the lab layout")
@@ -135,7 +135,7 @@ func testOverSSH(t *testing.T, ctx context.Context, l *Layout) {
 		if err != nil {
 			t.Fatalf("engine over ssh: %v", err)
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		info, err := c.Info(ctx, client.InfoOptions{})
 		if err != nil {
 			t.Fatal(err)

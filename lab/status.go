@@ -148,7 +148,7 @@ func dbStatus(ctx context.Context, ns, addr string) DatabaseStatus {
 	c, err := netns.DialContext(ctx, ns, "tcp", addr)
 	switch {
 	case err == nil:
-		c.Close()
+		_ = c.Close()
 		return DatabaseStatus{Address: addr, State: "accepting"}
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return DatabaseStatus{Address: addr, State: "not deployed (connection refused)"}
@@ -166,7 +166,7 @@ func engineStatus(ctx context.Context, st *State, n NodeLayout) EngineStatus {
 		es.Error = err.Error()
 		return es
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	info, err := c.Info(ctx, client.InfoOptions{})
@@ -190,7 +190,7 @@ func engineStatus(ctx context.Context, st *State, n NodeLayout) EngineStatus {
 				continue
 			}
 			res, err := mc.NodeInspect(ctx, info.Info.Swarm.NodeID, client.NodeInspectOptions{})
-			mc.Close()
+			_ = mc.Close()
 			if err == nil {
 				es.NodeState = string(res.Node.Status.State)
 				es.Labels = res.Node.Spec.Labels

@@ -307,7 +307,7 @@ func (u *upper) swarm(ctx context.Context, s *SiteLayout) error {
 		if err != nil {
 			return err
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		engines[n.Name] = c
 	}
 	steps, err := swarm.Plan(ctx, site, engines)

@@ -13,7 +13,7 @@ func ViciVersion(ctx context.Context, socket string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("vici %s: %w", socket, err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	m, err := s.Call(ctx, "version", nil)
 	if err != nil {
 		return "", fmt.Errorf("vici %s: version: %w", socket, err)
@@ -33,7 +33,7 @@ func countSAs(ctx context.Context, socket string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	n := 0
 	for _, err := range s.CallStreaming(ctx, "list-sas", "list-sa", nil) {
 		if err != nil {

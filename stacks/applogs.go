@@ -2,6 +2,8 @@ package stacks
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/sitectl/sitectl/stacks/monitoring/targets"
 )
@@ -13,7 +15,7 @@ func shipAppLogs(in Input, services map[string]any) {
 	if !in.Site.HasStack("elk") {
 		return
 	}
-	for _, name := range sortedKeys(services) {
+	for _, name := range slices.Sorted(maps.Keys(services)) {
 		svc, _ := services[name].(map[string]any)
 		if svc == nil {
 			continue

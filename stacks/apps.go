@@ -3,9 +3,11 @@ package stacks
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -89,7 +91,7 @@ func RenderApp(in Input, a *sites.App) (Rendered, error) {
 	files := map[string][]byte{}
 	dir := filepath.Dir(a.File)
 	cfgs, _ := doc["configs"].(map[string]any)
-	for _, key := range sortedKeys(cfgs) {
+	for _, key := range slices.Sorted(maps.Keys(cfgs)) {
 		def, _ := cfgs[key].(map[string]any)
 		file, _ := def["file"].(string)
 		if file == "" {

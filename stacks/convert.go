@@ -3,6 +3,7 @@ package stacks
 import (
 	"context"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"sort"
@@ -287,67 +288,11 @@ func Convert(ctx context.Context, in Input, r Rendered, opts ConvertOptions) (*D
 	}
 	ns := convert.NewNamespace(stack)
 	d := &Desired{Site: site, Stacks: []string{stack}}
-
-	// Networks the stack declares itself (edge/app/data are external: the site's).
-	used := map[string]struct{}{}
-	for _, s := range cfg.Services {
-		if len(s.Networks) == 0 {
-			used["default"] = struct{}{}
-		}
-		for n := range s.Networks {
-			used[n] = struct{}{}
-		}
+	if d.Networks, err = convertNetworks(in, stack, ns, cfg, fail); err != nil {
+		return nil, err
 	}
-	nets, external := convert.Networks(ns, cfg.Networks, used)
-	siteNets := map[string]bool{}
-	for _, n := range SiteNetworks(in.Site) {
-		siteNets[n.Name] = true
-	}
-	for _, n := range external {
-		if !siteNets[n] {
-			return nil, fail("external network %q is not one of the site's networks (%s)", n, strings.Join(sortedKeys(siteNets), ", "))
-		}
-	}
-	for _, name := range sortedKeys(nets) {
-		o := nets[name]
-		if o.Driver == "" {
-			o.Driver = "overlay"
-		}
-		o.Labels = merge(o.Labels, ManagedLabels(site, stack))
-		d.Networks = append(d.Networks, Network{Stack: stack, Name: name, Create: o})
-	}
-
-	// Secrets and configs: versioned by content.
-	secretNames := map[string]string{}
-	for _, key := range sortedKeys(cfg.Secrets) {
-		sc := cfg.Secrets[key]
-		if sc.External.External {
-			continue
-		}
-		if sc.Driver != "" {
-			return nil, fail("secret %s: secret drivers are not supported; use file: %s<site secret name>", key, SecretsDir)
-		}
-		obj, err := fileObject(in, r, ns, key, composetypes.FileObjectConfig(sc), opts, true)
-		if err != nil {
-			return nil, fail("secret %s: %w", key, err)
-		}
-		sc.Name = obj.Name
-		cfg.Secrets[key] = sc
-		secretNames[key] = obj.Name
-		d.Secrets = append(d.Secrets, obj)
-	}
-	for _, key := range sortedKeys(cfg.Configs) {
-		cc := cfg.Configs[key]
-		if cc.External.External {
-			continue
-		}
-		obj, err := fileObject(in, r, ns, key, composetypes.FileObjectConfig(cc), opts, false)
-		if err != nil {
-			return nil, fail("config %s: %w", key, err)
-		}
-		cc.Name = obj.Name
-		cfg.Configs[key] = cc
-		d.Configs = append(d.Configs, obj)
+	if err := convertFileObjects(in, r, ns, cfg, opts, d, fail); err != nil {
+		return nil, err
 	}
 
 	// Services: docker/cli's converter, with secret/config IDs filled in at apply time.
@@ -368,7 +313,7 @@ func Convert(ctx context.Context, in Input, r Rendered, opts ConvertOptions) (*D
 			return nil, fail("%w", err)
 		}
 	}
-	for _, name := range sortedKeys(specs) {
+	for _, name := range slices.Sorted(maps.Keys(specs)) {
 		spec := specs[name]
 		spec.Labels = merge(spec.Labels, ManagedLabels(site, stack))
 		h := SpecHash(spec)
@@ -378,6 +323,79 @@ func Convert(ctx context.Context, in Input, r Rendered, opts ConvertOptions) (*D
 			RollsAfter: rollsAfter[spec.Name]})
 	}
 	return d, nil
+}
+
+// failFunc makes Convert's errors, which name the stack and the site.
+type failFunc func(format string, args ...any) error
+
+// convertNetworks converts the networks the stack declares itself (edge/app/data are
+// external: the site's, and must be among them).
+func convertNetworks(in Input, stack string, ns convert.Namespace, cfg *composetypes.Config, fail failFunc) ([]Network, error) {
+	site := in.Site.Name
+	var out []Network
+	used := map[string]struct{}{}
+	for _, s := range cfg.Services {
+		if len(s.Networks) == 0 {
+			used["default"] = struct{}{}
+		}
+		for n := range s.Networks {
+			used[n] = struct{}{}
+		}
+	}
+	nets, external := convert.Networks(ns, cfg.Networks, used)
+	siteNets := map[string]bool{}
+	for _, n := range SiteNetworks(in.Site) {
+		siteNets[n.Name] = true
+	}
+	for _, n := range external {
+		if !siteNets[n] {
+			return nil, fail("external network %q is not one of the site's networks (%s)", n, strings.Join(slices.Sorted(maps.Keys(siteNets)), ", "))
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(nets)) {
+		o := nets[name]
+		if o.Driver == "" {
+			o.Driver = "overlay"
+		}
+		o.Labels = merge(o.Labels, ManagedLabels(site, stack))
+		out = append(out, Network{Stack: stack, Name: name, Create: o})
+	}
+	return out, nil
+}
+
+// convertFileObjects adds the stack's secrets and configs to d, versioned by content,
+// and points cfg's entries at their versioned names.
+func convertFileObjects(in Input, r Rendered, ns convert.Namespace, cfg *composetypes.Config, opts ConvertOptions, d *Desired, fail failFunc) error {
+	for _, key := range slices.Sorted(maps.Keys(cfg.Secrets)) {
+		sc := cfg.Secrets[key]
+		if sc.External.External {
+			continue
+		}
+		if sc.Driver != "" {
+			return fail("secret %s: secret drivers are not supported; use file: %s<site secret name>", key, SecretsDir)
+		}
+		obj, err := fileObject(in, r, ns, key, composetypes.FileObjectConfig(sc), opts, true)
+		if err != nil {
+			return fail("secret %s: %w", key, err)
+		}
+		sc.Name = obj.Name
+		cfg.Secrets[key] = sc
+		d.Secrets = append(d.Secrets, obj)
+	}
+	for _, key := range slices.Sorted(maps.Keys(cfg.Configs)) {
+		cc := cfg.Configs[key]
+		if cc.External.External {
+			continue
+		}
+		obj, err := fileObject(in, r, ns, key, composetypes.FileObjectConfig(cc), opts, false)
+		if err != nil {
+			return fail("config %s: %w", key, err)
+		}
+		cc.Name = obj.Name
+		cfg.Configs[key] = cc
+		d.Configs = append(d.Configs, obj)
+	}
+	return nil
 }
 
 // fileObject reads a secret's or config's content: secrets/<name> from the site's
@@ -407,7 +425,7 @@ func fileObject(in Input, r Rendered, ns convert.Namespace, key string, obj comp
 	} else {
 		b, ok := r.Files[rel]
 		if !ok {
-			return Object{}, fmt.Errorf("file %q is not among the stack's rendered files (%s)", rel, strings.Join(sortedKeys(r.Files), ", "))
+			return Object{}, fmt.Errorf("file %q is not among the stack's rendered files (%s)", rel, strings.Join(slices.Sorted(maps.Keys(r.Files)), ", "))
 		}
 		if secret {
 			// A rendered file is part of the repo's output, not a secret source.
@@ -435,7 +453,7 @@ type nameEcho struct{ client.APIClient }
 
 func (nameEcho) SecretList(_ context.Context, o client.SecretListOptions) (client.SecretListResult, error) {
 	var res client.SecretListResult
-	for _, n := range sortedKeys(o.Filters["name"]) {
+	for _, n := range slices.Sorted(maps.Keys(o.Filters["name"])) {
 		res.Items = append(res.Items, swarm.Secret{Spec: swarm.SecretSpec{Annotations: swarm.Annotations{Name: n}}})
 	}
 	return res, nil
@@ -443,7 +461,7 @@ func (nameEcho) SecretList(_ context.Context, o client.SecretListOptions) (clien
 
 func (nameEcho) ConfigList(_ context.Context, o client.ConfigListOptions) (client.ConfigListResult, error) {
 	var res client.ConfigListResult
-	for _, n := range sortedKeys(o.Filters["name"]) {
+	for _, n := range slices.Sorted(maps.Keys(o.Filters["name"])) {
 		res.Items = append(res.Items, swarm.Config{Spec: swarm.ConfigSpec{Annotations: swarm.Annotations{Name: n}}})
 	}
 	return res, nil
@@ -457,14 +475,5 @@ func merge(a, b map[string]string) map[string]string {
 	for k, v := range b {
 		out[k] = v
 	}
-	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }

@@ -2,7 +2,9 @@ package stacks
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
@@ -16,7 +18,7 @@ import (
 // join it, no stray container.
 func SiteNetworks(s *sites.Site) []Network {
 	var out []Network
-	for _, name := range sortedKeys(s.Networks) {
+	for _, name := range slices.Sorted(maps.Keys(s.Networks)) {
 		cfg := s.Networks[name]
 		o := client.NetworkCreateOptions{
 			Driver:     "overlay",

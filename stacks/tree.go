@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -57,7 +59,7 @@ func Tree(ctx context.Context, in Input, env map[string]string) ([]File, error) 
 			return nil, err
 		}
 		files = append(files, File{Path: r.Stack + "/" + ComposeFile, Mode: 0o644, Data: r.Compose})
-		for _, rel := range sortedKeys(r.Files) {
+		for _, rel := range slices.Sorted(maps.Keys(r.Files)) {
 			if clean := path.Clean(rel); clean != rel || strings.HasPrefix(clean, "../") || path.IsAbs(clean) || clean == ComposeFile {
 				return nil, fmt.Errorf("stack %s for %s: generated file %q must be a plain relative path other than %s", r.Stack, in.Site.Name, rel, ComposeFile)
 			}
@@ -94,7 +96,7 @@ func secretFiles(site *sites.Site, r Rendered) ([]secretFile, error) {
 	}
 	secrets, _ := dict["secrets"].(map[string]any)
 	var out []secretFile
-	for _, key := range sortedKeys(secrets) {
+	for _, key := range slices.Sorted(maps.Keys(secrets)) {
 		def, _ := secrets[key].(map[string]any)
 		file, _ := def["file"].(string)
 		name, ok := strings.CutPrefix(path.Clean(file), SecretsDir)
@@ -144,7 +146,7 @@ net() {
 		if n.Create.Internal {
 			args = append(args, "--internal")
 		}
-		for _, k := range sortedKeys(n.Create.Options) {
+		for _, k := range slices.Sorted(maps.Keys(n.Create.Options)) {
 			opt := k
 			if v := n.Create.Options[k]; v != "" {
 				opt += "=" + v
@@ -158,7 +160,7 @@ net() {
 				}
 			}
 		}
-		for _, k := range sortedKeys(n.Create.Labels) {
+		for _, k := range slices.Sorted(maps.Keys(n.Create.Labels)) {
 			args = append(args, "--label", k+"="+n.Create.Labels[k])
 		}
 		if n.Note != "" {

@@ -162,8 +162,12 @@ func TestWriteTree(t *testing.T) {
 		t.Errorf("new tree not written")
 	}
 	foreign := filepath.Join(out, "cloud")
-	os.MkdirAll(foreign, 0o755)
-	os.WriteFile(filepath.Join(foreign, "notes.txt"), []byte("mine"), 0o644)
+	if err := os.MkdirAll(foreign, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(foreign, "notes.txt"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	_, err := stacks.WriteTree(out, "cloud", second)
 	if err == nil || !strings.Contains(err.Error(), "was not written by sitectl stacks render") {
 		t.Fatalf("err = %v, want a refusal", err)

@@ -1,16 +1,12 @@
 package tunnels
 
 import (
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/sitectl/sitectl/internal/golden"
 	"github.com/sitectl/sitectl/sites"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func loadTopo(t testing.TB, set ...string) *sites.Topology {
 	t.Helper()
@@ -19,24 +15,6 @@ func loadTopo(t testing.TB, set ...string) *sites.Topology {
 		t.Fatalf("load sites: %v", err)
 	}
 	return topo
-}
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./tunnels -update)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from golden (run go test ./tunnels -update after checking):\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
 }
 
 func TestRenderGolden(t *testing.T) {
@@ -55,12 +33,12 @@ func TestRenderGolden(t *testing.T) {
 		}
 		for _, g := range gws {
 			t.Run(variant+"/"+g.Site, func(t *testing.T) {
-				golden(t, variant+"-"+g.Site+".swanctl.conf", RenderSwanctl(g))
+				golden.AssertString(t, variant+"-"+g.Site+".swanctl.conf", RenderSwanctl(g))
 				sc, err := RenderStrongswan(g)
 				if err != nil {
 					t.Fatal(err)
 				}
-				golden(t, variant+"-"+g.Site+".strongswan.conf", sc)
+				golden.AssertString(t, variant+"-"+g.Site+".strongswan.conf", sc)
 			})
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sitectl/sitectl/lab/labgate"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -42,12 +43,7 @@ func wanAddr(i int) string { return fmt.Sprintf("192.0.2.%d", 10+i) }
 
 func labSkip(t testing.TB) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("lab test: needs root, network namespaces and charon-systemd; skipped under -short")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("lab test: needs root (network namespaces)")
-	}
+	labgate.Skip(t)
 	for _, bin := range []string{"charon-systemd", "ip"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Skipf("lab test: %s not installed (make deps)", bin)

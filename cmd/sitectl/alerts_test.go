@@ -9,7 +9,7 @@ import (
 	"github.com/sitectl/sitectl/deploy"
 	"github.com/sitectl/sitectl/stacks/monitoring"
 	"github.com/sitectl/sitectl/stacks/monitoring/alerts/amtest"
-	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+	"github.com/sitectl/sitectl/stacks/stacktest"
 )
 
 // statusArgs reads douala, whose engine does not answer (one problem: the site

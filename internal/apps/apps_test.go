@@ -12,7 +12,7 @@ import (
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
 	_ "github.com/sitectl/sitectl/stacks/all"
-	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+	"github.com/sitectl/sitectl/stacks/stacktest"
 )
 
 const fixtures = "testdata/apps"

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -31,8 +33,27 @@ func Assert(t testing.TB, name string, got []byte) {
 		t.Fatalf("golden %s: %v (run go test -update to create it)", path, err)
 	}
 	if string(got) != string(want) {
-		t.Errorf("%s differs from golden (run go test -update if the change is intended):\n--- got\n%s\n--- want\n%s", path, got, want)
+		t.Errorf("%s differs from golden (run go test -update if the change is intended); %s\n--- got\n%s\n--- want\n%s",
+			path, FirstDiff(string(want), string(got)), got, want)
 	}
+}
+
+// FirstDiff names the first line where got differs from want.
+func FirstDiff(want, got string) string {
+	wl, gl := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < len(wl) || i < len(gl); i++ {
+		var w, g string
+		if i < len(wl) {
+			w = wl[i]
+		}
+		if i < len(gl) {
+			g = gl[i]
+		}
+		if w != g {
+			return "first difference at line " + strconv.Itoa(i+1) + ":\n  want: " + w + "\n  got:  " + g
+		}
+	}
+	return "same lines, different bytes"
 }
 
 // AssertString is Assert for strings.

@@ -21,12 +21,16 @@ func TestAssert(t *testing.T) {
 	}
 	dir := t.TempDir()
 	wd, _ := os.Getwd()
-	t.Cleanup(func() { os.Chdir(wd) })
+	t.Cleanup(func() { _ = os.Chdir(wd) })
 	if err := os.Chdir(dir); err != nil {
 		t.Fatal(err)
 	}
-	os.MkdirAll("testdata", 0o755)
-	os.WriteFile(filepath.Join("testdata", "x.golden"), []byte("hello\n"), 0o644)
+	if err := os.MkdirAll("testdata", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join("testdata", "x.golden"), []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	r := &recorder{TB: t}
 	Assert(r, "x.golden", []byte("hello\n"))
 	if r.failed {
@@ -35,5 +39,19 @@ func TestAssert(t *testing.T) {
 	Assert(r, "x.golden", []byte("bye\n"))
 	if !r.failed {
 		t.Fatal("different content not reported")
+	}
+}
+
+func TestFirstDiff(t *testing.T) {
+	tests := []struct{ want, got, out string }{
+		{"a\nb\nc\n", "a\nB\nc\n", "first difference at line 2:\n  want: b\n  got:  B"},
+		{"a\n", "a\nextra\n", "first difference at line 2:\n  want: \n  got:  extra"},
+		{"a\r\n", "a\n", "first difference at line 1:\n  want: a\r\n  got:  a"},
+		{"same", "same", "same lines, different bytes"},
+	}
+	for _, tt := range tests {
+		if got := FirstDiff(tt.want, tt.got); got != tt.out {
+			t.Errorf("FirstDiff(%q, %q) = %q, want %q", tt.want, tt.got, got, tt.out)
+		}
 	}
 }

@@ -63,7 +63,7 @@ func Do(name string, fn func() error) error {
 	if err != nil {
 		return fmt.Errorf("open network namespace %s: %w (is the lab up? `sitectl lab status`)", name, err)
 	}
-	defer unix.Close(target)
+	defer func() { _ = unix.Close(target) }()
 
 	runtime.LockOSThread()
 	orig, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -71,7 +71,7 @@ func Do(name string, fn func() error) error {
 		runtime.UnlockOSThread()
 		return fmt.Errorf("open current network namespace: %w", err)
 	}
-	defer unix.Close(orig)
+	defer func() { _ = unix.Close(orig) }()
 	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
 		runtime.UnlockOSThread()
 		return fmt.Errorf("enter network namespace %s: %w (needs root)", name, err)

@@ -13,16 +13,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sitectl/sitectl/lab/labgate"
 )
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("lab test: needs network namespaces; skipped under -short")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("lab test: needs root to create network namespaces")
-	}
+	labgate.Skip(t)
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("lab test: needs iproute2 (ip)")
 	}
@@ -55,13 +52,13 @@ func TestLabDialReachesOnlyInsideNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	addr := l.Addr().String()
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprint(w, "inside")
 	}), ReadHeaderTimeout: time.Second}
 	go func() { _ = srv.Serve(l) }()
-	defer srv.Close()
+	defer func() { _ = srv.Close() }()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -70,14 +67,14 @@ func TestLabDialReachesOnlyInsideNamespace(t *testing.T) {
 		t.Fatalf("GET through namespace %s: %v", ns, err)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if string(body) != "inside" {
 		t.Fatalf("body = %q, want %q", body, "inside")
 	}
 
 	// The same address from the root namespace is not the namespace's listener.
 	if c, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr); err == nil {
-		c.Close()
+		_ = c.Close()
 		t.Logf("root namespace has its own listener on %s (coincidence); skipping the negative check", addr)
 	}
 
@@ -86,20 +83,20 @@ func TestLabDialReachesOnlyInsideNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rl.Close()
+	defer func() { _ = rl.Close() }()
 	if c, err := DialContext(ctx, ns, "tcp", rl.Addr().String()); err == nil {
-		c.Close()
+		_ = c.Close()
 		t.Fatalf("dial from %s reached a root-namespace listener at %s", ns, rl.Addr())
 	}
 	if c, err := (NSDialer{Namespace: ns}).DialContext(ctx, "tcp", addr); err != nil {
 		t.Fatalf("NSDialer: %v", err)
 	} else {
-		c.Close()
+		_ = c.Close()
 	}
 	if c, err := DialContext(ctx, "", "tcp", rl.Addr().String()); err != nil {
 		t.Fatalf("dial from current namespace: %v", err)
 	} else {
-		c.Close()
+		_ = c.Close()
 	}
 }
 

@@ -144,7 +144,7 @@ func (b *Builder) layer(path, name string, fill func(*rootfs) error) (Built, err
 	h := sha256.New()
 	cw := &countWriter{w: io.MultiWriter(f, h)}
 	if err := r.writeTar(cw); err != nil {
-		f.Close()
+		_ = f.Close()
 		os.Remove(tmp)
 		return Built{}, err
 	}
@@ -345,8 +345,8 @@ func flock(path string) (func(), error) {
 		return nil, err
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, err
 	}
-	return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+	return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); _ = f.Close() }, nil
 }

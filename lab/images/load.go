@@ -77,7 +77,7 @@ func load(ctx context.Context, e Engine, missing []Built) error {
 		pr.CloseWithError(err)
 		return err
 	}
-	defer resp.Close()
+	defer func() { _ = resp.Close() }()
 	// The answer is a JSON message stream; an error is in an "error" field.
 	dec := json.NewDecoder(resp)
 	for {
@@ -126,19 +126,19 @@ func writeBundle(w io.Writer, images []Built) error {
 			}
 			fi, err := f.Stat()
 			if err != nil {
-				f.Close()
+				_ = f.Close()
 				return err
 			}
 			if err := tw.WriteHeader(&tar.Header{Name: layerDir + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch}); err != nil {
-				f.Close()
+				_ = f.Close()
 				return err
 			}
 			if err := tw.WriteHeader(&tar.Header{Name: layerName, Typeflag: tar.TypeReg, Mode: 0o644, Size: fi.Size(), ModTime: epoch}); err != nil {
-				f.Close()
+				_ = f.Close()
 				return err
 			}
 			_, err = io.Copy(tw, f)
-			f.Close()
+			_ = f.Close()
 			if err != nil {
 				return err
 			}

@@ -34,9 +34,9 @@ func nginxRecipe() recipe {
 					return err
 				}
 			}
-			r.addFile("etc/nginx/nginx.conf", nginxConf, 0o644)
-			r.addFile("etc/nginx/conf.d/default.conf", nginxDefault, 0o644)
-			r.addFile("usr/share/nginx/html/index.html", nginxIndex, 0o644)
+			r.addFile("etc/nginx/nginx.conf", nginxConf)
+			r.addFile("etc/nginx/conf.d/default.conf", nginxDefault)
+			r.addFile("usr/share/nginx/html/index.html", nginxIndex)
 			// Debian's build opens /var/log/nginx/error.log before it reads the
 			// configuration, and keeps its temp paths under /var/lib/nginx.
 			r.addDir("var/log/nginx", 0o755, 0, 0)

@@ -52,9 +52,9 @@ func base(r *rootfs, standin string) error {
 	if err := r.addHost("/bin/sh", nil); err != nil {
 		return err
 	}
-	r.addFile("etc/passwd", []byte("root:x:0:0:root:/root:/bin/sh\npostgres:x:999:999:PostgreSQL:/var/lib/postgresql:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"), 0o644)
-	r.addFile("etc/group", []byte("root:x:0:\npostgres:x:999:\nnogroup:x:65534:\n"), 0o644)
-	r.addFile("etc/nsswitch.conf", []byte("passwd: files\ngroup: files\nhosts: files dns\n"), 0o644)
+	r.addFile("etc/passwd", []byte("root:x:0:0:root:/root:/bin/sh\npostgres:x:999:999:PostgreSQL:/var/lib/postgresql:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"))
+	r.addFile("etc/group", []byte("root:x:0:\npostgres:x:999:\nnogroup:x:65534:\n"))
+	r.addFile("etc/nsswitch.conf", []byte("passwd: files\ngroup: files\nhosts: files dns\n"))
 	r.addDir("tmp", 0o1777, 0, 0)
 	r.addDir("root", 0o700, 0, 0)
 	r.addHostFileAs(standin, "usr/local/bin/standin", 0o755)
@@ -115,7 +115,7 @@ func recipes() []recipe {
 					}
 				}
 				// /bin is usr/bin (merged /usr), so /bin/prometheus is there already.
-				r.addFile("etc/prometheus/prometheus.yml", []byte("# sitectl lab default; stacks mount their own.\nglobal:\n  scrape_interval: 15s\nscrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['localhost:9090']\n"), 0o644)
+				r.addFile("etc/prometheus/prometheus.yml", []byte("# sitectl lab default; stacks mount their own.\nglobal:\n  scrape_interval: 15s\nscrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['localhost:9090']\n"))
 				r.addDir("prometheus", 0o777, 65534, 65534)
 				return nil
 			},
@@ -172,7 +172,7 @@ func recipes() []recipe {
 					}
 				}
 				r.addSymlink("usr/bin/python3", "python3.11")
-				r.addFile("app/server.py", djangoServer, 0o644)
+				r.addFile("app/server.py", djangoServer)
 				return r.addBytecode("/usr/bin/python3.11")
 			},
 			cfg: config{
@@ -249,7 +249,7 @@ func recipes() []recipe {
 						return err
 					}
 				}
-				r.addFile("etc/alertmanager/alertmanager.yml", []byte("# sitectl lab default; stacks mount their own.\nroute:\n  receiver: none\nreceivers:\n  - name: none\n"), 0o644)
+				r.addFile("etc/alertmanager/alertmanager.yml", []byte("# sitectl lab default; stacks mount their own.\nroute:\n  receiver: none\nreceivers:\n  - name: none\n"))
 				r.addDir("alertmanager", 0o777, 65534, 65534)
 				return nil
 			},

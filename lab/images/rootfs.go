@@ -49,9 +49,9 @@ func (r *rootfs) addDir(p string, mode int64, uid, gid int) {
 	r.files[clean(p)] = &entry{typ: tar.TypeDir, mode: mode, uid: uid, gid: gid}
 }
 
-// addFile adds a generated file.
-func (r *rootfs) addFile(p string, content []byte, mode int64) {
-	r.files[clean(p)] = &entry{typ: tar.TypeReg, content: content, mode: mode}
+// addFile adds a generated file (mode 0644).
+func (r *rootfs) addFile(p string, content []byte) {
+	r.files[clean(p)] = &entry{typ: tar.TypeReg, content: content, mode: 0o644}
 }
 
 // addHostFile copies a host file into the image at another path.
@@ -203,7 +203,7 @@ func elfNeeds(p string) (libs []string, interp string, ok bool) {
 	if err != nil {
 		return nil, "", false
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	libs, _ = f.ImportedLibraries()
 	for _, prog := range f.Progs {
 		if prog.Type == elf.PT_INTERP {
@@ -272,7 +272,7 @@ func (r *rootfs) writeTar(w io.Writer) error {
 				}
 				fi, err := f.Stat()
 				if err != nil {
-					f.Close()
+					_ = f.Close()
 					return err
 				}
 				h.Size = fi.Size()
@@ -288,7 +288,7 @@ func (r *rootfs) writeTar(w io.Writer) error {
 				return fmt.Errorf("%s: %w", n, err)
 			}
 			if c, ok := src.(io.Closer); ok {
-				c.Close()
+				_ = c.Close()
 			}
 		}
 	}
@@ -431,7 +431,7 @@ func (r *rootfs) addBytecode(python string) error {
 		if err != nil {
 			continue // did not compile
 		}
-		r.addFile(pyc, b, 0o644)
+		r.addFile(pyc, b)
 	}
 	return nil
 }

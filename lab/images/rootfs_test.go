@@ -34,7 +34,7 @@ func TestRootfsFollowsSymlinksAndLibraries(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A file added below a symlinked dir moves to where the link points.
-	r.addFile("bin/extra", []byte("x"), 0o644)
+	r.addFile("bin/extra", []byte("x"))
 	var buf bytes.Buffer
 	if err := r.writeTar(&buf); err != nil {
 		t.Fatal(err)
@@ -90,20 +90,20 @@ func TestMissingPackagesSayHowToInstall(t *testing.T) {
 }
 
 func TestCatalogMarksStandins(t *testing.T) {
-	real := map[string]bool{}
+	isReal := map[string]bool{}
 	for _, s := range Catalog() {
-		real[s.Logical] = s.Real
+		isReal[s.Logical] = s.Real
 		if !strings.HasPrefix(s.Ref, Repo) {
 			t.Errorf("%s: ref %s is outside %s", s.Logical, s.Ref, Repo)
 		}
 	}
 	for _, r := range []string{"postgres", "prometheus", "django-api", "strongswan"} {
-		if !real[r] {
+		if !isReal[r] {
 			t.Errorf("%s should be a real image", r)
 		}
 	}
 	for _, s := range []string{"kong", "elasticsearch", "logstash", "kibana", "grafana", "mongo"} {
-		if v, ok := real[s]; !ok || v {
+		if v, ok := isReal[s]; !ok || v {
 			t.Errorf("%s should be a stand-in", s)
 		}
 		if len(standinPorts[s]) == 0 {
@@ -125,8 +125,12 @@ func TestBytecodeIsHashChecked(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(good), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(good, []byte("X = 1\n"), 0o644)
-	os.WriteFile(bad, []byte("print 'python 2'\n"), 0o644)
+	if err := os.WriteFile(good, []byte("X = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("print 'python 2'\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	r := newRootfs()
 	if err := r.addHost(filepath.Join(dir, "pkg"), nil); err != nil {
 		t.Fatal(err)

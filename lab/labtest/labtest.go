@@ -26,6 +26,7 @@ import (
 
 	"github.com/sitectl/sitectl/internal/netns"
 	"github.com/sitectl/sitectl/lab"
+	"github.com/sitectl/sitectl/lab/labgate"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -53,15 +54,10 @@ var (
 	tried  bool
 )
 
-// Skip skips t with the reason when lab tests cannot run here.
+// Skip is labgate.Skip: it skips t under -short and when not root.
 func Skip(t testing.TB) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("lab test: needs the lab (namespaces, dockerd, charon); skipped under -short")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("lab test: needs root to build the lab")
-	}
+	labgate.Skip(t)
 }
 
 // Shared returns the lab for this test binary, bringing it up on first use.

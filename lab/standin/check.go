@@ -150,7 +150,7 @@ func (r *httpCheckReq) run(w io.Writer, clk clock) int {
 	backoff := time.Second
 	for attempt := 0; ; attempt++ {
 		code, transient := r.once(c, w)
-		if attempt >= r.retries || !(transient || (code != 0 && r.retryAllErrors)) ||
+		if attempt >= r.retries || (!transient && (code == 0 || !r.retryAllErrors)) ||
 			(r.retryMaxTime > 0 && clk.Now().Sub(start) >= r.retryMaxTime) {
 			return code
 		}
@@ -182,7 +182,7 @@ func (r *httpCheckReq) once(c *http.Client, w io.Writer) (code int, transient bo
 		}
 		return 7, false
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	transient = slices.Contains([]int{408, 429, 500, 502, 503, 504}, resp.StatusCode)
 	bad := resp.StatusCode >= 400
@@ -210,7 +210,7 @@ func tcpCheck(addr string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	c.Close()
+	_ = c.Close()
 	return 0
 }
 

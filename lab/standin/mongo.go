@@ -37,7 +37,7 @@ func serveMongo(l net.Listener) error {
 }
 
 func mongoConn(c net.Conn, id int32) {
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Minute))
 		var hdr [16]byte

@@ -115,13 +115,17 @@ func pgPrepare() error {
 		return err
 	}
 	fmt.Fprintln(conf, "listen_addresses = '*'")
-	conf.Close()
+	if err := conf.Close(); err != nil {
+		return err
+	}
 	hba, err := os.OpenFile(filepath.Join(data, "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(hba, "host all all all scram-sha-256\nhost replication all all scram-sha-256")
-	hba.Close()
+	if err := hba.Close(); err != nil {
+		return err
+	}
 	if db != "postgres" {
 		first = append(first, fmt.Sprintf("CREATE DATABASE %q OWNER %q;", db, user))
 	}
@@ -156,7 +160,7 @@ func initdb(data, user, password string) error {
 	}
 	defer os.Remove(pw.Name())
 	if _, err := pw.WriteString(password + "\n"); err != nil {
-		pw.Close()
+		_ = pw.Close()
 		return err
 	}
 	if err := pw.Close(); err != nil {
@@ -235,13 +239,13 @@ func copyTree(src, dst string) error {
 		if err != nil {
 			return err
 		}
-		defer in.Close()
+		defer func() { _ = in.Close() }()
 		out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, fi.Mode().Perm())
 		if err != nil {
 			return err
 		}
 		if _, err := io.Copy(out, in); err != nil {
-			out.Close()
+			_ = out.Close()
 			return err
 		}
 		return out.Close()

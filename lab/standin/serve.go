@@ -164,7 +164,7 @@ func acceptAndGreet(l net.Listener, name string) error {
 			return err
 		}
 		go func() {
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			fmt.Fprintf(c, "sitectl lab stand-in for %s\n", name)
 			_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
 			buf := make([]byte, 4096)

@@ -19,7 +19,7 @@ import (
 	"github.com/sitectl/sitectl/lab/images"
 	"github.com/sitectl/sitectl/stacks"
 	djangoapi "github.com/sitectl/sitectl/stacks/django-api"
-	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+	"github.com/sitectl/sitectl/stacks/stacktest"
 )
 
 func TestHealthAnswersSayStandin(t *testing.T) {
@@ -40,7 +40,7 @@ func TestHealthAnswersSayStandin(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer resp.Body.Close()
+			defer func() { _ = resp.Body.Close() }()
 			var body map[string]any
 			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 				t.Fatal(err)
@@ -69,7 +69,7 @@ func TestMongoStandinWithRealDriver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	go func() { _ = serveMongo(l) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -77,7 +77,7 @@ func TestMongoStandinWithRealDriver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Disconnect(ctx)
+	defer func() { _ = c.Disconnect(ctx) }()
 	if err := c.Ping(ctx, nil); err != nil {
 		t.Fatalf("ping the stand-in: %v", err)
 	}
@@ -88,9 +88,9 @@ func TestMongoStandinWithRealDriver(t *testing.T) {
 }
 
 func TestShellAndCurlHelpers(t *testing.T) {
-	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	ok := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer ok.Close()
-	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }))
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(503) }))
 	defer bad.Close()
 	cases := []struct {
 		line string
@@ -134,7 +134,7 @@ func (c *fakeClock) Sleep(d time.Duration) {
 // failing answers code to its first n requests, then 200; it counts them.
 func failing(t *testing.T, n, code int) (*httptest.Server, *atomic.Int32) {
 	var seen atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if int(seen.Add(1)) <= n {
 			w.WriteHeader(code)
 		}
@@ -153,7 +153,7 @@ func TestCurlRetries(t *testing.T) {
 			t.Fatal(err)
 		}
 		addr := l.Addr().String()
-		l.Close()
+		_ = l.Close()
 		return "http://" + addr + "/"
 	}()
 	cases := []struct {

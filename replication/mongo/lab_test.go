@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/sitectl/sitectl/internal/netns"
+	"github.com/sitectl/sitectl/lab/labgate"
 	"github.com/sitectl/sitectl/replication/mongo/mongofake"
 	"github.com/sitectl/sitectl/sites"
 )
@@ -20,12 +20,7 @@ import (
 // them the way the lab does (through the site's namespace: site.Lab.Namespace), and
 // partitions them with iptables in the kernel: the replica set must follow.
 func TestLabServedMembersInNamespaces(t *testing.T) {
-	if testing.Short() {
-		t.Skip("lab test: skipped under -short")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("lab test: needs root to create network namespaces")
-	}
+	labgate.Skip(t)
 	for _, bin := range []string{"ip", "iptables"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Skipf("lab test: %s is not installed", bin)

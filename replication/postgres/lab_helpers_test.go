@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/sitectl/sitectl/lab/labgate"
 	"github.com/sitectl/sitectl/replication/postgres/pgtest"
 	"github.com/sitectl/sitectl/sites"
 )
@@ -39,12 +40,7 @@ type lab struct {
 
 func skipUnlessLab(t testing.TB) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("lab test: runs real PostgreSQL clusters; skipped under -short")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("lab test: needs root to run PostgreSQL as the postgres user")
-	}
+	labgate.Skip(t)
 	if why := pgtest.Available(); why != "" {
 		t.Skip("lab test: " + why)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,31 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/golden"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
 
 // exampleTopo loads the repo's example sites (dev, no overlay) with fixed tables.
 func exampleTopo(t *testing.T) *sites.Topology {
@@ -64,13 +42,13 @@ func TestDesireAndServerSettings(t *testing.T) {
 	if bytes.Contains(b, []byte("s3cret")) {
 		t.Fatal("the desired state holds the password")
 	}
-	golden(t, "desired.json.golden", string(b)+"\n")
+	golden.AssertString(t, "desired.json.golden", string(b)+"\n")
 
 	var out strings.Builder
 	for _, s := range topo.Sites {
 		fmt.Fprintf(&out, "%s: %s\n", s.Name, strings.Join(ServerArgs(topo, s), " "))
 	}
-	golden(t, "server-settings.golden", out.String())
+	golden.AssertString(t, "server-settings.golden", out.String())
 	// Slot names are unique on every publisher.
 	for site, pubs := range d.Publications {
 		seen := map[string]bool{}
@@ -158,7 +136,7 @@ func TestDiff(t *testing.T) {
 			ex.Schema[s] = "apply schema.sql (sha256 0123456789ab): creates public.customers, public.orders"
 		}
 		got := Diff(d, lives, ex)
-		golden(t, "plan-empty.golden", renderChanges(t, got))
+		golden.AssertString(t, "plan-empty.golden", renderChanges(t, got))
 		// Apply order inside each site: schema, publications, subscriptions.
 		for site, cs := range got {
 			for i := 1; i < len(cs); i++ {
@@ -196,7 +174,7 @@ func TestDiff(t *testing.T) {
 			Copies: map[string]map[string]int64{"sitectl_cloud_to_yaounde": {"public.orders": 12, "public.customers": 0}},
 		}
 		got := Diff(d, lives, ex)
-		golden(t, "plan-drift.golden", renderChanges(t, got))
+		golden.AssertString(t, "plan-drift.golden", renderChanges(t, got))
 		for _, c := range got["cloud"] {
 			if c.Op.Kind == "blocked" && c.Step.Apply != nil {
 				t.Error("a subscription blocked by a conflict must not be applied")
@@ -399,7 +377,7 @@ func TestStatusRender(t *testing.T) {
 	if err := r.Render(&b); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "status.golden", b.String())
+	golden.AssertString(t, "status.golden", b.String())
 	if r.Healthy() {
 		t.Error("a report with a conflict is not healthy")
 	}

@@ -7,7 +7,7 @@ import (
 	"github.com/sitectl/sitectl/internal/golden"
 	"github.com/sitectl/sitectl/stacks"
 	djangoapi "github.com/sitectl/sitectl/stacks/django-api"
-	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+	"github.com/sitectl/sitectl/stacks/stacktest"
 )
 
 // TestCanary: with values.kong.canary enabled the stack runs the service Kong's

@@ -6,7 +6,7 @@ import (
 
 	"github.com/sitectl/sitectl/stacks"
 	djangoapi "github.com/sitectl/sitectl/stacks/django-api"
-	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+	"github.com/sitectl/sitectl/stacks/stacktest"
 )
 
 // TestHealthRetry: the probe retries a failing answer for values.health_retry

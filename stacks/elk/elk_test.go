@@ -12,13 +12,13 @@ import (
 
 	"github.com/sitectl/sitectl/stacks"
 	"github.com/sitectl/sitectl/stacks/elk"
-	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+	"github.com/sitectl/sitectl/stacks/stacktest"
 )
 
 // TestRenderGolden renders elk for every site and environment through the deploy
 // engine's conversion, checks what runs where, and compares every file with its golden.
 func TestRenderGolden(t *testing.T) {
-	stacktest.RenderEach(t, elk.Stack{}, func(t *testing.T, in stacks.Input, r stacks.Rendered, cfg *composetypes.Config, d *stacks.Desired) {
+	stacktest.RenderEach(t, elk.Stack{}, func(t *testing.T, in stacks.Input, _ stacks.Rendered, cfg *composetypes.Config, d *stacks.Desired) {
 		var names []string
 		for _, svc := range cfg.Services {
 			names = append(names, svc.Name)

@@ -16,7 +16,7 @@ import (
 
 	"github.com/sitectl/sitectl/stacks"
 	"github.com/sitectl/sitectl/stacks/kong"
-	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+	"github.com/sitectl/sitectl/stacks/stacktest"
 )
 
 func writeCert(t *testing.T, isCA bool) string {

@@ -67,106 +67,136 @@ func refName(v any) string {
 
 // references checks what a schema cannot: that names resolve and are unique.
 func references(doc map[string]any) []string {
-	var probs []string
-	bad := func(f string, a ...any) { probs = append(probs, fmt.Sprintf(f, a...)) }
+	c := &refCheck{services: map[string]map[string]any{}, routes: map[string]bool{}, upstreams: map[string]map[string]any{},
+		paths: map[routePath]string{}, targetsOf: map[string][]map[string]any{}}
+	c.collect(doc)
+	c.checkServices(doc)
+	c.checkUpstreams()
+	c.checkPlugins(doc)
+	sort.Strings(c.probs)
+	return c.probs
+}
 
-	services := map[string]map[string]any{}
-	routes := map[string]bool{}
-	upstreams := map[string]map[string]any{}
-	type rp struct{ path, proto string }
-	paths := map[rp]string{}
-	var plugins []map[string]any
-	targetsOf := map[string][]map[string]any{}
+type routePath struct{ path, proto string }
 
-	addRoute := func(r map[string]any, svc string) {
-		n := str(r, "name")
-		if routes[n] {
-			bad("route %q is defined twice", n)
-		}
-		routes[n] = true
-		protos := []string{"http", "https"}
-		if raw, ok := r["protocols"].([]any); ok {
-			protos = protos[:0]
-			for _, p := range raw {
-				protos = append(protos, fmt.Sprint(p))
-			}
-		}
-		for _, p := range r["paths"].([]any) {
-			for _, proto := range protos {
-				k := rp{fmt.Sprint(p), proto}
-				if other, dup := paths[k]; dup {
-					bad("routes %q and %q both match %s %s", other, n, proto, k.path)
-				}
-				paths[k] = n
-			}
-		}
-		for _, pl := range list(r, "plugins") {
-			pl["route"] = n
-			plugins = append(plugins, pl)
-		}
-		_ = svc
+// refCheck holds what references collects from a declarative config and the
+// problems found.
+type refCheck struct {
+	probs     []string
+	services  map[string]map[string]any
+	routes    map[string]bool
+	upstreams map[string]map[string]any
+	paths     map[routePath]string
+	plugins   []map[string]any
+	targetsOf map[string][]map[string]any
+}
+
+func (c *refCheck) bad(f string, a ...any) { c.probs = append(c.probs, fmt.Sprintf(f, a...)) }
+
+func (c *refCheck) addRoute(r map[string]any) {
+	n := str(r, "name")
+	if c.routes[n] {
+		c.bad("route %q is defined twice", n)
 	}
+	c.routes[n] = true
+	protos := []string{"http", "https"}
+	if raw, ok := r["protocols"].([]any); ok {
+		protos = protos[:0]
+		for _, p := range raw {
+			protos = append(protos, fmt.Sprint(p))
+		}
+	}
+	for _, p := range r["paths"].([]any) {
+		for _, proto := range protos {
+			k := routePath{fmt.Sprint(p), proto}
+			if other, dup := c.paths[k]; dup {
+				c.bad("routes %q and %q both match %s %s", other, n, proto, k.path)
+			}
+			c.paths[k] = n
+		}
+	}
+	for _, pl := range list(r, "plugins") {
+		pl["route"] = n
+		c.plugins = append(c.plugins, pl)
+	}
+}
+
+// collect reads services (with their routes and plugins), top-level routes,
+// upstreams and targets.
+func (c *refCheck) collect(doc map[string]any) {
 	for _, s := range list(doc, "services") {
 		n := str(s, "name")
-		if services[n] != nil {
-			bad("service %q is defined twice", n)
+		if c.services[n] != nil {
+			c.bad("service %q is defined twice", n)
 		}
-		services[n] = s
+		c.services[n] = s
 		for _, pl := range list(s, "plugins") {
 			pl["service"] = n
-			plugins = append(plugins, pl)
+			c.plugins = append(c.plugins, pl)
 		}
 	}
 	for _, s := range list(doc, "services") {
 		for _, r := range list(s, "routes") {
-			addRoute(r, str(s, "name"))
+			c.addRoute(r)
 		}
 	}
 	for _, r := range list(doc, "routes") {
-		if svc := refName(r["service"]); services[svc] == nil {
-			bad("route %q: service %q is not defined", str(r, "name"), svc)
+		if svc := refName(r["service"]); c.services[svc] == nil {
+			c.bad("route %q: service %q is not defined", str(r, "name"), svc)
 		}
 		if r["paths"] != nil {
-			addRoute(r, refName(r["service"]))
+			c.addRoute(r)
 		}
 	}
 	for _, u := range list(doc, "upstreams") {
 		n := str(u, "name")
-		if upstreams[n] != nil {
-			bad("upstream %q is defined twice", n)
+		if c.upstreams[n] != nil {
+			c.bad("upstream %q is defined twice", n)
 		}
-		upstreams[n] = u
-		targetsOf[n] = append(targetsOf[n], list(u, "targets")...)
+		c.upstreams[n] = u
+		c.targetsOf[n] = append(c.targetsOf[n], list(u, "targets")...)
 	}
 	for _, t := range list(doc, "targets") {
 		up := refName(t["upstream"])
-		if upstreams[up] == nil {
-			bad("target %q: upstream %q is not defined", str(t, "target"), up)
+		if c.upstreams[up] == nil {
+			c.bad("target %q: upstream %q is not defined", str(t, "target"), up)
 			continue
 		}
-		targetsOf[up] = append(targetsOf[up], t)
+		c.targetsOf[up] = append(c.targetsOf[up], t)
 	}
-	used := map[string]bool{}
-	for n, s := range services {
+}
+
+// checkServices: every service is routed; a host that looks like an upstream is one.
+func (c *refCheck) checkServices(doc map[string]any) {
+	for n, s := range c.services {
 		if len(list(s, "routes")) == 0 && !routedTopLevel(doc, n) {
-			bad("service %q has no route", n)
+			c.bad("service %q has no route", n)
 		}
-		if _, ok := upstreams[str(s, "host")]; ok {
-			used[str(s, "host")] = true
-		} else if strings.HasSuffix(str(s, "host"), ".local") || strings.HasSuffix(str(s, "host"), ".hub") {
-			bad("service %q: host %q looks like an upstream name but no upstream has it", n, str(s, "host"))
+		if _, ok := c.upstreams[str(s, "host")]; !ok && (strings.HasSuffix(str(s, "host"), ".local") || strings.HasSuffix(str(s, "host"), ".hub")) {
+			c.bad("service %q: host %q looks like an upstream name but no upstream has it", n, str(s, "host"))
 		}
 	}
-	for n := range upstreams {
+}
+
+// checkUpstreams: every upstream is used by a service, lists each target once and
+// has some weight.
+func (c *refCheck) checkUpstreams() {
+	used := map[string]bool{}
+	for _, s := range c.services {
+		if _, ok := c.upstreams[str(s, "host")]; ok {
+			used[str(s, "host")] = true
+		}
+	}
+	for n := range c.upstreams {
 		if !used[n] {
-			bad("upstream %q is used by no service", n)
+			c.bad("upstream %q is used by no service", n)
 		}
 		seen := map[string]bool{}
 		weight := 0
-		for _, t := range targetsOf[n] {
+		for _, t := range c.targetsOf[n] {
 			tn := str(t, "target")
 			if seen[tn] {
-				bad("upstream %q: target %q is listed twice", n, tn)
+				c.bad("upstream %q: target %q is listed twice", n, tn)
 			}
 			seen[tn] = true
 			if w, ok := t["weight"].(json.Number); ok {
@@ -178,23 +208,25 @@ func references(doc map[string]any) []string {
 			}
 		}
 		if weight == 0 {
-			bad("upstream %q has no target with a weight above 0: every request would fail", n)
+			c.bad("upstream %q has no target with a weight above 0: every request would fail", n)
 		}
 	}
-	for _, pl := range append(plugins, list(doc, "plugins")...) {
+}
+
+// checkPlugins: every plugin is bundled and names a defined service or route.
+func (c *refCheck) checkPlugins(doc map[string]any) {
+	for _, pl := range append(c.plugins, list(doc, "plugins")...) {
 		name := str(pl, "name")
 		if !bundledPlugins[name] {
-			bad("plugin %q is not a bundled Kong plugin sitectl configures", name)
+			c.bad("plugin %q is not a bundled Kong plugin sitectl configures", name)
 		}
-		if s := refName(pl["service"]); pl["service"] != nil && services[s] == nil {
-			bad("plugin %q: service %q is not defined", name, s)
+		if s := refName(pl["service"]); pl["service"] != nil && c.services[s] == nil {
+			c.bad("plugin %q: service %q is not defined", name, s)
 		}
-		if r := refName(pl["route"]); pl["route"] != nil && !routes[r] {
-			bad("plugin %q: route %q is not defined", name, r)
+		if r := refName(pl["route"]); pl["route"] != nil && !c.routes[r] {
+			c.bad("plugin %q: route %q is not defined", name, r)
 		}
 	}
-	sort.Strings(probs)
-	return probs
 }
 
 func routedTopLevel(doc map[string]any, svc string) bool {

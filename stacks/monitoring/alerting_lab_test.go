@@ -48,7 +48,7 @@ type labReceiver struct {
 	auth []string
 }
 
-func (r *labReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+func (r *labReceiver) ServeHTTP(_ http.ResponseWriter, req *http.Request) {
 	var n notification
 	err := json.NewDecoder(req.Body).Decode(&n)
 	n.At = time.Now()
@@ -159,7 +159,7 @@ func TestLabAlerting(t *testing.T) {
 	recv := &labReceiver{}
 	srv := &http.Server{Handler: recv, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(l) }()
-	defer srv.Close()
+	defer func() { _ = srv.Close() }()
 
 	if err := tunnelsUp(ctx, topo); err != nil {
 		t.Fatal(err)
@@ -180,7 +180,7 @@ func TestLabAlerting(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		var r struct {
 			Data struct {
 				Result []struct {
@@ -195,7 +195,7 @@ func TestLabAlerting(t *testing.T) {
 		out := map[string]float64{}
 		for _, x := range r.Data.Result {
 			var v float64
-			fmt.Sscan(fmt.Sprint(x.Value[1]), &v)
+			_, _ = fmt.Sscan(fmt.Sprint(x.Value[1]), &v) // not a number: 0
 			out[x.Metric["site"]] = v
 		}
 		return out, nil

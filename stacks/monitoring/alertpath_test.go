@@ -21,7 +21,7 @@ import (
 	"github.com/sitectl/sitectl/stacks"
 	"github.com/sitectl/sitectl/stacks/monitoring"
 	"github.com/sitectl/sitectl/stacks/monitoring/alerts/amtest"
-	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+	"github.com/sitectl/sitectl/stacks/stacktest"
 )
 
 // process runs a command until the test ends (or stop is called).
@@ -184,7 +184,7 @@ func TestAlertingPathRealProcesses(t *testing.T) {
 		if err != nil {
 			return out
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		var res struct {
 			Data struct {
 				Result []struct {
@@ -196,7 +196,7 @@ func TestAlertingPathRealProcesses(t *testing.T) {
 		_ = json.NewDecoder(resp.Body).Decode(&res)
 		for _, x := range res.Data.Result {
 			var v float64
-			fmt.Sscan(fmt.Sprint(x.Value[1]), &v)
+			_, _ = fmt.Sscan(fmt.Sprint(x.Value[1]), &v) // not a number: 0
 			out[x.Metric["site"]] = v
 		}
 		return out

@@ -10,7 +10,7 @@ import (
 	"github.com/sitectl/sitectl/replication/postgres/pgtest"
 	"github.com/sitectl/sitectl/stacks"
 	"github.com/sitectl/sitectl/stacks/monitoring"
-	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+	"github.com/sitectl/sitectl/stacks/stacktest"
 )
 
 // TestLabExporterQueries runs the postgres-exporter queries sitectl ships on a real

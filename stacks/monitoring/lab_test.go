@@ -96,7 +96,7 @@ func TestLabMonitoring(t *testing.T) {
 	t.Logf("tunnels up: %s", time.Since(start).Round(time.Millisecond))
 
 	start = time.Now()
-	var pw testWriter = testWriter{t}
+	pw := testWriter{t}
 	for _, r := range deploy.Deploy(ctx, topo, topo.Sites, deploy.Parts(deploy.Options{}), deploy.Options{Environ: []string{}, Poll: 500 * time.Millisecond, Progress: progress.New(pw)}) {
 		if r.Err() != nil {
 			t.Fatalf("deploy: %v", r.Err())
@@ -113,7 +113,7 @@ func TestLabMonitoring(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		if resp.StatusCode != 200 {
 			return fmt.Errorf("GET %s: %s", path, resp.Status)
 		}
@@ -185,7 +185,7 @@ func TestLabMonitoring(t *testing.T) {
 	if resp, err := fromDouala.Get(esURL); err != nil {
 		t.Fatalf("from douala, the hub's Elasticsearch %s: %v", esURL, err)
 	} else {
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		t.Logf("from douala: hub Elasticsearch %s answers %s", esURL, resp.Status)
 	}
 
@@ -229,7 +229,7 @@ func TestLabMonitoring(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 	if resp, err := fromDouala.Get(esURL); err == nil {
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		t.Errorf("with douala-cloud cut, douala still reaches %s: Logstash would not be shipping through the tunnel", esURL)
 	}
 	t.Logf("douala-cloud cut: TunnelDown firing after %s (for: 20s, scrape/evaluation every 5s, scrape timeout 5s)", firing.Round(time.Second))

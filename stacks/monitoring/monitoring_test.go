@@ -18,13 +18,13 @@ import (
 	_ "github.com/sitectl/sitectl/stacks/all"
 	"github.com/sitectl/sitectl/stacks/kong"
 	"github.com/sitectl/sitectl/stacks/monitoring"
-	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+	"github.com/sitectl/sitectl/stacks/stacktest"
 )
 
 // TestRenderGolden renders monitoring for every site and environment through the
 // deploy engine's conversion, and compares every generated file with its golden.
 func TestRenderGolden(t *testing.T) {
-	stacktest.RenderEach(t, monitoring.Stack{}, func(t *testing.T, in stacks.Input, r stacks.Rendered, cfg *composetypes.Config, d *stacks.Desired) {
+	stacktest.RenderEach(t, monitoring.Stack{}, func(t *testing.T, in stacks.Input, _ stacks.Rendered, cfg *composetypes.Config, d *stacks.Desired) {
 		var names []string
 		for _, svc := range cfg.Services {
 			names = append(names, svc.Name)
@@ -48,9 +48,9 @@ func TestRenderGolden(t *testing.T) {
 	})
 }
 
-func hubFiles(t *testing.T, env string, set ...string) map[string][]byte {
+func hubFiles(t *testing.T, env string) map[string][]byte {
 	t.Helper()
-	topo := stacktest.Load(t, env, set...)
+	topo := stacktest.Load(t, env)
 	r, err := monitoring.Stack{}.Render(stacks.Input{Topo: topo, Site: topo.HubSite()})
 	if err != nil {
 		t.Fatal(err)

@@ -149,11 +149,31 @@ func Rules(topo *sites.Topology, s Settings) ([]byte, error) {
 		return desired[i].Service < desired[j].Service
 	})
 	var f ruleFile
+	repl, err := replicationGroup(topo, s)
+	if err != nil {
+		return nil, err
+	}
+	f.Groups = append(f.Groups, replicaGroup(desired, s), tunnelGroup(topo, s), repl, kongGroup(s))
 
-	// Replicas: desired counts come from the rendered stacks (recording rules with
-	// constant values); running counts from cAdvisor's swarm service label. Only sites
-	// whose cAdvisors report containers are judged: an unreachable site is TunnelDown
-	// or TargetDown, not "every service lost its tasks".
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# Alert rules for the hub %s (%s), rendered by sitectl from the topology; do not edit.\n", topo.Hub, topo.Env)
+	if len(skipped) > 0 {
+		sort.Strings(skipped)
+		fmt.Fprintf(&b, "# No desired-replica rule for (stack not registered in this build, or placement not resolvable): %s\n", strings.Join(skipped, ", "))
+	}
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(f); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), enc.Close()
+}
+
+// replicaGroup: desired counts come from the rendered stacks (recording rules with
+// constant values); running counts from cAdvisor's swarm service label. Only sites
+// whose cAdvisors report containers are judged: an unreachable site is TunnelDown
+// or TargetDown, not "every service lost its tasks".
+func replicaGroup(desired []Desired, s Settings) ruleGroup {
 	rep := ruleGroup{Name: "sitectl-replicas"}
 	for _, d := range desired {
 		rep.Rules = append(rep.Rules, rule{Record: "sitectl:service_desired_replicas", Expr: fmt.Sprintf("vector(%d)", d.Replicas),
@@ -169,10 +189,12 @@ func Rules(topo *sites.Topology, s Settings) ([]byte, error) {
 			Annotations: map[string]string{
 				"summary":     "{{ $labels.service }} at {{ $labels.site }} runs fewer tasks than desired",
 				"description": "{{ $labels.service }} at {{ $labels.site }} wants {{ $value }} tasks and fewer are running (cAdvisor); see `sitectl status --site {{ $labels.site }}`."}})
-	f.Groups = append(f.Groups, rep)
+	return rep
+}
 
-	// Tunnels: from the hub, a spoke whose every target is down is cut off; with
-	// several targets per site one dead exporter does not look like a dead tunnel.
+// tunnelGroup: from the hub, a spoke whose every target is down is cut off; with
+// several targets per site one dead exporter does not look like a dead tunnel.
+func tunnelGroup(topo *sites.Topology, s Settings) ruleGroup {
 	tun := ruleGroup{Name: "sitectl-tunnels"}
 	monitored := map[string]bool{}
 	for _, n := range sortedSites(topo, Name) {
@@ -198,9 +220,11 @@ func Rules(topo *sites.Topology, s Settings) ([]byte, error) {
 		Labels: map[string]string{"severity": "warning"},
 		Annotations: map[string]string{
 			"summary": "{{ $labels.job }} on {{ $labels.node }} ({{ $labels.site }}) is down"}})
-	f.Groups = append(f.Groups, tun)
+	return tun
+}
 
-	// Replication: the publisher's slots (postgres-exporter with sitectl's queries).
+// replicationGroup: the publisher's slots (postgres-exporter with sitectl's queries).
+func replicationGroup(topo *sites.Topology, s Settings) (ruleGroup, error) {
 	repl := ruleGroup{Name: "sitectl-replication"}
 	repl.Rules = append(repl.Rules,
 		rule{Alert: AlertReplicationLag, For: s.ReplicationFor,
@@ -220,7 +244,7 @@ func Rules(topo *sites.Topology, s Settings) ([]byte, error) {
 		}
 		keep, err := PGSize(site.Postgres.MaxSlotWALKeepSize)
 		if err != nil {
-			return nil, fmt.Errorf("monitoring: site %s postgres.max_slot_wal_keep_size: %w", site.Name, err)
+			return ruleGroup{}, fmt.Errorf("monitoring: site %s postgres.max_slot_wal_keep_size: %w", site.Name, err)
 		}
 		expr := fmt.Sprintf(`sitectl_slots_lost{site=%q} > 0`, site.Name)
 		if keep > 0 {
@@ -234,10 +258,12 @@ func Rules(topo *sites.Topology, s Settings) ([]byte, error) {
 				"summary":     fmt.Sprintf("slot {{ $labels.slot_name }} at %s retains {{ $value | humanize1024 }}B of WAL (limit max_slot_wal_keep_size = %s)", site.Name, site.Postgres.MaxSlotWALKeepSize),
 				"description": fmt.Sprintf("Past %.0f%% of max_slot_wal_keep_size PostgreSQL invalidates the slot and the subscriber must be re-seeded. Heal the partition or raise postgres.max_slot_wal_keep_size for %s.", s.SlotWALRatio*100, site.Name)}})
 	}
-	f.Groups = append(f.Groups, repl)
+	return repl, nil
+}
 
-	// Kong: error rate and latency per site, from the prometheus plugin.
-	f.Groups = append(f.Groups, ruleGroup{Name: "sitectl-kong", Rules: []rule{
+// kongGroup: error rate and latency per site, from the prometheus plugin.
+func kongGroup(s Settings) ruleGroup {
+	return ruleGroup{Name: "sitectl-kong", Rules: []rule{
 		{Alert: AlertKong5xx, For: s.KongFor,
 			Expr:   fmt.Sprintf(`sum by (site) (rate(kong_http_requests_total{code=~"5.."}[5m])) / sum by (site) (rate(kong_http_requests_total[5m])) > %s`, strconv.FormatFloat(s.Kong5xxRatio, 'f', -1, 64)),
 			Labels: map[string]string{"severity": "warning"},
@@ -248,18 +274,5 @@ func Rules(topo *sites.Topology, s Settings) ([]byte, error) {
 			Labels: map[string]string{"severity": "warning"},
 			Annotations: map[string]string{
 				"summary": "Kong at {{ $labels.site }}: p95 latency {{ $value }} ms over " + strconv.Itoa(s.KongP95Millis) + " ms"}},
-	}})
-
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "# Alert rules for the hub %s (%s), rendered by sitectl from the topology; do not edit.\n", topo.Hub, topo.Env)
-	if len(skipped) > 0 {
-		sort.Strings(skipped)
-		fmt.Fprintf(&b, "# No desired-replica rule for (stack not registered in this build, or placement not resolvable): %s\n", strings.Join(skipped, ", "))
-	}
-	enc := yaml.NewEncoder(&b)
-	enc.SetIndent(2)
-	if err := enc.Encode(f); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), enc.Close()
+	}}
 }

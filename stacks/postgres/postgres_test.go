@@ -11,8 +11,8 @@ import (
 
 	"github.com/sitectl/sitectl/replication/postgres/pgtest"
 	"github.com/sitectl/sitectl/stacks"
-	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
 	pgstack "github.com/sitectl/sitectl/stacks/postgres"
+	"github.com/sitectl/sitectl/stacks/stacktest"
 )
 
 // renderedCheck renders douala's postgres stack with the given health_retry and
@@ -40,7 +40,7 @@ func freePort(t *testing.T) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port
 }
 

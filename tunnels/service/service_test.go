@@ -1,7 +1,6 @@
 package service
 
 import (
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,11 +10,10 @@ import (
 	"github.com/docker/cli/cli/compose/loader"
 	composetypes "github.com/docker/cli/cli/compose/types"
 
+	"github.com/sitectl/sitectl/internal/golden"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/tunnels"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func load(t *testing.T, set ...string) *sites.Topology {
 	t.Helper()
@@ -49,19 +47,7 @@ func TestRenderService(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", "cloud-"+name+".compose.yaml")
-			if *update {
-				if err := os.WriteFile(golden, r.Compose, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(want) != string(r.Compose) {
-				t.Errorf("compose differs from %s (go test ./tunnels/service -update):\n%s", golden, r.Compose)
-			}
+			golden.Assert(t, "cloud-"+name+".compose.yaml", r.Compose)
 			if strings.Contains(string(r.Compose), "not-a-real-psk") || strings.Contains(string(r.Compose), "PRIVATE KEY") {
 				t.Fatal("a secret value is in the compose file")
 			}

@@ -58,10 +58,10 @@ func Matching(site *sites.Site, constraints []string) ([]sites.Node, error) {
 		ok := true
 		for _, c := range conds {
 			var have string
-			switch {
-			case c.field == "node.hostname":
+			switch c.field {
+			case "node.hostname":
 				have = n.Name
-			case c.field == "node.role":
+			case "node.role":
 				have = n.Role
 			default:
 				have = n.Labels[strings.TrimPrefix(c.field, "node.labels.")]

@@ -79,7 +79,7 @@ func Load(t testing.TB, env string, set ...string) *sites.Topology {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if e.IsDir() || !(strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".sql")) {
+		if e.IsDir() || (!strings.HasSuffix(e.Name(), ".yaml") && !strings.HasSuffix(e.Name(), ".sql")) {
 			continue
 		}
 		copyFile(t, filepath.Join(src, e.Name()), filepath.Join(dir, e.Name()))
