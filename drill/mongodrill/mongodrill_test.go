@@ -11,7 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/sitectl/sitectl/drill"
-	"github.com/sitectl/sitectl/replication/mongo/mongofake"
+	"github.com/sitectl/sitectl/internal/mongofake"
 	"github.com/sitectl/sitectl/sites"
 )
 

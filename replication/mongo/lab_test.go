@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/sitectl/sitectl/internal/netns"
-	"github.com/sitectl/sitectl/replication/mongo/mongofake"
+	"github.com/sitectl/sitectl/internal/mongofake"
 	"github.com/sitectl/sitectl/sites"
 )
 

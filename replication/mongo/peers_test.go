@@ -10,7 +10,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/sitectl/sitectl/replication/mongo/mongofake"
+	"github.com/sitectl/sitectl/internal/mongofake"
 	"github.com/sitectl/sitectl/sites"
 )
 

@@ -12,7 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 
-	"github.com/sitectl/sitectl/replication/mongo/mongofake"
+	"github.com/sitectl/sitectl/internal/mongofake"
 )
 
 // TestStandaloneWithDriverCRUD serves one member, initiates it as a one-member set
