@@ -23,6 +23,7 @@ import (
 	"github.com/sitectl/sitectl/internal/golden"
 	"github.com/sitectl/sitectl/internal/progress"
 	"github.com/sitectl/sitectl/lab"
+	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
 	sitectlswarm "github.com/sitectl/sitectl/swarm"
@@ -101,6 +102,7 @@ func (e *labEnv) topo(t *testing.T, set ...string) *sites.Topology {
 	if err != nil {
 		t.Fatal(err)
 	}
+	labreach.Install(topo)
 	return topo
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -33,6 +34,7 @@ func (l *tnLab) reload(t testing.TB, extra ...string) *sites.Topology {
 	if err != nil {
 		t.Fatal(err)
 	}
+	labreach.Install(topo)
 	return topo
 }
 

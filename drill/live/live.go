@@ -7,7 +7,6 @@ package live
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"time"
@@ -20,7 +19,6 @@ import (
 	"github.com/sitectl/sitectl/drill/pgdrill"
 	"github.com/sitectl/sitectl/drill/swarmfault"
 	"github.com/sitectl/sitectl/engine"
-	"github.com/sitectl/sitectl/internal/netns"
 	"github.com/sitectl/sitectl/internal/progress"
 	"github.com/sitectl/sitectl/replication/postgres"
 	"github.com/sitectl/sitectl/sites"
@@ -244,12 +242,12 @@ func Build(ctx context.Context, topo *sites.Topology, o Options) (d *drill.Drill
 	return d, cleanup, nil
 }
 
-// openMongo connects to the site's first replica set member, from the site's
-// namespace in the lab, with the configured credentials.
+// openMongo connects to the site's first replica set member, with the site's
+// Reach (from the site's namespace in the lab) and the configured credentials.
 func openMongo(s *sites.Site) (*mongodrill.Side, error) {
 	var dialer mongodrill.Dialer
-	if ns := s.Lab.Namespace; ns != "" {
-		dialer = dialFunc(netns.Dialer(ns))
+	if d := s.Reach.Dial; d != nil {
+		dialer = d
 	}
 	var cred *options.Credential
 	if s.Mongo.User != "" {
@@ -260,12 +258,6 @@ func openMongo(s *sites.Site) (*mongodrill.Side, error) {
 		cred = &options.Credential{Username: s.Mongo.User, Password: string(pw), AuthSource: "admin"}
 	}
 	return mongodrill.Open(s.Name, s.Mongo.Members[0].Host, dialer, cred)
-}
-
-type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
-
-func (f dialFunc) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	return f(ctx, network, addr)
 }
 
 func nodeNames(s *sites.Site) []string {

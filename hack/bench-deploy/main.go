@@ -28,6 +28,7 @@ import (
 	"github.com/sitectl/sitectl/deploy"
 	"github.com/sitectl/sitectl/engine"
 	"github.com/sitectl/sitectl/internal/progress"
+	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
@@ -84,6 +85,7 @@ func run(dir, env, only string, set []string, timeout time.Duration, verbose boo
 	if err != nil {
 		return err
 	}
+	labreach.Install(topo)
 	if only != "" {
 		for _, s := range topo.Sites {
 			s.Stacks = strings.Split(only, ",")

@@ -10,8 +10,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/sitectl/sitectl/internal/netns"
 	"github.com/sitectl/sitectl/internal/mongofake"
+	"github.com/sitectl/sitectl/internal/netns"
+	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -67,6 +68,7 @@ func TestLabServedMembersInNamespaces(t *testing.T) {
 		hosts = append(hosts, host)
 		s := topo.Site(n)
 		s.Lab.Namespace = ns
+		s.Reach = labreach.Namespace(ns)
 		s.Mongo.Members = []sites.MongoMember{{Host: host}}
 	}
 	var wg sync.WaitGroup
