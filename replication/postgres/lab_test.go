@@ -155,7 +155,7 @@ func TestLabReplication(t *testing.T) {
 			"yaounde: ~ postgres subscription sitectl_cloud_to_yaounde",
 		)
 		for _, c := range p.Changes["douala"] {
-			if c.Op.Kind == "alter-publication" && strings.Join(c.Step.Diff, "|") != "+ table public.payments WHERE (site = 'douala')" {
+			if c.Op.Kind == OpAlterPublication && strings.Join(c.Step.Diff, "|") != "+ table public.payments WHERE (site = 'douala')" {
 				t.Errorf("douala publication diff = %q", c.Step.Diff)
 			}
 		}
@@ -338,7 +338,7 @@ func TestLabReplication(t *testing.T) {
 		p := l.plan(ctx)
 		var blocked *Change
 		for i, ch := range p.Changes["cloud"] {
-			if ch.Op.Kind == "blocked" {
+			if ch.Op.Kind == OpBlocked {
 				blocked = &p.Changes["cloud"][i]
 			}
 		}
@@ -598,7 +598,7 @@ func TestLabSlotLock(t *testing.T) {
 	p := l.plan(ctx)
 	var drop func(context.Context) error
 	for _, c := range p.Changes["douala"] {
-		if c.Op.Kind == "drop-slot" && c.Op.Object == sub {
+		if c.Op.Kind == OpDropSlot && c.Op.Object == sub {
 			drop = c.Step.Apply
 		}
 	}

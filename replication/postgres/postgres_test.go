@@ -198,7 +198,7 @@ func TestDiff(t *testing.T) {
 		got := Diff(d, lives, ex)
 		golden(t, "plan-drift.golden", renderChanges(t, got))
 		for _, c := range got["cloud"] {
-			if c.Op.Kind == "blocked" && c.Step.Apply != nil {
+			if c.Op.Kind == OpBlocked && c.Step.Apply != nil {
 				t.Error("a subscription blocked by a conflict must not be applied")
 			}
 		}

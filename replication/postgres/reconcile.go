@@ -149,7 +149,7 @@ func Plan(ctx context.Context, topo *sites.Topology, sess *Session, opts Options
 	for site, cs := range p.Changes {
 		for i := range cs {
 			op := cs[i].Op
-			if op.Kind == "blocked" {
+			if op.Kind == OpBlocked {
 				continue
 			}
 			cs[i].Step.Apply = func(ctx context.Context) error { return p.apply(ctx, topo, op) }
@@ -298,7 +298,7 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 	if err != nil {
 		return err
 	}
-	what := strings.ReplaceAll(op.Kind, "-", " ")
+	what := strings.ReplaceAll(string(op.Kind), "-", " ")
 	if op.Object != "" {
 		what += " " + op.Object
 	} else if op.Publication != nil {
@@ -308,7 +308,7 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 	}
 	fail := func(err error) error { return fmt.Errorf("%s: %s: %w", op.Site, what, err) }
 	switch op.Kind {
-	case "schema":
+	case OpSchema:
 		schema, err := LoadSchema(topo, topo.Site(op.Site))
 		if err != nil {
 			return fail(err)
@@ -321,12 +321,12 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 			return fail(err)
 		}
 		return nil
-	case "drop-slot":
+	case OpDropSlot:
 		if err := p.dropStaleSlot(ctx, op); err != nil {
 			return fail(err)
 		}
 		return nil
-	case "create-subscription", "alter-subscription":
+	case OpCreateSubscription, OpAlterSubscription:
 		if err := p.waitPublisher(ctx, op); err != nil {
 			return fail(err)
 		}
@@ -334,7 +334,7 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 	if err := execAll(ctx, pool, op.Statements); err != nil {
 		return fail(err)
 	}
-	if op.Kind == "recreate-subscription" {
+	if op.Kind == OpRecreateSubscription {
 		// Dropped above; now as a new one (its lost slot is dropped below).
 		if err := p.waitPublisher(ctx, op); err != nil {
 			return fail(err)
@@ -352,7 +352,7 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 			}
 		}
 	}
-	create := op.Kind == "create-subscription" || op.Kind == "recreate-subscription"
+	create := op.Kind == OpCreateSubscription || op.Kind == OpRecreateSubscription
 	if create || op.SetConnection {
 		conninfo, err := s.Conn.Render()
 		if err != nil {
