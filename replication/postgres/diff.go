@@ -113,7 +113,7 @@ func Diff(d *Desired, lives map[string]*Live, ex Extras) map[string][]Change {
 				add(c)
 			}
 		}
-		for _, name := range sortedKeys(live.Publications) {
+		for _, name := range slices.Sorted(maps.Keys(live.Publications)) {
 			if !wantPubs[name] {
 				add(Change{Step: plan.Step{Action: plan.Remove, Name: "publication " + name, Note: "sitectl-owned, no longer in the topology"},
 					Op: Op{Kind: OpDropPublication, Site: site, Phase: PhaseUnpublish, Object: name,
@@ -128,7 +128,7 @@ func Diff(d *Desired, lives map[string]*Live, ex Extras) map[string][]Change {
 				add(c)
 			}
 		}
-		for _, name := range sortedKeys(live.Subscriptions) {
+		for _, name := range slices.Sorted(maps.Keys(live.Subscriptions)) {
 			if wantSubs[name] {
 				continue
 			}
@@ -142,7 +142,7 @@ func Diff(d *Desired, lives map[string]*Live, ex Extras) map[string][]Change {
 				}}})
 		}
 		// Slots: keep those a live subscription of the right name uses.
-		for _, name := range sortedKeys(live.Slots) {
+		for _, name := range slices.Sorted(maps.Keys(live.Slots)) {
 			keep, subscriber := false, ""
 			for _, p := range d.Publications[site] {
 				if p.Name == name {
@@ -199,7 +199,7 @@ func diffPublication(p *Publication, live *LivePublication) (Change, bool) {
 		want[t.Name] = t.Filter
 	}
 	tablesChanged := false
-	for _, t := range sortedKeys(want) {
+	for _, t := range slices.Sorted(maps.Keys(want)) {
 		got, ok := live.Tables[t]
 		switch {
 		case !ok:
@@ -210,7 +210,7 @@ func diffPublication(p *Publication, live *LivePublication) (Change, bool) {
 			tablesChanged = true
 		}
 	}
-	for _, t := range sortedKeys(live.Tables) {
+	for _, t := range slices.Sorted(maps.Keys(live.Tables)) {
 		if _, ok := want[t]; !ok {
 			step.Diff = append(step.Diff, "- table "+t)
 			tablesChanged = true
@@ -282,7 +282,7 @@ func diffSubscription(s *Subscription, live *LiveSubscription, publisher *Live, 
 		op.Refresh = true
 	}
 	want := s.Tables
-	if got := sortedKeys(live.Tables); !slices.Equal(got, want) {
+	if got := slices.Sorted(maps.Keys(live.Tables)); !slices.Equal(got, want) {
 		step.Diff = append(step.Diff, fmt.Sprintf("tables: %s → %s (refresh publication; new tables are copied)", orNone(strings.Join(got, ", ")), strings.Join(want, ", ")))
 		op.Refresh = true
 		clearCopies(&op, &step, ex)
@@ -310,7 +310,7 @@ func diffSubscription(s *Subscription, live *LiveSubscription, publisher *Live, 
 func clearCopies(op *Op, step *plan.Step, ex Extras) {
 	s := op.Subscription
 	copies := ex.Copies[s.Name]
-	for _, t := range sortedKeys(copies) {
+	for _, t := range slices.Sorted(maps.Keys(copies)) {
 		if n := copies[t]; n > 0 {
 			if op.ClearCopies == nil {
 				op.ClearCopies = map[string]int64{}
@@ -357,5 +357,3 @@ func orNone(s string) string {
 	}
 	return s
 }
-
-func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

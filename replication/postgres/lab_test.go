@@ -5,8 +5,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -22,7 +24,7 @@ var cutFor = flag.Duration("pg.cut", 30*time.Second, "how long TestLabReplicatio
 // stepNames lists a plan's steps as "site: + postgres publication x".
 func stepNames(p *Planned) []string {
 	var out []string
-	for _, site := range sortedKeys(p.Changes) {
+	for _, site := range slices.Sorted(maps.Keys(p.Changes)) {
 		for _, c := range p.Changes[site] {
 			out = append(out, site+": "+c.Step.String())
 		}
@@ -72,7 +74,7 @@ func TestLabReplication(t *testing.T) {
 	)
 	var rendered strings.Builder
 	pl := plan.Plan{Env: "test"}
-	for _, site := range sortedKeys(p.Changes) {
+	for _, site := range slices.Sorted(maps.Keys(p.Changes)) {
 		pl.Sites = append(pl.Sites, plan.SitePlan{Site: site, Steps: p.Steps(site)})
 	}
 	if err := pl.Render(&rendered); err != nil {

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -118,7 +120,7 @@ func liveFromDesired(t *testing.T, d *Desired) map[string]*Live {
 func renderChanges(t *testing.T, changes map[string][]Change) string {
 	t.Helper()
 	p := plan.Plan{Env: "dev"}
-	for _, site := range sortedKeys(changes) {
+	for _, site := range slices.Sorted(maps.Keys(changes)) {
 		var steps []plan.Step
 		for _, c := range changes[site] {
 			steps = append(steps, c.Step)
