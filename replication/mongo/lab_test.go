@@ -87,7 +87,7 @@ func TestLabServedMembersInNamespaces(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		for _, ln := range lns {
-			ln.Close()
+			_ = ln.Close()
 		}
 		wg.Wait()
 	})

@@ -203,7 +203,7 @@ func TestLabReplication(t *testing.T) {
 		p := l.plan(ctx)
 		wantSteps(t, p, "douala: + postgres subscription sitectl_cloud_to_douala")
 		tx := l.openTx("cloud", `SELECT txid_current()`)
-		defer tx.Rollback(ctx)
+		defer func() { _ = tx.Rollback(ctx) }()
 		applied := make(chan error, 1)
 		go func() { applied <- p.Apply(ctx, nil) }()
 		// The slot's creation at cloud waits for that transaction.
@@ -381,7 +381,7 @@ func TestLabReplication(t *testing.T) {
 		defer func(old time.Duration) { SchemaLockWait = old }(SchemaLockWait)
 		SchemaLockWait = time.Second
 		tx := l.openTx("douala", `LOCK TABLE public.orders IN ROW EXCLUSIVE MODE`)
-		defer tx.Rollback(ctx)
+		defer func() { _ = tx.Rollback(ctx) }()
 		start := time.Now()
 		pp, err := Plan(ctx, l.topo, l.sess, Options{Wait: 30 * time.Second})
 		if err == nil {

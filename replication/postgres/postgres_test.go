@@ -262,7 +262,7 @@ func TestConnInfo(t *testing.T) {
 		t.Errorf("Redact(URI) = %s", r)
 	}
 	t.Setenv("PG_TEST_PW", "")
-	os.Unsetenv("PG_TEST_PW")
+	_ = os.Unsetenv("PG_TEST_PW")
 	if _, err := c.Render(); err == nil || !strings.Contains(err.Error(), "PG_TEST_PW is not set") {
 		t.Errorf("missing secret: %v", err)
 	}
@@ -378,7 +378,7 @@ func FuzzDecodePgoutput(f *testing.F) {
 	rel := msgRelation(1, "public", "orders", []string{"id", "site"}, []bool{true, true})
 	f.Add(msgBegin(1, 1), rel, append([]byte{'I', 0, 0, 0, 1, 'N'}, tuple(sp("x"), sp("y"))...))
 	f.Add([]byte{'B'}, []byte{'R', 0}, []byte{'U', 0, 0, 0, 1, 'Z'})
-	f.Fuzz(func(t *testing.T, a, b, c []byte) {
+	f.Fuzz(func(_ *testing.T, a, b, c []byte) {
 		_, _ = decodePgoutput([][]byte{a, b, c})
 	})
 }

@@ -20,7 +20,7 @@ var testHookSlotMade func(slot string)
 func closeSession(ctx context.Context, conn *pgxpool.Conn) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	conn.Conn().Close(cctx)
+	_ = conn.Conn().Close(cctx)
 }
 
 // execer is a pool or one of its connections.

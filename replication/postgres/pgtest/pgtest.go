@@ -156,7 +156,7 @@ func StartCluster(opts Options) (*Cluster, error) {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = dir
 	if err := cmd.Start(); err != nil {
-		logf.Close()
+		_ = logf.Close()
 		return fail(err)
 	}
 	c.cmd = cmd
@@ -187,7 +187,7 @@ func initData(dir, listen string, cred *syscall.Credential) error {
 			return err
 		}
 		_, err = fmt.Fprintln(hba, "host all all 0.0.0.0/0 scram-sha-256\nhost replication all 0.0.0.0/0 scram-sha-256")
-		hba.Close()
+		_ = hba.Close()
 		if err != nil {
 			return err
 		}
@@ -235,7 +235,7 @@ func (c *Cluster) bootstrap(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	// The role's password must not land in the server log (tests check it does not).
 	if _, err := conn.Exec(ctx, "SET log_statement = 'none'"); err != nil {
 		return err
@@ -263,7 +263,7 @@ func (c *Cluster) MustConnect(t testing.TB) *pgx.Conn {
 	if err != nil {
 		t.Fatalf("connect %s: %v", c.Opts.Name, err)
 	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
 	return conn
 }
 
@@ -292,7 +292,7 @@ func (c *Cluster) Stop() error {
 		c.cmd = nil
 	}
 	if c.logf != nil {
-		c.logf.Close()
+		_ = c.logf.Close()
 		c.logf = nil
 	}
 	if c.Dir != "" {
@@ -308,7 +308,7 @@ func freePort(host string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
