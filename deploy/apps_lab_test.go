@@ -13,6 +13,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/sitectl/sitectl/internal/apps"
+	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
@@ -49,6 +50,7 @@ func TestLabApps(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		labreach.Install(topo)
 		list, ps := apps.Load(apps.Options{Dir: appsDir, Topo: topo, Environ: []string{}})
 		if len(ps) > 0 {
 			t.Fatal(ps)

@@ -24,6 +24,7 @@ import (
 	"github.com/sitectl/sitectl/internal/progress"
 	"github.com/sitectl/sitectl/lab"
 	"github.com/sitectl/sitectl/lab/labgate"
+	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
 	sitectlswarm "github.com/sitectl/sitectl/swarm"
@@ -97,6 +98,7 @@ func (e *labEnv) topo(t *testing.T, set ...string) *sites.Topology {
 	if err != nil {
 		t.Fatal(err)
 	}
+	labreach.Install(topo)
 	return topo
 }
 

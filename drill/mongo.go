@@ -165,25 +165,7 @@ func (p *Drill) verifyMongo(ctx context.Context, attempts []mongoAttempt) *Mongo
 		}
 		res.Sides = append(res.Sides, *r)
 	}
-	// Read back through any side that answers (after the heal every side should).
-	var seen map[uuid.UUID]bool
-	var readErr error
-	deadline := time.Now().Add(p.Settings.withDefaults().Converge)
-	for seen == nil && time.Now().Before(deadline) {
-		for _, side := range p.Mongo {
-			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			ids, err := side.IDs(rctx, p.RunID)
-			cancel()
-			if err == nil {
-				seen = ids
-				break
-			}
-			readErr = err
-		}
-		if seen == nil {
-			p.sleep(time.Second)
-		}
-	}
+	seen, readErr := p.readMongoBack(ctx)
 	if seen == nil {
 		res.Passed = false
 		res.Detail = fmt.Sprintf("could not read the documents back after the heal: %v", readErr)
@@ -208,4 +190,24 @@ func (p *Drill) verifyMongo(ctx context.Context, attempts []mongoAttempt) *Mongo
 		res.Detail = strings.Join(problems, "; ")
 	}
 	return res
+}
+
+// readMongoBack reads the run's documents back through any side that answers
+// (after the heal every side should), retrying until the convergence deadline.
+func (p *Drill) readMongoBack(ctx context.Context) (map[uuid.UUID]bool, error) {
+	var readErr error
+	deadline := time.Now().Add(p.Settings.withDefaults().Converge)
+	for time.Now().Before(deadline) {
+		for _, side := range p.Mongo {
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			ids, err := side.IDs(rctx, p.RunID)
+			cancel()
+			if err == nil {
+				return ids, nil
+			}
+			readErr = err
+		}
+		p.sleep(time.Second)
+	}
+	return nil, readErr
 }

@@ -73,25 +73,8 @@ const caughtUpGrace = 10 * time.Second
 // links are always healed before Run returns, whatever happened (a failing step, ctx
 // cancelled by SIGINT/SIGTERM or its deadline, a panic).
 func (p *Drill) Run(ctx context.Context) *Report {
-	if p.now == nil {
-		p.now = time.Now
-	}
-	if p.sleep == nil {
-		p.sleep = time.Sleep
-	}
-	if p.Observer == nil { // no PostgreSQL replication to watch (a MongoDB-only drill)
-		p.Observer = noFlows{}
-	}
-	s := p.Settings.withDefaults()
-	if p.RunID == "" {
-		p.RunID = "dr-" + uuid.Must(uuid.NewV7()).String()[:13]
-	}
-	rep := &Report{Drill: p.Kind, Env: p.Topo.Env, Run: p.RunID, Site: p.Site, Started: p.now(),
-		Settings: ReportSetting{Duration: Seconds(s.Duration.Seconds()), Writes: s.Writes}}
-	for _, l := range p.Links {
-		rep.Links = append(rep.Links, l.Name())
-	}
-	rep.Sides = Sides(p.Topo, p.Links)
+	s := p.start()
+	rep := p.newReport(s)
 	rec := &recorder{now: p.now, hook: p.OnEvent}
 	h := &healer{resync: p.Resyncer, obs: p.Observer, settings: s, rec: rec, prog: p.Progress, sleep: p.sleep}
 	ev := rec.event
@@ -131,39 +114,13 @@ func (p *Drill) Run(ctx context.Context) *Report {
 	var swg sync.WaitGroup
 	swg.Add(1)
 	go func() { defer swg.Done(); defer p.catch(); smp.run(sctx) }()
-	defer func() { stopSampling(); swg.Wait(); p.rethrow() }()
+	stop := func() { stopSampling(); swg.Wait() }
+	defer func() { stop(); p.rethrow() }()
 
-	// Rows written before the faults must survive them (db-down restarts a database).
-	var pre []Attempt
-	if p.PreWrites > 0 {
-		pre = p.writeBefore(ctx, ev)
-	}
-
-	// 2. Record, then inject. Each fault is recorded outside this process and
-	// armed for removal before it is injected.
-	if err := p.record(ctx, h); err != nil {
-		ev(EvError, "", err.Error())
-		rep.Error = err.Error()
+	// 2. Record, then inject.
+	pre, cutAt, ok := p.inject(ctx, rep, h, ev)
+	if !ok {
 		return rep
-	}
-	cutAt := p.now()
-	for _, f := range p.Faults {
-		i := h.arm(f, p.now())
-		on, _ := f.Events()
-		end := p.Progress.Step("%s %s", on, f.Name())
-		err := f.Inject(ctx)
-		end(err)
-		if err != nil {
-			if ctx.Err() != nil {
-				p.interrupted(ctx, rep, ev)
-				return rep
-			}
-			ev(EvError, f.Name(), on+": "+err.Error())
-			rep.Error = fmt.Sprintf("%s %s: %v", on, f.Name(), err)
-			return rep
-		}
-		cutAt = ev(on, f.Name(), "")
-		h.injected(i, cutAt)
 	}
 	// The faults last Duration from the moment the last one took effect: the
 	// writes, the probes and the MongoDB writes all happen inside that window and
@@ -171,47 +128,21 @@ func (p *Drill) Run(ctx context.Context) *Report {
 	until := cutAt.Add(s.Duration)
 	wctx, cancelWindow := context.WithDeadline(ctx, until)
 	defer cancelWindow()
-	if p.Checker != nil {
-		for _, l := range p.Links {
-			up, err := p.Checker.LinkUp(wctx, l)
-			rep.Observations = append(rep.Observations, Observation{What: "link " + l.Name() + " down during the cut",
-				OK: err == nil && !up, Detail: linkDetail(up, err)})
-		}
-	}
+	p.checkCut(wctx, rep)
 
 	// 3. Write on every side, probe and write to MongoDB, together, while the
 	// faults are in place.
-	var (
-		attempts      []Attempt
-		stats         []WriteStats
-		probed        [][]Observation
-		mongoAttempts []mongoAttempt
-		wg            sync.WaitGroup
-	)
-	probed = make([][]Observation, len(p.Probes))
-	wg.Add(1)
-	go func() { defer wg.Done(); defer p.catch(); attempts, stats = p.write(wctx, s, until, ev) }()
-	for i, pr := range p.Probes {
-		wg.Add(1)
-		go func() { defer wg.Done(); defer p.catch(); probed[i] = pr.Observe(wctx) }()
-	}
-	if len(p.Mongo) > 0 {
-		wg.Add(1)
-		go func() { defer wg.Done(); defer p.catch(); mongoAttempts = p.writeMongo(wctx, s) }()
-	}
-	wg.Wait()
-	p.rethrow()
+	w := p.underFaults(wctx, s, until, ev)
+	rep.Writes = w.stats
 	if err := p.hold(ctx, until); err != nil || ctx.Err() != nil {
 		// Interrupted: what was written or probed so far says nothing about the
 		// sites (a write cancelled by SIGINT is not a site refusing it).
-		rep.Writes = stats
 		p.interrupted(ctx, rep, ev)
 		return rep
 	}
-	rep.Writes = stats
-	attempts = append(pre, attempts...)
-	rep.Observations = append(rep.Observations, p.writeObservations(stats)...)
-	for _, o := range probed {
+	attempts := append(pre, w.attempts...)
+	rep.Observations = append(rep.Observations, p.writeObservations(w.stats)...)
+	for _, o := range w.probed {
 		rep.Observations = append(rep.Observations, o...)
 	}
 
@@ -228,58 +159,40 @@ func (p *Drill) Run(ctx context.Context) *Report {
 	}
 
 	// 5. Converge, 6. verify.
-	holdings, converged, err := p.converge(ctx, s, attempts, healAt, ev)
-	rep.Converged = converged
-	if converged {
-		rep.HealToConverged = Secs(p.now().Sub(healAt))
+	holdings, ok := p.convergeAll(ctx, s, rep, attempts, healAt, ev)
+	if !ok {
+		return rep
 	}
-	if err != nil {
-		if ctx.Err() != nil {
-			p.interrupted(ctx, rep, ev)
-			return rep
-		}
-		rep.Error = err.Error()
-		if holdings == nil {
-			return rep
-		}
+	p.waitCaughtUp(s, rep, rec, healAt, stop)
+	p.verify(ctx, rep, attempts, holdings, before, w.mongo, ev)
+	return rep
+}
+
+// start fills the defaults of a drill about to run and returns its settings.
+func (p *Drill) start() Settings {
+	if p.now == nil {
+		p.now = time.Now
 	}
-	// The verdict comes from a fresh read after convergence: a row that vanished since
-	// (deleted behind the drill's back) must show as lost.
-	if final, err := p.readAll(context.WithoutCancel(ctx)); err == nil {
-		holdings = final
-	} else {
-		rep.Error = joinErr(rep.Error, "final read: "+err.Error())
+	if p.sleep == nil {
+		p.sleep = time.Sleep
 	}
-	if converged && len(p.Topo.Flows) > 0 {
-		// Let the sampler see PostgreSQL's own view catch up (slots confirmed, zero
-		// lag), which trails the rows becoming visible by a feedback round.
-		for wait := p.now().Add(caughtUpGrace); smp.caughtUpAt().IsZero() && p.now().Before(wait); {
-			p.sleep(s.Sample)
-		}
+	if p.Observer == nil { // no PostgreSQL replication to watch (a MongoDB-only drill)
+		p.Observer = noFlows{}
 	}
-	stopSampling()
-	swg.Wait()
-	if t := smp.caughtUpAt(); !t.IsZero() {
-		rep.HealToCaughtUp = Secs(t.Sub(healAt))
-		rec.eventAt(t, EvCaughtUp, "", fmt.Sprintf("every flow streaming with zero lag, %.2fs after the heal", t.Sub(healAt).Seconds()))
+	if p.RunID == "" {
+		p.RunID = "dr-" + uuid.Must(uuid.NewV7()).String()[:13]
 	}
-	after, ferr := p.Observer.Flows(context.WithoutCancel(ctx))
-	if ferr != nil {
-		rep.Error = joinErr(rep.Error, fmt.Sprintf("read replication state after the drill: %v", ferr))
+	return p.Settings.withDefaults()
+}
+
+// newReport starts the drill's report.
+func (p *Drill) newReport(s Settings) *Report {
+	rep := &Report{Drill: p.Kind, Env: p.Topo.Env, Run: p.RunID, Site: p.Site, Started: p.now(),
+		Settings: ReportSetting{Duration: Seconds(s.Duration.Seconds()), Writes: s.Writes}}
+	for _, l := range p.Links {
+		rep.Links = append(rep.Links, l.Name())
 	}
-	v := Verify(VerifyInput{Attempts: attempts, Holdings: holdings, Place: FlowPlacement(p.Topo.Flows), Before: before, After: after})
-	rep.Verdict = &v
-	ev(EvVerified, "", fmt.Sprintf("lost=%d duplicated=%d collisions=%d", v.Lost, v.Duplicated, v.Collisions))
-	if len(p.Mongo) > 0 {
-		rep.Mongo = p.verifyMongo(context.WithoutCancel(ctx), mongoAttempts)
-		if !rep.Mongo.Passed {
-			v.Passed = false
-			v.Checks = append(v.Checks, Check{Name: "mongodb", Passed: false, Detail: rep.Mongo.Detail})
-		} else {
-			v.Checks = append(v.Checks, Check{Name: "mongodb", Passed: true, Detail: rep.Mongo.Detail})
-		}
-		rep.Verdict = &v
-	}
+	rep.Sides = Sides(p.Topo, p.Links)
 	return rep
 }
 

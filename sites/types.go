@@ -41,6 +41,10 @@ type Site struct {
 
 	// Alerting is where the hub's Alertmanager sends alerts (sites/alerting.go).
 	Alerting Alerting `mapstructure:"alerting" json:"alerting,omitzero" yaml:"alerting,omitempty"`
+
+	// Reach is how sitectl reaches the site from where it runs (sites/reach.go):
+	// not configuration, installed after loading (the lab: lab/labreach).
+	Reach Reach `mapstructure:"-" json:"-" yaml:"-"`
 }
 
 // Engine says how sitectl reaches the site's Docker engine (a swarm manager), the way

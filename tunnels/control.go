@@ -64,8 +64,8 @@ func Install(ctx context.Context, topo *sites.Topology, g *Gateway) error {
 	if err != nil {
 		return err
 	}
-	if ns := topo.Site(g.Site).Lab.Namespace; ns != "" {
-		if err := SetupTransit(ctx, ns, g); err != nil {
+	if r := topo.Site(g.Site).Reach; r.Gateway != nil {
+		if err := SetupTransit(ctx, r, g); err != nil {
 			return err
 		}
 	}

@@ -374,26 +374,27 @@ func (c *Client) hasCert(ctx context.Context, der []byte) (bool, error) {
 }
 
 // planTransit returns the step that gives a kernel-libipsec hub its transit
-// addresses (TransitAddresses). sitectl can set them only where it reaches the
-// gateway's network namespace (the lab); elsewhere the plan says what is needed.
+// addresses (TransitAddresses). sitectl can set them only where the site's Reach
+// has a shell on the gateway (the lab's namespaces); elsewhere the plan says what
+// is needed.
 func planTransit(ctx context.Context, site *sites.Site, g *Gateway) ([]plan.Step, error) {
 	want := TransitAddresses(g)
 	if len(want) == 0 {
 		return nil, nil
 	}
-	ns := site.Lab.Namespace
-	if ns == "" {
+	r := site.Reach
+	if r.Gateway == nil {
 		return []plan.Step{{Site: site.Name, Component: ComponentTunnel, Action: plan.Noop, Name: "transit addresses",
 			Note: fmt.Sprintf("kernel-libipsec: the gateway must own %s (tunnels.SetupTransit); sitectl sets them only in the lab", strings.Join(want, ", "))}}, nil
 	}
-	missing, err := missingTransit(ctx, ns, g)
+	missing, err := missingTransit(ctx, r.Gateway, g)
 	if err != nil || len(missing) == 0 {
 		return nil, err
 	}
 	return []plan.Step{{Site: site.Name, Component: ComponentTunnel, Action: plan.Create, Name: "transit addresses",
-		Diff:  []string{"on " + TransitInterface + " in " + ns + ": " + strings.Join(missing, ", ")},
+		Diff:  []string{"on " + TransitInterface + " in " + r.GatewayName + ": " + strings.Join(missing, ", ")},
 		Note:  "kernel-libipsec needs a local address in every local selector to route it",
-		Apply: func(ctx context.Context) error { return SetupTransit(ctx, ns, g) }}}, nil
+		Apply: func(ctx context.Context) error { return SetupTransit(ctx, r, g) }}}, nil
 }
 
 // childMissing returns a step when the connection's IKE_SA is established but its

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/lab/labgate"
+	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -34,6 +35,7 @@ func (l *tnLab) reload(t testing.TB, extra ...string) *sites.Topology {
 	if err != nil {
 		t.Fatal(err)
 	}
+	labreach.Install(topo)
 	return topo
 }
 

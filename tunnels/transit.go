@@ -7,7 +7,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/sitectl/sitectl/internal/netns"
+	"github.com/sitectl/sitectl/sites"
 )
 
 // TransitInterface is the interface that holds a libipsec gateway's transit addresses.
@@ -47,27 +47,31 @@ func TransitAddresses(g *Gateway) []string {
 	return out
 }
 
-// SetupTransit gives a libipsec gateway running in the named network namespace its
-// transit addresses (see TransitAddresses), idempotently. The interface is a veth
-// pair because the lab kernel has no dummy interfaces. Nothing is done when the
-// gateway needs no transit address.
-func SetupTransit(ctx context.Context, ns string, g *Gateway) error {
+// SetupTransit gives a libipsec gateway its transit addresses (see
+// TransitAddresses), idempotently, with the commands r runs on the gateway host.
+// The interface is a veth pair because the lab kernel has no dummy interfaces.
+// Nothing is done when the gateway needs no transit address.
+func SetupTransit(ctx context.Context, r sites.Reach, g *Gateway) error {
 	addrs := TransitAddresses(g)
 	if len(addrs) == 0 {
 		return nil
 	}
-	if _, err := netns.Run(ctx, ns, "ip", "link", "show", TransitInterface); err != nil {
-		if _, err := netns.Run(ctx, ns, "ip", "link", "add", TransitInterface, "type", "veth", "peer", "name", TransitInterface+"-p"); err != nil {
+	run := r.Gateway
+	if run == nil {
+		return fmt.Errorf("gateway %s: sitectl has no shell on the gateway to give it %s (set them by hand)", g.Site, strings.Join(addrs, ", "))
+	}
+	if _, err := run(ctx, "ip", "link", "show", TransitInterface); err != nil {
+		if _, err := run(ctx, "ip", "link", "add", TransitInterface, "type", "veth", "peer", "name", TransitInterface+"-p"); err != nil {
 			return fmt.Errorf("gateway %s: transit interface: %w", g.Site, err)
 		}
 	}
 	for _, a := range addrs {
-		if _, err := netns.Run(ctx, ns, "ip", "addr", "replace", a, "dev", TransitInterface); err != nil {
+		if _, err := run(ctx, "ip", "addr", "replace", a, "dev", TransitInterface); err != nil {
 			return fmt.Errorf("gateway %s: transit address %s: %w", g.Site, a, err)
 		}
 	}
 	for _, dev := range []string{TransitInterface, TransitInterface + "-p"} {
-		if _, err := netns.Run(ctx, ns, "ip", "link", "set", dev, "up"); err != nil {
+		if _, err := run(ctx, "ip", "link", "set", dev, "up"); err != nil {
 			return fmt.Errorf("gateway %s: transit interface up: %w", g.Site, err)
 		}
 	}
@@ -83,13 +87,13 @@ func transitComment(g *Gateway) string {
 		strings.Join(a, ", "), TransitInterface)
 }
 
-// missingTransit lists the transit addresses the gateway in namespace ns lacks.
-func missingTransit(ctx context.Context, ns string, g *Gateway) ([]string, error) {
+// missingTransit lists the transit addresses the gateway lacks, read with run.
+func missingTransit(ctx context.Context, run sites.GatewayFunc, g *Gateway) ([]string, error) {
 	want := TransitAddresses(g)
 	if len(want) == 0 {
 		return nil, nil
 	}
-	out, err := netns.Run(ctx, ns, "ip", "-o", "-4", "addr", "show")
+	out, err := run(ctx, "ip", "-o", "-4", "addr", "show")
 	if err != nil {
 		return nil, fmt.Errorf("gateway %s: %w", g.Site, err)
 	}

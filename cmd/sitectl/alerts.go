@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sitectl/sitectl/deploy"
-	"github.com/sitectl/sitectl/internal/netns"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks/monitoring"
 	"github.com/sitectl/sitectl/stacks/monitoring/alerts"
@@ -36,11 +35,9 @@ func (f *alertFlags) fill(ctx context.Context, topo *sites.Topology, all []deplo
 	c := alerts.Client{URL: f.url, HTTP: &http.Client{Timeout: 5 * time.Second}}
 	if c.URL == "" {
 		c.URL = monitoring.AlertmanagerURL(topo)
-		// The hub's LAN is reached from its gateway's namespace when the site
-		// config names one (the lab), as the databases are.
-		if ns := hub.Lab.Namespace; ns != "" {
-			c.HTTP = netns.HTTPClient(ns, 5*time.Second)
-		}
+		// The hub's LAN is reached with its Reach, as the databases are (from
+		// its gateway's namespace in the lab).
+		c.HTTP = hub.Reach.HTTPClient(5 * time.Second)
 	}
 	got, err := c.Alerts(ctx)
 	if err != nil {

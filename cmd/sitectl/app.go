@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sitectl/sitectl/internal/progress"
+	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -155,6 +156,7 @@ func (g *globals) loadTopology() (*sites.Topology, error) {
 	if err != nil {
 		return nil, err
 	}
+	labreach.Install(topo)
 	if err := g.withApps(topo); err != nil {
 		return nil, err
 	}

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/sitectl/sitectl/internal/golden"
+	"github.com/sitectl/sitectl/internal/mongofake"
 	"github.com/sitectl/sitectl/replication/mongo"
-	"github.com/sitectl/sitectl/replication/mongo/mongofake"
 	"github.com/sitectl/sitectl/sites"
 )
 

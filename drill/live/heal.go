@@ -54,7 +54,7 @@ func Leftovers(ctx context.Context, topo *sites.Topology, names []string) (found
 			var recs []swarmfault.Left
 			if err == nil {
 				recs, err = swarmfault.ReadRecords(rctx, name, e)
-				e.Close()
+				_ = e.Close()
 			}
 			mu.Lock()
 			defer mu.Unlock()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sitectl/sitectl/drill"
 	"github.com/sitectl/sitectl/drill/pgdrill"
+	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/lab/labtest"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/replication/postgres"
@@ -69,7 +70,7 @@ func buildDRLab(l *labtest.Lab) (*drLab, error) {
 		if _, _, err := tunnels.Ensure(ca, gw, s.Gateway.ID, s.Tunnel.KeyType, s.Tunnel.CertLifetime.D()); err != nil {
 			return nil, fmt.Errorf("certs %s: %w", s.Name, err)
 		}
-		if err := tunnels.SetupTransit(ctx, s.Lab.Namespace, g); err != nil {
+		if err := tunnels.SetupTransit(ctx, s.Reach, g); err != nil {
 			return nil, err
 		}
 	}
@@ -122,6 +123,7 @@ func buildDRLab(l *labtest.Lab) (*drLab, error) {
 		d.close()
 		return nil, err
 	}
+	labreach.Install(d.topo)
 	sess := postgres.NewSession(d.topo)
 	defer sess.Close()
 	p, err := postgres.Plan(ctx, d.topo, sess, postgres.Options{Wait: time.Minute})

@@ -27,7 +27,7 @@ type subscriberPoll struct {
 	done time.Time
 }
 
-func (p *subscriberPoll) start(t *testing.T, d *drLab, run string, want map[string]int) {
+func (p *subscriberPoll) start(_ *testing.T, d *drLab, run string, want map[string]int) {
 	sess := postgres.NewSession(d.topo)
 	go func() {
 		defer sess.Close()
@@ -79,7 +79,7 @@ func partitionsInARow(t *testing.T, d *drLab) {
 			acked := 3 * writes
 			dr.OnEvent = func(e drill.Event) {
 				if e.Kind == drill.EvWritesEnd {
-					fmt.Sscanf(e.Detail, "%d of", &acked)
+					_, _ = fmt.Sscanf(e.Detail, "%d of", &acked)
 				}
 				if e.Kind == drill.EvHeal && healAt.IsZero() {
 					healAt = e.At

@@ -7,7 +7,6 @@ package live
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"time"
@@ -20,7 +19,6 @@ import (
 	"github.com/sitectl/sitectl/drill/pgdrill"
 	"github.com/sitectl/sitectl/drill/swarmfault"
 	"github.com/sitectl/sitectl/engine"
-	"github.com/sitectl/sitectl/internal/netns"
 	"github.com/sitectl/sitectl/internal/progress"
 	"github.com/sitectl/sitectl/replication/postgres"
 	"github.com/sitectl/sitectl/sites"
@@ -100,128 +98,31 @@ const DefaultDBService = "postgres_db"
 
 // Build assembles a drill against the live sites. close releases its connections.
 func Build(ctx context.Context, topo *sites.Topology, o Options) (d *drill.Drill, closeAll func(), err error) {
-	sess := postgres.NewSession(topo)
-	var engines []*client.Client
-	var mongoSides []*mongodrill.Side
-	cleanup := func() {
-		sess.Close()
-		for _, e := range engines {
-			_ = e.Close()
-		}
-		for _, m := range mongoSides {
-			_ = m.Close()
-		}
-	}
+	b := &builder{ctx: ctx, topo: topo, o: o, sess: postgres.NewSession(topo), opened: map[string]*client.Client{}}
 	defer func() {
 		if err != nil {
-			cleanup()
+			b.close()
 		}
 	}()
 	stores := map[string]drill.Store{}
 	for _, s := range topo.Sites {
 		if s.HasStack("postgres") {
-			stores[s.Name] = pgdrill.LazyStore{Site: s.Name, Get: sess.Pool}
+			stores[s.Name] = pgdrill.LazyStore{Site: s.Name, Get: b.sess.Pool}
 		}
 	}
-	tun := Tunnels{Topo: topo}
-	d = &drill.Drill{Kind: o.Kind, Topo: topo, Site: o.Site, Stores: stores, Checker: tun,
-		Observer: &pgdrill.Observer{Specs: pgdrill.TopologyFlows(topo), Pool: sess.Pool},
-		Resyncer: Resync{Topo: topo, Sess: sess}, Settings: o.Settings, Progress: o.Progress}
-	opened := map[string]*client.Client{}
-	siteEngine := func(name string) (*client.Client, error) {
-		if e := opened[name]; e != nil {
-			return e, nil
-		}
-		e, err := engine.ForSite(ctx, topo.Site(name))
-		if err != nil {
-			return nil, fmt.Errorf("%s drill: %s's engine: %w", o.Kind, name, err)
-		}
-		engines = append(engines, e)
-		opened[name] = e
-		return e, nil
-	}
-	needSite := func() (*sites.Site, error) {
-		if o.Site == "" {
-			return nil, fmt.Errorf("%s drill: --site is required (sites: %v)", o.Kind, topo.SiteNames())
-		}
-		s, err := topo.Select(o.Site)
-		if err != nil {
-			return nil, err
-		}
-		return s[0], nil
-	}
-	switch o.Kind {
-	case "partition":
-		s, err := needSite()
-		if err != nil {
-			return nil, nil, err
-		}
-		d.Links = topo.LinksOf(s.Name)
-		if len(d.Links) == 0 {
-			return nil, nil, fmt.Errorf("partition drill: %s has no tunnel link to cut (tunnel.peers)", s.Name)
-		}
-		d.Faults = drill.LinkFaults(tun, d.Links)
-	case "cloud-loss":
-		d.Site = ""
-		d.Links = topo.LinksOf(topo.Hub)
-		if len(d.Links) == 0 {
-			return nil, nil, fmt.Errorf("cloud-loss drill: the hub %s has no tunnel link", topo.Hub)
-		}
-		d.Faults = drill.LinkFaults(tun, d.Links)
-		for _, s := range topo.Spokes() {
-			e, err := siteEngine(s.Name)
-			if err != nil {
-				return nil, nil, err
-			}
-			d.Probes = append(d.Probes, &swarmfault.Services{Site: s.Name, Engine: e, Required: true})
-		}
-	case "db-down":
-		s, err := needSite()
-		if err != nil {
-			return nil, nil, err
-		}
-		e, err := siteEngine(s.Name)
-		if err != nil {
-			return nil, nil, err
-		}
-		svc := o.Service
-		if svc == "" {
-			svc = DefaultDBService
-		}
-		d.Faults = []drill.Fault{&swarmfault.ServiceDown{Site: s.Name, Service: svc, Engine: e}}
-		d.PreWrites = max(o.Settings.Writes/10, 1)
-		d.DownSites = []string{s.Name}
-		d.Probes = []drill.Probe{&swarmfault.Services{Site: s.Name, Engine: e, Except: svc}}
-	case "node-loss":
-		s, err := needSite()
-		if err != nil {
-			return nil, nil, err
-		}
-		if o.Node == "" || s.NodeByName(o.Node) == nil {
-			return nil, nil, fmt.Errorf("node-loss drill: --node must name one of %s's nodes (%v)", s.Name, nodeNames(s))
-		}
-		e, err := siteEngine(s.Name)
-		if err != nil {
-			return nil, nil, err
-		}
-		d.Node = o.Node
-		d.Faults = []drill.Fault{&swarmfault.NodeDrain{Site: s.Name, Node: o.Node, Engine: e}}
-		d.PreWrites = max(o.Settings.Writes/10, 1)
-		d.Probes = []drill.Probe{&swarmfault.Services{Site: s.Name, Engine: e, Avoid: o.Node, Settle: max(o.Settings.Duration, 30*time.Second)}}
-		// A database pinned to the drained node cannot move: writes there are expected
-		// to fail until the node is back.
-		if on, err := swarmfault.RunsOn(ctx, e, DefaultDBService, o.Node); err == nil && on {
-			d.DownSites = []string{s.Name}
-		}
-	default:
-		return nil, nil, fmt.Errorf("unknown drill %q (drills: %v)", o.Kind, Kinds)
+	b.tun = Tunnels{Topo: topo}
+	d = &drill.Drill{Kind: o.Kind, Topo: topo, Site: o.Site, Stores: stores, Checker: b.tun,
+		Observer: &pgdrill.Observer{Specs: pgdrill.TopologyFlows(topo), Pool: b.sess.Pool},
+		Resyncer: Resync{Topo: topo, Sess: b.sess}, Settings: o.Settings, Progress: o.Progress}
+	if err := b.faults(d); err != nil {
+		return nil, nil, err
 	}
 	// The faults are recorded, before they are injected, in the swarm of every
 	// site they touch (swarmfault.Journal): a drill killed before it healed then
 	// leaves a record the next command reports and `sitectl drill heal` acts on.
 	j := &swarmfault.Journal{Engines: map[string]swarmfault.ConfigEngine{}}
 	for _, name := range recordSites(d) {
-		e, err := siteEngine(name)
+		e, err := b.engine(name)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w (the drill records its faults in the swarm of every site they touch before injecting them)", err)
 		}
@@ -237,19 +138,147 @@ func Build(ctx context.Context, topo *sites.Topology, o Options) (d *drill.Drill
 			if err != nil {
 				return nil, nil, err
 			}
-			mongoSides = append(mongoSides, side)
+			b.mongo = append(b.mongo, side)
 			d.Mongo = append(d.Mongo, side)
 		}
 	}
-	return d, cleanup, nil
+	return d, b.close, nil
 }
 
-// openMongo connects to the site's first replica set member, from the site's
-// namespace in the lab, with the configured credentials.
+// builder holds what Build opens: the PostgreSQL session, the sites' engines (one
+// each, opened on first use) and the MongoDB sides.
+type builder struct {
+	ctx     context.Context
+	topo    *sites.Topology
+	o       Options
+	tun     Tunnels
+	sess    *postgres.Session
+	engines []*client.Client
+	opened  map[string]*client.Client
+	mongo   []*mongodrill.Side
+}
+
+func (b *builder) close() {
+	b.sess.Close()
+	for _, e := range b.engines {
+		_ = e.Close()
+	}
+	for _, m := range b.mongo {
+		_ = m.Close()
+	}
+}
+
+// engine returns the site's engine client.
+func (b *builder) engine(name string) (*client.Client, error) {
+	if e := b.opened[name]; e != nil {
+		return e, nil
+	}
+	e, err := engine.ForSite(b.ctx, b.topo.Site(name))
+	if err != nil {
+		return nil, fmt.Errorf("%s drill: %s's engine: %w", b.o.Kind, name, err)
+	}
+	b.engines = append(b.engines, e)
+	b.opened[name] = e
+	return e, nil
+}
+
+// site returns the site the drill is about (--site), required.
+func (b *builder) site() (*sites.Site, error) {
+	if b.o.Site == "" {
+		return nil, fmt.Errorf("%s drill: --site is required (sites: %v)", b.o.Kind, b.topo.SiteNames())
+	}
+	s, err := b.topo.Select(b.o.Site)
+	if err != nil {
+		return nil, err
+	}
+	return s[0], nil
+}
+
+// faults sets the drill's links, faults, probes and expectations for its kind.
+func (b *builder) faults(d *drill.Drill) error {
+	topo, o := b.topo, b.o
+	switch o.Kind {
+	case "partition":
+		s, err := b.site()
+		if err != nil {
+			return err
+		}
+		d.Links = topo.LinksOf(s.Name)
+		if len(d.Links) == 0 {
+			return fmt.Errorf("partition drill: %s has no tunnel link to cut (tunnel.peers)", s.Name)
+		}
+		d.Faults = drill.LinkFaults(b.tun, d.Links)
+	case "cloud-loss":
+		d.Site = ""
+		d.Links = topo.LinksOf(topo.Hub)
+		if len(d.Links) == 0 {
+			return fmt.Errorf("cloud-loss drill: the hub %s has no tunnel link", topo.Hub)
+		}
+		d.Faults = drill.LinkFaults(b.tun, d.Links)
+		for _, s := range topo.Spokes() {
+			e, err := b.engine(s.Name)
+			if err != nil {
+				return err
+			}
+			d.Probes = append(d.Probes, &swarmfault.Services{Site: s.Name, Engine: e, Required: true})
+		}
+	case "db-down":
+		s, err := b.site()
+		if err != nil {
+			return err
+		}
+		e, err := b.engine(s.Name)
+		if err != nil {
+			return err
+		}
+		svc := o.Service
+		if svc == "" {
+			svc = DefaultDBService
+		}
+		d.Faults = []drill.Fault{&swarmfault.ServiceDown{Site: s.Name, Service: svc, Engine: e}}
+		d.PreWrites = max(o.Settings.Writes/10, 1)
+		d.DownSites = []string{s.Name}
+		d.Probes = []drill.Probe{&swarmfault.Services{Site: s.Name, Engine: e, Except: svc}}
+	case "node-loss":
+		return b.nodeLoss(d)
+	default:
+		return fmt.Errorf("unknown drill %q (drills: %v)", o.Kind, Kinds)
+	}
+	return nil
+}
+
+// nodeLoss sets up a node-loss drill: the node drained, its site's services probed.
+func (b *builder) nodeLoss(d *drill.Drill) error {
+	o := b.o
+	s, err := b.site()
+	if err != nil {
+		return err
+	}
+	if o.Node == "" || s.NodeByName(o.Node) == nil {
+		return fmt.Errorf("node-loss drill: --node must name one of %s's nodes (%v)", s.Name, nodeNames(s))
+	}
+	e, err := b.engine(s.Name)
+	if err != nil {
+		return err
+	}
+	d.Node = o.Node
+	d.Faults = []drill.Fault{&swarmfault.NodeDrain{Site: s.Name, Node: o.Node, Engine: e}}
+	d.PreWrites = max(o.Settings.Writes/10, 1)
+	d.Probes = []drill.Probe{&swarmfault.Services{Site: s.Name, Engine: e, Avoid: o.Node, Settle: max(o.Settings.Duration, 30*time.Second)}}
+	// A database pinned to the drained node cannot move: writes there are expected
+	// to fail until the node is back.
+	if on, err := swarmfault.RunsOn(b.ctx, e, DefaultDBService, o.Node); err == nil && on {
+		d.DownSites = []string{s.Name}
+	}
+	return nil
+}
+
+// openMongo connects to the site's first replica set member, with the site's
+// Reach (from the site's namespace in the lab) and the configured credentials.
 func openMongo(s *sites.Site) (*mongodrill.Side, error) {
 	var dialer mongodrill.Dialer
-	if ns := s.Lab.Namespace; ns != "" {
-		dialer = dialFunc(netns.Dialer(ns))
+	if d := s.Reach.Dial; d != nil {
+		dialer = d
 	}
 	var cred *options.Credential
 	if s.Mongo.User != "" {
@@ -260,12 +289,6 @@ func openMongo(s *sites.Site) (*mongodrill.Side, error) {
 		cred = &options.Credential{Username: s.Mongo.User, Password: string(pw), AuthSource: "admin"}
 	}
 	return mongodrill.Open(s.Name, s.Mongo.Members[0].Host, dialer, cred)
-}
-
-type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
-
-func (f dialFunc) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	return f(ctx, network, addr)
 }
 
 func nodeNames(s *sites.Site) []string {

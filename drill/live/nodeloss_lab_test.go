@@ -67,7 +67,7 @@ func nodeLoss(t *testing.T, d *drLab) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer eng.Close()
+	defer func() { _ = eng.Close() }()
 	// The node-loss fault by itself: once Inject returns, no container of dr-web
 	// runs on the drained node any more. First spread dr-web again (swarm does not
 	// move tasks back to a node that returned).

@@ -98,7 +98,7 @@ func sigintMidCut(t *testing.T, d *drLab, bin string) {
 	if err != nil {
 		t.Fatalf("TCP from douala to cloud %s through the tunnel after the interrupted drill: %v", cloudDB, err)
 	}
-	c.Close()
+	_ = c.Close()
 	t.Logf("SIGINT mid-cut: %s; tunnel douala-cloud up, TCP douala→cloud %s connects", rep.Summary(), cloudDB)
 	d.waitStreaming(t)
 }

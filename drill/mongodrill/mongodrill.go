@@ -91,7 +91,7 @@ func (s *Side) IDs(ctx context.Context, run string) (map[uuid.UUID]bool, error) 
 	if err != nil {
 		return nil, fmt.Errorf("%s: read %s.%s at %s: %w", s.SiteName, Database, Collection, s.Host, err)
 	}
-	defer cur.Close(ctx)
+	defer func() { _ = cur.Close(ctx) }()
 	out := map[uuid.UUID]bool{}
 	for cur.Next(ctx) {
 		var d struct {

@@ -11,7 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/sitectl/sitectl/drill"
-	"github.com/sitectl/sitectl/replication/mongo/mongofake"
+	"github.com/sitectl/sitectl/internal/mongofake"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -47,7 +47,7 @@ func startMongoSet(t *testing.T, topo *sites.Topology) *mongoSet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Disconnect(ctx)
+	defer func() { _ = c.Disconnect(ctx) }()
 	if err := c.Database("admin").RunCommand(ctx, bson.D{{Key: "replSetInitiate", Value: bson.D{
 		{Key: "_id", Value: "rs-dr"}, {Key: "members", Value: members}}}}).Err(); err != nil {
 		t.Fatal(err)

@@ -262,7 +262,7 @@ func (f *fixture) crossable(t *testing.T, link string) bool {
 		conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s user=sitectl password=%s dbname=app", host, port, fixturePassword))
 		if err == nil {
 			err = conn.Ping(ctx)
-			conn.Close(ctx)
+			_ = conn.Close(ctx)
 		}
 		cancel()
 		if err != nil {

@@ -262,7 +262,7 @@ func (c *SubscriptionCutter) set(ctx context.Context, a, b string, enable bool) 
 		verb = "ENABLE"
 	}
 	for _, f := range c.Flows {
-		if !(f.From == a && f.To == b) && !(f.From == b && f.To == a) {
+		if (f.From != a || f.To != b) && (f.From != b || f.To != a) {
 			continue
 		}
 		pool, err := c.Pool(ctx, f.To)

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -121,7 +123,7 @@ func (j *Journal) remove(ctx context.Context) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	var errs []error
-	for _, site := range sortedKeys(j.ids) {
+	for _, site := range slices.Sorted(maps.Keys(j.ids)) {
 		if _, err := j.Engines[site].ConfigRemove(ctx, j.ids[site], client.ConfigRemoveOptions{}); err != nil && !isNotFound(err) {
 			errs = append(errs, fmt.Errorf("%s: remove the fault record: %w", site, err))
 			continue
@@ -259,13 +261,4 @@ func RemoveRecord(ctx context.Context, e ConfigEngine, id string) error {
 func isNotFound(err error) bool {
 	var c interface{ NotFound() }
 	return errors.As(err, &c) || strings.Contains(strings.ToLower(err.Error()), "not found")
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -192,7 +192,7 @@ func TestJournalKeepsTheRecordInEveryTouchedSwarm(t *testing.T) {
 func TestJournalOpenIsAllOrNothing(t *testing.T) {
 	// The sites are written in name order: cloud's copy first, then douala refuses.
 	douala, cloud := newConfigStore(), newConfigStore()
-	douala.refuse = errors.New("This node is not a swarm manager.")
+	douala.refuse = errors.New("This node is not a swarm manager.") //nolint:revive // Docker's message, verbatim
 	j := &Journal{Engines: map[string]ConfigEngine{"douala": douala, "cloud": cloud}}
 	err := j.Open(context.Background(), partitionRecord())
 	if err == nil || !strings.Contains(err.Error(), "douala: write the fault record into its swarm: This node is not a swarm manager") {

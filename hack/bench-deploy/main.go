@@ -23,6 +23,7 @@ import (
 	"github.com/sitectl/sitectl/deploy"
 	"github.com/sitectl/sitectl/engine"
 	"github.com/sitectl/sitectl/internal/progress"
+	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
 	_ "github.com/sitectl/sitectl/stacks/all"
@@ -89,6 +90,7 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
+	labreach.Install(topo)
 	if cfg.only != "" {
 		for _, s := range topo.Sites {
 			s.Stacks = strings.Split(cfg.only, ",")

@@ -27,6 +27,7 @@ import (
 	"github.com/sitectl/sitectl/internal/netns"
 	"github.com/sitectl/sitectl/lab"
 	"github.com/sitectl/sitectl/lab/labgate"
+	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -148,6 +149,7 @@ func load(cfg, prefix, stateDir string, st *lab.State, owned bool, tmp string) (
 	if err != nil {
 		return nil, fmt.Errorf("load the lab environment of %s: %w", cfg, err)
 	}
+	labreach.Install(topo)
 	return &Lab{ConfigDir: cfg, Prefix: prefix, StateDir: stateDir, Topo: topo, State: st, owned: owned, tmp: tmp}, nil
 }
 

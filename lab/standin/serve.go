@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sitectl/sitectl/replication/mongo/mongofake"
+	"github.com/sitectl/sitectl/internal/mongofake"
 )
 
 // service is what a stand-in pretends to be: its ports and health answers.
@@ -107,7 +107,7 @@ func serve(name string) error {
 		if member := os.Getenv("SITECTL_MEMBER"); member != "" {
 			// A replica set member (stacks/mongo): serve the wire-protocol fake, so
 			// sitectl's reconcile and the drills have a replica set to talk to. It is
-			// a test fake (replication/mongo/mongofake), not MongoDB.
+			// a test fake (internal/mongofake), not MongoDB.
 			users, err := mongoUsers()
 			if err != nil {
 				return err

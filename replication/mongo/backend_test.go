@@ -13,7 +13,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/sitectl/sitectl/replication/mongo/mongofake"
+	"github.com/sitectl/sitectl/internal/mongofake"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -41,7 +41,7 @@ func backends(n int) []backendMaker {
 		t.Cleanup(c.Close)
 		return &backend{name: "fake", hosts: c.Hosts(), fake: c}
 	}
-	real := func(t testing.TB) *backend {
+	realBackend := func(t testing.TB) *backend {
 		if uri := os.Getenv("SITECTL_TEST_MONGO_URI"); uri != "" {
 			hosts := strings.Split(strings.TrimPrefix(strings.SplitN(uri, "/?", 2)[0], "mongodb://"), ",")
 			if len(hosts) < n {
@@ -55,7 +55,7 @@ func backends(n int) []backendMaker {
 		}
 		return startMongod(t, bin, n)
 	}
-	return []backendMaker{{"fake", fake}, {"mongod", real}}
+	return []backendMaker{{"fake", fake}, {"mongod", realBackend}}
 }
 
 func startMongod(t testing.TB, bin string, n int) *backend {
@@ -66,7 +66,7 @@ func startMongod(t testing.TB, bin string, n int) *backend {
 			t.Fatal(err)
 		}
 		addr := l.Addr().String()
-		l.Close()
+		_ = l.Close()
 		_, port, _ := net.SplitHostPort(addr)
 		dir := filepath.Join(t.TempDir(), fmt.Sprint(i))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -81,7 +81,7 @@ func startMongod(t testing.TB, bin string, n int) *backend {
 		for {
 			c, err := net.Dial("tcp", addr)
 			if err == nil {
-				c.Close()
+				_ = c.Close()
 				break
 			}
 			if time.Now().After(deadline) {
@@ -121,7 +121,7 @@ func connTo(t testing.TB, topo *sites.Topology) *Conn {
 }
 
 // deploySites plans and applies the mongo part for the sites in order.
-func deploySites(t testing.TB, ctx context.Context, topo *sites.Topology, names ...string) {
+func deploySites(ctx context.Context, t testing.TB, topo *sites.Topology, names ...string) {
 	t.Helper()
 	part := Part{Connect: func(tp *sites.Topology) *Conn { return connTo(t, tp) }}
 	for _, n := range names {

@@ -27,7 +27,7 @@ func BenchmarkMajorityInsertFake(b *testing.B) {
 	bk := backends(3)[0].make(b)
 	ctx := context.Background()
 	topo := topoOn(b, bk, nil)
-	deploySites(b, ctx, topo, "cloud", "douala", "yaounde")
+	deploySites(ctx, b, topo, "cloud", "douala", "yaounde")
 	c := connTo(b, topo)
 	b.ReportAllocs()
 	i := 0

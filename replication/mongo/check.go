@@ -56,34 +56,7 @@ func Check(topo *sites.Topology) sites.Problems {
 					add(sites.SevWarning, s.Name, key+".host", "%s is outside the site LAN %s; other sites reach members through the tunnels, which carry only LAN subnets", host, s.LAN)
 				}
 			}
-			if m.Votes != 0 && m.Votes != 1 {
-				add(sites.SevError, s.Name, key+".votes", "is %d; a member has 0 or 1 vote", m.Votes)
-			}
-			if m.Priority < 0 || m.Priority > 1000 {
-				add(sites.SevError, s.Name, key+".priority", "is %g; allowed 0 to 1000", m.Priority)
-			}
-			if m.Votes == 0 && m.Priority > 0 {
-				add(sites.SevError, s.Name, key+".priority", "is %g on a non-voting member; a member with votes: 0 must have priority 0", m.Priority)
-			}
-			if m.Hidden && m.Priority > 0 {
-				add(sites.SevError, s.Name, key+".priority", "is %g on a hidden member; hidden members must have priority 0", m.Priority)
-			}
-			if m.SecondaryDelaySecs > 0 {
-				if m.Priority > 0 {
-					add(sites.SevError, s.Name, key+".priority", "is %g on a delayed member; delayed members must have priority 0", m.Priority)
-				}
-				if !m.Hidden {
-					add(sites.SevWarning, s.Name, key+".hidden", "a delayed member should be hidden, or applications may read stale data from it")
-				}
-			}
-			if m.ArbiterOnly {
-				if m.Priority > 0 {
-					add(sites.SevError, s.Name, key+".priority", "is %g on an arbiter; arbiters have priority 0", m.Priority)
-				}
-				if m.Hidden || m.SecondaryDelaySecs > 0 {
-					add(sites.SevError, s.Name, key, "an arbiter cannot be hidden or delayed")
-				}
-			}
+			checkMemberSettings(add, s.Name, key, m)
 			if m.Electable() {
 				electable++
 				if s.IsHub() {
@@ -125,4 +98,40 @@ func SiteOfMember(topo *sites.Topology, m Member) string {
 		return s
 	}
 	return SiteOf(topo, m.Host)
+}
+
+// problemAdder adds a problem at a site's key.
+type problemAdder func(sev sites.Severity, site, key, format string, args ...any)
+
+// checkMemberSettings checks one member's settings (at key of site) against what
+// MongoDB accepts.
+func checkMemberSettings(add problemAdder, site, key string, m *Member) {
+	if m.Votes != 0 && m.Votes != 1 {
+		add(sites.SevError, site, key+".votes", "is %d; a member has 0 or 1 vote", m.Votes)
+	}
+	if m.Priority < 0 || m.Priority > 1000 {
+		add(sites.SevError, site, key+".priority", "is %g; allowed 0 to 1000", m.Priority)
+	}
+	if m.Votes == 0 && m.Priority > 0 {
+		add(sites.SevError, site, key+".priority", "is %g on a non-voting member; a member with votes: 0 must have priority 0", m.Priority)
+	}
+	if m.Hidden && m.Priority > 0 {
+		add(sites.SevError, site, key+".priority", "is %g on a hidden member; hidden members must have priority 0", m.Priority)
+	}
+	if m.SecondaryDelaySecs > 0 {
+		if m.Priority > 0 {
+			add(sites.SevError, site, key+".priority", "is %g on a delayed member; delayed members must have priority 0", m.Priority)
+		}
+		if !m.Hidden {
+			add(sites.SevWarning, site, key+".hidden", "a delayed member should be hidden, or applications may read stale data from it")
+		}
+	}
+	if m.ArbiterOnly {
+		if m.Priority > 0 {
+			add(sites.SevError, site, key+".priority", "is %g on an arbiter; arbiters have priority 0", m.Priority)
+		}
+		if m.Hidden || m.SecondaryDelaySecs > 0 {
+			add(sites.SevError, site, key, "an arbiter cannot be hidden or delayed")
+		}
+	}
 }

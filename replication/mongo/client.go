@@ -13,7 +13,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/sitectl/sitectl/internal/netns"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -23,12 +22,12 @@ type ContextDialer interface {
 }
 
 // Conn reaches the members of the replica set, one direct client per member,
-// opened on first use. In the lab each member is dialled from inside its site's
-// namespace (site.Lab.Namespace), the management path; elsewhere directly.
+// opened on first use. Each member is dialled with the Reach of its site (inside
+// the site's gateway namespace in the lab), the management path.
 type Conn struct {
 	topo *sites.Topology
-	// Dialer overrides how member addresses are dialled (nil: per-site namespace in
-	// the lab, the plain network otherwise).
+	// Dialer overrides how member addresses are dialled (nil: with the Reach of the
+	// member's site when a site has a Reach dialer, the plain network otherwise).
 	Dialer ContextDialer
 	// Timeout bounds each command and server selection (default 5s).
 	Timeout time.Duration
@@ -54,32 +53,37 @@ func (c *Conn) Close() {
 	}
 }
 
-// siteDialer dials a member from the namespace of the site that holds it: the site
+// siteDialer dials a member with the Reach of the site that holds it: the site
 // whose config lists the host, else the site whose LAN contains its address.
 type siteDialer struct{ topo *sites.Topology }
 
 func (d siteDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	return netns.DialContext(ctx, d.namespace(addr), network, addr)
+	if s := d.site(addr); s != nil && s.Reach.Dial != nil {
+		return s.Reach.Dial(ctx, network, addr)
+	}
+	var nd net.Dialer
+	nd.FallbackDelay = -1 // as a Reach dialer: one address, dialled serially
+	return nd.DialContext(ctx, network, addr)
 }
 
-func (d siteDialer) namespace(addr string) string {
+func (d siteDialer) site(addr string) *sites.Site {
 	if s := d.topo.Site(SiteOf(d.topo, addr)); s != nil {
-		return s.Lab.Namespace
+		return s
 	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return ""
+		return nil
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		return ""
+		return nil
 	}
 	for _, s := range d.topo.Sites {
 		if lan, err := netip.ParsePrefix(s.LAN); err == nil && lan.Contains(ip) {
-			return s.Lab.Namespace
+			return s
 		}
 	}
-	return ""
+	return nil
 }
 
 func (c *Conn) dialer() ContextDialer {
@@ -87,7 +91,7 @@ func (c *Conn) dialer() ContextDialer {
 		return c.Dialer
 	}
 	for _, s := range c.topo.Sites {
-		if s.Lab.Namespace != "" {
+		if s.Reach.Dial != nil {
 			return siteDialer{c.topo}
 		}
 	}

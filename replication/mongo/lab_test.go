@@ -9,9 +9,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/sitectl/sitectl/internal/mongofake"
 	"github.com/sitectl/sitectl/internal/netns"
 	"github.com/sitectl/sitectl/lab/labgate"
-	"github.com/sitectl/sitectl/replication/mongo/mongofake"
+	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -62,6 +63,7 @@ func TestLabServedMembersInNamespaces(t *testing.T) {
 		hosts = append(hosts, host)
 		s := topo.Site(n)
 		s.Lab.Namespace = ns
+		s.Reach = labreach.Namespace(ns)
 		s.Mongo.Members = []sites.MongoMember{{Host: host}}
 	}
 	var wg sync.WaitGroup
@@ -80,7 +82,7 @@ func TestLabServedMembersInNamespaces(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		for _, ln := range lns {
-			ln.Close()
+			_ = ln.Close()
 		}
 		wg.Wait()
 	})

@@ -35,7 +35,7 @@ func TestPartitionsMatchAnalysis(t *testing.T) {
 			b := backends(layout.hosts)[0].make(t)
 			ctx := context.Background()
 			topo := topoOn(t, b, layout.mutate)
-			deploySites(t, ctx, topo, "cloud", "douala", "yaounde")
+			deploySites(ctx, t, topo, "cloud", "douala", "yaounde")
 			a, err := Analyze(topo)
 			if err != nil {
 				t.Fatal(err)
@@ -102,7 +102,7 @@ func TestStatusAndOplogWindow(t *testing.T) {
 	clock := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	b.fake.SetClock(func() time.Time { return clock })
 	topo := topoOn(t, b, nil)
-	deploySites(t, ctx, topo, "cloud", "douala", "yaounde")
+	deploySites(ctx, t, topo, "cloud", "douala", "yaounde")
 	c := connTo(t, topo)
 	clock = clock.Add(2 * time.Hour)
 	if err := insertMajority(ctx, c, b.hosts[0], bson.D{{Key: "_id", Value: "later"}}); err != nil {
@@ -143,7 +143,7 @@ func deployedSet(t *testing.T) (*backend, *sites.Topology, *Conn) {
 	t.Helper()
 	b := backends(3)[0].make(t)
 	topo := topoOn(t, b, nil)
-	deploySites(t, context.Background(), topo, "cloud", "douala", "yaounde")
+	deploySites(context.Background(), t, topo, "cloud", "douala", "yaounde")
 	return b, topo, connTo(t, topo)
 }
 
@@ -190,7 +190,7 @@ func TestDeclareAuthoritative(t *testing.T) {
 	// Heal: cloud and yaounde adopt the forced config and are out of the set; the next
 	// deploy re-adds them and the majority side's write is rolled back, not merged.
 	b.fake.HealAll()
-	deploySites(t, ctx, topo, "cloud", "yaounde")
+	deploySites(ctx, t, topo, "cloud", "yaounde")
 	rolled := b.fake.RolledBack(cloud)
 	if len(rolled) != 1 || lookupString(rolled[0], "_id") != "majority-side" {
 		t.Errorf("cloud rolled back %v, want the majority side's write", rolled)

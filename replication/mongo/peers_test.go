@@ -10,7 +10,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/sitectl/sitectl/replication/mongo/mongofake"
+	"github.com/sitectl/sitectl/internal/mongofake"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -76,7 +76,7 @@ func TestServedMembersAcrossProcesses(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		for _, ln := range lns {
-			ln.Close()
+			_ = ln.Close()
 		}
 		wg.Wait()
 	})
@@ -95,7 +95,7 @@ func TestServedMembersAcrossProcesses(t *testing.T) {
 // elections and majority writes must follow what each member reaches.
 func exerciseServed(t *testing.T, topo *sites.Topology, hosts []string, isolate func(host string, on bool)) {
 	ctx := context.Background()
-	deploySites(t, ctx, topo, "cloud", "douala", "yaounde")
+	deploySites(ctx, t, topo, "cloud", "douala", "yaounde")
 	c := connTo(t, topo)
 	cloud, douala := hosts[0], hosts[1]
 

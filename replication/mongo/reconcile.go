@@ -181,7 +181,7 @@ func memberDiff(cur, want Member) []string {
 	if cur.ArbiterOnly != want.ArbiterOnly {
 		d = append(d, fmt.Sprintf("arbiterOnly: %t → %t (MongoDB cannot change this in place: remove the member, then add it)", cur.ArbiterOnly, want.ArbiterOnly))
 	}
-	if !maps.Equal(cur.Tags, want.Tags) && !(len(cur.Tags) == 0 && len(want.Tags) == 0) {
+	if !maps.Equal(cur.Tags, want.Tags) && (len(cur.Tags) != 0 || len(want.Tags) != 0) {
 		d = append(d, fmt.Sprintf("tags: %s → %s", tagString(cur.Tags), tagString(want.Tags)))
 	}
 	return d

@@ -16,7 +16,7 @@ import (
 
 // planAll plans every site and renders the plan with member hosts replaced by
 // site-stable names, so the golden file does not depend on ports.
-func planAll(t *testing.T, ctx context.Context, topo *sites.Topology, b *backend) (*plan.Plan, string) {
+func planAll(ctx context.Context, t *testing.T, topo *sites.Topology, b *backend) (*plan.Plan, string) {
 	t.Helper()
 	part := Part{Connect: func(tp *sites.Topology) *Conn { return connTo(t, tp) }}
 	p := &plan.Plan{Env: topo.Env}
@@ -44,10 +44,10 @@ func TestReconcile(t *testing.T) {
 			b := be.make(t)
 			ctx := context.Background()
 			topo := topoOn(t, b, nil)
-			_, rendered := planAll(t, ctx, topo, b)
+			_, rendered := planAll(ctx, t, topo, b)
 			golden.Assert(t, "plan-new-set.golden", []byte(rendered))
 
-			deploySites(t, ctx, topo, "cloud", "douala", "yaounde")
+			deploySites(ctx, t, topo, "cloud", "douala", "yaounde")
 			c := connTo(t, topo)
 			live, err := c.ReadLive(ctx)
 			if err != nil {
@@ -73,7 +73,7 @@ func TestReconcile(t *testing.T) {
 			}
 
 			// A second deploy with nothing changed does nothing.
-			p, _ := planAll(t, ctx, topo, b)
+			p, _ := planAll(ctx, t, topo, b)
 			if p.Changes() != 0 {
 				var buf bytes.Buffer
 				_ = p.Render(&buf)
@@ -83,9 +83,9 @@ func TestReconcile(t *testing.T) {
 			// A priority change is one update step at its site.
 			pr := 0.5
 			topo.Site("douala").Mongo.Members[0].Priority = &pr
-			_, rendered = planAll(t, ctx, topo, b)
+			_, rendered = planAll(ctx, t, topo, b)
 			golden.Assert(t, "plan-update-priority.golden", []byte(rendered))
-			deploySites(t, ctx, topo, "douala")
+			deploySites(ctx, t, topo, "douala")
 			cfg, err := c.GetConfig(ctx, b.hosts[0])
 			if err != nil {
 				t.Fatal(err)
@@ -103,7 +103,7 @@ func TestReconcileOneVotingChangePerReconfig(t *testing.T) {
 			b := be.make(t)
 			ctx := context.Background()
 			small := topoOn(t, &backend{hosts: b.hosts[:3]}, nil)
-			deploySites(t, ctx, small, "cloud", "douala", "yaounde")
+			deploySites(ctx, t, small, "cloud", "douala", "yaounde")
 			c := connTo(t, small)
 
 			// The server refuses two voting additions in one reconfig...
@@ -128,7 +128,7 @@ func TestReconcileOneVotingChangePerReconfig(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					deploySites(t, ctx, big, s)
+					deploySites(ctx, t, big, s)
 				}()
 			}
 			wg.Wait()
@@ -190,11 +190,11 @@ func TestReconcileWithAuth(t *testing.T) {
 		}
 	})
 	ctx := context.Background()
-	p, rendered := planAll(t, ctx, topo, b)
+	p, rendered := planAll(ctx, t, topo, b)
 	if p.Changes() == 0 || strings.Contains(rendered, pw) {
 		t.Fatalf("plan with auth: %d changes; password shown: %t", p.Changes(), strings.Contains(rendered, pw))
 	}
-	deploySites(t, ctx, topo, "cloud", "douala", "yaounde")
+	deploySites(ctx, t, topo, "cloud", "douala", "yaounde")
 	st, err := connTo(t, topo).GetStatus(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -220,13 +220,13 @@ func TestReconcileStepsDownPrimary(t *testing.T) {
 			b := be.make(t)
 			ctx := context.Background()
 			topo := topoOn(t, b, nil)
-			deploySites(t, ctx, topo, "cloud", "douala", "yaounde")
+			deploySites(ctx, t, topo, "cloud", "douala", "yaounde")
 			topo.Site("cloud").Mongo.Members[0].Priority = new(float64)
-			_, rendered := planAll(t, ctx, topo, b)
+			_, rendered := planAll(ctx, t, topo, b)
 			if !strings.Contains(rendered, "stepped down first") {
 				t.Errorf("plan does not say the primary is stepped down first:\n%s", rendered)
 			}
-			deploySites(t, ctx, topo, "cloud")
+			deploySites(ctx, t, topo, "cloud")
 			c := connTo(t, topo)
 			live, err := c.ReadLive(ctx)
 			if err != nil {

@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sort"
 
 	"github.com/sitectl/sitectl/internal/progress"
@@ -18,7 +20,7 @@ func (p *Planned) Apply(ctx context.Context, pr *progress.Printer) error {
 		return err
 	}
 	var all []Change
-	for _, site := range sortedKeys(p.Changes) {
+	for _, site := range slices.Sorted(maps.Keys(p.Changes)) {
 		all = append(all, p.Changes[site]...)
 	}
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Op.Phase < all[j].Op.Phase })

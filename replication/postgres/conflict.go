@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -40,7 +42,7 @@ func (c *Conflict) Summary() string {
 // Resolution says how to resolve it.
 func (c *Conflict) Resolution() string {
 	var where []string
-	for _, k := range sortedKeys(c.Key) {
+	for _, k := range slices.Sorted(maps.Keys(c.Key)) {
 		where = append(where, fmt.Sprintf("%s = %s", k, quoteLiteral(c.Key[k])))
 	}
 	return fmt.Sprintf("a row has one owner and only its owner writes it. If the copy at %s is the stray one, delete it there "+
@@ -51,7 +53,7 @@ func (c *Conflict) Resolution() string {
 }
 
 func (c *Conflict) keyText() string {
-	keys := sortedKeys(c.Key)
+	keys := slices.Sorted(maps.Keys(c.Key))
 	vals := make([]string, len(keys))
 	for i, k := range keys {
 		vals[i] = c.Key[k]
@@ -155,7 +157,7 @@ func keyExists(ctx context.Context, q Querier, ch change) (bool, error) {
 	if ch.kind == 'U' && ch.oldKey == nil {
 		return false, nil // key unchanged
 	}
-	cols := sortedKeys(key)
+	cols := slices.Sorted(maps.Keys(key))
 	conds := make([]string, len(cols))
 	args := make([]any, len(cols))
 	for i, c := range cols {

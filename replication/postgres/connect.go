@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/sitectl/sitectl/internal/netns"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -44,8 +43,8 @@ func (e briefError) Unwrap() error { return e.err }
 const ConnectTimeout = 5 * time.Second
 
 // Connect opens a small pool to the site's database as configured (host, port,
-// database, user, password from its secret reference, sslmode). In the lab
-// (site.Lab.Namespace set) connections are made inside the site's gateway namespace.
+// database, user, password from its secret reference, sslmode), dialled with the
+// site's Reach (inside the gateway's namespace in the lab).
 // Errors name the site and address, never the password.
 func Connect(ctx context.Context, site *sites.Site) (*pgxpool.Pool, error) {
 	p := site.Postgres
@@ -67,8 +66,8 @@ func Connect(ctx context.Context, site *sites.Site) (*pgxpool.Pool, error) {
 	cfg.ConnConfig.ConnectTimeout = ConnectTimeout
 	cfg.MaxConns = 4
 	cfg.MinConns = 0
-	if ns := site.Lab.Namespace; ns != "" {
-		cfg.ConnConfig.DialFunc = netns.Dialer(ns)
+	if d := site.Reach.Dial; d != nil {
+		cfg.ConnConfig.DialFunc = pgconn.DialFunc(d)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -25,9 +25,27 @@ const (
 	PhaseUnpublish
 )
 
+// OpKind is what kind of change an Op makes; its value is how plans name it.
+type OpKind string
+
+// The kinds of Op.
+const (
+	OpSchema               OpKind = "schema"
+	OpCreatePublication    OpKind = "create-publication"
+	OpAlterPublication     OpKind = "alter-publication"
+	OpDropPublication      OpKind = "drop-publication"
+	OpCreateSubscription   OpKind = "create-subscription"
+	OpRecreateSubscription OpKind = "recreate-subscription"
+	OpAlterSubscription    OpKind = "alter-subscription"
+	OpDropSubscription     OpKind = "drop-subscription"
+	OpDropSlot             OpKind = "drop-slot"
+	// OpBlocked is a subscription that cannot be made true yet (nothing applies).
+	OpBlocked OpKind = "blocked"
+)
+
 // Op is what a step does, as data: the planner's output and the applier's input.
 type Op struct {
-	Kind  string // schema, create-publication, alter-publication, drop-publication, create-subscription, alter-subscription, drop-subscription, drop-slot, blocked
+	Kind  OpKind
 	Site  string
 	Phase Phase
 	// Publication / Subscription are the desired objects the op makes true.
@@ -82,7 +100,7 @@ func Diff(d *Desired, lives map[string]*Live, ex Extras) map[string][]Change {
 	for _, site := range d.SiteNames() {
 		if why := ex.Schema[site]; why != "" {
 			add(Change{Step: plan.Step{Action: plan.Update, Name: "schema", Diff: []string{why}},
-				Op: Op{Kind: "schema", Site: site, Phase: PhaseSchema}})
+				Op: Op{Kind: OpSchema, Site: site, Phase: PhaseSchema}})
 		}
 	}
 	for _, site := range d.SiteNames() {
@@ -95,10 +113,10 @@ func Diff(d *Desired, lives map[string]*Live, ex Extras) map[string][]Change {
 				add(c)
 			}
 		}
-		for _, name := range sortedKeys(live.Publications) {
+		for _, name := range slices.Sorted(maps.Keys(live.Publications)) {
 			if !wantPubs[name] {
 				add(Change{Step: plan.Step{Action: plan.Remove, Name: "publication " + name, Note: "sitectl-owned, no longer in the topology"},
-					Op: Op{Kind: "drop-publication", Site: site, Phase: PhaseUnpublish, Object: name,
+					Op: Op{Kind: OpDropPublication, Site: site, Phase: PhaseUnpublish, Object: name,
 						Statements: []string{"DROP PUBLICATION IF EXISTS " + quoteIdent(name)}}})
 			}
 		}
@@ -110,21 +128,21 @@ func Diff(d *Desired, lives map[string]*Live, ex Extras) map[string][]Change {
 				add(c)
 			}
 		}
-		for _, name := range sortedKeys(live.Subscriptions) {
+		for _, name := range slices.Sorted(maps.Keys(live.Subscriptions)) {
 			if wantSubs[name] {
 				continue
 			}
 			q := quoteIdent(name)
 			add(Change{Step: plan.Step{Action: plan.Remove, Name: "subscription " + name,
 				Note: "sitectl-owned, no longer in the topology; its slot on the publisher is dropped there if the publisher is still a site"},
-				Op: Op{Kind: "drop-subscription", Site: site, Phase: PhaseUnsubscribe, Object: name, Statements: []string{
+				Op: Op{Kind: OpDropSubscription, Site: site, Phase: PhaseUnsubscribe, Object: name, Statements: []string{
 					"ALTER SUBSCRIPTION " + q + " DISABLE",
 					"ALTER SUBSCRIPTION " + q + " SET (slot_name = NONE)",
 					"DROP SUBSCRIPTION " + q,
 				}}})
 		}
 		// Slots: keep those a live subscription of the right name uses.
-		for _, name := range sortedKeys(live.Slots) {
+		for _, name := range slices.Sorted(maps.Keys(live.Slots)) {
 			keep, subscriber := false, ""
 			for _, p := range d.Publications[site] {
 				if p.Name == name {
@@ -148,7 +166,7 @@ func Diff(d *Desired, lives map[string]*Live, ex Extras) map[string][]Change {
 				note += fmt.Sprintf(" (its walsender, pid %d, is stopped first)", live.Slots[name].ActivePID)
 			}
 			add(Change{Step: plan.Step{Action: plan.Remove, Name: "slot " + name, Note: note},
-				Op: Op{Kind: "drop-slot", Site: site, Phase: PhaseDropSlot, Object: name, Subscriber: subscriber}})
+				Op: Op{Kind: OpDropSlot, Site: site, Phase: PhaseDropSlot, Object: name, Subscriber: subscriber}})
 		}
 	}
 	for site := range out {
@@ -161,7 +179,7 @@ func diffPublication(p *Publication, live *LivePublication) (Change, bool) {
 	op := Op{Site: p.Site, Phase: PhasePublish, Publication: p}
 	step := plan.Step{Name: "publication " + p.Name}
 	if live == nil || live.AllTables {
-		op.Kind = "create-publication"
+		op.Kind = OpCreatePublication
 		step.Action = plan.Create
 		step.Diff = []string{"flow: " + p.Flow.String(), "tables: " + strings.Join(tableNames(p.Tables), ", "),
 			"row filter: " + p.Flow.Filter, "publish: " + Publish}
@@ -174,14 +192,14 @@ func diffPublication(p *Publication, live *LivePublication) (Change, bool) {
 			quoteIdent(p.Name), tablesSQL(p.Tables), quoteLiteral(Publish)))
 		return Change{Step: step, Op: op}, true
 	}
-	op.Kind = "alter-publication"
+	op.Kind = OpAlterPublication
 	step.Action = plan.Update
 	want := map[string]string{}
 	for _, t := range p.Tables {
 		want[t.Name] = t.Filter
 	}
 	tablesChanged := false
-	for _, t := range sortedKeys(want) {
+	for _, t := range slices.Sorted(maps.Keys(want)) {
 		got, ok := live.Tables[t]
 		switch {
 		case !ok:
@@ -192,7 +210,7 @@ func diffPublication(p *Publication, live *LivePublication) (Change, bool) {
 			tablesChanged = true
 		}
 	}
-	for _, t := range sortedKeys(live.Tables) {
+	for _, t := range slices.Sorted(maps.Keys(live.Tables)) {
 		if _, ok := want[t]; !ok {
 			step.Diff = append(step.Diff, "- table "+t)
 			tablesChanged = true
@@ -212,7 +230,7 @@ func diffSubscription(s *Subscription, live *LiveSubscription, publisher *Live, 
 	op := Op{Site: s.Site, Phase: PhaseSubscribe, Subscription: s, WaitPublisher: true}
 	step := plan.Step{Name: "subscription " + s.Name}
 	if live == nil {
-		op.Kind = "create-subscription"
+		op.Kind = OpCreateSubscription
 		step.Action = plan.Create
 		step.Diff = []string{
 			fmt.Sprintf("from %s, publication %s", s.Flow.From, s.Publication),
@@ -233,7 +251,7 @@ func diffSubscription(s *Subscription, live *LiveSubscription, publisher *Live, 
 		if publisher.Slots[s.Name] != nil {
 			why = "its slot " + s.Name + " on " + s.Flow.From + " is lost (past max_slot_wal_keep_size)"
 		}
-		op.Kind = "recreate-subscription"
+		op.Kind = OpRecreateSubscription
 		step.Action = plan.Update
 		step.Diff = []string{"re-create: " + why, "connection: " + s.Conn.String(), "options: disable_on_error = true, copy_data = true"}
 		op.Statements = []string{
@@ -244,7 +262,7 @@ func diffSubscription(s *Subscription, live *LiveSubscription, publisher *Live, 
 		clearCopies(&op, &step, ex)
 		return Change{Step: step, Op: op}, true
 	}
-	op.Kind = "alter-subscription"
+	op.Kind = OpAlterSubscription
 	step.Action = plan.Update
 	if !live.DisableOnError {
 		step.Diff = append(step.Diff, "disable_on_error: false → true")
@@ -264,7 +282,7 @@ func diffSubscription(s *Subscription, live *LiveSubscription, publisher *Live, 
 		op.Refresh = true
 	}
 	want := s.Tables
-	if got := sortedKeys(live.Tables); !slices.Equal(got, want) {
+	if got := slices.Sorted(maps.Keys(live.Tables)); !slices.Equal(got, want) {
 		step.Diff = append(step.Diff, fmt.Sprintf("tables: %s → %s (refresh publication; new tables are copied)", orNone(strings.Join(got, ", ")), strings.Join(want, ", ")))
 		op.Refresh = true
 		clearCopies(&op, &step, ex)
@@ -275,7 +293,7 @@ func diffSubscription(s *Subscription, live *LiveSubscription, publisher *Live, 
 			step.Diff = append(step.Diff, "disabled by a conflict: "+c.Summary())
 			step.Note = "not enabled until the conflict is resolved: " + c.Resolution()
 			if len(op.Statements) == 0 && !op.SetConnection && !op.Refresh {
-				return Change{Step: step, Op: Op{Kind: "blocked", Site: s.Site, Phase: PhaseSubscribe}}, true
+				return Change{Step: step, Op: Op{Kind: OpBlocked, Site: s.Site, Phase: PhaseSubscribe}}, true
 			}
 			op.Refresh, op.ClearCopies = false, nil
 		} else {
@@ -292,7 +310,7 @@ func diffSubscription(s *Subscription, live *LiveSubscription, publisher *Live, 
 func clearCopies(op *Op, step *plan.Step, ex Extras) {
 	s := op.Subscription
 	copies := ex.Copies[s.Name]
-	for _, t := range sortedKeys(copies) {
+	for _, t := range slices.Sorted(maps.Keys(copies)) {
 		if n := copies[t]; n > 0 {
 			if op.ClearCopies == nil {
 				op.ClearCopies = map[string]int64{}
@@ -339,5 +357,3 @@ func orNone(s string) string {
 	}
 	return s
 }
-
-func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

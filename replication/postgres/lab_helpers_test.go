@@ -90,7 +90,7 @@ func startLab(t testing.TB, set ...string) *lab {
 			l.sess.Close()
 		}
 		for _, p := range l.proxies {
-			p.Close()
+			_ = p.Close()
 		}
 		stopAt := time.Now()
 		var wg sync.WaitGroup
@@ -217,7 +217,7 @@ func (l *lab) openTx(site, sql string) pgx.Tx {
 		l.t.Fatal(err)
 	}
 	if _, err := tx.Exec(context.Background(), sql); err != nil {
-		tx.Rollback(context.Background())
+		_ = tx.Rollback(context.Background())
 		l.t.Fatalf("%s: %s: %v", site, sql, err)
 	}
 	return tx
@@ -350,7 +350,7 @@ func (l *lab) flow(r *Report, from, to string) FlowStatus {
 
 // cutSite cuts every replication link of a spoke: the spoke's proxy (its publisher
 // side) and, on the hub's proxy, the spoke's subscription only.
-func (l *lab) cutSite(spoke string) {
+func (l *lab) cutSite(spoke string) { //nolint:unparam // any spoke; the tests cut douala today
 	l.proxies[spoke].Cut()
 	l.proxies[l.topo.Hub].CutApps(Flow{From: l.topo.Hub, To: spoke}.Name())
 }

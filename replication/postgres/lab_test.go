@@ -5,8 +5,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -22,7 +24,7 @@ var cutFor = flag.Duration("pg.cut", 30*time.Second, "how long TestLabReplicatio
 // stepNames lists a plan's steps as "site: + postgres publication x".
 func stepNames(p *Planned) []string {
 	var out []string
-	for _, site := range sortedKeys(p.Changes) {
+	for _, site := range slices.Sorted(maps.Keys(p.Changes)) {
 		for _, c := range p.Changes[site] {
 			out = append(out, site+": "+c.Step.String())
 		}
@@ -72,7 +74,7 @@ func TestLabReplication(t *testing.T) {
 	)
 	var rendered strings.Builder
 	pl := plan.Plan{Env: "test"}
-	for _, site := range sortedKeys(p.Changes) {
+	for _, site := range slices.Sorted(maps.Keys(p.Changes)) {
 		pl.Sites = append(pl.Sites, plan.SitePlan{Site: site, Steps: p.Steps(site)})
 	}
 	if err := pl.Render(&rendered); err != nil {
@@ -155,7 +157,7 @@ func TestLabReplication(t *testing.T) {
 			"yaounde: ~ postgres subscription sitectl_cloud_to_yaounde",
 		)
 		for _, c := range p.Changes["douala"] {
-			if c.Op.Kind == "alter-publication" && strings.Join(c.Step.Diff, "|") != "+ table public.payments WHERE (site = 'douala')" {
+			if c.Op.Kind == OpAlterPublication && strings.Join(c.Step.Diff, "|") != "+ table public.payments WHERE (site = 'douala')" {
 				t.Errorf("douala publication diff = %q", c.Step.Diff)
 			}
 		}
@@ -201,7 +203,7 @@ func TestLabReplication(t *testing.T) {
 		p := l.plan(ctx)
 		wantSteps(t, p, "douala: + postgres subscription sitectl_cloud_to_douala")
 		tx := l.openTx("cloud", `SELECT txid_current()`)
-		defer tx.Rollback(ctx)
+		defer func() { _ = tx.Rollback(ctx) }()
 		applied := make(chan error, 1)
 		go func() { applied <- p.Apply(ctx, nil) }()
 		// The slot's creation at cloud waits for that transaction.
@@ -338,7 +340,7 @@ func TestLabReplication(t *testing.T) {
 		p := l.plan(ctx)
 		var blocked *Change
 		for i, ch := range p.Changes["cloud"] {
-			if ch.Op.Kind == "blocked" {
+			if ch.Op.Kind == OpBlocked {
 				blocked = &p.Changes["cloud"][i]
 			}
 		}
@@ -379,7 +381,7 @@ func TestLabReplication(t *testing.T) {
 		defer func(old time.Duration) { SchemaLockWait = old }(SchemaLockWait)
 		SchemaLockWait = time.Second
 		tx := l.openTx("douala", `LOCK TABLE public.orders IN ROW EXCLUSIVE MODE`)
-		defer tx.Rollback(ctx)
+		defer func() { _ = tx.Rollback(ctx) }()
 		start := time.Now()
 		pp, err := Plan(ctx, l.topo, l.sess, Options{Wait: 30 * time.Second})
 		if err == nil {
@@ -598,7 +600,7 @@ func TestLabSlotLock(t *testing.T) {
 	p := l.plan(ctx)
 	var drop func(context.Context) error
 	for _, c := range p.Changes["douala"] {
-		if c.Op.Kind == "drop-slot" && c.Op.Object == sub {
+		if c.Op.Kind == OpDropSlot && c.Op.Object == sub {
 			drop = c.Step.Apply
 		}
 	}

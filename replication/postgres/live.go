@@ -65,42 +65,61 @@ type LiveSlot struct {
 func ReadLive(ctx context.Context, q Querier, site string, tables []string) (*Live, error) {
 	l := &Live{Site: site, Settings: map[string]string{}, Publications: map[string]*LivePublication{},
 		Subscriptions: map[string]*LiveSubscription{}, Slots: map[string]*LiveSlot{}, Tables: map[string]*TableInfo{}}
-	wrap := func(what string, err error) error { return fmt.Errorf("%s: read %s: %w", site, what, err) }
+	for _, read := range []func(context.Context, Querier) (string, error){
+		l.readSettings, l.readPublications, l.readSubscriptions, l.readSlots,
+	} {
+		if what, err := read(ctx, q); err != nil {
+			return nil, fmt.Errorf("%s: read %s: %w", site, what, err)
+		}
+	}
+	if what, err := l.readTables(ctx, q, tables); err != nil {
+		return nil, fmt.Errorf("%s: read %s: %w", site, what, err)
+	}
+	return l, nil
+}
 
+// readSettings reads the server version and the settings replication needs; on
+// failure it returns what it was reading.
+func (l *Live) readSettings(ctx context.Context, q Querier) (string, error) {
 	if err := q.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&l.Version); err != nil {
-		return nil, wrap("server version", err)
+		return "server version", err
 	}
 	rows, err := q.Query(ctx, `SELECT name, setting || coalesce(unit, '') FROM pg_settings
 		WHERE name IN ('wal_level', 'max_slot_wal_keep_size', 'max_replication_slots', 'max_wal_senders',
 		               'max_logical_replication_workers', 'max_worker_processes')`)
 	if err != nil {
-		return nil, wrap("settings", err)
+		return "settings", err
 	}
 	var name, val string
 	if _, err := pgx.ForEachRow(rows, []any{&name, &val}, func() error { l.Settings[name] = val; return nil }); err != nil {
-		return nil, wrap("settings", err)
+		return "settings", err
 	}
+	return "", nil
+}
 
-	rows, err = q.Query(ctx, `SELECT pubname, puballtables, concat_ws(', ',
+// readPublications reads sitectl's publications and their tables.
+func (l *Live) readPublications(ctx context.Context, q Querier) (string, error) {
+	rows, err := q.Query(ctx, `SELECT pubname, puballtables, concat_ws(', ',
 			CASE WHEN pubinsert THEN 'insert' END, CASE WHEN pubupdate THEN 'update' END,
 			CASE WHEN pubdelete THEN 'delete' END, CASE WHEN pubtruncate THEN 'truncate' END)
 		FROM pg_publication WHERE pubname LIKE 'sitectl\_%'`)
 	if err != nil {
-		return nil, wrap("pg_publication", err)
+		return "pg_publication", err
 	}
+	var name, val string
 	var all bool
 	if _, err := pgx.ForEachRow(rows, []any{&name, &all, &val}, func() error {
 		l.Publications[name] = &LivePublication{Name: name, AllTables: all, Publish: val, Tables: map[string]string{}}
 		return nil
 	}); err != nil {
-		return nil, wrap("pg_publication", err)
+		return "pg_publication", err
 	}
 	rows, err = q.Query(ctx, `SELECT p.pubname, n.nspname || '.' || c.relname, coalesce(pg_get_expr(r.prqual, r.prrelid), '')
 		FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid
 		JOIN pg_class c ON c.oid = r.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE p.pubname LIKE 'sitectl\_%'`)
 	if err != nil {
-		return nil, wrap("pg_publication_rel", err)
+		return "pg_publication_rel", err
 	}
 	var table, filter string
 	if _, err := pgx.ForEachRow(rows, []any{&name, &table, &filter}, func() error {
@@ -109,63 +128,78 @@ func ReadLive(ctx context.Context, q Querier, site string, tables []string) (*Li
 		}
 		return nil
 	}); err != nil {
-		return nil, wrap("pg_publication_rel", err)
+		return "pg_publication_rel", err
 	}
+	return "", nil
+}
 
-	rows, err = q.Query(ctx, `SELECT s.oid, s.subname, s.subenabled, s.subconninfo, coalesce(s.subslotname, ''),
+// readSubscriptions reads sitectl's subscriptions in this database and their
+// tables' sync states.
+func (l *Live) readSubscriptions(ctx context.Context, q Querier) (string, error) {
+	rows, err := q.Query(ctx, `SELECT s.oid, s.subname, s.subenabled, s.subconninfo, coalesce(s.subslotname, ''),
 			s.subpublications, s.subdisableonerr, s.subskiplsn::text
 		FROM pg_subscription s
 		WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
 		  AND s.subname LIKE 'sitectl\_%'`)
 	if err != nil {
-		return nil, wrap("pg_subscription (sitectl's role must be a superuser on PostgreSQL 15)", err)
+		return "pg_subscription (sitectl's role must be a superuser on PostgreSQL 15)", err
 	}
 	for rows.Next() {
 		s := &LiveSubscription{Tables: map[string]string{}}
 		if err := rows.Scan(&s.OID, &s.Name, &s.Enabled, &s.ConnInfo, &s.Slot, &s.Publications, &s.DisableOnError, &s.SkipLSN); err != nil {
 			rows.Close()
-			return nil, wrap("pg_subscription", err)
+			return "pg_subscription", err
 		}
 		sort.Strings(s.Publications)
 		l.Subscriptions[s.Name] = s
 	}
 	if err := rows.Err(); err != nil {
-		return nil, wrap("pg_subscription", err)
+		return "pg_subscription", err
 	}
 	rows, err = q.Query(ctx, `SELECT s.subname, n.nspname || '.' || c.relname, r.srsubstate::text
 		FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
 		JOIN pg_class c ON c.oid = r.srrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE s.subname LIKE 'sitectl\_%'`)
 	if err != nil {
-		return nil, wrap("pg_subscription_rel", err)
+		return "pg_subscription_rel", err
 	}
+	var name, table, val string
 	if _, err := pgx.ForEachRow(rows, []any{&name, &table, &val}, func() error {
 		if s := l.Subscriptions[name]; s != nil {
 			s.Tables[table] = val
 		}
 		return nil
 	}); err != nil {
-		return nil, wrap("pg_subscription_rel", err)
+		return "pg_subscription_rel", err
 	}
+	return "", nil
+}
 
-	rows, err = q.Query(ctx, `SELECT slot_name, active, coalesce(active_pid, 0), coalesce(wal_status, '') FROM pg_replication_slots
+// readSlots reads sitectl's logical slots of this database.
+func (l *Live) readSlots(ctx context.Context, q Querier) (string, error) {
+	rows, err := q.Query(ctx, `SELECT slot_name, active, coalesce(active_pid, 0), coalesce(wal_status, '') FROM pg_replication_slots
 		WHERE slot_type = 'logical' AND database = current_database() AND slot_name LIKE 'sitectl\_%'`)
 	if err != nil {
-		return nil, wrap("pg_replication_slots", err)
+		return "pg_replication_slots", err
 	}
+	var name, val string
 	var active bool
 	var pid int32
 	if _, err := pgx.ForEachRow(rows, []any{&name, &active, &pid, &val}, func() error {
 		l.Slots[name] = &LiveSlot{Name: name, Active: active, ActivePID: pid, WALStatus: val}
 		return nil
 	}); err != nil {
-		return nil, wrap("pg_replication_slots", err)
+		return "pg_replication_slots", err
 	}
+	return "", nil
+}
 
+// readTables inspects the replicated tables and reads the schema's checksum.
+func (l *Live) readTables(ctx context.Context, q Querier, tables []string) (string, error) {
 	for _, t := range tables {
 		info, err := InspectTable(ctx, q, t)
 		if err != nil {
-			return nil, wrap("table "+t, err)
+			return "table " + t, err
 		}
 		if info != nil {
 			l.Tables[t] = info
@@ -173,14 +207,14 @@ func ReadLive(ctx context.Context, q Querier, site string, tables []string) (*Li
 	}
 	var hasMeta bool
 	if err := q.QueryRow(ctx, `SELECT to_regclass('public.sitectl_schema') IS NOT NULL`).Scan(&hasMeta); err != nil {
-		return nil, wrap("sitectl_schema", err)
+		return "sitectl_schema", err
 	}
 	if hasMeta {
 		if err := q.QueryRow(ctx, `SELECT coalesce(max(sha256), '') FROM public.sitectl_schema`).Scan(&l.SchemaSHA); err != nil {
-			return nil, wrap("sitectl_schema", err)
+			return "sitectl_schema", err
 		}
 	}
-	return l, nil
+	return "", nil
 }
 
 // readAll reads every replicating site's live state at once; a site that cannot be

@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -96,7 +98,7 @@ func liveFromDesired(t *testing.T, d *Desired) map[string]*Live {
 func renderChanges(t *testing.T, changes map[string][]Change) string {
 	t.Helper()
 	p := plan.Plan{Env: "dev"}
-	for _, site := range sortedKeys(changes) {
+	for _, site := range slices.Sorted(maps.Keys(changes)) {
 		var steps []plan.Step
 		for _, c := range changes[site] {
 			steps = append(steps, c.Step)
@@ -176,7 +178,7 @@ func TestDiff(t *testing.T) {
 		got := Diff(d, lives, ex)
 		golden.AssertString(t, "plan-drift.golden", renderChanges(t, got))
 		for _, c := range got["cloud"] {
-			if c.Op.Kind == "blocked" && c.Step.Apply != nil {
+			if c.Op.Kind == OpBlocked && c.Step.Apply != nil {
 				t.Error("a subscription blocked by a conflict must not be applied")
 			}
 		}
@@ -238,7 +240,7 @@ func TestConnInfo(t *testing.T) {
 		t.Errorf("Redact(URI) = %s", r)
 	}
 	t.Setenv("PG_TEST_PW", "")
-	os.Unsetenv("PG_TEST_PW")
+	_ = os.Unsetenv("PG_TEST_PW")
 	if _, err := c.Render(); err == nil || !strings.Contains(err.Error(), "PG_TEST_PW is not set") {
 		t.Errorf("missing secret: %v", err)
 	}
@@ -354,7 +356,7 @@ func FuzzDecodePgoutput(f *testing.F) {
 	rel := msgRelation(1, "public", "orders", []string{"id", "site"}, []bool{true, true})
 	f.Add(msgBegin(1, 1), rel, append([]byte{'I', 0, 0, 0, 1, 'N'}, tuple(sp("x"), sp("y"))...))
 	f.Add([]byte{'B'}, []byte{'R', 0}, []byte{'U', 0, 0, 0, 1, 'Z'})
-	f.Fuzz(func(t *testing.T, a, b, c []byte) {
+	f.Fuzz(func(_ *testing.T, a, b, c []byte) {
 		_, _ = decodePgoutput([][]byte{a, b, c})
 	})
 }

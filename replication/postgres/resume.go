@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -31,7 +33,7 @@ func Resume(ctx context.Context, topo *sites.Topology, sess *Session, only ...st
 	}
 	out := &Resumed{}
 	var errs []error
-	for _, site := range sortedKeys(d.Subscriptions) {
+	for _, site := range slices.Sorted(maps.Keys(d.Subscriptions)) {
 		if len(only) > 0 && !contains(only, site) {
 			continue
 		}

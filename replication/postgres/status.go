@@ -2,15 +2,12 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/sitectl/sitectl/sites"
 )
@@ -250,109 +247,29 @@ func flowStatus(ctx context.Context, sess *Session, s *Subscription) FlowStatus 
 		fs.unread = append(fs.unread, s.Site)
 	}
 
-	var replayLag *float64
-	// When each end last heard from the other, and when each was read (below).
-	var subClock, replyTime, receiptTime *float64
-	var pubAt, subAt time.Time
-	if pub != nil {
-		rctx, cancel := context.WithTimeout(ctx, ReadTimeout)
-		var keep string
-		err := pub.QueryRow(rctx, `SELECT setting FROM pg_settings WHERE name = 'max_slot_wal_keep_size'`).Scan(&keep)
-		if err == nil {
-			if n, err := ParseSize(keep); err == nil {
-				fs.MaxSlotWALKeep = n
-			}
-			before := time.Now()
-			err = pub.QueryRow(rctx, `SELECT s.active, coalesce(s.wal_status, ''),
-				coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn), 0)::bigint,
-				coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn), 0)::bigint,
-				extract(epoch FROM r.replay_lag)::float8, coalesce(r.state, ''),
-				extract(epoch FROM r.reply_time)::float8
-			FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
-			WHERE s.slot_name = $1`, s.Name).Scan(&o.SlotActive, &fs.WALStatus, &fs.RetainedBytes, &fs.LagBytes, &replayLag, &o.SenderState, &replyTime)
-			pubAt = midpoint(before, time.Now())
-		}
-		cancel()
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			o.PubRead = true
-		case err != nil:
-			fs.Errors = append(fs.Errors, fmt.Sprintf("%s: read slot %s: %v", s.Flow.From, s.Name, err))
-			fs.unread = append(fs.unread, s.Flow.From)
-			pub = nil
-		default:
-			o.PubRead, o.SlotFound = true, true
-		}
+	var pr pubReading
+	if pub != nil && !readPublisher(ctx, pub, s, &fs, &o, &pr) {
+		pub = nil
 	}
 	o.LagBytes = fs.LagBytes
 	if sub == nil {
 		fs.State, fs.Reason = Classify(o)
 		return fs
 	}
-	var (
-		oid                uint32
-		sinceConfirmed     *float64
-		applyErrs, syncErr *int64
-		interval           int64
-	)
-	rctx, cancel := context.WithTimeout(ctx, ReadTimeout)
-	before := time.Now()
-	err := sub.QueryRow(rctx, `SELECT s.oid, s.subenabled, st.apply_error_count, st.sync_error_count,
-			w.pid IS NOT NULL, extract(epoch FROM now() - w.latest_end_time)::float8,
-			(SELECT count(*) FROM pg_subscription_rel r WHERE r.srsubid = s.oid AND r.srsubstate <> 'r')::int,
-			extract(epoch FROM w.last_msg_receipt_time)::float8, extract(epoch FROM clock_timestamp())::float8,
-			(SELECT setting::bigint FROM pg_settings WHERE name = 'wal_receiver_status_interval')
-		FROM pg_subscription s
-		LEFT JOIN pg_stat_subscription_stats st ON st.subid = s.oid
-		LEFT JOIN pg_stat_subscription w ON w.subid = s.oid AND w.relid IS NULL
-		WHERE s.subname = $1 AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())`,
-		s.Name).Scan(&oid, &o.Enabled, &applyErrs, &syncErr, &o.Running, &sinceConfirmed, &fs.TablesSyncing, &receiptTime, &subClock, &interval)
-	subAt = midpoint(before, time.Now())
-	cancel()
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		o.SubRead = true
-		fs.State, fs.Reason = Classify(o)
-		fs.Resolution = "run sitectl deploy (or plan) to create it"
-		return fs
-	case err != nil:
-		fs.Errors = append(fs.Errors, fmt.Sprintf("%s: read subscription %s: %v", s.Site, s.Name, err))
-		fs.unread = append(fs.unread, s.Site)
-		fs.State, fs.Reason = Classify(o)
+	sr, ok := readSubscriber(ctx, sub, s, &fs, &o)
+	if !ok {
 		return fs
 	}
-	o.SubRead, o.SubFound = true, true
-	o.StatusInterval = time.Duration(interval) * time.Second
-	o.TablesSyncing = fs.TablesSyncing
-	if applyErrs != nil {
-		fs.ApplyErrors = *applyErrs
-	}
-	if syncErr != nil {
-		fs.SyncErrors = *syncErr
-	}
-	o.Errors = fs.ApplyErrors + fs.SyncErrors
-	if subClock != nil {
-		// Both times are stamped by the subscriber's clock: reply_time when it sent its
-		// last status message, last_msg_receipt_time when it last got one. The
-		// subscriber clock's offset from this machine's (measured around its read)
-		// puts reply_time on the scale of the publisher's read.
-		subOffset := *subClock - epoch(subAt)
-		if replyTime != nil && !pubAt.IsZero() {
-			o.ReplyAge = seconds(epoch(pubAt) - (*replyTime - subOffset))
-		}
-		if receiptTime != nil {
-			o.ReceiptAge = seconds(*subClock - *receiptTime)
-		}
-	}
+	sr.ages(&o, pr)
 	if o.ReplyAge != nil && o.ReceiptAge != nil {
 		silent := min(*o.ReplyAge, *o.ReceiptAge).Seconds()
 		fs.SilentSeconds = &silent
 	}
 	switch {
-	case replayLag != nil && o.SlotActive:
-		fs.LagSeconds = *replayLag
-	case fs.LagBytes > 0 && sinceConfirmed != nil:
-		fs.LagSeconds = *sinceConfirmed
+	case pr.replayLag != nil && o.SlotActive:
+		fs.LagSeconds = *pr.replayLag
+	case fs.LagBytes > 0 && sr.sinceConfirmed != nil:
+		fs.LagSeconds = *sr.sinceConfirmed
 	}
 	if !o.SlotFound && pub != nil {
 		fs.Errors = append(fs.Errors, fmt.Sprintf("%s has no slot %s: drop the subscription at %s (ALTER SUBSCRIPTION %s DISABLE; ALTER SUBSCRIPTION %s SET (slot_name = NONE); DROP SUBSCRIPTION %s) and run sitectl deploy to re-create it",
@@ -360,7 +277,7 @@ func flowStatus(ctx context.Context, sess *Session, s *Subscription) FlowStatus 
 	}
 	if pub != nil && o.SlotFound && !o.SlotActive && fs.LagBytes > 0 {
 		// Nobody streams from the slot: see what waits in it, and since when.
-		pend, err := FindConflict(ctx, pub, sub, s, oid)
+		pend, err := FindConflict(ctx, pub, sub, s, sr.oid)
 		if err != nil {
 			fs.Errors = append(fs.Errors, fmt.Sprintf("look for a conflict: %v", err))
 		}
@@ -371,6 +288,12 @@ func flowStatus(ctx context.Context, sess *Session, s *Subscription) FlowStatus 
 	}
 	o.Conflict = fs.Pending != nil && fs.Pending.Conflict != nil
 	fs.State, fs.Reason = Classify(o)
+	advise(&fs, o, s)
+	return fs
+}
+
+// advise adds to a classified flow its resolution and its slot's WAL warnings.
+func advise(fs *FlowStatus, o Observed, s *Subscription) {
 	switch {
 	case fs.State == StateDisabledBy && o.Conflict:
 		fs.Resolution = fs.Pending.Conflict.Resolution()
@@ -388,7 +311,6 @@ func flowStatus(ctx context.Context, sess *Session, s *Subscription) FlowStatus 
 	if fs.MaxSlotWALKeep > 0 && float64(fs.RetainedBytes) >= WarnFraction*float64(fs.MaxSlotWALKeep) && fs.WALStatus != "lost" {
 		fs.Warnings = append(fs.Warnings, fmt.Sprintf("slot %s on %s retains %s of max_slot_wal_keep_size %s: bring the link back, or raise postgres.max_slot_wal_keep_size", s.Name, s.Flow.From, bytesText(fs.RetainedBytes), bytesText(fs.MaxSlotWALKeep)))
 	}
-	return fs
 }
 
 func midpoint(a, b time.Time) time.Time { return a.Add(b.Sub(a) / 2) }

@@ -19,6 +19,7 @@ import (
 	"github.com/sitectl/sitectl/internal/netns"
 	"github.com/sitectl/sitectl/internal/progress"
 	"github.com/sitectl/sitectl/lab"
+	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/lab/labtest"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
@@ -143,6 +144,7 @@ func TestLabAlerting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	labreach.Install(topo)
 	hub := topo.HubSite()
 	node := monitoring.PrometheusNode(hub)
 	if node.Address != "10.30.0.11" {

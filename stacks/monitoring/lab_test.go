@@ -15,6 +15,7 @@ import (
 	"github.com/sitectl/sitectl/internal/netns"
 	"github.com/sitectl/sitectl/internal/progress"
 	"github.com/sitectl/sitectl/lab"
+	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/lab/labtest"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks/elk"
@@ -88,6 +89,7 @@ func TestLabMonitoring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	labreach.Install(topo)
 
 	start = time.Now()
 	if err := tunnelsUp(ctx, topo); err != nil {
@@ -280,7 +282,7 @@ func tunnelsUp(ctx context.Context, topo *sites.Topology) error {
 		if _, _, err := tunnels.Ensure(ca, gw, s.Gateway.ID, s.Tunnel.KeyType, s.Tunnel.CertLifetime.D()); err != nil {
 			return fmt.Errorf("certs %s: %w", s.Name, err)
 		}
-		if err := tunnels.SetupTransit(ctx, s.Lab.Namespace, g); err != nil {
+		if err := tunnels.SetupTransit(ctx, s.Reach, g); err != nil {
 			return fmt.Errorf("transit %s: %w", s.Name, err)
 		}
 	}

@@ -8,12 +8,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,23 +126,8 @@ func StartCluster(opts Options) (*Cluster, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return fail(err)
 	}
-	initdb := exec.Command(filepath.Join(BinDir, "initdb"), "-D", filepath.Join(dir, "data"),
-		"-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync", "--locale=C")
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	initdb.Dir = dir
-	if out, err := initdb.CombinedOutput(); err != nil {
-		return fail(fmt.Errorf("initdb: %w: %s", err, out))
-	}
-	if opts.Listen != "127.0.0.1" {
-		hba, err := os.OpenFile(filepath.Join(dir, "data", "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
-		if err != nil {
-			return fail(err)
-		}
-		_, err = fmt.Fprintln(hba, "host all all 0.0.0.0/0 scram-sha-256\nhost replication all 0.0.0.0/0 scram-sha-256")
-		hba.Close()
-		if err != nil {
-			return fail(err)
-		}
+	if err := initData(dir, opts.Listen, cred); err != nil {
+		return fail(err)
 	}
 	port := opts.Port
 	if port == 0 {
@@ -153,28 +139,7 @@ func StartCluster(opts Options) (*Cluster, error) {
 		}
 	}
 	c.Port = port
-	settings := map[string]string{
-		"listen_addresses":        opts.Listen,
-		"port":                    strconv.Itoa(port),
-		"unix_socket_directories": dir,
-		"fsync":                   "off",
-		"synchronous_commit":      "off",
-		"full_page_writes":        "off",
-		"shared_buffers":          "32MB",
-		"log_min_messages":        "warning",
-	}
-	for k, v := range opts.Settings {
-		settings[k] = v
-	}
-	keys := make([]string, 0, len(settings))
-	for k := range settings {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	args := []string{"-D", filepath.Join(dir, "data")}
-	for _, k := range keys {
-		args = append(args, "-c", k+"="+settings[k])
-	}
+	args := serverArgs(dir, port, opts)
 	logf, err := os.Create(filepath.Join(dir, "server.log"))
 	if err != nil {
 		return fail(err)
@@ -191,7 +156,7 @@ func StartCluster(opts Options) (*Cluster, error) {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = dir
 	if err := cmd.Start(); err != nil {
-		logf.Close()
+		_ = logf.Close()
 		return fail(err)
 	}
 	c.cmd = cmd
@@ -204,6 +169,53 @@ func StartCluster(opts Options) (*Cluster, error) {
 		return nil, fmt.Errorf("pgtest %s: %w; server log: %s", opts.Name, err, c.Log())
 	}
 	return c, nil
+}
+
+// initData makes the cluster's data directory in dir, owned by cred, accepting
+// password logins from any address unless it listens on 127.0.0.1 only.
+func initData(dir, listen string, cred *syscall.Credential) error {
+	initdb := exec.Command(filepath.Join(BinDir, "initdb"), "-D", filepath.Join(dir, "data"),
+		"-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync", "--locale=C")
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	initdb.Dir = dir
+	if out, err := initdb.CombinedOutput(); err != nil {
+		return fmt.Errorf("initdb: %w: %s", err, out)
+	}
+	if listen != "127.0.0.1" {
+		hba, err := os.OpenFile(filepath.Join(dir, "data", "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(hba, "host all all 0.0.0.0/0 scram-sha-256\nhost replication all 0.0.0.0/0 scram-sha-256")
+		_ = hba.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// serverArgs are postgres's arguments: the data directory and every setting,
+// sorted (the defaults for a test server, then opts.Settings).
+func serverArgs(dir string, port int, opts Options) []string {
+	settings := map[string]string{
+		"listen_addresses":        opts.Listen,
+		"port":                    strconv.Itoa(port),
+		"unix_socket_directories": dir,
+		"fsync":                   "off",
+		"synchronous_commit":      "off",
+		"full_page_writes":        "off",
+		"shared_buffers":          "32MB",
+		"log_min_messages":        "warning",
+	}
+	for k, v := range opts.Settings {
+		settings[k] = v
+	}
+	args := []string{"-D", filepath.Join(dir, "data")}
+	for _, k := range slices.Sorted(maps.Keys(settings)) {
+		args = append(args, "-c", k+"="+settings[k])
+	}
+	return args
 }
 
 // bootstrap waits for the server and creates the login role and database.
@@ -223,7 +235,7 @@ func (c *Cluster) bootstrap(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	// The role's password must not land in the server log (tests check it does not).
 	if _, err := conn.Exec(ctx, "SET log_statement = 'none'"); err != nil {
 		return err
@@ -251,7 +263,7 @@ func (c *Cluster) MustConnect(t testing.TB) *pgx.Conn {
 	if err != nil {
 		t.Fatalf("connect %s: %v", c.Opts.Name, err)
 	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
 	return conn
 }
 
@@ -280,7 +292,7 @@ func (c *Cluster) Stop() error {
 		c.cmd = nil
 	}
 	if c.logf != nil {
-		c.logf.Close()
+		_ = c.logf.Close()
 		c.logf = nil
 	}
 	if c.Dir != "" {
@@ -296,7 +308,7 @@ func freePort(host string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 

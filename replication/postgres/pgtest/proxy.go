@@ -58,7 +58,7 @@ func (p *Proxy) serve() {
 		p.mu.Lock()
 		if p.cut || p.closed {
 			p.mu.Unlock()
-			in.Close()
+			_ = in.Close()
 			continue
 		}
 		p.mu.Unlock()
@@ -71,28 +71,28 @@ func (p *Proxy) forward(in net.Conn) {
 	first, app, err := readStartup(in)
 	_ = in.SetReadDeadline(time.Time{})
 	if err != nil {
-		in.Close()
+		_ = in.Close()
 		return
 	}
 	p.gate(app) // a partition holds new connections too
 	out, err := net.Dial("tcp", p.target)
 	if err != nil {
-		in.Close()
+		_ = in.Close()
 		return
 	}
 	p.mu.Lock()
 	if p.cut || p.closed || p.apps[app] {
 		p.mu.Unlock()
-		in.Close()
-		out.Close()
+		_ = in.Close()
+		_ = out.Close()
 		return
 	}
 	p.conns[in], p.conns[out] = app, app
 	stall := p.stall[app]
 	p.mu.Unlock()
 	if _, err := out.Write(first); err != nil {
-		in.Close()
-		out.Close()
+		_ = in.Close()
+		_ = out.Close()
 		return
 	}
 	var wg sync.WaitGroup
@@ -117,8 +117,8 @@ func (p *Proxy) forward(in net.Conn) {
 				}
 			}
 		}
-		out.Close()
-		in.Close()
+		_ = out.Close()
+		_ = in.Close()
 	}()
 	go func() { // server → client
 		defer wg.Done()
@@ -137,8 +137,8 @@ func (p *Proxy) forward(in net.Conn) {
 				break
 			}
 		}
-		in.Close()
-		out.Close()
+		_ = in.Close()
+		_ = out.Close()
 	}()
 	wg.Wait()
 	p.mu.Lock()
@@ -153,7 +153,7 @@ func (p *Proxy) Cut() {
 	defer p.mu.Unlock()
 	p.cut = true
 	for c := range p.conns {
-		c.Close()
+		_ = c.Close()
 	}
 }
 
@@ -166,7 +166,7 @@ func (p *Proxy) CutApps(apps ...string) {
 	}
 	for c, app := range p.conns {
 		if p.apps[app] {
-			c.Close()
+			_ = c.Close()
 		}
 	}
 }
@@ -199,7 +199,7 @@ func (p *Proxy) Partition(apps ...string) {
 func (p *Proxy) gate(app string) {
 	for {
 		p.mu.Lock()
-		if p.closed || !(p.frozenAll || p.frozen[app]) {
+		if p.closed || (!p.frozenAll && !p.frozen[app]) {
 			p.mu.Unlock()
 			return
 		}
@@ -222,7 +222,7 @@ func (p *Proxy) Heal() {
 	p.apps = map[string]bool{}
 	for c, app := range p.conns {
 		if p.stall[app] {
-			c.Close()
+			_ = c.Close()
 		}
 	}
 	p.stall = map[string]bool{}
@@ -286,7 +286,7 @@ func (p *Proxy) Close() error {
 	}
 	p.closed = true
 	for c := range p.conns {
-		c.Close()
+		_ = c.Close()
 	}
 	p.mu.Unlock()
 	return p.l.Close()

@@ -25,7 +25,7 @@ func echoServer(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
+	t.Cleanup(func() { _ = l.Close() })
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -33,7 +33,7 @@ func echoServer(t *testing.T) string {
 				return
 			}
 			go func() {
-				defer c.Close()
+				defer func() { _ = c.Close() }()
 				var hdr [4]byte
 				if _, err := io.ReadFull(c, hdr[:]); err != nil {
 					return
@@ -54,7 +54,7 @@ func dialApp(t *testing.T, addr, app string) (net.Conn, *bufio.Reader) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	if _, err := c.Write(startup(app)); err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func roundTrip(c net.Conn, r *bufio.Reader, line string, wait time.Duration) (st
 		return "", err
 	}
 	_ = c.SetReadDeadline(time.Now().Add(wait))
-	defer c.SetReadDeadline(time.Time{})
+	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
 	got, err := r.ReadString('\n')
 	return got, err
 }
@@ -78,7 +78,7 @@ func TestProxyPartitionHoldsAndHeals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	defer func() { _ = p.Close() }()
 	cut, cutR := dialApp(t, p.Addr, "sitectl_douala_to_cloud")
 	other, otherR := dialApp(t, p.Addr, "sitectl_yaounde_to_cloud")
 	if got, err := roundTrip(cut, cutR, "before", 5*time.Second); err != nil || got != "before\n" {

@@ -79,7 +79,7 @@ func (c Client) Alerts(ctx context.Context) ([]Alert, error) {
 	if err != nil {
 		return nil, &UnreachableError{URL: c.URL, Err: err}
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return nil, &UnreachableError{URL: c.URL, Err: err}

@@ -23,7 +23,7 @@ func FreePort(t testing.TB) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port
 }
 
@@ -61,7 +61,7 @@ func Start(t testing.TB, cfg []byte) string {
 	for {
 		resp, err := http.Get(url + "/-/ready")
 		if err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return url
 			}
@@ -89,7 +89,7 @@ func Post(t testing.TB, url string, labels ...map[string]string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		out, _ := io.ReadAll(resp.Body)
 		t.Fatalf("post alerts: %s: %s", resp.Status, out)

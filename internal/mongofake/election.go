@@ -35,8 +35,16 @@ func (c *Cluster) recompute() {
 // (a new config version), so another pass is due.
 func (c *Cluster) settle() bool {
 	c.addRemotes()
-	// 1. Spread configs (heartbeats carry them): newer versions win; an
-	// uninitiated member named in a config joins.
+	c.spreadConfigs()
+	c.stepDownLost()
+	c.elect()
+	c.replicate()
+	return c.clearNewlyAdded()
+}
+
+// spreadConfigs (step 1) spreads configs as heartbeats carry them: newer versions win; an
+// uninitiated member named in a config joins.
+func (c *Cluster) spreadConfigs() {
 	for changed := true; changed; {
 		changed = false
 		for _, a := range c.order {
@@ -54,8 +62,11 @@ func (c *Cluster) settle() bool {
 			}
 		}
 	}
-	// 2. Step down primaries that lost their majority, their place in the config,
-	// or meet a reachable electable member of higher priority.
+}
+
+// stepDownLost (step 2) steps down primaries that lost their majority, their place in the config,
+// or meet a reachable electable member of higher priority.
+func (c *Cluster) stepDownLost() {
 	for _, h := range c.order {
 		n := c.nodes[h]
 		if !n.primary || n.remote {
@@ -80,7 +91,10 @@ func (c *Cluster) settle() bool {
 			n.lostAt = time.Time{}
 		}
 	}
-	// 3. Elect: candidates by priority, then member id; each voter votes once.
+}
+
+// elect (step 3) elects: candidates by priority, then member id; each voter votes once.
+func (c *Cluster) elect() {
 	var cands []*node
 	for _, h := range c.order {
 		n := c.nodes[h]
@@ -114,8 +128,11 @@ func (c *Cluster) settle() bool {
 			n.primary = true
 		}
 	}
-	// 4. Replicate from each primary along reachable, in-config, data-bearing members
-	// (chained replication), rolling back what diverged.
+}
+
+// replicate (step 4) replicates from each primary along reachable, in-config, data-bearing members
+// (chained replication), rolling back what diverged.
+func (c *Cluster) replicate() {
 	for _, h := range c.order {
 		p := c.nodes[h]
 		if !p.primary {
@@ -151,7 +168,10 @@ func (c *Cluster) settle() bool {
 			}
 		}
 	}
-	// 5. A primary clears newlyAdded on members that caught up (a new config version).
+}
+
+// clearNewlyAdded (step 5): a primary clears newlyAdded on members that caught up (a new config version).
+func (c *Cluster) clearNewlyAdded() bool {
 	cleared := false
 	for _, h := range c.order {
 		p := c.nodes[h]

@@ -170,7 +170,7 @@ func (c *Cluster) call(ctx context.Context, host string, cmd bson.D) (*peerState
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}

@@ -295,7 +295,7 @@ func (c *Cluster) serve(ln net.Listener, host string) {
 				// The member is gone: so are its connections.
 				c.mu.Lock()
 				for conn := range n.conns {
-					conn.Close()
+					_ = conn.Close()
 				}
 				c.mu.Unlock()
 				return
@@ -303,7 +303,7 @@ func (c *Cluster) serve(ln net.Listener, host string) {
 			c.mu.Lock()
 			if n.down || c.closed {
 				c.mu.Unlock()
-				conn.Close()
+				_ = conn.Close()
 				continue
 			}
 			n.conns[conn] = true
@@ -315,7 +315,7 @@ func (c *Cluster) serve(ln net.Listener, host string) {
 				c.mu.Lock()
 				delete(n.conns, conn)
 				c.mu.Unlock()
-				conn.Close()
+				_ = conn.Close()
 			}()
 		}
 	}()
@@ -333,9 +333,9 @@ func (c *Cluster) Close() {
 	c.mu.Lock()
 	c.closed = true
 	for _, n := range c.nodes {
-		n.ln.Close()
+		_ = n.ln.Close()
 		for conn := range n.conns {
-			conn.Close()
+			_ = conn.Close()
 		}
 	}
 	c.changed.Broadcast()
@@ -363,7 +363,7 @@ func (c *Cluster) SetDown(host string, down bool) {
 	if down {
 		n.primary = false
 		for conn := range n.conns {
-			conn.Close()
+			_ = conn.Close()
 		}
 	}
 	c.recompute()

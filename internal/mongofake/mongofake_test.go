@@ -3,6 +3,7 @@ package mongofake_test
 import (
 	"context"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 
-	"github.com/sitectl/sitectl/replication/mongo/mongofake"
+	"github.com/sitectl/sitectl/internal/mongofake"
 )
 
 // TestStandaloneWithDriverCRUD serves one member, initiates it as a one-member set
@@ -33,7 +34,7 @@ func TestStandaloneWithDriverCRUD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer direct.Disconnect(ctx)
+	defer func() { _ = direct.Disconnect(ctx) }()
 	err = direct.Database("admin").RunCommand(ctx, bson.D{{Key: "replSetInitiate", Value: bson.D{
 		{Key: "_id", Value: "mgrs"}, {Key: "members", Value: bson.A{bson.D{{Key: "_id", Value: 0}, {Key: "host", Value: host}}}}}}}).Err()
 	if err != nil {
@@ -50,7 +51,7 @@ func TestStandaloneWithDriverCRUD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rs.Disconnect(ctx)
+	defer func() { _ = rs.Disconnect(ctx) }()
 	if err := rs.Ping(ctx, readpref.Primary()); err != nil {
 		t.Fatalf("no primary through replica-set discovery: %v", err)
 	}
@@ -80,9 +81,12 @@ func TestStandaloneWithDriverCRUD(t *testing.T) {
 	if _, err := coll.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: 1}}}}); err == nil {
 		t.Error("an operator filter was accepted; the fake must refuse what it does not implement")
 	}
-	ln.Close()
+	_ = ln.Close()
 	select {
-	case <-done:
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "listener closed") {
+			t.Errorf("Serve returned %v after the listener closed, want it to say so", err)
+		}
 	case <-time.After(5 * time.Second):
 		t.Error("Serve did not return after the listener closed")
 	}
@@ -160,7 +164,7 @@ func TestCutOffPrimaryRollsBack(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer cl.Disconnect(ctx)
+		defer func() { _ = cl.Disconnect(ctx) }()
 		clients[host] = cl
 	}
 	members := bson.A{}
