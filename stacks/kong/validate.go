@@ -20,6 +20,7 @@ var declarativeSchema = yamlschema.New("the declarative format", "https://sitect
 var bundledPlugins = map[string]bool{
 	"rate-limiting": true, "correlation-id": true, "prometheus": true, "request-size-limiting": true,
 	"cors": true, "ip-restriction": true, "bot-detection": true, "response-ratelimiting": true,
+	"request-transformer": true,
 }
 
 // Validate checks a kong.yml against Kong's declarative format as sitectl uses it:
@@ -73,7 +74,7 @@ func references(doc map[string]any) []string {
 	services := map[string]map[string]any{}
 	routes := map[string]bool{}
 	upstreams := map[string]map[string]any{}
-	type rp struct{ path, proto string }
+	type rp struct{ path, proto, headers string } // a route matching headers is another route
 	paths := map[rp]string{}
 	var plugins []map[string]any
 	targetsOf := map[string][]map[string]any{}
@@ -93,7 +94,7 @@ func references(doc map[string]any) []string {
 		}
 		for _, p := range r["paths"].([]any) {
 			for _, proto := range protos {
-				k := rp{fmt.Sprint(p), proto}
+				k := rp{fmt.Sprint(p), proto, headerKey(r["headers"])}
 				if other, dup := paths[k]; dup {
 					bad("routes %q and %q both match %s %s", other, n, proto, k.path)
 				}
@@ -204,4 +205,15 @@ func routedTopLevel(doc map[string]any, svc string) bool {
 		}
 	}
 	return false
+}
+
+// headerKey is a route's header match as a comparable string ("" without one).
+func headerKey(v any) string {
+	m, _ := v.(map[string]any)
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, strings.ToLower(k)+"="+fmt.Sprint(m[k]))
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ";")
 }
