@@ -30,6 +30,8 @@ type Entry struct {
 	// Namespace is the lab namespace connections are made from (the site's
 	// gateway); empty outside the lab.
 	Namespace string
+	// Insecure skips verifying the gateway's certificate (the lab's is self-made).
+	Insecure bool
 }
 
 // EntryOf returns site's entry point, or one clear error when it has none.
@@ -45,7 +47,7 @@ func EntryOf(topo *sites.Topology, site *sites.Site) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	e := Entry{Site: site.Name, Namespace: site.Lab.Namespace}
+	e := Entry{Site: site.Name, Namespace: site.Lab.Namespace, Insecure: site.Lab.Namespace != ""}
 	for _, n := range nodes {
 		e.URLs = append(e.URLs, "https://"+net.JoinHostPort(n.Address, strconv.Itoa(s.HTTPSPort)))
 	}
@@ -63,8 +65,8 @@ func (e Entry) Client(timeout time.Duration, conns int) *http.Client {
 		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12}}
 	if e.Namespace != "" {
 		tr.DialContext = netns.Dialer(e.Namespace)
-		tr.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // the lab's Kong certificate is self-made (lab only)
 	}
+	tr.TLSClientConfig.InsecureSkipVerify = e.Insecure //nolint:gosec // the lab's Kong certificate is self-made (lab only)
 	return &http.Client{Timeout: timeout, Transport: tr}
 }
 

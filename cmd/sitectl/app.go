@@ -83,6 +83,7 @@ var commands = []func(*globals) *cobra.Command{
 	newTunnelsCommand,
 	newDrillCommand,
 	newAuditCommand,
+	newLoadCommand,
 }
 
 // Run runs sitectl with args; only main calls os.Exit.

@@ -101,7 +101,7 @@ func failoverTargets(topo *sites.Topology, peers []*sites.Site, tags []string) (
 	for i, p := range peers {
 		ps, err := ReadSettings(topo, p)
 		if err != nil {
-			return nil, err
+			continue // the peer's own render reports its settings' error, once
 		}
 		nodes, err := targets.Matching(p, ps.Constraints)
 		if err != nil {
@@ -158,14 +158,14 @@ func addFailover(d *declarative, topo *sites.Topology, site *sites.Site, s Setti
 		}
 		ops, err := FailoverPeers(topo, o)
 		if err != nil {
-			return err
+			continue // o's own render reports it, once
 		}
 		if !slices.ContainsFunc(ops, func(p *sites.Site) bool { return p.Name == site.Name }) {
 			continue
 		}
 		os, err := ReadSettings(topo, o)
 		if err != nil {
-			return err
+			continue
 		}
 		nodes, err := targets.Matching(o, os.Constraints)
 		if err != nil {
