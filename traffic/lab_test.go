@@ -14,8 +14,8 @@ import (
 	"github.com/sitectl/sitectl/deploy"
 	"github.com/sitectl/sitectl/lab/labtest"
 	"github.com/sitectl/sitectl/plan"
-	_ "github.com/sitectl/sitectl/stacks/all" // the stacks deploy renders
 	"github.com/sitectl/sitectl/sites"
+	_ "github.com/sitectl/sitectl/stacks/all" // the stacks deploy renders
 	"github.com/sitectl/sitectl/swarm"
 	"github.com/sitectl/sitectl/tunnels"
 )
