@@ -122,9 +122,9 @@ func TestFailover(t *testing.T) {
 
 	t.Run("bad lists are refused", func(t *testing.T) {
 		for set, want := range map[string]string{
-			"douala:values.kong.failover=[lagos]":      `values.kong.failover names "lagos", which is not a site`,
-			"douala:values.kong.failover=[douala]":     "values.kong.failover names the site itself",
-			"douala:values.kong.failover=[yaounde]":    "values.kong.failover names yaounde, but no tunnel links the two sites",
+			"douala:values.kong.failover=[lagos]":    `values.kong.failover names "lagos", which is not a site`,
+			"douala:values.kong.failover=[douala]":   "values.kong.failover names the site itself",
+			"douala:values.kong.failover=[yaounde]":  "values.kong.failover names yaounde, but no tunnel links the two sites",
 			"douala:values.kong.api.health_path=/hz": `values.kong.api.health_path is "/hz"; with failover to cloud it must be under /api/`,
 		} {
 			topo := stacktest.Load(t, "production", set)
