@@ -95,7 +95,7 @@ func TestLabGateway(t *testing.T) {
 	})
 
 	t.Run("load figures", func(t *testing.T) {
-		for _, rate := range []int{50, 200} {
+		for _, rate := range []int{10, 50} {
 			res, err := Run(ctx, []Entry{douala}, Options{Rate: rate, Duration: 10 * time.Second, Mix: Mix{Read: 9, Write: 1}})
 			if err != nil {
 				t.Fatal(err)

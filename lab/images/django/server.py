@@ -119,11 +119,24 @@ def ready(request):
     return JsonResponse({"status": "ok", "site": SITE, "database": db, "app": "sitectl-lab-django"})
 
 
+TABLE_READY = []  # non-empty once this process made sure the table exists
+
+
 @csrf_exempt
 def rows(request):
     if not SITE:
         return JsonResponse({"error": "SITE_ID is not set"}, status=500)
-    ensure_table()
+    if not TABLE_READY:
+        ensure_table()
+        TABLE_READY.append(True)
+    try:
+        return rows_of(request)
+    except Exception:
+        TABLE_READY.clear()  # a re-created database: make sure again next time
+        raise
+
+
+def rows_of(request):
     if request.method == "POST":
         try:
             payload = json.loads(request.body or b"{}")
