@@ -136,6 +136,10 @@ func TestLabGateway(t *testing.T) {
 			return 0
 		}
 		defer scale(1) // the lab is left with douala's database running
+		// douala's clients keep calling douala's gateway through the fault.
+		watch := StartWatch(ctx, []Entry{douala}, 5)
+		time.Sleep(5 * time.Second)
+		watch.Phase("during")
 		scale(0)
 		took := servedBy("cloud", 2*time.Minute)
 		t.Logf("failover: douala's /api served by cloud %s after douala's database was scaled to 0", took.Round(100*time.Millisecond))
@@ -147,8 +151,17 @@ func TestLabGateway(t *testing.T) {
 			}
 		}
 		scale(1)
+		watch.Phase("after")
 		back := servedBy("douala", 3*time.Minute)
 		t.Logf("failback: douala's /api served by douala again %s after its database was scaled back", back.Round(100*time.Millisecond))
+		time.Sleep(5 * time.Second)
+		for _, a := range watch.Stop([]Entry{douala}) {
+			t.Logf("availability at douala's gateway, %s the fault: %d/%d ok (%.1f%%), longest gap %s, served by %v",
+				a.Phase, a.OK, a.Requests, 100*a.Success, a.LongestGap.Round(100*time.Millisecond), a.ServedBy)
+			if a.Phase == "during" && a.ServedBy["cloud"] == 0 {
+				t.Errorf("during the fault no request of douala's clients was served by cloud: %+v", a)
+			}
+		}
 	})
 }
 

@@ -18,6 +18,7 @@ func TestLoadRefusals(t *testing.T) {
 		{[]string{"load", "--site", "douala", "--rate", "5", "--duration", "0s"}, "--duration is 0s"},
 		{[]string{"load", "--site", "douala", "--rate", "5", "--duration", "1s", "--mix", "9"}, `--mix is "9"; want read:write`},
 		{[]string{"load", "--site", "lagos", "--rate", "5", "--duration", "1s"}, "lagos"},
+		{[]string{"drill", "db-down", "--site", "douala", "--load", "-1"}, "drill db-down: --load is -1; want requests/s per site above 0"},
 		{[]string{"--set", "douala:stacks=postgres,django-api", "load", "--site", "douala", "--rate", "5", "--duration", "1s"}, "site douala has no entry point: it does not run the kong stack"},
 	} {
 		_, _, err := run(t, []string{}, append([]string{"--config-dir", dir, "--env", "dev"}, tc.args...)...)
