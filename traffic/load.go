@@ -57,11 +57,11 @@ func EntryOf(topo *sites.Topology, site *sites.Site) (Entry, error) {
 	return e, nil
 }
 
-// Client returns an HTTP client for e: from the lab namespace in the lab (where
-// the lab's self-made certificate is not verified), with the system's roots
-// elsewhere.
+// Client returns an HTTP client for e, keeping up to conns idle connections: from
+// the lab namespace in the lab (where the lab's self-made certificate is not
+// verified), with the system's roots elsewhere.
 func (e Entry) Client(timeout time.Duration, conns int) *http.Client {
-	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, IdleConnTimeout: 30 * time.Second,
+	tr := &http.Transport{MaxIdleConnsPerHost: conns, IdleConnTimeout: 30 * time.Second,
 		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12}}
 	if e.Namespace != "" {
 		tr.DialContext = netns.Dialer(e.Namespace)
@@ -171,9 +171,12 @@ type siteRun struct {
 }
 
 func (r *siteRun) attack(ctx context.Context, opts Options) {
-	conns := max(8, opts.Rate/20)
+	// Enough workers (and connections) for the rate to hold while every request
+	// takes up to the timeout: a slow site must not slow the pacer down.
+	conns := max(8, opts.Rate/10)
+	most := max(conns, opts.Rate*int(max(opts.Timeout/time.Second, 1)))
 	a := vegeta.NewAttacker(vegeta.Client(r.entry.Client(opts.Timeout, conns)), vegeta.Workers(uint64(conns)),
-		vegeta.MaxWorkers(uint64(conns*4)))
+		vegeta.MaxWorkers(uint64(most)))
 	n := 0
 	period := opts.Mix.Read + opts.Mix.Write
 	targeter := func(t *vegeta.Target) error {

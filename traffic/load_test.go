@@ -138,3 +138,23 @@ func BenchmarkGenerator(b *testing.B) {
 		b.ReportMetric(float64(res[0].P99)/1e6, "p99-ms")
 	}
 }
+
+// TestRunSlowSite: a site that takes 500 ms per answer still gets the rate asked
+// for (the workers grow up to rate × timeout), not a rate bounded by a small pool.
+func TestRunSlowSite(t *testing.T) {
+	s := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		time.Sleep(500 * time.Millisecond)
+		_ = json.NewEncoder(w).Encode(map[string]string{"site": "slow"})
+	}))
+	defer s.Close()
+	res, err := Run(context.Background(), []Entry{{Site: "slow", URLs: []string{s.URL}, Insecure: true}},
+		Options{Rate: 100, Duration: 2 * time.Second, Mix: Mix{Read: 1}, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A pool bounded at 4 × 10 workers sent 129 here; a loaded machine may lose a
+	// few to the end of the attack while new TLS connections are made.
+	if r := res[0]; r.Requests < 170 || r.Success != 1 {
+		t.Errorf("slow site: %d requests, success %.2f; want about all 200 sent and answered", r.Requests, r.Success)
+	}
+}
