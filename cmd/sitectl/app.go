@@ -85,6 +85,7 @@ var commands = []func(*globals) *cobra.Command{
 	newDrillCommand,
 	newAuditCommand,
 	newInitCommand,
+	newLoadCommand,
 }
 
 // Run runs sitectl with args; only main calls os.Exit.

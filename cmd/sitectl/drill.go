@@ -22,6 +22,7 @@ type drillOptions struct {
 	report              string
 	confirm             string
 	mongo               bool
+	load                int // --load: requests/s per site through each gateway (drillload.go)
 }
 
 func newDrillCommand(g *globals) *cobra.Command {
@@ -180,6 +181,7 @@ func newDrillKindCommand(g *globals, kind, short string, needSite, needNode bool
 	f.DurationVar(&o.timeout, "timeout", 0, "abort (and heal) after this long (default: duration + converge-timeout + 2m)")
 	f.StringVar(&o.report, "report", "", "also write the report as an HTML page with a timeline to this file")
 	f.StringVar(&o.confirm, "confirm", "", "the environment name, required to drill production (--confirm production)")
+	f.IntVar(&o.load, "load", 0, "requests/s each site's clients send through their own gateway during the drill; the report adds availability per phase (0: none)")
 	return cmd
 }
 
@@ -193,6 +195,9 @@ func runDrill(ctx context.Context, g *globals, kind string, o *drillOptions) err
 	}
 	if o.writes <= 0 || o.duration <= 0 {
 		return fmt.Errorf("drill %s: --writes and --duration must be positive", kind)
+	}
+	if o.load < 0 {
+		return fmt.Errorf("drill %s: --load is %d; want requests/s per site above 0, or 0 for none", kind, o.load)
 	}
 	touched, err := topo.Select(live.TouchedSites(topo, kind, o.site)...)
 	if err != nil {
@@ -215,18 +220,32 @@ func runDrill(ctx context.Context, g *globals, kind string, o *drillOptions) err
 		return err
 	}
 	defer closeAll()
+	var load *drillLoad
+	if o.load > 0 {
+		if load, err = startDrillLoad(ctx, topo, o.load); err != nil {
+			return err
+		}
+		d.OnEvent = load.hook(d.OnEvent)
+	}
 	rep := d.Run(ctx)
+	var out any = rep
+	if load != nil {
+		out = drillWithLoad{Report: rep, Availability: load.watch.Stop(load.entries)}
+	}
 	if o.report != "" {
 		if err := writeHTMLReport(o.report, rep); err != nil {
 			fmt.Fprintf(g.streams.Err, "sitectl: write %s: %v\n", o.report, err)
 		}
 	}
-	if ok, err := g.printStructured(rep); ok {
+	if ok, err := g.printStructured(out); ok {
 		if err != nil {
 			return err
 		}
 	} else {
 		printDrillText(g, rep)
+		if w, ok := out.(drillWithLoad); ok {
+			printAvailability(g, w.Availability)
+		}
 	}
 	if rep.Interrupted {
 		// Said on stderr whatever the output mode: stdout may be JSON for a program.

@@ -78,6 +78,9 @@ func serve(name string) error {
 	if !ok {
 		return fmt.Errorf("unknown service %q (known: %s)", name, strings.Join(serviceNames(), ", "))
 	}
+	if conf := os.Getenv("KONG_DECLARATIVE_CONFIG"); name == "kong" && conf != "" {
+		return serveKong(conf) // routes the declarative kong.yml (kongproxy.go)
+	}
 	host, _ := os.Hostname()
 	log.SetFlags(log.LstdFlags | log.LUTC)
 	log.Printf("sitectl lab stand-in for %s %s on %s: NOT the real service", name, svc.version, host)

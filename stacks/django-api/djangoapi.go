@@ -34,7 +34,8 @@ var Defaults = map[string]any{
 	"health_timeout":      "10s",
 	"health_retries":      5,
 	"health_start_period": "60s",
-	// health_path is the API's health endpoint (Kong probes the same path).
+	// health_path is the API's liveness endpoint, the swarm health check's (200
+	// while the process is up); Kong probes readiness (values.kong.api.health_path).
 	"health_path": "/healthz",
 	// healthcheck is the probe inside the container: python (python3 urllib, any
 	// Django image has it), curl (an image with curl; cheaper per check) or none.

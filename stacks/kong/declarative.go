@@ -49,14 +49,15 @@ type service struct {
 }
 
 type route struct {
-	Name                    string   `yaml:"name"`
-	Paths                   []string `yaml:"paths"`
-	Hosts                   []string `yaml:"hosts,omitempty"`
-	Protocols               []string `yaml:"protocols"`
-	StripPath               bool     `yaml:"strip_path"`
-	PreserveHost            bool     `yaml:"preserve_host"`
-	HTTPSRedirectStatusCode int      `yaml:"https_redirect_status_code"`
-	Tags                    []string `yaml:"tags"`
+	Name                    string              `yaml:"name"`
+	Paths                   []string            `yaml:"paths"`
+	Hosts                   []string            `yaml:"hosts,omitempty"`
+	Headers                 map[string][]string `yaml:"headers,omitempty"`
+	Protocols               []string            `yaml:"protocols"`
+	StripPath               bool                `yaml:"strip_path"`
+	PreserveHost            bool                `yaml:"preserve_host"`
+	HTTPSRedirectStatusCode int                 `yaml:"https_redirect_status_code"`
+	Tags                    []string            `yaml:"tags"`
 }
 
 type upstream struct {
@@ -80,13 +81,14 @@ type healthchecks struct {
 }
 
 type active struct {
-	Type                   string    `yaml:"type"`
-	HTTPPath               string    `yaml:"http_path"`
-	Timeout                int       `yaml:"timeout"`
-	Concurrency            int       `yaml:"concurrency"`
-	HTTPSVerifyCertificate bool      `yaml:"https_verify_certificate"`
-	Healthy                healthy   `yaml:"healthy"`
-	Unhealthy              unhealthy `yaml:"unhealthy"`
+	Type                   string              `yaml:"type"`
+	HTTPPath               string              `yaml:"http_path"`
+	Timeout                int                 `yaml:"timeout"`
+	Concurrency            int                 `yaml:"concurrency"`
+	HTTPSVerifyCertificate bool                `yaml:"https_verify_certificate"`
+	Headers                map[string][]string `yaml:"headers,omitempty"`
+	Healthy                healthy             `yaml:"healthy"`
+	Unhealthy              unhealthy           `yaml:"unhealthy"`
 }
 
 type passive struct {
@@ -129,11 +131,9 @@ const (
 //   - active + passive health checks on every upstream, rate limiting per route's
 //     service, correlation-id (X-Request-ID) and prometheus plugins globally.
 //
-// Other sites' django-api are deliberately not backup targets of /api: Kong OSS 3.x
-// upstreams have no backup/failover targets (that is Enterprise 3.12+), so a remote
-// target would take a share of every request across the WAN, and a site is its own
-// failure domain (docs/design.md decision 1): when its API is down the gateway answers 503
-// and the operator's DNS/anycast moves clients, not Kong.
+// /api fails over to peer sites while the local API is not ready (failover.go,
+// docs/gateway.md): Kong OSS 3.x has no priority targets, so the local target
+// outweighs the peers' by far and the readiness checks take it out of rotation.
 func Config(topo *sites.Topology, site *sites.Site) ([]byte, error) {
 	s, err := ReadSettings(topo, site)
 	if err != nil {
@@ -210,6 +210,11 @@ func Config(topo *sites.Topology, site *sites.Site) ([]byte, error) {
 	}
 	d.Services = append(d.Services, admin)
 	appServices(&d, topo, site, tags, toHub)
+	if site.HasStack("django-api") {
+		if err := addFailover(&d, topo, site, s, tags); err != nil {
+			return nil, err
+		}
+	}
 
 	d.Plugins = []plugin{
 		{Name: "correlation-id", Tags: tags, Config: map[string]any{

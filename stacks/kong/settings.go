@@ -20,7 +20,9 @@ type Settings struct {
 	// swarm resolves it (<stack>_<service>).
 	APIService string
 	APIPort    int
-	// HealthPath is the django-api path the active health check probes.
+	// HealthPath is the django-api readiness path the active health check probes
+	// (200 only while the API's database answers); with failover it is under /api,
+	// so a peer's Kong routes the probe to the peer's API.
 	HealthPath string
 	// AdminHealthPath is probed on the hub's Kong by spokes' admin upstream.
 	AdminHealthPath string
@@ -42,6 +44,9 @@ type Settings struct {
 	// against it (tls_verify); empty, it does not (`sitectl audit` reports it).
 	AdminCA string
 	TLSKey  string
+	// Failover lists the peer sites /api fails over to (values.kong.failover); nil
+	// when unset (FailoverPeers then takes the linked sites, the hub first).
+	Failover []string
 }
 
 // Canary is a weighted split of /api between the stable django-api and a canary.
@@ -62,7 +67,7 @@ func ReadSettings(topo *sites.Topology, site *sites.Site) (Settings, error) {
 		Constraints:     v.Strings("constraints", []string{"node.labels.role != db"}),
 		APIService:      v.String("api.service", "django-api_api"),
 		APIPort:         v.Int("api.port", 8000),
-		HealthPath:      v.String("api.health_path", "/healthz"),
+		HealthPath:      v.String("api.health_path", "/api/ready"),
 		AdminHealthPath: v.String("admin.health_path", "/admin/login/"),
 		APIPerMinute:    v.Int("rate_limit.api_per_minute", 600),
 		AdminPerMinute:  v.Int("rate_limit.admin_per_minute", 60),
@@ -71,6 +76,7 @@ func ReadSettings(topo *sites.Topology, site *sites.Site) (Settings, error) {
 		TLSCert:         v.String("tls.cert", "kong-tls-cert"),
 		TLSKey:          v.String("tls.key", "kong-tls-key"),
 		AdminCA:         v.String("admin.ca", ""),
+		Failover:        v.Strings("failover", nil),
 		Canary: Canary{
 			Enabled:  v.Bool("canary.enabled", false),
 			Weight:   v.Int("canary.weight", 10),

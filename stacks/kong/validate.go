@@ -20,6 +20,7 @@ var declarativeSchema = yamlschema.New("the declarative format", "https://sitect
 var bundledPlugins = map[string]bool{
 	"rate-limiting": true, "correlation-id": true, "prometheus": true, "request-size-limiting": true,
 	"cors": true, "ip-restriction": true, "bot-detection": true, "response-ratelimiting": true,
+	"request-transformer": true,
 }
 
 // Validate checks a kong.yml against Kong's declarative format as sitectl uses it:
@@ -77,7 +78,7 @@ func references(doc map[string]any) []string {
 	return c.probs
 }
 
-type routePath struct{ path, proto string }
+type routePath struct{ path, proto, headers string } // a route matching headers is another route
 
 // refCheck holds what references collects from a declarative config and the
 // problems found.
@@ -108,7 +109,7 @@ func (c *refCheck) addRoute(r map[string]any) {
 	}
 	for _, p := range r["paths"].([]any) {
 		for _, proto := range protos {
-			k := routePath{fmt.Sprint(p), proto}
+			k := routePath{fmt.Sprint(p), proto, headerKey(r["headers"])}
 			if other, dup := c.paths[k]; dup {
 				c.bad("routes %q and %q both match %s %s", other, n, proto, k.path)
 			}
@@ -236,4 +237,15 @@ func routedTopLevel(doc map[string]any, svc string) bool {
 		}
 	}
 	return false
+}
+
+// headerKey is a route's header match as a comparable string ("" without one).
+func headerKey(v any) string {
+	m, _ := v.(map[string]any)
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, strings.ToLower(k)+"="+fmt.Sprint(m[k]))
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ";")
 }

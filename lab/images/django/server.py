@@ -1,4 +1,9 @@
-"""sitectl lab Django API: GET /health (and /healthz), POST /rows, GET /rows.
+"""sitectl lab Django API: GET /health (and /healthz), GET /ready, POST /rows, GET /rows.
+
+/health is liveness: 200 while the process serves (the swarm health check). /ready is
+readiness: 200 only while the site's database answers, else 503 (Kong's health checks,
+so the gateway fails /api over to a peer site, docs/gateway.md). Every path is also
+served under /api/ (Kong's /api route keeps the path: strip_path is false).
 
 Every row carries the site that wrote it (SITE_ID) and a UUIDv7 key minted here; the
 app only ever writes its own site's rows (ownership, shared/DESIGN.md decision 4).
@@ -99,6 +104,12 @@ def ensure_table():
 
 
 def health(request):
+    """Liveness: the process is up. The database is not asked."""
+    return JsonResponse({"status": "ok", "site": SITE, "app": "sitectl-lab-django"})
+
+
+def ready(request):
+    """Readiness: the site's database answers."""
     try:
         with connection.cursor() as c:
             c.execute("SELECT 1")
@@ -108,11 +119,24 @@ def health(request):
     return JsonResponse({"status": "ok", "site": SITE, "database": db, "app": "sitectl-lab-django"})
 
 
+TABLE_READY = []  # non-empty once this process made sure the table exists
+
+
 @csrf_exempt
 def rows(request):
     if not SITE:
         return JsonResponse({"error": "SITE_ID is not set"}, status=500)
-    ensure_table()
+    if not TABLE_READY:
+        ensure_table()
+        TABLE_READY.append(True)
+    try:
+        return rows_of(request)
+    except Exception:
+        TABLE_READY.clear()  # a re-created database: make sure again next time
+        raise
+
+
+def rows_of(request):
     if request.method == "POST":
         try:
             payload = json.loads(request.body or b"{}")
@@ -145,7 +169,12 @@ def rows(request):
     return JsonResponse({"error": "use GET or POST"}, status=405)
 
 
-urlpatterns = [path("health", health), path("healthz", health), path("rows", rows)]
+def routes(prefix):
+    return [path(prefix + "health", health), path(prefix + "healthz", health), path(prefix + "ready", ready),
+            path(prefix + "rows", rows)]
+
+
+urlpatterns = routes("") + routes("api/")
 
 
 class Server(ThreadingMixIn, WSGIServer):

@@ -192,13 +192,24 @@ func (v *Values) Bool(path string, def bool) bool {
 	return def
 }
 
-// Strings reads a list of strings, def when unset.
+// Strings reads a list of strings, def when unset. A string (what --set gives) is
+// read as a comma-separated list, in brackets or not: "[a, b]", "a,b", "[]".
 func (v *Values) Strings(path string, def []string) []string {
 	raw, ok := v.lookup(path)
 	if !ok {
 		return def
 	}
 	switch x := raw.(type) {
+	case string:
+		x = strings.TrimSpace(x)
+		x = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(x, "["), "]"))
+		out := []string{}
+		for _, f := range strings.Split(x, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				out = append(out, f)
+			}
+		}
+		return out
 	case []string:
 		return x
 	case []any:

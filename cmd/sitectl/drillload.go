@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sitectl/sitectl/drill"
+	"github.com/sitectl/sitectl/sites"
+	"github.com/sitectl/sitectl/stacks/kong"
+	"github.com/sitectl/sitectl/traffic"
+)
+
+// drillLoad is `drill --load R`: clients at every site running Kong keep calling
+// their own entry point through the drill; the report adds what they saw per
+// phase (before, during and after the fault).
+type drillLoad struct {
+	watch   *traffic.Watch
+	entries []traffic.Entry
+}
+
+func startDrillLoad(ctx context.Context, topo *sites.Topology, rate int) (*drillLoad, error) {
+	var entries []traffic.Entry
+	for _, s := range topo.Sites {
+		if !s.HasStack(kong.Name) {
+			continue
+		}
+		e, err := traffic.EntryOf(topo, s)
+		if err != nil {
+			return nil, err
+		}
+		if err := traffic.Reachable(ctx, e); err != nil {
+			return nil, fmt.Errorf("--load: %w", err)
+		}
+		entries = append(entries, e)
+	}
+	if len(entries) == 0 {
+		return nil, fmt.Errorf("--load: no site runs kong, so no site has an entry point to load")
+	}
+	// The clients outlive ctx's cancellation by SIGINT only as long as the drill's
+	// heal: they stop when the drill returns.
+	return &drillLoad{watch: traffic.StartWatch(context.WithoutCancel(ctx), entries, rate), entries: entries}, nil
+}
+
+// hook moves the clients to the next phase on the drill's fault events, then calls next.
+func (l *drillLoad) hook(next func(drill.Event)) func(drill.Event) {
+	return func(e drill.Event) {
+		switch e.Kind {
+		case drill.EvCut, drill.EvDown:
+			l.watch.Phase("during")
+		case drill.EvHeal, drill.EvRestore:
+			l.watch.Phase("after")
+		}
+		if next != nil {
+			next(e)
+		}
+	}
+}
+
+// drillWithLoad is the report with the availability the clients saw.
+type drillWithLoad struct {
+	*drill.Report
+	Availability []traffic.Availability `json:"availability"`
+}
+
+func printAvailability(g *globals, av []traffic.Availability) {
+	if len(av) == 0 {
+		return
+	}
+	fmt.Fprintln(g.streams.Out, "Availability through each site's own gateway (--load):")
+	tw := tabwriter.NewWriter(g.streams.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  SITE\tPHASE\tOK/REQUESTS\tSUCCESS\tLONGEST GAP\tSERVED BY")
+	for _, a := range av {
+		fmt.Fprintf(tw, "  %s\t%s\t%d/%d\t%.2f%%\t%s\t%v\n", a.Site, a.Phase, a.OK, a.Requests, 100*a.Success, a.LongestGap.Round(time.Millisecond), a.ServedBy)
+	}
+	_ = tw.Flush()
+}

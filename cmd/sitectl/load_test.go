@@ -1,0 +1,29 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestLoadRefusals: bad input to `sitectl load` is one clear error naming the flag
+// or the site, before any request is sent (none of these reach an address).
+func TestLoadRefusals(t *testing.T) {
+	dir := exampleConfig(t, nil)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"load", "--site", "douala", "--rate", "0", "--duration", "1s"}, "--rate is 0; want requests per second per site above 0"},
+		{[]string{"load", "--site", "douala", "--rate", "-3", "--duration", "1s"}, "--rate is -3"},
+		{[]string{"load", "--site", "douala", "--rate", "5", "--duration", "0s"}, "--duration is 0s"},
+		{[]string{"load", "--site", "douala", "--rate", "5", "--duration", "1s", "--mix", "9"}, `--mix is "9"; want read:write`},
+		{[]string{"load", "--site", "lagos", "--rate", "5", "--duration", "1s"}, "lagos"},
+		{[]string{"drill", "db-down", "--site", "douala", "--load", "-1"}, "drill db-down: --load is -1; want requests/s per site above 0"},
+		{[]string{"--set", "douala:stacks=postgres,django-api", "load", "--site", "douala", "--rate", "5", "--duration", "1s"}, "site douala has no entry point: it does not run the kong stack"},
+	} {
+		_, _, err := run(t, []string{}, append([]string{"--config-dir", dir, "--env", "dev"}, tc.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("sitectl %s: err %v, want %q", strings.Join(tc.args, " "), err, tc.want)
+		}
+	}
+}
