@@ -41,6 +41,9 @@ type Site struct {
 
 	// Alerting is where the hub's Alertmanager sends alerts (sites/alerting.go).
 	Alerting Alerting `mapstructure:"alerting" json:"alerting,omitzero" yaml:"alerting,omitempty"`
+
+	// Backup is how the site's database is backed up (sites/backup.go).
+	Backup Backup `mapstructure:"backup" json:"backup,omitzero" yaml:"backup,omitempty"`
 }
 
 // Engine says how sitectl reaches the site's Docker engine (a swarm manager), the way

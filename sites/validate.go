@@ -180,6 +180,7 @@ func validateSite(c *collector, t *Topology, s *Site, siteNames map[string]bool,
 		checkRef(errf, "secrets."+k, s.Secrets[k], true)
 	}
 	validateAlerting(errf, s.Alerting)
+	validateBackup(errf, s, siteNames)
 
 	// Gateway and tunnel.
 	if s.Gateway.ID == "" {
