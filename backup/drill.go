@@ -107,7 +107,7 @@ func DrillRestore(ctx context.Context, o DrillOptions) (rep DrillReport, err err
 	done := o.Progress.Step("start scratch PostgreSQL on the restored copy")
 	err = o.Scratch.Start(ctx, o.Dest)
 	if err == nil {
-		err = WaitPromoted(ctx, o.Scratch.DSN(o.Live.User, o.Live.Database), o.Live.Password, 5*time.Minute)
+		err = o.Scratch.Wait(ctx, o.Scratch.DSN(o.Live.User, o.Live.Database), o.Live.Password)
 	}
 	done(err)
 	if err != nil {

@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,6 +19,9 @@ type Scratch interface {
 	// Start starts the server on dir and waits until it has replayed to the target
 	// and accepts writes.
 	Start(ctx context.Context, dir string) error
+	// Wait waits until the server has replayed to the target time and been promoted
+	// (password: the restored database's); it fails as soon as the server stops.
+	Wait(ctx context.Context, dsn, password string) error
 	// DSN is how to reach it (user and database given; the password is the live
 	// database's, restored with it).
 	DSN(user, database string) string
@@ -86,6 +90,33 @@ func (s *LocalScratch) Remove(ctx context.Context) error {
 	}
 	s.dir = ""
 	return first
+}
+
+// Wait waits for the promotion, and fails with the end of the server's log as soon
+// as the server is gone (recovery ended before the target: WAL is missing).
+func (s *LocalScratch) Wait(ctx context.Context, dsn, password string) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		for ctx.Err() == nil {
+			if _, err := os.Stat(filepath.Join(s.dir, "postmaster.pid")); os.IsNotExist(err) {
+				log, _ := os.ReadFile(filepath.Join(s.dir, "scratch-server.log"))
+				cancel(fmt.Errorf("scratch server stopped during recovery: %s", lastLines(string(log), 3)))
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	err := WaitPromoted(ctx, dsn, password, 5*time.Minute)
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], " | ")
 }
 
 // WaitPromoted waits until the server at dsn has finished recovery (replayed to the

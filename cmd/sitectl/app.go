@@ -83,6 +83,8 @@ var commands = []func(*globals) *cobra.Command{
 	newTunnelsCommand,
 	newDrillCommand,
 	newAuditCommand,
+	newBackupCommand,
+	newRestoreCommand,
 }
 
 // Run runs sitectl with args; only main calls os.Exit.
