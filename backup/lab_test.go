@@ -36,7 +36,7 @@ func freePort(t *testing.T) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port
 }
 
@@ -93,7 +93,7 @@ func startLocalSite(t *testing.T, site string) *localSite {
 	}
 	_ = admin.Close(ctx)
 	app := s.conn(t, "app")
-	defer app.Close(ctx)
+	defer func() { _ = app.Close(ctx) }()
 	for _, q := range append(RoleSQL(b.User), PasswordSQL(b.User, []byte("barman-pw"))) {
 		if _, err := app.Exec(ctx, q); err != nil {
 			t.Fatalf("role: %v", err)
@@ -167,7 +167,7 @@ func appendFile(t *testing.T, path, content string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	if _, err := f.WriteString(content); err != nil {
 		t.Fatal(err)
 	}

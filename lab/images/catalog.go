@@ -36,6 +36,7 @@ func Catalog() []Spec {
 		{Logical: "postgres-exporter", Ref: Repo + "postgres-exporter:lab", Real: true, Source: "Debian prometheus-postgres-exporter (host package files + shared libraries)"},
 		{Logical: "alertmanager", Ref: Repo + "alertmanager:lab", Real: true, Source: "Debian prometheus-alertmanager (host package files + shared libraries)"},
 	}
+	out = append(out, barmanSpec)
 	for _, s := range standins {
 		out = append(out, Spec{Logical: s, Ref: Repo + s + ":standin", Real: false, Source: "lab/standin (static Go, FROM scratch)"})
 	}

@@ -261,6 +261,7 @@ func recipes() []recipe {
 				WorkingDir:   "/alertmanager",
 			},
 		},
+		barmanRecipe(),
 	}
 }
 
