@@ -299,4 +299,4 @@ const (
 )
 
 // KnownStacks are the stack folders sitectl ships under stacks/.
-var KnownStacks = []string{"django-api", "elk", "kong", "mongo", "monitoring", "postgres"}
+var KnownStacks = []string{"backup", "django-api", "elk", "kong", "mongo", "monitoring", "postgres"}
