@@ -113,6 +113,11 @@ func validateBackup(errf func(key, format string, args ...any), s *Site, sites m
 	case !walSizeRE.MatchString(b.MaxSlotWALKeepSize):
 		errf("backup.max_slot_wal_keep_size", "is %q; allowed: a size like 4GB (units kB, MB, GB, TB)", b.MaxSlotWALKeepSize)
 	}
+	// PostgreSQL bounds every slot with one server setting: the backup's slot is
+	// bounded only if the server's is.
+	if s.Postgres.MaxSlotWALKeepSize == "-1" {
+		errf("postgres.max_slot_wal_keep_size", "is -1 (unbounded) on a backed-up site: a dead backup server would fill %s's disk through its slot; give a size like 4GB", s.Name)
+	}
 	if !identRE.MatchString(b.User) || strings.Contains(b.User, ".") {
 		errf("backup.user", "is %q; a PostgreSQL role name: lower-case letters, digits, _ (e.g. barman)", b.User)
 	}

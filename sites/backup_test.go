@@ -45,14 +45,19 @@ func TestBackupRefusals(t *testing.T) {
 		{"redundancy", "{server: cloud, minimum_redundancy: -1}", "backup.minimum_redundancy", "is -1; allowed: 1 or more"},
 		{"volume", "{server: cloud, volume: 'my vol'}", "backup.volume", `is "my vol"; a Docker volume name`},
 		{"unbounded slot", "{server: cloud, max_slot_wal_keep_size: '-1'}", "backup.max_slot_wal_keep_size", "is -1 (unbounded): a dead backup server would fill douala's disk"},
+		{"server slots unbounded", "{server: cloud}", "postgres.max_slot_wal_keep_size", "is -1 (unbounded) on a backed-up site"},
 		{"slot size", "{server: cloud, max_slot_wal_keep_size: 4G}", "backup.max_slot_wal_keep_size", `is "4G"; allowed: a size like 4GB`},
 		{"user", "{server: cloud, user: Barman}", "backup.user", `is "Barman"; a PostgreSQL role name`},
 		{"docker secret", "{server: cloud, password: {docker_secret: pw}}", "backup.password", "sitectl itself needs this value: reference it by env or file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			douala := mustRead(t, "douala.yaml")
+			if tc.key == "postgres.max_slot_wal_keep_size" {
+				douala = strings.Replace(douala, "postgres:\n", "postgres:\n  max_slot_wal_keep_size: '-1'\n", 1)
+			}
 			_, err := Load(Options{Dir: "sites", FS: exampleFS(t, map[string]string{
-				"douala.yaml": mustRead(t, "douala.yaml") + "backup: " + tc.section + "\n",
+				"douala.yaml": douala + "backup: " + tc.section + "\n",
 			}), Env: "dev", Environ: []string{}})
 			var ps Problems
 			if !errors.As(err, &ps) {
