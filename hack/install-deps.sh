@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="docker.io iptables nftables iproute2 strongswan-swanctl charon-systemd libcharon-extra-plugins libstrongswan-standard-plugins
-strongswan-pki postgresql-15 postgresql-client-15 debootstrap curl netcat-openbsd tcpdump
+strongswan-pki postgresql-15 postgresql-client-15 barman debootstrap curl netcat-openbsd tcpdump
 iperf3 prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter ca-certificates python3-django python3-psycopg2 python3-asgiref python3-sqlparse
 python3-tz tzdata dash openssh-client openssh-server chromium nginx"
 

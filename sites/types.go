@@ -42,6 +42,9 @@ type Site struct {
 	// Alerting is where the hub's Alertmanager sends alerts (sites/alerting.go).
 	Alerting Alerting `mapstructure:"alerting" json:"alerting,omitzero" yaml:"alerting,omitempty"`
 
+	// Backup is how the site's database is backed up (sites/backup.go).
+	Backup Backup `mapstructure:"backup" json:"backup,omitzero" yaml:"backup,omitempty"`
+
 	// Reach is how sitectl reaches the site from where it runs (sites/reach.go):
 	// not configuration, installed after loading (the lab: lab/labreach).
 	Reach Reach `mapstructure:"-" json:"-" yaml:"-"`
@@ -300,4 +303,4 @@ const (
 )
 
 // KnownStacks are the stack folders sitectl ships under stacks/.
-var KnownStacks = []string{"django-api", "elk", "kong", "mongo", "monitoring", "postgres"}
+var KnownStacks = []string{"backup", "django-api", "elk", "kong", "mongo", "monitoring", "postgres"}

@@ -97,6 +97,7 @@ func validateSite(c *collector, t *Topology, s *Site, siteNames map[string]bool,
 	if s.HasStack("mongo") {
 		v.mongo()
 	}
+	validateBackup(v.errf, s, siteNames)
 }
 
 // engineAndNodes checks engine.host and nodes.

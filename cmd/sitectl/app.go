@@ -86,6 +86,8 @@ var commands = []func(*globals) *cobra.Command{
 	newAuditCommand,
 	newInitCommand,
 	newLoadCommand,
+	newBackupCommand,
+	newRestoreCommand,
 }
 
 // Run runs sitectl with args; only main calls os.Exit.

@@ -49,6 +49,7 @@ what it left.`,
 		newDrillKindCommand(g, "db-down", "Stop a site's database service, report what fails and what keeps working, restore, verify", true, false),
 		newDrillKindCommand(g, "node-loss", "Drain a swarm node, watch services reschedule, restore, verify", true, true),
 		newDrillHealCommand(g),
+		newDrillRestoreCommand(g),
 	)
 	return cmd
 }

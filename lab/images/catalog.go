@@ -37,6 +37,7 @@ func Catalog() []Spec {
 		{Logical: "alertmanager", Ref: Repo + "alertmanager:lab", Real: true, Source: "Debian prometheus-alertmanager (host package files + shared libraries)"},
 		nginxSpec,
 	}
+	out = append(out, barmanSpec)
 	for _, s := range standins {
 		out = append(out, Spec{Logical: s, Ref: Repo + s + ":standin", Real: false, Source: "lab/standin (static Go, FROM scratch)"})
 	}

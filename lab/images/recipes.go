@@ -262,6 +262,7 @@ func recipes() []recipe {
 			},
 		},
 		nginxRecipe(),
+		barmanRecipe(),
 	}
 }
 

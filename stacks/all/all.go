@@ -4,6 +4,7 @@ package all
 
 import (
 	// Registered stacks, one line each.
+	_ "github.com/sitectl/sitectl/stacks/backup"
 	_ "github.com/sitectl/sitectl/stacks/django-api"
 	_ "github.com/sitectl/sitectl/stacks/elk"
 	_ "github.com/sitectl/sitectl/stacks/kong"

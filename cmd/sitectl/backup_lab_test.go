@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sitectl/sitectl/backup/backuptest"
+	"github.com/sitectl/sitectl/lab/labtest"
+)
+
+// TestLabBackupCLI: the commands against a real PostgreSQL 15 and Barman 3.4 on
+// this host: backup run, status green, drill restore PASSES, and restore --time
+// before a mistaken DELETE brings the rows back in a scratch server it prints the
+// address of, while the live database keeps the delete.
+func TestLabBackupCLI(t *testing.T) {
+	labtest.Skip(t)
+	s := backuptest.Start(t, "douala")
+	s.WaitStreaming(t)
+	t.Setenv("PGPASSFILE", s.PGPassFile)
+	t.Setenv("SITECTL_PG_PASSWORD", s.Password)
+	dir := exampleConfig(t, nil)
+	base := []string{"--config-dir", dir, "--set", "douala:backup.server=cloud", "--set", "douala:postgres.host=127.0.0.1",
+		"--set", "douala:postgres.port=" + strconv.Itoa(s.Port), "--set", "douala:postgres.sslmode=disable"}
+	cli := func(args ...string) (string, string, error) {
+		return run(t, []string{"SITECTL_BARMAN_CONFIG=" + s.BarmanConfig}, append(base, args...)...)
+	}
+	if out, errOut, err := cli("backup", "run", "--site", "douala"); err != nil || !strings.Contains(out, "douala: base backup ") {
+		t.Fatalf("backup run: %v\n%s%s", err, out, errOut)
+	}
+	if out, errOut, err := cli("backup", "status", "--site", "douala"); err != nil {
+		t.Fatalf("backup status after a base backup: %v\n%s%s", err, out, errOut)
+	}
+	if out, errOut, err := cli("drill", "restore", "--site", "douala", "--rows", "300", "--dir", s.RestoreDir, "--port", strconv.Itoa(backuptest.FreePort(t))); err != nil || !strings.HasPrefix(out, "PASS douala") {
+		t.Fatalf("drill restore: %v\n%s%s", err, out, errOut)
+	}
+
+	ctx := context.Background()
+	live, err := pgx.ConnectConfig(ctx, s.LiveConfig(t, "app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = live.Close(ctx) }()
+	if _, err := live.Exec(ctx, "CREATE TABLE orders (id int PRIMARY KEY, site text); INSERT INTO orders SELECT g, 'douala' FROM generate_series(1, 500) g"); err != nil {
+		t.Fatal(err)
+	}
+	var before time.Time
+	if err := live.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, err := live.Exec(ctx, "DELETE FROM orders WHERE site = 'douala'"); err != nil {
+		t.Fatal(err)
+	}
+	port := backuptest.FreePort(t)
+	began := time.Now()
+	out, errOut, err := cli("restore", "--site", "douala", "--time", before.UTC().Format(time.RFC3339Nano), "--dir", s.RestoreDir, "--port", strconv.Itoa(port))
+	if err != nil {
+		t.Fatalf("restore: %v\n%s%s", err, out, errOut)
+	}
+	t.Logf("FIGURE sitectl restore (switch-wal, recover, scratch start and replay): %s\n%s", time.Since(began).Round(time.Millisecond), out)
+	dsn := fmt.Sprintf("host=127.0.0.1 port=%d user=sitectl dbname=app sslmode=disable", port)
+	if !strings.Contains(out, dsn) {
+		t.Fatalf("restore does not print how to reach the scratch server (%s):\n%s", dsn, out)
+	}
+	cfg, _ := pgx.ParseConfig(dsn)
+	cfg.Password = s.Password
+	scratch, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var restored, left int
+	err = scratch.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&restored)
+	_ = scratch.Close(ctx)
+	if err2 := live.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&left); err != nil || err2 != nil || restored != 500 || left != 0 {
+		t.Fatalf("want the 500 deleted rows in scratch and none live, got %d in scratch (%v), %d live (%v)", restored, err, left, err2)
+	}
+	// Remove the scratch server the way the command says.
+	for _, line := range strings.Split(out, "\n") {
+		if cmd, ok := strings.CutPrefix(line, "Remove it: "); ok {
+			if b, err := runShell(cmd); err != nil {
+				t.Fatalf("%s: %v\n%s", cmd, err, b)
+			}
+		}
+	}
+	if entries, _ := os.ReadDir(s.RestoreDir); len(entries) != 0 {
+		t.Fatalf("restore dir not empty after removal: %v", entries)
+	}
+}
+
+func runShell(cmd string) ([]byte, error) {
+	return exec.Command("sh", "-c", cmd).CombinedOutput()
+}

@@ -1,0 +1,80 @@
+package images
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestBarmanImageRuns builds the Barman image's root filesystem, unpacks it and runs
+// in it (chroot) barman, pg_basebackup, pg_receivewal and rsync, and the entrypoint
+// once: it writes Barman's password file from the secrets, 0600, owned by barman.
+func TestBarmanImageRuns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chroot needs root")
+	}
+	rc := barmanRecipe()
+	if _, err := rc.key("x"); err != nil {
+		var mp *MissingPackagesError
+		if errors.As(err, &mp) {
+			t.Fatalf("%v (hack/install-deps.sh installs them)", err)
+		}
+		t.Fatal(err)
+	}
+	b := &Builder{CacheDir: t.TempDir(), SourceDirs: []string{"."}}
+	standin, _, err := b.standinBinary(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRootfs()
+	if err := rc.build(r, standin); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.addLibraries(); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := r.writeTar(&buf); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(t.TempDir(), "rootfs")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	untar := exec.Command("tar", "-x", "-C", root)
+	untar.Stdin = &buf
+	if out, err := untar.CombinedOutput(); err != nil {
+		t.Fatalf("unpack: %v\n%s", err, out)
+	}
+	for _, c := range [][]string{{"barman", "--version"}, {"pg_basebackup", "--version"}, {"pg_receivewal", "--version"}, {"rsync", "--version"}} {
+		cmd := exec.Command("chroot", append([]string{root}, c...)...)
+		cmd.Env = rc.cfg.Env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("chroot %s: %v\n%s", strings.Join(c, " "), err, out)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(root, "run", "secrets"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "run", "secrets", "barman-password-douala"), []byte("s3cret"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("chroot", root, "/usr/local/bin/barman-entrypoint", "--once")
+	cmd.Env = append(rc.cfg.Env, "BARMAN_TARGETS=douala=10.10.0.12:5432:barman")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("entrypoint --once: %v\n%s", err, out)
+	}
+	pgpass := filepath.Join(root, "var", "lib", "barman", ".pgpass")
+	got, err := os.ReadFile(pgpass)
+	if err != nil || string(got) != "10.10.0.12:5432:*:barman:s3cret\n" {
+		t.Fatalf("password file: %q, %v", got, err)
+	}
+	if fi, err := os.Stat(pgpass); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("password file mode: %v, %v", fi.Mode(), err)
+	}
+}
