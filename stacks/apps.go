@@ -61,26 +61,11 @@ func RenderApp(in Input, a *sites.App) (Rendered, error) {
 	dep["labels"] = labels
 	svc["deploy"] = dep
 	if a.Port > 0 {
-		switch nets := svc["networks"].(type) {
-		case nil:
-			svc["networks"] = []any{"default", AppNetwork}
-		case []any:
-			if !containsAny(nets, AppNetwork) {
-				svc["networks"] = append(nets, AppNetwork)
-			}
-		case map[string]any:
-			if _, ok := nets[AppNetwork]; !ok {
-				nets[AppNetwork] = nil
-			}
-		}
-		topNets, _ := doc["networks"].(map[string]any)
-		if topNets == nil {
-			topNets = map[string]any{}
-		}
-		if _, ok := topNets[AppNetwork]; !ok {
-			topNets[AppNetwork] = map[string]any{"external": true}
-		}
-		doc["networks"] = topNets
+		joinNetwork(doc, svc, AppNetwork)
+	}
+	var secrets map[string]sites.SecretRef
+	if a.Database != nil {
+		secrets = addAppDatabase(in, a, doc, svc)
 	}
 	if a.MetricsPort > 0 {
 		ports, _ := svc["ports"].([]any)
@@ -116,7 +101,7 @@ func RenderApp(in Input, a *sites.App) (Rendered, error) {
 	if err := enc.Close(); err != nil {
 		return fail("encode: %w", err)
 	}
-	return Rendered{Stack: a.Name, Compose: buf.Bytes(), Files: files}, nil
+	return Rendered{Stack: a.Name, Compose: buf.Bytes(), Files: files, Secrets: secrets}, nil
 }
 
 func containsAny(list []any, s string) bool {
