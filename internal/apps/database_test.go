@@ -159,11 +159,11 @@ func TestDatabaseRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	edit := func(old, new string) map[string]string {
+	edit := func(old, repl string) map[string]string {
 		if !strings.Contains(string(notes), old) {
 			t.Fatalf("fixture lacks %q", old)
 		}
-		return map[string]string{"notes/compose.yaml": strings.Replace(string(notes), old, new, 1)}
+		return map[string]string{"notes/compose.yaml": strings.Replace(string(notes), old, repl, 1)}
 	}
 	for _, tc := range []struct {
 		name  string
@@ -229,4 +229,3 @@ func writeApps(t *testing.T, files map[string]string) string {
 	}
 	return dir
 }
-
