@@ -3,7 +3,6 @@ package apps
 import (
 	"maps"
 	"slices"
-	"strings"
 
 	composetypes "github.com/docker/cli/cli/compose/types"
 
@@ -94,11 +93,11 @@ func dbSitesOK(c *collector, rel string, topo *sites.Topology, runs []string, db
 		}
 	}
 	if len(noStack) > 0 {
-		c.errf(rel, strings.Join(noStack, ","), dbKey, "the app uses the site's PostgreSQL, but %s does not run the postgres stack (with a postgres section: database, user): add postgres to its stacks, or drop it from %s.sites", sitesPhrase(noStack), Extension)
+		c.errf(rel, oneSite(noStack), dbKey, "the app uses the site's PostgreSQL, but %s does not run the postgres stack (with a postgres section: database, user): add postgres to its stacks, or drop it from %s.sites", sitesPhrase(noStack), Extension)
 		return false
 	}
 	if len(noSecret) > 0 {
-		c.errf(rel, strings.Join(noSecret, ","), dbKey+".password", "no secret %q at %s: add secrets.%s ({env: VAR} or {file: path}) to the site config (defaults.yaml for every site)", db.PasswordSecret, sitesPhrase(noSecret), db.PasswordSecret)
+		c.errf(rel, oneSite(noSecret), dbKey+".password", "no secret %q at %s: add secrets.%s ({env: VAR} or {file: path}) to the site config (defaults.yaml for every site)", db.PasswordSecret, sitesPhrase(noSecret), db.PasswordSecret)
 		return false
 	}
 	return true
@@ -122,4 +121,13 @@ func dbComposeOK(c *collector, rel string, svc *composetypes.ServiceConfig, dict
 		}
 	}
 	return true
+}
+
+// oneSite is the site a problem is about when it is one ("" for several: the
+// message names them).
+func oneSite(list []string) string {
+	if len(list) == 1 {
+		return list[0]
+	}
+	return ""
 }

@@ -178,7 +178,7 @@ func TestDatabaseRefusals(t *testing.T) {
 		{name: "inline password", files: edit("\n  database: postgres", "\n  database:\n    engine: postgres\n    user: notes\n    password: s3cr3t-value"),
 			key: "x-sitectl.database.password", msg: []string{"an inline secret (value not shown)", "password: {secret: NAME}"}},
 		{name: "password secret the site lacks", files: edit("\n  database: postgres", "\n  database:\n    engine: postgres\n    user: notes\n    password: {secret: notes-db}"),
-			key: "x-sitectl.database.password", site: "douala,yaounde", msg: []string{`no secret "notes-db" at sites douala, yaounde`, "add secrets.notes-db"}},
+			key: "x-sitectl.database.password", msg: []string{`no secret "notes-db" at sites douala, yaounde`, "add secrets.notes-db"}},
 		{name: "user without password", files: edit("\n  database: postgres", "\n  database: {engine: postgres, user: notes}"),
 			key: "x-sitectl.database.password", msg: []string{"user notes has no password"}},
 		{name: "unknown engine", files: edit("\n  database: postgres", "\n  database: mysql"),
