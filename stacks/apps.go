@@ -23,7 +23,8 @@ const AppNetwork = "app"
 // RenderApp renders an operator app for in.Site: the app's compose file as the
 // user wrote it, plus what sitectl owns — the entry service's image and replicas
 // for this site and environment, the site's app network, the sitectl.app label,
-// and the metrics port published for the hub's Prometheus. Configs the compose file
+// the metrics port published for the hub's Prometheus, and the app's database
+// (addAppDatabase). Configs the compose file
 // names by relative path are read from the app's folder. The result deploys like a
 // built-in stack (the app's name is its stack name).
 func RenderApp(in Input, a *sites.App) (Rendered, error) {
