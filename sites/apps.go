@@ -23,6 +23,8 @@ type App struct {
 	MetricsPublished int        `json:"metrics_published,omitempty"`
 	MetricsPath      string     `json:"metrics_path,omitempty"`
 	Routes           []AppRoute `json:"routes,omitempty"`
+	// Database is the site database the app uses (x-sitectl.database); nil: none.
+	Database *AppDatabase `json:"database,omitempty"`
 	// Sites maps each site that runs the app to its settings there.
 	Sites map[string]AppSite `json:"sites"`
 }
@@ -32,6 +34,34 @@ type AppSite struct {
 	Replicas int    `json:"replicas"`
 	Image    string `json:"image,omitempty"`
 }
+
+// AppDatabase is the database an app uses: at each site that runs the app, the
+// site's PostgreSQL (its postgres stack), reached over the site's data network.
+// The password comes from a site secret, by name: never a value.
+type AppDatabase struct {
+	// Engine is the database: "postgres" (the site's postgres stack).
+	Engine string `json:"engine"`
+	// User is the role the app connects as; "" is the site's postgres.user.
+	User string `json:"user,omitempty"`
+	// PasswordSecret names the site secret (secrets.<name>) holding the role's
+	// password: AppDatabasePassword for the site's own role.
+	PasswordSecret string `json:"password_secret"`
+}
+
+// AppDatabasePassword is the site secret holding postgres.user's password: the one
+// the postgres stack sets and the Django API reads.
+const AppDatabasePassword = "postgres-password"
+
+// What sitectl adds to an app's entry service for its database: these variables
+// (the password only as a file, AppDatabaseTarget under /run/secrets) and the
+// compose secret AppDatabaseSecret. An app's compose file may not set them itself.
+const (
+	AppDatabaseSecret = "sitectl-database-password"
+	AppDatabaseTarget = "database-password"
+)
+
+// AppDatabaseEnv are the environment variables sitectl sets for an app's database.
+var AppDatabaseEnv = []string{"DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME", "DATABASE_USER", "DATABASE_PASSWORD_FILE"}
 
 // AppRoute is one route of an app: a path prefix (and optional hosts), served at
 // every site that runs the app (At "local") or at the hub only (At "hub": spokes'

@@ -25,7 +25,8 @@ const AppNetwork = "app"
 // RenderApp renders an operator app for in.Site: the app's compose file as the
 // user wrote it, plus what sitectl owns — the entry service's image and replicas
 // for this site and environment, the site's app network, the sitectl.app label,
-// and the metrics port published for the hub's Prometheus. Configs the compose file
+// the metrics port published for the hub's Prometheus, and the app's database
+// (addAppDatabase). Configs the compose file
 // names by relative path are read from the app's folder. The result deploys like a
 // built-in stack (the app's name is its stack name).
 func RenderApp(in Input, a *sites.App) (Rendered, error) {
@@ -63,26 +64,11 @@ func RenderApp(in Input, a *sites.App) (Rendered, error) {
 	dep["labels"] = labels
 	svc["deploy"] = dep
 	if a.Port > 0 {
-		switch nets := svc["networks"].(type) {
-		case nil:
-			svc["networks"] = []any{"default", AppNetwork}
-		case []any:
-			if !containsAny(nets, AppNetwork) {
-				svc["networks"] = append(nets, AppNetwork)
-			}
-		case map[string]any:
-			if _, ok := nets[AppNetwork]; !ok {
-				nets[AppNetwork] = nil
-			}
-		}
-		topNets, _ := doc["networks"].(map[string]any)
-		if topNets == nil {
-			topNets = map[string]any{}
-		}
-		if _, ok := topNets[AppNetwork]; !ok {
-			topNets[AppNetwork] = map[string]any{"external": true}
-		}
-		doc["networks"] = topNets
+		joinNetwork(doc, svc, AppNetwork)
+	}
+	var secrets map[string]sites.SecretRef
+	if a.Database != nil {
+		secrets = addAppDatabase(in, a, doc, svc)
 	}
 	if a.MetricsPort > 0 {
 		ports, _ := svc["ports"].([]any)
@@ -118,7 +104,7 @@ func RenderApp(in Input, a *sites.App) (Rendered, error) {
 	if err := enc.Close(); err != nil {
 		return fail("encode: %w", err)
 	}
-	return Rendered{Stack: a.Name, Compose: buf.Bytes(), Files: files}, nil
+	return Rendered{Stack: a.Name, Compose: buf.Bytes(), Files: files, Secrets: secrets}, nil
 }
 
 func containsAny(list []any, s string) bool {

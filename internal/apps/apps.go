@@ -67,6 +67,7 @@ type decl struct {
 	Routes   []route              `yaml:"routes"`
 	Site     map[string]overrides `yaml:"site"`
 	Env      map[string]overrides `yaml:"env"`
+	Database any                  `yaml:"database"`
 }
 
 type health struct {
@@ -165,6 +166,9 @@ func loadApp(c *collector, opts Options, name string) *sites.App {
 	checkAppRoutes(c, rel, topo, a, d, runs, sitesOK)
 	checkSiteAndEnvKeys(c, rel, topo, d, runs, sitesOK)
 	checkSecrets(c, rel, topo, runs, src.dict, cfg)
+	if sitesOK && svc != nil {
+		a.Database = checkDatabase(c, rel, topo, d.Database, runs, svc, src.dict)
+	}
 	if svc != nil && a.MetricsPort > 0 {
 		checkHostPort(c, rel, topo, runs, svc, a)
 	}
