@@ -144,10 +144,12 @@ func (p *Part) Wait(ctx context.Context, topo *sites.Topology, site *sites.Site)
 }
 
 // resumeFrom re-enables a flow the site publishes when it is disabled by an error
-// with no conflict pending (a lost connection), and says what is awaited of a flow
-// it re-enabled ("" when nothing is).
+// with no conflict pending (a lost connection) and its slot is there (a missing or
+// lost one is the subscriber's deploy's to re-create), and says what is awaited of
+// a flow it re-enabled ("" when nothing is).
 func resumeFrom(ctx context.Context, sess *Session, d *Desired, f FlowStatus, resumed map[string]bool) (string, error) {
-	if f.State == StateDisabledBy && (f.Pending == nil || f.Pending.Conflict == nil) {
+	slotOK := f.WALStatus != "" && f.WALStatus != "lost"
+	if f.State == StateDisabledBy && slotOK && (f.Pending == nil || f.Pending.Conflict == nil) {
 		for i := range d.Subscriptions[f.To] {
 			if s := &d.Subscriptions[f.To][i]; s.Name == f.Subscription {
 				if _, enabled, err := resumeOne(ctx, sess, s); err != nil {
