@@ -151,8 +151,10 @@ func TestLabStacksRenderPlainDeploy(t *testing.T) {
 // restoreLab gives the shared lab back as the other lab tests expect it: every stack
 // deployed by sitectl and every replication flow working. The plain deploy removed
 // and re-created douala's database, which disables the subscriptions from it
-// (disable_on_error); seen once, deploy --all right after that left one disabled
-// again, so this resumes replication when deploy did not.
+// (disable_on_error); deploy --all must leave every flow working. Before
+// 2026-12-07 it could leave douala → cloud disabled (docs/postgres-replication.md,
+// "A publisher's server stopping after its subscriber's deploy"): that fails the
+// test, and replication is then resumed so the lab is usable by the tests after it.
 func restoreLab(t *testing.T, l *labtest.Lab) {
 	t.Helper()
 	cli := func(args ...string) (string, string, error) {
@@ -163,13 +165,15 @@ func restoreLab(t *testing.T, l *labtest.Lab) {
 		return
 	}
 	var out string
+	resumed := false
 	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(2 * time.Second) {
 		var err error
 		if out, _, err = cli("replication", "status"); err == nil {
 			return
 		}
-		if strings.Contains(out, "disabled") {
-			t.Logf("restore the lab: replication status after deploy --all:\n%s\nresuming", out)
+		if strings.Contains(out, "disabled") && !resumed {
+			resumed = true
+			t.Errorf("restore the lab: deploy --all left a replication flow disabled:\n%s", out)
 			if _, stderr, err := cli("replication", "resume"); err != nil {
 				t.Logf("replication resume: %v\n%s", err, stderr)
 			}

@@ -86,6 +86,14 @@ func (p *Part) session(topo *sites.Topology) *Session {
 // Wait waits until the site's subscriptions stream (initial copies done), up to
 // Opts.Wait (default 2m). A subscription stopped by a conflict fails it at once,
 // with the conflict and its resolution.
+//
+// It also re-enables the flows the site publishes that are disabled by an error
+// with no conflict pending, and waits for them: a stop of the site's server while
+// its deploy runs (the old task of a re-created database service stopping late,
+// a restart) cuts them, PostgreSQL 15 disables a subscription with
+// disable_on_error on a lost connection, and the subscriber's deploy, running in
+// parallel, may have re-enabled it and finished before. By this part the site's
+// server is the one its deploy started.
 func (p *Part) Wait(ctx context.Context, topo *sites.Topology, site *sites.Site) error {
 	wait := p.Opts.Wait
 	if wait == 0 {
@@ -94,6 +102,11 @@ func (p *Part) Wait(ctx context.Context, topo *sites.Topology, site *sites.Site)
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	sess := p.session(topo)
+	d, err := Desire(topo)
+	if err != nil {
+		return err
+	}
+	resumed := map[string]bool{}
 	for {
 		r, err := Status(ctx, topo, sess, site.Name)
 		if err != nil {
@@ -101,6 +114,14 @@ func (p *Part) Wait(ctx context.Context, topo *sites.Topology, site *sites.Site)
 		}
 		var waiting []string
 		for _, f := range r.Flows {
+			if f.From == site.Name && f.To != site.Name {
+				if w, err := resumeFrom(ctx, sess, d, f, resumed); err != nil {
+					return err
+				} else if w != "" {
+					waiting = append(waiting, w)
+				}
+				continue
+			}
 			if f.To != site.Name {
 				continue
 			}
@@ -120,6 +141,29 @@ func (p *Part) Wait(ctx context.Context, topo *sites.Topology, site *sites.Site)
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// resumeFrom re-enables a flow the site publishes when it is disabled by an error
+// with no conflict pending (a lost connection) and its slot is there (a missing or
+// lost one is the subscriber's deploy's to re-create), and says what is awaited of
+// a flow it re-enabled ("" when nothing is).
+func resumeFrom(ctx context.Context, sess *Session, d *Desired, f FlowStatus, resumed map[string]bool) (string, error) {
+	slotOK := f.WALStatus != "" && f.WALStatus != "lost"
+	if f.State == StateDisabledBy && slotOK && (f.Pending == nil || f.Pending.Conflict == nil) {
+		for i := range d.Subscriptions[f.To] {
+			if s := &d.Subscriptions[f.To][i]; s.Name == f.Subscription {
+				if _, enabled, err := resumeOne(ctx, sess, s); err != nil {
+					return "", fmt.Errorf("re-enable %s at %s: %w", s.Name, f.To, err)
+				} else if enabled {
+					resumed[f.Flow] = true
+				}
+			}
+		}
+	}
+	if resumed[f.Flow] && f.State != StateStreaming && f.State != StateCatchingUp {
+		return fmt.Sprintf("%s is %s (re-enabled: a lost connection disabled it)", f.Flow, f.State), nil
+	}
+	return "", nil
 }
 
 // Close closes the database connections the part opened.
