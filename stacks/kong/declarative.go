@@ -2,10 +2,7 @@ package kong
 
 import (
 	"bytes"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
-	"strings"
 
 	"github.com/google/uuid"
 
@@ -186,12 +183,12 @@ func Config(topo *sites.Topology, site *sites.Site) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kong at %s: /admin goes to the hub's Kong: %w", site.Name, err)
 		}
-		verify := s.AdminCA != ""
+		verify := s.AdminTLSVerify
 		admin.Protocol, admin.Host, admin.Port, admin.TLSVerify = "https", adminUpstream, hs.HTTPSPort, &verify
 		up := upstream{Name: adminUpstream, Algorithm: "round-robin", Tags: tags,
 			Healthchecks: checks("https", s.AdminHealthPath, []int{200, 301, 302})}
 		if verify {
-			ca, err := adminCA(site, s.AdminCA)
+			ca, err := trustedCA(topo, site, s)
 			if err != nil {
 				return nil, err
 			}
@@ -246,18 +243,16 @@ func adminCA(site *sites.Site, name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("kong at %s: values.kong.admin.ca: %w", site.Name, err)
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "CERTIFICATE" {
-		return "", fmt.Errorf("kong at %s: values.kong.admin.ca: secret %s (%s) is not a PEM certificate; want the CA that signed the hub's Kong certificate", site.Name, name, ref)
+	return caPEM(b, site, fmt.Sprintf("values.kong.admin.ca: secret %s (%s)", name, ref))
+}
+
+// trustedCA is the CA a spoke verifies the hub's Kong against: the operator's
+// (values.kong.admin.ca) when named, else sitectl's Kong CA.
+func trustedCA(topo *sites.Topology, site *sites.Site, s Settings) (string, error) {
+	if s.AdminCA != "" {
+		return adminCA(site, s.AdminCA)
 	}
-	c, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		return "", fmt.Errorf("kong at %s: values.kong.admin.ca: secret %s (%s): %w", site.Name, name, ref, err)
-	}
-	if !c.IsCA {
-		return "", fmt.Errorf("kong at %s: values.kong.admin.ca: secret %s (%s) is not a CA certificate (basicConstraints CA:TRUE); want the CA that signed the hub's Kong certificate", site.Name, name, ref)
-	}
-	return strings.TrimSpace(string(pem.EncodeToMemory(blk))) + "\n", nil
+	return sitectlCA(topo, site)
 }
 
 // canaryWeights returns per-target weights so that requests split
