@@ -192,9 +192,11 @@ func Config(topo *sites.Topology, site *sites.Site) ([]byte, error) {
 			if err != nil {
 				return nil, err
 			}
-			id := uuid.NewSHA1(uuid.NameSpaceURL, []byte(ca)).String()
-			d.CACerts = append(d.CACerts, caCert{ID: id, Cert: ca, Tags: tags})
-			admin.CACertificates = []string{id}
+			if ca != "" { // "": sitectl's CA is not created yet (deploy creates it first)
+				id := uuid.NewSHA1(uuid.NameSpaceURL, []byte(ca)).String()
+				d.CACerts = append(d.CACerts, caCert{ID: id, Cert: ca, Tags: tags})
+				admin.CACertificates = []string{id}
+			}
 			up.Healthchecks.Active.HTTPSVerifyCertificate = true
 		}
 		for _, n := range nodes {

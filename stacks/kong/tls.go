@@ -19,7 +19,7 @@ import (
 // AdminPKI is where sitectl keeps the CA that signs the hub Kong's certificate, and
 // that certificate with its key: <the hub's tunnel.pki_dir>/kong (outside the
 // repository, like the tunnel CA; a CA of its own, so a Kong key cannot pass for a
-// gateway). `sitectl tunnels certs` creates and renews them (EnsureHubCert).
+// gateway). Deploy's CertPart creates and renews them (EnsureHubCert).
 func AdminPKI(topo *sites.Topology) (tunnels.PKI, error) {
 	hub := topo.HubSite()
 	if hub == nil {
@@ -90,7 +90,8 @@ func EnsureHubCert(topo *sites.Topology) (caState, st tunnels.CertState, err err
 }
 
 // hubSecrets are the hub's TLS secrets when it serves sitectl's certificate: the
-// certificate and key files of AdminPKI (references; the key is read at deploy only).
+// certificate and key files of AdminPKI (references; the key is read at deploy
+// only); nil while the certificate does not exist yet.
 func hubSecrets(topo *sites.Topology, s Settings) (map[string]sites.SecretRef, error) {
 	p, err := AdminPKI(topo)
 	if err != nil {
@@ -100,13 +101,18 @@ func hubSecrets(topo *sites.Topology, s Settings) (map[string]sites.SecretRef, e
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(p.CertPath(c.ID)); err != nil {
-		return nil, fmt.Errorf("kong at %s: the spokes verify this Kong's certificate against sitectl's Kong CA, and %s is missing: run `sitectl tunnels certs` to create it, or name your own CA (values.kong.admin.ca) with the hub's secrets.%s/%s", topo.HubSite().Name, p.CertPath(c.ID), s.TLSCert, s.TLSKey)
+	if _, err := os.Stat(p.CertPath(c.ID)); errors.Is(err, fs.ErrNotExist) {
+		// Not created yet (deploy's CertPart creates it before the stacks): the
+		// hub serves the site's own TLS secrets, which the spokes then refuse.
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("kong at %s: sitectl's Kong certificate: %w", topo.HubSite().Name, err)
 	}
 	return map[string]sites.SecretRef{s.TLSCert: {File: p.CertPath(c.ID)}, s.TLSKey: {File: p.KeyPath(c.ID)}}, nil
 }
 
-// sitectlCA reads sitectl's Kong CA certificate (PEM) for a spoke's kong.yml.
+// sitectlCA reads sitectl's Kong CA certificate (PEM) for a spoke's kong.yml; ""
+// when it does not exist yet.
 func sitectlCA(topo *sites.Topology, site *sites.Site) (string, error) {
 	p, err := AdminPKI(topo)
 	if err != nil {
@@ -114,7 +120,9 @@ func sitectlCA(topo *sites.Topology, site *sites.Site) (string, error) {
 	}
 	b, err := os.ReadFile(p.CAPath())
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("kong at %s: /admin verifies the hub's Kong certificate against sitectl's Kong CA, and %s is missing: run `sitectl tunnels certs` to create it, or name your CA (values.kong.admin.ca), or turn verification off (values.kong.admin.tls_verify: false; `sitectl audit` reports it)", site.Name, p.CAPath())
+		// Not created yet: deploy's CertPart creates it before the stacks. Until
+		// then kong.yml verifies against Kong's default bundle, which fails closed.
+		return "", nil
 	}
 	if err != nil {
 		return "", fmt.Errorf("kong at %s: sitectl's Kong CA: %w", site.Name, err)

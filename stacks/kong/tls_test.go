@@ -1,6 +1,7 @@
 package kong_test
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"net"
@@ -121,4 +122,44 @@ func parseCert(t *testing.T, b []byte) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestCertPart: before sitectl's Kong PKI exists a spoke's kong.yml still verifies
+// (against no named CA: it fails closed) and the hub keeps its own TLS secrets;
+// deploy's kong certificate part plans the CA and the hub's certificate, applying
+// it creates both, and then the part plans nothing and kong.yml names the CA.
+func TestCertPart(t *testing.T) {
+	topo := stacktest.Load(t, "production", "cloud:tunnel.pki_dir="+t.TempDir())
+	spoke, hub := topo.Site("douala"), topo.Site("cloud")
+	r, err := kong.Stack{}.Render(stacks.Input{Topo: topo, Site: spoke})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conf := string(r.Files["kong.yml"]); !strings.Contains(conf, "tls_verify: true") || strings.Contains(conf, "ca_certificates") {
+		t.Errorf("before the PKI exists:\n%s", conf)
+	}
+	if h, err := (kong.Stack{}).Render(stacks.Input{Topo: topo, Site: hub}); err != nil || h.Secrets != nil {
+		t.Errorf("hub before the PKI exists: %v %v", h.Secrets, err)
+	}
+	steps, err := kong.CertPart{}.Plan(context.Background(), topo, spoke)
+	if err != nil || len(steps) != 2 || steps[0].Name == steps[1].Name {
+		t.Fatalf("plan: %+v %v", steps, err)
+	}
+	if !strings.Contains(strings.Join(steps[1].Diff, " "), "admin.hub") {
+		t.Errorf("the certificate step does not name the SANs: %v", steps[1].Diff)
+	}
+	if err := steps[0].Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if steps, err = (kong.CertPart{}).Plan(context.Background(), topo, hub); err != nil || len(steps) != 0 {
+		t.Errorf("plan after apply: %+v %v", steps, err)
+	}
+	r, err = kong.Stack{}.Render(stacks.Input{Topo: topo, Site: spoke})
+	if err != nil || !strings.Contains(string(r.Files["kong.yml"]), "ca_certificates") {
+		t.Errorf("after apply: %v\n%s", err, r.Files["kong.yml"])
+	}
+	off := stacktest.Load(t, "production", "cloud:values.kong.admin.tls_verify=false")
+	if steps, err := (kong.CertPart{}).Plan(context.Background(), off, off.Site("cloud")); err != nil || len(steps) != 0 {
+		t.Errorf("opted out: %+v %v", steps, err)
+	}
 }
