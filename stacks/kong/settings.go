@@ -45,7 +45,7 @@ type Settings struct {
 	// AdminTLSVerify is values.kong.admin.tls_verify (default true): false turns
 	// the verification off (`sitectl audit` reports it as high).
 	AdminTLSVerify bool
-	TLSKey  string
+	TLSKey         string
 }
 
 // Canary is a weighted split of /api between the stable django-api and a canary.
