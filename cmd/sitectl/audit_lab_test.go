@@ -18,7 +18,7 @@ import (
 // of their object: sitectl does not fix them yet (docs/status.md, audit). Anything else
 // that is high fails the test.
 var openHighs = []string{
-	"role ",                   // django-api connects with sitectl's administrative role
+	"role ",         // django-api connects with sitectl's administrative role
 	"subscription ", // subscription passwords in pg_subscription.subconninfo
 }
 
