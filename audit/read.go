@@ -31,6 +31,7 @@ func Inspect(ctx context.Context, topo *sites.Topology, site *sites.Site) []Find
 	out = append(out, certFindings(topo, site)...)
 	if site.HasStack(kong.Name) {
 		out = append(out, kongFindings(topo, site)...)
+		out = append(out, kongCertFindings(topo, site)...)
 	}
 	svcs, cfgs, err := readSwarm(ctx, site)
 	if err != nil {
@@ -91,6 +92,35 @@ func certFindings(topo *sites.Topology, site *sites.Site) []Finding {
 		out = append(out, CertFinding(site.Name, "tunnel CA", cs.Path, cs.State, cs.Problem, cs.NotAfter))
 	}
 	return append(out, CertFinding(site.Name, "tunnel "+gs.Name, gs.Path, gs.State, gs.Problem, gs.NotAfter))
+}
+
+// kongCertFindings reports sitectl's Kong CA and the hub Kong's certificate (at the
+// hub, when it serves sitectl's certificate to the spokes).
+func kongCertFindings(topo *sites.Topology, site *sites.Site) []Finding {
+	if !site.IsHub() || !site.HasStack(kong.Name) {
+		return nil
+	}
+	own, err := kong.SitectlTLS(topo)
+	if err != nil || !own {
+		return nil // a settings error is reported by kongFindings
+	}
+	p, err := kong.AdminPKI(topo)
+	if err != nil {
+		return nil
+	}
+	c, err := kong.HubCert(topo)
+	if err != nil {
+		return nil
+	}
+	cs, gs := tunnels.CheckServer(p, p, c)
+	out := []Finding{CertFinding(site.Name, "kong CA", cs.Path, cs.State, cs.Problem, cs.NotAfter),
+		CertFinding(site.Name, "kong "+gs.Name, gs.Path, gs.State, gs.Problem, gs.NotAfter)}
+	for i := range out {
+		if out[i].Fix != "" {
+			out[i].Fix = "`sitectl deploy` creates or renews it (its kong certificate step)"
+		}
+	}
+	return out
 }
 
 func kongFindings(topo *sites.Topology, site *sites.Site) []Finding {

@@ -321,7 +321,7 @@ func CheckKongTLS(site string, services []KongService) []Finding {
 		if s.TLSVerify == nil || !*s.TLSVerify {
 			out = append(out, Finding{Severity: High, Site: site, Object: "kong.yml service " + s.Name + " (" + s.Host + ")",
 				What: "Kong does not verify the upstream's TLS certificate (tls_verify off): anyone on the path can impersonate it",
-				Fix:  "name the CA that signed the hub's Kong certificate: values.kong.admin.ca: <secret> with secrets.<secret>: {file: ca.pem}; sitectl then renders tls_verify: true with it"})
+				Fix:  "remove values.kong.admin.tls_verify: false (verification is on by default, against sitectl's Kong CA that `sitectl deploy` creates), or name your own CA: values.kong.admin.ca: <secret> with secrets.<secret>: {file: ca.pem}"})
 		} else if len(s.CACertificates) == 0 {
 			out = append(out, Finding{Severity: Medium, Site: site, Object: "kong.yml service " + s.Name + " (" + s.Host + ")",
 				What: "tls_verify is on but no CA is named: Kong verifies against its default bundle", Fix: "name the CA (ca_certificates)"})

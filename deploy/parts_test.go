@@ -20,13 +20,13 @@ func TestPartsFromOptions(t *testing.T) {
 	for _, p := range deploying {
 		names = append(names, p.Name())
 	}
-	if want := []string{"swarm", "stacks", "tunnels", "firewall", "postgres replication", "mongo"}; !slices.Equal(names, want) {
+	if want := []string{"swarm", "kong certificate", "stacks", "tunnels", "firewall", "postgres replication", "mongo"}; !slices.Equal(names, want) {
 		t.Fatalf("parts %v, want %v", names, want)
 	}
-	d, ok1 := deploying[4].(*postgres.Part)
-	p, ok2 := planning[4].(*postgres.Part)
+	d, ok1 := deploying[5].(*postgres.Part)
+	p, ok2 := planning[5].(*postgres.Part)
 	if !ok1 || !ok2 || d == p {
-		t.Fatalf("want a replication part of its own per call, got %T %T", deploying[4], planning[4])
+		t.Fatalf("want a replication part of its own per call, got %T %T", deploying[5], planning[5])
 	}
 	if app := Parts(Options{Stacks: []string{"hello"}}); len(app) != 1 || app[0] != Stacks {
 		t.Errorf("an app's parts: %v, want only the stacks part", app)

@@ -12,6 +12,7 @@ import (
 	"github.com/sitectl/sitectl/replication/mongo"
 	"github.com/sitectl/sitectl/replication/postgres"
 	"github.com/sitectl/sitectl/sites"
+	"github.com/sitectl/sitectl/stacks/kong"
 	"github.com/sitectl/sitectl/swarm"
 	"github.com/sitectl/sitectl/tunnels"
 	"github.com/sitectl/sitectl/tunnels/firewall"
@@ -28,6 +29,7 @@ func Parts(opts Options) []plan.Part {
 	}
 	return []plan.Part{
 		swarm.Part{},
+		kong.CertPart{},
 		Stacks,
 		tunnels.Part{},
 		firewall.Part{},

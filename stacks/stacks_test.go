@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -20,6 +21,12 @@ var engineStacks = []string{"django-api", "postgres"}
 
 func load(t *testing.T, env string, set ...string) *sites.Topology {
 	t.Helper()
+	// The hub's pki_dir: stacktest's fixture with sitectl's Kong CA (public parts).
+	pki, err := filepath.Abs("stacktest/testdata/pki")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set = append([]string{"cloud:tunnel.pki_dir=" + pki}, set...)
 	topo, err := sites.Load(sites.Options{Dir: "../sites", Env: env, Environ: []string{}, Set: set})
 	if err != nil {
 		t.Fatalf("load %s: %v", env, err)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -31,6 +32,8 @@ type PKI struct {
 	Dir string
 	// Now is the clock (time.Now when nil); tests move it.
 	Now func() time.Time
+	// CAName is the CA's common name ("sitectl tunnels CA" when empty).
+	CAName string
 }
 
 func (p PKI) now() time.Time {
@@ -193,7 +196,7 @@ func Ensure(ca, gw PKI, id, keyType string, lifetime time.Duration) (caState, gw
 		return caState, gwState, nil
 	}
 	was := gwState.State
-	if err := gw.issue(ca, id, keyType, lifetime); err != nil {
+	if err := gw.issue(ca, id, keyType, lifetime, []string{id}, nil); err != nil {
 		return caState, gwState, err
 	}
 	_, gwState = Check(ca, gw, id)
@@ -231,9 +234,13 @@ func (p PKI) createCA(keyType string) error {
 		return err
 	}
 	now := p.now()
+	name := p.CAName
+	if name == "" {
+		name = "sitectl tunnels CA"
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          sn,
-		Subject:               pkix.Name{CommonName: "sitectl tunnels CA", Organization: []string{"sitectl"}},
+		Subject:               pkix.Name{CommonName: name, Organization: []string{"sitectl"}},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(caLifetime),
 		IsCA:                  true,
@@ -248,7 +255,8 @@ func (p PKI) createCA(keyType string) error {
 	return p.write(p.caCert(), p.caKey(), der, key)
 }
 
-func (p PKI) issue(ca PKI, id, keyType string, lifetime time.Duration) error {
+// issue signs a certificate for id (CN) with the SANs dns and ips.
+func (p PKI) issue(ca PKI, id, keyType string, lifetime time.Duration, dns []string, ips []net.IP) error {
 	caCert, _, err := readCert(ca.caCert())
 	if err != nil {
 		return err
@@ -276,7 +284,8 @@ func (p PKI) issue(ca PKI, id, keyType string, lifetime time.Duration) error {
 	tmpl := &x509.Certificate{
 		SerialNumber: sn,
 		Subject:      pkix.Name{CommonName: id, Organization: []string{"sitectl"}},
-		DNSNames:     []string{id},
+		DNSNames:     dns,
+		IPAddresses:  ips,
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(lifetime),
 		KeyUsage:     x509.KeyUsageDigitalSignature,

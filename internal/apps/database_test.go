@@ -12,7 +12,7 @@ import (
 	"github.com/sitectl/sitectl/internal/apps"
 	"github.com/sitectl/sitectl/internal/golden"
 	"github.com/sitectl/sitectl/stacks"
-	"github.com/sitectl/sitectl/stacks/monitoring/targets/stacktest"
+	"github.com/sitectl/sitectl/stacks/stacktest"
 )
 
 // dbFixtures holds the fixture apps using a database (no Go code names them). They

@@ -42,24 +42,39 @@ func writeCert(t *testing.T, isCA bool) string {
 // TestAdminCA: with values.kong.admin.ca naming a secret that holds a CA, a spoke's
 // /admin upstream verifies the hub's certificate against it (tls_verify, the CA as
 // a ca_certificate, health checks verifying too) and kong.yml validates; without
-// it, tls_verify stays off; a secret that is not a CA is refused naming the key.
+// it, against sitectl's Kong CA; with values.kong.admin.tls_verify: false, not at
+// all; a secret that is not a CA is refused naming the key.
 func TestAdminCA(t *testing.T) {
 	render := func(set ...string) (string, error) {
 		topo := stacktest.Load(t, "dev", set...)
 		r, err := kong.Stack{}.Render(stacks.Input{Topo: topo, Site: topo.Site("douala")})
 		return string(r.Files["kong.yml"]), err
 	}
-	off, err := render()
+	def, err := render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixture, err := os.ReadFile(filepath.Join(stacktest.RepoRoot(t), "stacks/stacktest/testdata/pki/kong/ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(def, "tls_verify: true") || !strings.Contains(def, indent(string(fixture))) {
+		t.Errorf("without values.kong.admin.ca, want sitectl's Kong CA:\n%s", def)
+	}
+	off, err := render("douala:values.kong.admin.tls_verify=false")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(off, "tls_verify: false") || strings.Contains(off, "ca_certificates") {
-		t.Errorf("without values.kong.admin.ca:\n%s", off)
+		t.Errorf("with values.kong.admin.tls_verify false:\n%s", off)
 	}
 	ca := writeCert(t, true)
 	on, err := render("douala:secrets.kong-admin-ca.file="+ca, "douala:values.kong.admin.ca=kong-admin-ca")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if strings.Contains(on, indent(string(fixture))) {
+		t.Errorf("the operator's CA does not win over sitectl's:\n%s", on)
 	}
 	for _, want := range []string{"tls_verify: true", "ca_certificates:", "-----BEGIN CERTIFICATE-----", "https_verify_certificate: true"} {
 		if !strings.Contains(on, want) {
@@ -77,4 +92,10 @@ func TestAdminCA(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "secrets.no-such-secret") {
 		t.Errorf("an unnamed secret as admin.ca: %v, want a refusal naming the fix", err)
 	}
+}
+
+// indent is a PEM block as kong.yml holds it (a literal block indented by 6).
+func indent(pemText string) string {
+	lines := strings.Split(strings.TrimSpace(pemText), "\n")
+	return "      " + strings.Join(lines, "\n      ")
 }

@@ -2,10 +2,7 @@ package kong
 
 import (
 	"bytes"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
-	"strings"
 
 	"github.com/google/uuid"
 
@@ -174,36 +171,8 @@ func Config(topo *sites.Topology, site *sites.Site) ([]byte, error) {
 	var toHub *service // how a spoke reaches the hub's Kong (port, TLS verification)
 	if site.IsHub() {
 		admin.Protocol, admin.Host, admin.Port = "http", apiUpstream, s.APIPort
-	} else {
-		if !hub.HasStack(Name) {
-			return nil, fmt.Errorf("kong at %s: /admin goes to the hub's Kong, but the hub %s does not run the kong stack: add kong to %s's stacks", site.Name, hub.Name, hub.Name)
-		}
-		hs, err := ReadSettings(topo, hub)
-		if err != nil {
-			return nil, err
-		}
-		nodes, err := targets.Matching(hub, hs.Constraints)
-		if err != nil {
-			return nil, fmt.Errorf("kong at %s: /admin goes to the hub's Kong: %w", site.Name, err)
-		}
-		verify := s.AdminCA != ""
-		admin.Protocol, admin.Host, admin.Port, admin.TLSVerify = "https", adminUpstream, hs.HTTPSPort, &verify
-		up := upstream{Name: adminUpstream, Algorithm: "round-robin", Tags: tags,
-			Healthchecks: checks("https", s.AdminHealthPath, []int{200, 301, 302})}
-		if verify {
-			ca, err := adminCA(site, s.AdminCA)
-			if err != nil {
-				return nil, err
-			}
-			id := uuid.NewSHA1(uuid.NameSpaceURL, []byte(ca)).String()
-			d.CACerts = append(d.CACerts, caCert{ID: id, Cert: ca, Tags: tags})
-			admin.CACertificates = []string{id}
-			up.Healthchecks.Active.HTTPSVerifyCertificate = true
-		}
-		for _, n := range nodes {
-			up.Targets = append(up.Targets, target{Target: targets.Addr(n.Address, hs.HTTPSPort), Weight: 100, Tags: append(clone(tags), "hub-"+hub.Name)})
-		}
-		d.Upstreams = append(d.Upstreams, up)
+	} else if err := toHubAdmin(&d, &admin, topo, site, s, tags); err != nil {
+		return nil, err
 	}
 	if !site.IsHub() {
 		toHub = &admin
@@ -251,18 +220,54 @@ func adminCA(site *sites.Site, name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("kong at %s: values.kong.admin.ca: %w", site.Name, err)
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "CERTIFICATE" {
-		return "", fmt.Errorf("kong at %s: values.kong.admin.ca: secret %s (%s) is not a PEM certificate; want the CA that signed the hub's Kong certificate", site.Name, name, ref)
+	return caPEM(b, site, fmt.Sprintf("values.kong.admin.ca: secret %s (%s)", name, ref))
+}
+
+// toHubAdmin makes admin, at a spoke, go to the hub's Kong nodes over HTTPS
+// (upstream admin.hub), verifying the hub's certificate unless turned off.
+func toHubAdmin(d *declarative, admin *service, topo *sites.Topology, site *sites.Site, s Settings, tags []string) error {
+	hub := topo.HubSite()
+	if !hub.HasStack(Name) {
+		return fmt.Errorf("kong at %s: /admin goes to the hub's Kong, but the hub %s does not run the kong stack: add kong to %s's stacks", site.Name, hub.Name, hub.Name)
 	}
-	c, err := x509.ParseCertificate(blk.Bytes)
+	hs, err := ReadSettings(topo, hub)
 	if err != nil {
-		return "", fmt.Errorf("kong at %s: values.kong.admin.ca: secret %s (%s): %w", site.Name, name, ref, err)
+		return err
 	}
-	if !c.IsCA {
-		return "", fmt.Errorf("kong at %s: values.kong.admin.ca: secret %s (%s) is not a CA certificate (basicConstraints CA:TRUE); want the CA that signed the hub's Kong certificate", site.Name, name, ref)
+	nodes, err := targets.Matching(hub, hs.Constraints)
+	if err != nil {
+		return fmt.Errorf("kong at %s: /admin goes to the hub's Kong: %w", site.Name, err)
 	}
-	return strings.TrimSpace(string(pem.EncodeToMemory(blk))) + "\n", nil
+	verify := s.AdminTLSVerify
+	admin.Protocol, admin.Host, admin.Port, admin.TLSVerify = "https", adminUpstream, hs.HTTPSPort, &verify
+	up := upstream{Name: adminUpstream, Algorithm: "round-robin", Tags: tags,
+		Healthchecks: checks("https", s.AdminHealthPath, []int{200, 301, 302})}
+	if verify {
+		ca, err := trustedCA(topo, site, s)
+		if err != nil {
+			return err
+		}
+		if ca != "" { // "": sitectl's CA is not created yet (deploy creates it first)
+			id := uuid.NewSHA1(uuid.NameSpaceURL, []byte(ca)).String()
+			d.CACerts = append(d.CACerts, caCert{ID: id, Cert: ca, Tags: tags})
+			admin.CACertificates = []string{id}
+		}
+		up.Healthchecks.Active.HTTPSVerifyCertificate = true
+	}
+	for _, n := range nodes {
+		up.Targets = append(up.Targets, target{Target: targets.Addr(n.Address, hs.HTTPSPort), Weight: 100, Tags: append(clone(tags), "hub-"+hub.Name)})
+	}
+	d.Upstreams = append(d.Upstreams, up)
+	return nil
+}
+
+// trustedCA is the CA a spoke verifies the hub's Kong against: the operator's
+// (values.kong.admin.ca) when named, else sitectl's Kong CA.
+func trustedCA(topo *sites.Topology, site *sites.Site, s Settings) (string, error) {
+	if s.AdminCA != "" {
+		return adminCA(site, s.AdminCA)
+	}
+	return sitectlCA(topo, site)
 }
 
 // canaryWeights returns per-target weights so that requests split

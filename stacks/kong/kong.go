@@ -63,5 +63,17 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 	if err != nil {
 		return stacks.Rendered{}, err
 	}
-	return stacks.Rendered{Stack: Name, Compose: compose, Files: map[string][]byte{"kong.yml": conf}}, nil
+	r := stacks.Rendered{Stack: Name, Compose: compose, Files: map[string][]byte{"kong.yml": conf}}
+	if in.Site.IsHub() {
+		own, err := SitectlTLS(in.Topo)
+		if err != nil {
+			return stacks.Rendered{}, err
+		}
+		if own {
+			if r.Secrets, err = hubSecrets(in.Topo, s); err != nil {
+				return stacks.Rendered{}, err
+			}
+		}
+	}
+	return r, nil
 }

@@ -40,10 +40,14 @@ type Settings struct {
 	APIReplicas int
 	TLSCert     string
 	// AdminCA names the secret holding the CA (PEM) that signed the hub's Kong
-	// certificate: set, a spoke's /admin upstream verifies the hub's certificate
-	// against it (tls_verify); empty, it does not (`sitectl audit` reports it).
+	// certificate (the operator's own PKI): set, a spoke's /admin upstream verifies
+	// the hub's certificate against it; empty, against sitectl's Kong CA, which then
+	// signs the certificate the hub's Kong serves (AdminPKI).
 	AdminCA string
-	TLSKey  string
+	// AdminTLSVerify is values.kong.admin.tls_verify (default true): false turns
+	// the verification off (`sitectl audit` reports it as high).
+	AdminTLSVerify bool
+	TLSKey         string
 	// Failover lists the peer sites /api fails over to (values.kong.failover); nil
 	// when unset (FailoverPeers then takes the linked sites, the hub first).
 	Failover []string
@@ -77,6 +81,7 @@ func ReadSettings(topo *sites.Topology, site *sites.Site) (Settings, error) {
 		TLSKey:          v.String("tls.key", "kong-tls-key"),
 		AdminCA:         v.String("admin.ca", ""),
 		Failover:        v.Strings("failover", nil),
+		AdminTLSVerify:  v.Bool("admin.tls_verify", true),
 		Canary: Canary{
 			Enabled:  v.Bool("canary.enabled", false),
 			Weight:   v.Int("canary.weight", 10),

@@ -90,6 +90,11 @@ func Load(t testing.TB, env string, set ...string) *sites.Topology {
 	if err := os.WriteFile(filepath.Join(dir, sites.EnvDir, "lab.yaml"), []byte(labOverlay), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The hub's pki_dir is a fixture holding sitectl's Kong CA and the hub Kong's
+	// certificate (public parts only: no key is committed), so kong.yml renders
+	// the same everywhere.
+	pki := filepath.Join(RepoRoot(t), "stacks", "stacktest", "testdata", "pki")
+	set = append([]string{"cloud:tunnel.pki_dir=" + pki}, set...)
 	topo, err := sites.Load(sites.Options{Dir: dir, Env: env, Environ: []string{}, Set: set})
 	if err != nil {
 		t.Fatalf("load sites for %s: %v", env, err)
