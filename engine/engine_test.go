@@ -91,7 +91,7 @@ func TestNegotiatesLabAPIVersion(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New against an API 1.41 engine: %v", err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if got := c.ClientVersion(); got != "1.41" {
 		t.Errorf("negotiated version = %q, want 1.41 (client max %s, min %s)", got, client.MaxAPIVersion, client.MinAPIVersion)
 	}
@@ -107,14 +107,14 @@ func TestNegotiatesLabAPIVersion(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New with engine.apiVersion 1.41: %v", err)
 	}
-	defer pc.Close()
+	defer func() { _ = pc.Close() }()
 	if got := pc.ClientVersion(); got != "1.41" {
 		t.Errorf("pinned version = %q, want 1.41", got)
 	}
 
 	oldHost, _ := fakeEngine(t, "1.24")
 	if oc, err := New(context.Background(), Endpoint{Host: oldHost}); err == nil {
-		oc.Close()
+		_ = oc.Close()
 		t.Errorf("New against an API 1.24 engine succeeded, want an error naming the minimum %s", client.MinAPIVersion)
 	} else if !strings.Contains(err.Error(), "minimum supported API version") {
 		t.Errorf("err = %v, want it to name the minimum supported API version", err)

@@ -26,7 +26,7 @@ scratch folder first, and nothing is written when it does not.`,
   sitectl init ../ops-config --site hq:hub:10.30.0.0/24 --site plant:spoke:10.10.0.0/24
   cd ../ops-config && sitectl config validate`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(_ *cobra.Command, args []string) error {
 			var list []scaffold.Site
 			for _, f := range siteFlags {
 				s, err := scaffold.ParseSite(f)

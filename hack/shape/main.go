@@ -31,7 +31,9 @@ const (
 // "dir/file.go:Type.Method") that may exceed the limits, with the reason. Only data
 // tables belong here: code that is long because it lists data, not because it does
 // many things. An entry that no longer exceeds a limit is reported: remove it.
-var allow = map[string]string{}
+var allow = map[string]string{
+	"lab/images/recipes.go:recipes": "the catalogue of lab images: one literal entry per image (packages, files, entrypoint)",
+}
 
 // offence is one file or function over its limit.
 type offence struct {

@@ -1,6 +1,7 @@
 package images
 
 import (
+	"archive/tar"
 	_ "embed"
 	"os"
 	"strings"
@@ -76,4 +77,9 @@ func barmanRecipe() recipe {
 			WorkingDir: "/var/lib/barman",
 		},
 	}
+}
+
+// addExecutable adds a file with mode 0755 (a script).
+func (r *rootfs) addExecutable(p string, content []byte) {
+	r.files[clean(p)] = &entry{typ: tar.TypeReg, content: content, mode: 0o755}
 }

@@ -54,11 +54,6 @@ func (r *rootfs) addFile(p string, content []byte) {
 	r.files[clean(p)] = &entry{typ: tar.TypeReg, content: content, mode: 0o644}
 }
 
-// addExecutable adds a file with mode 0755 (a script).
-func (r *rootfs) addExecutable(p string, content []byte) {
-	r.files[clean(p)] = &entry{typ: tar.TypeReg, content: content, mode: 0o755}
-}
-
 // addHostFile copies a host file into the image at another path.
 func (r *rootfs) addHostFileAs(src, dst string, mode int64) {
 	r.files[clean(dst)] = &entry{typ: tar.TypeReg, src: src, mode: mode}
