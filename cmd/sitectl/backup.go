@@ -35,6 +35,33 @@ func (b *barmanFlags) runner(server string) (backup.Runner, error) {
 
 // backedUp are the selected sites that have a backup server; selecting none of them
 // is an error naming the sites that do.
+// backupJob is a backed-up site with the Barman that holds its backups.
+type backupJob struct {
+	backup.Target
+	Runner backup.Runner
+}
+
+// backupJobs loads the sites f selects and, for each that is backed up, its Barman.
+func (g *globals) backupJobs(f *siteFlags, bf *barmanFlags) (*sites.Topology, []backupJob, error) {
+	topo, selected, err := g.loadSelected(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	targets, err := backedUp(topo, selected)
+	if err != nil {
+		return nil, nil, err
+	}
+	jobs := make([]backupJob, 0, len(targets))
+	for _, t := range targets {
+		r, err := bf.runner(t.Backup.Server)
+		if err != nil {
+			return nil, nil, err
+		}
+		jobs = append(jobs, backupJob{Target: t, Runner: r})
+	}
+	return topo, jobs, nil
+}
+
 func backedUp(topo *sites.Topology, selected []*sites.Site) ([]backup.Target, error) {
 	var out []backup.Target
 	var all []string
@@ -80,21 +107,14 @@ func newBackupStatusCommand(g *globals) *cobra.Command {
 streaming through a healthy slot; 1 otherwise (also when its Barman cannot be reached).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			topo, selected, err := g.loadSelected(&f)
-			if err != nil {
-				return err
-			}
-			targets, err := backedUp(topo, selected)
+			_, jobs, err := g.backupJobs(&f, &bf)
 			if err != nil {
 				return err
 			}
 			var all []backup.Status
 			failed := false
-			for _, t := range targets {
-				r, err := bf.runner(t.Backup.Server)
-				if err != nil {
-					return err
-				}
+			for _, j := range jobs {
+				t, r := j.Target, j.Runner
 				st := backup.GetStatus(cmd.Context(), r, t, time.Now())
 				failed = failed || !st.OK()
 				all = append(all, st)
@@ -153,20 +173,13 @@ func newBackupRunCommand(g *globals) *cobra.Command {
 		Short: "Take a base backup of a site now (pg_basebackup through the replication protocol)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			topo, selected, err := g.loadSelected(&f)
-			if err != nil {
-				return err
-			}
-			targets, err := backedUp(topo, selected)
+			_, jobs, err := g.backupJobs(&f, &bf)
 			if err != nil {
 				return err
 			}
 			var out []backup.BaseBackup
-			for _, t := range targets {
-				r, err := bf.runner(t.Backup.Server)
-				if err != nil {
-					return err
-				}
+			for _, j := range jobs {
+				t, r := j.Target, j.Runner
 				b, err := backup.RunBackup(cmd.Context(), r, t, g.progress())
 				if err != nil {
 					return err
@@ -196,11 +209,7 @@ func newBackupListCommand(g *globals) *cobra.Command {
 		Short: "List the base backups of each backed-up site",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			topo, selected, err := g.loadSelected(&f)
-			if err != nil {
-				return err
-			}
-			targets, err := backedUp(topo, selected)
+			_, jobs, err := g.backupJobs(&f, &bf)
 			if err != nil {
 				return err
 			}
@@ -209,11 +218,8 @@ func newBackupListCommand(g *globals) *cobra.Command {
 				Backups []backup.BaseBackup `json:"backups"`
 			}
 			var all []siteBackups
-			for _, t := range targets {
-				r, err := bf.runner(t.Backup.Server)
-				if err != nil {
-					return err
-				}
+			for _, j := range jobs {
+				t, r := j.Target, j.Runner
 				list, err := backup.ListBackups(cmd.Context(), r, t.Site)
 				if err != nil {
 					return err

@@ -45,19 +45,11 @@ window is refused, naming the window. A failed restore leaves nothing behind.`,
 				return err
 			}
 			f := siteFlags{names: []string{o.site}, required: true}
-			topo, selected, err := g.loadSelected(&f)
+			topo, jobs, err := g.backupJobs(&f, &bf)
 			if err != nil {
 				return err
 			}
-			targets, err := backedUp(topo, selected)
-			if err != nil {
-				return err
-			}
-			t := targets[0]
-			r, err := bf.runner(t.Backup.Server)
-			if err != nil {
-				return err
-			}
+			t, r := jobs[0].Target, jobs[0].Runner
 			live := topo.Site(t.Site).Postgres
 			scratch := &backup.LocalScratch{Port: o.port, RunAs: "postgres"}
 			dest := scratchDir(o.dir, t.Site)
@@ -115,21 +107,14 @@ none after, and that the live database kept the delete. The scratch server is re
 afterwards, also on failure or Ctrl-C. Exit code 1 when a check fails.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			topo, selected, err := g.loadSelected(&f)
-			if err != nil {
-				return err
-			}
-			targets, err := backedUp(topo, selected)
+			topo, jobs, err := g.backupJobs(&f, &bf)
 			if err != nil {
 				return err
 			}
 			var reports []backup.DrillReport
 			failed := false
-			for _, t := range targets {
-				r, err := bf.runner(t.Backup.Server)
-				if err != nil {
-					return err
-				}
+			for _, j := range jobs {
+				t, r := j.Target, j.Runner
 				live, err := liveConfig(topo.Site(t.Site))
 				if err != nil {
 					return err

@@ -1,9 +1,6 @@
 package images
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,38 +16,7 @@ func TestBarmanImageRuns(t *testing.T) {
 		t.Skip("chroot needs root")
 	}
 	rc := barmanRecipe()
-	if _, err := rc.key("x"); err != nil {
-		var mp *MissingPackagesError
-		if errors.As(err, &mp) {
-			t.Fatalf("%v (hack/install-deps.sh installs them)", err)
-		}
-		t.Fatal(err)
-	}
-	b := &Builder{CacheDir: t.TempDir(), SourceDirs: []string{"."}}
-	standin, _, err := b.standinBinary(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := newRootfs()
-	if err := rc.build(r, standin); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.addLibraries(); err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := r.writeTar(&buf); err != nil {
-		t.Fatal(err)
-	}
-	root := filepath.Join(t.TempDir(), "rootfs")
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	untar := exec.Command("tar", "-x", "-C", root)
-	untar.Stdin = &buf
-	if out, err := untar.CombinedOutput(); err != nil {
-		t.Fatalf("unpack: %v\n%s", err, out)
-	}
+	root := unpackRecipe(t, rc, testStandin(t), true)
 	for _, c := range [][]string{{"barman", "--version"}, {"pg_basebackup", "--version"}, {"pg_receivewal", "--version"}, {"rsync", "--version"}} {
 		cmd := exec.Command("chroot", append([]string{root}, c...)...)
 		cmd.Env = rc.cfg.Env

@@ -1,12 +1,8 @@
 package images
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -19,11 +15,7 @@ func TestRealMonitoringImagesRun(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("chroot needs root")
 	}
-	b := &Builder{CacheDir: t.TempDir(), SourceDirs: []string{"."}}
-	standin, _, err := b.standinBinary(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	standin := testStandin(t)
 	runs := map[string][][]string{
 		"node-exporter":     {{"/usr/bin/prometheus-node-exporter", "--version"}},
 		"postgres-exporter": {{"/usr/bin/prometheus-postgres-exporter", "--version"}},
@@ -41,33 +33,7 @@ func TestRealMonitoringImagesRun(t *testing.T) {
 			if !rc.spec.Real || rc.spec.Ref != Repo+rc.spec.Logical+":lab" {
 				t.Errorf("catalog: %+v, want a real image tagged :lab", rc.spec)
 			}
-			if _, err := rc.key("x"); err != nil {
-				var mp *MissingPackagesError
-				if errors.As(err, &mp) {
-					t.Skipf("%v (hack/install-deps.sh installs them)", err)
-				}
-				t.Fatal(err)
-			}
-			r := newRootfs()
-			if err := rc.build(r, standin); err != nil {
-				t.Fatal(err)
-			}
-			if err := r.addLibraries(); err != nil {
-				t.Fatal(err)
-			}
-			var buf bytes.Buffer
-			if err := r.writeTar(&buf); err != nil {
-				t.Fatal(err)
-			}
-			root := filepath.Join(t.TempDir(), "rootfs")
-			if err := os.MkdirAll(root, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			untar := exec.Command("tar", "-x", "-C", root)
-			untar.Stdin = &buf
-			if out, err := untar.CombinedOutput(); err != nil {
-				t.Fatalf("unpack: %v\n%s", err, out)
-			}
+			root := unpackRecipe(t, rc, standin, false)
 			for _, c := range cmds {
 				out, err := exec.Command("chroot", append([]string{root}, c...)...).CombinedOutput()
 				if err != nil {

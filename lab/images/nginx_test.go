@@ -2,8 +2,6 @@ package images
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -26,38 +24,7 @@ func TestNginxImageServes(t *testing.T) {
 		t.Skip("chroot needs root")
 	}
 	rc := nginxRecipe()
-	if _, err := rc.key("x"); err != nil {
-		var mp *MissingPackagesError
-		if errors.As(err, &mp) {
-			t.Skipf("%v (hack/install-deps.sh installs them)", err)
-		}
-		t.Fatal(err)
-	}
-	b := &Builder{CacheDir: t.TempDir(), SourceDirs: []string{"."}}
-	standin, _, err := b.standinBinary(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := newRootfs()
-	if err := rc.build(r, standin); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.addLibraries(); err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := r.writeTar(&buf); err != nil {
-		t.Fatal(err)
-	}
-	root := filepath.Join(t.TempDir(), "rootfs")
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	untar := exec.Command("tar", "-x", "-C", root)
-	untar.Stdin = &buf
-	if out, err := untar.CombinedOutput(); err != nil {
-		t.Fatalf("unpack: %v\n%s", err, out)
-	}
+	root := unpackRecipe(t, rc, testStandin(t), false)
 	// A container has /dev/stdout; the bare chroot gets a file in its place.
 	if err := os.MkdirAll(filepath.Join(root, "dev"), 0o755); err != nil {
 		t.Fatal(err)
