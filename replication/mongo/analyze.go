@@ -55,7 +55,7 @@ type Analysis struct {
 // Traffic between sites follows the tunnels as routed: a direct link when the two
 // sites have one (and only it), otherwise through the hub.
 func Analyze(topo *sites.Topology) (*Analysis, error) {
-	cfg, err := Desired(topo)
+	cfg, err := Build(topo)
 	if err != nil {
 		return nil, err
 	}

@@ -18,7 +18,7 @@ func Check(topo *sites.Topology) sites.Problems {
 	add := func(sev sites.Severity, site, key, format string, args ...any) {
 		ps = append(ps, sites.Problem{Severity: sev, File: topo.Origin(site, key), Site: site, Key: key, Message: fmt.Sprintf(format, args...)})
 	}
-	cfg, err := Desired(topo)
+	cfg, err := Build(topo)
 	if err != nil {
 		return sites.Problems{{Severity: sites.SevError, Key: "mongo.members", Message: err.Error()}}
 	}

@@ -124,10 +124,10 @@ const (
 	SpokePriority = 1
 )
 
-// Desired builds the replica set configuration the topology asks for: every member
+// Build builds the replica set configuration the topology asks for: every member
 // of every site running the mongo stack, in site order, tagged with its site. IDs
 // are 0..n-1; Reconcile renumbers new members against the live config.
-func Desired(topo *sites.Topology) (*Config, error) {
+func Build(topo *sites.Topology) (*Config, error) {
 	cfg := &Config{}
 	for _, s := range topo.Sites {
 		if !s.HasStack("mongo") {
@@ -201,7 +201,7 @@ func Hosts(topo *sites.Topology) []string {
 // members; every other site then adds its members one voting change at a time):
 // the hub when it runs members, else the site of the highest-priority member.
 func Initiator(topo *sites.Topology) string {
-	cfg, err := Desired(topo)
+	cfg, err := Build(topo)
 	if err != nil {
 		return ""
 	}

@@ -25,7 +25,7 @@ func (p Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) 
 	if !site.HasStack("mongo") {
 		return nil, nil
 	}
-	desired, err := Desired(topo)
+	desired, err := Build(topo)
 	if err != nil {
 		return nil, err
 	}

@@ -146,7 +146,7 @@ func TestReconcileOneVotingChangePerReconfig(t *testing.T) {
 func TestChangesOrder(t *testing.T) {
 	t.Parallel()
 	topo := loadTopo(t, twoTwoOne)
-	desired, err := Desired(topo)
+	desired, err := Build(topo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -90,7 +90,7 @@ func applySchema(ctx context.Context, topo *sites.Topology, site string, pool *p
 	if err != nil {
 		return err
 	}
-	d, err := Desire(topo)
+	d, err := Build(topo)
 	if err != nil {
 		return err
 	}

@@ -151,9 +151,9 @@ func (d *Desired) SiteNames() []string {
 	return out
 }
 
-// Desire computes the desired publications and subscriptions from the topology's
+// Build computes the desired publications and subscriptions from the topology's
 // flows. It reads no secret and touches nothing.
-func Desire(topo *sites.Topology) (*Desired, error) {
+func Build(topo *sites.Topology) (*Desired, error) {
 	d := &Desired{Publications: map[string][]Publication{}, Subscriptions: map[string][]Subscription{}}
 	for _, f := range topo.Flows {
 		from, to := topo.Site(f.From), topo.Site(f.To)

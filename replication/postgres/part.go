@@ -102,7 +102,7 @@ func (p *Part) Wait(ctx context.Context, topo *sites.Topology, site *sites.Site)
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	sess := p.session(topo)
-	d, err := Desire(topo)
+	d, err := Build(topo)
 	if err != nil {
 		return err
 	}

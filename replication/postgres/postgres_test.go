@@ -36,7 +36,7 @@ func exampleTopo(t *testing.T) *sites.Topology {
 
 func TestDesireAndServerSettings(t *testing.T) {
 	topo := exampleTopo(t)
-	d, err := Desire(topo)
+	d, err := Build(topo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func renderChanges(t *testing.T, changes map[string][]Change) string {
 
 func TestDiff(t *testing.T) {
 	topo := exampleTopo(t)
-	d, err := Desire(topo)
+	d, err := Build(topo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -92,7 +92,7 @@ func Plan(ctx context.Context, topo *sites.Topology, sess *Session, opts Options
 		opts.Wait = 2 * time.Minute
 	}
 	p := &Planned{Changes: map[string][]Change{}, Errors: map[string]error{}, sess: sess, opts: opts}
-	d, err := Desire(topo)
+	d, err := Build(topo)
 	if err != nil {
 		return nil, err
 	}
