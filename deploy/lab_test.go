@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"encoding/json"
+
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/sitectl/sitectl/internal/text"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
 	"github.com/sitectl/sitectl/stacks/monitoring/alerts"
@@ -196,7 +197,7 @@ func RenderStatus(w io.Writer, all []SiteStatus, now time.Time) error {
 		if i > 0 {
 			b.WriteString("\n")
 		}
-		fmt.Fprintf(&b, "%s (swarm %s)\n", st.Site, orDash(st.Swarm))
+		fmt.Fprintf(&b, "%s (swarm %s)\n", st.Site, text.OrDash(st.Swarm))
 		if st.Error != "" {
 			fmt.Fprintf(&b, "  ✗ %s\n", st.Error)
 		}
@@ -219,13 +220,13 @@ func RenderStatus(w io.Writer, all []SiteStatus, now time.Time) error {
 				name += " (not sitectl's)"
 			}
 			rows = append(rows, []string{name, fmt.Sprintf("%d/%d", x.Running, x.Desired), x.Image,
-				now.Sub(x.UpdatedAt).Round(time.Second).String() + " ago", orDash(x.UpdateState)})
+				now.Sub(x.UpdatedAt).Round(time.Second).String() + " ago", text.OrDash(x.UpdateState)})
 		}
 		table("SERVICE\tRUNNING\tIMAGE\tUPDATED\tUPDATE STATE", rows)
 		table("APP\tSTATE\tRUNNING\tIMAGE\tROUTES", appRows(st))
 		rows = nil
 		for _, n := range st.Networks {
-			rows = append(rows, []string{n.Name, n.Driver, orDash(n.Subnet), yesNo(n.Encrypted), yesNo(n.Attachable)})
+			rows = append(rows, []string{n.Name, n.Driver, text.OrDash(n.Subnet), yesNo(n.Encrypted), yesNo(n.Attachable)})
 		}
 		table("NETWORK\tDRIVER\tSUBNET\tENCRYPTED\tATTACHABLE", rows)
 		if f := st.Firewall; f != nil {
@@ -256,7 +257,7 @@ func RenderStatus(w io.Writer, all []SiteStatus, now time.Time) error {
 					state = "silenced"
 				}
 			}
-			rows = append(rows, []string{a.Name, state, orDash(a.Severity), now.Sub(a.StartsAt).Round(time.Second).String(), orDash(a.Summary)})
+			rows = append(rows, []string{a.Name, state, text.OrDash(a.Severity), now.Sub(a.StartsAt).Round(time.Second).String(), text.OrDash(a.Summary)})
 		}
 		table("ALERT\tSTATE\tSEVERITY\tFOR\tSUMMARY", rows)
 	}
@@ -264,17 +265,10 @@ func RenderStatus(w io.Writer, all []SiteStatus, now time.Time) error {
 	return err
 }
 
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
 func labelList(m map[string]string) string {
 	var out []string
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		out = append(out, k+"="+m[k])
 	}
-	return orDash(strings.Join(out, ","))
+	return text.OrDash(strings.Join(out, ","))
 }

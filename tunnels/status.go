@@ -9,6 +9,7 @@ import (
 
 	"github.com/strongswan/govici/vici"
 
+	"github.com/sitectl/sitectl/internal/text"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -267,16 +268,9 @@ func (e EndStatus) Summary() string {
 	case e.IKEState == "":
 		return "down (no IKE_SA)"
 	}
-	s := fmt.Sprintf("IKE %s, child %s", e.IKEState, orDash(e.ChildState))
+	s := fmt.Sprintf("IKE %s, child %s", e.IKEState, text.OrDash(e.ChildState))
 	if !e.Since.IsZero() {
 		s += ", since " + e.Since.UTC().Format(time.TimeOnly)
 	}
 	return s + fmt.Sprintf(", in %d B/%d pkts, out %d B/%d pkts", e.BytesIn, e.PacketsIn, e.BytesOut, e.PacketsOut)
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

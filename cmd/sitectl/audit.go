@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sitectl/sitectl/audit"
+	"github.com/sitectl/sitectl/internal/text"
 )
 
 func newAuditCommand(g *globals) *cobra.Command {
@@ -48,7 +49,7 @@ never a pass. Exit 1 when a high finding stands.`,
 				tw := tabwriter.NewWriter(g.streams.Out, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "SEVERITY\tSITE\tOBJECT\tSTATE\tFINDING\tFIX")
 				for _, f := range rep.Findings {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f.Severity, f.Site, f.Object, orDash(f.State), f.What, orDash(f.Fix))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f.Severity, f.Site, f.Object, text.OrDash(f.State), f.What, text.OrDash(f.Fix))
 				}
 				err = tw.Flush()
 				fmt.Fprintf(g.streams.Out, "%d probes from %s in %s; %d high finding(s)\n", rep.Probes, rep.From, rep.Took.Round(time.Millisecond), rep.Highs())

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sitectl/sitectl/internal/text"
 	"github.com/sitectl/sitectl/traffic"
 )
 
@@ -89,7 +90,7 @@ Interrupting stops the clients.`,
 					served = append(served, fmt.Sprintf("%s×%d", s, n))
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.2f%%\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Site, r.Requests, r.Throughput, 100*r.Success,
-					ms(r.P50), ms(r.P90), ms(r.P99), ms(r.Max), orDash(strings.Join(errs, ", ")), orDash(strings.Join(served, ", ")))
+					ms(r.P50), ms(r.P90), ms(r.P99), ms(r.Max), text.OrDash(strings.Join(errs, ", ")), text.OrDash(strings.Join(served, ", ")))
 			}
 			return tw.Flush()
 		},

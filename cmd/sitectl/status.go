@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sitectl/sitectl/deploy"
+	"github.com/sitectl/sitectl/internal/text"
 )
 
 func newStatusCommand(g *globals) *cobra.Command {
@@ -74,7 +75,7 @@ func siteProblems(st deploy.SiteStatus) []string {
 		return []string{st.Site + " could not be read"}
 	}
 	if st.Swarm != "active" {
-		return []string{fmt.Sprintf("%s: swarm is %s, not active (run sitectl deploy --site %s)", st.Site, orDash(st.Swarm), st.Site)}
+		return []string{fmt.Sprintf("%s: swarm is %s, not active (run sitectl deploy --site %s)", st.Site, text.OrDash(st.Swarm), st.Site)}
 	}
 	var out []string
 	for _, n := range st.Nodes {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sitectl/sitectl/internal/text"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/tunnels"
@@ -244,7 +245,7 @@ expired or invalid certificate).`,
 				if !st.NotAfter.IsZero() {
 					na = st.NotAfter.UTC().Format(time.DateOnly)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", st.Name, orDash(st.Site), st.State, na, st.Path, st.Problem)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", st.Name, text.OrDash(st.Site), st.State, na, st.Path, st.Problem)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -454,11 +455,4 @@ partition drills use.`,
 	cmd.Flags().StringSliceVar(&links, "link", nil, "links to cut, named <site>-<site> as tunnels status lists them (repeatable)")
 	markRequired(cmd, "link", "")
 	return cmd
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

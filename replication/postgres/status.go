@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/text"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -329,7 +330,7 @@ func (r *Report) Render(w io.Writer) error {
 	fmt.Fprintln(tw, "FLOW\tSTATE\tLAG\tLAG(s)\tRETAINED WAL\tWAL STATUS\tERRORS (apply/sync)")
 	for _, f := range r.Flows {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%s\t%s\t%d/%d\n", f.Flow, f.State, bytesText(f.LagBytes), f.LagSeconds,
-			bytesText(f.RetainedBytes), orDash(f.WALStatus), f.ApplyErrors, f.SyncErrors)
+			bytesText(f.RetainedBytes), text.OrDash(f.WALStatus), f.ApplyErrors, f.SyncErrors)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -375,13 +376,6 @@ func bytesText(n int64) string {
 		return fmt.Sprintf("%.1f kB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 func contains(list []string, s string) bool {
