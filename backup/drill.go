@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/google/uuid"
@@ -96,6 +97,11 @@ func DrillRestore(ctx context.Context, o DrillOptions) (rep DrillReport, err err
 	defer func() {
 		if rerr := o.Scratch.Remove(context.WithoutCancel(ctx)); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("drill restore %s: remove scratch: %w", o.Target.Site, rerr))
+		}
+		// A recover that failed or was interrupted leaves a partial copy of the
+		// database that the scratch server never owned.
+		if rerr := os.RemoveAll(o.Dest); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("drill restore %s: remove %s: %w", o.Target.Site, o.Dest, rerr))
 		}
 	}()
 	restored, err := Restore(ctx, o.Runner, o.Target, RestoreOptions{Time: rep.Point, Dest: o.Dest, Progress: o.Progress})

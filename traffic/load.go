@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
@@ -177,17 +178,17 @@ func (r *siteRun) attack(ctx context.Context, opts Options) {
 	most := max(conns, opts.Rate*int(max(opts.Timeout/time.Second, 1)))
 	a := vegeta.NewAttacker(vegeta.Client(r.entry.Client(opts.Timeout, conns)), vegeta.Workers(uint64(conns)),
 		vegeta.MaxWorkers(uint64(most)))
-	n := 0
-	period := opts.Mix.Read + opts.Mix.Write
+	var count atomic.Uint64 // vegeta's workers call the targeter concurrently
+	period := uint64(opts.Mix.Read + opts.Mix.Write)
 	targeter := func(t *vegeta.Target) error {
-		base := r.entry.URLs[n%len(r.entry.URLs)]
-		if n%period < opts.Mix.Write {
+		n := count.Add(1) - 1
+		base := r.entry.URLs[n%uint64(len(r.entry.URLs))]
+		if n%period < uint64(opts.Mix.Write) {
 			*t = vegeta.Target{Method: http.MethodPost, URL: base + "/api/rows",
 				Body: []byte(`{"body":"sitectl load"}`), Header: http.Header{"Content-Type": {"application/json"}}}
 		} else {
 			*t = vegeta.Target{Method: http.MethodGet, URL: base + "/api/rows?limit=1"}
 		}
-		n++
 		return nil
 	}
 	results := a.Attack(targeter, vegeta.ConstantPacer{Freq: opts.Rate, Per: time.Second}, opts.Duration, r.entry.Site)
@@ -210,7 +211,11 @@ func (r *siteRun) attack(ctx context.Context, opts Options) {
 func (r *siteRun) add(res *vegeta.Result) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.metrics.Add(res)
+	// vegeta's Metrics keeps every distinct error text (a connection error names
+	// its local port: one per failed request); sitectl counts error kinds itself.
+	m := *res
+	m.Error = ""
+	r.metrics.Add(&m)
 	if k := errorKind(res.Code, res.Error); k != "" {
 		r.errors[k]++
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -55,7 +56,11 @@ window is refused, naming the window. A failed restore leaves nothing behind.`,
 			dest := scratchDir(o.dir, t.Site)
 			defer func() {
 				if err != nil {
-					_ = scratch.Remove(cmd.Context())
+					// Also after Ctrl-C: the command's context is cancelled by then,
+					// and pg_ctl must stop the server before its directory goes.
+					rctx, cancel := context.WithTimeout(context.WithoutCancel(cmd.Context()), time.Minute)
+					defer cancel()
+					_ = scratch.Remove(rctx)
 					_ = os.RemoveAll(dest)
 				}
 			}()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -106,7 +107,7 @@ func (p *Part) Wait(ctx context.Context, topo *sites.Topology, site *sites.Site)
 	if err != nil {
 		return err
 	}
-	resumed := map[string]bool{}
+	resumed, tried := map[string]bool{}, map[string]bool{}
 	for {
 		r, err := Status(ctx, topo, sess, site.Name)
 		if err != nil {
@@ -114,8 +115,10 @@ func (p *Part) Wait(ctx context.Context, topo *sites.Topology, site *sites.Site)
 		}
 		var waiting []string
 		for _, f := range r.Flows {
-			if f.From == site.Name && f.To != site.Name {
-				if w, err := resumeFrom(ctx, sess, d, f, resumed); err != nil {
+			// Only subscribers this deploy includes (Opts.Starting, nil: every
+			// site): a site outside it is not touched, nor waited for.
+			if f.From == site.Name && f.To != site.Name && (p.Opts.Starting == nil || slices.Contains(p.Opts.Starting, f.To)) {
+				if w, err := resumeFrom(ctx, sess, d, f, resumed, tried); err != nil {
 					return err
 				} else if w != "" {
 					waiting = append(waiting, w)
@@ -146,10 +149,12 @@ func (p *Part) Wait(ctx context.Context, topo *sites.Topology, site *sites.Site)
 // resumeFrom re-enables a flow the site publishes when it is disabled by an error
 // with no conflict pending (a lost connection) and its slot is there (a missing or
 // lost one is the subscriber's deploy's to re-create), and says what is awaited of
-// a flow it re-enabled ("" when nothing is).
-func resumeFrom(ctx context.Context, sess *Session, d *Desired, f FlowStatus, resumed map[string]bool) (string, error) {
+// a flow it re-enabled ("" when nothing is). It tries a flow once per Wait: a
+// subscription that disables itself again has another error, for the operator.
+func resumeFrom(ctx context.Context, sess *Session, d *Desired, f FlowStatus, resumed, tried map[string]bool) (string, error) {
 	slotOK := f.WALStatus != "" && f.WALStatus != "lost"
-	if f.State == StateDisabledBy && slotOK && (f.Pending == nil || f.Pending.Conflict == nil) {
+	if f.State == StateDisabledBy && slotOK && (f.Pending == nil || f.Pending.Conflict == nil) && !tried[f.Flow] {
+		tried[f.Flow] = true
 		for i := range d.Subscriptions[f.To] {
 			if s := &d.Subscriptions[f.To][i]; s.Name == f.Subscription {
 				if _, enabled, err := resumeOne(ctx, sess, s); err != nil {

@@ -6,6 +6,8 @@
 # BARMAN_TARGETS lists "site=host:port:user" words; the password of site is
 # /run/secrets/barman-password-<site>.
 set -u
+# The password file is written below: nothing made here is for other users.
+umask 077
 mkdir -p /var/lib/barman /var/log/barman
 chown barman:barman /var/lib/barman /var/log/barman
 : >/var/lib/barman/.pgpass
