@@ -3,7 +3,6 @@ package images
 import (
 	"archive/tar"
 	_ "embed"
-	"os"
 	"strings"
 )
 
@@ -47,20 +46,8 @@ func barmanRecipe() recipe {
 					return err
 				}
 			}
-			files, err := dpkgFiles("python3-barman", "python3-argcomplete", "python3-dateutil", "python3-psycopg2", "python3-six")
-			if err != nil {
+			if err := r.addPythonPackages(skip, "python3-barman", "python3-argcomplete", "python3-dateutil", "python3-psycopg2", "python3-six"); err != nil {
 				return err
-			}
-			for _, f := range files {
-				if !strings.HasPrefix(f, "/usr/lib/python3/dist-packages/") {
-					continue
-				}
-				if fi, err := os.Lstat(f); err != nil || fi.IsDir() {
-					continue
-				}
-				if err := r.addHost(f, skip); err != nil {
-					return err
-				}
 			}
 			r.addSymlink("usr/bin/python3", "python3.11")
 			r.addFile("etc/passwd", []byte("root:x:0:0:root:/root:/bin/sh\nbarman:x:106:109:Barman:/var/lib/barman:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"))

@@ -156,20 +156,8 @@ func recipes() []recipe {
 						return err
 					}
 				}
-				files, err := dpkgFiles("python3-django", "python3-psycopg2", "python3-asgiref", "python3-sqlparse", "python3-tz")
-				if err != nil {
+				if err := r.addPythonPackages(skip, "python3-django", "python3-psycopg2", "python3-asgiref", "python3-sqlparse", "python3-tz"); err != nil {
 					return err
-				}
-				for _, f := range files {
-					if !strings.HasPrefix(f, "/usr/lib/python3/dist-packages/") {
-						continue
-					}
-					if fi, err := os.Lstat(f); err != nil || fi.IsDir() {
-						continue
-					}
-					if err := r.addHost(f, skip); err != nil {
-						return err
-					}
 				}
 				r.addSymlink("usr/bin/python3", "python3.11")
 				r.addFile("app/server.py", djangoServer)
