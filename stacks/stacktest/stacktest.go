@@ -5,6 +5,7 @@ package stacktest
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,16 +91,50 @@ func Load(t testing.TB, env string, set ...string) *sites.Topology {
 	if err := os.WriteFile(filepath.Join(dir, sites.EnvDir, "lab.yaml"), []byte(labOverlay), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// The hub's pki_dir is a fixture holding sitectl's Kong CA and the hub Kong's
-	// certificate (public parts only: no key is committed), so kong.yml renders
-	// the same everywhere.
-	pki := filepath.Join(RepoRoot(t), "stacks", "stacktest", "testdata", "pki")
+	// The hub's pki_dir is a fixture holding sitectl's Kong CA, the hub Kong's
+	// certificate and the tunnel CA, so kong.yml renders the same everywhere. Each
+	// Load gets a private copy: git keeps no file modes beyond 0644, sitectl refuses a
+	// key that others can read, and rendering must never write into the repository.
+	pki := copyPKI(t, filepath.Join(RepoRoot(t), "stacks", "stacktest", "testdata", "pki"))
 	set = append([]string{"cloud:tunnel.pki_dir=" + pki}, set...)
 	topo, err := sites.Load(sites.Options{Dir: dir, Env: env, Environ: []string{}, Set: set})
 	if err != nil {
 		t.Fatalf("load sites for %s: %v", env, err)
 	}
 	return topo
+}
+
+// copyPKI copies the fixture tree at src into a temporary directory, keys with mode
+// 0600 and directories 0700 as sitectl's own PKI writes them.
+func copyPKI(t testing.TB, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(to, 0o700)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(path, ".key") {
+			mode = 0o600
+		}
+		return os.WriteFile(to, b, mode)
+	})
+	if err != nil {
+		t.Fatalf("copy the PKI fixture: %v", err)
+	}
+	return dst
 }
 
 func copyFile(t testing.TB, from, to string) {
