@@ -150,7 +150,7 @@ var KongAdminPorts = []uint32{8001, 8444}
 // started with its keyfile (auth on).
 func CheckServices(site *sites.Site, svcs []Service) []Finding {
 	var out []Finding
-	lab := site.Lab.Namespace != ""
+	lab := site.InLab()
 	for _, s := range svcs {
 		switch {
 		case s.Stack == "kong" || strings.HasSuffix(s.Name, "_kong"):
@@ -259,7 +259,7 @@ func CheckConfig(site *sites.Site) []Finding {
 				Fix: "use ssh://, or tcp:// with engine.tls_verify and client certificates (dockerd --tlsverify)"})
 		}
 	}
-	if site.Lab.Namespace != "" {
+	if site.InLab() {
 		var standins []string
 		for _, k := range sortedImageKeys(site.Images) {
 			if strings.Contains(site.Images[k], "standin") {

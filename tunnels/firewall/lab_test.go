@@ -17,6 +17,7 @@ import (
 
 	"github.com/sitectl/sitectl/audit"
 	"github.com/sitectl/sitectl/internal/netns"
+	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/lab/labtest"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
@@ -189,6 +190,7 @@ func TestLabFirewall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	labreach.Install(moved)
 	steps, err := firewall.Part{}.Plan(ctx, moved, moved.Site("douala"))
 	if err != nil || len(steps) != 1 || steps[0].Action != plan.Update {
 		t.Fatalf("plan with http_port 8080: %+v %v, want one update", steps, err)

@@ -32,6 +32,10 @@ func (Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([
 	if !site.Gateway.Firewall.Enabled {
 		return nil, nil
 	}
+	r, err := RunnerFor(site)
+	if err != nil {
+		return nil, err
+	}
 	rs, err := Build(topo, site)
 	if err != nil {
 		return nil, err
@@ -41,10 +45,6 @@ func (Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([
 		return nil, err
 	}
 	rendered := rs.Render()
-	r, err := RunnerFor(site)
-	if err != nil {
-		return nil, err
-	}
 	live, want, err := r.Read(ctx, rendered)
 	if err != nil {
 		return nil, err
@@ -177,16 +177,18 @@ func confirmOnce(ctx context.Context, g *tunnels.Gateway, site *sites.Site, path
 		}
 	}
 	for _, p := range paths {
-		ns := ""
+		// This machine's own network; a path dialled from the gateway host goes
+		// with the site's Reach (ManagementPaths).
+		dial := sites.DialFunc(netns.Dialer(""))
 		switch p.Kind {
 		case PathNetwork:
 		case PathFromGateway:
-			ns = site.Lab.Namespace
+			dial = site.Reach.Dial
 		default:
 			continue
 		}
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		c, err := netns.DialContext(dctx, ns, "tcp", net.JoinHostPort(p.Addr.String(), strconv.Itoa(p.Port)))
+		c, err := dial(dctx, "tcp", net.JoinHostPort(p.Addr.String(), strconv.Itoa(p.Port)))
 		cancel()
 		if err == nil {
 			_ = c.Close() // only the connection's success was wanted
