@@ -23,6 +23,7 @@ import (
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/tunnels"
 	"github.com/sitectl/sitectl/tunnels/firewall"
+	"github.com/sitectl/sitectl/tunnels/tunneltest"
 )
 
 func TestMain(m *testing.M) { labtest.Main(m) }
@@ -57,7 +58,7 @@ func TestLabFirewall(t *testing.T) {
 		if _, _, err := tunnels.Ensure(ca, gwp, g.ID, s.Tunnel.KeyType, s.Tunnel.CertLifetime.D()); err != nil {
 			t.Fatal(err)
 		}
-		if err := tunnels.Install(ctx, topo, g); err != nil {
+		if err := tunneltest.Install(ctx, topo, g); err != nil {
 			t.Fatal(err)
 		}
 	}
