@@ -16,7 +16,7 @@ import (
 )
 
 // ComponentTunnel is the component of the steps this part plans.
-const ComponentTunnel = "tunnel"
+const ComponentTunnel plan.Component = "tunnel"
 
 // Part is the tunnels part of a site's deploy path (plan.Part): certificates that
 // are missing or expiring are created, credentials charon lacks are loaded,

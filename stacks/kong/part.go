@@ -12,7 +12,7 @@ import (
 )
 
 // ComponentCert is the plan component of sitectl's Kong CA and the hub's certificate.
-const ComponentCert = "certificate"
+const ComponentCert plan.Component = "certificate"
 
 // CertPart is the deploy part that creates sitectl's Kong CA and the hub Kong's
 // certificate (in the hub's tunnel.pki_dir/kong) when missing, and renews the

@@ -17,6 +17,9 @@ import (
 	"github.com/sitectl/sitectl/tunnels"
 )
 
+// ComponentGateway is the component of the step this part plans.
+const ComponentGateway plan.Component = "gateway"
+
 // Part is the `gateway firewall` step of a site's deploy path (plan.Part): it reads
 // the gateway's table inet sitectl, compares it with the rendered ruleset (both as
 // the gateway's nft lists them) and, when they differ, applies the ruleset with an
@@ -49,7 +52,7 @@ func (Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([
 	if err != nil {
 		return nil, err
 	}
-	st := plan.Step{Site: site.Name, Component: "gateway", Name: "firewall", Action: plan.Noop}
+	st := plan.Step{Site: site.Name, Component: ComponentGateway, Name: "firewall", Action: plan.Noop}
 	if live == want {
 		return []plan.Step{st}, nil
 	}
