@@ -50,8 +50,8 @@ type Component string
 type Step struct {
 	Site      string    `json:"site"`
 	Component Component `json:"component"` // swarm, node, network, secret, config, service, tunnel, postgres, mongo
-	Action    Action `json:"action"`
-	Name      string `json:"name"`
+	Action    Action    `json:"action"`
+	Name      string    `json:"name"`
 	// Diff lists what changes, one readable line each ("replicas: 1 → 2"). Never a
 	// secret value.
 	Diff []string `json:"diff,omitempty"`
