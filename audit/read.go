@@ -13,7 +13,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sitectl/sitectl/engine"
-	"github.com/sitectl/sitectl/internal/netns"
 	"github.com/sitectl/sitectl/replication/postgres"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
@@ -55,21 +54,20 @@ func Inspect(ctx context.Context, topo *sites.Topology, site *sites.Site) []Find
 }
 
 // engineTCP connects to each node's plain Docker API port (2375) from inside the
-// site (in the lab, the site's gateway namespace; elsewhere this machine): an
+// site (with the site's Reach: in the lab, from its gateway namespace; without a
+// Reach.Dial from this machine): an
 // answer is a Docker API without TLS, whoever reaches it is root on the node.
 func engineTCP(ctx context.Context, site *sites.Site) []Finding {
 	var out []Finding
 	for _, n := range site.Nodes {
 		addr := net.JoinHostPort(n.Address, "2375")
 		dctx, cancel := context.WithTimeout(ctx, 700*time.Millisecond)
-		var c net.Conn
-		var err error
-		if ns := site.Lab.Namespace; ns != "" {
-			c, err = netns.DialContext(dctx, ns, "tcp", addr)
-		} else {
+		dial := site.Reach.Dial
+		if dial == nil {
 			var d net.Dialer
-			c, err = d.DialContext(dctx, "tcp", addr)
+			dial = d.DialContext
 		}
+		c, err := dial(dctx, "tcp", addr)
 		cancel()
 		if err == nil {
 			_ = c.Close() // a probe: the connection was opened, nothing was written

@@ -2,14 +2,10 @@ package audit
 
 import (
 	"context"
-	"fmt"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/sitectl/sitectl/internal/netns"
-	"github.com/sitectl/sitectl/lab"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -22,10 +18,11 @@ type Options struct {
 }
 
 // Run audits the selected sites: their exposure (probes) and, meanwhile, what the
-// probes cannot see (Inspect). In the lab (lab.namespace set) it probes
-// from the lab's WAN namespace after adding, there, a route to each site's LAN via
-// its gateway — what any WAN neighbour can do — and removes the routes it added;
-// elsewhere from this machine.
+// probes cannot see (Inspect). The probes come from the WAN vantage of the first
+// site's Reach (in the lab, lab/labreach: the lab's WAN namespace with a route to
+// each site's LAN via its gateway, removed afterwards); without one, from this
+// machine. A site whose config names a lab namespace but that has no reach
+// installed is refused.
 func Run(ctx context.Context, topo *sites.Topology, selected []*sites.Site, opts Options) (*Report, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 700 * time.Millisecond
@@ -33,22 +30,24 @@ func Run(ctx context.Context, topo *sites.Topology, selected []*sites.Site, opts
 	if opts.Parallel <= 0 {
 		opts.Parallel = 64
 	}
+	for _, s := range selected {
+		if s.InLab() && s.Reach.WAN == nil {
+			return nil, s.NoReach("the audit's probes")
+		}
+	}
 	start := time.Now()
 	rep := &Report{Env: topo.Env, From: "this machine", Findings: []Finding{}}
 	dial := Dialer(func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, network, addr)
 	})
-	if len(selected) > 0 && selected[0].Lab.Namespace != "" {
-		wan, undo, err := labVantage(ctx, selected)
+	if len(selected) > 0 && selected[0].Reach.WAN != nil {
+		v, err := selected[0].Reach.WAN(ctx, selected)
 		if err != nil {
 			return nil, err
 		}
-		defer undo()
-		rep.From = "lab WAN namespace " + wan + " (with a route to each site's LAN via its gateway)"
-		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return netns.DialContext(ctx, wan, network, addr)
-		}
+		defer v.Undo()
+		rep.From, dial = v.From, Dialer(v.Dial)
 	}
 	// What probing cannot see is read meanwhile, one site at a time each.
 	read := make([][]Finding, len(selected))
@@ -74,32 +73,4 @@ func Run(ctx context.Context, topo *sites.Topology, selected []*sites.Site, opts
 	}
 	rep.Probes, rep.Took = n, time.Since(start)
 	return rep, nil
-}
-
-// labVantage adds, in the lab's WAN namespace, a route to each site's LAN via the
-// site's gateway; undo removes the routes it added (not ones that were there).
-func labVantage(ctx context.Context, selected []*sites.Site) (string, func(), error) {
-	st, err := lab.ReadState(selected[0].Lab.StateDir)
-	if err != nil {
-		return "", nil, fmt.Errorf("audit: lab state in %s: %w (is the lab up? `sitectl lab status`)", selected[0].Lab.StateDir, err)
-	}
-	wan := st.Layout.WANNS
-	var added []string
-	undo := func() {
-		for _, lan := range added {
-			_, _ = netns.Run(context.Background(), wan, "ip", "route", "del", lan)
-		}
-	}
-	for _, s := range selected {
-		out, err := netns.Run(ctx, wan, "ip", "route", "add", s.LAN, "via", s.Gateway.WANAddress)
-		switch {
-		case err == nil:
-			added = append(added, s.LAN)
-		case strings.Contains(string(out), "File exists"):
-		default:
-			undo()
-			return "", nil, fmt.Errorf("audit %s: route to %s via %s in %s: %w", s.Name, s.LAN, s.Gateway.WANAddress, wan, err)
-		}
-	}
-	return wan, undo, nil
 }

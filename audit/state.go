@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/sites"
+	"github.com/sitectl/sitectl/tunnels"
 )
 
 // What the audit reads where probing cannot: the deployed services, the swarm
@@ -150,7 +151,7 @@ var KongAdminPorts = []uint32{8001, 8444}
 // started with its keyfile (auth on).
 func CheckServices(site *sites.Site, svcs []Service) []Finding {
 	var out []Finding
-	lab := site.Lab.Namespace != ""
+	lab := site.InLab()
 	for _, s := range svcs {
 		switch {
 		case s.Stack == "kong" || strings.HasSuffix(s.Name, "_kong"):
@@ -259,7 +260,7 @@ func CheckConfig(site *sites.Site) []Finding {
 				Fix: "use ssh://, or tcp:// with engine.tls_verify and client certificates (dockerd --tlsverify)"})
 		}
 	}
-	if site.Lab.Namespace != "" {
+	if site.InLab() {
 		var standins []string
 		for _, k := range sortedImageKeys(site.Images) {
 			if strings.Contains(site.Images[k], "standin") {
@@ -294,15 +295,15 @@ func sortedImageKeys(m map[string]string) []string {
 // CertFinding turns a tunnel certificate's state into a finding: expired or
 // invalid high, missing high and unknown, expiring (within 30 days) medium, valid
 // info with its expiry.
-func CertFinding(site, name, path, state, problem string, notAfter time.Time) Finding {
-	f := Finding{Site: site, Object: "certificate " + name, State: state}
+func CertFinding(site, name, path string, state tunnels.CertStatus, problem string, notAfter time.Time) Finding {
+	f := Finding{Site: site, Object: "certificate " + name, State: string(state)}
 	renew := "`sitectl tunnels certs` renews it"
 	switch state {
-	case "ok":
+	case tunnels.CertOK:
 		f.Severity, f.What = Info, "valid until "+notAfter.Format(time.DateOnly)
-	case "expiring":
+	case tunnels.CertExpiring:
 		f.Severity, f.What, f.Fix = Medium, problem+" ("+notAfter.Format(time.DateOnly)+")", renew
-	case "missing":
+	case tunnels.CertMissing:
 		f.Severity, f.State, f.What, f.Fix = High, Unknown, "not found at "+path, "`sitectl deploy` (or `sitectl tunnels certs`) creates it"
 	default:
 		f.Severity, f.What, f.Fix = High, problem, renew

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/sites"
+	"github.com/sitectl/sitectl/tunnels"
 )
 
 // summary lists findings as "severity object: what" lines, sorted as found.
@@ -169,7 +170,10 @@ func TestCheckConfig(t *testing.T) {
 
 func TestCertFinding(t *testing.T) {
 	na := time.Date(2027, 1, 2, 0, 0, 0, 0, time.UTC)
-	for _, tc := range []struct{ state, want string }{
+	for _, tc := range []struct {
+		state tunnels.CertStatus
+		want  string
+	}{
 		{"ok", "info ok"}, {"expiring", "medium expiring"}, {"expired", "high expired"}, {"invalid", "high invalid"}, {"missing", "high unknown"},
 	} {
 		f := CertFinding("douala", "tunnel gw.douala", "/pki/gw.crt", tc.state, "a problem", na)

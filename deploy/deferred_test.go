@@ -79,7 +79,7 @@ func TestPlanDeferOnlyWhatCannotExistYet(t *testing.T) {
 			var deferred []string
 			for _, st := range sp.Steps {
 				if strings.Contains(st.Name, "planned during deploy") {
-					deferred = append(deferred, st.Component)
+					deferred = append(deferred, string(st.Component))
 				}
 			}
 			if strings.Contains(sp.Error+strings.Join(deferred, ""), value) {

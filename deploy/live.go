@@ -8,6 +8,7 @@ import (
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 
+	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/stacks"
 )
 
@@ -105,7 +106,7 @@ func (s *session) resolveIDs(ctx context.Context, spec *swarm.ServiceSpec) error
 
 // withIDs returns copies of secret or config references with the IDs of the named
 // objects filled in; an object missing from the swarm is an error.
-func withIDs[R any](ctx context.Context, s *session, component string, refs []*R,
+func withIDs[R any](ctx context.Context, s *session, component plan.Component, refs []*R,
 	name func(*R) string, setID func(*R, string)) ([]*R, error) {
 	names := make([]string, 0, len(refs))
 	for _, r := range refs {
@@ -129,7 +130,7 @@ func withIDs[R any](ctx context.Context, s *session, component string, refs []*R
 }
 
 // idsByName looks up the IDs of secrets or configs by name.
-func (s *session) idsByName(ctx context.Context, component string, names []string) (map[string]string, error) {
+func (s *session) idsByName(ctx context.Context, component plan.Component, names []string) (map[string]string, error) {
 	ids := map[string]string{}
 	if len(names) == 0 {
 		return ids, nil

@@ -48,7 +48,7 @@ func (s *session) planPrune(d *stacks.Desired, l *live) []plan.Step {
 		steps = append(steps, st)
 	}
 	for _, kind := range []struct {
-		component string
+		component plan.Component
 		want      []stacks.Object
 		have      []liveObj
 	}{{ComponentSecret, d.Secrets, l.secrets}, {ComponentConfig, d.Configs, l.configs}} {
@@ -62,7 +62,7 @@ func (s *session) planPrune(d *stacks.Desired, l *live) []plan.Step {
 			}
 			old := logicals[o.Labels[stacks.LabelObject]]
 			if !old && !s.opts.Prune {
-				kept = append(kept, kind.component+" "+o.Name)
+				kept = append(kept, string(kind.component)+" "+o.Name)
 				continue
 			}
 			st := s.step(kind.component, plan.Remove, o.Name)
@@ -98,13 +98,13 @@ func (s *session) planPrune(d *stacks.Desired, l *live) []plan.Step {
 	}
 	steps = append(steps, later...)
 	if len(kept) > 0 {
-		steps = append(steps, plan.Step{Site: s.site.Name, Component: "prune", Action: plan.Noop, Name: "kept",
+		steps = append(steps, plan.Step{Site: s.site.Name, Component: ComponentPrune, Action: plan.Noop, Name: "kept",
 			Note: "no longer in the config, kept (deploy --prune removes them): " + strings.Join(kept, ", ")})
 	}
 	return steps
 }
 
-func (s *session) removeObject(component string, o liveObj) func(context.Context) error {
+func (s *session) removeObject(component plan.Component, o liveObj) func(context.Context) error {
 	return s.afterConverged(func(ctx context.Context) error {
 		var err error
 		if component == ComponentSecret {
@@ -113,7 +113,7 @@ func (s *session) removeObject(component string, o liveObj) func(context.Context
 			_, err = s.eng.ConfigRemove(ctx, o.ID, client.ConfigRemoveOptions{})
 		}
 		return err
-	}, "remove "+component+" "+o.Name)
+	}, "remove "+string(component)+" "+o.Name)
 }
 
 // afterConverged runs a removal once the site's services converged, retrying while

@@ -76,7 +76,7 @@ func planSite(ctx context.Context, topo *sites.Topology, site *sites.Site, parts
 			// one applied, so this is a pending change, not a failure of the plan.
 			// Only errors the part marked plan.NotYet: a missing input (a secret
 			// whose source is unset) is an error whatever is pending.
-			sp.Steps = append(sp.Steps, plan.Step{Site: site.Name, Component: part.Name(), Action: plan.Update,
+			sp.Steps = append(sp.Steps, plan.Step{Site: site.Name, Component: plan.Component(part.Name()), Action: plan.Update,
 				Name: "(planned during deploy, after the steps above)",
 				Note: fmt.Sprintf("cannot be read before the steps above are applied: %v", err)})
 			continue

@@ -18,10 +18,12 @@ import (
 
 // Component names of the steps this part plans.
 const (
-	ComponentNetwork = "network"
-	ComponentSecret  = "secret"
-	ComponentConfig  = "config"
-	ComponentService = "service"
+	ComponentNetwork plan.Component = "network"
+	ComponentSecret  plan.Component = "secret"
+	ComponentConfig  plan.Component = "config"
+	ComponentService plan.Component = "service"
+	// ComponentPrune is the step that says what pruning kept.
+	ComponentPrune plan.Component = "prune"
 )
 
 // Stacks is the part that brings a site's networks, secrets, configs and services
@@ -107,7 +109,7 @@ func (s *session) planStacks(ctx context.Context) ([]plan.Step, error) {
 	return steps, nil
 }
 
-func (s *session) step(component string, action plan.Action, name string) plan.Step {
+func (s *session) step(component plan.Component, action plan.Action, name string) plan.Step {
 	return plan.Step{Site: s.site.Name, Component: component, Action: action, Name: name}
 }
 
@@ -162,7 +164,7 @@ func (s *session) createNetwork(n stacks.Network) func(context.Context) error {
 
 // planObjects creates the secret or config versions the stacks want that the swarm
 // does not hold yet. Removal of old versions is planned by planPrune.
-func (s *session) planObjects(component string, want []stacks.Object, have []liveObj) []plan.Step {
+func (s *session) planObjects(component plan.Component, want []stacks.Object, have []liveObj) []plan.Step {
 	byName := map[string]liveObj{}
 	for _, o := range have {
 		byName[o.Name] = o

@@ -12,7 +12,6 @@ import (
 
 	"github.com/sitectl/sitectl/internal/progress"
 	"github.com/sitectl/sitectl/lab/images"
-	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/swarm"
 	"github.com/sitectl/sitectl/tunnels"
@@ -263,7 +262,7 @@ func (u *upper) transit(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := tunnels.SetupTransit(ctx, labreach.Namespace(sl.GatewayNS), g); err != nil {
+		if err := tunnels.SetupTransit(ctx, NamespaceReach(sl.GatewayNS), g); err != nil {
 			return err
 		}
 	}

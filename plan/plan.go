@@ -41,12 +41,17 @@ func (a Action) symbol() string {
 	return " "
 }
 
+// Component is the kind of object a step changes; its value is how plans name it.
+// Each part names its own (swarm.ComponentNode, deploy.ComponentService,
+// tunnels.ComponentTunnel, ...).
+type Component string
+
 // Step is one change to one object of one site.
 type Step struct {
-	Site      string `json:"site"`
-	Component string `json:"component"` // swarm, node, network, secret, config, service, tunnel, postgres, mongo
-	Action    Action `json:"action"`
-	Name      string `json:"name"`
+	Site      string    `json:"site"`
+	Component Component `json:"component"` // swarm, node, network, secret, config, service, tunnel, postgres, mongo
+	Action    Action    `json:"action"`
+	Name      string    `json:"name"`
 	// Diff lists what changes, one readable line each ("replicas: 1 → 2"). Never a
 	// secret value.
 	Diff []string `json:"diff,omitempty"`

@@ -33,8 +33,8 @@ type Engine interface {
 
 // Component names of the steps.
 const (
-	ComponentSwarm = "swarm"
-	ComponentNode  = "node"
+	ComponentSwarm plan.Component = "swarm"
+	ComponentNode  plan.Component = "node"
 )
 
 // ManagerPort is the swarm control plane port.

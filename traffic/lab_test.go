@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/deploy"
+	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/lab/labtest"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
@@ -40,6 +41,7 @@ func TestLabGateway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	labreach.Install(topo)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	for _, r := range deploy.Deploy(ctx, topo, topo.Sites, []plan.Part{swarm.Part{}, deploy.Stacks, tunnels.Part{}},

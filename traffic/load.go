@@ -19,7 +19,6 @@ import (
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
-	"github.com/sitectl/sitectl/internal/netns"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks/kong"
 )
@@ -28,9 +27,9 @@ import (
 type Entry struct {
 	Site string
 	URLs []string // https://<node address>:<https port>
-	// Namespace is the lab namespace connections are made from (the site's
-	// gateway); empty outside the lab.
-	Namespace string
+	// Dial opens the connections (the site's Reach: in the lab, from its gateway
+	// namespace); nil: from this machine's network.
+	Dial sites.DialFunc
 	// Insecure skips verifying the gateway's certificate (the lab's is self-made).
 	Insecure bool
 }
@@ -48,7 +47,10 @@ func EntryOf(topo *sites.Topology, site *sites.Site) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	e := Entry{Site: site.Name, Namespace: site.Lab.Namespace, Insecure: site.Lab.Namespace != ""}
+	if site.InLab() && site.Reach.Dial == nil {
+		return Entry{}, site.NoReach("requests to its entry point")
+	}
+	e := Entry{Site: site.Name, Dial: site.Reach.Dial, Insecure: site.InLab()}
 	for _, n := range nodes {
 		e.URLs = append(e.URLs, "https://"+net.JoinHostPort(n.Address, strconv.Itoa(s.HTTPSPort)))
 	}
@@ -58,14 +60,14 @@ func EntryOf(topo *sites.Topology, site *sites.Site) (Entry, error) {
 	return e, nil
 }
 
-// Client returns an HTTP client for e, keeping up to conns idle connections: from
-// the lab namespace in the lab (where the lab's self-made certificate is not
-// verified), with the system's roots elsewhere.
+// Client returns an HTTP client for e, keeping up to conns idle connections, dialled
+// with e.Dial when set; the certificate is verified with the system's roots unless
+// e.Insecure (the lab's is self-made).
 func (e Entry) Client(timeout time.Duration, conns int) *http.Client {
 	tr := &http.Transport{MaxIdleConnsPerHost: conns, IdleConnTimeout: 30 * time.Second,
 		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12}}
-	if e.Namespace != "" {
-		tr.DialContext = netns.Dialer(e.Namespace)
+	if e.Dial != nil {
+		tr.DialContext = e.Dial
 	}
 	tr.TLSClientConfig.InsecureSkipVerify = e.Insecure //nolint:gosec // the lab's Kong certificate is self-made (lab only)
 	return &http.Client{Timeout: timeout, Transport: tr}

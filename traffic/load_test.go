@@ -3,6 +3,8 @@ package traffic
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -158,5 +160,32 @@ func TestRunSlowSite(t *testing.T) {
 	// few to the end of the attack while new TLS connections are made.
 	if r := res[0]; r.Requests < 170 || r.Success != 1 {
 		t.Errorf("slow site: %d requests, success %.2f; want about all 200 sent and answered", r.Requests, r.Success)
+	}
+}
+
+// TestEntryOfLabNeedsReach: the entry point of a site whose config names a lab
+// namespace but that has no reach installed is refused (its requests would leave
+// from this machine); with a reach, the entry's client dials through it and does
+// not verify the lab's self-made certificate.
+func TestEntryOfLabNeedsReach(t *testing.T) {
+	topo := stacktest.Load(t, "dev")
+	yaounde := topo.Site("yaounde")
+	yaounde.Lab.Namespace = "sl-yaounde-gw"
+	if e, err := EntryOf(topo, yaounde); err == nil || !strings.Contains(err.Error(), `lab.namespace is "sl-yaounde-gw"`) || !strings.Contains(err.Error(), "labreach.Install") {
+		t.Fatalf("EntryOf a lab site without a reach: %+v, %v; want a refusal naming lab.namespace and labreach.Install", e, err)
+	}
+	refused := errors.New("dialled through the reach")
+	var dialled string
+	yaounde.Reach.Dial = func(_ context.Context, network, addr string) (net.Conn, error) {
+		dialled = network + " " + addr
+		return nil, refused
+	}
+	e, err := EntryOf(topo, yaounde)
+	if err != nil || !e.Insecure || len(e.URLs) == 0 {
+		t.Fatalf("EntryOf a lab site with a reach: %+v, %v", e, err)
+	}
+	_, err = e.Client(time.Second, 1).Get(e.URLs[0])
+	if !errors.Is(err, refused) || dialled != "tcp "+strings.TrimPrefix(e.URLs[0], "https://") {
+		t.Errorf("get %s: %v (dialled %q), want it dialled through the reach", e.URLs[0], err, dialled)
 	}
 }

@@ -16,7 +16,7 @@ import (
 )
 
 // ComponentTunnel is the component of the steps this part plans.
-const ComponentTunnel = "tunnel"
+const ComponentTunnel plan.Component = "tunnel"
 
 // Part is the tunnels part of a site's deploy path (plan.Part): certificates that
 // are missing or expiring are created, credentials charon lacks are loaded,
@@ -226,24 +226,24 @@ func planCerts(topo *sites.Topology, site *sites.Site) ([]plan.Step, error) {
 		return err
 	}
 	switch caSt.State {
-	case "missing":
+	case CertMissing:
 		steps = append(steps, plan.Step{Site: site.Name, Component: ComponentTunnel, Action: plan.Create, Name: "ca " + caSt.Path,
 			Diff: []string{"key " + site.Tunnel.KeyType}, Apply: ensure})
-	case "ok":
+	case CertOK:
 	default:
 		return nil, fmt.Errorf("tunnels %s: CA %s is %s: %s; replace it and reissue every gateway certificate", site.Name, caSt.Path, caSt.State, caSt.Problem)
 	}
 	switch gwSt.State {
-	case "missing":
+	case CertMissing:
 		steps = append(steps, plan.Step{Site: site.Name, Component: ComponentTunnel, Action: plan.Create, Name: "certificate " + site.Gateway.ID,
 			Diff: []string{"SAN " + site.Gateway.ID, "key " + site.Tunnel.KeyType, "lifetime " + site.Tunnel.CertLifetime.D().String()}, Apply: ensure})
-	case "expiring":
+	case CertExpiring:
 		steps = append(steps, plan.Step{Site: site.Name, Component: ComponentTunnel, Action: plan.Update, Name: "certificate " + site.Gateway.ID,
 			// The date, not the days left: a saved plan (deploy --plan) still holds a day later.
 			Diff: []string{"renew: expires on " + gwSt.NotAfter.Format(time.DateOnly)}, Note: gwSt.Problem, Apply: ensure})
-	case "ok":
+	case CertOK:
 	default:
-		if caSt.State == "missing" {
+		if caSt.State == CertMissing {
 			break
 		}
 		return nil, fmt.Errorf("tunnels %s: certificate %s is %s: %s; run `sitectl tunnels certs --site %s` to renew it (nothing was installed)",

@@ -52,14 +52,30 @@ func (p PKI) gwKey(id string) string  { return filepath.Join(p.Dir, id+".key") }
 // CertPath is the certificate file of gateway id.
 func (p PKI) CertPath(id string) string { return p.gwCert(id) }
 
+// CertStatus is a certificate's state in a CertState; its value is how reports
+// name it.
+type CertStatus string
+
+// Certificate states: Check reports the first five, Ensure the last two for what
+// it made.
+const (
+	CertMissing  CertStatus = "missing"
+	CertOK       CertStatus = "ok"
+	CertExpiring CertStatus = "expiring" // within ExpiryWarning
+	CertExpired  CertStatus = "expired"
+	CertInvalid  CertStatus = "invalid"
+	CertCreated  CertStatus = "created"
+	CertRenewed  CertStatus = "renewed"
+)
+
 // CertState is what `tunnels certs` and plans report about one certificate.
 type CertState struct {
-	Name     string    `json:"name"` // "ca" or the gateway id
-	Site     string    `json:"site,omitempty"`
-	Path     string    `json:"path"`
-	State    string    `json:"state"` // missing | ok | expiring | expired | invalid | created | renewed
-	NotAfter time.Time `json:"not_after,omitzero"`
-	Problem  string    `json:"problem,omitempty"`
+	Name     string     `json:"name"` // "ca" or the gateway id
+	Site     string     `json:"site,omitempty"`
+	Path     string     `json:"path"`
+	State    CertStatus `json:"state"`
+	NotAfter time.Time  `json:"not_after,omitzero"`
+	Problem  string     `json:"problem,omitempty"`
 }
 
 // SiteCerts is where a site's gateway certificate lives and where the shared CA lives.
@@ -101,9 +117,9 @@ func Load(ca, gw PKI, id string) (*Credentials, string, error) {
 	}
 	st := gw.check(c.CA, c.Cert, c.KeyDER, id)
 	switch st.State {
-	case "expired", "invalid":
+	case CertExpired, CertInvalid:
 		return nil, "", fmt.Errorf("certificate %s (%s): %s; run `sitectl tunnels certs` to renew it", id, st.Path, st.Problem)
-	case "expiring":
+	case CertExpiring:
 		return c, fmt.Sprintf("certificate %s expires %s (%s); run `sitectl tunnels certs` to renew it", id, st.NotAfter.Format(time.DateOnly), st.Problem), nil
 	}
 	return c, "", nil
@@ -111,29 +127,29 @@ func Load(ca, gw PKI, id string) (*Credentials, string, error) {
 
 // Check reports the state of the CA and a gateway certificate without changing anything.
 func Check(ca, gw PKI, id string) (caState, gwState CertState) {
-	caState = CertState{Name: "ca", Path: ca.caCert(), State: "missing"}
-	gwState = CertState{Name: id, Path: gw.gwCert(id), State: "missing"}
+	caState = CertState{Name: "ca", Path: ca.caCert(), State: CertMissing}
+	gwState = CertState{Name: id, Path: gw.gwCert(id), State: CertMissing}
 	caCert, _, err := readCert(ca.caCert())
 	if err == nil {
 		caState = ca.expiry(caState, caCert)
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		caState.State, caState.Problem = "invalid", err.Error()
+		caState.State, caState.Problem = CertInvalid, err.Error()
 	}
 	cert, _, err := readCert(gw.gwCert(id))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return
 	case err != nil:
-		gwState.State, gwState.Problem = "invalid", err.Error()
+		gwState.State, gwState.Problem = CertInvalid, err.Error()
 		return
 	}
 	key, err := readKey(gw.gwKey(id))
 	if err != nil {
-		gwState.State, gwState.Problem, gwState.NotAfter = "invalid", err.Error(), cert.NotAfter
+		gwState.State, gwState.Problem, gwState.NotAfter = CertInvalid, err.Error(), cert.NotAfter
 		return
 	}
 	if caCert == nil {
-		gwState.State, gwState.Problem, gwState.NotAfter = "invalid", "no CA certificate to verify it", cert.NotAfter
+		gwState.State, gwState.Problem, gwState.NotAfter = CertInvalid, "no CA certificate to verify it", cert.NotAfter
 		return
 	}
 	st := gw.check(caCert, cert, key, id)
@@ -145,34 +161,34 @@ func (p PKI) expiry(st CertState, c *x509.Certificate) CertState {
 	left := c.NotAfter.Sub(p.now())
 	switch {
 	case left <= 0:
-		st.State, st.Problem = "expired", fmt.Sprintf("expired on %s", c.NotAfter.Format(time.DateOnly))
+		st.State, st.Problem = CertExpired, fmt.Sprintf("expired on %s", c.NotAfter.Format(time.DateOnly))
 	case left < ExpiryWarning:
-		st.State, st.Problem = "expiring", fmt.Sprintf("expires in %d days", int(left.Hours()/24))
+		st.State, st.Problem = CertExpiring, fmt.Sprintf("expires in %d days", int(left.Hours()/24))
 	default:
-		st.State = "ok"
+		st.State = CertOK
 	}
 	return st
 }
 
 func (p PKI) check(ca, cert *x509.Certificate, keyDER []byte, id string) CertState {
 	st := p.expiry(CertState{Name: id, Path: p.gwCert(id)}, cert)
-	if st.State == "expired" {
+	if st.State == CertExpired {
 		return st
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)
 	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: id, CurrentTime: p.now(),
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-		st.State, st.Problem = "invalid", "does not verify against the CA for "+id+": "+err.Error()
+		st.State, st.Problem = CertInvalid, "does not verify against the CA for "+id+": "+err.Error()
 		return st
 	}
 	key, err := x509.ParsePKCS8PrivateKey(keyDER)
 	if err != nil {
-		st.State, st.Problem = "invalid", "private key "+p.gwKey(id)+" is not PKCS#8"
+		st.State, st.Problem = CertInvalid, "private key "+p.gwKey(id)+" is not PKCS#8"
 		return st
 	}
 	if pub, ok := key.(*ecdsa.PrivateKey); !ok || !pub.PublicKey.Equal(cert.PublicKey) {
-		st.State, st.Problem = "invalid", "private key "+p.gwKey(id)+" does not match the certificate"
+		st.State, st.Problem = CertInvalid, "private key "+p.gwKey(id)+" does not match the certificate"
 	}
 	return st
 }
@@ -182,17 +198,17 @@ func (p PKI) check(ca, cert *x509.Certificate, keyDER []byte, id string) CertSta
 func Ensure(ca, gw PKI, id, keyType string, lifetime time.Duration) (caState, gwState CertState, err error) {
 	caState, gwState = Check(ca, gw, id)
 	switch caState.State {
-	case "missing":
+	case CertMissing:
 		if err := ca.createCA(keyType); err != nil {
 			return caState, gwState, err
 		}
 		caState, gwState = Check(ca, gw, id)
-		caState.State = "created"
-	case "ok":
+		caState.State = CertCreated
+	case CertOK:
 	default:
 		return caState, gwState, fmt.Errorf("CA %s: %s %s; replace it by hand (every gateway certificate must then be reissued)", caState.Path, caState.State, caState.Problem)
 	}
-	if gwState.State == "ok" {
+	if gwState.State == CertOK {
 		return caState, gwState, nil
 	}
 	was := gwState.State
@@ -200,12 +216,12 @@ func Ensure(ca, gw PKI, id, keyType string, lifetime time.Duration) (caState, gw
 		return caState, gwState, err
 	}
 	_, gwState = Check(ca, gw, id)
-	if gwState.State != "ok" {
+	if gwState.State != CertOK {
 		return caState, gwState, fmt.Errorf("certificate %s: issued but %s: %s", id, gwState.State, gwState.Problem)
 	}
-	gwState.State = "created"
-	if was != "missing" {
-		gwState.State = "renewed"
+	gwState.State = CertCreated
+	if was != CertMissing {
+		gwState.State = CertRenewed
 	}
 	return caState, gwState, nil
 }

@@ -144,7 +144,7 @@ func TestLinkState(t *testing.T) {
 	up := EndStatus{Loaded: true, IKEState: "ESTABLISHED", ChildState: "INSTALLED"}
 	for _, tc := range []struct {
 		ends []EndStatus
-		want string
+		want LinkState
 	}{
 		{[]EndStatus{up, up}, StateUp},
 		{[]EndStatus{up}, StateUp},

@@ -47,16 +47,16 @@ func (c ServerCert) missingSANs(dns []string, ips []net.IP) []string {
 // a certificate that lacks one of c's names is "invalid" (it is reissued).
 func CheckServer(ca, p PKI, c ServerCert) (caState, st CertState) {
 	caState, st = Check(ca, p, c.ID)
-	if st.State != "ok" && st.State != "expiring" {
+	if st.State != CertOK && st.State != CertExpiring {
 		return caState, st
 	}
 	cert, _, err := readCert(p.gwCert(c.ID))
 	if err != nil {
-		st.State, st.Problem = "invalid", err.Error()
+		st.State, st.Problem = CertInvalid, err.Error()
 		return caState, st
 	}
 	if miss := c.missingSANs(cert.DNSNames, cert.IPAddresses); len(miss) > 0 {
-		st.State, st.Problem = "invalid", "does not name "+strings.Join(miss, ", ")
+		st.State, st.Problem = CertInvalid, "does not name "+strings.Join(miss, ", ")
 	}
 	return caState, st
 }
@@ -66,17 +66,17 @@ func CheckServer(ca, p PKI, c ServerCert) (caState, st CertState) {
 func EnsureServer(ca, p PKI, c ServerCert, keyType string, lifetime time.Duration) (caState, st CertState, err error) {
 	caState, st = CheckServer(ca, p, c)
 	switch caState.State {
-	case "missing":
+	case CertMissing:
 		if err := ca.createCA(keyType); err != nil {
 			return caState, st, err
 		}
 		caState, st = CheckServer(ca, p, c)
-		caState.State = "created"
-	case "ok":
+		caState.State = CertCreated
+	case CertOK:
 	default:
 		return caState, st, fmt.Errorf("CA %s: %s %s; replace it by hand (every certificate it signed must then be reissued)", caState.Path, caState.State, caState.Problem)
 	}
-	if st.State == "ok" {
+	if st.State == CertOK {
 		return caState, st, nil
 	}
 	was := st.State
@@ -84,12 +84,12 @@ func EnsureServer(ca, p PKI, c ServerCert, keyType string, lifetime time.Duratio
 		return caState, st, err
 	}
 	_, st = CheckServer(ca, p, c)
-	if st.State != "ok" {
+	if st.State != CertOK {
 		return caState, st, fmt.Errorf("certificate %s: issued but %s: %s", c.ID, st.State, st.Problem)
 	}
-	st.State = "created"
-	if was != "missing" {
-		st.State = "renewed"
+	st.State = CertCreated
+	if was != CertMissing {
+		st.State = CertRenewed
 	}
 	return caState, st, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/sitectl/sitectl/internal/netns"
 	"github.com/sitectl/sitectl/lab/labtest"
 	"github.com/sitectl/sitectl/tunnels"
+	"github.com/sitectl/sitectl/tunnels/tunneltest"
 )
 
 func TestMain(m *testing.M) { labtest.Main(m) }
@@ -37,9 +38,9 @@ func TestLabSharedLab(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Install also gives the hub its transit addresses (lab.namespace is set).
+	// Installing also gives the hub its transit addresses (the lab reach runs ip in its namespace).
 	for _, g := range gws {
-		if err := tunnels.Install(ctx, topo, g); err != nil {
+		if err := tunneltest.Install(ctx, topo, g); err != nil {
 			t.Fatal(err)
 		}
 	}

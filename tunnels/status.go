@@ -13,12 +13,15 @@ import (
 	"github.com/sitectl/sitectl/sites"
 )
 
+// LinkState is a link's state in a status report; its value is how reports name it.
+type LinkState string
+
 // Link states in a status report.
 const (
-	StateUp      = "up"      // IKE_SA established and CHILD_SA installed at every queried end
-	StateDown    = "down"    // connection loaded, no working SA
-	StateCut     = "cut"     // connection unloaded (tunnels down / a drill)
-	StateUnknown = "unknown" // no end could be reached
+	StateUp      LinkState = "up"      // IKE_SA established and CHILD_SA installed at every queried end
+	StateDown    LinkState = "down"    // connection loaded, no working SA
+	StateCut     LinkState = "cut"     // connection unloaded (tunnels down / a drill)
+	StateUnknown LinkState = "unknown" // no end could be reached
 )
 
 // EndStatus is one gateway's view of a link, read with list-conns/list-sas.
@@ -47,7 +50,7 @@ func (e EndStatus) Up() bool {
 // LinkStatus is the state of one link from the ends that were queried.
 type LinkStatus struct {
 	Link  string      `json:"link"`
-	State string      `json:"state"`
+	State LinkState   `json:"state"`
 	Ends  []EndStatus `json:"ends"`
 }
 
@@ -90,7 +93,7 @@ func Status(ctx context.Context, topo *sites.Topology, siteNames ...string) ([]L
 	return out, nil
 }
 
-func linkState(ends []EndStatus) string {
+func linkState(ends []EndStatus) LinkState {
 	reached, up, loaded := 0, 0, 0
 	for _, e := range ends {
 		if e.Error != "" {

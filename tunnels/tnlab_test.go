@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/netns"
 	"github.com/sitectl/sitectl/lab/labgate"
-	"github.com/sitectl/sitectl/lab/labreach"
+	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -35,7 +36,14 @@ func (l *tnLab) reload(t testing.TB, extra ...string) *sites.Topology {
 	if err != nil {
 		t.Fatal(err)
 	}
-	labreach.Install(topo)
+	// The lab's reach (lab/labreach), which this package's tests cannot import
+	// (lab imports tunnels): dial and run commands in the gateway's namespace.
+	for _, s := range topo.Sites {
+		if ns := s.Lab.Namespace; ns != "" {
+			s.Reach = sites.Reach{Dial: netns.Dialer(ns), GatewayName: ns,
+				Gateway: func(ctx context.Context, argv ...string) ([]byte, error) { return netns.Run(ctx, ns, argv...) }}
+		}
+	}
 	return topo
 }
 
@@ -203,16 +211,18 @@ func (l *tnLab) cleanup() {
 	}
 }
 
-// installAll installs every gateway over vici.
+// installAll installs every gateway over vici: the tunnels part applied, as
+// `sitectl tunnels install` does (tunnels/tunneltest, which this package's own
+// tests cannot import).
 func (l *tnLab) installAll(ctx context.Context) {
 	l.t.Helper()
-	gws, err := Build(l.topo)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	for _, g := range gws {
-		if err := Install(ctx, l.topo, g); err != nil {
-			l.t.Fatalf("install %s: %v", g.Site, err)
+	for _, s := range l.topo.Sites {
+		steps, err := Part{}.Plan(ctx, l.topo, s)
+		if err != nil {
+			l.t.Fatalf("install %s: %v", s.Name, err)
+		}
+		if _, err := plan.Apply(ctx, steps, nil); err != nil {
+			l.t.Fatalf("install %s: %v", s.Name, err)
 		}
 	}
 }

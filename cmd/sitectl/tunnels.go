@@ -228,7 +228,7 @@ expired or invalid certificate).`,
 			}
 			for _, st := range states {
 				switch st.State {
-				case "missing", "expired", "invalid":
+				case tunnels.CertMissing, tunnels.CertExpired, tunnels.CertInvalid:
 					bad = true
 				}
 			}

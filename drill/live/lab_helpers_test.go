@@ -20,6 +20,7 @@ import (
 	"github.com/sitectl/sitectl/replication/postgres/pgtest"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/tunnels"
+	"github.com/sitectl/sitectl/tunnels/tunneltest"
 )
 
 func TestMain(m *testing.M) { labtest.Main(m) }
@@ -75,7 +76,7 @@ func buildDRLab(l *labtest.Lab) (*drLab, error) {
 		}
 	}
 	for _, g := range gws {
-		if err := tunnels.Install(ctx, l.Topo, g); err != nil {
+		if err := tunneltest.Install(ctx, l.Topo, g); err != nil {
 			return nil, fmt.Errorf("install tunnels %s: %w", g.Site, err)
 		}
 	}

@@ -8,6 +8,9 @@ import (
 	"github.com/sitectl/sitectl/sites"
 )
 
+// ComponentMongo is the component of the steps this part plans.
+const ComponentMongo plan.Component = "mongo"
+
 // Part is the MongoDB part of `sitectl plan` and `deploy`: for each site, the
 // replica set changes that site owns (see Changes).
 type Part struct {
@@ -55,14 +58,14 @@ func (p Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) 
 		steps[0].Note = plan.JoinNotes(steps[0].Note, note)
 	}
 	if len(steps) == 0 {
-		steps = append(steps, plan.Step{Site: site.Name, Component: "mongo", Action: plan.Noop, Name: "replica set " + desired.Name})
+		steps = append(steps, plan.Step{Site: site.Name, Component: ComponentMongo, Action: plan.Noop, Name: "replica set " + desired.Name})
 	}
 	// The partition analysis is shown once, under the initiating site, as notes
 	// (Noop steps with a note become the site plan's notes).
 	if site.Name == Initiator(topo) {
 		if a, err := Analyze(topo); err == nil {
 			for _, n := range a.PlanNotes() {
-				steps = append(steps, plan.Step{Site: site.Name, Component: "mongo", Action: plan.Noop, Name: "partition analysis", Note: n})
+				steps = append(steps, plan.Step{Site: site.Name, Component: ComponentMongo, Action: plan.Noop, Name: "partition analysis", Note: n})
 			}
 		}
 	}
@@ -81,7 +84,7 @@ func (p Part) conn(topo *sites.Topology) *Conn {
 func Steps(topo *sites.Topology, open func() *Conn, changes []Change) []plan.Step {
 	out := make([]plan.Step, 0, len(changes))
 	for _, ch := range changes {
-		st := plan.Step{Site: ch.Site, Component: "mongo", Diff: ch.Diff, Note: ch.Note}
+		st := plan.Step{Site: ch.Site, Component: ComponentMongo, Diff: ch.Diff, Note: ch.Note}
 		switch ch.Kind {
 		case KindInitiate:
 			st.Action, st.Name = plan.Create, "replica set "+setName(topo)

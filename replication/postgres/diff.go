@@ -25,6 +25,9 @@ const (
 	PhaseUnpublish
 )
 
+// ComponentPostgres is the component of the steps the replication part plans.
+const ComponentPostgres plan.Component = "postgres"
+
 // OpKind is what kind of change an Op makes; its value is how plans name it.
 type OpKind string
 
@@ -94,7 +97,7 @@ func Diff(d *Desired, lives map[string]*Live, ex Extras) map[string][]Change {
 	out := map[string][]Change{}
 	add := func(c Change) {
 		c.Step.Site = c.Op.Site
-		c.Step.Component = "postgres"
+		c.Step.Component = ComponentPostgres
 		out[c.Op.Site] = append(out[c.Op.Site], c)
 	}
 	for _, site := range d.SiteNames() {

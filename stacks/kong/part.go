@@ -12,7 +12,7 @@ import (
 )
 
 // ComponentCert is the plan component of sitectl's Kong CA and the hub's certificate.
-const ComponentCert = "certificate"
+const ComponentCert plan.Component = "certificate"
 
 // CertPart is the deploy part that creates sitectl's Kong CA and the hub Kong's
 // certificate (in the hub's tunnel.pki_dir/kong) when missing, and renews the
@@ -57,22 +57,22 @@ func (CertPart) Plan(_ context.Context, topo *sites.Topology, site *sites.Site) 
 	hub := topo.HubSite()
 	var steps []plan.Step
 	switch caSt.State {
-	case "missing":
+	case tunnels.CertMissing:
 		steps = append(steps, plan.Step{Site: site.Name, Component: ComponentCert, Action: plan.Create, Name: "kong ca " + caSt.Path,
 			Diff: []string{"key " + hub.Tunnel.KeyType}, Apply: ensure})
-	case "ok":
+	case tunnels.CertOK:
 	default:
 		return nil, fmt.Errorf("kong certificate: CA %s is %s: %s; replace it (the hub's certificate is then reissued)", caSt.Path, caSt.State, caSt.Problem)
 	}
 	sans := append(append([]string(nil), c.DNS...), fmt.Sprint(c.IPs))
 	switch st.State {
-	case "ok":
-	case "missing":
+	case tunnels.CertOK:
+	case tunnels.CertMissing:
 		steps = append(steps, plan.Step{Site: site.Name, Component: ComponentCert, Action: plan.Create, Name: "kong " + c.ID,
 			Diff: []string{fmt.Sprintf("SAN %v", sans), "lifetime " + hub.Tunnel.CertLifetime.D().String()}, Apply: ensure})
 	default: // expiring, expired, invalid (names changed)
 		steps = append(steps, plan.Step{Site: site.Name, Component: ComponentCert, Action: plan.Update, Name: "kong " + c.ID,
-			Diff: []string{"renew: " + st.State + " (expires on " + st.NotAfter.Format(time.DateOnly) + ")"}, Note: st.Problem, Apply: ensure})
+			Diff: []string{"renew: " + string(st.State) + " (expires on " + st.NotAfter.Format(time.DateOnly) + ")"}, Note: st.Problem, Apply: ensure})
 	}
 	return steps, nil
 }

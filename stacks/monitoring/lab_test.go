@@ -21,6 +21,7 @@ import (
 	"github.com/sitectl/sitectl/stacks/elk"
 	"github.com/sitectl/sitectl/stacks/monitoring"
 	"github.com/sitectl/sitectl/tunnels"
+	"github.com/sitectl/sitectl/tunnels/tunneltest"
 )
 
 // labPrefix names this package's lab (namespaces st-*, state dir ...-st) so it never
@@ -287,7 +288,7 @@ func tunnelsUp(ctx context.Context, topo *sites.Topology) error {
 		}
 	}
 	for _, g := range gws {
-		if err := tunnels.Install(ctx, topo, g); err != nil {
+		if err := tunneltest.Install(ctx, topo, g); err != nil {
 			return fmt.Errorf("install tunnels %s: %w", g.Site, err)
 		}
 	}

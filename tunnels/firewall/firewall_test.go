@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/sitectl/sitectl/internal/golden"
+	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -17,7 +18,8 @@ import (
 var environments = []string{"dev", "staging", "production", "lab"}
 
 // loadEnv loads the repository's sites in one environment; the lab overlay comes
-// from lab/testdata (what `sitectl lab up` writes).
+// from lab/testdata (what `sitectl lab up` writes), with the lab's reach installed
+// as sitectl installs it (labreach.Install).
 func loadEnv(t testing.TB, env string, set ...string) *sites.Topology {
 	t.Helper()
 	dir := "../../sites"
@@ -38,7 +40,7 @@ func loadEnv(t testing.TB, env string, set ...string) *sites.Topology {
 	if err != nil {
 		t.Fatalf("load sites (%s): %v", env, err)
 	}
-	return topo
+	return labreach.Install(topo)
 }
 
 func build(t testing.TB, topo *sites.Topology, site string) *Ruleset {

@@ -16,21 +16,30 @@ import (
 )
 
 // Runner runs a script on a site's gateway as root, the way sitectl reaches the
-// gateway's vici socket: in the lab inside the gateway's network namespace (`ip
-// netns exec`); with gateway.vici ssh://user@host/path over SSH to that host (with
-// `sudo -n` unless the user is root); with unix:// on this machine (sitectl runs on
-// the gateway).
+// gateway: with the site's Reach when it has a gateway command (the lab: inside
+// the gateway's network namespace); else with gateway.vici ssh://user@host/path
+// over SSH to that host (with `sudo -n` unless the user is root); with unix:// on
+// this machine (sitectl runs on the gateway).
 type Runner struct {
 	Site string
-	NS   string
-	SSH  *url.URL
+	// Shell builds the command on the gateway (the site's Reach.GatewayCommand);
+	// Via says where it runs, for errors.
+	Shell sites.CommandFunc
+	Via   string
+	SSH   *url.URL
 }
 
-// RunnerFor returns the runner of a site's gateway.
+// RunnerFor returns the runner of a site's gateway. A site whose config names a
+// lab namespace but has no gateway command in its Reach (a topology loaded
+// without labreach.Install) is refused: its runner would run nft on this machine.
 func RunnerFor(site *sites.Site) (*Runner, error) {
-	r := &Runner{Site: site.Name, NS: site.Lab.Namespace}
-	if r.NS != "" {
+	r := &Runner{Site: site.Name}
+	if c := site.Reach.GatewayCommand; c != nil {
+		r.Shell, r.Via = c, site.Reach.GatewayWhere
 		return r, nil
+	}
+	if site.InLab() {
+		return nil, site.NoReach("the gateway firewall's nft")
 	}
 	u, err := url.Parse(site.Gateway.Vici)
 	if err != nil {
@@ -45,8 +54,8 @@ func RunnerFor(site *sites.Site) (*Runner, error) {
 // Where says where the runner runs ("namespace sl-douala-gw", "ssh ops@10.10.0.1").
 func (r *Runner) Where() string {
 	switch {
-	case r.NS != "":
-		return "namespace " + r.NS
+	case r.Shell != nil:
+		return r.Via
 	case r.SSH != nil:
 		return "ssh " + r.SSH.Host
 	}
@@ -58,8 +67,8 @@ func (r *Runner) Where() string {
 func (r *Runner) Command(ctx context.Context, script string, args ...string) *exec.Cmd {
 	argv := append([]string{"bash", "-c", script, "sitectl-firewall"}, args...)
 	switch {
-	case r.NS != "":
-		return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", r.NS}, argv...)...)
+	case r.Shell != nil:
+		return r.Shell(ctx, argv...)
 	case r.SSH != nil:
 		if r.SSH.User == nil || r.SSH.User.Username() != "root" {
 			argv = append([]string{"sudo", "-n"}, argv...)

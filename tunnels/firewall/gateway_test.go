@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sitectl/sitectl/lab"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -30,7 +31,11 @@ func testGateway(t *testing.T) *Runner {
 		t.Fatalf("ip netns add %s: %v: %s", ns, err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-	return &Runner{Site: "douala", NS: ns}
+	r, err := RunnerFor(&sites.Site{Name: "douala", Reach: lab.NamespaceReach(ns)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 func TestApplyRollback(t *testing.T) {
@@ -118,5 +123,34 @@ func TestSSHCommandQuoting(t *testing.T) {
 	r.SSH.User = url.User("ops")
 	if last := r.Command(context.Background(), "true").Args; !strings.HasPrefix(last[len(last)-1], "'sudo' '-n' 'bash'") {
 		t.Errorf("non-root user without sudo -n: %q", last)
+	}
+}
+
+// TestRunnerRefusesLabWithoutReach: a site whose config names a lab namespace but
+// whose topology was loaded without labreach.Install gets no runner (it would run
+// nft on this machine), and its firewall plan fails with the same error before
+// reading or changing anything; with the lab's reach it runs in the namespace.
+func TestRunnerRefusesLabWithoutReach(t *testing.T) {
+	topo := loadEnv(t, "lab")
+	douala := topo.Site("douala")
+	douala.Gateway.Firewall.Enabled = true
+	douala.Reach = sites.Reach{} // as sites.Load leaves it
+	if !douala.InLab() {
+		t.Fatalf("lab douala: lab.namespace %q; want a lab site", douala.Lab.Namespace)
+	}
+	r, err := RunnerFor(douala)
+	if err == nil || !strings.Contains(err.Error(), "lab.namespace is \"sl-douala-gw\"") || !strings.Contains(err.Error(), "labreach.Install") {
+		t.Fatalf("RunnerFor a lab site without a reach: runner %+v, %v; want a refusal naming lab.namespace and labreach.Install", r, err)
+	}
+	if steps, perr := (Part{}).Plan(context.Background(), topo, douala); perr == nil || perr.Error() != err.Error() {
+		t.Fatalf("plan of a lab site without a reach: %+v, %v; want %v", steps, perr, err)
+	}
+	douala.Reach = lab.NamespaceReach(douala.Lab.Namespace)
+	r, err = RunnerFor(douala)
+	if err != nil || r.Where() != "namespace sl-douala-gw" {
+		t.Fatalf("with the lab reach: %+v, %v", r, err)
+	}
+	if args := r.Command(context.Background(), "true").Args; !slices.Equal(args[:4], []string{"ip", "netns", "exec", "sl-douala-gw"}) {
+		t.Errorf("with the lab reach the command is %q, want it run through ip netns exec sl-douala-gw", args)
 	}
 }

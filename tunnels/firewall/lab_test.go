@@ -17,11 +17,13 @@ import (
 
 	"github.com/sitectl/sitectl/audit"
 	"github.com/sitectl/sitectl/internal/netns"
+	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/lab/labtest"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/tunnels"
 	"github.com/sitectl/sitectl/tunnels/firewall"
+	"github.com/sitectl/sitectl/tunnels/tunneltest"
 )
 
 func TestMain(m *testing.M) { labtest.Main(m) }
@@ -56,7 +58,7 @@ func TestLabFirewall(t *testing.T) {
 		if _, _, err := tunnels.Ensure(ca, gwp, g.ID, s.Tunnel.KeyType, s.Tunnel.CertLifetime.D()); err != nil {
 			t.Fatal(err)
 		}
-		if err := tunnels.Install(ctx, topo, g); err != nil {
+		if err := tunneltest.Install(ctx, topo, g); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -189,6 +191,7 @@ func TestLabFirewall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	labreach.Install(moved)
 	steps, err := firewall.Part{}.Plan(ctx, moved, moved.Site("douala"))
 	if err != nil || len(steps) != 1 || steps[0].Action != plan.Update {
 		t.Fatalf("plan with http_port 8080: %+v %v, want one update", steps, err)

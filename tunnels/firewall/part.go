@@ -17,6 +17,9 @@ import (
 	"github.com/sitectl/sitectl/tunnels"
 )
 
+// ComponentGateway is the component of the step this part plans.
+const ComponentGateway plan.Component = "gateway"
+
 // Part is the `gateway firewall` step of a site's deploy path (plan.Part): it reads
 // the gateway's table inet sitectl, compares it with the rendered ruleset (both as
 // the gateway's nft lists them) and, when they differ, applies the ruleset with an
@@ -32,6 +35,10 @@ func (Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([
 	if !site.Gateway.Firewall.Enabled {
 		return nil, nil
 	}
+	r, err := RunnerFor(site)
+	if err != nil {
+		return nil, err
+	}
 	rs, err := Build(topo, site)
 	if err != nil {
 		return nil, err
@@ -41,15 +48,11 @@ func (Part) Plan(ctx context.Context, topo *sites.Topology, site *sites.Site) ([
 		return nil, err
 	}
 	rendered := rs.Render()
-	r, err := RunnerFor(site)
-	if err != nil {
-		return nil, err
-	}
 	live, want, err := r.Read(ctx, rendered)
 	if err != nil {
 		return nil, err
 	}
-	st := plan.Step{Site: site.Name, Component: "gateway", Name: "firewall", Action: plan.Noop}
+	st := plan.Step{Site: site.Name, Component: ComponentGateway, Name: "firewall", Action: plan.Noop}
 	if live == want {
 		return []plan.Step{st}, nil
 	}
@@ -177,16 +180,18 @@ func confirmOnce(ctx context.Context, g *tunnels.Gateway, site *sites.Site, path
 		}
 	}
 	for _, p := range paths {
-		ns := ""
+		// This machine's own network; a path dialled from the gateway host goes
+		// with the site's Reach (ManagementPaths).
+		dial := sites.DialFunc(netns.Dialer(""))
 		switch p.Kind {
 		case PathNetwork:
 		case PathFromGateway:
-			ns = site.Lab.Namespace
+			dial = site.Reach.Dial
 		default:
 			continue
 		}
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		c, err := netns.DialContext(dctx, ns, "tcp", net.JoinHostPort(p.Addr.String(), strconv.Itoa(p.Port)))
+		c, err := dial(dctx, "tcp", net.JoinHostPort(p.Addr.String(), strconv.Itoa(p.Port)))
 		cancel()
 		if err == nil {
 			_ = c.Close() // only the connection's success was wanted

@@ -19,7 +19,8 @@ const (
 	// PathLocal: a unix socket on the machine sitectl runs on (the gateway host, or
 	// the lab's sockets): no packet crosses the ruleset.
 	PathLocal PathKind = "local"
-	// PathFromGateway: dialled from inside the gateway's network namespace (the lab):
+	// PathFromGateway: dialled with the site's Reach, from the gateway host (the lab:
+	// inside the gateway's network namespace):
 	// it leaves through output (not filtered) and its replies come back through input.
 	PathFromGateway PathKind = "from-gateway"
 	// PathNetwork: a TCP connection from sitectl's address (gateway.firewall.
@@ -48,8 +49,9 @@ func (p Path) String() string {
 }
 
 // ManagementPaths lists the paths sitectl uses to reach the site: the gateway's vici
-// socket, the site and node engines, the PostgreSQL and MongoDB endpoints. In the
-// lab (lab.namespace set) databases are dialled from the gateway namespace.
+// socket, the site and node engines, the PostgreSQL and MongoDB endpoints.
+// Databases are dialled from the gateway host when the site's Reach has a Dial (in
+// the lab: from the gateway namespace).
 func ManagementPaths(_ *sites.Topology, site *sites.Site) ([]Path, error) {
 	gwAddrs := map[netip.Addr]bool{}
 	for _, s := range []string{site.Gateway.LANAddress, site.Gateway.WANAddress} {
@@ -113,7 +115,7 @@ func ManagementPaths(_ *sites.Topology, site *sites.Site) ([]Path, error) {
 		if a, aerr := netip.ParseAddr(host); err == nil && aerr == nil {
 			p.Addr, p.Port = a, atoi(port)
 			p.Kind, p.ToGateway = PathNetwork, gwAddrs[a]
-			if site.Lab.Namespace != "" {
+			if site.Reach.Dial != nil {
 				p.Kind = PathFromGateway
 			}
 		}
