@@ -20,6 +20,7 @@ import (
 	"github.com/docker/cli/cli/compose/loader"
 	composetypes "github.com/docker/cli/cli/compose/types"
 
+	"github.com/sitectl/sitectl/internal/composeload"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -230,7 +231,7 @@ func readCompose(c *collector, opts Options, name string) (composeSource, bool) 
 		return composeSource{}, false
 	}
 	// The file as `docker stack deploy` would load it: docker/cli's loader.
-	cfg, err := loader.Load(composetypes.ConfigDetails{
+	cfg, err := composeload.Load(composetypes.ConfigDetails{
 		WorkingDir:  folder,
 		ConfigFiles: []composetypes.ConfigFile{{Filename: rel, Config: dict}},
 		Environment: envMap(opts.Environ),
