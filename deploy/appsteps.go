@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -11,11 +12,12 @@ import (
 	"github.com/sitectl/sitectl/stacks"
 )
 
-// Apps is the part that deploys the operator's apps, each as a group of its own:
-// deploy plans, applies and waits for one app after the other, and an app that
-// fails (a bad image, a failing health check, a rollback) fails only its group:
-// the other apps, the built-in stacks (the stacks part, before it) and the parts
-// after it still run, and the site's error names the app.
+// Apps is the part that deploys the operator's apps, each as a group of its own
+// (deployGroups): deploy plans and applies one app after the other, then waits for
+// them all at once, each group for its own services; an app that fails (a bad
+// image, a failing health check, a rollback) fails only its group: the other apps,
+// the built-in stacks (the stacks part, before it) and the parts after it still
+// run, and the site's error names the app.
 var Apps plan.Part = appsPart{}
 
 type appsPart struct{}
@@ -127,4 +129,59 @@ func cloneDesired(d *stacks.Desired) *stacks.Desired {
 		out.Services[i].RollsAfter = slices.Clone(out.Services[i].RollsAfter)
 	}
 	return &out
+}
+
+// deployGroups deploys the groups of a site: each group's steps are planned and
+// applied in turn (up to its removals of what services used), then sitectl waits
+// for every group's services at once (each group only its own), then applies each
+// converged group's removals. A group whose plan, steps or wait fail is left there,
+// its error naming it; the others go on.
+func deployGroups(ctx context.Context, opts Options, groups []group) (applied []plan.Step, failed []error) {
+	type run struct {
+		g    group
+		post []plan.Step
+		err  error
+	}
+	runs := make([]*run, len(groups))
+	for i, g := range groups {
+		r := &run{g: g}
+		runs[i] = r
+		steps, err := g.plan(ctx)
+		if err != nil {
+			r.err = err
+			continue
+		}
+		pre := steps
+		if i := slices.IndexFunc(steps, func(st plan.Step) bool { return st.Action == plan.Remove && st.Component != ComponentService }); i >= 0 {
+			pre, r.post = steps[:i], steps[i:]
+		}
+		done, err := applySteps(ctx, g.sess, opts, g.name, pre, nil)
+		applied = append(applied, done...)
+		r.err = err
+	}
+	var wg sync.WaitGroup
+	for _, r := range runs {
+		if r.err != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			done := opts.Progress.Step("%s: %s converged", r.g.sess.site.Name, r.g.name)
+			r.err = r.g.sess.waitConverged(ctx)
+			done(r.err)
+		}()
+	}
+	wg.Wait()
+	for _, r := range runs {
+		if r.err == nil {
+			done, err := applySteps(ctx, r.g.sess, opts, r.g.name, r.post, nil)
+			applied = append(applied, done...)
+			r.err = err
+		}
+		if r.err != nil {
+			failed = append(failed, fmt.Errorf("%s: %w", r.g.name, r.err))
+		}
+	}
+	return applied, failed
 }

@@ -169,17 +169,8 @@ func deploySite(ctx context.Context, topo *sites.Topology, site *sites.Site, par
 	var failed []error // apps that failed: the rest of the site still deploys
 	for _, part := range parts {
 		if _, ok := part.(appsPart); ok {
-			for _, g := range appGroups(s) {
-				steps, err := g.plan(ctx)
-				if err == nil {
-					var done []plan.Step
-					done, err = applySteps(ctx, g.sess, opts, g.name, steps, Stacks.(Waiter))
-					applied = append(applied, done...)
-				}
-				if err != nil {
-					failed = append(failed, fmt.Errorf("%s: %w", g.name, err))
-				}
-			}
+			done, errs := deployGroups(ctx, opts, appGroups(s))
+			applied, failed = append(applied, done...), append(failed, errs...)
 			continue
 		}
 		steps, err := planPart(ctx, s, part)
