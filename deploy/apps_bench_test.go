@@ -82,7 +82,7 @@ func BenchmarkPlanAll20Apps(b *testing.B) {
 			b.Fatal(ps)
 		}
 		topo.Apps = list
-		return Plan(context.Background(), topo, topo.Sites, []plan.Part{Stacks}, opts)
+		return Plan(context.Background(), topo, topo.Sites, []plan.Part{Stacks, Apps}, opts)
 	}
 	p := planAll()
 	if f := p.Failed(); len(f) > 0 {

@@ -26,8 +26,9 @@ const appsLabPrefix = "dap"
 // x-sitectl, and plain, a file written for plain `docker stack deploy`) on a lab
 // whose sites run no built-in stack: both converge at every site they declare, a
 // second deploy changes nothing, a new image for hello rolls hello only (deploy
-// --app plain leaves it pending, deploy --app hello applies it), and with
-// hello's folder removed deploy --prune removes hello and keeps plain.
+// --app plain leaves it pending, deploy --app hello applies it), an app whose
+// image is missing fails alone (hello and plain untouched, the error names it), and
+// with hello's folder removed deploy --prune removes hello and keeps plain.
 func TestLabApps(t *testing.T) {
 	// Only the apps: the built-in stacks have their own lab tests.
 	dir := startLabWith(t, "[]", appsLabPrefix).dir
@@ -109,7 +110,7 @@ func TestLabApps(t *testing.T) {
 			}
 		}
 		// deploy --app plain: hello's new image is not applied, plain is unchanged.
-		for _, r := range Deploy(context.Background(), moved, moved.Sites, []plan.Part{Stacks}, Options{Environ: []string{}, Poll: testOpts(t).Poll, Progress: testOpts(t).Progress, Stacks: []string{"plain"}}) {
+		for _, r := range Deploy(context.Background(), moved, moved.Sites, []plan.Part{Stacks, Apps}, Options{Environ: []string{}, Poll: testOpts(t).Poll, Progress: testOpts(t).Progress, Stacks: []string{"plain"}}) {
 			if r.Err() != nil || len(r.Applied) != 0 {
 				t.Errorf("%s: deploy --app plain: applied %v, err %v; want nothing", r.Site, r.Applied, r.Err())
 			}
@@ -118,7 +119,7 @@ func TestLabApps(t *testing.T) {
 			t.Errorf("after deploy --app plain, plan %v: hello_web's update should still be pending", changed(p))
 		}
 		// deploy --app hello applies it.
-		for _, r := range Deploy(context.Background(), moved, moved.Sites, []plan.Part{Stacks}, Options{Environ: []string{}, Poll: testOpts(t).Poll, Progress: testOpts(t).Progress, Stacks: []string{"hello"}}) {
+		for _, r := range Deploy(context.Background(), moved, moved.Sites, []plan.Part{Stacks, Apps}, Options{Environ: []string{}, Poll: testOpts(t).Poll, Progress: testOpts(t).Progress, Stacks: []string{"hello"}}) {
 			if r.Err() != nil || len(r.Applied) != 1 || r.Applied[0].Name != "hello_web" {
 				t.Errorf("%s: deploy --app hello: applied %v, err %v; want the hello_web update", r.Site, r.Applied, r.Err())
 			}
@@ -131,6 +132,56 @@ func TestLabApps(t *testing.T) {
 			}
 			if svcs["plain_echo"].Version.Index != before[s.Name] {
 				t.Errorf("%s: plain_echo was updated (version %d → %d)", s.Name, before[s.Name], svcs["plain_echo"].Version.Index)
+			}
+		}
+	})
+
+	t.Run("an app whose image is missing fails alone", func(t *testing.T) {
+		broken := filepath.Join(appsDir, "broken")
+		if err := os.MkdirAll(broken, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		body := "services:\n  web:\n    image: sitectl-lab/missing:1\nx-sitectl:\n  port: 8080\n  routes: [{path: /broken}]\n"
+		if err := os.WriteFile(filepath.Join(broken, "compose.yaml"), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		before := map[string]map[string]uint64{}
+		for _, s := range topo.Sites {
+			svcs := services(t, (&labEnv{dir: dir}).manager(t, topo, s.Name))
+			before[s.Name] = map[string]uint64{"hello_web": svcs["hello_web"].Version.Index, "plain_echo": svcs["plain_echo"].Version.Index}
+		}
+		// hello keeps the image the previous subtest gave it: only broken changes.
+		withBroken := load(t, "values.hello.image=sitectl-lab/grafana:standin")
+		start := time.Now()
+		for _, r := range Deploy(context.Background(), withBroken, withBroken.Sites, ownParts, testOpts(t)) {
+			if err := r.Err(); err == nil || !strings.Contains(err.Error(), "app broken") || !strings.Contains(err.Error(), "broken_web") ||
+				strings.Contains(err.Error(), "app hello") || strings.Contains(err.Error(), "app plain") {
+				t.Errorf("%s: deploy with broken: %v; want an error naming app broken and broken_web only", r.Site, err)
+			} else {
+				t.Logf("%s: %v", r.Site, err)
+			}
+			for _, st := range r.Applied {
+				if st.Group != "app broken" {
+					t.Errorf("%s: applied %s (group %q) besides broken", r.Site, st, st.Group)
+				}
+			}
+		}
+		t.Logf("deploy with the broken app failed after %s", time.Since(start).Round(100*time.Millisecond))
+		for _, s := range withBroken.Sites {
+			svcs := services(t, (&labEnv{dir: dir}).manager(t, withBroken, s.Name))
+			for name, v := range before[s.Name] {
+				if svcs[name].Version.Index != v || svcs[name].ServiceStatus == nil || svcs[name].ServiceStatus.RunningTasks != 1 {
+					t.Errorf("%s: %s version %d → %d, status %+v: touched by broken's failure", s.Name, name, v, svcs[name].Version.Index, svcs[name].ServiceStatus)
+				}
+			}
+		}
+		if err := os.RemoveAll(broken); err != nil {
+			t.Fatal(err)
+		}
+		clean := load(t, "values.hello.image=sitectl-lab/grafana:standin")
+		for _, r := range Deploy(context.Background(), clean, clean.Sites, ownParts, Options{Environ: []string{}, Prune: true, Poll: testOpts(t).Poll, Progress: testOpts(t).Progress}) {
+			if r.Err() != nil {
+				t.Fatalf("deploy --prune without broken: %v", r.Err())
 			}
 		}
 	})

@@ -36,7 +36,7 @@ const labPrefix = "dpt"
 
 // ownParts are the parts this package owns (the other parts have their own lab
 // tests; the CLI kill test below runs them all).
-var ownParts = []plan.Part{sitectlswarm.Part{}, Stacks}
+var ownParts = []plan.Part{sitectlswarm.Part{}, Stacks, Apps}
 
 // fast are settings that keep the lab deploys short: quick health checks and a short
 // post-update monitor (the production values are in the stacks' defaults).

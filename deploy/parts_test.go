@@ -20,16 +20,16 @@ func TestPartsFromOptions(t *testing.T) {
 	for _, p := range deploying {
 		names = append(names, p.Name())
 	}
-	if want := []string{"swarm", "kong certificate", "stacks", "tunnels", "firewall", "postgres replication", "mongo"}; !slices.Equal(names, want) {
+	if want := []string{"swarm", "kong certificate", "stacks", "apps", "tunnels", "firewall", "postgres replication", "mongo"}; !slices.Equal(names, want) {
 		t.Fatalf("parts %v, want %v", names, want)
 	}
-	d, ok1 := deploying[5].(*postgres.Part)
-	p, ok2 := planning[5].(*postgres.Part)
+	d, ok1 := deploying[6].(*postgres.Part)
+	p, ok2 := planning[6].(*postgres.Part)
 	if !ok1 || !ok2 || d == p {
-		t.Fatalf("want a replication part of its own per call, got %T %T", deploying[5], planning[5])
+		t.Fatalf("want a replication part of its own per call, got %T %T", deploying[6], planning[6])
 	}
-	if app := Parts(Options{Stacks: []string{"hello"}}); len(app) != 1 || app[0] != Stacks {
-		t.Errorf("an app's parts: %v, want only the stacks part", app)
+	if app := Parts(Options{Stacks: []string{"hello"}}); len(app) != 2 || app[0] != Stacks || app[1] != Apps {
+		t.Errorf("an app's parts: %v, want the stacks part (the site networks) and the apps part", app)
 	}
 	if d.Opts.PeerWait != 2*time.Minute || !slices.Equal(d.Opts.Starting, []string{"douala"}) || p.Opts.PeerWait != 0 || p.Opts.Starting != nil {
 		t.Errorf("replication options: deploy %+v, plan %+v", d.Opts, p.Opts)

@@ -166,7 +166,12 @@ func isInUse(err error) bool {
 // only keeps, of what the site's stacks want and what its swarm holds, the objects
 // of the named stacks and the site networks (Options.Stacks).
 func only(d *stacks.Desired, l *live, names []string) {
-	keep := func(stack string) bool { return stack == stacks.SiteStack || slices.Contains(names, stack) }
+	filterStacks(d, l, func(stack string) bool { return stack == stacks.SiteStack || slices.Contains(names, stack) })
+}
+
+// filterStacks keeps, of desired and live, the objects of the stacks keep accepts
+// (and, live, what sitectl does not manage).
+func filterStacks(d *stacks.Desired, l *live, keep func(string) bool) {
 	d.Stacks = slices.DeleteFunc(d.Stacks, func(n string) bool { return !keep(n) })
 	d.Networks = slices.DeleteFunc(d.Networks, func(n stacks.Network) bool { return !keep(n.Stack) })
 	d.Secrets = slices.DeleteFunc(d.Secrets, func(o stacks.Object) bool { return !keep(o.Stack) })

@@ -20,17 +20,19 @@ import (
 
 // Parts returns the parts of every site's deploy path, built from the options, in
 // the order they plan and apply: swarm membership, the site networks and stacks,
-// then the parts other packages contribute. Add yours with one line. With
-// opts.Stacks set (`--app`) only the stacks part runs: nothing of another stack or
-// part is planned, changed or pruned.
+// each app (a group of its own, see Apps), then the parts other packages
+// contribute. Add yours with one line. With opts.Stacks set (`--app`) only the
+// stacks part (the site networks) and the named apps run: nothing of another stack
+// or part is planned, changed or pruned.
 func Parts(opts Options) []plan.Part {
 	if len(opts.Stacks) > 0 {
-		return []plan.Part{Stacks}
+		return []plan.Part{Stacks, Apps}
 	}
 	return []plan.Part{
 		swarm.Part{},
 		kong.CertPart{},
 		Stacks,
+		Apps,
 		tunnels.Part{},
 		firewall.Part{},
 		postgres.NewPart(opts.Replication),
@@ -164,48 +166,64 @@ func deploySite(ctx context.Context, topo *sites.Topology, site *sites.Site, par
 	if err := takeLock(); err != nil {
 		return nil, err
 	}
+	var failed []error // apps that failed: the rest of the site still deploys
 	for _, part := range parts {
+		if _, ok := part.(appsPart); ok {
+			done, errs := deployGroups(ctx, opts, appGroups(s))
+			applied, failed = append(applied, done...), append(failed, errs...)
+			continue
+		}
 		steps, err := planPart(ctx, s, part)
 		if err != nil {
-			return applied, fmt.Errorf("plan %s: %w", part.Name(), err)
+			return applied, errors.Join(append(failed, fmt.Errorf("plan %s: %w", part.Name(), err))...)
 		}
 		w, _ := part.(Waiter)
-		waited := false
-		wait := func() error {
-			waited = true
-			done := opts.Progress.Step("%s: %s converged", site.Name, part.Name())
-			err := waitPart(ctx, s, w)
-			done(err)
-			return err
+		done, err := applySteps(ctx, s, opts, part.Name(), steps, w)
+		applied = append(applied, done...)
+		if err != nil {
+			return applied, errors.Join(append(failed, err)...)
 		}
-		for _, st := range steps {
-			if st.Action == plan.Noop || st.Apply == nil {
-				continue
+		if lk == nil {
+			if err := takeLock(); err != nil {
+				return applied, errors.Join(append(failed, err)...)
 			}
-			// A waiting part's removals of what services used (old secret versions,
-			// networks) come after its services converged.
-			if w != nil && !waited && st.Action == plan.Remove && st.Component != ComponentService {
-				if err := wait(); err != nil {
-					return applied, err
-				}
-			}
-			done := opts.Progress.Step("%s: %s", site.Name, st)
-			err := st.Apply(ctx)
-			done(err)
-			if err != nil {
-				return applied, fmt.Errorf("%s: %w", st, err)
-			}
-			applied = append(applied, st)
 		}
-		if w != nil && !waited {
+	}
+	return applied, errors.Join(failed...)
+}
+
+// applySteps applies one part's (or app group's) steps in order and, for a waiting
+// part, waits for its services to converge; removals of what services used (old
+// secret versions, networks) come after they converged. The first error stops it.
+func applySteps(ctx context.Context, s *session, opts Options, name string, steps []plan.Step, w Waiter) (applied []plan.Step, err error) {
+	waited := false
+	wait := func() error {
+		waited = true
+		done := opts.Progress.Step("%s: %s converged", s.site.Name, name)
+		err := waitPart(ctx, s, w)
+		done(err)
+		return err
+	}
+	for _, st := range steps {
+		if st.Action == plan.Noop || st.Apply == nil {
+			continue
+		}
+		if w != nil && !waited && st.Action == plan.Remove && st.Component != ComponentService {
 			if err := wait(); err != nil {
 				return applied, err
 			}
 		}
-		if lk == nil {
-			if err := takeLock(); err != nil {
-				return applied, err
-			}
+		done := opts.Progress.Step("%s: %s", s.site.Name, st)
+		err := st.Apply(ctx)
+		done(err)
+		if err != nil {
+			return applied, fmt.Errorf("%s: %w", st, err)
+		}
+		applied = append(applied, st)
+	}
+	if w != nil && !waited {
+		if err := wait(); err != nil {
+			return applied, err
 		}
 	}
 	return applied, nil

@@ -105,6 +105,13 @@ type session struct {
 
 	waitOnce sync.Once
 	waitErr  error
+
+	// keep, when set, limits the stacks this session plans, prunes and waits for
+	// (the stacks part: the built-in stacks; an app's group: that app).
+	keep func(stack string) bool
+	// built is the site's rendered and converted stacks, shared by the sessions of
+	// one run of the site (the stacks part and each app's group).
+	built *buildCache
 }
 
 // touch records what this run did to a service.
@@ -121,7 +128,16 @@ type touch struct {
 }
 
 func newSession(topo *sites.Topology, site *sites.Site, eng Engine, opts Options) *session {
-	return &session{topo: topo, site: site, eng: eng, opts: opts, touched: map[string]touch{}}
+	return &session{topo: topo, site: site, eng: eng, opts: opts, touched: map[string]touch{}, built: &buildCache{}}
+}
+
+// child is a session of the same run of the site for the stacks keep selects: its
+// own record of what it changed and its own convergence wait, the same engine and
+// built stacks.
+func (s *session) child(keep func(string) bool) *session {
+	c := newSession(s.topo, s.site, s.eng, s.opts)
+	c.keep, c.built = keep, s.built
+	return c
 }
 
 func (s *session) touch(name string, t touch) {

@@ -48,7 +48,16 @@ func (p stacksPart) Wait(ctx context.Context, topo *sites.Topology, site *sites.
 	return withOwnSession(ctx, topo, site, func(s *session) error { return p.waitSession(ctx, s) })
 }
 
+// planSession plans the built-in stacks and the site networks (with opts.Stacks,
+// those of them it names), and prunes stacks no longer configured: apps have their
+// own groups (the apps part).
 func (stacksPart) planSession(ctx context.Context, s *session) ([]plan.Step, error) {
+	s.keep = func(stack string) bool {
+		if stack == stacks.SiteStack {
+			return true
+		}
+		return s.topo.App(stack) == nil && (len(s.opts.Stacks) == 0 || slices.Contains(s.opts.Stacks, stack))
+	}
 	return s.planStacks(ctx)
 }
 
@@ -71,7 +80,9 @@ func (s *session) planStacks(ctx context.Context) ([]plan.Step, error) {
 			return nil, err
 		}
 	}
-	d, err := stacks.Build(ctx, stacks.Input{Topo: s.topo, Site: s.site}, stacks.ConvertOptions{Environment: s.opts.environment(), Key: key})
+	d, err := s.built.get(cluster, func() (*stacks.Desired, error) {
+		return stacks.Build(ctx, stacks.Input{Topo: s.topo, Site: s.site}, stacks.ConvertOptions{Environment: s.opts.environment(), Key: key})
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -81,8 +92,8 @@ func (s *session) planStacks(ctx context.Context) ([]plan.Step, error) {
 			return nil, err
 		}
 	}
-	if len(s.opts.Stacks) > 0 {
-		only(d, l, s.opts.Stacks)
+	if s.keep != nil {
+		filterStacks(d, l, s.keep)
 	}
 	var steps []plan.Step
 	steps = append(steps, s.planNetworks(d, l)...)
@@ -104,10 +115,13 @@ func (s *session) planStacks(ctx context.Context) ([]plan.Step, error) {
 		}
 	}
 	if !active && len(steps) > 0 {
-		steps[0].Note = plan.JoinNotes(steps[0].Note, "the swarm is not initialized yet: secrets and configs get their version suffix once it is")
+		steps[0].Note = plan.JoinNotes(steps[0].Note, noSwarmNote)
 	}
 	return steps, nil
 }
+
+// noSwarmNote is the note on a site's first stacks step before its swarm exists.
+const noSwarmNote = "the swarm is not initialized yet: secrets and configs get their version suffix once it is"
 
 func (s *session) step(component plan.Component, action plan.Action, name string) plan.Step {
 	return plan.Step{Site: s.site.Name, Component: component, Action: action, Name: name}

@@ -84,7 +84,7 @@ func (s *session) watch(ctx context.Context) error {
 		var pending []string
 		for _, svc := range res.Items {
 			name := svc.Spec.Name
-			if !managedBy(svc.Spec.Labels, s.site.Name) {
+			if !managedBy(svc.Spec.Labels, s.site.Name) || s.keep != nil && !s.keep(svc.Spec.Labels[stacks.LabelStack]) {
 				continue
 			}
 			st, err := s.serviceState(ctx, svc, tasksOf[svc.ID], touched[name])

@@ -57,6 +57,10 @@ type Step struct {
 	Diff []string `json:"diff,omitempty"`
 	// Note explains something the operator should know (e.g. why encryption is off).
 	Note string `json:"note,omitempty"`
+	// Group names the unit deploy applies and waits for on its own ("app hello"),
+	// whose failure leaves the site's other groups and parts to run; "" for the
+	// rest of a part.
+	Group string `json:"group,omitempty"`
 	// Apply makes the change; nil for steps that only inform.
 	Apply func(ctx context.Context) error `json:"-"`
 }
@@ -209,12 +213,16 @@ func (p *Plan) Render(w io.Writer) error {
 		if sp.Error != "" {
 			fmt.Fprintf(&b, "  ✗ cannot plan: %s\n", sp.Error)
 		}
-		shown := 0
+		shown, group := 0, ""
 		for _, s := range sp.Steps {
 			if s.Action == Noop {
 				continue
 			}
 			shown++
+			if s.Group != group && s.Group != "" {
+				fmt.Fprintf(&b, "  %s:\n", s.Group)
+			}
+			group = s.Group
 			fmt.Fprintf(&b, "  %s\n", s)
 			for _, d := range s.Diff {
 				fmt.Fprintf(&b, "      %s\n", d)

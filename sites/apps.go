@@ -27,13 +27,53 @@ type App struct {
 	Database *AppDatabase `json:"database,omitempty"`
 	// Sites maps each site that runs the app to its settings there.
 	Sites map[string]AppSite `json:"sites"`
+	// Resources, Update and Rollback are x-sitectl's resources, update and rollback
+	// policy for the entry service (nil: the compose file's own, if any).
+	Resources *AppResources `json:"resources,omitempty"`
+	Update    *AppPolicy    `json:"update,omitempty"`
+	Rollback  *AppPolicy    `json:"rollback,omitempty"`
+	// EndpointMode is the entry service's deploy.endpoint_mode ("" is vip).
+	EndpointMode string `json:"endpoint_mode,omitempty"`
 }
 
 // AppSite is an app's settings at one site (after every layer).
 type AppSite struct {
 	Replicas int    `json:"replicas"`
 	Image    string `json:"image,omitempty"`
+	// Canary is the site's weighted canary of the app (nil: none).
+	Canary *AppCanary `json:"canary,omitempty"`
 }
+
+// AppResources are an app's CPU and memory limits and reservations, as compose
+// writes them (cpus "0.5", memory "256M"); "" leaves one unset.
+type AppResources struct {
+	LimitCPUs         string `json:"limit_cpus,omitempty"`
+	LimitMemory       string `json:"limit_memory,omitempty"`
+	ReservationCPUs   string `json:"reservation_cpus,omitempty"`
+	ReservationMemory string `json:"reservation_memory,omitempty"`
+}
+
+// AppPolicy is an update or rollback policy (compose's update_config and
+// rollback_config); nil fields keep the compose file's.
+type AppPolicy struct {
+	Parallelism   *int   `json:"parallelism,omitempty"`
+	Delay         string `json:"delay,omitempty"`
+	Monitor       string `json:"monitor,omitempty"`
+	Order         string `json:"order,omitempty"`
+	FailureAction string `json:"failure_action,omitempty"`
+}
+
+// AppCanary is a second service of the app, <service>-canary, running another
+// image and receiving Weight percent of the app's locally served routes (Kong
+// upstream weights).
+type AppCanary struct {
+	Image    string `json:"image"`
+	Replicas int    `json:"replicas"`
+	Weight   int    `json:"weight"`
+}
+
+// CanaryService is the name of an app's canary service in its stack.
+func (a *App) CanaryService() string { return a.Service + "-canary" }
 
 // AppDatabase is the database an app uses: at each site that runs the app, the
 // site's PostgreSQL (its postgres stack), reached over the site's data network.

@@ -62,6 +62,7 @@ func RenderApp(in Input, a *sites.App) (Rendered, error) {
 	}
 	labels[LabelApp] = a.Name
 	dep["labels"] = labels
+	applyPolicy(dep, a)
 	svc["deploy"] = dep
 	if a.Port > 0 {
 		joinNetwork(doc, svc, AppNetwork)
@@ -69,6 +70,11 @@ func RenderApp(in Input, a *sites.App) (Rendered, error) {
 	var secrets map[string]sites.SecretRef
 	if a.Database != nil {
 		secrets = addAppDatabase(in, a, doc, svc)
+	}
+	if as.Canary != nil {
+		if err := addCanary(services, svc, a, as.Canary); err != nil {
+			return fail("canary: %w", err)
+		}
 	}
 	if a.MetricsPort > 0 {
 		ports, _ := svc["ports"].([]any)
@@ -114,4 +120,73 @@ func containsAny(list []any, s string) bool {
 		}
 	}
 	return false
+}
+
+// LabelCanary marks an app's canary service (value "true").
+const LabelCanary = "sitectl.canary"
+
+// applyPolicy writes x-sitectl's resources, update and rollback policy into the
+// entry service's deploy section, key by key over the compose file's own.
+func applyPolicy(dep map[string]any, a *sites.App) {
+	if r := a.Resources; r != nil {
+		res := subMap(dep, "resources")
+		for _, x := range []struct{ key, cpus, memory string }{{"limits", r.LimitCPUs, r.LimitMemory}, {"reservations", r.ReservationCPUs, r.ReservationMemory}} {
+			if x.cpus == "" && x.memory == "" {
+				continue
+			}
+			set := subMap(res, x.key)
+			if x.cpus != "" {
+				set["cpus"] = x.cpus
+			}
+			if x.memory != "" {
+				set["memory"] = x.memory
+			}
+		}
+	}
+	for key, p := range map[string]*sites.AppPolicy{"update_config": a.Update, "rollback_config": a.Rollback} {
+		if p == nil {
+			continue
+		}
+		m := subMap(dep, key)
+		if p.Parallelism != nil {
+			m["parallelism"] = *p.Parallelism
+		}
+		for k, v := range map[string]string{"delay": p.Delay, "monitor": p.Monitor, "order": p.Order, "failure_action": p.FailureAction} {
+			if v != "" {
+				m[k] = v
+			}
+		}
+	}
+}
+
+// subMap is m[key] as a map, created when absent.
+func subMap(m map[string]any, key string) map[string]any {
+	sub, _ := m[key].(map[string]any)
+	if sub == nil {
+		sub = map[string]any{}
+		m[key] = sub
+	}
+	return sub
+}
+
+// addCanary adds the app's canary service: a copy of the entry service as sitectl
+// completed it (networks, labels, database, policy) with the canary's image and
+// replicas, the label sitectl.canary, and no published ports (the stable service
+// keeps them; two services cannot publish one port).
+func addCanary(services, svc map[string]any, a *sites.App, c *sites.AppCanary) error {
+	b, err := yaml.Marshal(svc)
+	if err != nil {
+		return err
+	}
+	var cp map[string]any
+	if err := yaml.Unmarshal(b, &cp); err != nil {
+		return err
+	}
+	delete(cp, "ports")
+	cp["image"] = c.Image
+	dep := subMap(cp, "deploy")
+	dep["replicas"] = c.Replicas
+	subMap(dep, "labels")[LabelCanary] = "true"
+	services[a.CanaryService()] = cp
+	return nil
 }

@@ -14,6 +14,7 @@ import (
 	composetypes "github.com/docker/cli/cli/compose/types"
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
+	"github.com/sitectl/sitectl/internal/composeload"
 )
 
 // renderRoot is the working directory the compose loader sees: rendered stacks live
@@ -278,7 +279,7 @@ func Convert(ctx context.Context, in Input, r Rendered, opts ConvertOptions) (*D
 	if err != nil {
 		return nil, fail("parse compose file: %w", err)
 	}
-	cfg, err := loader.Load(composetypes.ConfigDetails{
+	cfg, err := composeload.Load(composetypes.ConfigDetails{
 		WorkingDir:  path.Join(renderRoot, stack),
 		ConfigFiles: []composetypes.ConfigFile{{Filename: stack + "/compose.yaml", Config: dict}},
 		Environment: opts.Environment,

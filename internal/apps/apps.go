@@ -20,6 +20,7 @@ import (
 	"github.com/docker/cli/cli/compose/loader"
 	composetypes "github.com/docker/cli/cli/compose/types"
 
+	"github.com/sitectl/sitectl/internal/composeload"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -57,17 +58,21 @@ func Names(dir string) ([]string, error) {
 
 // decl is the x-sitectl extension.
 type decl struct {
-	Service  string               `yaml:"service"`
-	Port     int                  `yaml:"port"`
-	Sites    any                  `yaml:"sites"`
-	Replicas *int                 `yaml:"replicas"`
-	Image    any                  `yaml:"image"`
-	Health   health               `yaml:"health"`
-	Metrics  metrics              `yaml:"metrics"`
-	Routes   []route              `yaml:"routes"`
-	Site     map[string]overrides `yaml:"site"`
-	Env      map[string]overrides `yaml:"env"`
-	Database any                  `yaml:"database"`
+	Service   string               `yaml:"service"`
+	Port      int                  `yaml:"port"`
+	Sites     any                  `yaml:"sites"`
+	Replicas  *int                 `yaml:"replicas"`
+	Image     any                  `yaml:"image"`
+	Health    health               `yaml:"health"`
+	Metrics   metrics              `yaml:"metrics"`
+	Routes    []route              `yaml:"routes"`
+	Site      map[string]overrides `yaml:"site"`
+	Env       map[string]overrides `yaml:"env"`
+	Database  any                  `yaml:"database"`
+	Resources *resources           `yaml:"resources"`
+	Update    *policy              `yaml:"update"`
+	Rollback  *policy              `yaml:"rollback"`
+	Canary    *canaryDecl          `yaml:"canary"`
 }
 
 type health struct {
@@ -88,8 +93,9 @@ type route struct {
 }
 
 type overrides struct {
-	Replicas *int   `yaml:"replicas"`
-	Image    string `yaml:"image"`
+	Replicas *int        `yaml:"replicas"`
+	Image    string      `yaml:"image"`
+	Canary   *canaryDecl `yaml:"canary"`
 }
 
 // valueKeys are the keys an app takes from the sites' values.<app>.
@@ -169,6 +175,13 @@ func loadApp(c *collector, opts Options, name string) *sites.App {
 	if sitesOK && svc != nil {
 		a.Database = checkDatabase(c, rel, topo, d.Database, runs, svc, src.dict)
 	}
+	a.Resources = checkResources(c, rel, d.Resources)
+	a.Update = checkPolicy(c, rel, d.Update, false)
+	a.Rollback = checkPolicy(c, rel, d.Rollback, true)
+	if svc != nil {
+		a.EndpointMode = svc.Deploy.EndpointMode
+		checkCanaryShape(c, rel, a, d, svc, cfg)
+	}
 	if svc != nil && a.MetricsPort > 0 {
 		checkHostPort(c, rel, topo, runs, svc, a)
 	}
@@ -230,7 +243,7 @@ func readCompose(c *collector, opts Options, name string) (composeSource, bool) 
 		return composeSource{}, false
 	}
 	// The file as `docker stack deploy` would load it: docker/cli's loader.
-	cfg, err := loader.Load(composetypes.ConfigDetails{
+	cfg, err := composeload.Load(composetypes.ConfigDetails{
 		WorkingDir:  folder,
 		ConfigFiles: []composetypes.ConfigFile{{Filename: rel, Config: dict}},
 		Environment: envMap(opts.Environ),
@@ -317,10 +330,22 @@ func resolveSites(c *collector, rel string, topo *sites.Topology, a *sites.App, 
 		if !ok {
 			continue
 		}
+		canary, canaryFrom, ok := resolveCanary(c, rel, topo, site, d)
+		if !ok {
+			continue
+		}
+		as.Canary = canary
 		a.Sites[sn] = as
-		if topo.Env == "production" {
-			if msg := productionImage(as.Image); msg != "" {
-				k := fmt.Sprintf("image %q (from %s): %s", as.Image, from, msg)
+		if topo.Env != "production" {
+			continue
+		}
+		images := [][2]string{{as.Image, from}}
+		if canary != nil {
+			images = append(images, [2]string{canary.Image, canaryFrom})
+		}
+		for _, img := range images {
+			if msg := productionImage(img[0]); msg != "" {
+				k := fmt.Sprintf("image %q (from %s): %s", img[0], img[1], msg)
 				if unpinned[k] == nil {
 					order = append(order, k)
 				}

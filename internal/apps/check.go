@@ -27,7 +27,7 @@ func decodeStrict(c *collector, rel string, raw any, d *decl) bool {
 	if err := dec.Decode(d); err != nil {
 		msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n")
 		msg = regexp.MustCompile(`line \d+: `).ReplaceAllString(strings.TrimSpace(msg), "")
-		c.errf(rel, "", Extension, "%s (allowed keys: service, port, sites, replicas, image, health, metrics, routes, site, env, database)", msg)
+		c.errf(rel, "", Extension, "%s (allowed keys: service, port, sites, replicas, image, health, metrics, routes, site, env, database, resources, update, rollback, canary; in site.<site> and env.<env>: replicas, image, canary)", msg)
 		return false
 	}
 	return true
@@ -201,9 +201,20 @@ func checkHostPort(c *collector, rel string, topo *sites.Topology, runs []string
 	if len(host) == 0 {
 		return
 	}
-	for key, uc := range map[string]*composetypes.UpdateConfig{"update_config": svc.Deploy.UpdateConfig, "rollback_config": svc.Deploy.RollbackConfig} {
-		if uc != nil && uc.Order == "start-first" {
-			c.errf(rel, "", "services."+svc.Name+".deploy."+key+".order", "start-first at %s, whose deploy.publish_mode is host: the new task cannot bind the metrics port %d the old one holds on its node; use order: stop-first (or publish_mode: ingress)", sitesPhrase(host), a.MetricsPublished)
+	for _, p := range []struct {
+		compose *composetypes.UpdateConfig
+		ours    *sites.AppPolicy
+		name    string
+	}{{svc.Deploy.UpdateConfig, a.Update, "update"}, {svc.Deploy.RollbackConfig, a.Rollback, "rollback"}} {
+		key, order := "", ""
+		if p.compose != nil {
+			key, order = "services."+svc.Name+".deploy."+p.name+"_config.order", p.compose.Order
+		}
+		if p.ours != nil && p.ours.Order != "" {
+			key, order = Extension+"."+p.name+".order", p.ours.Order
+		}
+		if order == "start-first" {
+			c.errf(rel, "", key, "start-first at %s, whose deploy.publish_mode is host: the new task cannot bind the metrics port %d the old one holds on its node; use order: stop-first (or publish_mode: ingress)", sitesPhrase(host), a.MetricsPublished)
 		}
 	}
 }
