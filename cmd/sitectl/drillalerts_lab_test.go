@@ -68,7 +68,7 @@ func TestLabDrillAlerts(t *testing.T) {
 		{`count by (site) (node_exporter_build_info)`, true},
 		{`max by (site) (pg_up)`, true},
 		{`max by (site) (pg_exporter_user_queries_load_error)`, false},
-		{`min by (site) (up)`, true},
+		{`max by (site) (up)`, true},
 		{`count by (site) (ALERTS{alertname="TunnelDown"})`, false},
 	} {
 		var got map[string]float64
