@@ -137,8 +137,11 @@ type alertWatch struct {
 	every time.Duration
 	mu    sync.Mutex
 	held  map[string]*AlertTime
-	// before are the expected alerts already active when the drill started.
+	// before are the alerts (name{site}) active when the drill started; pre every
+	// alert Alertmanager held then (heldID): a notification repeating one of those
+	// during the drill is not the drill's.
 	before map[string]bool
+	pre    map[string]bool
 	err    string
 }
 
@@ -186,9 +189,10 @@ func (p *Drill) startAlerts(ctx context.Context, s Settings) (w *alertWatch, sto
 		return nil, func() {}
 	}
 	// Every 4 lag samples (1 s by default).
-	w = &alertWatch{a: a, now: p.now, every: 4 * s.Sample, held: map[string]*AlertTime{}, before: map[string]bool{}}
+	w = &alertWatch{a: a, now: p.now, every: 4 * s.Sample, held: map[string]*AlertTime{}, before: map[string]bool{}, pre: map[string]bool{}}
 	if hs, err := a.Reader.Held(ctx); err == nil {
 		for _, h := range hs {
+			w.pre[heldID(h.Name, h.Site, alertKey(h.Labels))] = true
 			if h.State == "active" {
 				w.before[ExpectedAlert{h.Name, h.Site}.String()] = true
 			}
@@ -231,6 +235,7 @@ func (p *Drill) alertsSeen(ctx context.Context, rep *Report, w *alertWatch, stop
 	if w.err != "" {
 		ar.Error = joinErr(ar.Error, w.err)
 	}
+	got = slices.DeleteFunc(got, func(g AlertTime) bool { return w.pre[heldID(g.Alert, g.Site, g.Key)] })
 	seen := map[string]bool{}
 	for _, g := range got {
 		seen[heldID(g.Alert, g.Site, g.Key)] = true
@@ -238,7 +243,7 @@ func (p *Drill) alertsSeen(ctx context.Context, rep *Report, w *alertWatch, stop
 	for id, h := range w.held {
 		// Alerts the receiver got are listed from the receiver; the others are
 		// those Alertmanager held back (or had not notified yet).
-		if !seen[id] && !h.Fired.Before(win.Asked) {
+		if !seen[id] && !w.pre[id] && !h.Fired.Before(win.Asked) {
 			h.FiredAfterCut = sinceIn(win.InEffect, h.Fired)
 			got = append(got, *h)
 		}

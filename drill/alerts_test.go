@@ -30,10 +30,12 @@ func (f *fakeAlerting) Received(context.Context) ([]Notified, error) {
 func (f *fakeAlerting) Held(context.Context) ([]Held, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// An alert that fired long before the drill, and still does.
+	old := Held{Name: "ServiceReplicasBelowDesired", Site: "cloud", State: "active", Labels: map[string]string{"service": "kong_kong"}}
 	if !f.inhibited {
-		return nil, nil
+		return []Held{old}, nil
 	}
-	return []Held{{Name: "SubscriptionSilent", Site: "cloud", State: "suppressed", InhibitedBy: []string{"x"},
+	return []Held{old, {Name: "SubscriptionSilent", Site: "cloud", State: "suppressed", InhibitedBy: []string{"x"},
 		Labels: map[string]string{"subname": "sitectl_douala_to_cloud"}}}, nil
 }
 
@@ -41,7 +43,10 @@ func (f *fakeAlerting) notify(status string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.got = append(f.got, Notified{At: time.Now(), Name: "TunnelDown", Site: "douala", Status: status,
-		Labels: map[string]string{"alertname": "TunnelDown", "site": "douala", "link": "douala-cloud"}})
+		Labels: map[string]string{"alertname": "TunnelDown", "site": "douala", "link": "douala-cloud"}},
+		// A notification repeating the old alert (its group changed): not the drill's.
+		Notified{At: time.Now(), Name: "ServiceReplicasBelowDesired", Site: "cloud", Status: "firing",
+			Labels: map[string]string{"alertname": "ServiceReplicasBelowDesired", "site": "cloud", "service": "kong_kong"}})
 	f.inhibited = status == "firing"
 }
 
