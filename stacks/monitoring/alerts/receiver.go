@@ -46,12 +46,17 @@ type recorded struct {
 	} `json:"payload"`
 }
 
+// HTTPOrDefault is r.HTTP, or a client with a 5 s timeout.
+func (r Receiver) HTTPOrDefault() *http.Client {
+	if r.HTTP != nil {
+		return r.HTTP
+	}
+	return &http.Client{Timeout: 5 * time.Second}
+}
+
 // Received returns every notification the receiver got.
 func (r Receiver) Received(ctx context.Context) ([]Notification, error) {
-	hc := r.HTTP
-	if hc == nil {
-		hc = &http.Client{Timeout: 5 * time.Second}
-	}
+	hc := r.HTTPOrDefault()
 	u := strings.TrimSuffix(r.URL, "/") + "/received"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
