@@ -104,8 +104,8 @@ func TestDrillSeesAlertsFireAndResolve(t *testing.T) {
 	}
 	td, inh := a.Alerts[0], a.Alerts[1]
 	if td.Name() != "TunnelDown{site=douala, link=douala-cloud}" || td.Via != "receiver" || !td.Expected ||
-		td.FiredAfterCut == nil || *td.FiredAfterCut < 0.15 || *td.FiredAfterCut > 0.5 ||
-		td.ResolvedAfterHeal == nil || *td.ResolvedAfterHeal < 0.1 || *td.ResolvedAfterHeal > 0.5 {
+		td.FiredAfterCut == nil || *td.FiredAfterCut < 0.1 || *td.FiredAfterCut > 0.5 ||
+		td.ResolvedAfterHeal == nil || *td.ResolvedAfterHeal < 0.05 || *td.ResolvedAfterHeal > 0.5 {
 		t.Errorf("TunnelDown row: %+v (fired %v, resolved %v)", td, secs(td.FiredAfterCut), secs(td.ResolvedAfterHeal))
 	}
 	if inh.Alert != "SubscriptionSilent" || inh.Via != "alertmanager" || !inh.InhibitedBy || inh.Expected || inh.Key != "subname=sitectl_douala_to_cloud" {
