@@ -41,9 +41,12 @@ var labMonitoring = map[string]any{
 	"alerts": map[string]any{
 		"tunnel_down_for": "10s",
 		"replication_for": "10s",
-		"target_down_for": "30s",
-		"replicas_for":    "30s",
-		"kong_for":        "1m",
+		// A drill's few writes at a publisher whose subscriber is cut off
+		// (ReplicationLagHigh; inhibited by the subscriber's TunnelDown).
+		"replication_lag_bytes": 1024,
+		"target_down_for":       "30s",
+		"replicas_for":          "30s",
+		"kong_for":              "1m",
 	},
 }
 

@@ -98,7 +98,9 @@ func TestLabDrillAlerts(t *testing.T) {
 		t.Fatalf("drill partition: %v: %s; alerts %+v; observations %+v\n%s", err, rep.Summary(), rep.Alerts, rep.Observations, stderr)
 	}
 	var td *drill.AlertTime
+	repl := false // a replication alert about douala's flows, at the receiver or held by Alertmanager
 	for i, a := range rep.Alerts.Alerts {
+		repl = repl || (a.Alert == monitoring.AlertReplicationLag || a.Alert == monitoring.AlertSubscriptionSilent) && strings.Contains(a.Key, "douala")
 		t.Logf("alert %s via %s (inhibited %v): fired cut+%.1fs, resolved heal+%.1fs", a.Name(), a.Via, a.InhibitedBy, secs(a.FiredAfterCut), secs(a.ResolvedAfterHeal))
 		if a.Alert == monitoring.AlertTunnelDown && a.Site == "douala" && a.Via == "receiver" {
 			td = &rep.Alerts.Alerts[i]
@@ -106,6 +108,9 @@ func TestLabDrillAlerts(t *testing.T) {
 		if a.Alert == monitoring.AlertTunnelDown && a.Site != "douala" {
 			t.Errorf("TunnelDown for %s, though only douala was partitioned", a.Site)
 		}
+	}
+	if !repl {
+		t.Errorf("no replication alert about douala seen during the cut (lab: replication_lag_bytes 1024, replication_for 10s): %+v", rep.Alerts.Alerts)
 	}
 	if td == nil || td.FiredAfterCut == nil || td.ResolvedAfterHeal == nil {
 		t.Fatalf("no TunnelDown{site=douala} fired and resolved at the receiver: %+v", rep.Alerts)
