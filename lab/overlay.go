@@ -33,16 +33,17 @@ func OverlayPath(configDir string) string {
 
 // labMonitoring are the lab's values.monitoring: scrapes and rule evaluations
 // every 2 s and TunnelDown after 10 s down, so a drill's cut of ~30 s sees the alert
-// fire and resolve; replication alerts after 10 s. Production keeps the defaults
+// fire and resolve; replication alerts after 20 s. Production keeps the defaults
 // (15 s, 1 m, 5 m: docs/drills.md says why).
 var labMonitoring = map[string]any{
 	"scrape_interval":     "2s",
 	"evaluation_interval": "2s",
 	"alerts": map[string]any{
 		"tunnel_down_for": "10s",
-		"replication_for": "10s",
-		// A drill's few writes at a publisher whose subscriber is cut off
-		// (ReplicationLagHigh; inhibited by the subscriber's TunnelDown).
+		// A drill's few writes at a publisher whose subscriber is cut off raise
+		// ReplicationLagHigh; after 20 s, once TunnelDown (10 s) fires and
+		// inhibits it, as production's 5m after 1m does.
+		"replication_for":       "20s",
 		"replication_lag_bytes": 1024,
 		"target_down_for":       "30s",
 		"replicas_for":          "30s",

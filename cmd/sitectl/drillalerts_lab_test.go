@@ -110,7 +110,7 @@ func TestLabDrillAlerts(t *testing.T) {
 		}
 	}
 	if !repl {
-		t.Errorf("no replication alert about douala seen during the cut (lab: replication_lag_bytes 1024, replication_for 10s): %+v", rep.Alerts.Alerts)
+		t.Errorf("no replication alert about douala seen during the cut (lab: replication_lag_bytes 1024, replication_for 20s): %+v", rep.Alerts.Alerts)
 	}
 	if td == nil || td.FiredAfterCut == nil || td.ResolvedAfterHeal == nil {
 		t.Fatalf("no TunnelDown{site=douala} fired and resolved at the receiver: %+v", rep.Alerts)
