@@ -95,9 +95,13 @@ type AlertTime struct {
 	Expected bool   `json:"expected"`
 	// Via is "receiver" when Alertmanager notified it, "alertmanager" when it was
 	// only held there (State says why: suppressed by an inhibition or silence).
-	Via               string    `json:"via"`
-	State             string    `json:"state,omitempty"`
-	InhibitedBy       bool      `json:"inhibited,omitempty"`
+	Via         string `json:"via"`
+	State       string `json:"state,omitempty"`
+	InhibitedBy bool   `json:"inhibited,omitempty"`
+	// HeldAfterCut is when Alertmanager was first seen holding the alert, from the
+	// faults in effect (an alert inhibited during the cut and notified after the heal
+	// has both).
+	HeldAfterCut      *Seconds  `json:"held_after_cut_s,omitempty"`
 	Fired             time.Time `json:"fired,omitzero"`
 	Resolved          time.Time `json:"resolved,omitzero"`
 	FiredAfterCut     *Seconds  `json:"fired_after_cut_s,omitempty"`
@@ -240,11 +244,18 @@ func (p *Drill) alertsSeen(ctx context.Context, rep *Report, w *alertWatch, stop
 	for _, g := range got {
 		seen[heldID(g.Alert, g.Site, g.Key)] = true
 	}
+	for i, g := range got {
+		// A notified alert Alertmanager held before: when, and whether inhibited.
+		if h := w.held[heldID(g.Alert, g.Site, g.Key)]; h != nil && !w.pre[heldID(g.Alert, g.Site, g.Key)] {
+			got[i].HeldAfterCut, got[i].InhibitedBy = sinceIn(win.InEffect, h.Fired), h.InhibitedBy
+		}
+	}
 	for id, h := range w.held {
 		// Alerts the receiver got are listed from the receiver; the others are
 		// those Alertmanager held back (or had not notified yet).
 		if !seen[id] && !w.pre[id] && !h.Fired.Before(win.Asked) {
 			h.FiredAfterCut = sinceIn(win.InEffect, h.Fired)
+			h.HeldAfterCut = h.FiredAfterCut
 			got = append(got, *h)
 		}
 	}

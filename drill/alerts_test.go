@@ -19,6 +19,8 @@ type fakeAlerting struct {
 	resolveAfter time.Duration
 	got          []Notified
 	inhibited    bool
+	// unInhibit: the inhibited alert still fires when TunnelDown resolves.
+	unInhibit bool
 }
 
 func (f *fakeAlerting) Received(context.Context) ([]Notified, error) {
@@ -48,6 +50,11 @@ func (f *fakeAlerting) notify(status string) {
 		Notified{At: time.Now(), Name: "ServiceReplicasBelowDesired", Site: "cloud", Status: "firing",
 			Labels: map[string]string{"alertname": "ServiceReplicasBelowDesired", "site": "cloud", "service": "kong_kong"}})
 	f.inhibited = status == "firing"
+	if status == "resolved" && f.unInhibit {
+		// TunnelDown resolved: the replication alert it inhibited is notified.
+		f.got = append(f.got, Notified{At: time.Now(), Name: "SubscriptionSilent", Site: "cloud", Status: "firing",
+			Labels: map[string]string{"alertname": "SubscriptionSilent", "site": "cloud", "subname": "sitectl_douala_to_cloud"}})
+	}
 }
 
 // fault is the cut the fake reacts to.
@@ -141,6 +148,26 @@ func secs(s *Seconds) float64 {
 		return -1
 	}
 	return float64(*s)
+}
+
+// TestDrillInhibitedThenNotified: a replication alert Alertmanager held back
+// (inhibited) during the cut and notified once TunnelDown resolved is one row, from
+// the receiver, that says it was inhibited and since when Alertmanager held it.
+func TestDrillInhibitedThenNotified(t *testing.T) {
+	f := &fakeAlerting{fireAfter: 100 * time.Millisecond, resolveAfter: 50 * time.Millisecond, unInhibit: true}
+	rep := alertDrill(t, f, 600*time.Millisecond)
+	if !rep.Passed || rep.Alerts == nil || len(rep.Alerts.Alerts) != 2 {
+		t.Fatalf("%s; alerts %+v", rep.Summary(), rep.Alerts)
+	}
+	r := rep.Alerts.Alerts[1]
+	if r.Alert != "SubscriptionSilent" || r.Via != "receiver" || !r.InhibitedBy || r.HeldAfterCut == nil || r.FiredAfterCut == nil ||
+		*r.HeldAfterCut >= *r.FiredAfterCut || *r.FiredAfterCut < 0.6 {
+		t.Errorf("row of the alert inhibited, then notified: %+v (held %v, notified %v)", r, secs(r.HeldAfterCut), secs(r.FiredAfterCut))
+	}
+	var page bytes.Buffer
+	if err := WriteHTML(&page, rep); err != nil || !strings.Contains(page.String(), "receiver (inhibited in Alertmanager from +") {
+		t.Errorf("the HTML report does not say the alert was inhibited before it was notified (%v)", err)
+	}
 }
 
 // TestDrillFailsWhenTheAlertNeverArrives: a cut held past the detection bound

@@ -346,6 +346,9 @@ func printDrillAlerts(w io.Writer, a *drill.AlertReport) {
 		via := x.Via
 		if x.InhibitedBy {
 			via += ", inhibited"
+			if x.HeldAfterCut != nil && x.Via == "receiver" {
+				via += fmt.Sprintf(" in Alertmanager from cut+%.1fs", float64(*x.HeldAfterCut))
+			}
 		}
 		fired, resolved := "fired ?", "not resolved"
 		if x.FiredAfterCut != nil {
