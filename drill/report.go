@@ -109,6 +109,9 @@ type Report struct {
 	// RecordError says why the fault record stayed in the swarm after the drill.
 	RecordError string `json:"record_error,omitempty"`
 
+	// Alerts is the alerting path during the drill (when watched, or why not).
+	Alerts *AlertReport `json:"alerts,omitempty"`
+
 	Verdict *Verdict `json:"verdict,omitempty"`
 	Error   string   `json:"error,omitempty"`
 	// Interrupted: SIGINT, SIGTERM or --timeout stopped the drill; it healed and

@@ -44,6 +44,9 @@ type Drill struct {
 	// Journal, when set, records the faults before they are injected and forgets
 	// them once they are removed; every fault must then be Recordable.
 	Journal Journal
+	// Alerting, when its Reader is set, watches the alerting path: the alerts the
+	// faults raise reach the receiver and resolve after the heal.
+	Alerting Alerting
 
 	Settings Settings
 	Progress *progress.Printer
@@ -117,6 +120,11 @@ func (p *Drill) Run(ctx context.Context) *Report {
 	stop := func() { stopSampling(); swg.Wait() }
 	defer func() { stop(); p.rethrow() }()
 
+	// Alertmanager is watched from before the faults to the end.
+	aw, stopAlerts := p.startAlerts(ctx, s)
+	stopAlerts = sync.OnceFunc(stopAlerts)
+	defer stopAlerts()
+
 	// 2. Record, then inject.
 	pre, cutAt, ok := p.inject(ctx, rep, h, ev)
 	if !ok {
@@ -165,6 +173,11 @@ func (p *Drill) Run(ctx context.Context) *Report {
 	}
 	p.waitCaughtUp(s, rep, rec, healAt, stop)
 	p.verify(ctx, rep, attempts, holdings, before, w.mongo, ev)
+	// 7. The alerting path: what the faults raised, notified and resolved.
+	_, win := faultWindow(h.faultTimes(), s.Duration)
+	if win != nil {
+		p.alertsSeen(ctx, rep, aw, stopAlerts, win, rec)
+	}
 	return rep
 }
 

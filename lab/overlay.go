@@ -31,6 +31,26 @@ func OverlayPath(configDir string) string {
 	return filepath.Join(configDir, sites.EnvDir, EnvName+".yaml")
 }
 
+// labMonitoring are the lab's values.monitoring: scrapes and rule evaluations
+// every 2 s and TunnelDown after 10 s down, so a drill's cut of ~30 s sees the alert
+// fire and resolve; replication alerts after 20 s. Production keeps the defaults
+// (15 s, 1 m, 5 m: docs/drills.md says why).
+var labMonitoring = map[string]any{
+	"scrape_interval":     "2s",
+	"evaluation_interval": "2s",
+	"alerts": map[string]any{
+		"tunnel_down_for": "10s",
+		// A drill's few writes at a publisher whose subscriber is cut off raise
+		// ReplicationLagHigh; after 20 s, once TunnelDown (10 s) fires and
+		// inhibits it, as production's 5m after 1m does.
+		"replication_for":       "20s",
+		"replication_lag_bytes": 1024,
+		"target_down_for":       "30s",
+		"replicas_for":          "30s",
+		"kong_for":              "1m",
+	},
+}
+
 // secretsDir holds the lab's generated secret values (0600 files).
 func (l *Layout) secretsDir() string { return filepath.Join(l.StateDir, "secrets") }
 
@@ -40,7 +60,7 @@ func (l *Layout) pkiDir() string { return filepath.Join(l.StateDir, "pki") }
 // secretNames are the secrets the lab generates: every secret a site names, plus the
 // postgres password and mongo keyfile references.
 func secretNames(topo *sites.Topology, l *Layout) []string {
-	set := map[string]bool{"postgres-password": true, "mongo-keyfile": true, "mongo-password": true}
+	set := map[string]bool{"postgres-password": true, "mongo-keyfile": true, "mongo-password": true, ReceiverTokenSecret: true}
 	for _, sl := range l.Sites {
 		for k := range topo.Site(sl.Name).Secrets {
 			set[k] = true
@@ -81,6 +101,9 @@ func Overlay(topo *sites.Topology, l *Layout) ([]byte, error) {
 		// The lab image has a static curl: health checks need no Python start.
 		"values": map[string]any{
 			"django-api": map[string]any{"healthcheck": "curl", "health_path": "/health"},
+			// Alerts fast enough for a drill to see them (docs/drills.md, "Alerts"):
+			// a cut reaches the receiver within ~20 s, a heal resolves within ~10 s.
+			"monitoring": labMonitoring,
 		},
 		"secrets": secrets,
 		"postgres": map[string]any{
@@ -119,7 +142,7 @@ func Overlay(topo *sites.Topology, l *Layout) ([]byte, error) {
 		for name := range site.Networks {
 			networks[name] = map[string]any{"encrypted": false}
 		}
-		perSite[sl.Name] = map[string]any{
+		siteMap := map[string]any{
 			"engine": map[string]any{
 				"host": manager, "context": "", "tls_verify": false,
 				"ca_cert": "", "cert": "", "key": "",
@@ -136,6 +159,11 @@ func Overlay(topo *sites.Topology, l *Layout) ([]byte, error) {
 				"state_dir": l.StateDir,
 			},
 		}
+		if url := l.ReceiverURL(topo.Hub); url != "" && sl.Name == topo.Hub {
+			siteMap["alerting"] = l.receiverAlerting(topo.Hub)
+			siteMap["lab"].(map[string]any)["alert_receiver"] = url
+		}
+		perSite[sl.Name] = siteMap
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Written by `sitectl lab up` (prefix %s, state %s); `sitectl lab down` removes it.\n", l.Prefix, l.StateDir)

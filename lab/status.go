@@ -29,6 +29,15 @@ type Status struct {
 	StartedAt  time.Time       `json:"started_at"`
 	ConfigDir  string          `json:"config_dir"`
 	EnvOverlay string          `json:"env_overlay"`
+	// Receiver is the alert receiver (nil when the lab has no hub).
+	Receiver *ReceiverStatus `json:"alert_receiver,omitempty"`
+}
+
+// ReceiverStatus is the lab's alert receiver.
+type ReceiverStatus struct {
+	URL   string `json:"url"`
+	PID   int    `json:"pid"`
+	State string `json:"state"` // answering | not answering: ...
 }
 
 // NamespaceStatus says whether a namespace exists.
@@ -126,6 +135,18 @@ func GetStatus(ctx context.Context, opts Options) (*Status, error) {
 			}
 		}
 		out.Sites = append(out.Sites, ss)
+	}
+	if topo != nil {
+		if sl, _ := l.ReceiverNode(topo.Hub); sl != nil {
+			r := &ReceiverStatus{URL: l.ReceiverURL(topo.Hub), State: "answering"}
+			if p := st.process(receiverProcess); p != nil {
+				r.PID = p.PID
+			}
+			if err := pingReceiver(ctx, sl.GatewayNS, r.URL); err != nil {
+				r.State = "not answering: " + err.Error()
+			}
+			out.Receiver = r
+		}
 	}
 	var pids []int
 	for _, p := range st.Processes {

@@ -245,6 +245,11 @@ func (u *upper) build(ctx context.Context) error {
 	if err := u.step("environment overlay "+filepath.Join(u.opts.ConfigDir, sites.EnvDir, EnvName+".yaml"), func() error { return u.writeOverlay() }); err != nil {
 		return err
 	}
+	if url := l.ReceiverURL(u.topo.Hub); url != "" {
+		if err := u.step("alert receiver "+url+" (the hub's Alertmanager posts there)", func() error { return u.startReceiver(ctx, u.topo.Hub) }); err != nil {
+			return err
+		}
+	}
 	return u.step("gateways: transit addresses for userspace IPsec", func() error { return u.transit(ctx) })
 }
 

@@ -206,6 +206,9 @@ type Lab struct {
 	// databases are reachable from; empty outside the lab.
 	Namespace string `mapstructure:"namespace" json:"namespace,omitempty" yaml:"namespace,omitempty"`
 	StateDir  string `mapstructure:"state_dir" json:"state_dir,omitempty" yaml:"state_dir,omitempty"`
+	// AlertReceiver is the base URL of the lab's webhook receiver (hub only): the
+	// hub's Alertmanager posts to <url>/hook, drills read GET <url>/received.
+	AlertReceiver string `mapstructure:"alert_receiver" json:"alert_receiver,omitempty" yaml:"alert_receiver,omitempty"`
 }
 
 // SecretRef names where a secret's value comes from. Exactly one field is set.

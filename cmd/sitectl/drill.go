@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -312,6 +313,7 @@ func printDrillText(g *globals, r *drill.Report) {
 		}
 		fmt.Fprintf(w, "  %s %s: %s\n", mark, o.What, o.Detail)
 	}
+	printDrillAlerts(w, r.Alerts)
 	if r.Mongo != nil {
 		for _, s := range r.Mongo.Sides {
 			fmt.Fprintf(w, "  mongodb %v (votes %d): %s\n", s.Sites, s.Votes, s.Outcome)
@@ -323,5 +325,41 @@ func printDrillText(g *globals, r *drill.Report) {
 			fmt.Fprintf(w, " (PostgreSQL caught up %.2fs)", float64(*r.HealToCaughtUp))
 		}
 		fmt.Fprintln(w)
+	}
+}
+
+// printDrillAlerts lists the alerts of the drill with their times after the cut
+// and after the heal.
+func printDrillAlerts(w io.Writer, a *drill.AlertReport) {
+	switch {
+	case a == nil:
+		return
+	case a.Note != "":
+		fmt.Fprintln(w, "  alerts: not watched: "+a.Note)
+		return
+	}
+	fmt.Fprintf(w, "  alerts at %s:\n", a.Receiver)
+	if len(a.Alerts) == 0 {
+		fmt.Fprintln(w, "    none")
+	}
+	for _, x := range a.Alerts {
+		via := x.Via
+		if x.InhibitedBy {
+			via += ", inhibited"
+			if x.HeldAfterCut != nil && x.Via == "receiver" {
+				via += fmt.Sprintf(" in Alertmanager from cut+%.1fs", float64(*x.HeldAfterCut))
+			}
+		}
+		fired, resolved := "fired ?", "not resolved"
+		if x.FiredAfterCut != nil {
+			fired = fmt.Sprintf("fired cut+%.1fs", float64(*x.FiredAfterCut))
+		}
+		if x.ResolvedAfterHeal != nil {
+			resolved = fmt.Sprintf("resolved heal+%.1fs", float64(*x.ResolvedAfterHeal))
+		}
+		fmt.Fprintf(w, "    %s (%s): %s, %s\n", x.Name(), via, fired, resolved)
+	}
+	if a.Error != "" {
+		fmt.Fprintln(w, "    ✗ "+a.Error)
 	}
 }

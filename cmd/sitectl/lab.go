@@ -144,6 +144,9 @@ func printLabStatus(g *globals, st *lab.Status) {
 			fmt.Fprintf(w, "%s\t%s\tnode %s\t%s\t%s\n", s.Name, n.Namespace, n.Node, n.Address, state)
 		}
 	}
+	if r := st.Receiver; r != nil {
+		fmt.Fprintf(w, "\nalert receiver %s (pid %d, the hub's Alertmanager posts to /hook, drills read /received): %s\n", r.URL, r.PID, r.State)
+	}
 	if len(st.Images) > 0 {
 		fmt.Fprintln(w, "\nIMAGE\tREF\tKIND\tFROM")
 		for _, im := range st.Images {

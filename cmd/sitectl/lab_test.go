@@ -24,6 +24,7 @@ func TestLabStatusTextGolden(t *testing.T) {
 				{Node: "douala-db1", Namespace: "sl-douala-db1", Address: "10.10.0.12/24", Error: "not answering: connection refused"},
 			},
 		}},
+		Receiver: &lab.ReceiverStatus{URL: "http://10.30.0.11:19093", PID: 4242, State: "answering"},
 		Images: []lab.Image{
 			{Logical: "postgres", Ref: "sitectl-lab/postgres:15", Real: true, Source: "Debian postgresql-15"},
 			{Logical: "kong", Ref: "sitectl-lab/kong:standin", Source: "lab/standin"},

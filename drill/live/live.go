@@ -117,6 +117,9 @@ func Build(ctx context.Context, topo *sites.Topology, o Options) (d *drill.Drill
 	if err := b.faults(d); err != nil {
 		return nil, nil, err
 	}
+	if len(d.Links) > 0 {
+		d.Alerting = Alerting(ctx, topo, d.Links)
+	}
 	// The faults are recorded, before they are injected, in the swarm of every
 	// site they touch (swarmfault.Journal): a drill killed before it healed then
 	// leaves a record the next command reports and `sitectl drill heal` acts on.
