@@ -40,7 +40,7 @@ func (l *Layout) pkiDir() string { return filepath.Join(l.StateDir, "pki") }
 // secretNames are the secrets the lab generates: every secret a site names, plus the
 // postgres password and mongo keyfile references.
 func secretNames(topo *sites.Topology, l *Layout) []string {
-	set := map[string]bool{"postgres-password": true, "mongo-keyfile": true, "mongo-password": true}
+	set := map[string]bool{"postgres-password": true, "postgres-app-password": true, "mongo-keyfile": true, "mongo-password": true}
 	for _, sl := range l.Sites {
 		for k := range topo.Site(sl.Name).Secrets {
 			set[k] = true
@@ -84,7 +84,8 @@ func Overlay(topo *sites.Topology, l *Layout) ([]byte, error) {
 		},
 		"secrets": secrets,
 		"postgres": map[string]any{
-			"password": map[string]any{"file": filepath.Join(l.secretsDir(), "postgres-password")},
+			"password":     map[string]any{"file": filepath.Join(l.secretsDir(), "postgres-password")},
+			"app_password": map[string]any{"file": filepath.Join(l.secretsDir(), "postgres-app-password")},
 		},
 		"mongo": map[string]any{
 			"keyfile":  map[string]any{"file": filepath.Join(l.secretsDir(), "mongo-keyfile")},

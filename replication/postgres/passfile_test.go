@@ -180,3 +180,135 @@ func writeOwnedByPostgres(t *testing.T, path string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+// TestAppRole, on real PostgreSQL 15: the application role is planned (create),
+// made (no superuser, LOGIN, rows of the schema's tables only), then planned as
+// nothing; it logs in over TCP with its password, reads and writes rows, and
+// cannot create a table, truncate one, or touch sitectl's bookkeeping. A new
+// password, a SUPERUSER attribute and a table created later by sitectl's role are
+// each planned, and made right again.
+func TestAppRole(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Name: "approle", Password: "admin-pw"})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pool := poolOf(t, c)
+	for _, s := range []string{
+		`CREATE TABLE public.orders (id uuid NOT NULL, site text NOT NULL, PRIMARY KEY (site, id))`,
+		`CREATE TABLE public.sitectl_schema (id int PRIMARY KEY, file text)`,
+	} {
+		if _, err := pool.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ref := sites.SecretRef{Env: "TEST_APP_PW"}
+	planRole := func(pw string) (plan.Action, []string) {
+		t.Helper()
+		st, err := ReadRole(ctx, pool, "app", "sitectl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Diff("app", []byte(pw), ref)
+	}
+	if a, d := planRole("app-pw-1"); a != plan.Create || len(d) == 0 {
+		t.Fatalf("first plan: %s %v, want create", a, d)
+	}
+	if err := ApplyRole(ctx, pool, "app", "sitectl", []byte("app-pw-1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, d := planRole("app-pw-1"); len(d) != 0 {
+		t.Fatalf("second plan: %v, want nothing", d)
+	}
+	app := appConn(t, c, "app-pw-1")
+	if _, err := app.Exec(ctx, `INSERT INTO public.orders VALUES ('0190a000-0000-7000-8000-000000000001', 'a')`); err != nil {
+		t.Errorf("insert as app: %v", err)
+	}
+	if _, err := app.Exec(ctx, `UPDATE public.orders SET site = site`); err != nil {
+		t.Errorf("update as app: %v", err)
+	}
+	for _, s := range []string{`CREATE TABLE public.mine (x int)`, `TRUNCATE public.orders`, `SELECT * FROM public.sitectl_schema`, `CREATE ROLE other`} {
+		if _, err := app.Exec(ctx, s); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Errorf("%s as app: %v, want permission denied", s, err)
+		}
+	}
+	// Drift: a new password, a superuser attribute, a table made later by sitectl.
+	if _, err := pool.Exec(ctx, `ALTER ROLE app SUPERUSER`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `CREATE TABLE public.customers (id uuid NOT NULL, site text NOT NULL, PRIMARY KEY (site, id))`); err != nil {
+		t.Fatal(err)
+	}
+	_, d := planRole("app-pw-2")
+	got := strings.Join(d, "\n")
+	for _, w := range []string{"attribute SUPERUSER → NOSUPERUSER", "password: set from env:TEST_APP_PW"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("drift plan %q: want %q", got, w)
+		}
+	}
+	if strings.Contains(got, "customers") {
+		t.Errorf("drift plan %q: a table sitectl's role made later is granted by the default privileges", got)
+	}
+	if strings.Contains(got, "app-pw") {
+		t.Errorf("plan shows the password: %q", got)
+	}
+	if err := ApplyRole(ctx, pool, "app", "sitectl", []byte("app-pw-2")); err != nil {
+		t.Fatal(err)
+	}
+	if _, d := planRole("app-pw-2"); len(d) != 0 {
+		t.Errorf("plan after the fix: %v, want nothing", d)
+	}
+	if _, err := appConn(t, c, "app-pw-2").Exec(ctx, `SELECT count(*) FROM public.customers`); err != nil {
+		t.Errorf("read customers as app: %v", err)
+	}
+	// Verifiers PostgreSQL made itself, SCRAM and md5, are read right.
+	for _, enc := range []string{"scram-sha-256", "md5"} {
+		if _, err := pool.Exec(ctx, "SET log_statement = 'none'; SET password_encryption = '"+enc+"'; ALTER ROLE app PASSWORD 'app-pw-3'; RESET password_encryption"); err != nil {
+			t.Fatal(err)
+		}
+		if _, d := planRole("app-pw-3"); len(d) != 0 {
+			t.Errorf("%s verifier made by the server: plan %v, want nothing", enc, d)
+		}
+		if _, d := planRole("app-pw-4"); len(d) != 1 {
+			t.Errorf("%s verifier, another password: plan %v, want the password line", enc, d)
+		}
+	}
+	if strings.Contains(c.Log(), "app-pw") || strings.Contains(c.Log(), "SCRAM-SHA-256$") {
+		t.Error("the server log holds the password or its verifier")
+	}
+}
+
+func appConn(t *testing.T, c *pgtest.Cluster, pw string) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d dbname=app user=app sslmode=disable", c.Host, c.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Password = pw
+	conn, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("log in as app: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn
+}
+
+// TestPasswordMatches: SCRAM and md5 verifiers as PostgreSQL writes them.
+func TestPasswordMatches(t *testing.T) {
+	v, err := ScramVerifier([]byte("s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		verifier, pw string
+		want         bool
+	}{
+		{v, "s3cret", true},
+		{v, "s3creT", false},
+		{"md5c4b4ac3b6d4f9e3b2c1c5c0c6c1e0d2a", "s3cret", false},
+		{"", "s3cret", false},
+		{"SCRAM-SHA-256$x:y$z:w", "s3cret", false},
+	} {
+		if got := PasswordMatches(tc.verifier, "app", []byte(tc.pw)); got != tc.want {
+			t.Errorf("PasswordMatches(%.20s…, %q) = %v, want %v", tc.verifier, tc.pw, got, tc.want)
+		}
+	}
+}
