@@ -81,6 +81,9 @@ func Overlay(topo *sites.Topology, l *Layout) ([]byte, error) {
 		// The lab image has a static curl: health checks need no Python start.
 		"values": map[string]any{
 			"django-api": map[string]any{"healthcheck": "curl", "health_path": "/health"},
+			// The stand-in Elasticsearch has no users: security off, which `sitectl
+			// audit` lists as a lab exception.
+			"elk": map[string]any{"security": false},
 		},
 		"secrets": secrets,
 		"postgres": map[string]any{

@@ -64,6 +64,7 @@ from_env SITECTL_DJANGO_SECRET_KEY django-api/secrets/django-secret-key django-s
 from_env SITECTL_PG_APP_PASSWORD django-api/secrets/postgres-app-password postgres-app-password
 from_env SITECTL_KONG_TLS_CERT kong/secrets/kong-tls-cert kong-tls-cert
 from_env SITECTL_KONG_TLS_KEY kong/secrets/kong-tls-key kong-tls-key
+from_env SITECTL_LOGSTASH_ES_PASSWORD elk/secrets/logstash-es-password logstash-es-password
 from_env SITECTL_PG_PASSWORD monitoring/secrets/postgres-password postgres-password
 from_env SITECTL_MONGO_KEYFILE mongo/secrets/mongo-keyfile mongo-keyfile
 from_env SITECTL_MONGO_PASSWORD mongo/secrets/mongo-password mongo-password
