@@ -83,8 +83,11 @@ func TestLabReplication(t *testing.T) {
 	if strings.Contains(rendered.String(), testPassword) || strings.Contains(rendered.String(), "s3cret") {
 		t.Fatalf("the plan shows the password:\n%s", rendered.String())
 	}
-	if !strings.Contains(rendered.String(), "password=<env:SITECTL_PG_PASSWORD>") {
-		t.Errorf("the plan should name the password's reference:\n%s", rendered.String())
+	if !strings.Contains(rendered.String(), "passfile=") || strings.Contains(rendered.String(), "password=") {
+		t.Errorf("the plan should connect with the passfile, no password:\n%s", rendered.String())
+	}
+	if !strings.Contains(rendered.String(), "application role app") {
+		t.Errorf("the plan should create the application role:\n%s", rendered.String())
 	}
 	if err := p.Apply(ctx, nil); err != nil {
 		t.Fatalf("apply: %v\n%s", err, l.clusterLogs())

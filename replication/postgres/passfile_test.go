@@ -165,7 +165,7 @@ func poolOf(t *testing.T, c *pgtest.Cluster) *pgxpool.Pool {
 
 // writeOwnedByPostgres writes a 0600 file the postgres OS user owns, as the swarm
 // mounts the pgpass secret (uid 999, mode 0600).
-func writeOwnedByPostgres(t *testing.T, path string, data []byte) {
+func writeOwnedByPostgres(t testing.TB, path string, data []byte) {
 	t.Helper()
 	u, err := user.Lookup("postgres")
 	if err != nil {
