@@ -72,7 +72,7 @@ func TestPassFileSubscription(t *testing.T) {
 	s := Subscription{Site: "b", Name: "sitectl_a_to_b", Flow: Flow{From: "a", To: "b", Filter: "site = 'a'"}, Publication: "sitectl_a_to_b",
 		Tables: []string{"public.orders"}, Conn: conn}
 	pool := poolOf(t, sub)
-	change := planSubscription(t, ctx, pool, pc, s)
+	change := planSubscription(ctx, t, pool, pc, s)
 	if change == nil || !change.Op.SetConnection {
 		t.Fatalf("plan: want a connection change, got %+v", change)
 	}
@@ -90,7 +90,7 @@ func TestPassFileSubscription(t *testing.T) {
 	if got := subconninfo(t, sc); strings.Contains(got, "password") || !strings.Contains(got, "passfile=") {
 		t.Errorf("after: subconninfo = %q, want passfile= and no password", Redact(got))
 	}
-	if c := planSubscription(t, ctx, pool, pc, s); c != nil {
+	if c := planSubscription(ctx, t, pool, pc, s); c != nil {
 		t.Errorf("second plan: want nothing, got %s: %v", c.Step.Name, c.Step.Diff)
 	}
 	// The apply worker reconnects with the new connection: through the passfile.
@@ -118,7 +118,7 @@ func TestPassFileSubscription(t *testing.T) {
 
 // planSubscription diffs s against the subscriber's live catalog (the publisher
 // read for its slot) and returns the subscription's change, nil when none.
-func planSubscription(t *testing.T, ctx context.Context, sub *pgxpool.Pool, pub *pgx.Conn, s Subscription) *Change {
+func planSubscription(ctx context.Context, t *testing.T, sub *pgxpool.Pool, pub *pgx.Conn, s Subscription) *Change {
 	t.Helper()
 	live, err := ReadLive(ctx, sub, "b", s.Tables)
 	if err != nil {
