@@ -10,6 +10,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -69,7 +70,7 @@ func ReadRole(ctx context.Context, q Querier, user, admin string) (*RoleState, e
 	err := q.QueryRow(ctx, `SELECT `+strings.Join(cols, ", ")+`, rolcanlogin, coalesce(rolpassword, '')
 		FROM pg_authid WHERE rolname = $1`, user).Scan(dest...)
 	switch {
-	case err == pgx.ErrNoRows:
+	case errors.Is(err, pgx.ErrNoRows):
 		return st, nil
 	case err != nil:
 		return nil, fmt.Errorf("read role %s: %w", user, err)
