@@ -45,7 +45,8 @@ func TestLabGateway(t *testing.T) {
 	defer cancel()
 	// The PostgreSQL part applies the schema (the API's table) and makes the API's own
 	// role (postgres.app_user), which the API connects as.
-	pg := postgres.NewPart(postgres.Options{})
+	// As `sitectl deploy` does: the databases this deploy starts may take a while.
+	pg := postgres.NewPart(postgres.Options{PeerWait: 2 * time.Minute, Starting: topo.SiteNames()})
 	defer pg.Close()
 	for _, r := range deploy.Deploy(ctx, topo, topo.Sites, []plan.Part{swarm.Part{}, deploy.Stacks, tunnels.Part{}, pg},
 		deploy.Options{Environ: []string{}, Stacks: gatewayStacks}) {
