@@ -61,14 +61,17 @@ func TestLabReplication(t *testing.T) {
 	p := l.plan(ctx)
 	wantSteps(t, p,
 		"cloud: ~ postgres schema",
+		"cloud: + postgres application role app",
 		"cloud: + postgres publication sitectl_cloud_to_douala",
 		"cloud: + postgres publication sitectl_cloud_to_yaounde",
 		"cloud: + postgres subscription sitectl_douala_to_cloud",
 		"cloud: + postgres subscription sitectl_yaounde_to_cloud",
 		"douala: ~ postgres schema",
+		"douala: + postgres application role app",
 		"douala: + postgres publication sitectl_douala_to_cloud",
 		"douala: + postgres subscription sitectl_cloud_to_douala",
 		"yaounde: ~ postgres schema",
+		"yaounde: + postgres application role app",
 		"yaounde: + postgres publication sitectl_yaounde_to_cloud",
 		"yaounde: + postgres subscription sitectl_cloud_to_yaounde",
 	)
