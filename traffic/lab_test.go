@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/deploy"
+	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/lab/labtest"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/replication/postgres"
@@ -45,6 +46,9 @@ func TestLabGateway(t *testing.T) {
 	defer cancel()
 	// The PostgreSQL part applies the schema (the API's table) and makes the API's own
 	// role (postgres.app_user), which the API connects as.
+	// The databases are dialled inside each site's gateway namespace, as the CLI
+	// does in the lab.
+	labreach.Install(topo)
 	// As `sitectl deploy` does: the databases this deploy starts may take a while.
 	pg := postgres.NewPart(postgres.Options{PeerWait: 2 * time.Minute, Starting: topo.SiteNames()})
 	defer pg.Close()
