@@ -195,6 +195,7 @@ func knownSecrets(site *sites.Site) (known []Secret, unread []string) {
 		refs[k] = r
 	}
 	refs["postgres.password"] = site.Postgres.Password
+	refs["postgres.app_password"] = site.Postgres.AppPassword
 	refs["mongo.password"] = site.Mongo.Password
 	refs["mongo.keyfile"] = site.Mongo.KeyFile
 	for _, k := range sortedRefKeys(refs) {
@@ -275,10 +276,20 @@ func readPostgres(ctx context.Context, site *sites.Site, app string) (*PGFacts, 
 		return nil, fmt.Errorf("pg_hba_file_rules: %w", err)
 	}
 	if app != "" {
-		err := pool.QueryRow(ctx, `SELECT rolsuper FROM pg_roles WHERE rolname = $1`, app).Scan(&pg.AppSuper)
+		var createRole, createDB, repl, bypass bool
+		err := pool.QueryRow(ctx, `SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = $1`, app).
+			Scan(&pg.AppSuper, &createRole, &createDB, &repl, &bypass)
 		switch {
 		case err == nil:
 			pg.AppFound = true
+			for _, a := range []struct {
+				on   bool
+				name string
+			}{{createRole, "CREATEROLE"}, {createDB, "CREATEDB"}, {repl, "REPLICATION"}, {bypass, "BYPASSRLS"}} {
+				if a.on {
+					pg.AppAttrs = append(pg.AppAttrs, a.name)
+				}
+			}
 		case strings.Contains(err.Error(), "no rows"):
 		default:
 			return nil, fmt.Errorf("pg_roles: %w", err)

@@ -58,6 +58,9 @@ type PGFacts struct {
 	// superuser (rolsuper), AppFound whether the role exists.
 	AdminUser, AppUser string
 	AppSuper, AppFound bool
+	// AppAttrs are the application role's other attributes it should not have
+	// (CREATEROLE, CREATEDB, REPLICATION, BYPASSRLS).
+	AppAttrs []string
 	// SubsWithPassword are the subscriptions whose subconninfo carries a password.
 	SubsWithPassword []string
 }
@@ -170,7 +173,7 @@ func CheckServices(site *sites.Site, svcs []Service) []Finding {
 			if v, _ := env(s, "xpack.security.enabled"); strings.EqualFold(v, "false") {
 				f := Finding{Site: site.Name, Object: "service " + s.Name + " env xpack.security.enabled",
 					What: "Elasticsearch runs with security off: anyone who reaches port 9200 reads and writes every log",
-					Fix:  "turn security on outside the lab: values.elk.security=true with the elastic password as a Docker secret (secrets.elastic-password)"}
+					Fix:  "turn security on outside the lab: values.elk.security: true (the default) with secrets.elastic-password, kibana-es-password and logstash-es-password, then `sitectl deploy`"}
 				if lab {
 					f.Severity, f.What = Info, "lab exception: "+f.What+" (the lab runs a stand-in)"
 				} else {
@@ -218,17 +221,21 @@ func CheckPostgres(site string, pg *PGFacts, readErr error) []Finding {
 	case pg.AppUser == pg.AdminUser:
 		out = append(out, Finding{Severity: High, Site: site, Object: "role " + pg.AppUser,
 			What: "the application connects with sitectl's administrative role" + map[bool]string{true: ", a superuser", false: ""}[pg.AppSuper],
-			Fix:  "give django-api its own role without superuser (CREATE ROLE app LOGIN; GRANT only its tables) and its password as a Docker secret; sitectl keeps its own administrative role"})
+			Fix:  "give django-api its own role: postgres.app_user (default app) and postgres.app_password, then `sitectl deploy` (it creates the role without superuser, grants only its tables' rows, and django-api connects as it); sitectl keeps its own administrative role"})
 	case !pg.AppFound:
 		out = append(out, Finding{Severity: Medium, Site: site, Object: "role " + pg.AppUser, What: "the application's role does not exist", Fix: "create the application's role"})
 	case pg.AppSuper:
 		out = append(out, Finding{Severity: High, Site: site, Object: "role " + pg.AppUser, What: "the application's role is a superuser",
-			Fix: "ALTER ROLE " + pg.AppUser + " NOSUPERUSER; grant it only its tables"})
+			Fix: "ALTER ROLE " + pg.AppUser + " NOSUPERUSER; grant it only its tables (`sitectl deploy` makes postgres.app_user right)"})
+	case len(pg.AppAttrs) > 0:
+		out = append(out, Finding{Severity: Medium, Site: site, Object: "role " + pg.AppUser,
+			What: "the application's role has " + strings.Join(pg.AppAttrs, ", ") + ": more than reading and writing its rows needs",
+			Fix:  "`sitectl deploy` takes them away (postgres.app_user), or ALTER ROLE " + pg.AppUser + " NO" + strings.Join(pg.AppAttrs, " NO")})
 	}
 	for _, sub := range pg.SubsWithPassword {
 		out = append(out, Finding{Severity: High, Site: site, Object: "subscription " + sub,
 			What: "its connection string (pg_subscription.subconninfo) holds the publisher's password: it is stored in the catalog and in every site's WAL",
-			Fix:  "connect without password= and give the database container a passfile (PGPASSFILE from a Docker secret), then ALTER SUBSCRIPTION ... CONNECTION without the password"})
+			Fix:  "`sitectl deploy` gives the database container a passfile (the postgres stack's pgpass secret) and alters the subscription to passfile= without the password; for a database sitectl does not run, mount a passfile and set postgres.passfile"})
 	}
 	return out
 }

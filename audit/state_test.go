@@ -115,6 +115,7 @@ func TestCheckPostgres(t *testing.T) {
 		{"the app connects as sitectl's superuser", &PGFacts{HBA: scram, AdminUser: "sitectl", AppUser: "sitectl", AppSuper: true, AppFound: true}, nil, []string{"high role sitectl"}},
 		{"the app shares sitectl's role, even without superuser", &PGFacts{HBA: scram, AdminUser: "sitectl", AppUser: "sitectl", AppFound: true}, nil, []string{"high role sitectl"}},
 		{"the app's own role is a superuser", &PGFacts{HBA: scram, AdminUser: "sitectl", AppUser: "app", AppSuper: true, AppFound: true}, nil, []string{"high role app"}},
+		{"the app's own role may create roles and databases", &PGFacts{HBA: scram, AdminUser: "sitectl", AppUser: "app", AppFound: true, AppAttrs: []string{"CREATEROLE", "CREATEDB"}}, nil, []string{"medium role app"}},
 		{"app role unknown", &PGFacts{HBA: scram, AdminUser: "sitectl"}, nil, []string{"high application role"}},
 		{"subscription passwords in subconninfo", &PGFacts{HBA: scram, AdminUser: "sitectl", AppUser: "app", AppFound: true, SubsWithPassword: []string{"sitectl_cloud_to_douala"}}, nil,
 			[]string{"high subscription sitectl_cloud_to_douala"}},

@@ -32,6 +32,7 @@ func TestPlanDeferOnlyWhatCannotExistYet(t *testing.T) {
 	const value = "pg-secret-value-canary"
 	t.Setenv("SITECTL_DJANGO_SECRET_KEY", value)
 	t.Setenv("SITECTL_PG_PASSWORD", value)
+	t.Setenv("SITECTL_PG_APP_PASSWORD", value)
 	initSwarm := fakePart{name: "swarm", steps: []plan.Step{{Site: "douala", Component: "swarm", Action: plan.Create, Name: "init"}}}
 	notYet := fakePart{name: "postgres replication", err: plan.NotYet(errors.New("cannot reach douala's PostgreSQL"))}
 	refused := fakePart{name: "tunnels", err: errors.New("vici douala: connect: no such file")}

@@ -22,6 +22,7 @@ import (
 func desiredFor(t *testing.T, env, site string, set ...string) *stacks.Desired {
 	t.Helper()
 	t.Setenv("SITECTL_PG_PASSWORD", "pw-1")
+	t.Setenv("SITECTL_PG_APP_PASSWORD", "app-pw-1")
 	t.Setenv("SITECTL_DJANGO_SECRET_KEY", "dk-1")
 	topo, err := sites.Load(sites.Options{Dir: "../sites", Env: env, Environ: []string{}, Set: set})
 	if err != nil {

@@ -25,7 +25,7 @@ func (noSwarmEngine) Info(context.Context, client.InfoOptions) (client.SystemInf
 // suffixes come from a random key; the steps name them <logical>_<version>, so two
 // plans of the site are the same (deploy --plan compares them).
 func TestPlanWithoutSwarm(t *testing.T) {
-	for _, v := range []string{"SITECTL_PG_PASSWORD", "SITECTL_DJANGO_SECRET_KEY"} {
+	for _, v := range []string{"SITECTL_PG_PASSWORD", "SITECTL_PG_APP_PASSWORD", "SITECTL_DJANGO_SECRET_KEY"} {
 		t.Setenv(v, "not-a-real-secret")
 	}
 	topo, err := sites.Load(sites.Options{Dir: "../sites", Env: "dev", Environ: []string{}})

@@ -60,7 +60,7 @@ func (l *Layout) pkiDir() string { return filepath.Join(l.StateDir, "pki") }
 // secretNames are the secrets the lab generates: every secret a site names, plus the
 // postgres password and mongo keyfile references.
 func secretNames(topo *sites.Topology, l *Layout) []string {
-	set := map[string]bool{"postgres-password": true, "mongo-keyfile": true, "mongo-password": true, ReceiverTokenSecret: true}
+	set := map[string]bool{"postgres-password": true, "postgres-app-password": true, "mongo-keyfile": true, "mongo-password": true, ReceiverTokenSecret: true}
 	for _, sl := range l.Sites {
 		for k := range topo.Site(sl.Name).Secrets {
 			set[k] = true
@@ -104,10 +104,14 @@ func Overlay(topo *sites.Topology, l *Layout) ([]byte, error) {
 			// Alerts fast enough for a drill to see them (docs/drills.md, "Alerts"):
 			// a cut reaches the receiver within ~20 s, a heal resolves within ~10 s.
 			"monitoring": labMonitoring,
+			// The stand-in Elasticsearch has no users: security off, which `sitectl
+			// audit` lists as a lab exception.
+			"elk": map[string]any{"security": false},
 		},
 		"secrets": secrets,
 		"postgres": map[string]any{
-			"password": map[string]any{"file": filepath.Join(l.secretsDir(), "postgres-password")},
+			"password":     map[string]any{"file": filepath.Join(l.secretsDir(), "postgres-password")},
+			"app_password": map[string]any{"file": filepath.Join(l.secretsDir(), "postgres-app-password")},
 		},
 		"mongo": map[string]any{
 			"keyfile":  map[string]any{"file": filepath.Join(l.secretsDir(), "mongo-keyfile")},

@@ -26,3 +26,13 @@ CREATE TABLE IF NOT EXISTS sitectl_drill (
     written_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (site, id)
 );
+-- The API's own rows (POST /rows of the lab's Django API; not replicated). The API
+-- connects as its own role (postgres.app_user), which has no DDL: sitectl makes the
+-- table here, the role gets SELECT, INSERT, UPDATE, DELETE on it.
+CREATE TABLE IF NOT EXISTS lab_rows (
+    id         uuid        NOT NULL,
+    site       text        NOT NULL,
+    body       text        NOT NULL DEFAULT '',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (site, id)
+);

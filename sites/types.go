@@ -158,6 +158,18 @@ type Postgres struct {
 	Database        string    `mapstructure:"database" json:"database" yaml:"database"`
 	User            string    `mapstructure:"user" json:"user" yaml:"user"`
 	Password        SecretRef `mapstructure:"password" json:"password" yaml:"password"`
+	// AppUser is the application's own role (django-api connects as it): LOGIN,
+	// no superuser, only SELECT/INSERT/UPDATE/DELETE on the schema's tables. sitectl
+	// creates it with the replication part; User stays sitectl's administrative role.
+	AppUser string `mapstructure:"app_user" json:"app_user" yaml:"app_user"`
+	// AppPassword is AppUser's password (a secret reference).
+	AppPassword SecretRef `mapstructure:"app_password" json:"app_password,omitzero" yaml:"app_password,omitempty"`
+	// PassFile is where this site's server reads the publishers' passwords for its
+	// subscriptions (libpq passfile): subscriptions' connection strings carry
+	// passfile=, never a password. Default: the postgres stack's pgpass secret
+	// (/run/secrets/postgres-pgpass) when the site runs the stack; "none" puts the
+	// password in the connection string (audit reports it).
+	PassFile string `mapstructure:"passfile" json:"passfile,omitempty" yaml:"passfile,omitempty"`
 	// Tables are the replicated tables; every site must list the same ones.
 	Tables             []string `mapstructure:"tables" json:"tables" yaml:"tables"`
 	SchemaFile         string   `mapstructure:"schema_file" json:"schema_file" yaml:"schema_file"`

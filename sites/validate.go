@@ -22,6 +22,7 @@ var RequiredNetworks = []string{"app", "data", "edge"}
 var (
 	walSizeRE = regexp.MustCompile(`^(-1|[0-9]+(kB|MB|GB|TB)?)$`)
 	identRE   = regexp.MustCompile(`^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$`)
+	roleRE    = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 )
 
 func oneOf(v string, allowed ...string) bool {
@@ -309,6 +310,22 @@ func (v *siteCheck) postgres(fsys fs.FS) {
 		v.errf("postgres.password", "is not set; name it as {env: VAR} or {file: path}")
 	} else {
 		checkRef(v.errf, "postgres.password", p.Password, false)
+	}
+	switch {
+	case p.AppUser == "":
+		v.errf("postgres.app_user", "is empty; name the application's own role (e.g. app), other than postgres.user")
+	case p.AppUser == p.User:
+		v.errf("postgres.app_user", "is %q, sitectl's administrative role (postgres.user): the application gets its own role without superuser; name another", p.AppUser)
+	case !roleRE.MatchString(p.AppUser):
+		v.errf("postgres.app_user", "is %q; allowed: a lower-case role name (a-z, 0-9, _; up to 63)", p.AppUser)
+	}
+	if p.AppPassword.IsZero() {
+		v.errf("postgres.app_password", "is not set; name it as {env: VAR} or {file: path}")
+	} else {
+		checkRef(v.errf, "postgres.app_password", p.AppPassword, false)
+	}
+	if p.PassFile != "" && p.PassFile != "none" && !strings.HasPrefix(p.PassFile, "/") {
+		v.errf("postgres.passfile", "is %q; allowed: an absolute path inside the database container, or none (password in the connection string)", p.PassFile)
 	}
 	for _, tb := range p.Tables {
 		if !identRE.MatchString(tb) {

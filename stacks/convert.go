@@ -412,11 +412,22 @@ func fileObject(in Input, r Rendered, ns convert.Namespace, key string, obj comp
 			return Object{}, fmt.Errorf("file %s: configs cannot take secret values (declare it under secrets)", rel)
 		}
 		ref, ok := r.SecretRef(in.Site, name)
-		if !ok {
+		lines, composed := r.PassFiles[name]
+		if !ok && !composed {
 			return Object{}, fmt.Errorf("the site has no secret %q: add secrets.%s ({env: VAR} or {file: path}) to its config", name, name)
 		}
 		data, source = []byte(ref.String()), ref.String()
-		if !opts.References {
+		switch {
+		case composed:
+			data, source = []byte(passFileSource(lines)), passFileSource(lines)
+			if !opts.References {
+				v, err := PassFileContent(lines)
+				if err != nil {
+					return Object{}, err
+				}
+				data = v
+			}
+		case !opts.References:
 			v, err := ref.Resolve()
 			if err != nil {
 				return Object{}, err

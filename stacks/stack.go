@@ -38,6 +38,42 @@ type Rendered struct {
 	// the receivers' tokens of stacks/monitoring): `file: secrets/<name>` looks here
 	// first, then in the site's secrets.
 	Secrets map[string]sites.SecretRef
+	// PassFiles are secrets sitectl composes from several references: libpq
+	// passfiles (the subscriber's pgpass of stacks/postgres). `file: secrets/<name>`
+	// looks here before Secrets.
+	PassFiles map[string][]PassFileLine
+}
+
+// PassFileLine is one line of a composed passfile: Prefix as it is
+// ("host:port:db:user:", fields already escaped), then the value of Password with
+// backslash and colon escaped (libpq's passfile format), then a line break.
+type PassFileLine struct {
+	Prefix   string
+	Password sites.SecretRef
+}
+
+// PassFileContent is the passfile's content, the passwords read from their
+// references. Never print it.
+func PassFileContent(lines []PassFileLine) ([]byte, error) {
+	var b strings.Builder
+	esc := strings.NewReplacer(`\`, `\\`, `:`, `\:`)
+	for _, l := range lines {
+		pw, err := l.Password.Resolve()
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString(l.Prefix + esc.Replace(string(pw)) + "\n")
+	}
+	return []byte(b.String()), nil
+}
+
+// passFileSource describes a composed passfile by its references (never a value).
+func passFileSource(lines []PassFileLine) string {
+	refs := make([]string, len(lines))
+	for i, l := range lines {
+		refs[i] = l.Password.String()
+	}
+	return "passfile of " + strings.Join(refs, ", ")
 }
 
 // SecretRef returns the reference behind `file: secrets/<name>` of r's compose file.

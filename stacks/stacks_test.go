@@ -36,6 +36,7 @@ func load(t *testing.T, env string, set ...string) *sites.Topology {
 
 func setSecrets(t *testing.T) {
 	t.Setenv("SITECTL_PG_PASSWORD", "pg-secret-value-1")
+	t.Setenv("SITECTL_PG_APP_PASSWORD", "pg-app-secret-value-1")
 	t.Setenv("SITECTL_DJANGO_SECRET_KEY", "django-secret-value-1")
 	t.Setenv("SITECTL_MONGO_KEYFILE", "mongo-secret-value-1")
 }
@@ -166,7 +167,9 @@ func TestConvertDetectsChanges(t *testing.T) {
 	t.Run("secret change renames the secret and rolls its users", func(t *testing.T) {
 		t.Setenv("SITECTL_PG_PASSWORD", "pg-secret-value-2")
 		d := build(t, load(t, "dev"), "douala", "k")
-		for _, logical := range []string{"postgres_postgres-password", "django-api_postgres-password"} {
+		// The site's own password, and the passfile holding the hub's (the same
+		// variable in the example config) for douala's subscription.
+		for _, logical := range []string{"postgres_postgres-password", "postgres_postgres-pgpass"} {
 			before, after := secret(t, base, logical), secret(t, d, logical)
 			if before.Name == after.Name {
 				t.Errorf("secret %s kept its name %s after its value changed", logical, after.Name)
@@ -175,10 +178,25 @@ func TestConvertDetectsChanges(t *testing.T) {
 		if secret(t, d, "django-api_django-secret-key").Name != secret(t, base, "django-api_django-secret-key").Name {
 			t.Error("an unchanged secret got a new name")
 		}
-		for _, s := range []string{"postgres_db", "django-api_api"} {
-			if service(t, d, s).Hash == service(t, base, s).Hash {
-				t.Errorf("%s uses the postgres password but its hash did not change", s)
-			}
+		if service(t, d, "postgres_db").Hash == service(t, base, "postgres_db").Hash {
+			t.Errorf("postgres_db uses the postgres password but its hash did not change")
+		}
+		if service(t, d, "django-api_api").Hash != service(t, base, "django-api_api").Hash {
+			t.Errorf("django-api_api rolled on sitectl's password: it must connect as its own role")
+		}
+	})
+	t.Run("app password change rolls only the api", func(t *testing.T) {
+		t.Setenv("SITECTL_PG_APP_PASSWORD", "pg-app-secret-value-2")
+		d := build(t, load(t, "dev"), "douala", "k")
+		logical := "django-api_postgres-app-password"
+		if secret(t, base, logical).Name == secret(t, d, logical).Name {
+			t.Errorf("secret %s kept its name after its value changed", logical)
+		}
+		if service(t, d, "django-api_api").Hash == service(t, base, "django-api_api").Hash {
+			t.Error("django-api_api uses the app password but its hash did not change")
+		}
+		if service(t, d, "postgres_db").Hash != service(t, base, "postgres_db").Hash {
+			t.Error("postgres_db rolled on the application's password")
 		}
 	})
 	t.Run("name hash is keyed", func(t *testing.T) {

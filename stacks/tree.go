@@ -86,6 +86,8 @@ func Tree(ctx context.Context, in Input, env map[string]string) ([]File, error) 
 type secretFile struct {
 	stack, name string
 	ref         sites.SecretRef
+	// lines, when set, compose the secret as a passfile (Rendered.PassFiles).
+	lines []PassFileLine
 }
 
 // secretFiles lists the secrets a rendered stack reads from the site's references.
@@ -101,6 +103,10 @@ func secretFiles(site *sites.Site, r Rendered) ([]secretFile, error) {
 		file, _ := def["file"].(string)
 		name, ok := strings.CutPrefix(path.Clean(file), SecretsDir)
 		if !ok {
+			continue
+		}
+		if lines, ok := r.PassFiles[name]; ok {
+			out = append(out, secretFile{stack: r.Stack, name: name, lines: lines})
 			continue
 		}
 		ref, ok := r.SecretRef(site, name)
@@ -214,9 +220,16 @@ from_file() {
 	printf '%%s' "$v" >"$2"
 }
 `, site.Name, site.Env)
+	if slices.ContainsFunc(refs, func(r secretFile) bool { return r.lines != nil }) {
+		b.WriteString(passFileHelpers)
+	}
 	for _, r := range refs {
 		dest := shellQuote(r.stack + "/" + SecretsDir + r.name)
 		name := shellQuote(r.name)
+		if r.lines != nil {
+			writePassFile(&b, r, dest, name)
+			continue
+		}
 		switch {
 		case r.ref.Env != "" && envName.MatchString(r.ref.Env):
 			fmt.Fprintf(&b, "from_env %s %s %s\n", r.ref.Env, dest, name)
@@ -231,6 +244,47 @@ from_file() {
 		}
 	}
 	return []byte(b.String())
+}
+
+// passFileHelpers build a passfile line by line in secrets.sh, reading each
+// password as from_env and from_file do, backslash and colon escaped.
+const passFileHelpers = `# pass_line PREFIX VALUE DEST: one passfile line, the value's backslashes and colons escaped.
+pass_line() {
+	printf '%s%s\n' "$1" "$(printf '%s' "$2" | sed 's/[\\:]/\\&/g')" >>"$3"
+}
+# pass_env VAR PREFIX DEST SECRET
+pass_env() {
+	eval "isset=\${$1+x}"
+	[ -n "$isset" ] || fail "secret $4: environment variable $1 is not set (export it, then run this again)"
+	eval "pass_line \"\$2\" \"\$$1\" \"\$3\""
+}
+# pass_file PATH PREFIX DEST SECRET
+pass_file() {
+	v=$(cat -- "$1" && printf x) || fail "secret $4: cannot read $1"
+	v=${v%x}
+	while :; do
+		case $v in
+		*"$nl" | *"$cr") v=${v%?} ;;
+		*) break ;;
+		esac
+	done
+	pass_line "$2" "$v" "$3"
+}
+`
+
+// writePassFile writes the lines of secrets.sh that compose r's passfile.
+func writePassFile(b *strings.Builder, r secretFile, dest, name string) {
+	fmt.Fprintf(b, "mkdir -p %s\n: >%s\n", shellQuote(path.Dir(r.stack+"/"+SecretsDir+r.name)), dest)
+	for _, l := range r.lines {
+		switch {
+		case l.Password.Env != "" && envName.MatchString(l.Password.Env):
+			fmt.Fprintf(b, "pass_env %s %s %s %s\n", l.Password.Env, shellQuote(l.Prefix), dest, name)
+		case l.Password.File != "":
+			fmt.Fprintf(b, "pass_file %s %s %s %s\n", shellQuote(l.Password.File), shellQuote(l.Prefix), dest, name)
+		default:
+			fmt.Fprintf(b, "fail %s\n", shellQuote("secret "+r.name+" of stack "+r.stack+": "+l.Password.String()+" cannot be read from a shell: point the reference at an env variable or a file"))
+		}
+	}
 }
 
 func treeReadme(site *sites.Site, all []Rendered) []byte {

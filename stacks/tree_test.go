@@ -78,7 +78,7 @@ func TestSecretsScript(t *testing.T) {
 	}
 	dir := t.TempDir()
 	file := filepath.Join(dir, "pg-password")
-	if err := os.WriteFile(file, []byte("line one\nwith 'quotes' $HOME\r\n\n"), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte("line one\nwith 'quotes' $HOME, a \\ and a : \r\n\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -98,6 +98,9 @@ func TestSecretsScript(t *testing.T) {
 			site := topo.Site("douala")
 			site.Stacks = []string{"postgres", "django-api"}
 			site.Secrets["postgres-password"] = tt.pg
+			site.Postgres.AppPassword = tt.pg
+			// The hub's password: douala's passfile holds it.
+			topo.Site("cloud").Postgres.Password = tt.pg
 			site.Secrets["django-secret-key"] = sites.SecretRef{Env: "TEST_DJANGO_KEY"}
 			files, err := stacks.Tree(context.Background(), stacks.Input{Topo: topo, Site: site}, map[string]string{})
 			if err != nil {
@@ -121,8 +124,8 @@ func TestSecretsScript(t *testing.T) {
 				t.Fatalf("secrets.sh: %v: %s", err, msg)
 			}
 			for path, ref := range map[string]sites.SecretRef{
-				"postgres/secrets/postgres-password":   tt.pg,
-				"django-api/secrets/postgres-password": tt.pg,
+				"postgres/secrets/postgres-password":       tt.pg,
+				"django-api/secrets/postgres-app-password": tt.pg,
 			} {
 				want, err := ref.Resolve()
 				if err != nil {
@@ -131,6 +134,22 @@ func TestSecretsScript(t *testing.T) {
 				if got, _ := os.ReadFile(filepath.Join(dst, path)); string(got) != string(want) {
 					t.Errorf("%s = %q, want %q", path, got, want)
 				}
+			}
+			// The passfile the shell composed is the one deploy composes.
+			r, err := stacks.Get("postgres")
+			if err != nil {
+				t.Fatal(err)
+			}
+			pr, err := r.Render(stacks.Input{Topo: topo, Site: site})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantPass, err := stacks.PassFileContent(pr.PassFiles["postgres-pgpass"])
+			if err != nil || len(wantPass) == 0 {
+				t.Fatalf("passfile: %q, %v", wantPass, err)
+			}
+			if got, _ := os.ReadFile(filepath.Join(dst, "postgres/secrets/postgres-pgpass")); string(got) != string(wantPass) {
+				t.Errorf("postgres-pgpass = %q, want %q", got, wantPass)
 			}
 			want := strings.TrimPrefix(tt.env[0], "TEST_DJANGO_KEY=")
 			if got, _ := os.ReadFile(filepath.Join(dst, "django-api/secrets/django-secret-key")); string(got) != want {

@@ -15,6 +15,7 @@ import (
 	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/lab/labtest"
 	"github.com/sitectl/sitectl/plan"
+	"github.com/sitectl/sitectl/replication/postgres"
 	"github.com/sitectl/sitectl/sites"
 	_ "github.com/sitectl/sitectl/stacks/all" // the stacks deploy renders
 	"github.com/sitectl/sitectl/swarm"
@@ -27,7 +28,7 @@ func TestMain(m *testing.M) { labtest.Main(m) }
 var gatewayStacks = []string{"postgres", "django-api", "kong"}
 
 // TestLabGateway deploys postgres, django-api and kong at every lab site (with the
-// tunnels) and proves: a POST /api/rows through douala's Kong (the routing
+// tunnels and the PostgreSQL part: schema, replication, the API's role) and proves: a POST /api/rows through douala's Kong (the routing
 // stand-in) is served by douala's API and stored in douala's database (read back
 // through the gateway); each site's /api reaches its own API; with douala's
 // database stopped, douala's /api is served by cloud's API through the tunnel
@@ -44,7 +45,15 @@ func TestLabGateway(t *testing.T) {
 	labreach.Install(topo)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
-	for _, r := range deploy.Deploy(ctx, topo, topo.Sites, []plan.Part{swarm.Part{}, deploy.Stacks, tunnels.Part{}},
+	// The PostgreSQL part applies the schema (the API's table) and makes the API's own
+	// role (postgres.app_user), which the API connects as.
+	// The databases are dialled inside each site's gateway namespace, as the CLI
+	// does in the lab.
+	labreach.Install(topo)
+	// As `sitectl deploy` does: the databases this deploy starts may take a while.
+	pg := postgres.NewPart(postgres.Options{PeerWait: 2 * time.Minute, Starting: topo.SiteNames()})
+	defer pg.Close()
+	for _, r := range deploy.Deploy(ctx, topo, topo.Sites, []plan.Part{swarm.Part{}, deploy.Stacks, tunnels.Part{}, pg},
 		deploy.Options{Environ: []string{}, Stacks: gatewayStacks}) {
 		if r.Err() != nil {
 			t.Fatalf("deploy %s: %v", r.Site, r.Err())

@@ -5,6 +5,9 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
+	"os/user"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -117,10 +120,16 @@ func buildDRLab(l *labtest.Lab) (*drLab, error) {
 	}
 	d.set = []string{"postgres.sslmode=disable", "postgres.port=" + strconv.Itoa(drPort)}
 	for _, s := range l.Topo.Sites {
-		d.set = append(d.set, s.Name+":postgres.host="+s.Gateway.LANAddress)
+		// The server reads its subscriptions' passwords from a passfile on the
+		// host, as the postgres stack's pgpass secret in a container.
+		d.set = append(d.set, s.Name+":postgres.host="+s.Gateway.LANAddress, s.Name+":postgres.passfile="+filepath.Join(d.dbs[s.Name].Dir, "pgpass"))
 	}
 	d.topo, err = sites.Load(sites.Options{Dir: l.ConfigDir, Env: l.Topo.Env, Environ: []string{}, Set: d.set})
 	if err != nil {
+		d.close()
+		return nil, err
+	}
+	if err := writePassFiles(d); err != nil {
 		d.close()
 		return nil, err
 	}
@@ -198,4 +207,33 @@ func (d *drLab) waitStreaming(t *testing.T) {
 		}
 	}
 	t.Fatalf("replication through the tunnels did not stream within 60s: %+v", last)
+}
+
+// writePassFiles writes each cluster's passfile (postgres.passfile), 0600 and
+// owned by the postgres OS user the server runs as.
+func writePassFiles(d *drLab) error {
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return err
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	for name, db := range d.dbs {
+		lines, err := postgres.PassLines(d.topo, d.topo.Site(name))
+		if err != nil {
+			return err
+		}
+		content, err := postgres.PassFile(lines)
+		if err != nil {
+			return err
+		}
+		path := filepath.Join(db.Dir, "pgpass")
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			return err
+		}
+		if err := os.Chown(path, uid, gid); err != nil {
+			return err
+		}
+	}
+	return nil
 }

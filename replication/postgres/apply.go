@@ -32,6 +32,16 @@ func (p *Planned) apply(ctx context.Context, topo *sites.Topology, op Op) error 
 			return fail(err)
 		}
 		return nil
+	case OpAppRole:
+		site := topo.Site(op.Site)
+		pw, err := site.Postgres.AppPassword.Resolve()
+		if err == nil {
+			err = ApplyRole(ctx, pool, site.Postgres.AppUser, site.Postgres.User, pw)
+		}
+		if err != nil {
+			return fail(err)
+		}
+		return nil
 	case OpDropSlot:
 		if err := p.dropStaleSlot(ctx, op); err != nil {
 			return fail(err)

@@ -74,15 +74,24 @@ type ConnInfo struct {
 	User     string          `json:"user"`
 	SSLMode  string          `json:"sslmode,omitempty"`
 	Password sites.SecretRef `json:"password"`
+	// PassFile, when set, is the libpq passfile the subscriber's server reads the
+	// password from (the postgres stack's pgpass secret): the connection string
+	// then carries passfile= and no password, so pg_subscription.subconninfo (and
+	// the WAL of every site, where the catalog row travels) never holds it.
+	PassFile string `json:"passfile,omitempty"`
 }
 
 // String is the connection string with the password reference in place of its
 // value: safe to print.
 func (c ConnInfo) String() string { return c.render("<" + c.Password.String() + ">") }
 
-// Render is the connection string with the password read from its reference.
-// Never print it.
+// Render is the connection string as the subscription stores it: with passfile=
+// when PassFile is set, else with the password read from its reference (never
+// print that one).
 func (c ConnInfo) Render() (string, error) {
+	if c.PassFile != "" {
+		return c.render(""), nil
+	}
 	pw, err := c.Password.Resolve()
 	if err != nil {
 		return "", err
@@ -96,7 +105,11 @@ func (c ConnInfo) render(password string) string {
 		"port=" + strconv.Itoa(c.Port),
 		"dbname=" + connValue(c.Database),
 		"user=" + connValue(c.User),
-		"password=" + connValue(password),
+	}
+	if c.PassFile != "" {
+		parts = append(parts, "passfile="+connValue(c.PassFile))
+	} else {
+		parts = append(parts, "password="+connValue(password))
 	}
 	if c.SSLMode != "" {
 		parts = append(parts, "sslmode="+connValue(c.SSLMode))
@@ -177,7 +190,8 @@ func Build(topo *sites.Topology) (*Desired, error) {
 		d.Subscriptions[f.To] = append(d.Subscriptions[f.To], Subscription{
 			Site: f.To, Name: fl.Name(), Flow: fl, Publication: fl.Name(), Tables: tables,
 			Conn: ConnInfo{Host: host, Port: from.Postgres.Port, Database: from.Postgres.Database,
-				User: from.Postgres.User, SSLMode: from.Postgres.SSLMode, Password: from.Postgres.Password},
+				User: from.Postgres.User, SSLMode: from.Postgres.SSLMode, Password: from.Postgres.Password,
+				PassFile: PassFilePath(to)},
 		})
 	}
 	for _, ps := range d.Publications {

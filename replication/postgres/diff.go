@@ -34,6 +34,7 @@ type OpKind string
 // The kinds of Op.
 const (
 	OpSchema               OpKind = "schema"
+	OpAppRole              OpKind = "app-role"
 	OpCreatePublication    OpKind = "create-publication"
 	OpAlterPublication     OpKind = "alter-publication"
 	OpDropPublication      OpKind = "drop-publication"
@@ -89,6 +90,15 @@ type Extras struct {
 	Conflicts map[string]*Conflict
 	// SchemaChanged maps site → why the schema file must be (re)applied there.
 	Schema map[string]string
+	// Roles maps site → what makes its application role (postgres.app_user) right.
+	Roles map[string]RoleChange
+}
+
+// RoleChange is a site's application role step: its action and diff lines.
+type RoleChange struct {
+	User   string
+	Action plan.Action
+	Diff   []string
 }
 
 // Diff computes the changes that bring every live site to the desired state. It is
@@ -104,6 +114,11 @@ func Diff(d *Desired, lives map[string]*Live, ex Extras) map[string][]Change {
 		if why := ex.Schema[site]; why != "" {
 			add(Change{Step: plan.Step{Action: plan.Update, Name: "schema", Diff: []string{why}},
 				Op: Op{Kind: OpSchema, Site: site, Phase: PhaseSchema}})
+		}
+		// After the schema: its grants cover the tables the schema makes.
+		if r, ok := ex.Roles[site]; ok && len(r.Diff) > 0 {
+			add(Change{Step: plan.Step{Action: r.Action, Name: "application role " + r.User, Diff: r.Diff},
+				Op: Op{Kind: OpAppRole, Site: site, Phase: PhaseSchema, Object: r.User}})
 		}
 	}
 	for _, site := range d.SiteNames() {

@@ -51,6 +51,7 @@ func skipUnlessLab(t testing.TB) {
 func startLab(t testing.TB, set ...string) *lab {
 	skipUnlessLab(t)
 	t.Setenv("SITECTL_PG_PASSWORD", testPassword)
+	t.Setenv("SITECTL_PG_APP_PASSWORD", testPassword+"-app")
 	l := &lab{t: t, dir: t.TempDir(), clusters: map[string]*pgtest.Cluster{}, proxies: map[string]*pgtest.Proxy{}, fixedSet: set}
 	copyDir(t, filepath.Join("..", "..", "sites"), l.dir)
 	began := time.Now()
@@ -128,6 +129,19 @@ func (l *lab) load() {
 		l.sess.Close()
 	}
 	l.sess = NewSession(topo)
+	// Each running cluster's passfile (postgres.passfile, setFlags), as the
+	// postgres stack's pgpass secret holds it in a container.
+	for name, c := range l.clusters {
+		lines, err := PassLines(topo, topo.Site(name))
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		content, err := PassFile(lines)
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		writeOwnedByPostgres(l.t, filepath.Join(c.Dir, "pgpass"), content)
+	}
 }
 
 // setFlags are the --set overrides that point the sites at the clusters.
@@ -140,6 +154,9 @@ func (l *lab) setFlags() []string {
 		}
 		set = append(set, name+":postgres.host=127.0.0.1", fmt.Sprintf("%s:postgres.port=%d", name, port),
 			name+":postgres.replication_host=127.0.0.2")
+		if c := l.clusters[name]; c != nil {
+			set = append(set, name+":postgres.passfile="+filepath.Join(c.Dir, "pgpass"))
+		}
 	}
 	set = append(set, l.fixedSet...)
 	return append(set, l.extraSet...)

@@ -57,7 +57,7 @@ func newVerifyJob(t *testing.T, l *lab) *verifyJob {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build sitectl: %v\n%s", err, out)
 	}
-	v.environ = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + v.dir, "SITECTL_CONFIG_DIR=" + l.dir, "SITECTL_PG_PASSWORD=" + testPassword}
+	v.environ = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + v.dir, "SITECTL_CONFIG_DIR=" + l.dir, "SITECTL_PG_PASSWORD=" + testPassword, "SITECTL_PG_APP_PASSWORD=" + testPassword + "-app"}
 	for k, val := range job.Variables {
 		v.environ = append(v.environ, k+"="+val)
 	}

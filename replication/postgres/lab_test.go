@@ -61,14 +61,17 @@ func TestLabReplication(t *testing.T) {
 	p := l.plan(ctx)
 	wantSteps(t, p,
 		"cloud: ~ postgres schema",
+		"cloud: + postgres application role app",
 		"cloud: + postgres publication sitectl_cloud_to_douala",
 		"cloud: + postgres publication sitectl_cloud_to_yaounde",
 		"cloud: + postgres subscription sitectl_douala_to_cloud",
 		"cloud: + postgres subscription sitectl_yaounde_to_cloud",
 		"douala: ~ postgres schema",
+		"douala: + postgres application role app",
 		"douala: + postgres publication sitectl_douala_to_cloud",
 		"douala: + postgres subscription sitectl_cloud_to_douala",
 		"yaounde: ~ postgres schema",
+		"yaounde: + postgres application role app",
 		"yaounde: + postgres publication sitectl_yaounde_to_cloud",
 		"yaounde: + postgres subscription sitectl_cloud_to_yaounde",
 	)
@@ -83,8 +86,11 @@ func TestLabReplication(t *testing.T) {
 	if strings.Contains(rendered.String(), testPassword) || strings.Contains(rendered.String(), "s3cret") {
 		t.Fatalf("the plan shows the password:\n%s", rendered.String())
 	}
-	if !strings.Contains(rendered.String(), "password=<env:SITECTL_PG_PASSWORD>") {
-		t.Errorf("the plan should name the password's reference:\n%s", rendered.String())
+	if !strings.Contains(rendered.String(), "passfile=") || strings.Contains(rendered.String(), "password=") {
+		t.Errorf("the plan should connect with the passfile, no password:\n%s", rendered.String())
+	}
+	if !strings.Contains(rendered.String(), "application role app") {
+		t.Errorf("the plan should create the application role:\n%s", rendered.String())
 	}
 	if err := p.Apply(ctx, nil); err != nil {
 		t.Fatalf("apply: %v\n%s", err, l.clusterLogs())

@@ -108,7 +108,7 @@ func Plan(ctx context.Context, topo *sites.Topology, sess *Session, opts Options
 		}
 		lives, errs = readAll(ctx, sess, d)
 	}
-	ex := Extras{Copies: map[string]map[string]int64{}, Conflicts: map[string]*Conflict{}, Schema: map[string]string{}}
+	ex := Extras{Copies: map[string]map[string]int64{}, Conflicts: map[string]*Conflict{}, Schema: map[string]string{}, Roles: map[string]RoleChange{}}
 	for _, name := range slices.Sorted(maps.Keys(lives)) {
 		if err := checkSite(ctx, topo, sess, d, lives[name], ex); err != nil {
 			errs[name] = err
@@ -164,6 +164,9 @@ func checkSite(ctx context.Context, topo *sites.Topology, sess *Session, d *Desi
 	if wl := live.Settings["wal_level"]; wl != "logical" {
 		return fmt.Errorf("%s: wal_level is %s; replication needs logical: redeploy the postgres stack (it passes postgres.ServerSettings) and restart the server", live.Site, wl)
 	}
+	if err := checkRole(ctx, sess, site, ex); err != nil {
+		return err
+	}
 	schema, err := LoadSchema(topo, site)
 	if err != nil {
 		return err
@@ -206,6 +209,30 @@ func checkSite(ctx context.Context, topo *sites.Topology, sess *Session, d *Desi
 	if len(errs) > 0 {
 		return fmt.Errorf("%s: %w", live.Site, errors.Join(errs...))
 	}
+	return nil
+}
+
+// checkRole reads the site's application role (postgres.app_user) and records
+// what makes it right in ex.Roles.
+func checkRole(ctx context.Context, sess *Session, site *sites.Site, ex Extras) error {
+	p := site.Postgres
+	if p.AppUser == "" {
+		return nil
+	}
+	pw, err := p.AppPassword.Resolve()
+	if err != nil {
+		return fmt.Errorf("%s: postgres.app_password (the password of the application role %s): %w", site.Name, p.AppUser, err)
+	}
+	pool, err := sess.Pool(ctx, site.Name)
+	if err != nil {
+		return err
+	}
+	st, err := ReadRole(ctx, pool, p.AppUser, p.User)
+	if err != nil {
+		return fmt.Errorf("%s: %w", site.Name, err)
+	}
+	action, diff := st.Diff(p.AppUser, pw, p.AppPassword)
+	ex.Roles[site.Name] = RoleChange{User: p.AppUser, Action: action, Diff: diff}
 	return nil
 }
 

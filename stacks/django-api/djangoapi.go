@@ -145,7 +145,10 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 	if err != nil {
 		return stacks.Rendered{}, err
 	}
-	return stacks.Rendered{Stack: Name, Compose: out}, nil
+	if s.Postgres.AppPassword.IsZero() {
+		return stacks.Rendered{}, fmt.Errorf("site %s: postgres.app_password is not set: name the application role's password ({env: VAR} or {file: path})", s.Name)
+	}
+	return stacks.Rendered{Stack: Name, Compose: out, Secrets: map[string]sites.SecretRef{AppPasswordSecret: s.Postgres.AppPassword}}, nil
 }
 
 // healthTest is the healthcheck test (a JSON list, which is YAML) for
@@ -202,8 +205,13 @@ func Placement(s *sites.Site) string {
 // DatabaseService is the swarm service of the postgres stack's database.
 const DatabaseService = "postgres_db"
 
+// AppPasswordSecret is the stack's secret holding the application role's password
+// (postgres.app_password), mounted at /run/secrets/AppPasswordSecret.
+const AppPasswordSecret = "postgres-app-password"
+
 // DatabaseURL is the site-local PostgreSQL (the postgres stack's service on the data
-// network, else postgres.host), without a password: that comes from the secret file.
+// network, else postgres.host) as the application's own role (postgres.app_user),
+// without a password: that comes from the secret file.
 func DatabaseURL(s *sites.Site) string {
 	host := s.Postgres.Host
 	if s.HasStack("postgres") {
@@ -213,7 +221,7 @@ func DatabaseURL(s *sites.Site) string {
 	if port == 0 {
 		port = 5432
 	}
-	u := url.URL{Scheme: "postgres", User: url.User(s.Postgres.User), Host: fmt.Sprintf("%s:%d", host, port), Path: "/" + s.Postgres.Database}
+	u := url.URL{Scheme: "postgres", User: url.User(s.Postgres.AppUser), Host: fmt.Sprintf("%s:%d", host, port), Path: "/" + s.Postgres.Database}
 	if s.Postgres.SSLMode != "" {
 		u.RawQuery = "sslmode=" + s.Postgres.SSLMode
 	}

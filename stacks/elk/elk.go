@@ -45,6 +45,9 @@ type Settings struct {
 	HealthInterval string
 	// IndexPrefix starts the daily index names: <prefix>-<site>-YYYY.MM.dd.
 	IndexPrefix string
+	// Security turns on Elasticsearch's security (security.go): users and
+	// passwords for Kibana and Logstash. Off only in the lab (its stand-in).
+	Security bool
 }
 
 var sizeRE = regexp.MustCompile(`^[1-9][0-9]*[kmgKMG]$`)
@@ -61,6 +64,7 @@ func ReadSettings(topo *sites.Topology, site *sites.Site) (Settings, error) {
 		Healthchecks:   v.Bool("healthchecks", true),
 		HealthInterval: v.String("health_interval", "15s"),
 		IndexPrefix:    v.String("index_prefix", "logs"),
+		Security:       v.Bool("security", true),
 	}
 	if err := v.Err(); err != nil {
 		return s, err
@@ -94,6 +98,10 @@ func ElasticsearchURL(topo *sites.Topology, site *sites.Site) string {
 
 type composeData struct {
 	Settings
+	// Secrets are the security secrets this site's stack mounts (none without
+	// security).
+	Secrets         []string
+	ToolPath        string
 	Hub             bool
 	ESConstraint    string
 	ESMemory        string
@@ -119,9 +127,20 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 	if err != nil {
 		return stacks.Rendered{}, err
 	}
-	pipeline := Pipeline(in.Site, ElasticsearchURL(in.Topo, in.Site), s.IndexPrefix, appNames(in))
+	if s.Security != hs.Security {
+		return stacks.Rendered{}, fmt.Errorf("elk at %s: values.elk.security is %v here but %v at the hub %s: Logstash and Elasticsearch must agree; set it the same at every site", in.Site.Name, s.Security, hs.Security, hub.Name)
+	}
+	var secrets []string
+	esUser := ""
+	if s.Security {
+		if secrets, err = securitySecrets(in.Site); err != nil {
+			return stacks.Rendered{}, err
+		}
+		esUser = LogstashUser
+	}
+	pipeline := Pipeline(in.Site, ElasticsearchURL(in.Topo, in.Site), s.IndexPrefix, appNames(in), esUser)
 	data := composeData{
-		Settings: s, Hub: in.Site.IsHub(),
+		Settings: s, Hub: in.Site.IsHub(), Secrets: secrets, ToolPath: ToolPath,
 		ESConstraint:   targets.HostnameConstraint(ElasticsearchNode(hub)),
 		ESMemory:       double(hs.Heap),
 		LogstashMemory: double(s.LogstashHeap),
@@ -134,10 +153,14 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 	if err != nil {
 		return stacks.Rendered{}, err
 	}
-	return stacks.Rendered{Stack: Name, Compose: compose, Files: map[string][]byte{
+	files := map[string][]byte{
 		"logstash.yml":  LogstashYML(s),
 		"logstash.conf": pipeline,
-	}}, nil
+	}
+	if s.Security && in.Site.IsHub() {
+		files["es-tool.sh"] = ESTool(ElasticsearchURL(in.Topo, in.Site), s.IndexPrefix)
+	}
+	return stacks.Rendered{Stack: Name, Compose: compose, Files: files}, nil
 }
 
 // double returns twice a JVM size ("1g" → "2g"): the container's memory limit,

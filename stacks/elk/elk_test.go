@@ -24,15 +24,21 @@ func TestRenderGolden(t *testing.T) {
 			names = append(names, svc.Name)
 		}
 		sort.Strings(names)
-		want := "logstash"
-		if in.Site.IsHub() {
+		// Security is on outside the lab: the hub also runs es-setup and mounts
+		// sitectl-es (a third config); the lab's stand-in runs without.
+		secure := in.Env() != "lab"
+		want, configs := "logstash", 2
+		switch {
+		case in.Site.IsHub() && secure:
+			want, configs = "elasticsearch,es-setup,kibana,logstash", 3
+		case in.Site.IsHub():
 			want = "elasticsearch,kibana,logstash"
 		}
 		if got := strings.Join(names, ","); got != want {
 			t.Errorf("services %s, want %s", got, want)
 		}
-		if len(d.Services) != len(names) || len(d.Configs) != 2 {
-			t.Errorf("converted %d services and %d configs", len(d.Services), len(d.Configs))
+		if len(d.Services) != len(names) || len(d.Configs) != configs {
+			t.Errorf("converted %d services and %d configs, want %d configs", len(d.Services), len(d.Configs), configs)
 		}
 	})
 }
@@ -226,5 +232,71 @@ func TestGrokPatterns(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestSecurity: outside the lab Elasticsearch runs with security on, its elastic
+// password from a Docker secret; Kibana and Logstash connect as their own users
+// with their passwords as Docker secrets, read into the process inside the
+// container; no service's environment or config holds a password; a missing
+// secret, or a site disagreeing with the hub, is refused by name; the lab renders
+// security off (its stand-in).
+func TestSecurity(t *testing.T) {
+	topo := stacktest.Load(t, "production")
+	for _, s := range topo.Sites {
+		r, err := elk.Stack{}.Render(stacks.Input{Topo: topo, Site: s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := stacktest.LoadCompose(t, r)
+		for _, svc := range cfg.Services {
+			for k, v := range svc.Environment {
+				if v != nil && strings.Contains(strings.ToLower(k), "password") && !strings.HasSuffix(k, "_FILE") {
+					t.Errorf("%s %s: env %s=%s holds a password", s.Name, svc.Name, k, *v)
+				}
+			}
+			var secrets []string
+			for _, sec := range svc.Secrets {
+				secrets = append(secrets, sec.Source)
+			}
+			got := strings.Join(secrets, ",")
+			want := map[string]string{"elasticsearch": "elastic-password", "kibana": "kibana-es-password", "logstash": "logstash-es-password",
+				"es-setup": "elastic-password,kibana-es-password,logstash-es-password"}[svc.Name]
+			if got != want {
+				t.Errorf("%s %s: secrets %q, want %q", s.Name, svc.Name, got, want)
+			}
+			if svc.Name == "elasticsearch" && (svc.Environment["xpack.security.enabled"] == nil || *svc.Environment["xpack.security.enabled"] != "true") {
+				t.Errorf("%s: xpack.security.enabled is not true", s.Name)
+			}
+		}
+		conf := string(r.Files["logstash.conf"])
+		if !strings.Contains(conf, `user => "sitectl_logstash"`) || !strings.Contains(conf, `password => "${LOGSTASH_ES_PASSWORD}"`) {
+			t.Errorf("%s pipeline does not ship as sitectl_logstash with the password from its environment", s.Name)
+		}
+		if s.IsHub() {
+			tool := string(r.Files["es-tool.sh"])
+			for _, w := range []string{"/_security/user/kibana_system/_password", "/_security/role/sitectl_logstash_writer", `"names":["logs-*"]`, "curl -fsS -K -"} {
+				if !strings.Contains(tool, w) {
+					t.Errorf("es-tool.sh lacks %s", w)
+				}
+			}
+		}
+	}
+	hub := topo.Site("cloud")
+	delete(hub.Secrets, "kibana-es-password")
+	if _, err := (elk.Stack{}).Render(stacks.Input{Topo: topo, Site: hub}); err == nil || !strings.Contains(err.Error(), "secrets kibana-es-password are not set") {
+		t.Errorf("missing secret: err = %v", err)
+	}
+	odd := stacktest.Load(t, "production", "douala:values.elk.security=false")
+	if _, err := (elk.Stack{}).Render(stacks.Input{Topo: odd, Site: odd.Site("douala")}); err == nil || !strings.Contains(err.Error(), "must agree") {
+		t.Errorf("security off at a spoke only: err = %v", err)
+	}
+	lab := stacktest.Load(t, "production", "values.elk.security=false")
+	r, err := elk.Stack{}.Render(stacks.Input{Topo: lab, Site: lab.Site("cloud")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(r.Compose), `xpack.security.enabled: "false"`) || strings.Contains(string(r.Compose), "secrets:") {
+		t.Errorf("security off: want xpack.security.enabled false and no secrets")
 	}
 }

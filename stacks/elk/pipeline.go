@@ -36,9 +36,16 @@ func LogstashYML(s Settings) []byte {
 // the hub's Elasticsearch, one index per site and day.
 //
 // apps are the operator apps the site runs: their events get an app field (their
-// stack is the app).
-func Pipeline(site *sites.Site, esURL, indexPrefix string, apps []string) []byte {
+// stack is the app). esUser, when set, is the Elasticsearch user Logstash ships as;
+// its password is ${LOGSTASH_ES_PASSWORD}, which Logstash reads from its
+// environment, set from the Docker secret by the container's command: the
+// pipeline (a swarm config) never holds it.
+func Pipeline(site *sites.Site, esURL, indexPrefix string, apps []string, esUser string) []byte {
 	q := strconv.Quote
+	auth := ""
+	if esUser != "" {
+		auth = "\n    user => " + q(esUser) + "\n    password => \"${LOGSTASH_ES_PASSWORD}\""
+	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Logstash pipeline for %s (%s), rendered by sitectl; do not edit.\n", site.Name, site.Env)
 	fmt.Fprintf(&b, `input {
@@ -111,7 +118,7 @@ filter {
 
 output {
   elasticsearch {
-    hosts => [%s]
+    hosts => [%s]%s
     index => %s
     ilm_enabled => false
     manage_template => false
@@ -119,7 +126,7 @@ output {
     retry_max_interval => 60
   }
 }
-`, targets.LogstashGELFPort, targets.LogstashTCPPort, appFilter(apps), q(site.Name), q(site.Env), q(esURL),
+`, targets.LogstashGELFPort, targets.LogstashTCPPort, appFilter(apps), q(site.Name), q(site.Env), q(esURL), auth,
 		q(indexPrefix+"-"+site.Name+"-%{+YYYY.MM.dd}"))
 	return b.Bytes()
 }

@@ -51,6 +51,13 @@ type Extra struct {
 	// HealthTest is the healthcheck test (a JSON list) and HealthTimeout its timeout.
 	HealthTest    string
 	HealthTimeout string
+	// PassFile is the pgpass secret's name when the server reads its
+	// subscriptions' passwords from it ("" when it subscribes to nothing, or
+	// postgres.passfile points elsewhere).
+	PassFile string
+	// PostgresUID owns the passfile (libpq ignores one others can read): the
+	// postgres user of the image (999 in the official image and the lab's).
+	PostgresUID int
 }
 
 // Render renders the compose file for in.Site.
@@ -74,13 +81,26 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 		return stacks.Rendered{}, err
 	}
 	extra.HealthTimeout = (retry + 3*time.Second).String()
+	passFiles := map[string][]stacks.PassFileLine{}
+	if pgrepl.PassFilePath(in.Site) == pgrepl.PassFileTarget {
+		lines, err := pgrepl.PassLines(in.Topo, in.Site)
+		if err != nil {
+			return stacks.Rendered{}, err
+		}
+		if len(lines) > 0 {
+			extra.PassFile, extra.PostgresUID = pgrepl.PassFileSecret, 999
+			for _, l := range lines {
+				passFiles[pgrepl.PassFileSecret] = append(passFiles[pgrepl.PassFileSecret], stacks.PassFileLine{Prefix: l.Prefix, Password: l.Password})
+			}
+		}
+	}
 	out, err := stacks.ExecTemplate("postgres/compose.yaml.tmpl", composeTemplate, stacks.TemplateData{
 		Site: in.Site, Topo: in.Topo, Env: in.Env(), Stack: Name, Values: vals, Extra: extra,
 	})
 	if err != nil {
 		return stacks.Rendered{}, err
 	}
-	return stacks.Rendered{Stack: Name, Compose: out}, nil
+	return stacks.Rendered{Stack: Name, Compose: out, PassFiles: passFiles}, nil
 }
 
 // HealthTest is the server's health check as it runs: pg_isready on its own host,

@@ -46,6 +46,8 @@ const labOverlay = `all:
     node-exporter: sitectl-lab/node-exporter:lab
     cadvisor: sitectl-lab/cadvisor:standin
     postgres-exporter: sitectl-lab/postgres-exporter:lab
+  values:
+    elk: {security: false}
 `
 
 // RepoRoot walks up from the working directory to the directory holding go.mod.

@@ -96,7 +96,13 @@ def uuid7():
 
 
 def ensure_table():
+    """Creates the table only when it is missing: the API's own role (no DDL) finds
+    it made by sitectl's schema, and CREATE TABLE IF NOT EXISTS needs CREATE on the
+    schema even when the table exists."""
     with connection.cursor() as c:
+        c.execute("SELECT to_regclass(%s) IS NOT NULL", [TABLE])
+        if c.fetchone()[0]:
+            return
         c.execute(
             f"CREATE TABLE IF NOT EXISTS {TABLE} ("
             " id uuid NOT NULL, site text NOT NULL, body text NOT NULL DEFAULT '',"

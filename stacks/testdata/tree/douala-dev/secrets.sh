@@ -34,11 +34,37 @@ from_file() {
 	mkdir -p "$(dirname "$2")"
 	printf '%s' "$v" >"$2"
 }
+# pass_line PREFIX VALUE DEST: one passfile line, the value's backslashes and colons escaped.
+pass_line() {
+	printf '%s%s\n' "$1" "$(printf '%s' "$2" | sed 's/[\\:]/\\&/g')" >>"$3"
+}
+# pass_env VAR PREFIX DEST SECRET
+pass_env() {
+	eval "isset=\${$1+x}"
+	[ -n "$isset" ] || fail "secret $4: environment variable $1 is not set (export it, then run this again)"
+	eval "pass_line \"\$2\" \"\$$1\" \"\$3\""
+}
+# pass_file PATH PREFIX DEST SECRET
+pass_file() {
+	v=$(cat -- "$1" && printf x) || fail "secret $4: cannot read $1"
+	v=${v%x}
+	while :; do
+		case $v in
+		*"$nl" | *"$cr") v=${v%?} ;;
+		*) break ;;
+		esac
+	done
+	pass_line "$2" "$v" "$3"
+}
 from_env SITECTL_PG_PASSWORD postgres/secrets/postgres-password postgres-password
+mkdir -p postgres/secrets
+: >postgres/secrets/postgres-pgpass
+pass_env SITECTL_PG_PASSWORD 10.30.0.11:5432:app:sitectl: postgres/secrets/postgres-pgpass postgres-pgpass
 from_env SITECTL_DJANGO_SECRET_KEY django-api/secrets/django-secret-key django-secret-key
-from_env SITECTL_PG_PASSWORD django-api/secrets/postgres-password postgres-password
+from_env SITECTL_PG_APP_PASSWORD django-api/secrets/postgres-app-password postgres-app-password
 from_env SITECTL_KONG_TLS_CERT kong/secrets/kong-tls-cert kong-tls-cert
 from_env SITECTL_KONG_TLS_KEY kong/secrets/kong-tls-key kong-tls-key
+from_env SITECTL_LOGSTASH_ES_PASSWORD elk/secrets/logstash-es-password logstash-es-password
 from_env SITECTL_PG_PASSWORD monitoring/secrets/postgres-password postgres-password
 from_env SITECTL_MONGO_KEYFILE mongo/secrets/mongo-keyfile mongo-keyfile
 from_env SITECTL_MONGO_PASSWORD mongo/secrets/mongo-password mongo-password

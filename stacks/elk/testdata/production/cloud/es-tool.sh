@@ -1,0 +1,37 @@
+#!/bin/sh
+# sitectl-es, rendered by sitectl; do not edit. health | setup
+set -eu
+es=http://elasticsearch:9200
+# esc FILE: the secret, " and \ escaped (JSON strings and curl's config alike).
+esc() { sed 's/["\\]/\\&/g' "$1"; }
+# es_curl PATH [curl args...]: as the elastic user, its password on stdin.
+es_curl() {
+	p=$1
+	shift
+	printf 'user = "elastic:%s"\n' "$(esc /run/secrets/elastic-password)" | curl -fsS -K - "$@" "$es$p"
+}
+# call METHOD PATH BODY
+call() {
+	umask 077
+	printf '%s' "$3" >"$tmp/body"
+	es_curl "$2" -X "$1" -H 'Content-Type: application/json' --data-binary @"$tmp/body" >/dev/null
+	rm -f "$tmp/body"
+}
+case ${1:-} in
+health)
+	es_curl '/_cluster/health?wait_for_status=yellow&timeout=5s' >/dev/null
+	;;
+setup)
+	tmp=$(mktemp -d)
+	until es_curl /_security/_authenticate >/dev/null 2>&1; do sleep 5; done
+	call POST /_security/user/kibana_system/_password "{\"password\":\"$(esc /run/secrets/kibana-es-password)\"}"
+	call PUT /_security/role/sitectl_logstash_writer '{"cluster":["monitor"],"indices":[{"names":["logs-*"],"privileges":["create_index","write"]}]}'
+	call PUT /_security/user/sitectl_logstash "{\"password\":\"$(esc /run/secrets/logstash-es-password)\",\"roles\":[\"sitectl_logstash_writer\"]}"
+	echo "sitectl-es: kibana_system and sitectl_logstash are set"
+	exec sleep infinity
+	;;
+*)
+	echo "usage: sitectl-es health|setup" >&2
+	exit 2
+	;;
+esac
