@@ -135,4 +135,3 @@ func (g *globals) printRebuild(res *rebuildResult, ret error) error {
 	}
 	return ret
 }
-

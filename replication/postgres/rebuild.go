@@ -166,7 +166,9 @@ func (r *Rebuild) planSteps(ctx context.Context, lives map[string]*Live) error {
 		return err
 	} else if schema != nil && (live.SchemaSHA != schema.SHA256 || len(live.Tables) < len(r.d.Tables)) {
 		r.add(r.Site, plan.Update, "schema", []string{"apply " + r.topo.Site(r.Site).Postgres.SchemaFile}, "",
-			func(ctx context.Context) error { return r.onSite(ctx, r.Site, func(p *pgxpool.Pool) error { return applySchema(ctx, r.topo, r.Site, p) }) })
+			func(ctx context.Context) error {
+				return r.onSite(ctx, r.Site, func(p *pgxpool.Pool) error { return applySchema(ctx, r.topo, r.Site, p) })
+			})
 	}
 	for i := range r.d.Subscriptions[r.Site] {
 		s := &r.d.Subscriptions[r.Site][i]
