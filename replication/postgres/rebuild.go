@@ -139,7 +139,13 @@ func (r *Rebuild) generation(ctx context.Context) error {
 			own = g
 			continue
 		}
-		r.From = max(r.From, g.Generation)
+		// A peer recording a rebuild that has not finished still has the one
+		// before it as the site's last working generation.
+		from := g.Generation
+		if g.State == GenRebuilding {
+			from--
+		}
+		r.From = max(r.From, from)
 	}
 	r.Resumed = own.State == GenRebuilding && own.Generation > r.From
 	r.Generation = max(r.From, own.Generation) + 1

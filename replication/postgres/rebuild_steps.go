@@ -120,6 +120,15 @@ func rate(copied, here, total int64, took time.Duration) string {
 	return s
 }
 
+// copyRate is "1200 rows copied, 800 rows/s".
+func copyRate(n int64, took time.Duration) string {
+	s := fmt.Sprintf("%d rows copied", n)
+	if secs := took.Seconds(); secs >= 0.5 {
+		s += fmt.Sprintf(", %.0f rows/s", float64(n)/secs)
+	}
+	return s
+}
+
 func heldRowsPool(ctx context.Context, pool *pgxpool.Pool, tables []string, where string) (int64, error) {
 	var total int64
 	for _, t := range tables {
@@ -149,13 +158,13 @@ func (r *Rebuild) copyRows(ctx context.Context, from, to string, owners []string
 			key := fmt.Sprintf("%s %s %s", to, t, o)
 			began := time.Now()
 			c, err := copyMissing(ctx, copyEnd{from, src}, copyEnd{to, dst}, t, where, func(n int64) {
-				r.status(key, "rows of %s from %s: %s", o, from, rate(n, n, -1, time.Since(began)))
+				r.status(key, "rows of %s from %s: %s", o, from, copyRate(n, time.Since(began)))
 			})
 			if err != nil {
 				return err
 			}
 			if c.Rows > 0 || c.Merged {
-				r.status(key, "rows of %s from %s: %d copied in %s", o, from, c.Rows, c.Took.Round(time.Millisecond))
+				r.status(key, "rows of %s from %s: %d copied in %s (%.0f rows/s)", o, from, c.Rows, c.Took.Round(time.Millisecond), float64(c.Rows)/max(c.Took.Seconds(), 0.001))
 				r.record(c)
 			}
 		}
