@@ -52,6 +52,7 @@ func startClusters(t *testing.T) (*clusters, *sites.Topology) {
 	if why := pgtest.Available(); why != "" {
 		t.Skip("lab test: " + why)
 	}
+	t.Setenv("SITECTL_PG_PASSWORD", testPassword)
 	dir := t.TempDir()
 	for _, f := range []string{"defaults.yaml", "cloud.yaml", "douala.yaml", "yaounde.yaml", "schema.sql"} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "sites", f))
