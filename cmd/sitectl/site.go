@@ -102,7 +102,7 @@ func runSiteRebuild(ctx context.Context, g *globals, site string, o siteRebuildO
 	if o.dryRun {
 		return g.printRebuild(res, &ExitError{Code: 2, Silent: true})
 	}
-	if g.output == "" {
+	if !g.structured() {
 		if err := res.Plan.Render(g.streams.Out); err != nil {
 			return err
 		}
@@ -114,7 +114,7 @@ func runSiteRebuild(ctx context.Context, g *globals, site string, o siteRebuildO
 		res.Error = err.Error()
 		return g.printRebuild(res, &ExitError{Code: 1, Err: err})
 	}
-	if g.output == "" {
+	if !g.structured() {
 		fmt.Fprintf(g.streams.Out, "%s rebuilt (generation %d) in %s: %d rows copied by sitectl (%.0f rows/s), %d (table, owner) pairs verified equal on every site\n",
 			site, r.Generation, time.Since(began).Round(time.Second), r.Rows(), float64(r.Rows())/max(res.TookSec, 0.001), len(r.Verified))
 	}
@@ -135,3 +135,6 @@ func (g *globals) printRebuild(res *rebuildResult, ret error) error {
 	}
 	return ret
 }
+
+// structured reports whether --output asks for JSON or YAML.
+func (g *globals) structured() bool { return g.output == "json" || g.output == "yaml" }
