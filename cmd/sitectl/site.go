@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,7 +23,7 @@ with the same configuration, then its database is rebuilt from its peers: every 
 rows are at the hub, the hub's rows at every spoke. The rebuilt site gets a new
 generation; an old instance that comes back is fenced: plan and deploy refuse it.`,
 	}
-	cmd.AddCommand(newSiteRebuildCommand(g))
+	cmd.AddCommand(newSiteRebuildCommand(g), newSiteReconcileCommand(g))
 	return cmd
 }
 
@@ -138,3 +140,74 @@ func (g *globals) printRebuild(res *rebuildResult, ret error) error {
 
 // structured reports whether --output asks for JSON or YAML.
 func (g *globals) structured() bool { return g.output == "json" || g.output == "yaml" }
+
+type siteReconcileOptions struct {
+	fromOld string
+	wait    time.Duration
+	confirm string
+}
+
+func newSiteReconcileCommand(g *globals) *cobra.Command {
+	var o siteReconcileOptions
+	cmd := &cobra.Command{
+		Use:   "reconcile SITE --from-old HOST:PORT",
+		Short: "Copy a fenced old instance's unreplicated rows into the rebuilt site, then retire it",
+		Long: `For an old instance of a rebuilt site that came back (a long partition taken for a loss,
+disks recovered), which plan and deploy refuse. Reads, from the old instance at
+HOST:PORT (same database, user and password as the site's configuration), the rows
+the site owns that the rebuilt site lacks, and inserts them at the rebuilt site
+(UUIDv7 keys cannot collide; nothing there is changed or deleted); they replicate from
+there to every site. Then the old instance is retired: its subscriptions disabled, its
+generation marked retired (plan and deploy keep refusing it); and every site is
+verified by count and checksum per table and owner. Stop and delete the old instance
+afterwards.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return runSiteReconcile(cmd.Context(), g, args[0], o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.fromOld, "from-old", "", "HOST:PORT of the old instance's PostgreSQL")
+	_ = cmd.MarkFlagRequired("from-old")
+	f.DurationVar(&o.wait, "wait", 2*time.Minute, "how long the verification waits for replication")
+	f.StringVar(&o.confirm, "confirm", "", "the environment name, required in production (--confirm production)")
+	return cmd
+}
+
+func runSiteReconcile(ctx context.Context, g *globals, site string, o siteReconcileOptions) error {
+	topo, err := g.loadTopology()
+	if err != nil {
+		return err
+	}
+	s := topo.Site(site)
+	if s == nil {
+		return fmt.Errorf("site reconcile: no site %q in the configuration (sites: %v)", site, topo.SiteNames())
+	}
+	if topo.Env == "production" && o.confirm != "production" {
+		return errors.New("site reconcile: the environment is production: add --confirm production")
+	}
+	host, portText, err := net.SplitHostPort(o.fromOld)
+	port, perr := strconv.Atoi(portText)
+	if err != nil || perr != nil || host == "" || port <= 0 || port > 65535 {
+		return fmt.Errorf("--from-old %q: give the old instance's PostgreSQL as HOST:PORT (e.g. 10.10.1.20:5432)", o.fromOld)
+	}
+	oldSite := *s
+	oldSite.Postgres.Host, oldSite.Postgres.Port = host, port
+	old, err := postgres.Connect(ctx, &oldSite)
+	if err != nil {
+		return fmt.Errorf("site reconcile %s: the old instance: %w", site, err)
+	}
+	defer old.Close()
+	sess := postgres.NewSession(topo)
+	defer sess.Close()
+	done := g.progress().Step("reconcile %s from its old instance at %s", site, o.fromOld)
+	r, err := postgres.ReconcileOld(ctx, topo, sess, site, old, o.wait)
+	done(err)
+	if r != nil {
+		if ok, perr := g.printStructured(r); perr != nil {
+			return perr
+		} else if !ok && err == nil {
+			fmt.Fprintf(g.streams.Out, "%d rows of %s copied from its old instance (generation %d) into generation %d; the old instance is retired; %d (table, owner) pairs verified equal on every site\n",
+				r.Rows(), site, r.OldGeneration, r.Generation, len(r.Verified))
+		}
+	}
+	return err
+}

@@ -29,6 +29,23 @@ func TestSiteRebuildRefusals(t *testing.T) {
 	}
 }
 
+func TestSiteReconcileRefusals(t *testing.T) {
+	dir := exampleConfig(t, nil)
+	env := []string{"SITECTL_PG_PASSWORD=x"}
+	_, _, err := run(t, env, "--config-dir", dir, "--env", "dev", "site", "reconcile", "douala", "--from-old", "nohost")
+	if exitCode(err) != 1 || !strings.Contains(err.Error(), "HOST:PORT") {
+		t.Errorf("reconcile with --from-old without a port: %v", err)
+	}
+	_, _, err = run(t, env, "--config-dir", dir, "--env", "dev", "site", "reconcile", "douala", "--from-old", "127.0.0.1:1")
+	if exitCode(err) != 1 || !strings.Contains(err.Error(), "old instance") {
+		t.Errorf("reconcile from an old instance that does not answer: %v", err)
+	}
+	_, _, err = run(t, env, "--config-dir", dir, "--env", "dev", "site", "reconcile", "douala")
+	if err == nil {
+		t.Error("reconcile without --from-old: no error")
+	}
+}
+
 func TestDrillSiteLossRefusals(t *testing.T) {
 	dir := exampleConfig(t, nil)
 	_, _, err := run(t, nil, "--config-dir", dir, "--env", "production", "drill", "site-loss", "--site", "douala")

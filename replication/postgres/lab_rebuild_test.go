@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/replication/postgres/pgtest"
 )
@@ -61,6 +63,24 @@ func TestLabSiteRebuild(t *testing.T) {
 	}
 	l.pointAt("douala", rebuilt)
 
+	// Its five rows that never left it are reconciled into the rebuilt douala and
+	// reach every site (RPO 0); it is retired.
+	oldSite := *l.topo.Site("douala")
+	oldSite.Postgres.Port = old.Port
+	oldPool, err := Connect(ctx, &oldSite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oldPool.Close()
+	rec, err := ReconcileOld(ctx, l.topo, l.sess, "douala", oldPool, 30*time.Second)
+	if err != nil || rec.Rows() != 5 {
+		t.Fatalf("reconcile the old douala: %d rows copied, %v; want 5", rec.Rows(), err)
+	}
+	l.waitConverged("public.orders", 1165, time.Minute)
+	if _, err := ReconcileOld(ctx, l.topo, l.sess, "douala", l.pool("douala"), time.Second); err == nil || !strings.Contains(err.Error(), "only an old instance") {
+		t.Errorf("reconcile from the rebuilt instance itself: %v, want a refusal", err)
+	}
+
 	// Lose the hub; its rebuild stops half-way and is re-run.
 	l.lose("cloud")
 	l.insertOrders("douala", 50)
@@ -89,7 +109,7 @@ func TestLabSiteRebuild(t *testing.T) {
 			t.Errorf("the re-run copied cloud's rows again: %+v", c)
 		}
 	}
-	l.checkRebuilt(ctx, 1260)
+	l.checkRebuilt(ctx, 1265)
 }
 
 // lose cuts a site's cluster off (its replication links and subscriptions), writes
@@ -201,4 +221,13 @@ func (l *lab) checkRebuilt(ctx context.Context, want int64) {
 			l.t.Errorf("%s: %d generations not active after the rebuild", s, n)
 		}
 	}
+}
+
+func (l *lab) pool(site string) *pgxpool.Pool {
+	l.t.Helper()
+	p, err := l.sess.Pool(context.Background(), site)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return p
 }
