@@ -83,6 +83,7 @@ var commands = []func(*globals) *cobra.Command{
 	newMongoCommand,
 	newTunnelsCommand,
 	newDrillCommand,
+	newSiteCommand,
 	newAuditCommand,
 	newInitCommand,
 	newLoadCommand,

@@ -49,6 +49,7 @@ what it left.`,
 		newDrillKindCommand(g, "cloud-loss", "Cut every tunnel to the hub: the spokes keep serving and writing; heal, verify", false, false),
 		newDrillKindCommand(g, "db-down", "Stop a site's database service, report what fails and what keeps working, restore, verify", true, false),
 		newDrillKindCommand(g, "node-loss", "Drain a swarm node, watch services reschedule, restore, verify", true, true),
+		newDrillSiteLossCommand(g),
 		newDrillHealCommand(g),
 		newDrillRestoreCommand(g),
 	)

@@ -108,6 +108,15 @@ func Plan(ctx context.Context, topo *sites.Topology, sess *Session, opts Options
 		}
 		lives, errs = readAll(ctx, sess, d)
 	}
+	// An old instance of a rebuilt site, a half-rebuilt site or a lost one replaced
+	// by an empty database is never planned as it is: a deploy would reconnect the
+	// old one, or re-copy the empty one's rows over its peers' copies.
+	for n, e := range checkFences(ctx, sess, slices.Sorted(maps.Keys(lives))) {
+		errs[n] = e
+	}
+	for n, e := range checkLost(ctx, sess, d, lives) {
+		errs[n] = e
+	}
 	ex := Extras{Copies: map[string]map[string]int64{}, Conflicts: map[string]*Conflict{}, Schema: map[string]string{}, Roles: map[string]RoleChange{}}
 	for _, name := range slices.Sorted(maps.Keys(lives)) {
 		if err := checkSite(ctx, topo, sess, d, lives[name], ex); err != nil {

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sitectl/sitectl/drill/live"
+	"github.com/sitectl/sitectl/drill/siteloss"
+	"github.com/sitectl/sitectl/replication/postgres"
+)
+
+type siteLossOptions struct {
+	site    string
+	writes  int
+	wait    time.Duration
+	report  string
+	confirm string
+}
+
+func newDrillSiteLossCommand(g *globals) *cobra.Command {
+	var o siteLossOptions
+	cmd := &cobra.Command{
+		Use:   "site-loss",
+		Short: "Destroy a site's database, keep the others writing, rebuild it from its peers, verify; RPO and RTO",
+		Long: `Every site writes --writes rows of its own; then the site's database is destroyed (its
+service stopped and its data volume deleted on the node that ran it); the other sites
+keep writing and must keep accepting their own writes; the database is started again,
+empty, and rebuilt from its peers (sitectl site rebuild); every acknowledged write that
+had reached another site before the loss must be back at the site and everywhere.
+Reports RPO (writes the lost site acknowledged that had reached no other site: count
+and time window) and RTO (loss → rebuilt and verified). Works for a spoke and for the
+hub. On a failure or Ctrl-C after the loss the service is started again (empty):
+re-run sitectl site rebuild for the site. The report goes to stdout (text, or
+--output json); --report FILE also writes it as JSON. Exit code 1 when a check fails.
+A production environment needs --confirm production.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runDrillSiteLoss(cmd.Context(), g, o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.site, "site", "", "the site whose database is destroyed and rebuilt")
+	_ = cmd.MarkFlagRequired("site")
+	f.IntVar(&o.writes, "writes", 1000, "rows each site writes before the loss, and each other site during it")
+	f.DurationVar(&o.wait, "wait", 2*time.Minute, "give up when the rebuild or the verification makes no progress for this long")
+	f.StringVar(&o.report, "report", "", "also write the report as JSON to this file")
+	f.StringVar(&o.confirm, "confirm", "", "the environment name, required to drill production (--confirm production)")
+	return cmd
+}
+
+func runDrillSiteLoss(ctx context.Context, g *globals, o siteLossOptions) error {
+	topo, err := g.loadTopology()
+	if err != nil {
+		return err
+	}
+	if topo.Env == "production" && o.confirm != "production" {
+		return errors.New("drill site-loss destroys a site's database: the environment is production: add --confirm production")
+	}
+	if o.writes < 1 {
+		return fmt.Errorf("--writes %d: each site writes at least 1 row", o.writes)
+	}
+	loser, closeEngines, err := live.SiteLoser(ctx, topo, o.site)
+	if err != nil {
+		return err
+	}
+	defer closeEngines()
+	sess := postgres.NewSession(topo)
+	defer sess.Close()
+	prog := g.progress()
+	opts := siteloss.Options{Site: o.site, Writes: o.writes, Loser: loser, Wait: o.wait}
+	if prog != nil {
+		opts.Progress = prog.Status
+	}
+	r, runErr := siteloss.Run(ctx, topo, sess, opts)
+	if runErr != nil || !r.Passed {
+		// Whatever happened, the site's database service runs again (empty if the
+		// rebuild did not finish: re-run sitectl site rebuild).
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
+		if err := loser.Restore(rctx); err != nil {
+			fmt.Fprintf(g.streams.Err, "could not start %s's database service again: %v (docker service scale %s=1 on its manager)\n", o.site, err, live.DefaultDBService)
+		}
+		cancel()
+	}
+	if o.report != "" {
+		var b bytes.Buffer
+		if err := writeJSON(&b, r); err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.report, b.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("write the report to %s: %w", o.report, err)
+		}
+	}
+	if ok, err := g.printStructured(r); !ok && err == nil {
+		fmt.Fprintln(g.streams.Out, r.Summary())
+	} else if err != nil {
+		return err
+	}
+	switch {
+	case runErr != nil:
+		return &ExitError{Code: 1, Err: fmt.Errorf("drill site-loss %s: %w (if the loss happened: sitectl site rebuild %s)", o.site, runErr, o.site)}
+	case !r.Passed:
+		return &ExitError{Code: 1, Silent: true}
+	}
+	return nil
+}

@@ -1,0 +1,86 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/replication/postgres/pgtest"
+)
+
+// BenchmarkLabRebuildSpoke measures `site rebuild` of a spoke holding 200,000 rows of
+// its own on three real PostgreSQL 15 clusters (replication through the tests'
+// proxies), against `pg_dump --data-only | psql` of the same rows from the hub into
+// an empty database over the same path, in the same run. Reported: seconds of each
+// and their ratio.
+// Run with: go test -run '^$' -bench LabRebuildSpoke -benchtime 1x ./replication/postgres
+func BenchmarkLabRebuildSpoke(b *testing.B) {
+	const rows = 200_000
+	ctx := context.Background()
+	l := startLab(b)
+	l.reconcile(ctx)
+	l.waitStreaming(time.Minute)
+	for done := 0; done < rows; done += 10_000 {
+		l.exec("douala", `INSERT INTO public.orders (id, site, amount) SELECT gen_random_uuid(), 'douala', g FROM generate_series(1, 10000) g`)
+	}
+	l.waitConverged("public.orders", rows, 5*time.Minute)
+	var rebuild, dump time.Duration
+	for i := 0; i < b.N; i++ {
+		l.lose("douala")
+		r := l.planRebuild(ctx, "douala", RebuildOptions{})
+		began := time.Now()
+		if err := r.Run(ctx, nil); err != nil {
+			b.Fatal(err)
+		}
+		rebuild += time.Since(began)
+		dump += l.dumpRestore(l.clusters["cloud"], l.clusters["douala"], fmt.Sprintf("bench%d", i))
+	}
+	n := float64(b.N)
+	b.ReportMetric(rebuild.Seconds()/n, "s-rebuild")
+	b.ReportMetric(dump.Seconds()/n, "s-pg_dump|psql")
+	b.ReportMetric(rebuild.Seconds()/dump.Seconds(), "ratio")
+}
+
+// dumpRestore times pg_dump --data-only of public.orders from src piped into psql
+// on a new database of dst with the schema applied, both through the proxies.
+func (l *lab) dumpRestore(src, dst *pgtest.Cluster, db string) time.Duration {
+	l.t.Helper()
+	l.exec("douala", "CREATE DATABASE "+db)
+	schema, err := os.ReadFile(filepath.Join(l.dir, "schema.sql"))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	env := append(os.Environ(), "PGPASSWORD="+testPassword)
+	psql := func(args ...string) *exec.Cmd {
+		c := exec.Command(filepath.Join(pgtest.BinDir, "psql"), append([]string{"-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.2", "-p", strconv.Itoa(dst.Port), "-U", "sitectl", "-d", db}, args...)...)
+		c.Env = env
+		return c
+	}
+	if out, err := psql("-c", string(schema)).CombinedOutput(); err != nil {
+		l.t.Fatalf("schema: %v: %s", err, out)
+	}
+	dump := exec.Command(filepath.Join(pgtest.BinDir, "pg_dump"), "--data-only", "-t", "public.orders", "-h", "127.0.0.2", "-p", strconv.Itoa(src.Port), "-U", "sitectl", "-d", "app")
+	dump.Env = env
+	restore := psql()
+	pipe, err := dump.StdoutPipe()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	restore.Stdin = pipe
+	began := time.Now()
+	if err := dump.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	if out, err := restore.CombinedOutput(); err != nil {
+		l.t.Fatalf("psql: %v: %s", err, out)
+	}
+	if err := dump.Wait(); err != nil {
+		l.t.Fatalf("pg_dump: %v", err)
+	}
+	return time.Since(began)
+}

@@ -1,0 +1,233 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sitectl/sitectl/plan"
+	"github.com/sitectl/sitectl/replication/postgres/pgtest"
+)
+
+// TestLabSiteRebuild loses a spoke, then the hub, on three real PostgreSQL 15
+// clusters replicating; each time the lost site's database is replaced by a new,
+// empty cluster and rebuilt from its peers: counts and checksums per table and owner
+// equal everywhere, new writes replicate both ways, a plain plan then has nothing to
+// do, and the old instance, pointed at again, is refused (fenced). The hub's rebuild
+// is interrupted half-way and re-run.
+func TestLabSiteRebuild(t *testing.T) {
+	ctx := context.Background()
+	l := startLab(t)
+	l.reconcile(ctx)
+	l.waitStreaming(time.Minute)
+	for _, s := range l.topo.SiteNames() {
+		l.insertOrders(s, 300)
+	}
+	l.waitConverged("public.orders", 900, time.Minute)
+
+	// Lose douala: its old instance is cut off (it keeps a few rows that never left
+	// it), the others keep writing, a new empty cluster takes its place.
+	old := l.lose("douala")
+	l.insertOrders("cloud", 100)
+	l.insertOrders("yaounde", 100)
+
+	// A plain plan refuses the empty replacement: a deploy would drop the hub's copy
+	// of douala's rows.
+	p := l.plan(ctx)
+	var lost *LostError
+	if !errors.As(p.Err(), &lost) || lost.Site != "douala" || !strings.Contains(p.Err().Error(), "sitectl site rebuild douala") {
+		t.Fatalf("plan of an empty replacement: want a LostError naming site rebuild, got %v", p.Err())
+	}
+
+	r := l.rebuild(ctx, "douala", RebuildOptions{})
+	if r.From != 0 || r.Generation != 1 || r.OwnSource != "cloud" {
+		t.Errorf("rebuild douala: generation %d → %d, own rows from %q; want 0 → 1 from cloud", r.From, r.Generation, r.OwnSource)
+	}
+	l.checkRebuilt(ctx, 1100)
+
+	// The old instance, pointed at again, is fenced.
+	rebuilt := l.clusters["douala"]
+	l.pointAt("douala", old)
+	var fenced *FencedError
+	if p := l.plan(ctx); !errors.As(p.Err(), &fenced) || fenced.Own != 0 || fenced.Recorded != 1 ||
+		!strings.Contains(fenced.Error(), "site reconcile douala") || !strings.Contains(fenced.Error(), "retire") {
+		t.Fatalf("plan of the old instance: want fenced (generation 0, recorded 1), got %v", p.Err())
+	}
+	l.pointAt("douala", rebuilt)
+
+	// Its five rows that never left it are reconciled into the rebuilt douala and
+	// reach every site (RPO 0); it is retired.
+	oldSite := *l.topo.Site("douala")
+	oldSite.Postgres.Port = old.Port
+	oldPool, err := Connect(ctx, &oldSite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oldPool.Close()
+	rec, err := ReconcileOld(ctx, l.topo, l.sess, "douala", oldPool, 30*time.Second)
+	if err != nil || rec.Rows() != 5 {
+		t.Fatalf("reconcile the old douala: %d rows copied, %v; want 5", rec.Rows(), err)
+	}
+	l.waitConverged("public.orders", 1165, time.Minute)
+	if _, err := ReconcileOld(ctx, l.topo, l.sess, "douala", l.pool("douala"), time.Second); err == nil || !strings.Contains(err.Error(), "only an old instance") {
+		t.Errorf("reconcile from the rebuilt instance itself: %v, want a refusal", err)
+	}
+
+	// Lose the hub; its rebuild stops half-way and is re-run.
+	l.lose("cloud")
+	l.insertOrders("douala", 50)
+	l.insertOrders("yaounde", 50)
+	half := l.planRebuild(ctx, "cloud", RebuildOptions{})
+	var upTo []plan.Step
+	for _, st := range half.Steps {
+		upTo = append(upTo, st)
+		if strings.HasPrefix(st.Name, "rows of cloud") {
+			break
+		}
+	}
+	if _, err := plan.Apply(ctx, upTo, nil); err != nil {
+		t.Fatalf("first half of the hub's rebuild: %v", err)
+	}
+	var half2 *HalfRebuiltError
+	if p := l.plan(ctx); !errors.As(p.Err(), &half2) {
+		t.Fatalf("plan of a half-rebuilt hub: want HalfRebuiltError, got %v", p.Err())
+	}
+	r = l.rebuild(ctx, "cloud", RebuildOptions{})
+	if !r.Resumed || r.Generation != 1 {
+		t.Errorf("re-run of the hub's rebuild: resumed %v, generation %d; want resumed, 1", r.Resumed, r.Generation)
+	}
+	for _, c := range r.Copied {
+		if c.Table == "public.orders" && c.To == "cloud" && !c.Merged && strings.Contains(c.Where, "'cloud'") {
+			t.Errorf("the re-run copied cloud's rows again: %+v", c)
+		}
+	}
+	l.checkRebuilt(ctx, 1265)
+}
+
+// lose cuts a site's cluster off (its replication links and subscriptions), writes
+// five rows there that never leave it, and puts a new empty cluster in its place.
+// It returns the old cluster, still running.
+func (l *lab) lose(site string) *pgtest.Cluster {
+	l.t.Helper()
+	old := l.clusters[site]
+	l.proxies[site].Cut()
+	proxyMu.Lock()
+	proxyByPort[old.Port] = l.proxies[site]
+	proxyMu.Unlock()
+	for _, f := range l.topo.Flows {
+		if f.To == site {
+			l.exec(site, "ALTER SUBSCRIPTION "+quoteIdent(Flow{From: f.From, To: f.To}.Name())+" DISABLE")
+		}
+	}
+	l.insertOrders(site, 5)
+	settings := ServerSettings(l.topo, l.topo.Site(site))
+	settings["checkpoint_timeout"] = "1h"
+	c, err := pgtest.StartCluster(pgtest.Options{Name: "pg" + site + "-new", Password: testPassword, Settings: settings})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() { _ = old.Stop() })
+	l.pointAt(site, c)
+	return old
+}
+
+// pointAt makes c the site's cluster: the config, and its replication proxy
+// (made once per cluster and kept, so pointing back and forth cuts no flow).
+func (l *lab) pointAt(site string, c *pgtest.Cluster) {
+	l.t.Helper()
+	proxyMu.Lock()
+	defer proxyMu.Unlock()
+	p := proxyByPort[c.Port]
+	if p == nil {
+		var err error
+		p, err = pgtest.NewProxy(net.JoinHostPort("127.0.0.2", strconv.Itoa(c.Port)), net.JoinHostPort(c.Host, strconv.Itoa(c.Port)))
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		proxyByPort[c.Port] = p
+		l.t.Cleanup(func() { _ = p.Close() })
+	}
+	l.proxies[site] = p
+	l.clusters[site] = c
+	l.load()
+}
+
+// proxyByPort holds the proxies pointAt made, by cluster port.
+var (
+	proxyMu     sync.Mutex
+	proxyByPort = map[int]*pgtest.Proxy{}
+)
+
+func (l *lab) planRebuild(ctx context.Context, site string, opts RebuildOptions) *Rebuild {
+	l.t.Helper()
+	if opts.Wait == 0 {
+		opts.Wait = time.Minute
+	}
+	r, err := PlanRebuild(ctx, l.topo, l.sess, site, opts)
+	if err != nil {
+		l.t.Fatalf("plan the rebuild of %s: %v", site, err)
+	}
+	return r
+}
+
+// rebuild plans and runs a site's rebuild, logging the plan and the progress.
+func (l *lab) rebuild(ctx context.Context, site string, opts RebuildOptions) *Rebuild {
+	l.t.Helper()
+	opts.Progress = func(key, text string) { l.t.Logf("  %s %s", key, text) }
+	r := l.planRebuild(ctx, site, opts)
+	var b strings.Builder
+	if err := r.Plan("test").Render(&b); err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Logf("rebuild plan of %s:\n%s", site, b.String())
+	began := time.Now()
+	if err := r.Run(ctx, nil); err != nil {
+		l.t.Fatalf("rebuild %s: %v\n%s\n%s", site, err, l.statusText(), l.clusterLogs())
+	}
+	l.t.Logf("rebuilt %s in %s: %d rows copied (initial copies included)", site, time.Since(began).Round(time.Millisecond), r.Rows())
+	return r
+}
+
+// checkRebuilt checks a rebuilt lab: every site holds want orders, equal per
+// owner; a plain plan has nothing to do; new writes replicate both ways.
+func (l *lab) checkRebuilt(ctx context.Context, want int64) {
+	l.t.Helper()
+	l.waitConverged("public.orders", want, time.Minute)
+	v, err := Verify(ctx, l.topo, l.sess, 30*time.Second)
+	if err != nil {
+		l.t.Fatalf("verify: %v", err)
+	}
+	if len(v) != 9 { // three tables × three owners
+		l.t.Errorf("verify compared %d (table, owner) pairs, want 9", len(v))
+	}
+	if p := l.plan(ctx); p.Err() != nil || p.Count() != 0 {
+		l.t.Fatalf("plan after the rebuild: %v, steps %v", p.Err(), stepNames(p))
+	}
+	for i, s := range l.topo.SiteNames() {
+		l.insertOrders(s, 10*(i+1))
+	}
+	l.waitConverged("public.orders", want+60, time.Minute)
+	l.waitStreaming(30 * time.Second)
+	for _, s := range l.topo.SiteNames() {
+		if n := l.queryInt(s, fmt.Sprintf("SELECT count(*) FROM %s WHERE state <> 'active'", GenerationTable)); n != 0 {
+			l.t.Errorf("%s: %d generations not active after the rebuild", s, n)
+		}
+	}
+}
+
+func (l *lab) pool(site string) *pgxpool.Pool {
+	l.t.Helper()
+	p, err := l.sess.Pool(context.Background(), site)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return p
+}
