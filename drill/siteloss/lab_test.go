@@ -53,6 +53,7 @@ func startClusters(t *testing.T) (*clusters, *sites.Topology) {
 		t.Skip("lab test: " + why)
 	}
 	t.Setenv("SITECTL_PG_PASSWORD", testPassword)
+	t.Setenv("SITECTL_PG_APP_PASSWORD", testPassword+"-app")
 	dir := t.TempDir()
 	for _, f := range []string{"defaults.yaml", "cloud.yaml", "douala.yaml", "yaounde.yaml", "schema.sql"} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "sites", f))
@@ -65,7 +66,9 @@ func startClusters(t *testing.T) (*clusters, *sites.Topology) {
 	}
 	c := &clusters{t: t, byName: map[string]*pgtest.Cluster{}, settings: map[string]map[string]string{}, ports: map[string]int{}}
 	load := func() *sites.Topology {
-		set := []string{"postgres.sslmode=disable"}
+		// Passwords in the connection string: the passfile path is proven by
+		// replication/postgres (TestPassFileSubscription, TestLabSiteRebuild).
+		set := []string{"postgres.sslmode=disable", "postgres.passfile=none"}
 		for _, n := range []string{"cloud", "douala", "yaounde"} {
 			port := 1
 			if p := c.ports[n]; p != 0 {
@@ -73,7 +76,7 @@ func startClusters(t *testing.T) (*clusters, *sites.Topology) {
 			}
 			set = append(set, n+":postgres.host=127.0.0.1", fmt.Sprintf("%s:postgres.port=%d", n, port))
 		}
-		topo, err := sites.Load(sites.Options{Dir: dir, Environ: []string{"SITECTL_PG_PASSWORD=" + testPassword}, Set: set})
+		topo, err := sites.Load(sites.Options{Dir: dir, Environ: []string{"SITECTL_PG_PASSWORD=" + testPassword, "SITECTL_PG_APP_PASSWORD=" + testPassword + "-app"}, Set: set})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -85,7 +85,7 @@ func ReadRole(ctx context.Context, q Querier, user, admin string) (*RoleState, e
 		st.Wrong = append(st.Wrong, "NOLOGIN")
 	}
 	rows, err := q.Query(ctx, `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'sitectl_schema'
+		WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname NOT IN ('sitectl_schema', 'sitectl_generation')
 		AND NOT (has_table_privilege($1, c.oid, 'SELECT') AND has_table_privilege($1, c.oid, 'INSERT')
 		     AND has_table_privilege($1, c.oid, 'UPDATE') AND has_table_privilege($1, c.oid, 'DELETE'))
 		ORDER BY 1`, user)
@@ -151,8 +151,11 @@ func ApplyRole(ctx context.Context, pool *pgxpool.Pool, user, admin string, pass
 		"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO " + u,
 		fmt.Sprintf("ALTER DEFAULT PRIVILEGES FOR ROLE %s IN SCHEMA public GRANT %s ON TABLES TO %s", quoteIdent(admin), AppPrivileges, u),
 		fmt.Sprintf("ALTER DEFAULT PRIVILEGES FOR ROLE %s IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO %s", quoteIdent(admin), u),
-		// sitectl's own bookkeeping is not the application's.
-		"DO $$ BEGIN IF to_regclass('public.sitectl_schema') IS NOT NULL THEN EXECUTE 'REVOKE ALL ON public.sitectl_schema FROM " + strings.ReplaceAll(u, "'", "''") + "'; END IF; END $$",
+	}
+	// sitectl's own bookkeeping (schema version, fencing generations) is not the
+	// application's.
+	for _, t := range []string{"public.sitectl_schema", GenerationTable} {
+		stmts = append(stmts, "DO $$ BEGIN IF to_regclass('"+t+"') IS NOT NULL THEN EXECUTE 'REVOKE ALL ON "+t+" FROM "+strings.ReplaceAll(u, "'", "''")+"'; END IF; END $$")
 	}
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var db string

@@ -61,7 +61,14 @@ func writeGeneration(ctx context.Context, pool *pgxpool.Pool, g Generation) erro
 	_, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+GenerationTable+` (
 			site text PRIMARY KEY, generation bigint NOT NULL, state text NOT NULL,
 			updated_at timestamptz NOT NULL DEFAULT now());
-		COMMENT ON TABLE `+GenerationTable+` IS 'sitectl: each site''s instance generation (fencing; not replicated)'`,
+		COMMENT ON TABLE `+GenerationTable+` IS 'sitectl: each site''s instance generation (fencing; not replicated)';
+		-- Fencing is sitectl's: default privileges may have granted the application
+		-- role access to every new table; no role but the owner keeps any here.
+		DO $$ DECLARE r record; BEGIN
+			FOR r IN SELECT DISTINCT grantee FROM information_schema.role_table_grants
+				WHERE table_schema = 'public' AND table_name = 'sitectl_generation' AND grantee <> current_user LOOP
+				EXECUTE format('REVOKE ALL ON public.sitectl_generation FROM %I', r.grantee);
+			END LOOP; END $$`,
 		pgx.QueryExecModeSimpleProtocol)
 	if err != nil {
 		return err

@@ -259,6 +259,19 @@ func TestAppRole(t *testing.T) {
 	if _, err := appConn(t, c, "app-pw-2").Exec(ctx, `SELECT count(*) FROM public.customers`); err != nil {
 		t.Errorf("read customers as app: %v", err)
 	}
+	// The fencing table, made by a rebuild after the role's default privileges, stays
+	// sitectl's: an application that could write it could un-fence an old instance.
+	if err := writeGeneration(ctx, pool, Generation{Site: "a", Generation: 1, State: GenActive}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{`SELECT * FROM ` + GenerationTable, `UPDATE ` + GenerationTable + ` SET generation = 0`} {
+		if _, err := appConn(t, c, "app-pw-2").Exec(ctx, s); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Errorf("%s as app: %v, want permission denied", s, err)
+		}
+	}
+	if _, d := planRole("app-pw-2"); len(d) != 0 {
+		t.Errorf("plan after the fencing table: %v, want nothing", d)
+	}
 	// Verifiers PostgreSQL made itself, SCRAM and md5, are read right.
 	for _, enc := range []string{"scram-sha-256", "md5"} {
 		if _, err := pool.Exec(ctx, "SET log_statement = 'none'; SET password_encryption = '"+enc+"'; ALTER ROLE app PASSWORD 'app-pw-3'; RESET password_encryption"); err != nil {

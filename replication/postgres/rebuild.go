@@ -176,6 +176,9 @@ func (r *Rebuild) planSteps(ctx context.Context, lives map[string]*Live) error {
 				return r.onSite(ctx, r.Site, func(p *pgxpool.Pool) error { return applySchema(ctx, r.topo, r.Site, p) })
 			})
 	}
+	if err := r.planAppRole(ctx); err != nil {
+		return err
+	}
 	for i := range r.d.Subscriptions[r.Site] {
 		s := &r.d.Subscriptions[r.Site][i]
 		n, err := heldRows(ctx, r.sess, s.Flow.From, r.d.Tables, s.Flow.Filter)
@@ -191,6 +194,30 @@ func (r *Rebuild) planSteps(ctx context.Context, lives map[string]*Live) error {
 	r.planOutFlows(lives)
 	r.add(r.Site, plan.Update, "verify", []string{"per table and owning site: row count and checksum equal on " + strings.Join(r.d.SiteNames(), ", ")}, "", r.verify)
 	r.add(r.Site, plan.Update, "generation "+r.Site, []string{fmt.Sprintf("generation %d: rebuilding → active", r.Generation)}, "", r.recordGeneration(GenActive))
+	return nil
+}
+
+// planAppRole plans the application role (postgres.app_user) right after the
+// schema, as a deploy would: roles live in the cluster, so a new instance has none.
+func (r *Rebuild) planAppRole(ctx context.Context) error {
+	ex := Extras{Roles: map[string]RoleChange{}}
+	site := r.topo.Site(r.Site)
+	if err := checkRole(ctx, r.sess, site, ex); err != nil {
+		return err
+	}
+	rc, ok := ex.Roles[r.Site]
+	if !ok || len(rc.Diff) == 0 {
+		return nil
+	}
+	r.add(r.Site, rc.Action, "application role "+rc.User, rc.Diff, "", func(ctx context.Context) error {
+		pw, err := site.Postgres.AppPassword.Resolve()
+		if err != nil {
+			return err
+		}
+		return r.onSite(ctx, r.Site, func(p *pgxpool.Pool) error {
+			return ApplyRole(ctx, p, site.Postgres.AppUser, site.Postgres.User, pw)
+		})
+	})
 	return nil
 }
 
@@ -322,7 +349,7 @@ func (r *Rebuild) owners(filter string) []string {
 }
 
 func (r *Rebuild) add(site string, action plan.Action, name string, diff []string, note string, apply func(context.Context) error) {
-	r.Steps = append(r.Steps, plan.Step{Site: site, Component: "postgres", Action: action, Name: name, Diff: diff, Note: note, Apply: apply})
+	r.Steps = append(r.Steps, plan.Step{Site: site, Component: ComponentPostgres, Action: action, Name: name, Diff: diff, Note: note, Apply: apply})
 }
 
 // onSite runs fn with the site's pool.
