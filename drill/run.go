@@ -109,15 +109,7 @@ func (p *Drill) Run(ctx context.Context) *Report {
 		return rep
 	}
 
-	// Lag sampling runs until the drill ends, detached from ctx so the post-heal
-	// convergence of an interrupted drill is still sampled while it heals.
-	smp := &sampler{obs: p.Observer, rec: rec, now: p.now, every: s.Sample}
-	p.smp = smp
-	sctx, stopSampling := context.WithCancel(context.WithoutCancel(ctx))
-	var swg sync.WaitGroup
-	swg.Add(1)
-	go func() { defer swg.Done(); defer p.catch(); smp.run(sctx) }()
-	stop := func() { stopSampling(); swg.Wait() }
+	smp, stop := p.startSampling(ctx, s, rec)
 	defer func() { stop(); p.rethrow() }()
 
 	// Alertmanager is watched from before the faults to the end.
@@ -179,6 +171,19 @@ func (p *Drill) Run(ctx context.Context) *Report {
 		p.alertsSeen(ctx, rep, aw, stopAlerts, win, rec)
 	}
 	return rep
+}
+
+// startSampling starts lag sampling, which runs until the drill ends, detached from
+// ctx so the post-heal convergence of an interrupted drill is still sampled while
+// it heals. stop ends it and waits for it.
+func (p *Drill) startSampling(ctx context.Context, s Settings, rec *recorder) (smp *sampler, stop func()) {
+	smp = &sampler{obs: p.Observer, rec: rec, now: p.now, every: s.Sample}
+	p.smp = smp
+	sctx, stopSampling := context.WithCancel(context.WithoutCancel(ctx))
+	var swg sync.WaitGroup
+	swg.Add(1)
+	go func() { defer swg.Done(); defer p.catch(); smp.run(sctx) }()
+	return smp, func() { stopSampling(); swg.Wait() }
 }
 
 // start fills the defaults of a drill about to run and returns its settings.

@@ -121,27 +121,7 @@ func Overlay(topo *sites.Topology, l *Layout) ([]byte, error) {
 	perSite := map[string]any{}
 	for _, sl := range l.Sites {
 		site := topo.Site(sl.Name)
-		var nodes []any
-		var manager string
-		for _, n := range sl.Nodes {
-			node := map[string]any{
-				"name":    n.Name,
-				"role":    n.Role,
-				"address": prefixAddr(n.Address),
-				"engine":  n.Engine(),
-			}
-			if len(n.Labels) > 0 {
-				labels := map[string]any{}
-				for k, v := range n.Labels {
-					labels[k] = v
-				}
-				node["labels"] = labels
-			}
-			nodes = append(nodes, node)
-			if manager == "" && n.Role == "manager" {
-				manager = n.Engine()
-			}
-		}
+		nodes, manager := overlayNodes(sl)
 		networks := map[string]any{}
 		for name := range site.Networks {
 			networks[name] = map[string]any{"encrypted": false}
@@ -178,6 +158,31 @@ func Overlay(topo *sites.Topology, l *Layout) ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), enc.Close()
+}
+
+// overlayNodes are a lab site's nodes as the overlay writes them, and the engine of
+// its first manager.
+func overlayNodes(sl SiteLayout) (nodes []any, manager string) {
+	for _, n := range sl.Nodes {
+		node := map[string]any{
+			"name":    n.Name,
+			"role":    n.Role,
+			"address": prefixAddr(n.Address),
+			"engine":  n.Engine(),
+		}
+		if len(n.Labels) > 0 {
+			labels := map[string]any{}
+			for k, v := range n.Labels {
+				labels[k] = v
+			}
+			node["labels"] = labels
+		}
+		nodes = append(nodes, node)
+		if manager == "" && n.Role == "manager" {
+			manager = n.Engine()
+		}
+	}
+	return nodes, manager
 }
 
 // writeSecrets generates every missing secret value (0600): random text, or for a
