@@ -158,7 +158,7 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 		"logstash.conf": pipeline,
 	}
 	if s.Security && in.Site.IsHub() {
-		files["es-tool.sh"] = ESTool(ElasticsearchURL(in.Topo, in.Site), s.IndexPrefix)
+		files["es-tool.sh"] = ESTool(ElasticsearchURL(in.Topo, in.Site), targets.ElasticsearchPort, s.IndexPrefix)
 	}
 	return stacks.Rendered{Stack: Name, Compose: compose, Files: files}, nil
 }

@@ -265,6 +265,15 @@ func TestSecurity(t *testing.T) {
 			if got != want {
 				t.Errorf("%s %s: secrets %q, want %q", s.Name, svc.Name, got, want)
 			}
+			// The image runs as uid 1000: a secret it cannot read leaves es-setup
+			// waiting forever and Kibana and Logstash without users.
+			if svc.Name == "elasticsearch" || svc.Name == "es-setup" {
+				for _, sec := range svc.Secrets {
+					if sec.UID != "1000" {
+						t.Errorf("%s %s: secret %s has uid %q, want 1000 (the image's user)", s.Name, svc.Name, sec.Source, sec.UID)
+					}
+				}
+			}
 			if svc.Name == "elasticsearch" && (svc.Environment["xpack.security.enabled"] == nil || *svc.Environment["xpack.security.enabled"] != "true") {
 				t.Errorf("%s: xpack.security.enabled is not true", s.Name)
 			}
@@ -275,6 +284,12 @@ func TestSecurity(t *testing.T) {
 		}
 		if s.IsHub() {
 			tool := string(r.Files["es-tool.sh"])
+			// Swarm names the service only once its task is healthy: the health
+			// check must not go through that name.
+			health := tool[strings.Index(tool, "health)"):strings.Index(tool, "setup)")]
+			if !strings.Contains(health, "es=http://localhost:") {
+				t.Errorf("es-tool.sh's health check does not ask localhost:\n%s", health)
+			}
 			for _, w := range []string{"/_security/user/kibana_system/_password", "/_security/role/sitectl_logstash_writer", `"names":["logs-*"]`, "curl -fsS -K -"} {
 				if !strings.Contains(tool, w) {
 					t.Errorf("es-tool.sh lacks %s", w)

@@ -51,12 +51,14 @@ func securitySecrets(site *sites.Site) ([]string, error) {
 }
 
 // ESTool is es-tool.sh, mounted at ToolPath in Elasticsearch and es-setup:
-// `sitectl-es health` is Elasticsearch's health check as the elastic user;
+// `sitectl-es health` is Elasticsearch's health check as the elastic user, on
+// localhost:localPort (swarm gives the service's name an address only once the
+// task is healthy, so the check cannot go through it);
 // `sitectl-es setup` waits for Elasticsearch, sets kibana_system's password, makes
 // Logstash's role (create and write the indices under indexPrefix) and user, then
 // stays up (a swarm service). Every call is idempotent. Passwords travel in curl's
 // config on stdin and in a 0600 file, never on a command line.
-func ESTool(esURL, indexPrefix string) []byte {
+func ESTool(esURL string, localPort int, indexPrefix string) []byte {
 	return []byte(fmt.Sprintf(`#!/bin/sh
 # sitectl-es, rendered by sitectl; do not edit. health | setup
 set -eu
@@ -78,11 +80,17 @@ call() {
 }
 case ${1:-} in
 health)
+	es=http://localhost:%d
 	es_curl '/_cluster/health?wait_for_status=yellow&timeout=5s' >/dev/null
 	;;
 setup)
 	tmp=$(mktemp -d)
-	until es_curl /_security/_authenticate >/dev/null 2>&1; do sleep 5; done
+	n=0
+	until out=$(es_curl /_security/_authenticate 2>&1 >/dev/null); do
+		n=$((n + 1))
+		if [ $((n %% 12)) -eq 0 ]; then echo "sitectl-es: Elasticsearch at $es does not accept the elastic user yet: $out" >&2; fi
+		sleep 5
+	done
 	call POST /_security/user/kibana_system/_password "{\"password\":\"$(esc /run/secrets/%s)\"}"
 	call PUT /_security/role/%s '{"cluster":["monitor"],"indices":[{"names":["%s-*"],"privileges":["create_index","write"]}]}'
 	call PUT /_security/user/%s "{\"password\":\"$(esc /run/secrets/%s)\",\"roles\":[\"%s\"]}"
@@ -94,5 +102,5 @@ setup)
 	exit 2
 	;;
 esac
-`, esURL, ElasticPasswordSecret, KibanaPasswordSecret, LogstashRole, indexPrefix, LogstashUser, LogstashPasswordSecret, LogstashRole, LogstashUser))
+`, esURL, ElasticPasswordSecret, localPort, KibanaPasswordSecret, LogstashRole, indexPrefix, LogstashUser, LogstashPasswordSecret, LogstashRole, LogstashUser))
 }

@@ -19,11 +19,17 @@ call() {
 }
 case ${1:-} in
 health)
+	es=http://localhost:9200
 	es_curl '/_cluster/health?wait_for_status=yellow&timeout=5s' >/dev/null
 	;;
 setup)
 	tmp=$(mktemp -d)
-	until es_curl /_security/_authenticate >/dev/null 2>&1; do sleep 5; done
+	n=0
+	until out=$(es_curl /_security/_authenticate 2>&1 >/dev/null); do
+		n=$((n + 1))
+		if [ $((n % 12)) -eq 0 ]; then echo "sitectl-es: Elasticsearch at $es does not accept the elastic user yet: $out" >&2; fi
+		sleep 5
+	done
 	call POST /_security/user/kibana_system/_password "{\"password\":\"$(esc /run/secrets/kibana-es-password)\"}"
 	call PUT /_security/role/sitectl_logstash_writer '{"cluster":["monitor"],"indices":[{"names":["logs-*"],"privileges":["create_index","write"]}]}'
 	call PUT /_security/user/sitectl_logstash "{\"password\":\"$(esc /run/secrets/logstash-es-password)\",\"roles\":[\"sitectl_logstash_writer\"]}"
