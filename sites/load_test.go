@@ -272,6 +272,21 @@ func TestSecretRefResolve(t *testing.T) {
 	}
 }
 
+func TestSecretRefResolveLine(t *testing.T) {
+	t.Setenv("SITECTL_TEST_LINE", "pw-with\nbreak")
+	_, err := (SecretRef{Env: "SITECTL_TEST_LINE"}).ResolveLine()
+	if err == nil || !strings.Contains(err.Error(), "env:SITECTL_TEST_LINE holds a line break") || strings.Contains(err.Error(), "pw-with") {
+		t.Fatalf("a line break: %v", err)
+	}
+	f := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(f, []byte("one-line\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := (SecretRef{File: f}).ResolveLine(); err != nil || string(b) != "one-line" {
+		t.Fatalf("a file's final newline is not part of the value: %q %v", b, err)
+	}
+}
+
 func TestResolveEnv(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, EnvDir), 0o755); err != nil {

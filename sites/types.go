@@ -269,6 +269,19 @@ func (r SecretRef) Resolve() ([]byte, error) {
 	return nil, fmt.Errorf("secret reference is empty: name env, file or docker_secret")
 }
 
+// ResolveLine is Resolve for a value that must fit on one line (a passfile line):
+// a line break in it is refused, naming the reference, never the value.
+func (r SecretRef) ResolveLine() ([]byte, error) {
+	v, err := r.Resolve()
+	if err != nil {
+		return nil, err
+	}
+	if strings.ContainsAny(string(v), "\r\n") {
+		return nil, fmt.Errorf("secret %s holds a line break, which a passfile line cannot carry: set it without one", r)
+	}
+	return v, nil
+}
+
 // Duration is a time.Duration that reads and prints as "30s", "1h".
 type Duration time.Duration
 

@@ -58,7 +58,7 @@ func PassFileContent(lines []PassFileLine) ([]byte, error) {
 	var b strings.Builder
 	esc := strings.NewReplacer(`\`, `\\`, `:`, `\:`)
 	for _, l := range lines {
-		pw, err := l.Password.Resolve()
+		pw, err := l.Password.ResolveLine()
 		if err != nil {
 			return nil, err
 		}

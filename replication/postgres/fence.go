@@ -67,7 +67,11 @@ func writeGeneration(ctx context.Context, pool *pgxpool.Pool, g Generation) erro
 		DO $$ DECLARE r record; BEGIN
 			FOR r IN SELECT DISTINCT grantee FROM information_schema.role_table_grants
 				WHERE table_schema = 'public' AND table_name = 'sitectl_generation' AND grantee <> current_user LOOP
-				EXECUTE format('REVOKE ALL ON public.sitectl_generation FROM %I', r.grantee);
+				IF r.grantee = 'PUBLIC' THEN
+					REVOKE ALL ON public.sitectl_generation FROM PUBLIC;
+				ELSE
+					EXECUTE format('REVOKE ALL ON public.sitectl_generation FROM %I', r.grantee);
+				END IF;
 			END LOOP; END $$`,
 		pgx.QueryExecModeSimpleProtocol)
 	if err != nil {

@@ -110,6 +110,16 @@ func TestLabSiteRebuild(t *testing.T) {
 		}
 	}
 	l.checkRebuilt(ctx, 1265)
+
+	// A rebuild stopped while it marked its generation active: the peers record
+	// "active 1", the hub itself still "rebuilding 1". The re-run resumes it
+	// instead of taking the complete database for a stranger's.
+	l.exec("cloud", `UPDATE `+GenerationTable+` SET state = $1 WHERE site = 'cloud'`, GenRebuilding)
+	r = l.rebuild(ctx, "cloud", RebuildOptions{})
+	if !r.Resumed || r.Generation != 1 {
+		t.Errorf("re-run after the active marks: resumed %v, generation %d; want resumed, 1", r.Resumed, r.Generation)
+	}
+	l.checkRebuilt(ctx, 1325) // checkRebuilt wrote 60 more
 }
 
 // lose cuts a site's cluster off (its replication links and subscriptions), writes

@@ -65,7 +65,7 @@ func PassLines(topo *sites.Topology, site *sites.Site) ([]PassLine, error) {
 func PassFile(lines []PassLine) ([]byte, error) {
 	var b strings.Builder
 	for _, l := range lines {
-		pw, err := l.Password.Resolve()
+		pw, err := l.Password.ResolveLine()
 		if err != nil {
 			return nil, fmt.Errorf("passfile line %s*: %w", l.Prefix, err)
 		}

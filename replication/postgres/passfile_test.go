@@ -264,6 +264,13 @@ func TestAppRole(t *testing.T) {
 	if err := writeGeneration(ctx, pool, Generation{Site: "a", Generation: 1, State: GenActive}); err != nil {
 		t.Fatal(err)
 	}
+	// A grant to PUBLIC (not a role one can name with %I) is revoked too.
+	if _, err := pool.Exec(ctx, `GRANT SELECT ON `+GenerationTable+` TO PUBLIC`); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeGeneration(ctx, pool, Generation{Site: "a", Generation: 1, State: GenActive}); err != nil {
+		t.Fatalf("record a generation with a grant to PUBLIC: %v", err)
+	}
 	for _, s := range []string{`SELECT * FROM ` + GenerationTable, `UPDATE ` + GenerationTable + ` SET generation = 0`} {
 		if _, err := appConn(t, c, "app-pw-2").Exec(ctx, s); err == nil || !strings.Contains(err.Error(), "permission denied") {
 			t.Errorf("%s as app: %v, want permission denied", s, err)

@@ -110,6 +110,17 @@ func PlanRebuild(ctx context.Context, topo *sites.Topology, sess *Session, site 
 		}
 		return nil, fmt.Errorf("site rebuild %s: every replicating site's database must answer; cannot read %s", site, strings.Join(bad, "; "))
 	}
+	// The rows come from the peers and go to them: a peer that is itself an old
+	// instance or half rebuilt is no source and no target.
+	fences := checkFences(ctx, sess, d.SiteNames())
+	delete(fences, site)
+	if len(fences) > 0 {
+		var bad []string
+		for _, s := range slices.Sorted(maps.Keys(fences)) {
+			bad = append(bad, fences[s].Error())
+		}
+		return nil, fmt.Errorf("site rebuild %s: a peer is not fit to rebuild from: %s", site, strings.Join(bad, "; "))
+	}
 	r := &Rebuild{Site: site, topo: topo, sess: sess, d: d, opts: opts,
 		p: &Planned{sess: sess, opts: Options{Wait: opts.Wait}, Changes: map[string][]Change{}, Errors: map[string]error{}}}
 	if err := r.generation(ctx); err != nil {
@@ -125,6 +136,7 @@ func PlanRebuild(ctx context.Context, topo *sites.Topology, sess *Session, site 
 // or a resumed one.
 func (r *Rebuild) generation(ctx context.Context) error {
 	var own Generation
+	var recorded int64
 	for _, n := range r.d.SiteNames() {
 		pool, err := r.sess.Pool(ctx, n)
 		if err != nil {
@@ -146,8 +158,11 @@ func (r *Rebuild) generation(ctx context.Context) error {
 			from--
 		}
 		r.From = max(r.From, from)
+		recorded = max(recorded, g.Generation)
 	}
-	r.Resumed = own.State == GenRebuilding && own.Generation > r.From
+	// A rebuild stopped while it marked the generation active at some peers (they
+	// record "active G", the site itself still "rebuilding G") is resumed too.
+	r.Resumed = own.State == GenRebuilding && own.Generation > 0 && own.Generation >= recorded
 	r.Generation = max(r.From, own.Generation) + 1
 	if r.Resumed {
 		r.Generation = own.Generation
