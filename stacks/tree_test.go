@@ -70,7 +70,8 @@ func TestTreeRefuses(t *testing.T) {
 
 // TestSecretsScript: secrets.sh fills <stack>/secrets/<name> with exactly what
 // sitectl deploy reads from each reference (a file's trailing CR/LF dropped, an
-// env value as it is), and fails naming the secret and the variable when one is
+// env value as it is; a passfile password has no line break inside, see
+// sites.SecretRef.ResolveLine), and fails naming the secret and the variable when one is
 // unset, or the file when it cannot be read.
 func TestSecretsScript(t *testing.T) {
 	if _, err := exec.LookPath("sh"); err != nil {
@@ -78,7 +79,7 @@ func TestSecretsScript(t *testing.T) {
 	}
 	dir := t.TempDir()
 	file := filepath.Join(dir, "pg-password")
-	if err := os.WriteFile(file, []byte("line one\nwith 'quotes' $HOME, a \\ and a : \r\n\n"), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte("one line with 'quotes' $HOME, a \\ and a : \r\n\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
