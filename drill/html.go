@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/sitectl/sitectl/internal/htmlpage"
+	"github.com/sitectl/sitectl/traffic"
 )
 
 //go:embed report.html.tmpl
@@ -25,6 +28,15 @@ var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	"clock": func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
 	"date":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"join":  strings.Join,
+	"gap":   func(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) },
+	"pct":   func(ok, n int) string { return fmt.Sprintf("%.2f%%", 100*float64(ok)/float64(max(n, 1))) },
+	"served": func(m map[string]int) string {
+		parts := make([]string, 0, len(m))
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			parts = append(parts, fmt.Sprintf("%s×%d", k, m[k]))
+		}
+		return strings.Join(parts, ", ")
+	},
 	"style": func() template.CSS { return htmlpage.Style },
 	"sides": func(ss [][]string) string {
 		parts := make([]string, len(ss))
@@ -81,6 +93,33 @@ type timelineView struct {
 type htmlView struct {
 	*Report
 	Timeline timelineView
+	Gaps     []siteGap
+}
+
+// siteGap is a site's longest time without a successful answer over the drill's
+// phases (--load), and the phase it was in.
+type siteGap struct {
+	Site, Phase  string
+	Gap          time.Duration
+	OK, Requests int
+}
+
+func longestGaps(av []traffic.Availability) []siteGap {
+	var out []siteGap
+	at := map[string]int{}
+	for _, a := range av {
+		i, ok := at[a.Site]
+		if !ok {
+			i, at[a.Site] = len(out), len(out)
+			out = append(out, siteGap{Site: a.Site, Phase: a.Phase, Gap: a.LongestGap})
+		}
+		g := &out[i]
+		g.OK, g.Requests = g.OK+a.OK, g.Requests+a.Requests
+		if a.LongestGap > g.Gap {
+			g.Gap, g.Phase = a.LongestGap, a.Phase
+		}
+	}
+	return out
 }
 
 var palette = htmlpage.Palette
@@ -89,7 +128,7 @@ var palette = htmlpage.Palette
 // (cut window, writes per site, events, lag per flow over time) as inline SVG, and
 // the verdict, preflight, heal and write tables.
 func WriteHTML(w io.Writer, r *Report) error {
-	return reportTmpl.Execute(w, htmlView{Report: r, Timeline: buildTimeline(r)})
+	return reportTmpl.Execute(w, htmlView{Report: r, Timeline: buildTimeline(r), Gaps: longestGaps(r.Availability)})
 }
 
 func buildTimeline(r *Report) timelineView {
