@@ -5,9 +5,14 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/sitectl/sitectl/internal/htmlpage"
+	"github.com/sitectl/sitectl/traffic"
 )
 
 //go:embed report.html.tmpl
@@ -23,6 +28,16 @@ var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	"clock": func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
 	"date":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"join":  strings.Join,
+	"gap":   func(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) },
+	"pct":   func(ok, n int) string { return fmt.Sprintf("%.2f%%", 100*float64(ok)/float64(max(n, 1))) },
+	"served": func(m map[string]int) string {
+		parts := make([]string, 0, len(m))
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			parts = append(parts, fmt.Sprintf("%s×%d", k, m[k]))
+		}
+		return strings.Join(parts, ", ")
+	},
+	"style": func() template.CSS { return htmlpage.Style },
 	"sides": func(ss [][]string) string {
 		parts := make([]string, len(ss))
 		for i, s := range ss {
@@ -34,9 +49,9 @@ var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 
 // Timeline geometry (SVG user units).
 const (
-	svgWidth  = 960
-	plotLeft  = 70
-	plotRight = 930
+	svgWidth  = htmlpage.Width
+	plotLeft  = htmlpage.PlotLeft
+	plotRight = htmlpage.PlotRight
 	laneTop   = 30
 	laneH     = 22
 	lagH      = 160
@@ -63,11 +78,6 @@ type svgLine struct {
 	LegendY float64
 }
 
-type svgTick struct {
-	X     float64
-	Label string
-}
-
 type timelineView struct {
 	Width, Height       float64
 	PlotLeft, PlotRight float64
@@ -77,21 +87,48 @@ type timelineView struct {
 	Lag                 []svgLine
 	LagTop, LagBottom   float64
 	LagMax              string
-	Ticks               []svgTick
+	Ticks               []htmlpage.Tick
 }
 
 type htmlView struct {
 	*Report
 	Timeline timelineView
+	Gaps     []siteGap
 }
 
-var palette = []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"}
+// siteGap is a site's longest time without a successful answer over the drill's
+// phases (--load), and the phase it was in.
+type siteGap struct {
+	Site, Phase  string
+	Gap          time.Duration
+	OK, Requests int
+}
+
+func longestGaps(av []traffic.Availability) []siteGap {
+	var out []siteGap
+	at := map[string]int{}
+	for _, a := range av {
+		i, ok := at[a.Site]
+		if !ok {
+			i, at[a.Site] = len(out), len(out)
+			out = append(out, siteGap{Site: a.Site, Phase: a.Phase, Gap: a.LongestGap})
+		}
+		g := &out[i]
+		g.OK, g.Requests = g.OK+a.OK, g.Requests+a.Requests
+		if a.LongestGap > g.Gap {
+			g.Gap, g.Phase = a.LongestGap, a.Phase
+		}
+	}
+	return out
+}
+
+var palette = htmlpage.Palette
 
 // WriteHTML renders the report as one self-contained HTML page: summary, a timeline
 // (cut window, writes per site, events, lag per flow over time) as inline SVG, and
 // the verdict, preflight, heal and write tables.
 func WriteHTML(w io.Writer, r *Report) error {
-	return reportTmpl.Execute(w, htmlView{Report: r, Timeline: buildTimeline(r)})
+	return reportTmpl.Execute(w, htmlView{Report: r, Timeline: buildTimeline(r), Gaps: longestGaps(r.Availability)})
 }
 
 func buildTimeline(r *Report) timelineView {
@@ -181,21 +218,8 @@ func buildTimeline(r *Report) timelineView {
 	}
 	tv.Height += 10
 
-	// Ticks every "nice" number of seconds.
-	step := niceStep(span / 8)
-	for s := 0.0; s <= span+1e-9; s += step {
-		tv.Ticks = append(tv.Ticks, svgTick{X: round1(plotLeft + s/span*(plotRight-plotLeft)), Label: fmt.Sprintf("%gs", s)})
-	}
+	tv.Ticks = htmlpage.TimeTicks(span)
 	return tv
 }
 
-func niceStep(raw float64) float64 {
-	for _, s := range []float64{0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600} {
-		if s >= raw {
-			return s
-		}
-	}
-	return 1200
-}
-
-func round1(f float64) float64 { return float64(int64(f*10+0.5)) / 10 }
+func round1(f float64) float64 { return htmlpage.Round1(f) }

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/sitectl/sitectl/traffic"
 )
 
 // Event kinds on the timeline.
@@ -111,6 +113,10 @@ type Report struct {
 
 	// Alerts is the alerting path during the drill (when watched, or why not).
 	Alerts *AlertReport `json:"alerts,omitempty"`
+
+	// Availability is what each site's clients saw through their own gateway per
+	// phase (before, during, after the fault) when the drill ran with --load.
+	Availability []traffic.Availability `json:"availability,omitempty"`
 
 	Verdict *Verdict `json:"verdict,omitempty"`
 	Error   string   `json:"error,omitempty"`

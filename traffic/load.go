@@ -110,6 +110,10 @@ type Result struct {
 	Max        time.Duration  `json:"max_ns"`
 	Errors     map[string]int `json:"errors,omitempty"` // by kind
 	ServedBy   map[string]int `json:"served_by,omitempty"`
+	// Buckets is the latency over time: the run cut into BucketWidth slices
+	// (by when each request started).
+	BucketWidth time.Duration `json:"bucket_ns,omitempty"`
+	Buckets     []Bucket      `json:"buckets,omitempty"`
 }
 
 // Validate checks opts (one clear error naming the flag).
@@ -136,8 +140,9 @@ func Run(ctx context.Context, entries []Entry, opts Options) ([]Result, error) {
 	}
 	runs := make([]*siteRun, len(entries))
 	var wg sync.WaitGroup
+	start := time.Now()
 	for i, e := range entries {
-		runs[i] = &siteRun{entry: e, errors: map[string]int{}, served: map[string]int{}}
+		runs[i] = newSiteRun(e, start, opts.Duration)
 		wg.Add(1)
 		go func(r *siteRun) { defer wg.Done(); r.attack(ctx, opts) }(runs[i])
 	}
@@ -150,14 +155,14 @@ func Run(ctx context.Context, entries []Entry, opts Options) ([]Result, error) {
 		case <-done:
 			out := make([]Result, len(runs))
 			for i, r := range runs {
-				out[i] = r.result()
+				out[i] = r.result(true)
 			}
 			return out, ctx.Err()
 		case <-tick.C:
 			if opts.Progress != nil {
 				out := make([]Result, len(runs))
 				for i, r := range runs {
-					out[i] = r.result()
+					out[i] = r.result(false)
 				}
 				opts.Progress(out)
 			}
@@ -171,6 +176,11 @@ type siteRun struct {
 	metrics vegeta.Metrics
 	errors  map[string]int
 	served  map[string]int
+	buckets *buckets
+}
+
+func newSiteRun(e Entry, start time.Time, d time.Duration) *siteRun {
+	return &siteRun{entry: e, errors: map[string]int{}, served: map[string]int{}, buckets: newBuckets(start, d)}
 }
 
 func (r *siteRun) attack(ctx context.Context, opts Options) {
@@ -218,6 +228,7 @@ func (r *siteRun) add(res *vegeta.Result) {
 	m := *res
 	m.Error = ""
 	r.metrics.Add(&m)
+	r.buckets.add(res.Timestamp, res.Latency, res.Code >= 200 && res.Code < 300)
 	if k := errorKind(res.Code, res.Error); k != "" {
 		r.errors[k]++
 	}
@@ -228,7 +239,8 @@ func (r *siteRun) add(res *vegeta.Result) {
 	}
 }
 
-func (r *siteRun) result() Result {
+// result is the figures so far; withBuckets adds the latency over time.
+func (r *siteRun) result(withBuckets bool) Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := r.metrics // a copy: Close computes the figures
@@ -241,6 +253,9 @@ func (r *siteRun) result() Result {
 	}
 	for k, v := range r.served {
 		out.ServedBy[k] = v
+	}
+	if withBuckets {
+		out.BucketWidth, out.Buckets = r.buckets.width, r.buckets.summary()
 	}
 	return out
 }

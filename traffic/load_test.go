@@ -68,6 +68,17 @@ func TestRun(t *testing.T) {
 	if progress.Load() == 0 {
 		t.Error("no progress report during 2s of load")
 	}
+	// The latency over time adds up to the totals: 2 s of load in 1 s slices (a
+	// request the pacer sent late may start a third).
+	for _, r := range res {
+		n, ok := 0, 0
+		for _, b := range r.Buckets {
+			n, ok = n+b.Requests, ok+b.OK
+		}
+		if r.BucketWidth != time.Second || len(r.Buckets) < 2 || len(r.Buckets) > 3 || n != int(r.Requests) || ok != int(r.Requests)-r.Errors["http 503"] {
+			t.Errorf("%s: width %s, %d slices with %d requests (%d ok), want 2–3 slices adding up to %d requests", r.Site, r.BucketWidth, len(r.Buckets), n, ok, r.Requests)
+		}
+	}
 }
 
 func TestBadInput(t *testing.T) {

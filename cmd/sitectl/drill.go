@@ -231,24 +231,21 @@ func runDrill(ctx context.Context, g *globals, kind string, o *drillOptions) err
 		d.OnEvent = load.hook(d.OnEvent)
 	}
 	rep := d.Run(ctx)
-	var out any = rep
 	if load != nil {
-		out = drillWithLoad{Report: rep, Availability: load.watch.Stop(load.entries)}
+		rep.Availability = load.watch.Stop(load.entries)
 	}
 	if o.report != "" {
 		if err := writeHTMLReport(o.report, rep); err != nil {
 			fmt.Fprintf(g.streams.Err, "sitectl: write %s: %v\n", o.report, err)
 		}
 	}
-	if ok, err := g.printStructured(out); ok {
+	if ok, err := g.printStructured(rep); ok {
 		if err != nil {
 			return err
 		}
 	} else {
 		printDrillText(g, rep)
-		if w, ok := out.(drillWithLoad); ok {
-			printAvailability(g, w.Availability)
-		}
+		printAvailability(g, rep.Availability)
 	}
 	if rep.Interrupted {
 		// Said on stderr whatever the output mode: stdout may be JSON for a program.

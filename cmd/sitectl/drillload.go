@@ -14,7 +14,7 @@ import (
 
 // drillLoad is `drill --load R`: clients at every site running Kong keep calling
 // their own entry point through the drill; the report adds what they saw per
-// phase (before, during and after the fault).
+// phase (before, during and after the fault), drill.Report.Availability.
 type drillLoad struct {
 	watch   *traffic.Watch
 	entries []traffic.Entry
@@ -56,12 +56,6 @@ func (l *drillLoad) hook(next func(drill.Event)) func(drill.Event) {
 			next(e)
 		}
 	}
-}
-
-// drillWithLoad is the report with the availability the clients saw.
-type drillWithLoad struct {
-	*drill.Report
-	Availability []traffic.Availability `json:"availability"`
 }
 
 func printAvailability(g *globals, av []traffic.Availability) {

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/traffic"
 )
 
 // TestLoadRefusals: bad input to `sitectl load` is one clear error naming the flag
@@ -25,5 +30,26 @@ func TestLoadRefusals(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("sitectl %s: err %v, want %q", strings.Join(tc.args, " "), err, tc.want)
 		}
+	}
+}
+
+// TestLoadHTMLFile: --report writes the page to the file named; a path that cannot
+// be created is an error.
+func TestLoadHTMLFile(t *testing.T) {
+	rep := &traffic.Report{Rate: 5, Duration: time.Second, Mix: "9:1", Sites: []traffic.Result{
+		{Site: "douala", Requests: 5, BucketWidth: time.Second, Buckets: []traffic.Bucket{{Requests: 5, OK: 5, P50: time.Millisecond, P99: 2 * time.Millisecond}}}}}
+	path := filepath.Join(t.TempDir(), "load.html")
+	if err := writeLoadHTML(path, rep); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `<svg class="latency-chart" data-site="douala"`) {
+		t.Errorf("%s has no latency chart for douala:\n%s", path, b)
+	}
+	if err := writeLoadHTML(filepath.Join(t.TempDir(), "no", "such", "dir.html"), rep); err == nil {
+		t.Error("writing into a missing directory succeeded")
 	}
 }
