@@ -98,7 +98,15 @@ func TestLabGateway(t *testing.T) {
 		}
 		for _, s := range []string{"yaounde", "cloud"} {
 			e := entry(s)
-			got, code, _, err := post(e, e.Client(15*time.Second, 2))
+			// Each site's Kong may still be probing its own API (a peer serves, or
+			// none is ready yet): retry for a while, as for douala.
+			var got map[string]any
+			for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(2 * time.Second) {
+				got, code, _, err = post(e, e.Client(15*time.Second, 2))
+				if err == nil && code == http.StatusCreated && got["site"] == s || time.Now().After(deadline) {
+					break
+				}
+			}
 			if err != nil || code != http.StatusCreated || got["site"] != s {
 				t.Errorf("POST /api/rows through %s's Kong: %d %v %v, want 201 from %s's API", s, code, got, err, s)
 			}

@@ -91,12 +91,15 @@ func (r *Rebuild) waitSynced(ctx context.Context, pool *pgxpool.Pool, s *Subscri
 			return err
 		}
 		r.status(key, "copying from %s: %s", s.Flow.From, rate(here-start, here, total, time.Since(began)))
+		// Every table ready is done, enabled or not: a resumed rebuild finds the
+		// subscription its own pause step disabled after the copy (the resume step
+		// enables it again, and verify judges the rows).
 		switch {
-		case !enabled:
-			return fmt.Errorf("%s: subscription %s was disabled by an error during its initial copy (sitectl replication status shows it)", r.Site, s.Name)
 		case pending == 0:
 			r.record(Copied{Table: "(subscription " + s.Name + ")", Where: s.Flow.Filter, From: s.Flow.From, To: r.Site, Rows: here - start, Took: time.Since(began)})
 			return nil
+		case !enabled:
+			return fmt.Errorf("%s: subscription %s was disabled by an error during its initial copy (sitectl replication status shows it)", r.Site, s.Name)
 		}
 		if here != last {
 			last, progressAt = here, time.Now()
