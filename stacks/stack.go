@@ -44,28 +44,12 @@ type Rendered struct {
 	PassFiles map[string][]PassFileLine
 }
 
-// PassFileLine is one line of a composed passfile: Prefix as it is
-// ("host:port:db:user:", fields already escaped), then the value of Password with
-// backslash and colon escaped (libpq's passfile format), then a line break.
-type PassFileLine struct {
-	Prefix   string
-	Password sites.SecretRef
-}
+// PassFileLine is one line of a composed passfile (sites.PassLine).
+type PassFileLine = sites.PassLine
 
 // PassFileContent is the passfile's content, the passwords read from their
 // references. Never print it.
-func PassFileContent(lines []PassFileLine) ([]byte, error) {
-	var b strings.Builder
-	esc := strings.NewReplacer(`\`, `\\`, `:`, `\:`)
-	for _, l := range lines {
-		pw, err := l.Password.ResolveLine()
-		if err != nil {
-			return nil, err
-		}
-		b.WriteString(l.Prefix + esc.Replace(string(pw)) + "\n")
-	}
-	return []byte(b.String()), nil
-}
+func PassFileContent(lines []PassFileLine) ([]byte, error) { return sites.PassFile(lines) }
 
 // passFileSource describes a composed passfile by its references (never a value).
 func passFileSource(lines []PassFileLine) string {

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -31,12 +30,8 @@ func PassFilePath(site *sites.Site) string {
 	return ""
 }
 
-// PassLine is one line of a libpq passfile: host:port:database:user:, then the
-// password from Password, escaped (PassEscape).
-type PassLine struct {
-	Prefix   string
-	Password sites.SecretRef
-}
+// PassLine is one line of a libpq passfile (sites.PassLine).
+type PassLine = sites.PassLine
 
 // PassLines are the passfile lines of site's server: one per publisher it
 // subscribes to, matching the subscription's connection exactly (host, port,
@@ -62,19 +57,7 @@ func PassLines(topo *sites.Topology, site *sites.Site) ([]PassLine, error) {
 
 // PassFile is the passfile's content with the passwords read from their
 // references. Never print it.
-func PassFile(lines []PassLine) ([]byte, error) {
-	var b strings.Builder
-	for _, l := range lines {
-		pw, err := l.Password.ResolveLine()
-		if err != nil {
-			return nil, fmt.Errorf("passfile line %s*: %w", l.Prefix, err)
-		}
-		b.WriteString(l.Prefix + PassEscape(string(pw)) + "\n")
-	}
-	return []byte(b.String()), nil
-}
+func PassFile(lines []PassLine) ([]byte, error) { return sites.PassFile(lines) }
 
 // PassEscape escapes a passfile field: backslash and colon get a backslash.
-func PassEscape(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `:`, `\:`).Replace(s)
-}
+func PassEscape(s string) string { return sites.PassEscape(s) }

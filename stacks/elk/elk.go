@@ -63,7 +63,7 @@ func ReadSettings(topo *sites.Topology, site *sites.Site) (Settings, error) {
 		Kibana:         v.Bool("kibana", true),
 		Healthchecks:   v.Bool("healthchecks", true),
 		HealthInterval: v.String("health_interval", "15s"),
-		IndexPrefix:    v.String("index_prefix", "logs"),
+		IndexPrefix:    v.String("index_prefix", DefaultIndexPrefix),
 		Security:       v.Bool("security", true),
 	}
 	if err := v.Err(); err != nil {
@@ -76,6 +76,9 @@ func ReadSettings(topo *sites.Topology, site *sites.Site) (Settings, error) {
 		if !sizeRE.MatchString(c.val) {
 			return s, fmt.Errorf("site %s: values.elk.%s is %q; want a JVM size such as 512m or 2g", site.Name, c.key, c.val)
 		}
+	}
+	if err := checkIndexPrefix(s.IndexPrefix); err != nil {
+		return s, fmt.Errorf("site %s: values.elk.index_prefix is %q: %w", site.Name, s.IndexPrefix, err)
 	}
 	if !queueRE.MatchString(s.QueueMaxBytes) {
 		return s, fmt.Errorf("site %s: values.elk.queue_max_bytes is %q; want a size such as 512mb or 4gb", site.Name, s.QueueMaxBytes)

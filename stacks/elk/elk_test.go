@@ -101,6 +101,23 @@ func TestValuesAndHub(t *testing.T) {
 	if _, err := (elk.Stack{}).Render(stacks.Input{Topo: topo, Site: topo.Site("cloud")}); err == nil || !strings.Contains(err.Error(), "values.elk.heap") {
 		t.Errorf("bad heap: %v", err)
 	}
+	for _, c := range []struct{ prefix, want string }{
+		{"logs", "built-in data-stream template logs-*-*"},
+		{"metrics-app", "metrics-*-*"},
+		{"Logs", "lowercase"},
+		{"_x", "starting with a letter"},
+		{"a b", "lowercase"},
+	} {
+		topo = stacktest.Load(t, "dev", "cloud:values.elk.index_prefix="+c.prefix)
+		_, err := (elk.Stack{}).Render(stacks.Input{Topo: topo, Site: topo.Site("cloud")})
+		if err == nil || !strings.Contains(err.Error(), "values.elk.index_prefix") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("index_prefix %q: err = %v, want it named with %q", c.prefix, err, c.want)
+		}
+	}
+	topo = stacktest.Load(t, "dev", "cloud:values.elk.index_prefix=logstash")
+	if _, err := (elk.Stack{}).Render(stacks.Input{Topo: topo, Site: topo.Site("cloud")}); err != nil {
+		t.Errorf("index_prefix logstash: %v", err)
+	}
 	topo = stacktest.Load(t, "dev", "cloud:stacks=postgres")
 	if _, err := (elk.Stack{}).Render(stacks.Input{Topo: topo, Site: topo.Site("douala")}); err == nil || !strings.Contains(err.Error(), "hub does not run the elk stack") {
 		t.Errorf("hub without elk: %v", err)
@@ -290,7 +307,7 @@ func TestSecurity(t *testing.T) {
 			if !strings.Contains(health, "es=http://localhost:") {
 				t.Errorf("es-tool.sh's health check does not ask localhost:\n%s", health)
 			}
-			for _, w := range []string{"/_security/user/kibana_system/_password", "/_security/role/sitectl_logstash_writer", `"names":["logs-*"]`, "curl -fsS -K -"} {
+			for _, w := range []string{"/_security/user/kibana_system/_password", "/_security/role/sitectl_logstash_writer", `"names":["sitectl-logs-*"]`, "curl -fsS -K -"} {
 				if !strings.Contains(tool, w) {
 					t.Errorf("es-tool.sh lacks %s", w)
 				}

@@ -31,7 +31,7 @@ setup)
 		sleep 5
 	done
 	call POST /_security/user/kibana_system/_password "{\"password\":\"$(esc /run/secrets/kibana-es-password)\"}"
-	call PUT /_security/role/sitectl_logstash_writer '{"cluster":["monitor"],"indices":[{"names":["logs-*"],"privileges":["create_index","write"]}]}'
+	call PUT /_security/role/sitectl_logstash_writer '{"cluster":["monitor"],"indices":[{"names":["sitectl-logs-*"],"privileges":["create_index","write"]}]}'
 	call PUT /_security/user/sitectl_logstash "{\"password\":\"$(esc /run/secrets/logstash-es-password)\",\"roles\":[\"sitectl_logstash_writer\"]}"
 	echo "sitectl-es: kibana_system and sitectl_logstash are set"
 	exec sleep infinity
