@@ -89,9 +89,7 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 		}
 		if len(lines) > 0 {
 			extra.PassFile, extra.PostgresUID = pgrepl.PassFileSecret, 999
-			for _, l := range lines {
-				passFiles[pgrepl.PassFileSecret] = append(passFiles[pgrepl.PassFileSecret], stacks.PassFileLine{Prefix: l.Prefix, Password: l.Password})
-			}
+			passFiles[pgrepl.PassFileSecret] = lines
 		}
 	}
 	out, err := stacks.ExecTemplate("postgres/compose.yaml.tmpl", composeTemplate, stacks.TemplateData{
