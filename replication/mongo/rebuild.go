@@ -60,8 +60,8 @@ type Rebuild struct {
 	Majority bool `json:"majority_reachable"`
 	// Answered lists the site's members that answered as healthy voting members
 	// when planned (only with Force).
-	Answered  []string   `json:"answered,omitempty"`
-	Reconfigs []Reconfig `json:"reconfigs"`
+	Answered  []string    `json:"answered,omitempty"`
+	Reconfigs []Reconfig  `json:"reconfigs"`
 	Steps     []plan.Step `json:"-"`
 
 	mu   sync.Mutex
@@ -159,7 +159,9 @@ func (r *Rebuild) plan(desired *Config, live *Live) {
 		add := want
 		add.Votes, add.Priority = 0, 0
 		r.Steps = append(r.Steps, plan.Step{Site: r.Site, Component: ComponentMongo, Action: plan.Create, Name: "initial sync of member " + h, Note: note,
-			Apply: func(ctx context.Context) error { return r.resync(ctx, Change{Kind: KindAdd, Site: r.Site, Member: add, Voting: false}) }})
+			Apply: func(ctx context.Context) error {
+				return r.resync(ctx, Change{Kind: KindAdd, Site: r.Site, Member: add, Voting: false})
+			}})
 		from := live.Config.Member(h)
 		if from == nil {
 			from = &add
