@@ -1,6 +1,7 @@
 package mongo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"maps"
@@ -13,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/sitectl/sitectl/internal/mongofake"
+	"github.com/sitectl/sitectl/plan"
 )
 
 // The rebuild tests stop a member and delete its data (mongofake.Wipe), which the
@@ -278,5 +280,85 @@ func TestRebuildHubNoMajority(t *testing.T) {
 	b.fake.HealAll()
 	if err := insertMajority(ctx, c, b.fake.Primary(), bson.D{{Key: "_id", Value: "after"}}); err != nil {
 		t.Fatalf("majority write after the rebuild: %v", err)
+	}
+}
+
+// TestRebuildForcedHealthyAndPlan: --force on a site whose member still answers
+// names what answered and runs the steps (vote removed, caught up, vote restored),
+// ending where it began; the steps print as a plan; a site without members is refused.
+func TestRebuildForcedHealthyAndPlan(t *testing.T) {
+	t.Parallel()
+	b, topo, c := deployedSet(t)
+	ctx := context.Background()
+	yaounde := b.hosts[2]
+	orig := fakeMembers(t, c)
+	n0 := len(b.fake.Reconfigs())
+	r, err := c.PlanRebuild(ctx, "yaounde", RebuildOptions{Force: true, Wait: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Answered) != 1 || !strings.Contains(r.Answered[0], yaounde+" answers as SECONDARY") {
+		t.Errorf("answered %q, want yaounde's member", r.Answered)
+	}
+	p := &plan.Plan{Env: "dev", Sites: []plan.SitePlan{{Site: "yaounde", Steps: r.Steps}}}
+	var buf bytes.Buffer
+	if err := p.Render(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"~ mongo votes of member " + yaounde, "votes: 1 → 0", "+ mongo initial sync of member " + yaounde, "votes: 0 → 1", "Plan: 1 to create, 2 to update, 0 to remove."} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("plan lacks %q:\n%s", want, buf.String())
+		}
+	}
+	applyAll(ctx, t, r)
+	checkOneVoteAtATime(t, orig, b.fake.Reconfigs()[n0:], []string{yaounde}, false)
+	if final := fakeMembers(t, c); !slices.EqualFunc(final, orig, sameMember) {
+		t.Errorf("final members %+v, want the original %+v", final, orig)
+	}
+	topo.Site("douala").Mongo.Members = nil
+	if _, err := connTo(t, topo).PlanRebuild(ctx, "douala", RebuildOptions{}); err == nil || !strings.Contains(err.Error(), "runs no MongoDB members") {
+		t.Errorf("rebuild of a site without members: %v", err)
+	}
+}
+
+// TestRebuildReaddsRemovedMember: a lost member already removed from the config (by
+// hand, or by declare-authoritative) is added back non-voting, initial-syncs, then
+// gets its vote: two reconfigs, each one member, surviving members untouched.
+func TestRebuildReaddsRemovedMember(t *testing.T) {
+	t.Parallel()
+	b, topo, c := deployedSet(t)
+	ctx := context.Background()
+	yaounde := b.hosts[2]
+	if err := c.Apply(ctx, Change{Kind: KindRemove, Site: "yaounde", Member: Member{Host: yaounde, Votes: 1}, Voting: true}); err != nil {
+		t.Fatal(err)
+	}
+	b.fake.Wipe(yaounde)
+	before := fakeMembers(t, c)
+	n0 := len(b.fake.Reconfigs())
+	r, err := c.PlanRebuild(ctx, "yaounde", RebuildOptions{Wait: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stepNames(r); len(got) != 2 || !strings.Contains(r.Steps[0].Note, "added with votes 0, priority 0") {
+		t.Fatalf("steps %q, first note %q", got, r.Steps[0].Note)
+	}
+	b.fake.SetDown(yaounde, false)
+	applyAll(ctx, t, r)
+	rcs := b.fake.Reconfigs()[n0:]
+	if len(rcs) != 2 || len(rcs[0].Members) != len(before)+1 || len(rcs[1].Members) != len(before)+1 {
+		t.Fatalf("reconfigs %+v: want the member added, then its vote", rcs)
+	}
+	added := rcs[0].Members[len(before)]
+	if added.Host != yaounde || added.Votes != 0 || added.Priority != 0 {
+		t.Errorf("added %+v, want %s non-voting", added, yaounde)
+	}
+	for i, m := range before {
+		if !sameMember(rcs[0].Members[i], m) || !sameMember(rcs[1].Members[i], m) {
+			t.Errorf("surviving member %s changed: %+v", m.Host, rcs[1].Members[i])
+		}
+	}
+	want, _ := Build(topo)
+	if got := rcs[1].Members[len(before)]; got.Votes != int64(want.Member(yaounde).Votes) || got.Priority != want.Member(yaounde).Priority || got.Tags["site"] != "yaounde" {
+		t.Errorf("restored %+v, want the configured votes, priority and site tag", got)
 	}
 }
