@@ -174,7 +174,7 @@ func TestRebuildSpokeMajorityReachable(t *testing.T) {
 	if got := stepNames(r2); !slices.Equal(got, want[1:]) {
 		t.Fatalf("resumed steps %q, want %q", got, want[1:])
 	}
-	b.fake.SetInitialSync(500 * time.Millisecond)
+	b.fake.SetInitialSync(2 * time.Second)
 	b.fake.SetDown(douala, false)
 	applyAll(ctx, t, r2)
 
