@@ -118,9 +118,10 @@ func newMongoAuthoritativeCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "declare-authoritative --site SITE --i-understand-rollback",
 		Short: "Force a cut-off site's members to form the replica set alone (writes elsewhere are rolled back)",
-		Long: `The only path to a forced replSetReconfig. For a site cut off without a majority
-that must take writes anyway (the hub is gone for good): the set is reconfigured,
-on a member at SITE, to keep only the members SITE still reaches. Every write the
+		Long: `One of the two paths to a forced replSetReconfig (the other: site rebuild --mongo
+with no primary reachable). For a site cut off without a majority that must take
+writes anyway (the hub is gone for good): the set is reconfigured, on a member at
+SITE, to keep only the members SITE still reaches. Every write the
 removed members hold that SITE does not is rolled back when they return (saved to
 rollback/ files), not merged. Without --i-understand-rollback it only prints what it
 would do and exits 1. Refused when SITE already reaches a primary.`,

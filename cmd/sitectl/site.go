@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sitectl/sitectl/plan"
+	"github.com/sitectl/sitectl/replication/mongo"
 	"github.com/sitectl/sitectl/replication/postgres"
 )
 
@@ -32,6 +33,9 @@ type siteRebuildOptions struct {
 	dryRun  bool
 	wait    time.Duration
 	confirm string
+	// mongo adds the MongoDB part (siterebuildmongo.go); rollback acknowledges its
+	// forced reconfigs when no primary is reachable.
+	mongo, rollback bool
 }
 
 func newSiteRebuildCommand(g *globals) *cobra.Command {
@@ -57,7 +61,15 @@ Progress (rows copied, rate) goes to stderr. Every replicating site's database m
 answer. A rebuild that stops half-way is recorded; re-running resumes it and copies
 nothing twice. No row is ever deleted on another site. A database that still holds
 replicated rows or replication objects is refused unless --force (then they are
-dropped there first). --dry-run prints the plan only (exit 2: changes pending).`,
+dropped there first). --dry-run prints the plan only (exit 2: changes pending).
+
+--mongo adds the MongoDB part: the site's members lose their votes (votes 0,
+priority 0) one reconfig at a time, are re-added when their mongod is back empty
+(initial sync, waited for until SECONDARY and caught up), then get their votes back
+one reconfig at a time. When no primary is reachable those reconfigs are forced
+(the guard of mongo declare-authoritative), which needs --i-understand-rollback.
+Refused while the site's members still answer as healthy voting members, unless
+--force. See docs/site-rebuild.md.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runSiteRebuild(cmd.Context(), g, args[0], o) },
 	}
@@ -66,6 +78,8 @@ dropped there first). --dry-run prints the plan only (exit 2: changes pending).`
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the rebuild plan and change nothing")
 	f.DurationVar(&o.wait, "wait", 2*time.Minute, "give up when an initial copy or the verification makes no progress for this long")
 	f.StringVar(&o.confirm, "confirm", "", "the environment name, required to rebuild in production (--confirm production)")
+	f.BoolVar(&o.mongo, "mongo", false, "also rebuild the site's MongoDB members (votes removed, initial sync, votes restored)")
+	f.BoolVar(&o.rollback, "i-understand-rollback", false, "with --mongo: allow forced reconfigs when no primary is reachable (writes taken without a majority may be rolled back)")
 	return cmd
 }
 
@@ -76,6 +90,9 @@ type rebuildResult struct {
 	Applied bool       `json:"applied"`
 	TookSec float64    `json:"took_seconds,omitempty"`
 	Error   string     `json:"error,omitempty"`
+
+	// Mongo is the MongoDB part (--mongo).
+	Mongo *mongo.Rebuild `json:"mongo,omitempty"`
 }
 
 func runSiteRebuild(ctx context.Context, g *globals, site string, o siteRebuildOptions) error {
@@ -96,11 +113,17 @@ func runSiteRebuild(ctx context.Context, g *globals, site string, o siteRebuildO
 	if prog != nil {
 		opts.Progress = prog.Status
 	}
+	mr, closeMongo, err := planSiteRebuildMongo(ctx, topo, site, o, prog)
+	if err != nil {
+		return err
+	}
+	defer closeMongo()
 	r, err := postgres.PlanRebuild(ctx, topo, sess, site, opts)
 	if err != nil {
 		return err
 	}
-	res := &rebuildResult{Rebuild: r, Plan: r.Plan(topo.Env)}
+	addMongoSteps(r, mr)
+	res := &rebuildResult{Rebuild: r, Plan: r.Plan(topo.Env), Mongo: mr}
 	if o.dryRun {
 		return g.printRebuild(res, &ExitError{Code: 2, Silent: true})
 	}
@@ -119,6 +142,7 @@ func runSiteRebuild(ctx context.Context, g *globals, site string, o siteRebuildO
 	if !g.structured() {
 		fmt.Fprintf(g.streams.Out, "%s rebuilt (generation %d) in %s: %d rows copied by sitectl (%.0f rows/s), %d (table, owner) pairs verified equal on every site\n",
 			site, r.Generation, time.Since(began).Round(time.Second), r.Rows(), float64(r.Rows())/max(res.TookSec, 0.001), len(r.Verified))
+		fmt.Fprint(g.streams.Out, mongoRebuildSummary(mr))
 	}
 	return g.printRebuild(res, nil)
 }

@@ -139,6 +139,9 @@ type node struct {
 	ids     map[string]map[string]bool
 	idsLen  int
 	idsLast bson.Timestamp
+	// syncing: in initial sync (STARTUP2) from syncStart until syncUntil (SetInitialSync).
+	syncing              bool
+	syncStart, syncUntil time.Time
 }
 
 // hasID reports whether ns holds a document with that id key.
@@ -205,7 +208,10 @@ type Cluster struct {
 	stepDownAfter time.Duration
 	// users are the SCRAM users (AddUser); none means no authentication.
 	users map[string]scram.StoredCredentials
-	wg    sync.WaitGroup
+	// initialSync is how long an empty member spends in STARTUP2 (SetInitialSync).
+	initialSync time.Duration
+	reconfigs   []Reconfig
+	wg          sync.WaitGroup
 }
 
 // NewCluster starts n members listening on 127.0.0.1 ports picked by the kernel.

@@ -133,6 +133,8 @@ func stateOf(n *node) (int32, string) {
 		return 10, "REMOVED"
 	case me.ArbiterOnly:
 		return 7, "ARBITER"
+	case n.syncing:
+		return 5, "STARTUP2"
 	case n.primary:
 		return 1, "PRIMARY"
 	}

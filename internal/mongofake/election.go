@@ -56,7 +56,11 @@ func (c *Cluster) spreadConfigs() {
 				// A member named in a newer config adopts it; one left out of it
 				// adopts it too and finds itself REMOVED.
 				if (nb.cfg == nil && na.cfg.member(b) != nil) || (nb.cfg != nil && nb.cfg.ID == na.cfg.ID && nb.cfg.Version < na.cfg.Version) {
+					fresh := nb.cfg == nil
 					nb.cfg = na.cfg.clone()
+					if fresh {
+						c.startInitialSync(nb)
+					}
 					changed = true
 				}
 			}
@@ -98,7 +102,7 @@ func (c *Cluster) elect() {
 	var cands []*node
 	for _, h := range c.order {
 		n := c.nodes[h]
-		if me := n.self(); !n.remote && !n.down && me != nil && me.electable() && !n.primary && !c.higherPriorityRemote(n) && !n.frozen() {
+		if me := n.self(); !n.remote && !n.down && !n.syncing && me != nil && me.electable() && !n.primary && !c.higherPriorityRemote(n) && !n.frozen() {
 			cands = append(cands, n)
 		}
 	}
@@ -164,6 +168,10 @@ func (c *Cluster) replicate() {
 				if m := p.cfg.member(o); m.ArbiterOnly {
 					continue
 				}
+				if !n.syncDone() {
+					continue // still in initial sync: its data arrives when the sync ends
+				}
+				n.syncing = false
 				c.syncFrom(n, p)
 			}
 		}

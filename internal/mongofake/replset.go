@@ -227,6 +227,7 @@ func (c *Cluster) reconfig(n *node, cmd bson.D) (bson.D, error) {
 	}
 	cfg.Term = c.term
 	n.cfg = cfg
+	c.record(n.host, force, cfg)
 	c.recompute()
 	return ok(), nil
 }
@@ -261,7 +262,11 @@ func (c *Cluster) status(n *node) (bson.D, error) {
 		members = append(members, md)
 	}
 	all, data := n.cfg.voters()
-	return append(bson.D{
+	var syncStatus bson.D
+	if n.syncing {
+		syncStatus = bson.D{{Key: "initialSyncStatus", Value: c.initialSyncStatus(n)}}
+	}
+	return append(append(bson.D{
 		{Key: "set", Value: n.cfg.ID},
 		{Key: "date", Value: bson.NewDateTimeFromTime(c.now())},
 		{Key: "myState", Value: myState},
@@ -271,7 +276,7 @@ func (c *Cluster) status(n *node) (bson.D, error) {
 		{Key: "votingMembersCount", Value: int32(all)},
 		{Key: "writableVotingMembersCount", Value: int32(data)},
 		{Key: "members", Value: members},
-	}, ok()...), nil
+	}, syncStatus...), ok()...), nil
 }
 
 // implicitWC is MongoDB's implicit default write concern: majority, unless arbiters

@@ -12,9 +12,10 @@ import (
 )
 
 // ForcePlan is what declaring a site authoritative would do: a forced reconfig, on a
-// member at the site, that keeps only the members the site still reaches. It is the
-// one path to `force` and exists for a site cut off without a majority that must
-// take writes anyway (e.g. the cloud is gone for good).
+// member at the site, that keeps only the members the site still reaches. It exists
+// for a site cut off without a majority that must take writes anyway (e.g. the cloud
+// is gone for good). It is one of the two paths to `force`; the other, a Rebuild's
+// vote change with no primary reachable, applies a ForcePlan that keeps every member.
 type ForcePlan struct {
 	Site       string   `json:"site"`
 	On         string   `json:"reconfig_on"`

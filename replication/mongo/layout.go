@@ -2,7 +2,8 @@
 // decision 5 says: members laid out from the site configs (cloud at the highest
 // priority, no arbiter unless allowed), the default write concern set to majority,
 // reconfigs of at most one voting change each (never forced, except through
-// DeclareAuthoritative), a partition analysis of which sites can still elect a
+// DeclareAuthoritative and a site rebuild with no primary reachable, behind the same
+// guard), a partition analysis of which sites can still elect a
 // primary when a tunnel is cut, and a status with lag and the oplog window.
 //
 // A cut-off minority does not promote itself: a replica set elects a primary only
