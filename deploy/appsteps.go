@@ -53,6 +53,9 @@ func (appsPart) waitSession(context.Context, *session) error { return nil }
 type group struct {
 	name string // "app <name>", as the plan shows it and errors name it
 	sess *session
+	app  *sites.App
+	// roles marks the group dropping the roles of apps no longer run (orphanRoleSteps).
+	roles bool
 }
 
 // appGroups are the groups of the apps the configuration declares (with
@@ -65,7 +68,7 @@ func appGroups(s *session) []group {
 			continue
 		}
 		name := a.Name
-		out = append(out, group{name: "app " + name, sess: s.child(func(stack string) bool { return stack == name })})
+		out = append(out, group{name: "app " + name, app: a, sess: s.child(func(stack string) bool { return stack == name })})
 	}
 	slices.SortFunc(out, func(x, y group) int {
 		switch {
@@ -76,14 +79,30 @@ func appGroups(s *session) []group {
 		}
 		return 0
 	})
+	if s.opts.Prune && len(s.opts.Stacks) == 0 && s.site.HasStack("postgres") {
+		out = append(out, group{name: appRolesGroup, roles: true, sess: s.child(func(string) bool { return false })})
+	}
 	return out
 }
 
 // plan plans the group's stack, each step marked with the group.
 func (g group) plan(ctx context.Context) ([]plan.Step, error) {
+	if g.roles {
+		return orphanRoleSteps(ctx, g.sess)
+	}
 	steps, err := g.sess.planStacks(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if g.app != nil {
+		// The app's role first: its services connect as it.
+		role, err := appRoleStep(ctx, g.sess.site, g.app)
+		if err != nil {
+			return nil, err
+		}
+		if role != nil {
+			steps = append([]plan.Step{*role}, steps...)
+		}
 	}
 	for i := range steps {
 		steps[i].Group = g.name

@@ -1,5 +1,7 @@
 package sites
 
+import "strings"
+
 // App is one operator app (a folder under the apps directory: a compose file with
 // an x-sitectl extension), resolved for one environment. Package apps reads and
 // validates it; stacks renders it like a stack; kong and monitoring wire it.
@@ -76,21 +78,28 @@ type AppCanary struct {
 func (a *App) CanaryService() string { return a.Service + "-canary" }
 
 // AppDatabase is the database an app uses: at each site that runs the app, the
-// site's PostgreSQL (its postgres stack), reached over the site's data network.
-// The password comes from a site secret, by name: never a value.
+// site's PostgreSQL (its postgres stack), reached over the site's data network, as
+// a role of the app's own that sitectl creates and keeps there (LOGIN, no
+// superuser, the rows of the tables of schema public; never sitectl's
+// administrative role). The password comes from a site secret, by name: never a
+// value.
 type AppDatabase struct {
 	// Engine is the database: "postgres" (the site's postgres stack).
 	Engine string `json:"engine"`
-	// User is the role the app connects as; "" is the site's postgres.user.
-	User string `json:"user,omitempty"`
+	// User is the app's own role (AppRoleName by default).
+	User string `json:"user"`
 	// PasswordSecret names the site secret (secrets.<name>) holding the role's
-	// password: AppDatabasePassword for the site's own role.
+	// password (AppPasswordSecretName by default).
 	PasswordSecret string `json:"password_secret"`
 }
 
-// AppDatabasePassword is the site secret holding postgres.user's password: the one
-// the postgres stack sets and the Django API reads.
-const AppDatabasePassword = "postgres-password"
+// AppRoleName is the PostgreSQL role sitectl makes for an app by default:
+// "app_" and the app's name with its dashes as underscores (notes-api → app_notes_api).
+func AppRoleName(app string) string { return "app_" + strings.ReplaceAll(app, "-", "_") }
+
+// AppPasswordSecretName is the site secret holding an app's role's password by
+// default: secrets.<app>-db-password.
+func AppPasswordSecretName(app string) string { return app + "-db-password" }
 
 // What sitectl adds to an app's entry service for its database: these variables
 // (the password only as a file, AppDatabaseTarget under /run/secrets) and the

@@ -138,6 +138,7 @@ func Load(opts Options) ([]*sites.App, sites.Problems) {
 		}
 	}
 	checkRoutes(c, opts.Topo, out)
+	checkRoles(c, out)
 	if len(c.ps) > 0 {
 		return nil, c.ps
 	}
@@ -173,7 +174,7 @@ func loadApp(c *collector, opts Options, name string) *sites.App {
 	checkSiteAndEnvKeys(c, rel, topo, d, runs, sitesOK)
 	checkSecrets(c, rel, topo, runs, src.dict, cfg)
 	if sitesOK && svc != nil {
-		a.Database = checkDatabase(c, rel, topo, d.Database, runs, svc, src.dict)
+		a.Database = checkDatabase(c, rel, name, topo, d.Database, runs, svc, src.dict)
 	}
 	a.Resources = checkResources(c, rel, d.Resources)
 	a.Update = checkPolicy(c, rel, d.Update, false)
