@@ -36,6 +36,9 @@ type App struct {
 	Rollback  *AppPolicy    `json:"rollback,omitempty"`
 	// EndpointMode is the entry service's deploy.endpoint_mode ("" is vip).
 	EndpointMode string `json:"endpoint_mode,omitempty"`
+	// After names the apps this one starts after (x-sitectl.after): at a site
+	// running both, deploy applies this app's group once theirs have converged.
+	After []string `json:"after,omitempty"`
 }
 
 // AppSite is an app's settings at one site (after every layer).
