@@ -34,7 +34,8 @@ type App struct {
 	Resources *AppResources `json:"resources,omitempty"`
 	Update    *AppPolicy    `json:"update,omitempty"`
 	Rollback  *AppPolicy    `json:"rollback,omitempty"`
-	// EndpointMode is the entry service's deploy.endpoint_mode ("" is vip).
+	// EndpointMode is the entry service's deploy.endpoint_mode in its compose file
+	// ("": the site's deploy.endpoint_mode, see EndpointModeAt).
 	EndpointMode string `json:"endpoint_mode,omitempty"`
 	// After names the apps this one starts after (x-sitectl.after): at a site
 	// running both, deploy applies this app's group once theirs have converged.
@@ -75,6 +76,19 @@ type AppCanary struct {
 	Image    string `json:"image"`
 	Replicas int    `json:"replicas"`
 	Weight   int    `json:"weight"`
+}
+
+// EndpointModeAt is the entry service's endpoint mode at site: its compose file's
+// deploy.endpoint_mode, else the site's deploy.endpoint_mode, which sitectl writes
+// into it (as into the built-in stacks' services).
+func (a *App) EndpointModeAt(s *Site) string {
+	if a.EndpointMode != "" {
+		return a.EndpointMode
+	}
+	if s.Deploy.EndpointMode == "" {
+		return "vip"
+	}
+	return s.Deploy.EndpointMode
 }
 
 // CanaryService is the name of an app's canary service in its stack.

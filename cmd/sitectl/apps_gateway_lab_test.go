@@ -17,6 +17,7 @@ import (
 	"github.com/sitectl/sitectl/lab/labtest"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
+	"github.com/sitectl/sitectl/stacks/kong"
 	"github.com/sitectl/sitectl/swarm"
 	"github.com/sitectl/sitectl/traffic"
 	"github.com/sitectl/sitectl/tunnels"
@@ -25,8 +26,9 @@ import (
 // exampleApps is the repository's apps/ folder (the worked example's apps).
 const exampleApps = "../../apps"
 
-// TestLabAppsThroughGateway deploys Kong and the example apps (apps/: the nginx
-// front-end at every site, the Django identity provider at the hub) with the
+// TestLabAppsThroughGateway deploys Kong (with its certificate, which a spoke's
+// Kong verifies when it forwards to the hub's) and the example apps (apps/: the
+// nginx front-end at every site, the Django identity provider at the hub) with the
 // tunnels on the shared lab, and proves each app's route answers at each site
 // THROUGH the site's gateway (the lab's routing Kong stand-in, over HTTPS at the
 // site's Kong nodes): `/` is the front-end's page (served by the site's own
@@ -53,7 +55,7 @@ func TestLabAppsThroughGateway(t *testing.T) {
 	t.Cleanup(cancel)
 	t.Cleanup(func() { removeStacks(t, topo, names) })
 	start := time.Now()
-	for _, r := range deploy.Deploy(ctx, topo, topo.Sites, []plan.Part{swarm.Part{}, deploy.Stacks, deploy.Apps, tunnels.Part{}},
+	for _, r := range deploy.Deploy(ctx, topo, topo.Sites, []plan.Part{swarm.Part{}, kong.CertPart{}, deploy.Stacks, deploy.Apps, tunnels.Part{}},
 		deploy.Options{Environ: []string{}, Stacks: append([]string{"kong"}, names...)}) {
 		if r.Err() != nil {
 			t.Fatalf("deploy %s: %v", r.Site, r.Err())

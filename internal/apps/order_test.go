@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/sitectl/sitectl/internal/apps"
+	"github.com/sitectl/sitectl/stacks"
 	"github.com/sitectl/sitectl/stacks/stacktest"
 )
 
@@ -58,5 +59,26 @@ func TestAfter(t *testing.T) {
 				t.Errorf("problem %s (key %q), want %s/compose.yaml, key %s, ~%q", p, p.Key, tc.file, key, tc.msg)
 			}
 		})
+	}
+}
+
+// TestEndpointModeFollowsSite: an app's entry service that sets no
+// deploy.endpoint_mode gets the site's (dnsrr where the kernel has no IPVS, as in
+// the lab, where Kong could not reach an app's virtual IP), like the built-in
+// stacks' services; one that sets its own keeps it.
+func TestEndpointModeFollowsSite(t *testing.T) {
+	topo := stacktest.Load(t, "dev", "douala:deploy.endpoint_mode=dnsrr", "douala:deploy.publish_mode=host")
+	dir := writeApps(t, map[string]string{"api/compose.yaml": orderApp(""),
+		"own/compose.yaml": "services:\n  web:\n    image: x/web:1\n    deploy: {endpoint_mode: vip}\nx-sitectl:\n  sites: [douala, yaounde]\n"})
+	topo = stacktest.WithApps(t, topo, dir)
+	for _, tc := range []struct{ app, site, want string }{{"api", "douala", "dnsrr"}, {"own", "douala", "vip"}, {"own", "yaounde", "vip"}} {
+		a := topo.App(tc.app)
+		r, err := stacks.RenderApp(stacks.Input{Topo: topo, Site: topo.Site(tc.site)}, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := a.EndpointModeAt(topo.Site(tc.site)); got != tc.want || !strings.Contains(string(r.Compose), "endpoint_mode: "+tc.want) {
+			t.Errorf("%s at %s: endpoint mode %s, want %s in\n%s", tc.app, tc.site, got, tc.want, r.Compose)
+		}
 	}
 }
