@@ -96,7 +96,7 @@ func TestLabAppsThroughGateway(t *testing.T) {
 	}
 }
 
-// gatewayGet sends one request through a gateway, retrying for up to 3 minutes
+// gatewayGet sends one request through a gateway, retrying for up to 2 minutes
 // (Kong's first health probes, a forwarded route's tunnel) until done says the
 // answer is the one wanted (nil: the first answer).
 func gatewayGet(ctx context.Context, t *testing.T, c *http.Client, method, url, body, bearer string, done func(int, string) bool) (int, string, http.Header) {
@@ -106,7 +106,7 @@ func gatewayGet(ctx context.Context, t *testing.T, c *http.Client, method, url, 
 		text string
 		hdr  http.Header
 	)
-	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(2 * time.Second) {
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(2 * time.Second) {
 		req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
