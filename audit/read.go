@@ -45,6 +45,7 @@ func Inspect(ctx context.Context, topo *sites.Topology, site *sites.Site) []Find
 				What: "not compared with the services and configs: sitectl could not read their values", Fix: "make the secret references readable where the audit runs"})
 		}
 		out = append(out, CheckServices(site, svcs)...)
+		out = append(out, CheckAppRoles(site, svcs)...)
 	}
 	if site.HasStack("postgres") {
 		pg, err := readPostgres(ctx, site, appUser(site, svcs))

@@ -53,11 +53,17 @@ func (appsPart) waitSession(context.Context, *session) error { return nil }
 type group struct {
 	name string // "app <name>", as the plan shows it and errors name it
 	sess *session
+	app  *sites.App
+	// roles marks the group dropping the roles of apps no longer run (orphanRoleSteps).
+	roles bool
 }
 
 // appGroups are the groups of the apps the configuration declares (with
-// opts.Stacks, those it names), in name order. An app the site does not run has a
-// group too: with --prune it removes what the app left at the site.
+// opts.Stacks, those it names), in start order: name order, except that an app
+// comes after the apps its x-sitectl.after names (among those in the run). An app
+// the site does not run has a group too: with --prune it removes what the app left
+// at the site. With --prune, the group dropping the roles of apps no longer run
+// comes last.
 func appGroups(s *session) []group {
 	var out []group
 	for _, a := range s.topo.Apps {
@@ -65,25 +71,71 @@ func appGroups(s *session) []group {
 			continue
 		}
 		name := a.Name
-		out = append(out, group{name: "app " + name, sess: s.child(func(stack string) bool { return stack == name })})
+		out = append(out, group{name: "app " + name, app: a, sess: s.child(func(stack string) bool { return stack == name })})
 	}
-	slices.SortFunc(out, func(x, y group) int {
-		switch {
-		case x.name < y.name:
-			return -1
-		case x.name > y.name:
-			return 1
+	slices.SortFunc(out, func(x, y group) int { return strings.Compare(x.name, y.name) })
+	out = startOrder(out)
+	if s.opts.Prune && len(s.opts.Stacks) == 0 && s.site.HasStack("postgres") {
+		out = append(out, group{name: appRolesGroup, roles: true, sess: s.child(func(string) bool { return false })})
+	}
+	return out
+}
+
+// startOrder orders groups (in name order) so that each app's group comes after
+// the groups of the apps it starts after (x-sitectl.after, among groups), the
+// first ready in name order first. config validate refuses a cycle; were one left,
+// its groups would come after the rest, in name order.
+func startOrder(groups []group) []group {
+	placed := map[string]bool{}
+	in := map[string]bool{}
+	for _, g := range groups {
+		in[g.app.Name] = true
+	}
+	out := make([]group, 0, len(groups))
+	for len(out) < len(groups) {
+		next := -1
+		for i, g := range groups {
+			if placed[g.app.Name] {
+				continue
+			}
+			if !slices.ContainsFunc(g.app.After, func(dep string) bool { return in[dep] && !placed[dep] }) {
+				next = i
+				break
+			}
 		}
-		return 0
-	})
+		if next < 0 { // a cycle: the rest in name order
+			for _, g := range groups {
+				if !placed[g.app.Name] {
+					placed[g.app.Name] = true
+					out = append(out, g)
+				}
+			}
+			break
+		}
+		placed[groups[next].app.Name] = true
+		out = append(out, groups[next])
+	}
 	return out
 }
 
 // plan plans the group's stack, each step marked with the group.
 func (g group) plan(ctx context.Context) ([]plan.Step, error) {
+	if g.roles {
+		return orphanRoleSteps(ctx, g.sess)
+	}
 	steps, err := g.sess.planStacks(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if g.app != nil {
+		// The app's role first: its services connect as it.
+		role, err := appRoleStep(ctx, g.sess.site, g.app)
+		if err != nil {
+			return nil, err
+		}
+		if role != nil {
+			steps = append([]plan.Step{*role}, steps...)
+		}
 	}
 	for i := range steps {
 		steps[i].Group = g.name
@@ -137,15 +189,18 @@ func cloneDesired(d *stacks.Desired) *stacks.Desired {
 // converged group's removals. A group whose plan, steps or wait fail is left there,
 // its error naming it; the others go on.
 func deployGroups(ctx context.Context, opts Options, groups []group) (applied []plan.Step, failed []error) {
-	type run struct {
-		g    group
-		post []plan.Step
-		err  error
-	}
-	runs := make([]*run, len(groups))
+	runs := make([]*groupRun, len(groups))
+	byApp := map[string]*groupRun{}
 	for i, g := range groups {
-		r := &run{g: g}
+		r := &groupRun{g: g}
 		runs[i] = r
+		if g.app != nil {
+			byApp[g.app.Name] = r
+		}
+		if err := waitAfter(ctx, opts, g, byApp); err != nil {
+			r.err = err
+			continue
+		}
 		steps, err := g.plan(ctx)
 		if err != nil {
 			r.err = err
@@ -184,4 +239,36 @@ func deployGroups(ctx context.Context, opts Options, groups []group) (applied []
 		}
 	}
 	return applied, failed
+}
+
+// groupRun is one group's share of deployGroups: its removals left for after its
+// wait, and its error.
+type groupRun struct {
+	g    group
+	post []plan.Step
+	err  error
+}
+
+// waitAfter waits, before g's steps, for the groups of the apps g starts after
+// (x-sitectl.after) that this run deployed before it: each must converge, or g is
+// not deployed (its error names the app it waited for).
+func waitAfter(ctx context.Context, opts Options, g group, byApp map[string]*groupRun) error {
+	if g.app == nil {
+		return nil
+	}
+	for _, dep := range g.app.After {
+		r := byApp[dep]
+		if r == nil || r.g.app == g.app {
+			continue
+		}
+		if r.err == nil {
+			done := opts.Progress.Step("%s: %s converged (%s starts after it)", r.g.sess.site.Name, r.g.name, g.name)
+			r.err = r.g.sess.waitConverged(ctx)
+			done(r.err)
+		}
+		if r.err != nil {
+			return fmt.Errorf("not deployed: it starts after app %s (x-sitectl.after), which did not deploy: %w", dep, r.err)
+		}
+	}
+	return nil
 }

@@ -1,5 +1,7 @@
 package sites
 
+import "strings"
+
 // App is one operator app (a folder under the apps directory: a compose file with
 // an x-sitectl extension), resolved for one environment. Package apps reads and
 // validates it; stacks renders it like a stack; kong and monitoring wire it.
@@ -32,8 +34,12 @@ type App struct {
 	Resources *AppResources `json:"resources,omitempty"`
 	Update    *AppPolicy    `json:"update,omitempty"`
 	Rollback  *AppPolicy    `json:"rollback,omitempty"`
-	// EndpointMode is the entry service's deploy.endpoint_mode ("" is vip).
+	// EndpointMode is the entry service's deploy.endpoint_mode in its compose file
+	// ("": the site's deploy.endpoint_mode, see EndpointModeAt).
 	EndpointMode string `json:"endpoint_mode,omitempty"`
+	// After names the apps this one starts after (x-sitectl.after): at a site
+	// running both, deploy applies this app's group once theirs have converged.
+	After []string `json:"after,omitempty"`
 }
 
 // AppSite is an app's settings at one site (after every layer).
@@ -72,25 +78,45 @@ type AppCanary struct {
 	Weight   int    `json:"weight"`
 }
 
+// EndpointModeAt is the entry service's endpoint mode at site: its compose file's
+// deploy.endpoint_mode, else the site's deploy.endpoint_mode, which sitectl writes
+// into it (as into the built-in stacks' services).
+func (a *App) EndpointModeAt(s *Site) string {
+	if a.EndpointMode != "" {
+		return a.EndpointMode
+	}
+	if s.Deploy.EndpointMode == "" {
+		return "vip"
+	}
+	return s.Deploy.EndpointMode
+}
+
 // CanaryService is the name of an app's canary service in its stack.
 func (a *App) CanaryService() string { return a.Service + "-canary" }
 
 // AppDatabase is the database an app uses: at each site that runs the app, the
-// site's PostgreSQL (its postgres stack), reached over the site's data network.
-// The password comes from a site secret, by name: never a value.
+// site's PostgreSQL (its postgres stack), reached over the site's data network, as
+// a role of the app's own that sitectl creates and keeps there (LOGIN, no
+// superuser, the rows of the tables of schema public; never sitectl's
+// administrative role). The password comes from a site secret, by name: never a
+// value.
 type AppDatabase struct {
 	// Engine is the database: "postgres" (the site's postgres stack).
 	Engine string `json:"engine"`
-	// User is the role the app connects as; "" is the site's postgres.user.
-	User string `json:"user,omitempty"`
+	// User is the app's own role (AppRoleName by default).
+	User string `json:"user"`
 	// PasswordSecret names the site secret (secrets.<name>) holding the role's
-	// password: AppDatabasePassword for the site's own role.
+	// password (AppPasswordSecretName by default).
 	PasswordSecret string `json:"password_secret"`
 }
 
-// AppDatabasePassword is the site secret holding postgres.user's password: the one
-// the postgres stack sets and the Django API reads.
-const AppDatabasePassword = "postgres-password"
+// AppRoleName is the PostgreSQL role sitectl makes for an app by default:
+// "app_" and the app's name with its dashes as underscores (notes-api → app_notes_api).
+func AppRoleName(app string) string { return "app_" + strings.ReplaceAll(app, "-", "_") }
+
+// AppPasswordSecretName is the site secret holding an app's role's password by
+// default: secrets.<app>-db-password.
+func AppPasswordSecretName(app string) string { return app + "-db-password" }
 
 // What sitectl adds to an app's entry service for its database: these variables
 // (the password only as a file, AppDatabaseTarget under /run/secrets) and the

@@ -29,9 +29,6 @@ func addAppDatabase(in Input, a *sites.App, doc, svc map[string]any) map[string]
 	db := a.Database
 	s := in.Site
 	user := db.User
-	if user == "" {
-		user = s.Postgres.User
-	}
 	vars := map[string]string{
 		"DATABASE_HOST":          appDatabaseService,
 		"DATABASE_PORT":          strconv.Itoa(appDatabasePort),

@@ -63,6 +63,11 @@ func RenderApp(in Input, a *sites.App) (Rendered, error) {
 	labels[LabelApp] = a.Name
 	dep["labels"] = labels
 	applyPolicy(dep, a)
+	if _, own := dep["endpoint_mode"]; !own && in.Site.Deploy.EndpointMode != "" && in.Site.Deploy.EndpointMode != "vip" {
+		// As the built-in stacks' services: the site's (dnsrr where the kernel has no
+		// IPVS, as in the lab; Kong and the apps then reach each task by name).
+		dep["endpoint_mode"] = in.Site.Deploy.EndpointMode
+	}
 	svc["deploy"] = dep
 	if a.Port > 0 {
 		joinNetwork(doc, svc, AppNetwork)

@@ -73,6 +73,7 @@ type decl struct {
 	Update    *policy              `yaml:"update"`
 	Rollback  *policy              `yaml:"rollback"`
 	Canary    *canaryDecl          `yaml:"canary"`
+	After     []string             `yaml:"after"`
 }
 
 type health struct {
@@ -138,6 +139,8 @@ func Load(opts Options) ([]*sites.App, sites.Problems) {
 		}
 	}
 	checkRoutes(c, opts.Topo, out)
+	checkRoles(c, out)
+	checkAfter(c, names, out)
 	if len(c.ps) > 0 {
 		return nil, c.ps
 	}
@@ -159,7 +162,7 @@ func loadApp(c *collector, opts Options, name string) *sites.App {
 		}
 	}
 	a := &sites.App{Name: name, File: rel, Compose: src.b, Port: d.Port, Liveness: d.Health.Liveness, Readiness: d.Health.Readiness,
-		MetricsPort: d.Metrics.Port, MetricsPath: d.Metrics.Path, MetricsPublished: d.Metrics.Published, Sites: map[string]sites.AppSite{}}
+		MetricsPort: d.Metrics.Port, MetricsPath: d.Metrics.Path, MetricsPublished: d.Metrics.Published, Sites: map[string]sites.AppSite{}, After: slices.Clone(d.After)}
 	before := len(c.ps)
 	svc := pickService(c, rel, d, cfg)
 	if svc != nil {
@@ -173,7 +176,7 @@ func loadApp(c *collector, opts Options, name string) *sites.App {
 	checkSiteAndEnvKeys(c, rel, topo, d, runs, sitesOK)
 	checkSecrets(c, rel, topo, runs, src.dict, cfg)
 	if sitesOK && svc != nil {
-		a.Database = checkDatabase(c, rel, topo, d.Database, runs, svc, src.dict)
+		a.Database = checkDatabase(c, rel, name, topo, d.Database, runs, svc, src.dict)
 	}
 	a.Resources = checkResources(c, rel, d.Resources)
 	a.Update = checkPolicy(c, rel, d.Update, false)

@@ -2,7 +2,9 @@ package apps
 
 import (
 	"maps"
+	"regexp"
 	"slices"
+	"strings"
 
 	composetypes "github.com/docker/cli/cli/compose/types"
 
@@ -19,11 +21,17 @@ type dbDecl struct {
 	Password any    `yaml:"password"`
 }
 
+// roleRE is a role name sitectl makes: lower case, digits and underscores, starting
+// with a letter or underscore, at most 63 bytes (PostgreSQL's NAMEDATALEN - 1).
+var roleRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
 // checkDatabase reads x-sitectl.database ("postgres", or {engine, user, password:
-// {secret: NAME}}) and checks it against every site that runs the app: the site
-// runs the postgres stack and has the password's secret; the compose file does not
-// set what sitectl sets. Nil when none is declared or on a problem (reported).
-func checkDatabase(c *collector, rel string, topo *sites.Topology, raw any, runs []string, svc *composetypes.ServiceConfig, dict map[string]any) *sites.AppDatabase {
+// {secret: NAME}}) of app name and checks it against every site that runs the app:
+// the site runs the postgres stack and has the password's secret; the role is the
+// app's own (not sitectl's administrative role nor the Django API's); the compose
+// file does not set what sitectl sets. Nil when none is declared or on a problem
+// (reported).
+func checkDatabase(c *collector, rel, name string, topo *sites.Topology, raw any, runs []string, svc *composetypes.ServiceConfig, dict map[string]any) *sites.AppDatabase {
 	var d dbDecl
 	switch x := raw.(type) {
 	case nil:
@@ -48,24 +56,23 @@ func checkDatabase(c *collector, rel string, topo *sites.Topology, raw any, runs
 		c.errf(rel, "", dbKey, "engine %q: allowed: postgres (the site's postgres stack)", d.Engine)
 		return nil
 	}
-	db := &sites.AppDatabase{Engine: d.Engine, User: d.User, PasswordSecret: sites.AppDatabasePassword}
+	db := &sites.AppDatabase{Engine: d.Engine, User: d.User, PasswordSecret: sites.AppPasswordSecretName(name)}
+	if db.User == "" {
+		db.User = sites.AppRoleName(name)
+	}
+	if !roleRE.MatchString(db.User) || strings.HasPrefix(db.User, "pg_") {
+		c.errf(rel, "", dbKey+".user", "role %q: lower case letters, digits and underscores, starting with a letter, at most 63, not pg_* (default %s)", db.User, sites.AppRoleName(name))
+		return nil
+	}
 	switch p := d.Password.(type) {
 	case nil:
-		if d.User != "" {
-			c.errf(rel, "", dbKey+".password", "user %s has no password: name the site secret holding it (password: {secret: NAME}, with secrets.NAME in the site config)", d.User)
-			return nil
-		}
 	case map[string]any:
-		name, _ := p["secret"].(string)
-		if len(p) != 1 || name == "" {
+		secret, _ := p["secret"].(string)
+		if len(p) != 1 || secret == "" {
 			c.errf(rel, "", dbKey+".password", "must be {secret: NAME}, naming the site's secrets.NAME")
 			return nil
 		}
-		if d.User == "" {
-			c.errf(rel, "", dbKey+".user", "a password without a user: name the role (user: ROLE) or drop the password to use the site's postgres.user")
-			return nil
-		}
-		db.PasswordSecret = name
+		db.PasswordSecret = secret
 	default:
 		c.errf(rel, "", dbKey+".password", "an inline secret (value not shown): name the site secret holding it instead (password: {secret: NAME}, with secrets.NAME: {env: VAR} or {file: path} in the site config)")
 		return nil
@@ -90,6 +97,12 @@ func dbSitesOK(c *collector, rel string, topo *sites.Topology, runs []string, db
 			noStack = append(noStack, sn)
 		case s.Secrets[db.PasswordSecret].IsZero():
 			noSecret = append(noSecret, sn)
+		case db.User == s.Postgres.User:
+			c.errf(rel, sn, dbKey+".user", "role %s is the site's postgres.user, sitectl's administrative role: an app gets a role of its own (drop user: for the default)", db.User)
+			return false
+		case db.User == s.Postgres.AppUser:
+			c.errf(rel, sn, dbKey+".user", "role %s is the site's postgres.app_user, the Django API's role: an app gets a role of its own (drop user: for the default)", db.User)
+			return false
 		}
 	}
 	if len(noStack) > 0 {
@@ -97,7 +110,7 @@ func dbSitesOK(c *collector, rel string, topo *sites.Topology, runs []string, db
 		return false
 	}
 	if len(noSecret) > 0 {
-		c.errf(rel, oneSite(noSecret), dbKey+".password", "no secret %q at %s: add secrets.%s ({env: VAR} or {file: path}) to the site config (defaults.yaml for every site)", db.PasswordSecret, sitesPhrase(noSecret), db.PasswordSecret)
+		c.errf(rel, oneSite(noSecret), dbKey+".password", "no secret %q at %s: the password of the app's role %s: add secrets.%s ({env: VAR} or {file: path}; generate it, e.g. openssl rand -hex 24) to the site config (defaults.yaml for every site)", db.PasswordSecret, sitesPhrase(noSecret), db.User, db.PasswordSecret)
 		return false
 	}
 	return true
@@ -130,4 +143,23 @@ func oneSite(list []string) string {
 		return list[0]
 	}
 	return ""
+}
+
+// checkRoles refuses two apps with one database role at one site: each app's
+// role is its own (its grants and password are kept per app).
+func checkRoles(c *collector, list []*sites.App) {
+	seen := map[string]*sites.App{} // site/role → first app
+	for _, a := range list {
+		if a.Database == nil {
+			continue
+		}
+		for _, sn := range slices.Sorted(maps.Keys(a.Sites)) {
+			k := sn + "/" + a.Database.User
+			if o := seen[k]; o != nil && o != a {
+				c.errf(a.File, sn, dbKey+".user", "role %s is already app %s's (%s): each app gets a role of its own; drop user: (default %s) or name another", a.Database.User, o.Name, o.File, sites.AppRoleName(a.Name))
+				break
+			}
+			seen[k] = a
+		}
+	}
 }

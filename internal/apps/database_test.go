@@ -20,16 +20,23 @@ import (
 // stack, where an app using the database is refused.
 const dbFixtures = "testdata/dbapps"
 
-// pgPassword is the test's value of the sites' postgres password (SITECTL_PG_PASSWORD).
+// pgPassword is the test's value of the notes app's role's password (NOTES_DB_PW,
+// the sites' secrets.notes-db-password).
 const pgPassword = "pg-Zq7-only-in-the-secret"
+
+// notesSecret gives the spokes (where notes runs) the secret holding its role's
+// password, secrets.notes-db-password, from NOTES_DB_PW.
+var notesSecret = []string{"douala:secrets.notes-db-password.env=NOTES_DB_PW", "yaounde:secrets.notes-db-password.env=NOTES_DB_PW"}
 
 // TestDatabase: an app declaring `database: postgres` gets, at each site running
 // it, DATABASE_HOST/_PORT/_NAME/_USER and DATABASE_PASSWORD_FILE on its entry
-// service and the site's postgres password as a content-hashed Docker secret; the
+// service, its own role (app_notes, not the site's postgres.user) and that role's
+// password (secrets.notes-db-password) as a content-hashed Docker secret; the
 // password is the secret's content and nowhere else (compose file, specs, tree).
 func TestDatabase(t *testing.T) {
-	t.Setenv("SITECTL_PG_PASSWORD", pgPassword)
-	topo := stacktest.WithApps(t, stacktest.Load(t, "production"), dbFixtures)
+	t.Setenv("SITECTL_PG_PASSWORD", "the-admin-password")
+	t.Setenv("NOTES_DB_PW", pgPassword)
+	topo := stacktest.WithApps(t, stacktest.Load(t, "production", notesSecret...), dbFixtures)
 	if len(topo.Apps) != 1 || topo.Apps[0].Database == nil {
 		t.Fatalf("apps %+v, want one using a database", topo.Apps)
 	}
@@ -55,10 +62,13 @@ func TestDatabase(t *testing.T) {
 		svc := d.Services[0].Spec
 		env := svc.TaskTemplate.ContainerSpec.Env
 		for _, want := range []string{"DATABASE_HOST=postgres_db", "DATABASE_PORT=5432", "DATABASE_NAME=" + s.Postgres.Database,
-			"DATABASE_USER=" + s.Postgres.User, "DATABASE_PASSWORD_FILE=/run/secrets/database-password"} {
+			"DATABASE_USER=app_notes", "DATABASE_PASSWORD_FILE=/run/secrets/database-password"} {
 			if !slices.Contains(env, want) {
 				t.Errorf("%s: env %v lacks %s", s.Name, env, want)
 			}
+		}
+		if slices.Contains(env, "DATABASE_USER="+s.Postgres.User) {
+			t.Errorf("%s: the app connects as the administrative role %s", s.Name, s.Postgres.User)
 		}
 		var nets []string
 		for _, n := range svc.TaskTemplate.Networks {
@@ -86,17 +96,17 @@ func TestDatabase(t *testing.T) {
 			t.Fatalf("%s: secrets %+v, want one", s.Name, d.Secrets)
 		}
 		sec := d.Secrets[0]
-		if string(sec.Data) != pgPassword || sec.Logical != a.Name+"_sitectl-database-password" || sec.Source != "env:SITECTL_PG_PASSWORD" {
-			t.Errorf("%s: secret %s from %s, want the site's postgres password (env:SITECTL_PG_PASSWORD)", s.Name, sec.Logical, sec.Source)
+		if string(sec.Data) != pgPassword || sec.Logical != a.Name+"_sitectl-database-password" || sec.Source != "env:NOTES_DB_PW" {
+			t.Errorf("%s: secret %s from %s, want the app role's password (secrets.notes-db-password: env:NOTES_DB_PW)", s.Name, sec.Logical, sec.Source)
 		}
 		refs := svc.TaskTemplate.ContainerSpec.Secrets
 		if len(refs) != 1 || refs[0].SecretName != sec.Name || refs[0].File.Name != "database-password" {
 			t.Errorf("%s: secret references %+v, want %s at database-password", s.Name, refs, sec.Name)
 		}
 		// Content-hashed: another password is another secret version.
-		t.Setenv("SITECTL_PG_PASSWORD", pgPassword+"-rotated")
+		t.Setenv("NOTES_DB_PW", pgPassword+"-rotated")
 		d2, err := stacks.Convert(context.Background(), in, r, stacks.ConvertOptions{Key: []byte("test-cluster")})
-		t.Setenv("SITECTL_PG_PASSWORD", pgPassword)
+		t.Setenv("NOTES_DB_PW", pgPassword)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -171,6 +181,7 @@ func TestDatabaseRefusals(t *testing.T) {
 		set   []string
 		key   string
 		site  string
+		file  string // the app's folder the problem names (default notes)
 		msg   []string
 	}{
 		{name: "site without the postgres stack", files: edit("\n  database: postgres", "\n  database: postgres"), set: []string{"douala:stacks=kong"},
@@ -179,8 +190,17 @@ func TestDatabaseRefusals(t *testing.T) {
 			key: "x-sitectl.database.password", msg: []string{"an inline secret (value not shown)", "password: {secret: NAME}"}},
 		{name: "password secret the site lacks", files: edit("\n  database: postgres", "\n  database:\n    engine: postgres\n    user: notes\n    password: {secret: notes-db}"),
 			key: "x-sitectl.database.password", msg: []string{`no secret "notes-db" at sites douala, yaounde`, "add secrets.notes-db"}},
-		{name: "user without password", files: edit("\n  database: postgres", "\n  database: {engine: postgres, user: notes}"),
-			key: "x-sitectl.database.password", msg: []string{"user notes has no password"}},
+		{name: "default password secret the sites lack", files: edit("\n  database: postgres", "\n  database: {engine: postgres, user: notes}"), set: []string{},
+			key: "x-sitectl.database.password", msg: []string{`no secret "notes-db-password" at sites douala, yaounde`, "role notes", "add secrets.notes-db-password"}},
+		{name: "administrative role", files: edit("\n  database: postgres", "\n  database: {engine: postgres, user: sitectl}"),
+			key: "x-sitectl.database.user", site: "douala", msg: []string{"role sitectl is the site's postgres.user, sitectl's administrative role", "a role of its own"}},
+		{name: "the Django API's role", files: edit("\n  database: postgres", "\n  database: {engine: postgres, user: app}"),
+			key: "x-sitectl.database.user", site: "douala", msg: []string{"postgres.app_user, the Django API's role"}},
+		{name: "bad role name", files: edit("\n  database: postgres", "\n  database: {engine: postgres, user: Notes-Role}"),
+			key: "x-sitectl.database.user", msg: []string{`role "Notes-Role": lower case letters`, "default app_notes"}},
+		{name: "two apps one role", files: map[string]string{"notes/compose.yaml": string(notes),
+			"zeta/compose.yaml": "services:\n  api:\n    image: x/zeta:1\nx-sitectl:\n  sites: [douala]\n  database: {engine: postgres, user: app_notes, password: {secret: notes-db-password}}\n"},
+			key: "x-sitectl.database.user", site: "douala", file: "zeta", msg: []string{"role app_notes is already app notes's", "a role of its own"}},
 		{name: "unknown engine", files: edit("\n  database: postgres", "\n  database: mysql"),
 			key: "x-sitectl.database", msg: []string{`engine "mysql": allowed: postgres`}},
 		{name: "unknown key", files: edit("\n  database: postgres", "\n  database: {engine: postgres, role: x}"),
@@ -189,6 +209,12 @@ func TestDatabaseRefusals(t *testing.T) {
 			key: "services.api.environment.DATABASE_HOST", msg: []string{"sitectl sets DATABASE_HOST", "drop it"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.set == nil {
+				tc.set = notesSecret
+			}
+			if tc.file == "" {
+				tc.file = "notes"
+			}
 			topo := stacktest.Load(t, "dev", tc.set...)
 			dir := writeApps(t, tc.files)
 			list, ps := apps.Load(apps.Options{Dir: dir, Topo: topo, Environ: []string{}})
@@ -199,8 +225,8 @@ func TestDatabaseRefusals(t *testing.T) {
 				t.Fatalf("%d problems, want 1:\n%v", len(ps), ps)
 			}
 			p := ps[0]
-			if !strings.HasSuffix(p.File, filepath.Join("notes", "compose.yaml")) || p.Key != tc.key || p.Site != tc.site {
-				t.Errorf("problem %s (site %q)\nwant file notes/compose.yaml, key %q, site %q", p, p.Site, tc.key, tc.site)
+			if !strings.HasSuffix(p.File, filepath.Join(tc.file, "compose.yaml")) || p.Key != tc.key || p.Site != tc.site {
+				t.Errorf("problem %s (site %q)\nwant file %s/compose.yaml, key %q, site %q", p, p.Site, tc.file, tc.key, tc.site)
 			}
 			for _, m := range tc.msg {
 				if !strings.Contains(p.Message, m) {

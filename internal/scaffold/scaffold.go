@@ -42,6 +42,45 @@ type Options struct {
 	Version string
 	// Source names where Sites came from in errors ("--site").
 	Source string
+	// Envs are the environments to lay out (overlays and pipelines), a subset of
+	// Envs in their order; none means all of them.
+	Envs []string
+}
+
+// envs is o.Envs, or every environment.
+func (o Options) envs() []string {
+	if len(o.Envs) == 0 {
+		return Envs
+	}
+	return o.Envs
+}
+
+// CheckEnvs refuses environments a new repository cannot have: each one of Envs,
+// once, at least one.
+func CheckEnvs(list []string, source string) error {
+	if len(list) == 0 {
+		return fmt.Errorf("%s: no environment: name at least one of %s", source, strings.Join(Envs, ", "))
+	}
+	for i, e := range list {
+		if !slices.Contains(Envs, e) {
+			return fmt.Errorf("%s: environment %q: allowed: %s", source, e, strings.Join(Envs, ", "))
+		}
+		if slices.Contains(list[:i], e) {
+			return fmt.Errorf("%s: environment %s is given twice", source, e)
+		}
+	}
+	return nil
+}
+
+// Empty refuses a folder sitectl init may not write into: one that exists and
+// holds anything.
+func Empty(dir string) error {
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		return fmt.Errorf("%s is not empty (%d entries): sitectl init writes a new repository only into an empty or new folder", dir, len(entries))
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // Envs are the environments a new repository has.
@@ -77,6 +116,10 @@ func ParseSite(s string) (Site, error) {
 	}
 	return Site{Name: name, Role: role, LAN: p.Masked()}, nil
 }
+
+// CheckSites refuses a set of sites sitectl cannot deploy: one hub, distinct names
+// and LANs, at most 10 sites; source names where they came from.
+func CheckSites(list []Site, source string) error { return check(list, source) }
 
 // check refuses a set of sites sitectl cannot deploy: one hub, distinct names and
 // LANs, at most 10 sites.
@@ -120,6 +163,9 @@ func Files(o Options) (map[string][]byte, error) {
 	if err := check(list, o.Source); err != nil {
 		return nil, err
 	}
+	if err := CheckEnvs(o.envs(), "environments"); err != nil {
+		return nil, err
+	}
 	if err := ci.CheckVersion(o.Version); err != nil {
 		return nil, fmt.Errorf("the pipelines' sitectl version: %w", err)
 	}
@@ -136,6 +182,13 @@ func Files(o Options) (map[string][]byte, error) {
 		if rel == "gitignore" {
 			rel = ".gitignore"
 		}
+		if env, ok := strings.CutPrefix(rel, "sites/env/"); ok && !slices.Contains(o.envs(), strings.TrimSuffix(env, ".yaml")) {
+			return err
+		}
+		if rel == "README.md" {
+			b = []byte(strings.NewReplacer("(dev, staging, production)", "("+strings.Join(o.envs(), ", ")+")",
+				"--env dev", "--env "+o.envs()[0]).Replace(string(b)))
+		}
 		out[rel] = b
 		return err
 	})
@@ -151,7 +204,7 @@ func Files(o Options) (map[string][]byte, error) {
 	inc.WriteString("# apps/ (see the command at the top of each). Regenerate them when those change;\n")
 	inc.WriteString("# each pipeline's validate stage fails while its file is out of date.\n")
 	inc.WriteString("include:\n")
-	for _, env := range Envs {
+	for _, env := range o.envs() {
 		fmt.Fprintf(&inc, "  - local: ci/%s.yml\n", env)
 	}
 	out[".gitlab-ci.yml"] = []byte(inc.String())
@@ -200,9 +253,7 @@ func siteFile(i int, s, hub Site, list []Site) []byte {
 // rendered, checked in a scratch folder (every environment loads and validates with
 // its apps, and each pipeline is generated from them), and only then written.
 func Write(dir string, o Options) ([]string, error) {
-	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
-		return nil, fmt.Errorf("%s is not empty (%d entries): sitectl init writes a new repository only into an empty or new folder", dir, len(entries))
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := Empty(dir); err != nil {
 		return nil, err
 	}
 	out, err := Files(o)
@@ -217,7 +268,7 @@ func Write(dir string, o Options) ([]string, error) {
 	if err := writeAll(scratch, out); err != nil {
 		return nil, err
 	}
-	for _, env := range Envs {
+	for _, env := range o.envs() {
 		b, err := pipeline(scratch, env, o.Version)
 		if err != nil {
 			return nil, fmt.Errorf("the new repository does not validate (a bug in sitectl init, or sites that cannot be laid out): %w", err)

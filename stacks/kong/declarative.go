@@ -343,7 +343,7 @@ func appServices(d *declarative, topo *sites.Topology, site *sites.Site, tags []
 			}
 			d.Upstreams = append(d.Upstreams, upstream{Name: up, Algorithm: "round-robin", Tags: tags,
 				Healthchecks: checks("http", path, []int{200}),
-				Targets:      appTargets(a, a.Sites[site.Name], tags)})
+				Targets:      appTargets(a, site, tags)})
 			d.Services = append(d.Services, service{Name: "app-" + a.Name, Protocol: "http", Host: up, Port: a.Port,
 				Retries: 2, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags, Routes: local})
 		}
@@ -358,7 +358,8 @@ func appServices(d *declarative, topo *sites.Topology, site *sites.Site, tags []
 // canary the canary service, weighted so that the canary gets its percentage of
 // the requests (scaled by the other side's replicas when the service's names
 // resolve to every task, endpoint_mode dnsrr, as canaryWeights).
-func appTargets(a *sites.App, as sites.AppSite, tags []string) []target {
+func appTargets(a *sites.App, site *sites.Site, tags []string) []target {
+	as := a.Sites[site.Name]
 	appTags := append(clone(tags), "app-"+a.Name)
 	stable := target{Target: targets.Addr(a.Name+"_"+a.Service, a.Port), Weight: 100, Tags: appTags}
 	c := as.Canary
@@ -366,7 +367,7 @@ func appTargets(a *sites.App, as sites.AppSite, tags []string) []target {
 		return []target{stable}
 	}
 	stableW, canaryW := 100-c.Weight, c.Weight
-	if a.EndpointMode == "dnsrr" {
+	if a.EndpointModeAt(site) == "dnsrr" {
 		stableW, canaryW = stableW*c.Replicas, canaryW*as.Replicas
 	}
 	stable.Weight, stable.Tags = stableW, append(clone(appTags), "stable")
