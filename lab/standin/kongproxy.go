@@ -65,8 +65,14 @@ func newKongProxy(c *kongConfig, resolver func(context.Context, string) ([]strin
 			}
 		}
 	}
+	roots, err := trustedRoots(os.Getenv("KONG_LUA_SSL_TRUSTED_CERTIFICATE"))
+	if err != nil {
+		return nil, err
+	}
 	for _, u := range c.Upstreams {
-		p.balancers[u.Name] = newBalancer(u, resolver)
+		b := newBalancer(u, resolver)
+		b.roots = roots
+		p.balancers[u.Name] = b
 	}
 	return p, nil
 }

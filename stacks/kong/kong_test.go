@@ -29,8 +29,18 @@ func render(t *testing.T, env, site string, set ...string) stacks.Rendered {
 // loads with docker/cli's loader and converts, kong.yml validates, goldens match.
 func TestRenderGolden(t *testing.T) {
 	stacktest.RenderEach(t, kong.Stack{}, func(t *testing.T, in stacks.Input, r stacks.Rendered, cfg *composetypes.Config, d *stacks.Desired) {
-		if len(d.Services) != 1 || len(d.Configs) != 1 || len(d.Secrets) != 2 {
-			t.Errorf("converted: %d services, %d configs, %d secrets; want 1, 1, 2", len(d.Services), len(d.Configs), len(d.Secrets))
+		// A spoke verifying the hub's certificate also mounts the CA its health
+		// checks trust (lua_ssl_trusted_certificate).
+		configs := 1
+		if !in.Site.IsHub() {
+			configs = 2
+			ca, env := string(r.Files[kong.UpstreamCAFile]), "KONG_LUA_SSL_TRUSTED_CERTIFICATE"
+			if !strings.Contains(ca, "BEGIN CERTIFICATE") || !strings.Contains(string(r.Compose), env+`: "system,/kong/upstream-ca.pem"`) {
+				t.Errorf("spoke %s: want %s and the CA mounted for the hub's health checks", in.Site.Name, env)
+			}
+		}
+		if len(d.Services) != 1 || len(d.Configs) != configs || len(d.Secrets) != 2 {
+			t.Errorf("converted: %d services, %d configs, %d secrets; want 1, %d, 2", len(d.Services), len(d.Configs), len(d.Secrets), configs)
 		}
 		if got := cfg.Services[0].Ports[0].Mode; got != in.Site.Deploy.PublishMode {
 			t.Errorf("proxy port mode %q, site says %q", got, in.Site.Deploy.PublishMode)
