@@ -20,6 +20,22 @@ type Availability struct {
 	// (from the phase's start, between successes, to its end).
 	LongestGap time.Duration  `json:"longest_gap_ns"`
 	ServedBy   map[string]int `json:"served_by,omitempty"`
+	// Failover is set when, after a failed request, another site's API served one
+	// of this site's requests in the phase (the gateway failed /api over to a peer).
+	Failover *Failover `json:"failover,omitempty"`
+}
+
+// Failover is what a site's clients saw once its gateway failed over: Detection
+// is the time from the phase's first failed request to the first answer after it
+// served by another site's API; Requests and OK count from that answer to the
+// phase's end. (A peer's answer before any failure is the peer's small share of
+// the balancer, docs/gateway.md: not a failover.)
+type Failover struct {
+	Peer      string        `json:"peer"`
+	Detection time.Duration `json:"detection_ns"`
+	Requests  int           `json:"requests"`
+	OK        int           `json:"ok"`
+	Success   float64       `json:"success"`
 }
 
 // Watch keeps steady traffic on each site's entry point (a drill's clients) and
@@ -41,6 +57,11 @@ type phaseStats struct {
 	lastOK       time.Time
 	gap          time.Duration
 	served       map[string]int
+	// failover: the first failure, the first answer by another site, and the
+	// requests from then on
+	firstFail, firstPeer time.Time
+	peer                 string
+	peerReqs, peerOK     int
 }
 
 // StartWatch starts rate requests/s (reads, one write in ten) per entry, in
@@ -102,7 +123,21 @@ func (w *Watch) record(site string, ok bool, servedBy string) {
 	now := w.now()
 	st := w.statsOf(site, w.phase)
 	st.requests++
+	// A peer's answer before any failure is the peer's small weight in the
+	// balancer (docs/gateway.md), not a failover.
+	if ok && servedBy != "" && servedBy != site && st.firstPeer.IsZero() && !st.firstFail.IsZero() {
+		st.firstPeer, st.peer = now, servedBy
+	}
+	if !st.firstPeer.IsZero() {
+		st.peerReqs++
+		if ok {
+			st.peerOK++
+		}
+	}
 	if !ok {
+		if st.firstFail.IsZero() {
+			st.firstFail = now
+		}
 		return
 	}
 	st.ok++
@@ -172,6 +207,10 @@ func (w *Watch) Stop(entries []Entry) []Availability {
 			a := Availability{Site: e.Site, Phase: p, Requests: st.requests, OK: st.ok, LongestGap: st.gap, ServedBy: st.served}
 			if st.requests > 0 {
 				a.Success = float64(st.ok) / float64(st.requests)
+			}
+			if !st.firstPeer.IsZero() {
+				a.Failover = &Failover{Peer: st.peer, Detection: st.firstPeer.Sub(st.firstFail), Requests: st.peerReqs, OK: st.peerOK,
+					Success: float64(st.peerOK) / float64(st.peerReqs)}
 			}
 			out = append(out, a)
 		}

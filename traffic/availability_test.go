@@ -50,3 +50,62 @@ func TestWatch(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchFailover: a site whose answers fail for a while and then come from a
+// peer shows a failover in that phase (the peer, a detection time between the
+// first failure and the peer's first answer, and the success share from then
+// on); a peer's answer with no failure before it (the peer's small weight in the
+// balancer) is not a failover.
+func TestWatchFailover(t *testing.T) {
+	var mode atomic.Int32 // 0: douala, 1: 503, 2: cloud
+	var n atomic.Int64
+	s := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		site := "douala"
+		switch mode.Load() {
+		case 0:
+			if n.Add(1) == 3 { // one answer by the peer while all is well
+				site = "cloud"
+			}
+		case 1:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		case 2:
+			site = "cloud"
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"site": site})
+	}))
+	defer s.Close()
+	entries := []Entry{{Site: "douala", URLs: []string{s.URL}, Insecure: true}}
+	w := StartWatch(context.Background(), entries, 50)
+	time.Sleep(400 * time.Millisecond)
+	w.Phase("during")
+	mode.Store(1)
+	time.Sleep(300 * time.Millisecond)
+	mode.Store(2)
+	time.Sleep(500 * time.Millisecond)
+	mode.Store(0)
+	w.Phase("after")
+	time.Sleep(300 * time.Millisecond)
+	got := w.Stop(entries)
+	if len(got) != 3 {
+		t.Fatalf("phases %+v, want before, during, after", got)
+	}
+	for _, a := range got {
+		t.Logf("%s: %d/%d ok, served by %v, failover %+v", a.Phase, a.OK, a.Requests, a.ServedBy, a.Failover)
+		switch {
+		case a.Phase != "during" && a.Failover != nil:
+			t.Errorf("%s: failover %+v, want none (no failure came before a peer's answer)", a.Phase, a.Failover)
+		case a.Phase == "before" && a.ServedBy["cloud"] != 1:
+			t.Errorf("before: served by %v, want one answer by cloud", a.ServedBy)
+		case a.Phase == "during":
+			f := a.Failover
+			if f == nil {
+				t.Fatalf("during: no failover, want one to cloud")
+			}
+			if f.Peer != "cloud" || f.Detection <= 0 || f.Detection > 800*time.Millisecond || f.Requests < 5 || f.OK != f.Requests || f.Success != 1 ||
+				a.Requests-f.Requests < 5 {
+				t.Errorf("during: failover %+v of %d requests; want cloud, detected after the failures began, every later request answered", f, a.Requests)
+			}
+		}
+	}
+}
