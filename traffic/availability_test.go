@@ -11,8 +11,8 @@ import (
 )
 
 // TestWatch: steady traffic through a phase where the site answers 503 shows a
-// success rate of 0 and a gap as long as the phase; before and after, every
-// request succeeds and the gaps are short.
+// success rate of 0, a gap as long as the phase and its failures counted as
+// "http 503"; before and after, every request succeeds and the gaps are short.
 func TestWatch(t *testing.T) {
 	var down atomic.Bool
 	s := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -37,14 +37,14 @@ func TestWatch(t *testing.T) {
 		t.Fatalf("phases %+v, want before, during, after", got)
 	}
 	for _, a := range got {
-		t.Logf("%s %s: %d/%d ok, longest gap %s, served by %v", a.Site, a.Phase, a.OK, a.Requests, a.LongestGap, a.ServedBy)
+		t.Logf("%s %s: %d/%d ok, longest gap %s, served by %v, errors %v", a.Site, a.Phase, a.OK, a.Requests, a.LongestGap, a.ServedBy, a.Errors)
 		switch a.Phase {
 		case "before", "after":
 			if a.Requests < 10 || a.Success < 0.9 || a.LongestGap > 300*time.Millisecond || a.ServedBy["douala"] == 0 {
 				t.Errorf("%s: %+v, want every request answered and short gaps", a.Phase, a)
 			}
 		case "during":
-			if a.Requests < 10 || a.OK > 2 || a.LongestGap < 700*time.Millisecond {
+			if a.Requests < 10 || a.OK > 2 || a.LongestGap < 700*time.Millisecond || a.Errors["http 503"] != a.Requests-a.OK {
 				t.Errorf("during: %+v, want (almost) no success and a gap of the phase's length", a)
 			}
 		}

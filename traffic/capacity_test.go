@@ -41,6 +41,20 @@ func TestFindCapacity(t *testing.T) {
 			}
 		})
 	}
+	// With two tries, a step that fails once and then passes counts; one that
+	// fails twice ends the search.
+	o.Tries = 2
+	calls := map[int]int{}
+	c, err := findCapacity(context.Background(), "douala", o, func(rate int) (Result, error) {
+		calls[rate]++
+		if rate == 20 && calls[rate] == 1 || rate == 40 {
+			return ok(rate, time.Second), nil
+		}
+		return ok(rate, time.Millisecond), nil
+	})
+	if err != nil || c.Rate != 20 || len(c.Steps) != 5 || calls[40] != 2 || calls[80] != 0 {
+		t.Errorf("two tries: capacity %d, %d steps, calls %v, %v; want 20 after 5 steps (10, 20 twice, 40 twice)", c.Rate, len(c.Steps), calls, err)
+	}
 	if _, err := findCapacity(context.Background(), "douala", CapacityOptions{Rates: []int{20, 10}}, func(int) (Result, error) { return ok(20, 1), nil }); err == nil {
 		t.Error("rates 20, 10: no error, want one (not ascending)")
 	}
