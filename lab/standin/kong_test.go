@@ -7,8 +7,8 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -466,7 +466,7 @@ func TestKongPeerRoute(t *testing.T) {
 func TestKongClientAbort(t *testing.T) {
 	var hits atomic.Int64
 	slow := func() *httptest.Server {
-		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 			hits.Add(1)
 			select {
 			case <-r.Context().Done():
