@@ -9,19 +9,20 @@ Every row carries the site that wrote it (SITE_ID) and a UUIDv7 key minted here;
 app only ever writes its own site's rows (ownership, shared/DESIGN.md decision 4).
 Configuration from the environment: SITE_ID; DATABASE_URL, or DB_HOST, DB_PORT,
 DB_NAME, DB_USER and DB_PASSWORD / DB_PASSWORD_FILE (also used when DATABASE_URL
-carries no password); PORT (8000).
+carries no password); PORT (8000); THREADS (16): the worker threads, each keeping
+its own database connection.
 """
 import json
 import os
+import queue
 import secrets
 import select
+import socketserver
 import sys
+import threading
 import time
 import uuid
 from urllib.parse import urlparse, unquote
-import queue
-import socketserver
-import threading
 from wsgiref.simple_server import WSGIServer, WSGIRequestHandler
 
 print("sitectl lab django-api: starting (site %s)" % os.environ.get("SITE_ID", "?"), flush=True)
@@ -82,6 +83,7 @@ from django.db import connection  # noqa: E402
 from django.http import JsonResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 from django.views.decorators.csrf import csrf_exempt  # noqa: E402
+
 
 def drop_dead_connection(**kwargs):
     """Django 3.2 has no CONN_HEALTH_CHECKS. A worker's kept connection that the
@@ -257,7 +259,10 @@ class Quiet(WSGIRequestHandler):
 def main():
     from django.core.wsgi import get_wsgi_application
     port = int(os.environ.get("PORT", "8000"))
-    threads = int(os.environ.get("THREADS", "16"))
+    raw = os.environ.get("THREADS", "16")
+    threads = int(raw) if raw.isdigit() else 0
+    if threads < 1:
+        sys.exit(f"sitectl lab django-api: THREADS is {raw!r}; want a whole number of worker threads ≥ 1, such as 16")
     httpd = Server(("0.0.0.0", port), Quiet, threads)
     httpd.set_app(get_wsgi_application())
     print(f"sitectl lab django-api for site {SITE or '(SITE_ID unset)'}: listening on :{port} ({threads} threads)", flush=True)
