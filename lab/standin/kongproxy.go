@@ -25,6 +25,10 @@ import (
 	"time"
 )
 
+// statusClientClosed is nginx's status for a request whose client closed the
+// connection before the answer.
+const statusClientClosed = 499
+
 type kongProxy struct {
 	conf      *kongConfig
 	router    *router
@@ -157,6 +161,13 @@ func (p *kongProxy) forward(w http.ResponseWriter, r *http.Request, m routeMatch
 		}
 		tried[addr] = true
 		resp, err := p.roundTrip(r, m, body, addr, proto, clientIP)
+		if err != nil && r.Context().Err() != nil {
+			// The client went away (nginx: 499). Kong neither tries the next
+			// target nor counts it against this one: its log phase reports
+			// the status 499, which no health-check list holds.
+			w.WriteHeader(statusClientClosed)
+			return statusClientClosed
+		}
 		if b != nil {
 			status := 0
 			if resp != nil {
