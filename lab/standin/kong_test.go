@@ -349,7 +349,7 @@ func TestKongFailover(t *testing.T) {
 		c.Upstreams[i].Healthchecks.Active.Healthy.Interval = 0.05
 		c.Upstreams[i].Healthchecks.Active.Unhealthy.Interval = 0.05
 	}
-	p, err := newKongProxy(c, nil)
+	p, err := newKongProxy(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +424,7 @@ func TestKongPeerRoute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := newKongProxy(c, nil)
+	p, err := newKongProxy(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,7 +495,7 @@ upstreams:
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := newKongProxy(c, nil)
+	p, err := newKongProxy(c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ type kongProxy struct {
 	requests map[string]int // prometheus: service|route|code → count
 }
 
-func newKongProxy(c *kongConfig, resolver func(context.Context, string) ([]string, error)) (*kongProxy, error) {
+func newKongProxy(c *kongConfig) (*kongProxy, error) {
 	rt, err := newRouter(c)
 	if err != nil {
 		return nil, err
@@ -70,7 +70,7 @@ func newKongProxy(c *kongConfig, resolver func(context.Context, string) ([]strin
 		}
 	}
 	for _, u := range c.Upstreams {
-		p.balancers[u.Name] = newBalancer(u, resolver)
+		p.balancers[u.Name] = newBalancer(u, nil)
 	}
 	return p, nil
 }
@@ -336,7 +336,7 @@ func serveKong(confPath string) error {
 	if err != nil {
 		return err
 	}
-	p, err := newKongProxy(c, nil)
+	p, err := newKongProxy(c)
 	if err != nil {
 		return fmt.Errorf("%s: %w", confPath, err)
 	}
