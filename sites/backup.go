@@ -122,7 +122,7 @@ func validateBackup(errf func(key, format string, args ...any), s *Site, sites m
 		errf("backup.max_slot_wal_keep_size", "is -1 (unbounded): a dead backup server would fill %s's disk; give a size like 4GB", s.Name)
 	case !walSizeRE.MatchString(b.MaxSlotWALKeepSize):
 		errf("backup.max_slot_wal_keep_size", "is %q; allowed: a size like 4GB (units kB, MB, GB, TB)", b.MaxSlotWALKeepSize)
-	case walBytes(b.MaxSlotWALKeepSize) != walBytes(s.Postgres.MaxSlotWALKeepSize):
+	case WALBytes(b.MaxSlotWALKeepSize) != WALBytes(s.Postgres.MaxSlotWALKeepSize):
 		errf("backup.max_slot_wal_keep_size", "is %s but postgres.max_slot_wal_keep_size is %s: PostgreSQL bounds every slot, the backup's too, with that one server setting; drop backup.max_slot_wal_keep_size or set postgres.max_slot_wal_keep_size to %s", b.MaxSlotWALKeepSize, s.Postgres.MaxSlotWALKeepSize, b.MaxSlotWALKeepSize)
 	}
 	if !identRE.MatchString(b.User) || strings.Contains(b.User, ".") {
@@ -141,8 +141,9 @@ func without(list []string, drop string) []string {
 	return out
 }
 
-// walBytes is a size matching walSizeRE in bytes (a bare number is MB, -1 is -1).
-func walBytes(v string) int64 {
+// WALBytes is a max_slot_wal_keep_size matching walSizeRE in bytes (a bare number
+// is MB; -1, unbounded, is -1).
+func WALBytes(v string) int64 {
 	if v == "-1" {
 		return -1
 	}
