@@ -52,6 +52,14 @@ func TestLabBackupPointInTimeRestore(t *testing.T) {
 	if !rep.Pass || rep.FoundBefore != 1000 || rep.FoundAfter != 0 || rep.Deleted != 1000 || rep.LiveBefore != 0 {
 		t.Fatalf("drill restore: want 1000 rows before the point restored, none after, the live delete kept; got %+v", rep)
 	}
+	if len(rep.Counts) == 0 {
+		t.Fatalf("drill restore compared no row counts: %+v", rep)
+	}
+	for _, c := range rep.Counts {
+		if c.Live != c.Restored || c.Table == backup.DrillTable && (c.Site != "douala" || c.Live != 1000) {
+			t.Fatalf("counts per table and site, live as of the point against restored: %+v", rep.Counts)
+		}
+	}
 	if _, err := os.Stat(filepath.Join(s.RestoreDir, "scratch")); !os.IsNotExist(err) {
 		t.Fatalf("the scratch copy was not removed: %v", err)
 	}
