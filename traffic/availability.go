@@ -3,6 +3,7 @@ package traffic
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"sync"
@@ -34,6 +35,18 @@ type Watch struct {
 	start  map[string]time.Time // phase → when it began
 	phases []string
 	stats  map[[2]string]*phaseStats // site, phase
+	writes []Write
+}
+
+// Write is one write the clients made through a gateway that the API acknowledged
+// (2xx with the row's id): the row's key and owner (the site whose API wrote it,
+// a peer after failover), the entry point it went through and the phase it was
+// answered in. Drills verify these like their own rows.
+type Write struct {
+	ID    string `json:"id"`
+	Owner string `json:"owner"`
+	Entry string `json:"entry"`
+	Phase string `json:"phase"`
 }
 
 type phaseStats struct {
@@ -84,16 +97,42 @@ func (w *Watch) one(ctx context.Context, c *http.Client, e Entry, n int) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(req)
-	ok, site := false, ""
+	ok, site, id := false, "", ""
 	if err == nil {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 		_ = resp.Body.Close()
 		ok, site = resp.StatusCode >= 200 && resp.StatusCode < 300, servedBy(b)
+		if ok && method == http.MethodPost {
+			id = writtenID(b)
+		}
 	}
 	if ctx.Err() != nil {
 		return // stopped: not an answer the clients saw
 	}
 	w.record(e.Site, ok, site)
+	if id != "" {
+		w.mu.Lock()
+		w.writes = append(w.writes, Write{ID: id, Owner: site, Entry: e.Site, Phase: w.phase})
+		w.mu.Unlock()
+	}
+}
+
+// writtenID reads the id of the row a POST /api/rows answer says was written.
+func writtenID(body []byte) string {
+	var a struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(body, &a) != nil {
+		return ""
+	}
+	return a.ID
+}
+
+// Writes returns the acknowledged writes so far, in the order they were answered.
+func (w *Watch) Writes() []Write {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]Write(nil), w.writes...)
 }
 
 func (w *Watch) record(site string, ok bool, servedBy string) {
