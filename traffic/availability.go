@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"sync"
 	"time"
@@ -198,6 +199,13 @@ func (w *Watch) close(phase string, end time.Time) {
 func (w *Watch) Stop(entries []Entry) []Availability {
 	w.cancel()
 	w.wg.Wait()
+	return w.Snapshot(entries)
+}
+
+// Snapshot returns what each site saw per phase so far (the current phase up to
+// now), sites in the order of entries, phases in the order they began; the
+// clients keep going.
+func (w *Watch) Snapshot(entries []Entry) []Availability {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.close(w.phase, w.now())
@@ -208,7 +216,7 @@ func (w *Watch) Stop(entries []Entry) []Availability {
 			if st == nil {
 				continue
 			}
-			a := Availability{Site: e.Site, Phase: p, Requests: st.requests, OK: st.ok, LongestGap: st.gap, ServedBy: st.served}
+			a := Availability{Site: e.Site, Phase: p, Requests: st.requests, OK: st.ok, LongestGap: st.gap, ServedBy: maps.Clone(st.served)}
 			if st.requests > 0 {
 				a.Success = float64(st.ok) / float64(st.requests)
 			}

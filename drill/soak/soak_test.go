@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/drill"
+	"github.com/sitectl/sitectl/internal/htmlpage"
+	"github.com/sitectl/sitectl/traffic"
 )
 
 var labTargets = Targets{Spokes: []string{"yaounde", "douala"}, Hub: "cloud",
@@ -149,4 +151,29 @@ func TestRun(t *testing.T) {
 			t.Fatalf("ran %v, interrupted %v, passed %v, finals %d", f.ran, rep.Interrupted, rep.Passed, f.finals)
 		}
 	})
+}
+
+// TestHTML: the page is self-contained and shows the seed, every fault that ran
+// with its verdict, the availability per phase and the final checks.
+func TestHTML(t *testing.T) {
+	plan, _ := Schedule(5, Kinds, labTargets, 3)
+	start := time.Unix(1000, 0)
+	f := &fakeRunner{clock: &start, step: time.Second, fail: 3}
+	rep := Run(context.Background(), plan, f, Options{Seed: 5, Replay: "--seed 5", Duration: time.Minute, Faults: Kinds, Load: 2,
+		now: func() time.Time { return *f.clock }})
+	rep.Steps[0].Availability = []traffic.Availability{{Site: "douala", Phase: "#1 during", Requests: 40, OK: 39}}
+	var b strings.Builder
+	if err := WriteHTML(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	ext, err := htmlpage.ExternalRefs(strings.NewReader(page))
+	if err != nil || len(ext) > 0 {
+		t.Errorf("external references %v %v", ext, err)
+	}
+	for _, want := range []string{"Seed <b>5</b>", plan[0].String(), plan[1].String(), plan[2].String(), "FAILED", "#1 during", "39 / 40", "97.50%", "Final verification"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
 }
