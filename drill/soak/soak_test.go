@@ -95,7 +95,7 @@ type fakeRunner struct {
 	lost   int // the final verification's
 }
 
-func (f *fakeRunner) Step(ctx context.Context, s Step) StepResult {
+func (f *fakeRunner) Step(_ context.Context, s Step) StepResult {
 	f.ran = append(f.ran, s)
 	*f.clock = f.clock.Add(f.step)
 	if s.N == f.stopAt {
