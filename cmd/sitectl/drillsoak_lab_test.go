@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sitectl/sitectl/drill/soak"
 	"github.com/sitectl/sitectl/lab/labtest"
@@ -24,6 +25,18 @@ func TestLabSoak(t *testing.T) {
 	// Every stack deployed (nothing to do after TestLabDemoDBDown).
 	if _, stderr, err := cli("deploy", "--all"); err != nil {
 		t.Fatalf("deploy --all: %v\n%s", err, stderr)
+	}
+	// A deploy on a loaded machine may leave replication still starting: the soak's
+	// first preflight needs every flow streaming.
+	for deadline := time.Now().Add(4 * time.Minute); ; time.Sleep(5 * time.Second) {
+		out, _, err := cli("replication", "status")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replication not streaming 4 minutes after deploy --all:\n%s", out)
+		}
+		_, _, _ = cli("replication", "resume")
 	}
 	page := filepath.Join(t.TempDir(), "soak.html")
 	stdout, stderr, err := cli("drill", "soak", "--seed", "7", "--faults", "partition,cloud-loss,db-down,api-kill",
