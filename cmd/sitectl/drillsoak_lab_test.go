@@ -53,6 +53,11 @@ func TestLabSoak(t *testing.T) {
 		}
 	}
 	t.Log(rep.Summary())
+	if rep.Final != nil {
+		for _, c := range rep.Final.Checks {
+			t.Logf("final: %s passed=%v: %s", c.Name, c.Passed, c.Detail)
+		}
+	}
 	if err != nil || !rep.Passed || rep.Lost != 0 || rep.Duplicated != 0 || rep.Final == nil || !rep.Final.Passed {
 		t.Fatalf("soak: %v: %s\n%s", err, rep.Summary(), stderr)
 	}

@@ -125,22 +125,22 @@ func (r *SoakRunner) Final(ctx context.Context) drill.Verdict {
 	slices.Sort(runs)
 	sess := postgres.NewSession(r.Topo)
 	defer sess.Close()
+	// A site that cannot be read (a loaded database timing out) is read again until
+	// the convergence timeout; one still unreadable then fails the verification by
+	// name, and its rows are not counted as lost.
 	holdings := map[string][]drill.Row{}
 	var readErr []string
+	deadline := time.Now().Add(max(r.Settings.Converge, 10*time.Second))
 	for _, s := range r.Topo.Sites {
 		if !s.HasStack("postgres") {
 			continue
 		}
-		st := pgdrill.LazyStore{Site: s.Name, Get: sess.Pool}
-		holdings[s.Name] = []drill.Row{}
-		for _, run := range runs {
-			rows, err := st.Rows(ctx, run)
-			if err != nil {
-				readErr = append(readErr, fmt.Sprintf("%s at %s: %v", run, s.Name, err))
-				continue
-			}
-			holdings[s.Name] = append(holdings[s.Name], rows...)
+		rows, err := r.readRuns(ctx, sess, s.Name, runs, deadline)
+		if err != nil {
+			readErr = append(readErr, err.Error())
+			continue
 		}
+		holdings[s.Name] = rows
 	}
 	obs := &pgdrill.Observer{Specs: pgdrill.TopologyFlows(r.Topo), Pool: sess.Pool}
 	after, err := obs.Flows(ctx)
@@ -164,4 +164,27 @@ func (r *SoakRunner) Final(ctx context.Context) drill.Verdict {
 		v.Passed = v.Passed && api.Passed
 	}
 	return v
+}
+
+// readRuns reads the rows of every run at site, trying again until deadline.
+func (r *SoakRunner) readRuns(ctx context.Context, sess *postgres.Session, site string, runs []string, deadline time.Time) ([]drill.Row, error) {
+	st := pgdrill.LazyStore{Site: site, Get: sess.Pool}
+	for {
+		out := []drill.Row{}
+		var err error
+		for _, run := range runs {
+			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			rows, rerr := st.Rows(cctx, run)
+			cancel()
+			if rerr != nil {
+				err = fmt.Errorf("read %s's rows at %s: %w", run, site, rerr)
+				break
+			}
+			out = append(out, rows...)
+		}
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return out, err
+		}
+		time.Sleep(2 * time.Second)
+	}
 }
