@@ -46,7 +46,12 @@ func TestLabSoak(t *testing.T) {
 		t.Fatalf("soak: %v; report: %v\n%s\n%s", err, jerr, stdout, stderr)
 	}
 	for _, s := range rep.Steps {
-		t.Logf("%s: held %v, passed %v: %s; rows %d/%d/%d, API writes %d/%d/%d %v", s.Step, s.Held, s.Passed, s.Summary,
+		held := 0.0
+		if s.Held != nil {
+			held = float64(*s.Held)
+		}
+		t.Logf("%s: in effect %s, removed %s, held %.1fs, passed %v: %s; rows %d/%d/%d, API writes %d/%d/%d %v", s.Step,
+			s.InEffect.Sub(s.Started).Round(time.Millisecond), s.Removed.Sub(s.Started).Round(time.Millisecond), held, s.Passed, s.Summary,
 			s.Acked, s.Lost, s.Duplicated, s.APIAcked, s.APILost, s.APIDuplicated, s.Failed)
 		for _, a := range s.Availability {
 			t.Logf("  availability %s %s: %d/%d ok (%.1f%%), longest gap %s, served by %v", a.Site, a.Phase, a.OK, a.Requests, 100*a.Success, a.LongestGap, a.ServedBy)
