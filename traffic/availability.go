@@ -3,7 +3,9 @@ package traffic
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"strconv"
 	"sync"
@@ -54,6 +56,18 @@ type Watch struct {
 	start  map[string]time.Time // phase → when it began
 	phases []string
 	stats  map[[2]string]*phaseStats // site, phase
+	writes []Write
+}
+
+// Write is one write the clients made through a gateway that the API acknowledged
+// (2xx with the row's id): the row's key and owner (the site whose API wrote it,
+// a peer after failover), the entry point it went through and the phase it was
+// answered in. Drills verify these like their own rows.
+type Write struct {
+	ID    string `json:"id"`
+	Owner string `json:"owner"`
+	Entry string `json:"entry"`
+	Phase string `json:"phase"`
 }
 
 type phaseStats struct {
@@ -110,11 +124,14 @@ func (w *Watch) one(ctx context.Context, c *http.Client, e Entry, n int) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(req)
-	code, site, msg := uint16(0), "", ""
+	code, site, msg, id := uint16(0), "", "", ""
 	if err == nil {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 		_ = resp.Body.Close()
 		code, site = uint16(resp.StatusCode), servedBy(b)
+		if code >= 200 && code < 300 && method == http.MethodPost {
+			id = writtenID(b)
+		}
 	} else {
 		msg = err.Error()
 	}
@@ -126,6 +143,29 @@ func (w *Watch) one(ctx context.Context, c *http.Client, e Entry, n int) {
 		kind = "http " + strconv.Itoa(int(code)) // a 3xx: not an answer
 	}
 	w.record(e.Site, kind, site)
+	if id != "" {
+		w.mu.Lock()
+		w.writes = append(w.writes, Write{ID: id, Owner: site, Entry: e.Site, Phase: w.phase})
+		w.mu.Unlock()
+	}
+}
+
+// writtenID reads the id of the row a POST /api/rows answer says was written.
+func writtenID(body []byte) string {
+	var a struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(body, &a) != nil {
+		return ""
+	}
+	return a.ID
+}
+
+// Writes returns the acknowledged writes so far, in the order they were answered.
+func (w *Watch) Writes() []Write {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]Write(nil), w.writes...)
 }
 
 // record counts one answer: kind is "" for a success, else the error's kind.
@@ -208,6 +248,13 @@ func (w *Watch) close(phase string, end time.Time) {
 func (w *Watch) Stop(entries []Entry) []Availability {
 	w.cancel()
 	w.wg.Wait()
+	return w.Snapshot(entries)
+}
+
+// Snapshot returns what each site saw per phase so far (the current phase up to
+// now), sites in the order of entries, phases in the order they began; the
+// clients keep going.
+func (w *Watch) Snapshot(entries []Entry) []Availability {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.close(w.phase, w.now())
@@ -218,9 +265,9 @@ func (w *Watch) Stop(entries []Entry) []Availability {
 			if st == nil {
 				continue
 			}
-			a := Availability{Site: e.Site, Phase: p, Requests: st.requests, OK: st.ok, LongestGap: st.gap, ServedBy: st.served}
+			a := Availability{Site: e.Site, Phase: p, Requests: st.requests, OK: st.ok, LongestGap: st.gap, ServedBy: maps.Clone(st.served)}
 			if len(st.errors) > 0 {
-				a.Errors = st.errors
+				a.Errors = maps.Clone(st.errors)
 			}
 			if st.requests > 0 {
 				a.Success = float64(st.ok) / float64(st.requests)

@@ -3,6 +3,7 @@ package traffic
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -107,5 +108,47 @@ func TestWatchFailover(t *testing.T) {
 				t.Errorf("during: failover %+v of %d requests; want cloud, detected after the failures began, every later request answered", f, a.Requests)
 			}
 		}
+	}
+}
+
+// TestWatchWrites: the writes the API acknowledged (201 with an id) are kept with
+// their owner (the site that served them), entry point and phase; a refused write
+// and the reads are not.
+func TestWatchWrites(t *testing.T) {
+	var n atomic.Int64
+	s := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			_ = json.NewEncoder(w).Encode(map[string]any{"site": "douala", "rows": []any{}})
+			return
+		}
+		if n.Add(1)%2 == 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		_ = json.NewEncoder(w).Encode(map[string]string{"id": fmt.Sprintf("id-%d", n.Load()), "site": "cloud"})
+	}))
+	defer s.Close()
+	entries := []Entry{{Site: "douala", URLs: []string{s.URL}, Insecure: true}}
+	w := StartWatch(context.Background(), entries, 100)
+	time.Sleep(700 * time.Millisecond)
+	w.Phase("during")
+	time.Sleep(700 * time.Millisecond)
+	w.Stop(entries)
+	got := w.Writes()
+	posts := int(n.Load())
+	// A POST in flight when Stop cancelled it may be counted by the server only.
+	if want := (posts + 1) / 2; posts < 4 || len(got) > want || len(got) < want-2 {
+		t.Fatalf("%d POSTs (every second refused), %d writes kept: %+v", posts, len(got), got)
+	}
+	phases := map[string]int{}
+	for _, wr := range got {
+		if wr.Owner != "cloud" || wr.Entry != "douala" || wr.ID == "" {
+			t.Errorf("write %+v: want owner cloud (who served it), entry douala, an id", wr)
+		}
+		phases[wr.Phase]++
+	}
+	if phases["before"] == 0 || phases["during"] == 0 {
+		t.Errorf("writes per phase %v, want some in before and during", phases)
 	}
 }
