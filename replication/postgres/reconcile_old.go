@@ -130,8 +130,8 @@ func reconcileTable(ctx context.Context, old, pool *pgxpool.Pool, table, site st
 	if _, err := tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE sitectl_stage (LIKE %s) ON COMMIT DROP", quoteTable(table))); err != nil {
 		return c, err
 	}
-	if _, err := pipeCopy(ctx, old, tx, fmt.Sprintf("COPY (SELECT %s FROM %s WHERE %s) TO STDOUT", cols, quoteTable(table), ownerFilter(site)),
-		fmt.Sprintf("COPY sitectl_stage (%s) FROM STDIN", cols), nil); err != nil {
+	if _, err := pipeCopy(ctx, old, tx, fmt.Sprintf("COPY (SELECT %s FROM %s WHERE %s) TO STDOUT (FORMAT binary)", cols, quoteTable(table), ownerFilter(site)),
+		fmt.Sprintf("COPY sitectl_stage (%s) FROM STDIN (FORMAT binary)", cols), nil); err != nil {
 		return c, fmt.Errorf("copy from the old instance: %w", err)
 	}
 	key := quoteIdent(KeyColumn)
