@@ -61,6 +61,11 @@ func TestLabSiteRebuild(t *testing.T) {
 	}
 
 	r := l.rebuild(ctx, "douala", RebuildOptions{Force: true})
+	// The application role is made after the verification: the application cannot
+	// write at the site while it is rebuilt.
+	if role, verify := stepIndex(r, "application role"), stepIndex(r, "verify"); role < verify {
+		t.Errorf("rebuild douala: the application role is step %d, the verification %d: the application could write mid-way", role, verify)
+	}
 	if r.From != 0 || r.Generation != 1 || r.OwnSource != "cloud" {
 		t.Errorf("rebuild douala: generation %d → %d, own rows from %q; want 0 → 1 from cloud", r.From, r.Generation, r.OwnSource)
 	}
@@ -157,6 +162,17 @@ func TestLabSiteRebuild(t *testing.T) {
 		t.Errorf("forced rebuild of yaounde: generation %d, want 1", r.Generation)
 	}
 	l.checkRebuilt(ctx, 1404)
+}
+
+// stepIndex is the index of the rebuild's first step whose name starts with
+// prefix (-1: none).
+func stepIndex(r *Rebuild, prefix string) int {
+	for i, st := range r.Steps {
+		if strings.HasPrefix(st.Name, prefix) {
+			return i
+		}
+	}
+	return -1
 }
 
 // setSubscriptions enables or disables every subscription of a database and, on

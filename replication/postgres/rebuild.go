@@ -195,9 +195,6 @@ func (r *Rebuild) planSteps(ctx context.Context, lives map[string]*Live) error {
 				return r.onSite(ctx, r.Site, func(p *pgxpool.Pool) error { return applySchema(ctx, r.topo, r.Site, p) })
 			})
 	}
-	if err := r.planAppRole(ctx); err != nil {
-		return err
-	}
 	for i := range r.d.Subscriptions[r.Site] {
 		s := &r.d.Subscriptions[r.Site][i]
 		n, err := heldRows(ctx, r.sess, s.Flow.From, r.d.Tables, s.Flow.Filter)
@@ -212,12 +209,18 @@ func (r *Rebuild) planSteps(ctx context.Context, lives map[string]*Live) error {
 	}
 	r.planOutFlows(lives)
 	r.add(r.Site, plan.Update, "verify", []string{"per table and owning site: row count and checksum equal on " + strings.Join(r.d.SiteNames(), ", ")}, "", r.verify)
+	// The application role last: the application cannot write at the site before
+	// it is rebuilt and verified (a row written mid-way could reach a peer twice).
+	if err := r.planAppRole(ctx); err != nil {
+		return err
+	}
 	r.add(r.Site, plan.Update, "generation "+r.Site, []string{fmt.Sprintf("generation %d: rebuilding → active", r.Generation)}, "", r.recordGeneration(GenActive))
 	return nil
 }
 
-// planAppRole plans the application role (postgres.app_user) right after the
-// schema, as a deploy would: roles live in the cluster, so a new instance has none.
+// planAppRole plans the application role (postgres.app_user), after the
+// verification: roles live in the cluster, so a new instance has none, and the
+// application cannot log in until the rebuild is verified.
 func (r *Rebuild) planAppRole(ctx context.Context) error {
 	ex := Extras{Roles: map[string]RoleChange{}}
 	site := r.topo.Site(r.Site)
