@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -53,9 +52,6 @@ type Rebuild struct {
 	opts RebuildOptions
 	// cleared: --force drops the site's publications first.
 	cleared bool
-	// copyStart is when this run made a subscription with its initial copy
-	// (unix ns; 0: none).
-	copyStart atomic.Int64
 }
 
 // Rows is the total of rows copied so far (subscriptions' initial copies included).
@@ -206,14 +202,10 @@ func (r *Rebuild) planSteps(ctx context.Context, lives map[string]*Live) error {
 			return err
 		}
 		r.add(r.Site, plan.Create, "subscription "+s.Name, []string{fmt.Sprintf("from %s, with its initial copy: %d rows (%s)", s.Flow.From, n, s.Flow.Filter)},
-			"the other sites' rows; the copy runs while the site's own rows are copied", r.subscribeWithCopy(s))
+			"the other sites' rows", r.subscribeWithCopy(s))
 	}
 	if err := r.planOwnRows(ctx); err != nil {
 		return err
-	}
-	for i := range r.d.Subscriptions[r.Site] {
-		s := &r.d.Subscriptions[r.Site][i]
-		r.add(r.Site, plan.Update, "initial copy of "+s.Name, []string{"wait until every table is ready, with rows copied and rate"}, "", r.waitCopied(s))
 	}
 	r.planOutFlows(lives)
 	r.add(r.Site, plan.Update, "verify", []string{"per table and owning site: row count and checksum equal on " + strings.Join(r.d.SiteNames(), ", ")}, "", r.verify)
@@ -384,12 +376,6 @@ func (r *Rebuild) planOutFlows(lives map[string]*Live) {
 		}
 		r.add(r.Site, plan.Create, "slot "+pub.SlotName(), []string{"for " + pub.Flow.To + "'s subscription, made after every row above is here"}, "", r.makeSlot(pub))
 		owners := r.owners(pub.Flow.Filter)
-		if pub.Flow.To == r.OwnSource && !r.Resumed && !r.cleared {
-			// The site's own rows were copied from this very peer, and the
-			// application cannot write here yet (no role on a new database; not
-			// after --force or on a resume): nothing of them to compare.
-			owners = slices.DeleteFunc(owners, func(o string) bool { return o == r.Site })
-		}
 		r.add(pub.Flow.To, plan.Create, "rows "+pub.Flow.To+" lacks", []string{fmt.Sprintf("rows of %s in %s that %s lacks, compared by count and checksum per table and owner", strings.Join(owners, ", "), r.Site, pub.Flow.To)},
 			"never deletes or changes a row there", func(ctx context.Context) error {
 				return r.copyRows(ctx, r.Site, pub.Flow.To, owners, pub.Flow.Filter)

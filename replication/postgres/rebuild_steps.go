@@ -56,29 +56,20 @@ func dropSubscriptionOn(ctx context.Context, pool *pgxpool.Pool, name string) er
 }
 
 // subscribeWithCopy creates the site's subscription with its initial copy (the
-// normal create: a stale slot of that name on the publisher is replaced); the copy
-// runs on while the next steps do (waitCopied waits for it).
+// normal create: a stale slot of that name on the publisher is replaced) and waits
+// until every table is synchronised, reporting rows copied and rate.
 func (r *Rebuild) subscribeWithCopy(s *Subscription) func(context.Context) error {
 	return func(ctx context.Context) error {
 		pool, err := r.sess.Pool(ctx, r.Site)
 		if err != nil {
 			return err
 		}
-		if has, err := hasSubscription(ctx, pool, s.Name); err != nil || has {
+		if has, err := hasSubscription(ctx, pool, s.Name); err != nil {
 			return err
-		}
-		r.copyStart.Store(time.Now().UnixNano())
-		return r.p.apply(ctx, r.topo, Op{Kind: OpCreateSubscription, Site: r.Site, Phase: PhaseSubscribe, Subscription: s, WaitPublisher: true})
-	}
-}
-
-// waitCopied waits until every table of the subscription is synchronised,
-// reporting rows copied and rate.
-func (r *Rebuild) waitCopied(s *Subscription) func(context.Context) error {
-	return func(ctx context.Context) error {
-		pool, err := r.sess.Pool(ctx, r.Site)
-		if err != nil {
-			return err
+		} else if !has {
+			if err := r.p.apply(ctx, r.topo, Op{Kind: OpCreateSubscription, Site: r.Site, Phase: PhaseSubscribe, Subscription: s, WaitPublisher: true}); err != nil {
+				return err
+			}
 		}
 		return r.waitSynced(ctx, pool, s)
 	}
@@ -92,9 +83,6 @@ func (r *Rebuild) waitSynced(ctx context.Context, pool *pgxpool.Pool, s *Subscri
 		return err
 	}
 	began := time.Now()
-	if at := r.copyStart.Load(); at > 0 {
-		began = time.Unix(0, at)
-	}
 	var start, last int64 = -1, -1
 	progressAt := time.Now()
 	key := r.Site + " " + s.Name
@@ -112,12 +100,7 @@ func (r *Rebuild) waitSynced(ctx context.Context, pool *pgxpool.Pool, s *Subscri
 			return err
 		}
 		if start < 0 {
-			// Rows copied since the subscription was made (in this run): none
-			// before it, on a new database.
 			start = here
-			if r.copyStart.Load() > 0 {
-				start = 0
-			}
 		}
 		total, err := heldRowsPool(ctx, src, r.d.Tables, s.Flow.Filter)
 		if err != nil {
