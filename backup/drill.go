@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"time"
 
 	"github.com/google/uuid"
@@ -43,9 +44,12 @@ type DrillReport struct {
 	Deleted       int `json:"deleted"`
 	// Found in the restored copy, before and after the point; LiveBefore is what
 	// the live database still holds of the deleted rows (0: it was not touched).
-	FoundBefore int           `json:"found_before"`
-	FoundAfter  int           `json:"found_after"`
-	LiveBefore  int           `json:"live_before"`
+	FoundBefore int `json:"found_before"`
+	FoundAfter  int `json:"found_after"`
+	LiveBefore  int `json:"live_before"`
+	// Counts are the rows per table and owning site (column site; "" for a table
+	// without one) of the live database as of the point and of the restored copy.
+	Counts      []TableCount  `json:"counts"`
 	BackupID    string        `json:"backup_id"`
 	RecoverTook time.Duration `json:"recover_ns"`
 	StartTook   time.Duration `json:"start_ns"`
@@ -80,8 +84,18 @@ func DrillRestore(ctx context.Context, o DrillOptions) (rep DrillReport, err err
 		return rep, err
 	}
 	// The point is read after the commit: every row before it committed earlier.
-	if err := live.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&rep.Point); err != nil {
-		return rep, err
+	// The live counts are read in the snapshot the point is taken in: with no other
+	// writer committing in between, they are the database as of the point.
+	var liveCounts map[countKey]int64
+	err = pgx.BeginTxFunc(ctx, live, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&rep.Point); err != nil {
+			return err
+		}
+		liveCounts, err = countRows(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return rep, fmt.Errorf("drill restore %s: the point and the live counts: %w", o.Target.Site, err)
 	}
 	time.Sleep(50 * time.Millisecond)
 	if rep.WrittenAfter, err = writeMarked(ctx, live, rep.DrillID, o.Target.Site, "after", o.Rows); err != nil {
@@ -120,10 +134,10 @@ func DrillRestore(ctx context.Context, o DrillOptions) (rep DrillReport, err err
 		return rep, err
 	}
 	rep.StartTook = time.Since(start)
-	return verifyDrill(ctx, o, rep, live)
+	return verifyDrill(ctx, o, rep, live, liveCounts)
 }
 
-func verifyDrill(ctx context.Context, o DrillOptions, rep DrillReport, live *pgx.Conn) (DrillReport, error) {
+func verifyDrill(ctx context.Context, o DrillOptions, rep DrillReport, live *pgx.Conn, liveCounts map[countKey]int64) (DrillReport, error) {
 	cfg, err := pgx.ParseConfig(o.Scratch.DSN(o.Live.User, o.Live.Database))
 	if err != nil {
 		return rep, err
@@ -156,6 +170,16 @@ func verifyDrill(ctx context.Context, o DrillOptions, rep DrillReport, live *pgx
 	if rep.LiveBefore != 0 {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("the live database holds %d of the deleted rows: the restore touched it", rep.LiveBefore))
 	}
+	restoredCounts, err := countRows(ctx, scratch)
+	if err != nil {
+		return rep, fmt.Errorf("drill restore %s: count the restored rows: %w", o.Target.Site, err)
+	}
+	rep.Counts = compareCounts(liveCounts, restoredCounts)
+	for _, c := range rep.Counts {
+		if c.Live != c.Restored {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("table %s, site %q: %d rows live as of the point, %d restored", c.Table, c.Site, c.Live, c.Restored))
+		}
+	}
 	rep.Pass = len(rep.Problems) == 0
 	return rep, nil
 }
@@ -175,4 +199,80 @@ func writeMarked(ctx context.Context, c *pgx.Conn, drill, site, phase string, n 
 		return 0, fmt.Errorf("drill restore %s: write %s rows: %w", site, phase, err)
 	}
 	return int(got), nil
+}
+
+// TableCount is one table's rows owned by one site, live as of the point and in the
+// restored copy.
+type TableCount struct {
+	Table    string `json:"table"`
+	Site     string `json:"site"`
+	Live     int64  `json:"live"`
+	Restored int64  `json:"restored"`
+}
+
+type countKey struct{ table, site string }
+
+// countRows counts the rows of every table of schema public per owning site
+// (column site; one count with site "" for a table without one).
+func countRows(ctx context.Context, q Querier) (map[countKey]int64, error) {
+	rows, err := q.Query(ctx, `SELECT c.relname, EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'site' AND NOT a.attisdropped)
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 1`)
+	if err != nil {
+		return nil, err
+	}
+	type table struct {
+		name    string
+		hasSite bool
+	}
+	tables, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (table, error) {
+		var t table
+		return t, r.Scan(&t.name, &t.hasSite)
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := map[countKey]int64{}
+	for _, t := range tables {
+		id := pgx.Identifier{"public", t.name}.Sanitize()
+		query := "SELECT '', count(*) FROM " + id
+		if t.hasSite {
+			query = "SELECT coalesce(site::text, ''), count(*) FROM " + id + " GROUP BY 1"
+		}
+		rows, err := q.Query(ctx, query)
+		if err != nil {
+			return nil, fmt.Errorf("count %s: %w", t.name, err)
+		}
+		var site string
+		var n int64
+		_, err = pgx.ForEachRow(rows, []any{&site, &n}, func() error {
+			out[countKey{t.name, site}] = n
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("count %s: %w", t.name, err)
+		}
+	}
+	return out, nil
+}
+
+// compareCounts lists every (table, site) of either side, sorted.
+func compareCounts(live, restored map[countKey]int64) []TableCount {
+	keys := map[countKey]bool{}
+	for k := range live {
+		keys[k] = true
+	}
+	for k := range restored {
+		keys[k] = true
+	}
+	out := make([]TableCount, 0, len(keys))
+	for k := range keys {
+		out = append(out, TableCount{Table: k.table, Site: k.site, Live: live[k], Restored: restored[k]})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Table != out[j].Table {
+			return out[i].Table < out[j].Table
+		}
+		return out[i].Site < out[j].Site
+	})
+	return out
 }

@@ -52,6 +52,14 @@ func TestLabBackupPointInTimeRestore(t *testing.T) {
 	if !rep.Pass || rep.FoundBefore != 1000 || rep.FoundAfter != 0 || rep.Deleted != 1000 || rep.LiveBefore != 0 {
 		t.Fatalf("drill restore: want 1000 rows before the point restored, none after, the live delete kept; got %+v", rep)
 	}
+	if len(rep.Counts) == 0 {
+		t.Fatalf("drill restore compared no row counts: %+v", rep)
+	}
+	for _, c := range rep.Counts {
+		if c.Live != c.Restored || c.Table == backup.DrillTable && (c.Site != "douala" || c.Live != 1000) {
+			t.Fatalf("counts per table and site, live as of the point against restored: %+v", rep.Counts)
+		}
+	}
 	if _, err := os.Stat(filepath.Join(s.RestoreDir, "scratch")); !os.IsNotExist(err) {
 		t.Fatalf("the scratch copy was not removed: %v", err)
 	}
@@ -78,5 +86,41 @@ func TestLabBackupPointInTimeRestore(t *testing.T) {
 	}
 	if st.OK() || !strings.Contains(strings.Join(st.Problems, "\n"), "WAL streaming is") {
 		t.Fatalf("status with streaming stopped: want red naming WAL streaming, got %+v", st)
+	}
+}
+
+// cancelAfter cancels the drill's context as soon as the barman command named by
+// its first argument returns, as a Ctrl-C at that moment would.
+type cancelAfter struct {
+	backup.Runner
+	command string
+	cancel  context.CancelFunc
+}
+
+func (c cancelAfter) Barman(ctx context.Context, args ...string) ([]byte, error) {
+	out, err := c.Runner.Barman(ctx, args...)
+	if len(args) > 0 && args[0] == c.command {
+		c.cancel()
+	}
+	return out, err
+}
+
+// TestLabBackupDrillInterrupted: a restore drill interrupted (its context
+// cancelled, as Ctrl-C does) right after `barman recover` filled the scratch
+// directory returns the cancellation and leaves no scratch directory behind.
+func TestLabBackupDrillInterrupted(t *testing.T) {
+	labtest.Skip(t)
+	s := backuptest.Start(t, "douala")
+	s.WaitStreaming(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dest := filepath.Join(s.RestoreDir, "scratch")
+	_, err := backup.DrillRestore(ctx, backup.DrillOptions{Live: s.LiveConfig(t, "app"), Runner: cancelAfter{Runner: s.Runner, command: "recover", cancel: cancel},
+		Target: s.Target, Scratch: &backup.LocalScratch{Port: backuptest.FreePort(t), RunAs: "postgres"}, Dest: dest, Rows: 100, Progress: progress.New(os.Stderr)})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted drill: want the cancellation, got %v", err)
+	}
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Fatalf("the interrupted drill left its scratch directory %s (%v)", dest, err)
 	}
 }

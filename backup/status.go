@@ -34,6 +34,11 @@ type Status struct {
 	// missing, or lost WAL past max_slot_wal_keep_size).
 	SlotOK   bool   `json:"slot_ok"`
 	SlotHint string `json:"slot_hint,omitempty"`
+	// Slot is the slot as the site's own database shows it (AddSlot); its
+	// wal_status "lost" says the max_slot_wal_keep_size bound was hit. SlotError
+	// says why it could not be read (the site's database did not answer).
+	Slot      *SlotState `json:"slot,omitempty"`
+	SlotError string     `json:"slot_error,omitempty"`
 	// WindowFrom and WindowTo bound the restorable times: the end of the oldest base
 	// backup to the newest WAL received (now while streaming, else the end of the
 	// newest backup).
@@ -43,6 +48,23 @@ type Status struct {
 	Schedule   string    `json:"schedule"`
 	// Problems say why the site is not healthy (exit 1); empty when it is.
 	Problems []string `json:"problems"`
+}
+
+// AddSlot records the slot as the site's database shows it (read with ReadSlot;
+// err: it could not be read, which is reported but is no backup problem). A lost
+// slot, or none, is a problem.
+func (s *Status) AddSlot(slot *SlotState, keep string, err error) {
+	switch {
+	case err != nil:
+		s.SlotError = err.Error()
+	case slot == nil:
+		s.Problems = append(s.Problems, "the site's database has no backup slot: run `sitectl deploy` for the site (its backup database side creates it)")
+	case slot.Lost():
+		s.Slot = slot
+		s.Problems = append(s.Problems, fmt.Sprintf("slot %s is lost: it passed max_slot_wal_keep_size %s and PostgreSQL removed WAL the backup server had not received; restores cannot cross the gap. `sitectl deploy` re-creates it, then take a base backup (`sitectl backup run --site %s`)", slot.Name, keep, s.Site))
+	default:
+		s.Slot = slot
+	}
 }
 
 // OK reports whether the site's backups are healthy.

@@ -20,7 +20,7 @@ func TestPartsFromOptions(t *testing.T) {
 	for _, p := range deploying {
 		names = append(names, p.Name())
 	}
-	if want := []string{"swarm", "kong certificate", "stacks", "apps", "tunnels", "firewall", "postgres replication", "mongo"}; !slices.Equal(names, want) {
+	if want := []string{"swarm", "kong certificate", "stacks", "apps", "tunnels", "firewall", "postgres replication", "backup database side", "mongo"}; !slices.Equal(names, want) {
 		t.Fatalf("parts %v, want %v", names, want)
 	}
 	d, ok1 := deploying[6].(*postgres.Part)

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sitectl/sitectl/backup"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/replication/mongo"
 	"github.com/sitectl/sitectl/replication/postgres"
@@ -36,6 +37,7 @@ func Parts(opts Options) []plan.Part {
 		tunnels.Part{},
 		firewall.Part{},
 		postgres.NewPart(opts.Replication),
+		backup.Part{},
 		mongo.Part{},
 	}
 }

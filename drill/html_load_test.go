@@ -131,3 +131,33 @@ func prefix(got, want []string) bool {
 func itoa(n int) string            { return fmt.Sprint(n) }
 func pctOf(ok, n int) string       { return fmt.Sprintf("%.2f%%", 100*float64(ok)/float64(n)) }
 func secs2(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+
+// TestHTMLReportAPIWrites: a drill with --load shows the verification of the
+// writes made through the API; one without has no such section.
+func TestHTMLReportAPIWrites(t *testing.T) {
+	r := sampleReport(true)
+	r.Availability = sampleAvailability()
+	r.AddAPIWrites(Verify(VerifyInput{Place: func(o, s string) bool { return o == s },
+		Attempts: []Attempt{{Row: Row{Site: "douala"}, At: "douala", Acked: true}}, Holdings: map[string][]Row{"douala": {}}}))
+	var buf bytes.Buffer
+	if err := WriteHTML(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := html.Parse(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(find(doc, "table", map[string]string{"id": "api-writes"})); n != 1 || !strings.Contains(buf.String(), `lost <b id="api-lost">1</b>`) {
+		t.Fatalf("%d API writes tables, want 1 saying lost 1", n)
+	}
+	if r.Passed {
+		t.Error("a lost write through the API left the drill passed")
+	}
+	buf.Reset()
+	if err := WriteHTML(&buf, sampleReport(true)); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), "api-writes") {
+		t.Error("a drill without --load shows an API writes section")
+	}
+}

@@ -117,6 +117,12 @@ type Report struct {
 	// Availability is what each site's clients saw through their own gateway per
 	// phase (before, during, after the fault) when the drill ran with --load.
 	Availability []traffic.Availability `json:"availability,omitempty"`
+	// APIWrites verifies the writes the --load clients made through the API (each
+	// acknowledged write's id present exactly once wherever it should be), after
+	// the heal, like the drill's own rows.
+	APIWrites *Verdict `json:"api_writes,omitempty"`
+
+	attempts []Attempt // the drill's own writes, for a later verification (soak)
 
 	Verdict *Verdict `json:"verdict,omitempty"`
 	Error   string   `json:"error,omitempty"`
@@ -244,6 +250,9 @@ func (r *Report) Summary() string {
 		s += fmt.Sprintf(": lost=%d duplicated=%d collisions=%d wrong-site=%d acked=%d",
 			r.Verdict.Lost, r.Verdict.Duplicated, r.Verdict.Collisions, r.Verdict.WrongSite, r.Verdict.Acked)
 	}
+	if a := r.APIWrites; a != nil {
+		s += fmt.Sprintf("; API writes lost=%d duplicated=%d acked=%d", a.Lost, a.Duplicated, a.Acked)
+	}
 	if r.HealFailed {
 		s += " — HEAL FAILED, a fault is still in place: run `sitectl drill heal`"
 	} else if len(r.Heal) > 0 {
@@ -253,6 +262,17 @@ func (r *Report) Summary() string {
 		s += " (" + r.Error + ")"
 	}
 	return s
+}
+
+// Attempts are the drill's own writes (nil when it wrote none): a soak verifies
+// them again at its end.
+func (r *Report) Attempts() []Attempt { return r.attempts }
+
+// AddAPIWrites adds the verification of the writes made through the API; a failed
+// one fails the drill.
+func (r *Report) AddAPIWrites(v Verdict) {
+	r.APIWrites = &v
+	r.Passed = r.Passed && v.Passed
 }
 
 // finish decides Passed: verification passed, everything healed, no drill error.

@@ -141,6 +141,7 @@ func (p *Drill) Run(ctx context.Context) *Report {
 		return rep
 	}
 	attempts := append(pre, w.attempts...)
+	rep.attempts = attempts
 	rep.Observations = append(rep.Observations, p.writeObservations(w.stats)...)
 	for _, o := range w.probed {
 		rep.Observations = append(rep.Observations, o...)

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -27,7 +28,9 @@ type Backup struct {
 	// backups and WAL.
 	Volume string `mapstructure:"volume" json:"volume,omitempty" yaml:"volume,omitempty"`
 	// MaxSlotWALKeepSize bounds the WAL the site keeps for the backup server's slot,
-	// so a dead backup server cannot fill the site's disk. Never -1.
+	// so a dead backup server cannot fill the site's disk. PostgreSQL bounds every
+	// slot with its one server setting, postgres.max_slot_wal_keep_size: this is that
+	// setting (filled from it when empty; a different size is refused). Never -1.
 	MaxSlotWALKeepSize string `mapstructure:"max_slot_wal_keep_size" json:"max_slot_wal_keep_size,omitempty" yaml:"max_slot_wal_keep_size,omitempty"`
 	// User is the replication role Barman connects as; Password its password.
 	User     string    `mapstructure:"user" json:"user,omitempty" yaml:"user,omitempty"`
@@ -48,7 +51,6 @@ var volumeRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 const (
 	DefaultBackupSchedule    = Duration(24 * 3600e9)
 	DefaultBackupRetention   = 7
-	DefaultBackupWALKeepSize = "4GB"
 	DefaultBackupUser        = "barman"
 	DefaultBackupPasswordEnv = "SITECTL_BACKUP_PASSWORD"
 )
@@ -66,9 +68,6 @@ func (b Backup) withDefaults(site string) Backup {
 	}
 	if b.Volume == "" {
 		b.Volume = "barman-" + site
-	}
-	if b.MaxSlotWALKeepSize == "" {
-		b.MaxSlotWALKeepSize = DefaultBackupWALKeepSize
 	}
 	if b.User == "" {
 		b.User = DefaultBackupUser
@@ -88,7 +87,11 @@ func validateBackup(errf func(key, format string, args ...any), s *Site, sites m
 		}
 		return
 	}
+	keepSet := s.Backup.MaxSlotWALKeepSize != ""
 	s.Backup = s.Backup.withDefaults(s.Name)
+	if !keepSet {
+		s.Backup.MaxSlotWALKeepSize = s.Postgres.MaxSlotWALKeepSize
+	}
 	b := s.Backup
 	names := slices.Sorted(maps.Keys(sites))
 	switch {
@@ -109,16 +112,18 @@ func validateBackup(errf func(key, format string, args ...any), s *Site, sites m
 	if !volumeRE.MatchString(b.Volume) {
 		errf("backup.volume", "is %q; a Docker volume name: letters, digits, _ . - (e.g. barman-%s)", b.Volume, s.Name)
 	}
+	// PostgreSQL bounds every slot with one server setting: the backup's slot is
+	// bounded only if the server's is, and by the server's size.
 	switch {
+	case s.Postgres.MaxSlotWALKeepSize == "-1":
+		errf("postgres.max_slot_wal_keep_size", "is -1 (unbounded) on a backed-up site: a dead backup server would fill %s's disk through its slot; give a size like 4GB", s.Name)
+	case !keepSet:
 	case b.MaxSlotWALKeepSize == "-1":
 		errf("backup.max_slot_wal_keep_size", "is -1 (unbounded): a dead backup server would fill %s's disk; give a size like 4GB", s.Name)
 	case !walSizeRE.MatchString(b.MaxSlotWALKeepSize):
 		errf("backup.max_slot_wal_keep_size", "is %q; allowed: a size like 4GB (units kB, MB, GB, TB)", b.MaxSlotWALKeepSize)
-	}
-	// PostgreSQL bounds every slot with one server setting: the backup's slot is
-	// bounded only if the server's is.
-	if s.Postgres.MaxSlotWALKeepSize == "-1" {
-		errf("postgres.max_slot_wal_keep_size", "is -1 (unbounded) on a backed-up site: a dead backup server would fill %s's disk through its slot; give a size like 4GB", s.Name)
+	case WALBytes(b.MaxSlotWALKeepSize) != WALBytes(s.Postgres.MaxSlotWALKeepSize):
+		errf("backup.max_slot_wal_keep_size", "is %s but postgres.max_slot_wal_keep_size is %s: PostgreSQL bounds every slot, the backup's too, with that one server setting; drop backup.max_slot_wal_keep_size or set postgres.max_slot_wal_keep_size to %s", b.MaxSlotWALKeepSize, s.Postgres.MaxSlotWALKeepSize, b.MaxSlotWALKeepSize)
 	}
 	if !identRE.MatchString(b.User) || strings.Contains(b.User, ".") {
 		errf("backup.user", "is %q; a PostgreSQL role name: lower-case letters, digits, _ (e.g. barman)", b.User)
@@ -134,4 +139,24 @@ func without(list []string, drop string) []string {
 		}
 	}
 	return out
+}
+
+// WALBytes is a max_slot_wal_keep_size matching walSizeRE in bytes (a bare number
+// is MB; -1, unbounded, is -1).
+func WALBytes(v string) int64 {
+	if v == "-1" {
+		return -1
+	}
+	mult := int64(1 << 20)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"TB", 1 << 40}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"kB", 1 << 10}} {
+		if strings.HasSuffix(v, u.suffix) {
+			v, mult = strings.TrimSuffix(v, u.suffix), u.mult
+			break
+		}
+	}
+	n, _ := strconv.ParseInt(v, 10, 64)
+	return n * mult
 }

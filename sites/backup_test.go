@@ -6,8 +6,9 @@ import (
 	"testing"
 )
 
-// TestBackupDefaults: a site that names its backup server gets the defaults; a site
-// that does not is not backed up.
+// TestBackupDefaults: a site that names its backup server gets the defaults (the
+// slot bound is the server's max_slot_wal_keep_size); a site that does not is not
+// backed up.
 func TestBackupDefaults(t *testing.T) {
 	t.Parallel()
 	topo, err := Load(Options{Dir: "sites", FS: exampleFS(t, map[string]string{
@@ -18,12 +19,18 @@ func TestBackupDefaults(t *testing.T) {
 	}
 	got := topo.Site("douala").Backup
 	want := Backup{Server: "cloud", Schedule: DefaultBackupSchedule, RetentionDays: 7, MinimumRedundancy: 1,
-		Volume: "barman-douala", MaxSlotWALKeepSize: "4GB", User: "barman", Password: SecretRef{Env: "SITECTL_BACKUP_PASSWORD"}}
+		Volume: "barman-douala", MaxSlotWALKeepSize: "2GB", User: "barman", Password: SecretRef{Env: "SITECTL_BACKUP_PASSWORD"}}
 	if got != want {
 		t.Fatalf("douala backup:\n got %+v\nwant %+v", got, want)
 	}
 	if b := topo.Site("yaounde").Backup; b.Enabled() {
 		t.Fatalf("yaounde names no backup server but is backed up: %+v", b)
+	}
+	// The same size written another way is the server's setting.
+	if _, err := Load(Options{Dir: "sites", FS: exampleFS(t, map[string]string{
+		"douala.yaml": mustRead(t, "douala.yaml") + "backup: {server: cloud, max_slot_wal_keep_size: 2048MB}\n",
+	}), Env: "dev", Environ: []string{}}); err != nil {
+		t.Fatalf("backup.max_slot_wal_keep_size 2048MB with the server's 2GB: %v", err)
 	}
 	if s := got.SlotName("douala"); s != "barman_douala" {
 		t.Fatalf("slot name %q", s)
@@ -47,6 +54,7 @@ func TestBackupRefusals(t *testing.T) {
 		{"unbounded slot", "{server: cloud, max_slot_wal_keep_size: '-1'}", "backup.max_slot_wal_keep_size", "is -1 (unbounded): a dead backup server would fill douala's disk"},
 		{"server slots unbounded", "{server: cloud}", "postgres.max_slot_wal_keep_size", "is -1 (unbounded) on a backed-up site"},
 		{"slot size", "{server: cloud, max_slot_wal_keep_size: 4G}", "backup.max_slot_wal_keep_size", `is "4G"; allowed: a size like 4GB`},
+		{"slot size not the server's", "{server: cloud, max_slot_wal_keep_size: 4GB}", "backup.max_slot_wal_keep_size", "is 4GB but postgres.max_slot_wal_keep_size is 2GB: PostgreSQL bounds every slot, the backup's too, with that one server setting; drop backup.max_slot_wal_keep_size or set postgres.max_slot_wal_keep_size to 4GB"},
 		{"user", "{server: cloud, user: Barman}", "backup.user", `is "Barman"; a PostgreSQL role name`},
 		{"docker secret", "{server: cloud, password: {docker_secret: pw}}", "backup.password", "sitectl itself needs this value: reference it by env or file"},
 	} {

@@ -3,8 +3,11 @@ package traffic
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -20,6 +23,25 @@ type Availability struct {
 	// (from the phase's start, between successes, to its end).
 	LongestGap time.Duration  `json:"longest_gap_ns"`
 	ServedBy   map[string]int `json:"served_by,omitempty"`
+	// Errors counts the failed requests by kind (as sitectl load names them:
+	// "http 503", "timeout", ...).
+	Errors map[string]int `json:"errors,omitempty"`
+	// Failover is set when, after a failed request, another site's API served one
+	// of this site's requests in the phase (the gateway failed /api over to a peer).
+	Failover *Failover `json:"failover,omitempty"`
+}
+
+// Failover is what a site's clients saw once its gateway failed over: Detection
+// is the time from the phase's first failed request to the first answer after it
+// served by another site's API; Requests and OK count from that answer to the
+// phase's end. (A peer's answer before any failure is the peer's small share of
+// the balancer, docs/gateway.md: not a failover.)
+type Failover struct {
+	Peer      string        `json:"peer"`
+	Detection time.Duration `json:"detection_ns"`
+	Requests  int           `json:"requests"`
+	OK        int           `json:"ok"`
+	Success   float64       `json:"success"`
 }
 
 // Watch keeps steady traffic on each site's entry point (a drill's clients) and
@@ -34,6 +56,18 @@ type Watch struct {
 	start  map[string]time.Time // phase → when it began
 	phases []string
 	stats  map[[2]string]*phaseStats // site, phase
+	writes []Write
+}
+
+// Write is one write the clients made through a gateway that the API acknowledged
+// (2xx with the row's id): the row's key and owner (the site whose API wrote it,
+// a peer after failover), the entry point it went through and the phase it was
+// answered in. Drills verify these like their own rows.
+type Write struct {
+	ID    string `json:"id"`
+	Owner string `json:"owner"`
+	Entry string `json:"entry"`
+	Phase string `json:"phase"`
 }
 
 type phaseStats struct {
@@ -41,6 +75,12 @@ type phaseStats struct {
 	lastOK       time.Time
 	gap          time.Duration
 	served       map[string]int
+	errors       map[string]int
+	// failover: the first failure, the first answer by another site, and the
+	// requests from then on
+	firstFail, firstPeer time.Time
+	peer                 string
+	peerReqs, peerOK     int
 }
 
 // StartWatch starts rate requests/s (reads, one write in ten) per entry, in
@@ -84,25 +124,74 @@ func (w *Watch) one(ctx context.Context, c *http.Client, e Entry, n int) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(req)
-	ok, site := false, ""
+	code, site, msg, id := uint16(0), "", "", ""
 	if err == nil {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 		_ = resp.Body.Close()
-		ok, site = resp.StatusCode >= 200 && resp.StatusCode < 300, servedBy(b)
+		code, site = uint16(resp.StatusCode), servedBy(b)
+		if code >= 200 && code < 300 && method == http.MethodPost {
+			id = writtenID(b)
+		}
+	} else {
+		msg = err.Error()
 	}
 	if ctx.Err() != nil {
 		return // stopped: not an answer the clients saw
 	}
-	w.record(e.Site, ok, site)
+	kind := errorKind(code, msg)
+	if kind == "" && (code < 200 || code >= 300) {
+		kind = "http " + strconv.Itoa(int(code)) // a 3xx: not an answer
+	}
+	w.record(e.Site, kind, site)
+	if id != "" {
+		w.mu.Lock()
+		w.writes = append(w.writes, Write{ID: id, Owner: site, Entry: e.Site, Phase: w.phase})
+		w.mu.Unlock()
+	}
 }
 
-func (w *Watch) record(site string, ok bool, servedBy string) {
+// writtenID reads the id of the row a POST /api/rows answer says was written.
+func writtenID(body []byte) string {
+	var a struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(body, &a) != nil {
+		return ""
+	}
+	return a.ID
+}
+
+// Writes returns the acknowledged writes so far, in the order they were answered.
+func (w *Watch) Writes() []Write {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]Write(nil), w.writes...)
+}
+
+// record counts one answer: kind is "" for a success, else the error's kind.
+func (w *Watch) record(site, kind, servedBy string) {
+	ok := kind == ""
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	now := w.now()
 	st := w.statsOf(site, w.phase)
 	st.requests++
+	// A peer's answer before any failure is the peer's small weight in the
+	// balancer (docs/gateway.md), not a failover.
+	if ok && servedBy != "" && servedBy != site && st.firstPeer.IsZero() && !st.firstFail.IsZero() {
+		st.firstPeer, st.peer = now, servedBy
+	}
+	if !st.firstPeer.IsZero() {
+		st.peerReqs++
+		if ok {
+			st.peerOK++
+		}
+	}
 	if !ok {
+		st.errors[kind]++
+		if st.firstFail.IsZero() {
+			st.firstFail = now
+		}
 		return
 	}
 	st.ok++
@@ -120,7 +209,7 @@ func (w *Watch) record(site string, ok bool, servedBy string) {
 func (w *Watch) statsOf(site, phase string) *phaseStats {
 	k := [2]string{site, phase}
 	if w.stats[k] == nil {
-		w.stats[k] = &phaseStats{served: map[string]int{}}
+		w.stats[k] = &phaseStats{served: map[string]int{}, errors: map[string]int{}}
 	}
 	return w.stats[k]
 }
@@ -159,6 +248,13 @@ func (w *Watch) close(phase string, end time.Time) {
 func (w *Watch) Stop(entries []Entry) []Availability {
 	w.cancel()
 	w.wg.Wait()
+	return w.Snapshot(entries)
+}
+
+// Snapshot returns what each site saw per phase so far (the current phase up to
+// now), sites in the order of entries, phases in the order they began; the
+// clients keep going.
+func (w *Watch) Snapshot(entries []Entry) []Availability {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.close(w.phase, w.now())
@@ -169,9 +265,16 @@ func (w *Watch) Stop(entries []Entry) []Availability {
 			if st == nil {
 				continue
 			}
-			a := Availability{Site: e.Site, Phase: p, Requests: st.requests, OK: st.ok, LongestGap: st.gap, ServedBy: st.served}
+			a := Availability{Site: e.Site, Phase: p, Requests: st.requests, OK: st.ok, LongestGap: st.gap, ServedBy: maps.Clone(st.served)}
+			if len(st.errors) > 0 {
+				a.Errors = maps.Clone(st.errors)
+			}
 			if st.requests > 0 {
 				a.Success = float64(st.ok) / float64(st.requests)
+			}
+			if !st.firstPeer.IsZero() {
+				a.Failover = &Failover{Peer: st.peer, Detection: st.firstPeer.Sub(st.firstFail), Requests: st.peerReqs, OK: st.peerOK,
+					Success: float64(st.peerOK) / float64(st.peerReqs)}
 			}
 			out = append(out, a)
 		}

@@ -33,32 +33,14 @@ var gatewayStacks = []string{"postgres", "django-api", "kong"}
 // through the gateway); each site's /api reaches its own API; with douala's
 // database stopped, douala's /api is served by cloud's API through the tunnel
 // (failover, the detection time logged), and by douala's again once the database
-// is back (failback). It logs load figures through douala's gateway.
+// is back (failback); with the douala–cloud link cut, both keep answering their
+// own clients. It logs load figures through douala's gateway.
 func TestLabGateway(t *testing.T) {
 	l := labtest.Shared(t)
-	topo, err := sites.Load(sites.Options{Dir: l.ConfigDir, Env: "lab", Environ: []string{},
-		Set: []string{"values.django-api.health_interval=1s", "values.django-api.monitor=3s",
-			"values.kong.rate_limit.api_per_minute=1000000"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	labreach.Install(topo)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
-	// The PostgreSQL part applies the schema (the API's table) and makes the API's own
-	// role (postgres.app_user), which the API connects as.
-	// The databases are dialled inside each site's gateway namespace, as the CLI
-	// does in the lab.
-	labreach.Install(topo)
-	// As `sitectl deploy` does: the databases this deploy starts may take a while.
-	pg := postgres.NewPart(postgres.Options{PeerWait: 2 * time.Minute, Starting: topo.SiteNames()})
-	defer pg.Close()
-	for _, r := range deploy.Deploy(ctx, topo, topo.Sites, []plan.Part{swarm.Part{}, deploy.Stacks, tunnels.Part{}, pg},
-		deploy.Options{Environ: []string{}, Stacks: gatewayStacks}) {
-		if r.Err() != nil {
-			t.Fatalf("deploy %s: %v", r.Site, r.Err())
-		}
-	}
+	topo := deployGateway(ctx, t, l)
+	var err error
 	entry := func(site string) Entry {
 		e, err := EntryOf(topo, topo.Site(site))
 		if err != nil {
@@ -170,8 +152,55 @@ func TestLabGateway(t *testing.T) {
 		for _, a := range watch.Stop([]Entry{douala}) {
 			t.Logf("availability at douala's gateway, %s the fault: %d/%d ok (%.1f%%), longest gap %s, served by %v",
 				a.Phase, a.OK, a.Requests, 100*a.Success, a.LongestGap.Round(100*time.Millisecond), a.ServedBy)
-			if a.Phase == "during" && a.ServedBy["cloud"] == 0 {
-				t.Errorf("during the fault no request of douala's clients was served by cloud: %+v", a)
+			if a.Phase != "during" {
+				continue
+			}
+			// douala's clients see the failover: after failed requests, answers by
+			// cloud's API. (Not asserted: issue 25's ≥ 99% after it. While swarm
+			// stops the database its name is gone but kept connections still work,
+			// so douala's API answers some requests and fails others, and Kong's
+			// checks flap: docs/load.md, "Failover during douala db-down".)
+			if f := a.Failover; f == nil || f.Peer != "cloud" {
+				t.Errorf("during the fault: %+v, failover %+v; want douala's clients served by cloud after a failure", a, f)
+			} else {
+				t.Logf("failover seen by douala's clients: detection %s (first failure → first answer by cloud), then %d/%d ok (%.1f%%)",
+					f.Detection.Round(100*time.Millisecond), f.OK, f.Requests, 100*f.Success)
+			}
+		}
+	})
+
+	t.Run("partition douala–cloud: both keep serving their own clients", func(t *testing.T) {
+		link, err := topo.Link("douala-cloud")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cloud := entry("cloud")
+		waitServed(ctx, t, douala)
+		waitServed(ctx, t, cloud)
+		watch := StartWatch(ctx, []Entry{douala, cloud}, 5)
+		time.Sleep(5 * time.Second)
+		watch.Phase("during")
+		if err := tunnels.Cut(ctx, topo, link.Name()); err != nil {
+			watch.Stop(nil)
+			t.Fatalf("cut %s: %v", link.Name(), err)
+		}
+		time.Sleep(30 * time.Second)
+		healErr := tunnels.Heal(ctx, topo, link.Name())
+		watch.Phase("after")
+		time.Sleep(5 * time.Second)
+		av := watch.Stop([]Entry{douala, cloud})
+		if healErr != nil {
+			t.Fatalf("heal %s: %v", link.Name(), healErr)
+		}
+		for _, a := range av {
+			t.Logf("availability at %s's gateway, %s the partition: %d/%d ok (%.2f%%), longest gap %s, served by %v",
+				a.Site, a.Phase, a.OK, a.Requests, 100*a.Success, a.LongestGap.Round(100*time.Millisecond), a.ServedBy)
+			// A site cut from its peer serves its own clients from its own API and
+			// database (issue 25's goal is ≥ 99.9%; a request that the balancer's
+			// small peer weight sends over the cut link may time out before the
+			// health checks take the peer out, so the bar here is 99%).
+			if a.Phase == "during" && (a.Requests < 50 || a.Success < 0.99 || a.ServedBy[a.Site] < a.OK*99/100) {
+				t.Errorf("%s during the partition: %+v; want ≥ 99%% of its clients' requests answered, by its own API", a.Site, a)
 			}
 		}
 	})
@@ -190,6 +219,32 @@ func TestLabGateway(t *testing.T) {
 			}
 		}
 	})
+}
+
+// deployGateway deploys gatewayStacks at every lab site, with the tunnels and the
+// PostgreSQL part (the schema holds the API's table; the API connects as its own
+// role, which that part makes), and returns the topology with the lab's reach.
+func deployGateway(ctx context.Context, t testing.TB, l *labtest.Lab) *sites.Topology {
+	t.Helper()
+	topo, err := sites.Load(sites.Options{Dir: l.ConfigDir, Env: "lab", Environ: []string{},
+		Set: []string{"values.django-api.health_interval=1s", "values.django-api.monitor=3s",
+			"values.kong.rate_limit.api_per_minute=1000000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The databases are dialled inside each site's gateway namespace, as the CLI
+	// does in the lab.
+	labreach.Install(topo)
+	// As `sitectl deploy` does: the databases this deploy starts may take a while.
+	pg := postgres.NewPart(postgres.Options{PeerWait: 2 * time.Minute, Starting: topo.SiteNames()})
+	defer pg.Close()
+	for _, r := range deploy.Deploy(ctx, topo, topo.Sites, []plan.Part{swarm.Part{}, deploy.Stacks, tunnels.Part{}, pg},
+		deploy.Options{Environ: []string{}, Stacks: gatewayStacks}) {
+		if r.Err() != nil {
+			t.Fatalf("deploy %s: %v", r.Site, r.Err())
+		}
+	}
+	return topo
 }
 
 func do(c *http.Client, req *http.Request) (map[string]any, int, http.Header, error) {

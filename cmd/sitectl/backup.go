@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sitectl/sitectl/backup"
+	pgrepl "github.com/sitectl/sitectl/replication/postgres"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -107,7 +109,7 @@ func newBackupStatusCommand(g *globals) *cobra.Command {
 streaming through a healthy slot; 1 otherwise (also when its Barman cannot be reached).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, jobs, err := g.backupJobs(&f, &bf)
+			topo, jobs, err := g.backupJobs(&f, &bf)
 			if err != nil {
 				return err
 			}
@@ -116,6 +118,8 @@ streaming through a healthy slot; 1 otherwise (also when its Barman cannot be re
 			for _, j := range jobs {
 				t, r := j.Target, j.Runner
 				st := backup.GetStatus(cmd.Context(), r, t, time.Now())
+				slot, err := siteSlot(cmd.Context(), topo.Site(t.Site))
+				st.AddSlot(slot, t.Backup.MaxSlotWALKeepSize, err)
 				failed = failed || !st.OK()
 				all = append(all, st)
 			}
@@ -161,6 +165,9 @@ func printBackupStatus(g *globals, all []backup.Status) {
 	for _, st := range all {
 		for _, p := range st.Problems {
 			fmt.Fprintf(g.streams.Out, "✗ %s: %s\n", st.Site, p)
+		}
+		if st.SlotError != "" {
+			fmt.Fprintf(g.streams.Out, "? %s: slot not read in the site's database: %s\n", st.Site, st.SlotError)
 		}
 	}
 }
@@ -242,6 +249,17 @@ func newBackupListCommand(g *globals) *cobra.Command {
 	f.add(cmd, "list", false)
 	bf.add(cmd, g.environ)
 	return cmd
+}
+
+// siteSlot reads the backup slot in site s's own database (wal_status "lost": the
+// max_slot_wal_keep_size bound was hit).
+func siteSlot(ctx context.Context, s *sites.Site) (*backup.SlotState, error) {
+	pool, err := pgrepl.Connect(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	return backup.ReadSlot(ctx, pool, s.Backup.SlotName(s.Name))
 }
 
 // liveConfig reaches site s's live database from where sitectl runs.

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,6 +43,36 @@ func TestLabBackupCLI(t *testing.T) {
 	if out, errOut, err := cli("drill", "restore", "--site", "douala", "--rows", "300", "--dir", s.RestoreDir, "--port", strconv.Itoa(backuptest.FreePort(t))); err != nil || !strings.HasPrefix(out, "PASS douala") {
 		t.Fatalf("drill restore: %v\n%s%s", err, out, errOut)
 	}
+	// -o json and --report: the counts per table and owning site, live as of the
+	// point against restored, in both.
+	page := filepath.Join(t.TempDir(), "restore.html")
+	out, errOut, err := cli("drill", "restore", "--all", "--rows", "200", "--dir", s.RestoreDir, "--port", strconv.Itoa(backuptest.FreePort(t)), "-o", "json", "--report", page)
+	var reps []struct {
+		Site   string `json:"site"`
+		Pass   bool   `json:"pass"`
+		Counts []struct {
+			Table          string
+			Site           string
+			Live, Restored int64
+		} `json:"counts"`
+	}
+	if jerr := json.Unmarshal([]byte(out), &reps); err != nil || jerr != nil || len(reps) != 1 || !reps[0].Pass {
+		t.Fatalf("drill restore --all -o json: %v %v\n%s%s", err, jerr, out, errOut)
+	}
+	found := false
+	for _, c := range reps[0].Counts {
+		// The first drill's 300 rows after its point, and this one's 200 before it.
+		found = found || c.Table == "sitectl_backup_drill" && c.Site == "douala" && c.Live == 500 && c.Restored == 500
+	}
+	if !found {
+		t.Fatalf("no count of sitectl_backup_drill/douala with 500 rows live and restored: %+v", reps[0].Counts)
+	}
+	if b, err := os.ReadFile(page); err != nil || !strings.Contains(string(b), `<span class="pass">PASS</span>`) || !strings.Contains(string(b), "<td>sitectl_backup_drill</td><td>douala</td><td>500</td><td>500</td>") {
+		t.Fatalf("--report page: %v\n%s", err, b)
+	}
+	if entries, _ := os.ReadDir(s.RestoreDir); len(entries) != 0 {
+		t.Fatalf("scratch left after the drills: %v", entries)
+	}
 
 	ctx := context.Background()
 	live, err := pgx.ConnectConfig(ctx, s.LiveConfig(t, "app"))
@@ -61,7 +93,7 @@ func TestLabBackupCLI(t *testing.T) {
 	}
 	port := backuptest.FreePort(t)
 	began := time.Now()
-	out, errOut, err := cli("restore", "--site", "douala", "--time", before.UTC().Format(time.RFC3339Nano), "--dir", s.RestoreDir, "--port", strconv.Itoa(port))
+	out, errOut, err = cli("restore", "--site", "douala", "--time", before.UTC().Format(time.RFC3339Nano), "--dir", s.RestoreDir, "--port", strconv.Itoa(port))
 	if err != nil {
 		t.Fatalf("restore: %v\n%s%s", err, out, errOut)
 	}

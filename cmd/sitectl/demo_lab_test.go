@@ -42,7 +42,8 @@ func TestLabDemoDBDown(t *testing.T) {
 	savedPlanHolds(t, cli)
 	nothingToDo("after a deploy --plan refused")
 
-	stdout, stderr, err := cli("drill", "db-down", "--site", "yaounde", "--duration", "10s", "--writes", "40", "--output", "json")
+	// --load 2: every site's clients call their own gateway through the drill.
+	stdout, stderr, err := cli("drill", "db-down", "--site", "yaounde", "--duration", "10s", "--writes", "40", "--load", "2", "--output", "json")
 	if err != nil {
 		t.Fatalf("drill db-down: %v\n%s\n%s", err, stderr, stdout)
 	}
@@ -53,6 +54,7 @@ func TestLabDemoDBDown(t *testing.T) {
 	if !rep.Passed || rep.HealFailed || !rep.Converged {
 		t.Fatalf("drill: passed=%v heal_failed=%v converged=%v error=%q\n%s", rep.Passed, rep.HealFailed, rep.Converged, rep.Error, stderr)
 	}
+	drillLoadShown(t, &rep)
 	obs := map[string]drill.Observation{}
 	for _, o := range rep.Observations {
 		obs[o.What] = o
@@ -82,6 +84,33 @@ func TestLabDemoDBDown(t *testing.T) {
 		t.Errorf("the write step does not say the stopped site's refusals were intended:\n%s", stderr)
 	}
 	nothingToDo("after the drill")
+}
+
+// drillLoadShown: a drill run with --load reports, for every site, availability
+// before, during and after the fault, and verified the writes its clients made
+// through the API (some acknowledged, none lost or duplicated).
+func drillLoadShown(t *testing.T, rep *drill.Report) {
+	t.Helper()
+	phases := map[string]map[string]bool{}
+	for _, a := range rep.Availability {
+		t.Logf("availability %s %s: %d/%d ok (%.1f%%), longest gap %s, served by %v", a.Site, a.Phase, a.OK, a.Requests, 100*a.Success, a.LongestGap, a.ServedBy)
+		if phases[a.Site] == nil {
+			phases[a.Site] = map[string]bool{}
+		}
+		phases[a.Site][a.Phase] = a.Requests > 0
+	}
+	for _, site := range []string{"douala", "yaounde", "cloud"} {
+		for _, p := range []string{"before", "during", "after"} {
+			if !phases[site][p] {
+				t.Errorf("no availability for %s %s the fault: %v", site, p, phases[site])
+			}
+		}
+	}
+	if a := rep.APIWrites; a == nil || !a.Passed || a.Acked == 0 || a.Lost != 0 || a.Duplicated != 0 {
+		t.Errorf("writes through the API: %+v, want some acknowledged, all verified", a)
+	} else {
+		t.Logf("writes through the API: %d acknowledged, lost %d, duplicated %d", a.Acked, a.Lost, a.Duplicated)
+	}
 }
 
 // savedPlanHolds: a plan saved with plan --out is deployed while planning again

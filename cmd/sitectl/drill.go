@@ -49,6 +49,8 @@ what it left.`,
 		newDrillKindCommand(g, "cloud-loss", "Cut every tunnel to the hub: the spokes keep serving and writing; heal, verify", false, false),
 		newDrillKindCommand(g, "db-down", "Stop a site's database service, report what fails and what keeps working, restore, verify", true, false),
 		newDrillKindCommand(g, "node-loss", "Drain a swarm node, watch services reschedule, restore, verify", true, true),
+		newDrillKindCommand(g, "api-kill", "Kill a running API task at a site: swarm replaces it, the gateway keeps answering; verify", true, false),
+		newDrillSoakCommand(g),
 		newDrillSiteLossCommand(g),
 		newDrillHealCommand(g),
 		newDrillRestoreCommand(g),
@@ -233,6 +235,10 @@ func runDrill(ctx context.Context, g *globals, kind string, o *drillOptions) err
 	rep := d.Run(ctx)
 	if load != nil {
 		rep.Availability = load.watch.Stop(load.entries)
+		if !rep.Interrupted && !rep.HealFailed {
+			// The writes made through the API, verified like the drill's own rows.
+			rep.AddAPIWrites(live.VerifyAPIWrites(ctx, topo, load.watch.Writes(), o.converge))
+		}
 	}
 	if o.report != "" {
 		if err := writeHTMLReport(o.report, rep); err != nil {
@@ -302,6 +308,15 @@ func printDrillText(g *globals, r *drill.Report) {
 				mark = "✗"
 			}
 			fmt.Fprintf(w, "  %s %-16s %s\n", mark, c.Name, c.Detail)
+		}
+	}
+	if a := r.APIWrites; a != nil {
+		for _, c := range a.Checks {
+			mark := "✓"
+			if !c.Passed {
+				mark = "✗"
+			}
+			fmt.Fprintf(w, "  %s API writes %-10s %s\n", mark, c.Name, c.Detail)
 		}
 	}
 	for _, o := range r.Observations {

@@ -46,3 +46,27 @@ func TestDrillHealCannotReadTheSwarms(t *testing.T) {
 		t.Fatalf("heal --site --all: %v", err)
 	}
 }
+
+// TestDrillSoakRefusesBadInput: each bad flag gives one error naming it, before
+// anything is contacted or any seed drawn.
+func TestDrillSoakRefusesBadInput(t *testing.T) {
+	dir := exampleConfig(t, nil)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--faults", "partition,flood"}, `--faults lists "flood"`},
+		{[]string{"--duration", "0s"}, "--duration and --fault-duration must be above 0"},
+		{[]string{"--load", "-1"}, "--load is -1"},
+		{[]string{"--writes", "0"}, "--writes is 0"},
+	} {
+		stdout, _, err := run(t, nil, append([]string{"--config-dir", dir, "--env", "dev", "drill", "soak"}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(stdout, "soak seed") {
+			t.Errorf("drill soak %v: %v (stdout %q), want one error with %q", c.args, err, stdout, c.want)
+		}
+	}
+	_, _, err := run(t, nil, "--config-dir", dir, "--env", "production", "drill", "soak")
+	if err == nil || !strings.Contains(err.Error(), "--confirm production") {
+		t.Errorf("soak in production without --confirm: %v", err)
+	}
+}

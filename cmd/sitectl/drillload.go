@@ -21,6 +21,18 @@ type drillLoad struct {
 }
 
 func startDrillLoad(ctx context.Context, topo *sites.Topology, rate int) (*drillLoad, error) {
+	entries, err := loadEntries(ctx, topo)
+	if err != nil {
+		return nil, err
+	}
+	// The clients outlive ctx's cancellation by SIGINT only as long as the drill's
+	// heal: they stop when the drill returns.
+	return &drillLoad{watch: traffic.StartWatch(context.WithoutCancel(ctx), entries, rate), entries: entries}, nil
+}
+
+// loadEntries are the entry points of every site running Kong, each checked
+// reachable.
+func loadEntries(ctx context.Context, topo *sites.Topology) ([]traffic.Entry, error) {
 	var entries []traffic.Entry
 	for _, s := range topo.Sites {
 		if !s.HasStack(kong.Name) {
@@ -38,9 +50,7 @@ func startDrillLoad(ctx context.Context, topo *sites.Topology, rate int) (*drill
 	if len(entries) == 0 {
 		return nil, fmt.Errorf("--load: no site runs kong, so no site has an entry point to load")
 	}
-	// The clients outlive ctx's cancellation by SIGINT only as long as the drill's
-	// heal: they stop when the drill returns.
-	return &drillLoad{watch: traffic.StartWatch(context.WithoutCancel(ctx), entries, rate), entries: entries}, nil
+	return entries, nil
 }
 
 // hook moves the clients to the next phase on the drill's fault events, then calls next.
@@ -63,6 +73,10 @@ func printAvailability(g *globals, av []traffic.Availability) {
 		return
 	}
 	fmt.Fprintln(g.streams.Out, "Availability through each site's own gateway (--load):")
+	printAvailabilityTable(g, av)
+}
+
+func printAvailabilityTable(g *globals, av []traffic.Availability) {
 	tw := tabwriter.NewWriter(g.streams.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  SITE\tPHASE\tOK/REQUESTS\tSUCCESS\tLONGEST GAP\tSERVED BY")
 	for _, a := range av {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -37,7 +39,9 @@ Reports RPO (writes the lost site acknowledged that had reached no other site: c
 and time window) and RTO (loss → rebuilt and verified). Works for a spoke and for the
 hub. On a failure or Ctrl-C after the loss the service is started again (empty):
 re-run sitectl site rebuild for the site. The report goes to stdout (text, or
---output json); --report FILE also writes it as JSON. Exit code 1 when a check fails.
+--output json); --report FILE also writes it: as an HTML page (timeline of the
+phases, RTO, RPO, rows copied, verification per table and owner) when FILE ends in
+.html, else as JSON. Exit code 1 when a check fails.
 A production environment needs --confirm production.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDrillSiteLoss(cmd.Context(), g, o) },
@@ -47,7 +51,7 @@ A production environment needs --confirm production.`,
 	_ = cmd.MarkFlagRequired("site")
 	f.IntVar(&o.writes, "writes", 1000, "rows each site writes before the loss, and each other site during it")
 	f.DurationVar(&o.wait, "wait", 2*time.Minute, "give up when the rebuild or the verification makes no progress for this long")
-	f.StringVar(&o.report, "report", "", "also write the report as JSON to this file")
+	f.StringVar(&o.report, "report", "", "also write the report to this file: an HTML page when it ends in .html, else JSON")
 	f.StringVar(&o.confirm, "confirm", "", "the environment name, required to drill production (--confirm production)")
 	return cmd
 }
@@ -87,7 +91,11 @@ func runDrillSiteLoss(ctx context.Context, g *globals, o siteLossOptions) error 
 	}
 	if o.report != "" {
 		var b bytes.Buffer
-		if err := writeJSON(&b, r); err != nil {
+		write := func() error { return writeJSON(&b, r) }
+		if ext := strings.ToLower(filepath.Ext(o.report)); ext == ".html" || ext == ".htm" {
+			write = func() error { return r.WriteHTML(&b) }
+		}
+		if err := write(); err != nil {
 			return err
 		}
 		if err := os.WriteFile(o.report, b.Bytes(), 0o644); err != nil {

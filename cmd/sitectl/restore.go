@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sitectl/sitectl/backup"
+	"github.com/sitectl/sitectl/sites"
 )
 
 type restoreOptions struct {
@@ -100,64 +101,90 @@ window is refused, naming the window. A failed restore leaves nothing behind.`,
 func newDrillRestoreCommand(g *globals) *cobra.Command {
 	var f siteFlags
 	var bf barmanFlags
-	var dir string
+	var dir, report string
 	var port, rows int
 	cmd := &cobra.Command{
 		Use:   "restore",
 		Short: "Prove a point-in-time restore: write marked rows, note the time, delete them, restore to before the delete into scratch, verify",
-		Long: `Per site: writes --rows marked rows (table ` + backup.DrillTable + `), notes the time, writes
---rows more and deletes the first ones "by mistake", restores the database as of the
-noted time into a scratch PostgreSQL, and checks every row before the point is there,
-none after, and that the live database kept the delete. The scratch server is removed
-afterwards, also on failure or Ctrl-C. Exit code 1 when a check fails.`,
+		Long: `Per site: writes --rows marked rows (table ` + backup.DrillTable + `), notes the time and counts
+the rows of every table per owning site, writes --rows more and deletes the first ones
+"by mistake", restores the database as of the noted time into a scratch PostgreSQL,
+and checks every row before the point is there, none after, the counts per table and
+owning site match, and the live database kept the delete. The scratch server is
+removed afterwards, also on failure or Ctrl-C. A site whose drill cannot run is a
+FAIL and the others still run. --report writes the reports as an HTML page.
+Exit code 1 when a check fails.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			topo, jobs, err := g.backupJobs(&f, &bf)
 			if err != nil {
 				return err
 			}
-			var reports []backup.DrillReport
-			failed := false
+			reports := make([]backup.DrillReport, 0, len(jobs))
 			for _, j := range jobs {
-				t, r := j.Target, j.Runner
-				live, err := liveConfig(topo.Site(t.Site))
-				if err != nil {
-					return err
-				}
-				rep, err := backup.DrillRestore(cmd.Context(), backup.DrillOptions{Live: live, Runner: r, Target: t,
-					Scratch: &backup.LocalScratch{Port: port, RunAs: "postgres"}, Dest: scratchDir(dir, t.Site), Rows: rows, Progress: g.progress()})
-				if err != nil {
-					return err
-				}
-				failed = failed || !rep.Pass
-				reports = append(reports, rep)
+				reports = append(reports, drillRestoreSite(cmd.Context(), g, topo, j, backup.DrillOptions{
+					Scratch: &backup.LocalScratch{Port: port, RunAs: "postgres"}, Dest: scratchDir(dir, j.Site), Rows: rows}))
 			}
-			if ok, err := g.printStructured(reports); !ok {
-				for _, rep := range reports {
-					verdict := "PASS"
-					if !rep.Pass {
-						verdict = "FAIL"
-					}
-					fmt.Fprintf(g.streams.Out, "%s %s: point %s; restored copy holds %d/%d rows before it, %d after; live kept the delete (%d left); recover %s, replay %s\n",
-						verdict, rep.Site, rep.Point.UTC().Format(time.RFC3339Nano), rep.FoundBefore, rep.WrittenBefore, rep.FoundAfter, rep.LiveBefore,
-						rep.RecoverTook.Round(time.Millisecond), rep.StartTook.Round(time.Millisecond))
-					for _, p := range rep.Problems {
-						fmt.Fprintf(g.streams.Out, "  ✗ %s\n", p)
-					}
-				}
-			} else if err != nil {
-				return err
-			}
-			if failed {
-				return &ExitError{Code: 1, Err: errors.New("drill restore failed"), Silent: true}
-			}
-			return nil
+			return reportDrillRestore(g, reports, report)
 		},
 	}
 	f.add(cmd, "drill", true)
 	cmd.Flags().StringVar(&dir, "dir", "/var/lib/barman/restore", "where the scratch data directory is made, on the backup server")
 	cmd.Flags().IntVar(&port, "port", 55432, "the scratch server's port on 127.0.0.1")
 	cmd.Flags().IntVar(&rows, "rows", 1000, "marked rows written before the point (and again after)")
+	cmd.Flags().StringVar(&report, "report", "", "also write the reports as a self-contained HTML page to this file")
 	bf.add(cmd, g.environ)
 	return cmd
+}
+
+// drillRestoreSite runs the drill at one site; a drill that cannot run is a
+// failed report naming why.
+func drillRestoreSite(ctx context.Context, g *globals, topo *sites.Topology, j backupJob, o backup.DrillOptions) backup.DrillReport {
+	live, err := liveConfig(topo.Site(j.Site))
+	if err == nil {
+		o.Live, o.Runner, o.Target, o.Progress = live, j.Runner, j.Target, g.progress()
+		var rep backup.DrillReport
+		if rep, err = backup.DrillRestore(ctx, o); err == nil {
+			return rep
+		}
+	}
+	return backup.DrillReport{Site: j.Site, Problems: []string{"the drill could not run: " + err.Error()}}
+}
+
+// reportDrillRestore prints the reports (text or structured), writes the HTML page
+// when asked, and fails when a site failed.
+func reportDrillRestore(g *globals, reports []backup.DrillReport, report string) error {
+	failed := false
+	for _, rep := range reports {
+		failed = failed || !rep.Pass
+	}
+	if report != "" {
+		page, err := backup.ReportHTML(reports, time.Now())
+		if err == nil {
+			err = os.WriteFile(report, page, 0o644)
+		}
+		if err != nil {
+			return fmt.Errorf("--report %s: %w", report, err)
+		}
+	}
+	if ok, err := g.printStructured(reports); !ok {
+		for _, rep := range reports {
+			verdict := "PASS"
+			if !rep.Pass {
+				verdict = "FAIL"
+			}
+			fmt.Fprintf(g.streams.Out, "%s %s: point %s; restored copy holds %d/%d rows before it, %d after; live kept the delete (%d left); %d tables×sites counted; recover %s, replay %s\n",
+				verdict, rep.Site, rep.Point.UTC().Format(time.RFC3339Nano), rep.FoundBefore, rep.WrittenBefore, rep.FoundAfter, rep.LiveBefore, len(rep.Counts),
+				rep.RecoverTook.Round(time.Millisecond), rep.StartTook.Round(time.Millisecond))
+			for _, p := range rep.Problems {
+				fmt.Fprintf(g.streams.Out, "  ✗ %s\n", p)
+			}
+		}
+	} else if err != nil {
+		return err
+	}
+	if failed {
+		return &ExitError{Code: 1, Err: errors.New("drill restore failed"), Silent: true}
+	}
+	return nil
 }

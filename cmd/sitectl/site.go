@@ -229,8 +229,9 @@ func runSiteReconcile(ctx context.Context, g *globals, site string, o siteReconc
 		if ok, perr := g.printStructured(r); perr != nil {
 			return perr
 		} else if !ok && err == nil {
-			fmt.Fprintf(g.streams.Out, "%d rows of %s copied from its old instance (generation %d) into generation %d; the old instance is retired; %d (table, owner) pairs verified equal on every site\n",
-				r.Rows(), site, r.OldGeneration, r.Generation, len(r.Verified))
+			deleted, changed := r.Skipped()
+			fmt.Fprintf(g.streams.Out, "%d rows of %s copied from its old instance (generation %d) into generation %d; not copied: %d deleted since the rebuild, %d changed there (the rebuilt rows kept; --output json lists their keys); the old instance is retired; %d (table, owner) pairs verified equal on every site\n",
+				r.Rows(), site, r.OldGeneration, r.Generation, deleted, changed, len(r.Verified))
 		}
 	}
 	return err

@@ -91,7 +91,10 @@ type Options struct {
 }
 
 // Kinds are the drills Build knows.
-var Kinds = []string{"partition", "cloud-loss", "db-down", "node-loss"}
+var Kinds = []string{"partition", "cloud-loss", "db-down", "node-loss", "api-kill"}
+
+// APIService is the django-api stack's API service, the one api-kill kills a task of.
+const APIService = "django-api_api"
 
 // DefaultDBService is the PostgreSQL service of the postgres stack.
 const DefaultDBService = "postgres_db"
@@ -244,6 +247,8 @@ func (b *builder) faults(d *drill.Drill) error {
 		d.Probes = []drill.Probe{&swarmfault.Services{Site: s.Name, Engine: e, Except: svc}}
 	case "node-loss":
 		return b.nodeLoss(d)
+	case "api-kill":
+		return b.apiKill(d)
 	default:
 		return fmt.Errorf("unknown drill %q (drills: %v)", o.Kind, Kinds)
 	}
@@ -273,6 +278,37 @@ func (b *builder) nodeLoss(d *drill.Drill) error {
 	if on, err := swarmfault.RunsOn(b.ctx, e, DefaultDBService, o.Node); err == nil && on {
 		d.DownSites = []string{s.Name}
 	}
+	return nil
+}
+
+// apiKill sets up an api-kill drill: one running task of the site's API killed on
+// its node, swarm replacing it; the site's other services probed.
+func (b *builder) apiKill(d *drill.Drill) error {
+	s, err := b.site()
+	if err != nil {
+		return err
+	}
+	if !s.HasStack("django-api") {
+		return fmt.Errorf("api-kill drill: %s does not run the django-api stack (stacks in %s.yaml); choose a site that does", s.Name, s.Name)
+	}
+	e, err := b.engine(s.Name)
+	if err != nil {
+		return err
+	}
+	d.Faults = []drill.Fault{&swarmfault.TaskKill{Site: s.Name, Service: APIService, Engine: e,
+		NodeEngine: func(ctx context.Context, host string) (swarmfault.KillEngine, error) {
+			n := s.NodeByName(host)
+			if n == nil || n.Engine == "" {
+				return e, nil // the node reached through the site's engine
+			}
+			ne, err := engine.ForNode(ctx, s, n)
+			if err != nil {
+				return nil, err
+			}
+			b.engines = append(b.engines, ne)
+			return ne, nil
+		}}}
+	d.Probes = []drill.Probe{&swarmfault.Services{Site: s.Name, Engine: e, Except: APIService}}
 	return nil
 }
 
@@ -317,7 +353,7 @@ func recordSites(d *drill.Drill) []string {
 		add(l.A)
 		add(l.B)
 	}
-	if d.Kind == "db-down" || d.Kind == "node-loss" {
+	if d.Kind == "db-down" || d.Kind == "node-loss" || d.Kind == "api-kill" {
 		add(d.Site)
 	}
 	slices.Sort(out)

@@ -1,7 +1,9 @@
 package siteloss
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/htmlpage"
 	"github.com/sitectl/sitectl/lab/labgate"
 	"github.com/sitectl/sitectl/replication/postgres"
 	"github.com/sitectl/sitectl/replication/postgres/pgtest"
@@ -26,6 +29,7 @@ type clusters struct {
 	t        *testing.T
 	mu       sync.Mutex
 	byName   map[string]*pgtest.Cluster
+	old      map[string]*pgtest.Cluster
 	settings map[string]map[string]string
 	ports    map[string]int
 }
@@ -47,6 +51,32 @@ func (c *clusters) Replace(_ context.Context, site string) error {
 	return nil
 }
 
+// SetAside halts the site's cluster and keeps its data (the old instance).
+func (c *clusters) SetAside(_ context.Context, site string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.old[site] = c.byName[site]
+	delete(c.byName, site)
+	return c.old[site].Halt()
+}
+
+// Return starts the old cluster again on a port of its own.
+func (c *clusters) Return(_ context.Context, site string) (string, int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o := c.old[site]
+	if err := o.Restart(0); err != nil {
+		return "", 0, err
+	}
+	return o.Host, o.Port, nil
+}
+
+func (c *clusters) Retire(_ context.Context, site string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.old[site].Stop()
+}
+
 func startClusters(t *testing.T) (*clusters, *sites.Topology) {
 	labgate.Skip(t)
 	if why := pgtest.Available(); why != "" {
@@ -64,7 +94,7 @@ func startClusters(t *testing.T) (*clusters, *sites.Topology) {
 			t.Fatal(err)
 		}
 	}
-	c := &clusters{t: t, byName: map[string]*pgtest.Cluster{}, settings: map[string]map[string]string{}, ports: map[string]int{}}
+	c := &clusters{t: t, byName: map[string]*pgtest.Cluster{}, old: map[string]*pgtest.Cluster{}, settings: map[string]map[string]string{}, ports: map[string]int{}}
 	load := func() *sites.Topology {
 		// Passwords in the connection string: the passfile path is proven by
 		// replication/postgres (TestPassFileSubscription, TestLabSiteRebuild).
@@ -89,6 +119,9 @@ func startClusters(t *testing.T) (*clusters, *sites.Topology) {
 		for _, cl := range c.byName {
 			_ = cl.Stop()
 		}
+		for _, cl := range c.old {
+			_ = cl.Stop()
+		}
 	})
 	for _, s := range topo.Sites {
 		c.settings[s.Name] = postgres.ServerSettings(topo, s)
@@ -110,6 +143,114 @@ func TestLabSiteLossDrill(t *testing.T) {
 	c, topo := startClusters(t)
 	sess := postgres.NewSession(topo)
 	defer sess.Close()
+	deployAll(t, topo, sess)
+	r, err := Run(ctx, topo, sess, Options{Site: "douala", Writes: 200, Loser: c, Wait: time.Minute,
+		Progress: func(k, s string) { t.Logf("  %s %s", k, s) }})
+	if err != nil {
+		t.Fatalf("drill: %v", err)
+	}
+	t.Log(r.Summary())
+	if !r.Passed {
+		t.Fatalf("drill failed: %s", strings.Join(r.Failed, "; "))
+	}
+	if r.Acknowledged["douala"] != 200 || r.Acknowledged["cloud"] != 400 || r.Acknowledged["yaounde"] != 400 {
+		t.Errorf("acknowledged: %v; want douala 200, cloud and yaounde 400 (they write on during the loss)", r.Acknowledged)
+	}
+	if r.RTOSeconds <= 0 || r.Rebuild == nil || len(r.Verified) == 0 {
+		t.Errorf("RTO %.1f, rebuild %v, %d verified: want all set", r.RTOSeconds, r.Rebuild != nil, len(r.Verified))
+	}
+	// Every row douala acknowledged and the survivors held at the loss is at douala.
+	got, err := r.runIDs(ctx, "douala", "douala")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 200-r.RPORows {
+		t.Errorf("douala holds %d of its own drill rows after the rebuild; want 200 - RPO %d", len(got), r.RPORows)
+	}
+	checkHTML(t, r, `id="rto"`, "PASSED", `id="verified"`)
+}
+
+// TestLabSiteLossDrillOldReturns runs the drill with the old instance kept: the
+// hub stops taking douala's rows part-way through its writes (so some never leave
+// it: RPO > 0), douala is lost and rebuilt; then the old instance comes back on an
+// address of its own: a plan pointed at it is refused as fenced (generation 0 vs 1)
+// and site reconcile brings its unreplicated rows to every site: RPO 0.
+func TestLabSiteLossDrillOldReturns(t *testing.T) {
+	ctx := context.Background()
+	c, topo := startClusters(t)
+	sess := postgres.NewSession(topo)
+	defer sess.Close()
+	deployAll(t, topo, sess)
+	cloud, err := sess.Pool(ctx, "cloud")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan error, 1)
+	go func() {
+		// Once the hub holds 50 of douala's rows, it stops taking them.
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			var n int
+			if err := cloud.QueryRow(ctx, `SELECT count(*) FROM public.sitectl_drill WHERE site = 'douala'`).Scan(&n); err != nil {
+				held <- err
+				return
+			}
+			if n >= 50 {
+				_, err := cloud.Exec(ctx, `ALTER SUBSCRIPTION sitectl_douala_to_cloud DISABLE`)
+				held <- err
+				return
+			}
+		}
+		held <- errors.New("the hub never held 50 of douala's rows")
+	}()
+	r, err := Run(ctx, topo, sess, Options{Site: "douala", Writes: 1000, Loser: c, Wait: time.Minute, OldReturns: true,
+		Progress: func(k, s string) { t.Logf("  %s %s", k, s) }})
+	if err != nil {
+		t.Fatalf("drill: %v", err)
+	}
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	t.Log(r.Summary())
+	if !r.Passed {
+		t.Fatalf("drill failed: %s", strings.Join(r.Failed, "; "))
+	}
+	o := r.OldReturn
+	if r.RPORows == 0 || o == nil || !o.Fenced || o.OwnGeneration != 0 || o.RecordedGeneration != 1 ||
+		o.Reconciled != int64(r.RPORows) || o.Recovered != r.RPORows || o.RPOAfter != 0 {
+		t.Fatalf("old instance's return: RPO %d, %+v; want RPO > 0, fenced (0 vs 1), all of it reconciled and recovered, RPO after 0", r.RPORows, o)
+	}
+	if !strings.Contains(o.Refusal, "generation 0") || !strings.Contains(o.Refusal, "generation 1") || !strings.Contains(o.Refusal, "site reconcile") {
+		t.Errorf("the refusal does not name both generations and the choice: %s", o.Refusal)
+	}
+	checkHTML(t, r, `id="rpo-after"`, `id="old-return"`, "refused (fenced): generation 0 of itself, 1 recorded by its peers")
+}
+
+// checkHTML writes the report as HTML to a file, parses it, and checks it is
+// self-contained and holds every want.
+func checkHTML(t *testing.T, r *Report, want ...string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "siteloss.html")
+	var b bytes.Buffer
+	if err := r.WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if refs, err := htmlpage.ExternalRefs(bytes.NewReader(b.Bytes())); err != nil || len(refs) > 0 {
+		t.Errorf("HTML report: external references %v, %v", refs, err)
+	}
+	for _, w := range want {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("HTML report (%s) lacks %q", path, w)
+		}
+	}
+}
+
+// deployAll applies a plain plan (every flow) and waits for healthy replication.
+func deployAll(t *testing.T, topo *sites.Topology, sess *postgres.Session) {
+	t.Helper()
+	ctx := context.Background()
 	p, err := postgres.Plan(ctx, topo, sess, postgres.Options{Wait: 30 * time.Second})
 	if err != nil || p.Err() != nil {
 		t.Fatalf("plan: %v %v", err, p.Err())
@@ -138,28 +279,5 @@ func TestLabSiteLossDrill(t *testing.T) {
 			t.Fatalf("replication not healthy: %v", err)
 		}
 		time.Sleep(300 * time.Millisecond)
-	}
-	r, err := Run(ctx, topo, sess, Options{Site: "douala", Writes: 200, Loser: c, Wait: time.Minute,
-		Progress: func(k, s string) { t.Logf("  %s %s", k, s) }})
-	if err != nil {
-		t.Fatalf("drill: %v", err)
-	}
-	t.Log(r.Summary())
-	if !r.Passed {
-		t.Fatalf("drill failed: %s", strings.Join(r.Failed, "; "))
-	}
-	if r.Acknowledged["douala"] != 200 || r.Acknowledged["cloud"] != 400 || r.Acknowledged["yaounde"] != 400 {
-		t.Errorf("acknowledged: %v; want douala 200, cloud and yaounde 400 (they write on during the loss)", r.Acknowledged)
-	}
-	if r.RTOSeconds <= 0 || r.Rebuild == nil || len(r.Verified) == 0 {
-		t.Errorf("RTO %.1f, rebuild %v, %d verified: want all set", r.RTOSeconds, r.Rebuild != nil, len(r.Verified))
-	}
-	// Every row douala acknowledged and the survivors held at the loss is at douala.
-	got, err := r.runIDs(ctx, "douala", "douala")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 200-r.RPORows {
-		t.Errorf("douala holds %d of its own drill rows after the rebuild; want 200 - RPO %d", len(got), r.RPORows)
 	}
 }

@@ -33,6 +33,19 @@ type Loser interface {
 	Replace(ctx context.Context, site string) error
 }
 
+// Returner is a Loser that can keep a lost database's data and bring it back: the
+// old instance of a long partition taken for a loss, or of disks recovered.
+type Returner interface {
+	Loser
+	// SetAside takes the site's database away, keeping its data (Lose's place).
+	SetAside(ctx context.Context, site string) error
+	// Return starts the set-aside database again at an address of its own,
+	// reached with the site's database, user and password.
+	Return(ctx context.Context, site string) (host string, port int, err error)
+	// Retire stops the returned old database for good.
+	Retire(ctx context.Context, site string) error
+}
+
 // Options choose the lost site and the load.
 type Options struct {
 	Site string
@@ -44,6 +57,10 @@ type Options struct {
 	Wait time.Duration
 	// Progress receives live lines (key, text); nil: silent.
 	Progress func(key, text string)
+	// OldReturns: the lost database's data is kept (Loser must be a Returner);
+	// after the rebuild the old instance comes back, plan must refuse it (fenced)
+	// and site reconcile must bring its unreplicated rows to every site: RPO 0.
+	OldReturns bool
 }
 
 // Window is a span of write times.
@@ -61,6 +78,8 @@ type Report struct {
 	// VerifiedAt is when the rebuilt site was verified; RTOSeconds the time from
 	// the loss to it.
 	VerifiedAt time.Time `json:"verified_at,omitzero"`
+	// ReplacedAt is when the empty database answered in the lost one's place.
+	ReplacedAt time.Time `json:"replaced_at,omitzero"`
 	RTOSeconds float64   `json:"rto_seconds,omitempty"`
 	// Acknowledged counts, per site, the writes its database acknowledged (before
 	// and, for the survivors, during the loss).
@@ -73,8 +92,10 @@ type Report struct {
 	Missing  []string            `json:"missing,omitempty"`
 	Rebuild  *postgres.Rebuild   `json:"rebuild,omitempty"`
 	Verified []postgres.Verified `json:"verified,omitempty"`
-	Failed   []string            `json:"failed,omitempty"`
-	Passed   bool                `json:"passed"`
+	// OldReturn is the old instance's return (Options.OldReturns).
+	OldReturn *OldReturn `json:"old_return,omitempty"`
+	Failed    []string   `json:"failed,omitempty"`
+	Passed    bool       `json:"passed"`
 
 	written map[string][]written // per site, in order
 	reached map[uuid.UUID]bool   // the lost site's keys found at a peer after the loss
@@ -124,11 +145,22 @@ func Run(ctx context.Context, topo *sites.Topology, sess *postgres.Session, o Op
 	if err := r.preflight(ctx); err != nil {
 		return r, err
 	}
+	ret, canReturn := o.Loser.(Returner)
+	if o.OldReturns && !canReturn {
+		return r, errors.New("site-loss drill: bringing the old instance back needs its data kept, which this loser cannot do")
+	}
 	names := topo.SiteNames()
 	r.writeAll(ctx, names)
-	r.status("lose", "destroying %s's database", o.Site)
-	if err := o.Loser.Lose(ctx, o.Site); err != nil {
-		return r, fmt.Errorf("lose %s: %w", o.Site, err)
+	if o.OldReturns {
+		r.status("lose", "taking %s's database away (its data kept)", o.Site)
+		if err := ret.SetAside(ctx, o.Site); err != nil {
+			return r, fmt.Errorf("lose %s: %w", o.Site, err)
+		}
+	} else {
+		r.status("lose", "destroying %s's database", o.Site)
+		if err := o.Loser.Lose(ctx, o.Site); err != nil {
+			return r, fmt.Errorf("lose %s: %w", o.Site, err)
+		}
 	}
 	r.LostAt = time.Now().UTC()
 	if err := r.findReached(ctx); err != nil {
@@ -139,6 +171,7 @@ func Run(ctx context.Context, topo *sites.Topology, sess *postgres.Session, o Op
 	if err := o.Loser.Replace(ctx, o.Site); err != nil {
 		return r, fmt.Errorf("replace %s: %w", o.Site, err)
 	}
+	r.ReplacedAt = time.Now().UTC()
 	if err := r.rebuild(ctx); err != nil {
 		r.Failed = append(r.Failed, err.Error())
 		return r, nil
@@ -146,6 +179,11 @@ func Run(ctx context.Context, topo *sites.Topology, sess *postgres.Session, o Op
 	r.check(ctx)
 	r.VerifiedAt = time.Now().UTC()
 	r.RTOSeconds = r.VerifiedAt.Sub(r.LostAt).Seconds()
+	if o.OldReturns {
+		if err := r.oldReturns(ctx, ret); err != nil {
+			r.Failed = append(r.Failed, err.Error())
+		}
+	}
 	r.Passed = len(r.Failed) == 0
 	return r, nil
 }

@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	_ "embed"
 	"strings"
+
+	"github.com/sitectl/sitectl/backup"
 )
 
 //go:embed barman/entrypoint.sh
@@ -18,12 +20,13 @@ var barmanPackages = []string{"barman", "python3-barman", "python3-argcomplete",
 
 // barmanRecipe builds Barman 3.4 with PostgreSQL 15's pg_basebackup and
 // pg_receivewal (streaming only: nothing runs in the database container), rsync for
-// `barman recover`, and sitectl's entrypoint (lab/images/barman/entrypoint.sh).
+// `barman recover`, sitectl's entrypoint (lab/images/barman/entrypoint.sh) and its
+// exporter (backup.ExporterScript).
 func barmanRecipe() recipe {
 	return recipe{
 		spec:     barmanSpec,
 		packages: barmanPackages,
-		extra:    func() []byte { return barmanEntrypoint },
+		extra:    func() []byte { return append(append([]byte{}, barmanEntrypoint...), backup.ExporterScript...) },
 		build: func(r *rootfs, standin string) error {
 			if err := base(r, standin); err != nil {
 				return err
@@ -53,6 +56,7 @@ func barmanRecipe() recipe {
 			r.addFile("etc/passwd", []byte("root:x:0:0:root:/root:/bin/sh\nbarman:x:106:109:Barman:/var/lib/barman:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"))
 			r.addFile("etc/group", []byte("root:x:0:\nbarman:x:109:\nnogroup:x:65534:\n"))
 			r.addExecutable("usr/local/bin/barman-entrypoint", barmanEntrypoint)
+			r.addExecutable(backup.ExporterPath, backup.ExporterScript)
 			r.addDir("var/lib/barman", 0o700, 106, 109)
 			r.addDir("var/log/barman", 0o755, 106, 109)
 			r.addDir("etc/barman.d", 0o755, 0, 0)

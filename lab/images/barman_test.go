@@ -10,7 +10,8 @@ import (
 
 // TestBarmanImageRuns builds the Barman image's root filesystem, unpacks it and runs
 // in it (chroot) barman, pg_basebackup, pg_receivewal and rsync, and the entrypoint
-// once: it writes Barman's password file from the secrets, 0600, owned by barman.
+// once: it writes Barman's password file from the secrets, 0600, owned by barman;
+// the exporter runs on the image's python3.
 func TestBarmanImageRuns(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("chroot needs root")
@@ -42,5 +43,13 @@ func TestBarmanImageRuns(t *testing.T) {
 	}
 	if fi, err := os.Stat(pgpass); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("password file mode: %v, %v", fi.Mode(), err)
+	}
+	// The exporter runs on the image's python3 (its standard library is enough):
+	// with no Barman configuration for douala, the site is reported down.
+	cmd = exec.Command("chroot", root, "barman-exporter", "--once")
+	cmd.Env = append(rc.cfg.Env, "BARMAN_TARGETS=douala=10.10.0.12:5432:barman")
+	out, err := cmd.Output()
+	if err != nil || !strings.Contains(string(out), `sitectl_backup_up{site="douala"} 0`) {
+		t.Fatalf("barman-exporter --once in the image: %v\n%s", err, out)
 	}
 }

@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -348,7 +349,7 @@ func TestKongFailover(t *testing.T) {
 		c.Upstreams[i].Healthchecks.Active.Healthy.Interval = 0.05
 		c.Upstreams[i].Healthchecks.Active.Unhealthy.Interval = 0.05
 	}
-	p, err := newKongProxy(c, nil)
+	p, err := newKongProxy(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +424,7 @@ func TestKongPeerRoute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := newKongProxy(c, nil)
+	p, err := newKongProxy(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,5 +454,69 @@ func TestKongPeerRoute(t *testing.T) {
 				t.Errorf("body %s, want cloud's API", w.Body)
 			}
 		})
+	}
+}
+
+// TestKongClientAbort: a client that gives up while the upstream is still
+// answering (nginx's 499) is neither retried on another target nor counted by
+// the passive health checks against the target (Kong's log phase reports 499,
+// in no health-check list): two targets, one TCP failure makes a target
+// unhealthy, and after three aborted requests both are healthy and only one
+// target saw each request.
+func TestKongClientAbort(t *testing.T) {
+	var hits atomic.Int64
+	slow := func() *httptest.Server {
+		s := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+			hits.Add(1)
+			select {
+			case <-r.Context().Done():
+			case <-time.After(2 * time.Second):
+			}
+		}))
+		t.Cleanup(s.Close)
+		return s
+	}
+	a, b := slow(), slow()
+	conf := fmt.Sprintf(`_format_version: "3.0"
+services:
+  - name: api
+    host: api.up
+    routes: [{name: api, paths: [/api], strip_path: false}]
+upstreams:
+  - name: api.up
+    healthchecks:
+      passive:
+        unhealthy: {tcp_failures: 1, timeouts: 1, http_failures: 1, http_statuses: [500]}
+    targets:
+      - {target: %q, weight: 100}
+      - {target: %q, weight: 100}
+`, strings.TrimPrefix(a.URL, "http://"), strings.TrimPrefix(b.URL, "http://"))
+	c, err := parseKongConfig([]byte(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := newKongProxy(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bal := p.balancers["api.up"]
+	bal.resolve(context.Background())
+	h := p.handler(false)
+	for i := 0; i < 3; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "http://gw/api/rows", nil).WithContext(ctx))
+		cancel()
+		if w.Code != statusClientClosed {
+			t.Errorf("aborted request %d: status %d, want %d", i, w.Code, statusClientClosed)
+		}
+	}
+	if n := hits.Load(); n != 3 {
+		t.Errorf("the targets saw %d requests for 3 aborted ones, want 3 (no retry)", n)
+	}
+	for _, st := range bal.snapshot() {
+		if !st.Healthy {
+			t.Errorf("target %s unhealthy after client aborts, want healthy: %+v", st.Address, st)
+		}
 	}
 }

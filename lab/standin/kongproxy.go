@@ -25,6 +25,10 @@ import (
 	"time"
 )
 
+// statusClientClosed is nginx's status for a request whose client closed the
+// connection before the answer.
+const statusClientClosed = 499
+
 type kongProxy struct {
 	conf      *kongConfig
 	router    *router
@@ -36,7 +40,7 @@ type kongProxy struct {
 	requests map[string]int // prometheus: service|route|code → count
 }
 
-func newKongProxy(c *kongConfig, resolver func(context.Context, string) ([]string, error)) (*kongProxy, error) {
+func newKongProxy(c *kongConfig) (*kongProxy, error) {
 	rt, err := newRouter(c)
 	if err != nil {
 		return nil, err
@@ -70,7 +74,7 @@ func newKongProxy(c *kongConfig, resolver func(context.Context, string) ([]strin
 		return nil, err
 	}
 	for _, u := range c.Upstreams {
-		b := newBalancer(u, resolver)
+		b := newBalancer(u, nil)
 		b.roots = roots
 		p.balancers[u.Name] = b
 	}
@@ -163,6 +167,13 @@ func (p *kongProxy) forward(w http.ResponseWriter, r *http.Request, m routeMatch
 		}
 		tried[addr] = true
 		resp, err := p.roundTrip(r, m, body, addr, proto, clientIP)
+		if err != nil && r.Context().Err() != nil {
+			// The client went away (nginx: 499). Kong neither tries the next
+			// target nor counts it against this one: its log phase reports
+			// the status 499, which no health-check list holds.
+			w.WriteHeader(statusClientClosed)
+			return statusClientClosed
+		}
 		if b != nil {
 			status := 0
 			if resp != nil {
@@ -331,7 +342,7 @@ func serveKong(confPath string) error {
 	if err != nil {
 		return err
 	}
-	p, err := newKongProxy(c, nil)
+	p, err := newKongProxy(c)
 	if err != nil {
 		return fmt.Errorf("%s: %w", confPath, err)
 	}

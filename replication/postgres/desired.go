@@ -37,10 +37,23 @@ type Publication struct {
 	Name   string  `json:"name"`
 	Flow   Flow    `json:"flow"`
 	Tables []Table `json:"tables"`
+	// Slot is the name of its subscriber's subscription and slot when it differs
+	// from the publication's (a site of the flow was rebuilt: Flow.SlotName).
+	Slot string `json:"slot,omitempty"`
+}
+
+// SlotName is the name of the subscription, and of its slot here, that consumes
+// the publication.
+func (p Publication) SlotName() string {
+	if p.Slot != "" {
+		return p.Slot
+	}
+	return p.Name
 }
 
 // Subscription is what a subscribing site pulls from one publisher. Its slot on the
-// publisher has the subscription's name, which is unique per flow.
+// publisher has the subscription's name, which is unique per flow and generation
+// (Flow.SlotName).
 type Subscription struct {
 	Site        string `json:"site"`
 	Name        string `json:"name"`
@@ -63,6 +76,32 @@ type Flow struct {
 // Name is the name of the flow's publication, subscription and slot:
 // sitectl_<from>_to_<to>, unique on every site.
 func (f Flow) Name() string { return Prefix + ident(f.From) + "_to_" + ident(f.To) }
+
+// SlotName is the name of the flow's subscription and slot when its publisher is
+// generation fromGen and its subscriber toGen (see site rebuild): the flow's name
+// while neither was rebuilt, sitectl_<from>_to_<to>_g<fromGen>_<toGen> after. An
+// old instance of a rebuilt site thus names, in its subscriptions, slots that no
+// longer exist on its peers, and its peers' subscriptions name slots it never had:
+// it cannot take a rebuilt site's changes, nor hand its own to a peer.
+func (f Flow) SlotName(fromGen, toGen int64) string {
+	if fromGen <= 0 && toGen <= 0 {
+		return f.Name()
+	}
+	return fmt.Sprintf("%s_g%d_%d", f.Name(), max(fromGen, 0), max(toGen, 0))
+}
+
+// flowOfSlot reports whether name is one of the flow's subscription or slot
+// names, of any generation.
+func (f Flow) flowOfSlot(name string) bool {
+	base := f.Name()
+	if name == base {
+		return true
+	}
+	rest, ok := strings.CutPrefix(name, base+"_g")
+	return ok && genSuffix.MatchString(rest)
+}
+
+var genSuffix = regexp.MustCompile(`^[0-9]+_[0-9]+$`)
 
 func (f Flow) String() string { return f.From + " → " + f.To }
 
@@ -165,8 +204,13 @@ func (d *Desired) SiteNames() []string {
 }
 
 // Build computes the desired publications and subscriptions from the topology's
-// flows. It reads no secret and touches nothing.
-func Build(topo *sites.Topology) (*Desired, error) {
+// flows, for sites never rebuilt. It reads no secret and touches nothing.
+func Build(topo *sites.Topology) (*Desired, error) { return BuildAt(topo, nil) }
+
+// BuildAt is Build for sites of the given generations (site → generation; a site
+// missing is generation 0): the subscriptions and slots of a flow between rebuilt
+// sites carry their generations (Flow.SlotName).
+func BuildAt(topo *sites.Topology, gens map[string]int64) (*Desired, error) {
 	d := &Desired{Publications: map[string][]Publication{}, Subscriptions: map[string][]Subscription{}}
 	for _, f := range topo.Flows {
 		from, to := topo.Site(f.From), topo.Site(f.To)
@@ -178,7 +222,11 @@ func Build(topo *sites.Topology) (*Desired, error) {
 		if d.Tables == nil {
 			d.Tables = tables
 		}
+		slot := fl.SlotName(gens[f.From], gens[f.To])
 		pub := Publication{Site: f.From, Name: fl.Name(), Flow: fl}
+		if slot != pub.Name {
+			pub.Slot = slot
+		}
 		for _, t := range tables {
 			pub.Tables = append(pub.Tables, Table{Name: t, Filter: f.Filter})
 		}
@@ -188,7 +236,7 @@ func Build(topo *sites.Topology) (*Desired, error) {
 			host = from.Postgres.Host
 		}
 		d.Subscriptions[f.To] = append(d.Subscriptions[f.To], Subscription{
-			Site: f.To, Name: fl.Name(), Flow: fl, Publication: fl.Name(), Tables: tables,
+			Site: f.To, Name: slot, Flow: fl, Publication: fl.Name(), Tables: tables,
 			Conn: ConnInfo{Host: host, Port: from.Postgres.Port, Database: from.Postgres.Database,
 				User: from.Postgres.User, SSLMode: from.Postgres.SSLMode, Password: from.Postgres.Password,
 				PassFile: PassFilePath(to)},

@@ -163,7 +163,7 @@ func Diff(d *Desired, lives map[string]*Live, ex Extras) map[string][]Change {
 		for _, name := range slices.Sorted(maps.Keys(live.Slots)) {
 			keep, subscriber := false, ""
 			for _, p := range d.Publications[site] {
-				if p.Name == name {
+				if p.SlotName() == name {
 					subscriber = p.Flow.To
 					if sub := lives[p.Flow.To]; sub != nil && sub.Subscriptions[name] != nil {
 						keep = true

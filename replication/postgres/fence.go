@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sitectl/sitectl/sites"
 )
 
 // GenerationTable records, in every site's database, the generation of each site
@@ -168,8 +170,10 @@ func IsFenced(err error) bool { return errors.As(err, new(*FencedError)) }
 // subscribes to it and holds rows it owns: the site was lost and replaced.
 type LostError struct {
 	Site string
-	// Held is what a peer holds of the site's rows (peer → rows).
+	// Held is what a peer holds of the site's rows (peer → rows); Own what the
+	// site's database holds of them.
 	Held map[string]int64
+	Own  int64
 }
 
 func (e *LostError) Error() string {
@@ -177,11 +181,18 @@ func (e *LostError) Error() string {
 	for _, p := range slices.Sorted(maps.Keys(e.Held)) {
 		held = append(held, fmt.Sprintf("%s holds %d", p, e.Held[p]))
 	}
-	return fmt.Sprintf("%s: its database holds no replicated row and no replication object, but %s of the rows it owns and still subscribes to it: %s was lost and its database replaced by an empty one. Rebuild it from its peers: `sitectl site rebuild %s` (a deploy would re-create the peers' subscriptions with a fresh copy of the empty database and drop those rows there)",
-		e.Site, strings.Join(held, ", "), e.Site, e.Site)
+	what := "an empty one"
+	if e.Own > 0 {
+		what = fmt.Sprintf("one holding only %d of them (a stale copy)", e.Own)
+	}
+	return fmt.Sprintf("%s: its database holds no replication object and %d of the rows it publishes, but %s of them and still subscribes to it: %s was lost and its database replaced by %s. Rebuild it from its peers: `sitectl site rebuild %s` (with --force when it holds rows; a deploy would re-create the peers' subscriptions with a fresh copy of this database and drop the rows they hold of it)",
+		e.Site, e.Own, strings.Join(held, ", "), e.Site, what, e.Site)
 }
 
-// checkLost finds sites lost and replaced by an empty database (LostError).
+// checkLost finds sites lost and replaced by a database without replication
+// objects that holds fewer of the rows it publishes than a peer subscribing to it
+// (LostError): an empty one, or a stale volume put back. A site deployed for the
+// first time has no peer subscribing to it yet.
 func checkLost(ctx context.Context, sess *Session, d *Desired, lives map[string]*Live) map[string]error {
 	errs := map[string]error{}
 	for _, site := range slices.Sorted(maps.Keys(lives)) {
@@ -189,17 +200,19 @@ func checkLost(ctx context.Context, sess *Session, d *Desired, lives map[string]
 		if len(l.Subscriptions) > 0 || len(l.Publications) > 0 {
 			continue
 		}
-		if n, err := heldRows(ctx, sess, site, d.Tables, "true"); err != nil || n > 0 {
-			continue
-		}
 		e := &LostError{Site: site, Held: map[string]int64{}}
 		for _, p := range d.Publications[site] {
 			peer := lives[p.Flow.To]
-			if peer == nil || peer.Subscriptions[p.Name] == nil {
+			if peer == nil || peer.Subscriptions[p.SlotName()] == nil {
 				continue
 			}
-			if n, err := heldRows(ctx, sess, p.Flow.To, d.Tables, p.Flow.Filter); err == nil && n > 0 {
+			n, err := heldRows(ctx, sess, p.Flow.To, d.Tables, p.Flow.Filter)
+			if err != nil || n == 0 {
+				continue
+			}
+			if own, err := heldRows(ctx, sess, site, d.Tables, p.Flow.Filter); err == nil && own < n {
 				e.Held[p.Flow.To] = n
+				e.Own = own
 			}
 		}
 		if len(e.Held) > 0 {
@@ -231,4 +244,42 @@ func heldRows(ctx context.Context, sess *Session, site string, tables []string, 
 		total += n
 	}
 	return total, nil
+}
+
+// siteGenerations is, per site, the highest generation any answering database
+// records for it (sites never rebuilt are left out). A database that does not
+// answer is skipped: the caller reports it.
+func siteGenerations(ctx context.Context, sess *Session, names []string) map[string]int64 {
+	out := map[string]int64{}
+	for _, n := range names {
+		pool, err := sess.Pool(ctx, n)
+		if err != nil {
+			continue
+		}
+		gens, err := ReadGenerations(ctx, pool)
+		if err != nil {
+			continue
+		}
+		for s, g := range gens {
+			if g.Generation > out[s] {
+				out[s] = g.Generation
+			}
+		}
+	}
+	return out
+}
+
+// buildLive is Build at the generations the sites' databases record: after a
+// rebuild, the flows of the rebuilt site have generation-named subscriptions and
+// slots (Flow.SlotName).
+func buildLive(ctx context.Context, topo *sites.Topology, sess *Session) (*Desired, error) {
+	d, err := Build(topo)
+	if err != nil || len(d.SiteNames()) == 0 {
+		return d, err
+	}
+	gens := siteGenerations(ctx, sess, d.SiteNames())
+	if len(gens) == 0 {
+		return d, nil
+	}
+	return BuildAt(topo, gens)
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/replication/postgres/pgtest"
 )
 
@@ -34,7 +35,11 @@ func BenchmarkLabRebuildSpoke(b *testing.B) {
 		l.lose("douala")
 		r := l.planRebuild(ctx, "douala", RebuildOptions{})
 		began := time.Now()
-		if err := r.Run(ctx, nil); err != nil {
+		// Each step's time, logged: where the rebuild spends it.
+		if err := r.Run(ctx, func(st plan.Step) func(error) {
+			at := time.Now()
+			return func(error) { b.Logf("%8s  %s %s", time.Since(at).Round(time.Millisecond), st.Site, st.Name) }
+		}); err != nil {
 			b.Fatal(err)
 		}
 		rebuild += time.Since(began)

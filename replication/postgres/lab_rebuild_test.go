@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sitectl/sitectl/plan"
@@ -46,12 +47,45 @@ func TestLabSiteRebuild(t *testing.T) {
 	if !errors.As(p.Err(), &lost) || lost.Site != "douala" || !strings.Contains(p.Err().Error(), "sitectl site rebuild douala") {
 		t.Fatalf("plan of an empty replacement: want a LostError naming site rebuild, got %v", p.Err())
 	}
+	// Nor does a replacement holding a few of its rows (a stale volume put back)
+	// pass: it is refused as lost, and rebuilt only with --force.
+	if err := applySchema(ctx, l.topo, "douala", l.pool("douala")); err != nil {
+		t.Fatal(err)
+	}
+	l.insertOrders("douala", 3)
+	if p := l.plan(ctx); !errors.As(p.Err(), &lost) || lost.Own != 3 {
+		t.Errorf("plan of a replacement holding 3 rows: want a LostError (3 held), got %v", p.Err())
+	}
+	if _, err := PlanRebuild(ctx, l.topo, l.sess, "douala", RebuildOptions{}); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Errorf("rebuild of a replacement holding rows without --force: %v, want a refusal naming --force", err)
+	}
 
-	r := l.rebuild(ctx, "douala", RebuildOptions{})
+	r := l.rebuild(ctx, "douala", RebuildOptions{Force: true})
+	// The application role is made after the verification: the application cannot
+	// write at the site while it is rebuilt.
+	if role, verify := stepIndex(r, "application role"), stepIndex(r, "verify"); role < verify {
+		t.Errorf("rebuild douala: the application role is step %d, the verification %d: the application could write mid-way", role, verify)
+	}
 	if r.From != 0 || r.Generation != 1 || r.OwnSource != "cloud" {
 		t.Errorf("rebuild douala: generation %d → %d, own rows from %q; want 0 → 1 from cloud", r.From, r.Generation, r.OwnSource)
 	}
 	l.checkRebuilt(ctx, 1100)
+
+	// The old instance comes back with its subscriptions enabled while the rebuilt
+	// douala's are stopped: it must find no slot to take on the hub (the slots are
+	// named per generation), so the hub's new rows wait for the rebuilt douala.
+	oldRows := l.countOn(old, "SELECT count(*) FROM public.orders WHERE site = 'cloud'")
+	l.setSubscriptions(l.pool("douala"), false)
+	oldPool := l.connectTo("douala", old)
+	defer oldPool.Close()
+	l.setSubscriptions(oldPool, true)
+	l.insertOrders("cloud", 20)
+	time.Sleep(8 * time.Second)
+	if n := l.countOn(old, "SELECT count(*) FROM public.orders WHERE site = 'cloud'"); n != oldRows {
+		t.Errorf("the returning old douala consumed %d of the hub's new rows from the rebuilt douala's slot", n-oldRows)
+	}
+	l.setSubscriptions(l.pool("douala"), true)
+	l.waitConverged("public.orders", 1180, time.Minute)
 
 	// The old instance, pointed at again, is fenced.
 	rebuilt := l.clusters["douala"]
@@ -64,19 +98,18 @@ func TestLabSiteRebuild(t *testing.T) {
 	l.pointAt("douala", rebuilt)
 
 	// Its five rows that never left it are reconciled into the rebuilt douala and
-	// reach every site (RPO 0); it is retired.
-	oldSite := *l.topo.Site("douala")
-	oldSite.Postgres.Port = old.Port
-	oldPool, err := Connect(ctx, &oldSite)
-	if err != nil {
+	// reach every site (RPO 0); it is retired. A row of douala deleted since the
+	// rebuild does not come back; a row the old instance changed is reported, and
+	// the rebuilt one kept.
+	l.exec("douala", `DELETE FROM public.orders WHERE id = (SELECT id FROM public.orders WHERE site = 'douala' ORDER BY id LIMIT 1)`)
+	if _, err := oldPool.Exec(ctx, `UPDATE public.orders SET amount = amount + 1 WHERE id = (SELECT id FROM public.orders WHERE site = 'douala' ORDER BY id OFFSET 1 LIMIT 1)`); err != nil {
 		t.Fatal(err)
 	}
-	defer oldPool.Close()
 	rec, err := ReconcileOld(ctx, l.topo, l.sess, "douala", oldPool, 30*time.Second)
-	if err != nil || rec.Rows() != 5 {
-		t.Fatalf("reconcile the old douala: %d rows copied, %v; want 5", rec.Rows(), err)
+	if deleted, changed := rec.Skipped(); err != nil || rec.Rows() != 5 || deleted != 1 || changed != 1 {
+		t.Errorf("reconcile the old douala: %d rows copied, %d deleted since, %d changed, %v; want 5, 1, 1", rec.Rows(), deleted, changed, err)
 	}
-	l.waitConverged("public.orders", 1165, time.Minute)
+	l.waitConverged("public.orders", 1184, time.Minute)
 	if _, err := ReconcileOld(ctx, l.topo, l.sess, "douala", l.pool("douala"), time.Second); err == nil || !strings.Contains(err.Error(), "only an old instance") {
 		t.Errorf("reconcile from the rebuilt instance itself: %v, want a refusal", err)
 	}
@@ -110,7 +143,7 @@ func TestLabSiteRebuild(t *testing.T) {
 			t.Errorf("the re-run copied cloud's rows again: %+v", c)
 		}
 	}
-	l.checkRebuilt(ctx, 1265)
+	l.checkRebuilt(ctx, 1284)
 
 	// A rebuild stopped while it marked its generation active: the peers record
 	// "active 1", the hub itself still "rebuilding 1". The re-run resumes it
@@ -120,7 +153,80 @@ func TestLabSiteRebuild(t *testing.T) {
 	if !r.Resumed || r.Generation != 1 {
 		t.Errorf("re-run after the active marks: resumed %v, generation %d; want resumed, 1", r.Resumed, r.Generation)
 	}
-	l.checkRebuilt(ctx, 1325) // checkRebuilt wrote 60 more
+	l.checkRebuilt(ctx, 1344) // checkRebuilt wrote 60 more
+
+	// --force on a database that still has its slots and subscriptions: the peers'
+	// subscriptions to it are replaced too, so a plain plan has nothing left to do.
+	r = l.rebuild(ctx, "yaounde", RebuildOptions{Force: true})
+	if r.Generation != 1 {
+		t.Errorf("forced rebuild of yaounde: generation %d, want 1", r.Generation)
+	}
+	l.checkRebuilt(ctx, 1404)
+}
+
+// stepIndex is the index of the rebuild's first step whose name starts with
+// prefix (-1: none).
+func stepIndex(r *Rebuild, prefix string) int {
+	for i, st := range r.Steps {
+		if strings.HasPrefix(st.Name, prefix) {
+			return i
+		}
+	}
+	return -1
+}
+
+// setSubscriptions enables or disables every subscription of a database and, on
+// disabling, waits for their workers to stop.
+func (l *lab) setSubscriptions(pool *pgxpool.Pool, enable bool) {
+	l.t.Helper()
+	ctx := context.Background()
+	rows, err := pool.Query(ctx, `SELECT subname FROM pg_subscription`)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	verb := " DISABLE"
+	if enable {
+		verb = " ENABLE"
+	}
+	for _, n := range names {
+		if _, err := pool.Exec(ctx, "ALTER SUBSCRIPTION "+quoteIdent(n)+verb); err != nil {
+			l.t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(30 * time.Second); !enable && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		var running int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_subscription WHERE pid IS NOT NULL`).Scan(&running); err != nil || running == 0 {
+			return
+		}
+	}
+}
+
+// connectTo connects to a cluster as the site's database (an old instance).
+func (l *lab) connectTo(site string, c *pgtest.Cluster) *pgxpool.Pool {
+	l.t.Helper()
+	s := *l.topo.Site(site)
+	s.Postgres.Port = c.Port
+	pool, err := Connect(context.Background(), &s)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return pool
+}
+
+// countOn runs a count query on a cluster reached as douala.
+func (l *lab) countOn(c *pgtest.Cluster, sql string) int64 {
+	l.t.Helper()
+	pool := l.connectTo("douala", c)
+	defer pool.Close()
+	var n int64
+	if err := pool.QueryRow(context.Background(), sql).Scan(&n); err != nil {
+		l.t.Fatal(err)
+	}
+	return n
 }
 
 // lose cuts a site's cluster off (its replication links and subscriptions), writes
@@ -133,11 +239,7 @@ func (l *lab) lose(site string) *pgtest.Cluster {
 	proxyMu.Lock()
 	proxyByPort[old.Port] = l.proxies[site]
 	proxyMu.Unlock()
-	for _, f := range l.topo.Flows {
-		if f.To == site {
-			l.exec(site, "ALTER SUBSCRIPTION "+quoteIdent(Flow{From: f.From, To: f.To}.Name())+" DISABLE")
-		}
-	}
+	l.setSubscriptions(l.pool(site), false)
 	l.insertOrders(site, 5)
 	settings := ServerSettings(l.topo, l.topo.Site(site))
 	settings["checkpoint_timeout"] = "1h"

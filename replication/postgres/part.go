@@ -103,7 +103,7 @@ func (p *Part) Wait(ctx context.Context, topo *sites.Topology, site *sites.Site)
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	sess := p.session(topo)
-	d, err := Build(topo)
+	d, err := buildLive(ctx, topo, sess)
 	if err != nil {
 		return err
 	}

@@ -50,6 +50,8 @@ type Rebuild struct {
 	d    *Desired
 	p    *Planned
 	opts RebuildOptions
+	// cleared: --force drops the site's publications first.
+	cleared bool
 }
 
 // Rows is the total of rows copied so far (subscriptions' initial copies included).
@@ -126,6 +128,13 @@ func PlanRebuild(ctx context.Context, topo *sites.Topology, sess *Session, site 
 	if err := r.generation(ctx); err != nil {
 		return nil, err
 	}
+	// The flows of the rebuilt site get names of its new generation: its old
+	// instance's subscriptions name slots that are gone (fencing in PostgreSQL).
+	gens := siteGenerations(ctx, sess, d.SiteNames())
+	gens[site] = r.Generation
+	if r.d, err = BuildAt(topo, gens); err != nil {
+		return nil, err
+	}
 	if err := r.planSteps(ctx, lives); err != nil {
 		return nil, fmt.Errorf("site rebuild %s: %w", site, err)
 	}
@@ -177,12 +186,7 @@ func (r *Rebuild) planSteps(ctx context.Context, lives map[string]*Live) error {
 	}
 	r.add(r.Site, plan.Update, "generation "+r.Site, []string{fmt.Sprintf("generation %d → %d (rebuilding), recorded at %s", r.From, r.Generation, strings.Join(r.d.SiteNames(), ", "))},
 		"an old instance that comes back is refused by plan and deploy", r.recordGeneration(GenRebuilding))
-	for _, pub := range r.d.Publications[r.Site] {
-		if lives[pub.Flow.To].Subscriptions[pub.Name] != nil && live.Slots[pub.Name] == nil {
-			r.add(pub.Flow.To, plan.Remove, "subscription "+pub.Name, nil,
-				"the old instance's: its slot on "+r.Site+" died with it", r.dropSubscription(pub.Flow.To, pub.Name))
-		}
-	}
+	r.planDropOld(lives)
 	if schema, err := LoadSchema(r.topo, r.topo.Site(r.Site)); err != nil {
 		return err
 	} else if schema != nil && (live.SchemaSHA != schema.SHA256 || len(live.Tables) < len(r.d.Tables)) {
@@ -190,9 +194,6 @@ func (r *Rebuild) planSteps(ctx context.Context, lives map[string]*Live) error {
 			func(ctx context.Context) error {
 				return r.onSite(ctx, r.Site, func(p *pgxpool.Pool) error { return applySchema(ctx, r.topo, r.Site, p) })
 			})
-	}
-	if err := r.planAppRole(ctx); err != nil {
-		return err
 	}
 	for i := range r.d.Subscriptions[r.Site] {
 		s := &r.d.Subscriptions[r.Site][i]
@@ -208,12 +209,18 @@ func (r *Rebuild) planSteps(ctx context.Context, lives map[string]*Live) error {
 	}
 	r.planOutFlows(lives)
 	r.add(r.Site, plan.Update, "verify", []string{"per table and owning site: row count and checksum equal on " + strings.Join(r.d.SiteNames(), ", ")}, "", r.verify)
+	// The application role last: the application cannot write at the site before
+	// it is rebuilt and verified (a row written mid-way could reach a peer twice).
+	if err := r.planAppRole(ctx); err != nil {
+		return err
+	}
 	r.add(r.Site, plan.Update, "generation "+r.Site, []string{fmt.Sprintf("generation %d: rebuilding → active", r.Generation)}, "", r.recordGeneration(GenActive))
 	return nil
 }
 
-// planAppRole plans the application role (postgres.app_user) right after the
-// schema, as a deploy would: roles live in the cluster, so a new instance has none.
+// planAppRole plans the application role (postgres.app_user), after the
+// verification: roles live in the cluster, so a new instance has none, and the
+// application cannot log in until the rebuild is verified.
 func (r *Rebuild) planAppRole(ctx context.Context) error {
 	ex := Extras{Roles: map[string]RoleChange{}}
 	site := r.topo.Site(r.Site)
@@ -234,6 +241,30 @@ func (r *Rebuild) planAppRole(ctx context.Context) error {
 		})
 	})
 	return nil
+}
+
+// planDropOld plans dropping, on the peers, what served the old instance: their
+// subscriptions to it (its slots died with it, or --force drops them) and the
+// slots its subscriptions used there, which it would take again if it came back.
+func (r *Rebuild) planDropOld(lives map[string]*Live) {
+	live := lives[r.Site]
+	for _, pub := range r.d.Publications[r.Site] {
+		want := pub.SlotName()
+		for _, name := range slices.Sorted(maps.Keys(lives[pub.Flow.To].Subscriptions)) {
+			if (name != want && pub.Flow.flowOfSlot(name)) || (name == want && live.Slots[name] == nil) {
+				r.add(pub.Flow.To, plan.Remove, "subscription "+name, nil,
+					"the old instance's: its slot on "+r.Site+" died with it", r.dropSubscription(pub.Flow.To, name))
+			}
+		}
+	}
+	for _, s := range r.d.Subscriptions[r.Site] {
+		for _, name := range slices.Sorted(maps.Keys(lives[s.Flow.From].Slots)) {
+			if name != s.Name && s.Flow.flowOfSlot(name) {
+				r.add(s.Flow.From, plan.Remove, "slot "+name, []string{"the old instance's subscription used it; the rebuilt " + r.Site + "'s is " + s.Name},
+					"an old instance that comes back finds no slot to take", r.dropPeerSlot(s.Flow.From, name))
+			}
+		}
+	}
 }
 
 // planClear refuses a database that is not empty (unless Force, then plans
@@ -259,6 +290,7 @@ func (r *Rebuild) planClear(ctx context.Context, live *Live) error {
 		return fmt.Errorf("its database at %s:%d answers and holds %s: a rebuild is for a site whose database was lost and replaced by an empty one. If this database is to be replaced all the same, re-run with --force (its rows are dropped there, and copied back from the peers; rows it owns that never left it are lost)",
 			site.Postgres.Host, site.Postgres.Port, what)
 	}
+	r.cleared = true
 	r.add(r.Site, plan.Remove, "database contents", []string{"drop " + what}, "--force: only on "+r.Site+", never on a peer", func(ctx context.Context) error {
 		return r.onSite(ctx, r.Site, func(pool *pgxpool.Pool) error { return clearSite(ctx, pool, live, r.d.Tables) })
 	})
@@ -313,8 +345,11 @@ func (r *Rebuild) planOwnRows(ctx context.Context) error {
 		return nil
 	}
 	r.add(r.Site, plan.Create, "rows of "+r.Site+" from "+r.OwnSource, []string{fmt.Sprintf("%d rows (%s), copied with COPY, table by table", best, where)},
-		"only the rows missing here: a re-run copies nothing twice", func(ctx context.Context) error {
-			return r.copyRows(ctx, r.OwnSource, r.Site, []string{r.Site}, "true")
+		"only the rows missing here: a re-run copies nothing twice; the highest key copied is recorded for site reconcile", func(ctx context.Context) error {
+			if err := r.copyRows(ctx, r.OwnSource, r.Site, []string{r.Site}, "true"); err != nil {
+				return err
+			}
+			return r.onSite(ctx, r.Site, func(p *pgxpool.Pool) error { return recordMarks(ctx, p, r.Site, r.Generation, r.d.Tables) })
 		})
 	return nil
 }
@@ -335,17 +370,17 @@ func (r *Rebuild) planOutFlows(lives map[string]*Live) {
 		"nothing arrives while the slots below are made and the peers caught up", r.pause(ins, true))
 	for i := range pubs {
 		pub := &pubs[i]
-		if lives[r.Site].Publications[pub.Name] == nil {
+		if lives[r.Site].Publications[pub.Name] == nil || r.cleared {
 			r.add(r.Site, plan.Create, "publication "+pub.Name, []string{"flow: " + pub.Flow.String(), "row filter: " + pub.Flow.Filter}, "",
 				func(ctx context.Context) error { return r.createPublication(ctx, pub) })
 		}
-		r.add(r.Site, plan.Create, "slot "+pub.Name, []string{"for " + pub.Flow.To + "'s subscription, made after every row above is here"}, "", r.makeSlot(pub))
+		r.add(r.Site, plan.Create, "slot "+pub.SlotName(), []string{"for " + pub.Flow.To + "'s subscription, made after every row above is here"}, "", r.makeSlot(pub))
 		owners := r.owners(pub.Flow.Filter)
 		r.add(pub.Flow.To, plan.Create, "rows "+pub.Flow.To+" lacks", []string{fmt.Sprintf("rows of %s in %s that %s lacks, compared by count and checksum per table and owner", strings.Join(owners, ", "), r.Site, pub.Flow.To)},
 			"never deletes or changes a row there", func(ctx context.Context) error {
 				return r.copyRows(ctx, r.Site, pub.Flow.To, owners, pub.Flow.Filter)
 			})
-		r.add(pub.Flow.To, plan.Create, "subscription "+pub.Name, []string{"from " + r.Site + ", publication " + pub.Name, "options: disable_on_error = true, copy_data = false (its rows are there already)"},
+		r.add(pub.Flow.To, plan.Create, "subscription "+pub.SlotName(), []string{"from " + r.Site + ", publication " + pub.Name, "options: disable_on_error = true, copy_data = false (its rows are there already)"},
 			"", r.subscribeNoCopy(pub))
 	}
 	r.add(r.Site, plan.Update, "resume subscriptions", []string{strings.Join(ins, ", ")}, "", r.pause(ins, false))

@@ -31,6 +31,22 @@ func (r *Rebuild) dropSubscription(site, name string) func(context.Context) erro
 	}
 }
 
+// dropPeerSlot drops a slot on a peer (its walsender stopped first), under the
+// slot's lock.
+func (r *Rebuild) dropPeerSlot(site, name string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		lk, unlock, err := r.p.lockSlot(ctx, site, name, false)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		if err := dropSlot(ctx, lk, name); err != nil {
+			return fmt.Errorf("%s: drop slot %s: %w", site, name, err)
+		}
+		return nil
+	}
+}
+
 func dropSubscriptionOn(ctx context.Context, pool *pgxpool.Pool, name string) error {
 	if has, err := hasSubscription(ctx, pool, name); err != nil || !has {
 		return err
@@ -231,17 +247,18 @@ func (r *Rebuild) makeSlot(pub *Publication) func(context.Context) error {
 		if err != nil {
 			return err
 		}
-		if has, err := hasSubscription(ctx, sub, pub.Name); err != nil || has {
+		name := pub.SlotName()
+		if has, err := hasSubscription(ctx, sub, name); err != nil || has {
 			return err
 		}
-		lk, unlock, err := r.p.lockSlot(ctx, r.Site, pub.Name, false)
+		lk, unlock, err := r.p.lockSlot(ctx, r.Site, name, false)
 		if err != nil {
 			return err
 		}
 		defer unlock()
-		s := &Subscription{Site: pub.Flow.To, Name: pub.Name, Flow: pub.Flow}
-		if err := dropSlot(ctx, lk, pub.Name); err != nil {
-			return fmt.Errorf("%s: drop the earlier slot %s: %w", r.Site, pub.Name, err)
+		s := &Subscription{Site: pub.Flow.To, Name: name, Flow: pub.Flow}
+		if err := dropSlot(ctx, lk, name); err != nil {
+			return fmt.Errorf("%s: drop the earlier slot %s: %w", r.Site, name, err)
 		}
 		_, err = createSlot(ctx, lk, s)
 		return err
@@ -254,7 +271,7 @@ func (r *Rebuild) subscribeNoCopy(pub *Publication) func(context.Context) error 
 	return func(ctx context.Context) error {
 		var s *Subscription
 		for i := range r.d.Subscriptions[pub.Flow.To] {
-			if c := &r.d.Subscriptions[pub.Flow.To][i]; c.Name == pub.Name {
+			if c := &r.d.Subscriptions[pub.Flow.To][i]; c.Name == pub.SlotName() {
 				s = c
 			}
 		}

@@ -99,6 +99,9 @@ func Plan(ctx context.Context, topo *sites.Topology, sess *Session, opts Options
 	if len(d.SiteNames()) == 0 {
 		return p, nil
 	}
+	if d, err = buildLive(ctx, topo, sess); err != nil {
+		return nil, err
+	}
 	lives, errs := readAll(ctx, sess, d)
 	for deadline := time.Now().Add(opts.PeerWait); len(errs) > 0 && opts.mayStart(errs) && time.Now().Before(deadline); {
 		select {

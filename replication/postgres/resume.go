@@ -24,7 +24,7 @@ type Resumed struct {
 // healed partition needs; a subscription stopped by a real conflict stays disabled
 // and is returned in Held. only limits it to flows ending at those sites.
 func Resume(ctx context.Context, topo *sites.Topology, sess *Session, only ...string) (*Resumed, error) {
-	d, err := Build(topo)
+	d, err := buildLive(ctx, topo, sess)
 	if err != nil {
 		return nil, err
 	}

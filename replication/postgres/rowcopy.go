@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,7 +29,7 @@ func (s Sum) String() string { return fmt.Sprintf("%d rows, checksum %s", s.Rows
 func RowSum(ctx context.Context, pool *pgxpool.Pool, table, where string) (Sum, error) {
 	var s Sum
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3", pgx.QueryExecModeSimpleProtocol); err != nil {
+		if _, err := tx.Exec(ctx, sumSession, pgx.QueryExecModeSimpleProtocol); err != nil {
 			return err
 		}
 		return tx.QueryRow(ctx, fmt.Sprintf(`SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text
@@ -40,6 +39,33 @@ func RowSum(ctx context.Context, pool *pgxpool.Pool, table, where string) (Sum, 
 		return Sum{}, fmt.Errorf("checksum %s WHERE %s: %w", table, where, err)
 	}
 	return s, nil
+}
+
+// sumSession sets what RowSum's text forms depend on: UTC, ISO dates, full floats.
+const sumSession = "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3"
+
+// rowSumsByOwner reads, in one scan of the table, the Sum of the rows matching
+// where of each owning site (OwnerColumn); an owner without rows is absent.
+func rowSumsByOwner(ctx context.Context, pool *pgxpool.Pool, table, where string) (map[string]Sum, error) {
+	out := map[string]Sum{}
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, sumSession, pgx.QueryExecModeSimpleProtocol); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT %s, count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text
+			FROM %s t WHERE %s GROUP BY 1`, quoteIdent(OwnerColumn), quoteTable(table), where))
+		if err != nil {
+			return err
+		}
+		var owner string
+		var s Sum
+		_, err = pgx.ForEachRow(rows, []any{&owner, &s.Rows, &s.Checksum}, func() error { out[owner] = s; return nil })
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("checksum %s WHERE %s: %w", table, where, err)
+	}
+	return out, nil
 }
 
 // Copied is what one copy moved.
@@ -71,20 +97,30 @@ type copyEnd struct {
 func copyMissing(ctx context.Context, src, dst copyEnd, table, where string, progress func(rows int64)) (Copied, error) {
 	c := Copied{Table: table, Where: where, From: src.site, To: dst.site}
 	began := time.Now()
+	// Both sums at once (an empty target takes everything: the source's is then
+	// not waited for).
+	wantc := make(chan error, 1)
+	var want Sum
+	sctx, cancelSum := context.WithCancel(ctx)
+	defer cancelSum()
+	go func() {
+		var err error
+		want, err = RowSum(sctx, src.pool, table, where)
+		wantc <- err
+	}()
 	have, err := RowSum(ctx, dst.pool, table, where)
 	if err != nil {
 		return c, fmt.Errorf("%s: %w", dst.site, err)
 	}
-	// An empty target takes everything: no need to read the source's checksum.
 	if have.Rows > 0 {
-		want, err := RowSum(ctx, src.pool, table, where)
-		if err != nil {
+		if err := <-wantc; err != nil {
 			return c, fmt.Errorf("%s: %w", src.site, err)
 		}
 		if have == want {
 			return c, nil
 		}
 	}
+	cancelSum()
 	cols, err := tableColumns(ctx, dst.pool, table)
 	if err != nil {
 		return c, fmt.Errorf("%s: %w", dst.site, err)
@@ -107,8 +143,8 @@ func copyMissing(ctx context.Context, src, dst copyEnd, table, where string, pro
 		}
 		target = "sitectl_stage"
 	}
-	streamed, err := pipeCopy(ctx, src.pool, tx, fmt.Sprintf("COPY (SELECT %s FROM %s WHERE %s) TO STDOUT", cols, quoteTable(table), where),
-		fmt.Sprintf("COPY %s (%s) FROM STDIN", target, cols), progress)
+	streamed, err := pipeCopy(ctx, src.pool, tx, fmt.Sprintf("COPY (SELECT %s FROM %s WHERE %s) TO STDOUT (FORMAT binary)", cols, quoteTable(table), where),
+		fmt.Sprintf("COPY %s (%s) FROM STDIN (FORMAT binary)", target, cols), progress)
 	if err != nil {
 		return c, fmt.Errorf("copy %s WHERE %s from %s to %s: %w", table, where, src.site, dst.site, err)
 	}
@@ -144,8 +180,10 @@ func tableColumns(ctx context.Context, q Querier, table string) (string, error) 
 	return strings.Join(cols, ", "), nil
 }
 
-// pipeCopy streams the text COPY of out (run on src) into in (run in tx) and returns
-// the rows streamed: one line of COPY's text format is one row.
+// pipeCopy streams the COPY of out (run on src) into in (run in tx), both in the
+// same format (binary: no text to print and parse on either side), and returns the
+// rows written. progress, when set, gets the rows the target has taken so far
+// (pg_stat_progress_copy) about once a second.
 func pipeCopy(ctx context.Context, src *pgxpool.Pool, tx pgx.Tx, out, in string, progress func(int64)) (int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -155,29 +193,20 @@ func pipeCopy(ctx context.Context, src *pgxpool.Pool, tx pgx.Tx, out, in string,
 	}
 	defer conn.Release()
 	pr, pw := io.Pipe()
-	cw := &lineCounter{w: pw}
 	outErr := make(chan error, 1)
 	go func() {
-		_, err := conn.Conn().PgConn().CopyTo(ctx, cw, out)
+		_, err := conn.Conn().PgConn().CopyTo(ctx, pw, out)
 		_ = pw.CloseWithError(err)
 		outErr <- err
 	}()
 	stop := make(chan struct{})
+	var seen atomic.Int64
 	if progress != nil {
-		go func() {
-			t := time.NewTicker(time.Second)
-			defer t.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-t.C:
-					progress(cw.lines.Load())
-				}
-			}
-		}()
+		pid := tx.Conn().PgConn().PID()
+		cfg := tx.Conn().Config().Copy()
+		go watchCopy(ctx, cfg, pid, stop, func(n int64) { seen.Store(n); progress(n) })
 	}
-	_, inErr := tx.Conn().PgConn().CopyFrom(ctx, pr, in)
+	tag, inErr := tx.Conn().PgConn().CopyFrom(ctx, pr, in)
 	close(stop)
 	if inErr != nil {
 		cancel()
@@ -190,20 +219,42 @@ func pipeCopy(ctx context.Context, src *pgxpool.Pool, tx pgx.Tx, out, in string,
 	if inErr != nil {
 		return 0, fmt.Errorf("write: %w", inErr)
 	}
-	n := cw.lines.Load()
-	if progress != nil {
+	n := tag.RowsAffected()
+	if progress != nil && n != seen.Load() {
 		progress(n)
 	}
 	return n, nil
 }
 
-// lineCounter counts the lines written through it.
-type lineCounter struct {
-	w     io.Writer
-	lines atomic.Int64
-}
-
-func (l *lineCounter) Write(p []byte) (int, error) {
-	l.lines.Add(int64(bytes.Count(p, []byte{'\n'})))
-	return l.w.Write(p)
+// watchCopy reports, about once a second until stop, the rows the COPY FROM of
+// backend pid has taken (pg_stat_progress_copy), read on a connection of its own.
+func watchCopy(ctx context.Context, cfg *pgx.ConnConfig, pid uint32, stop <-chan struct{}, report func(int64)) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			_ = conn.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if conn == nil {
+			c, err := pgx.ConnectConfig(ctx, cfg)
+			if err != nil {
+				continue
+			}
+			conn = c
+		}
+		var n int64
+		if err := conn.QueryRow(ctx, `SELECT tuples_processed FROM pg_stat_progress_copy WHERE pid = $1`, int32(pid)).Scan(&n); err == nil {
+			report(n)
+		}
+	}
 }

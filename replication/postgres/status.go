@@ -138,7 +138,7 @@ func (r *Report) Summary() string {
 // Status reports every flow that starts or ends at one of the named sites (all
 // flows when none is named). Unreachable sites are reported, not fatal.
 func Status(ctx context.Context, topo *sites.Topology, sess *Session, only ...string) (*Report, error) {
-	d, err := Build(topo)
+	d, err := buildLive(ctx, topo, sess)
 	if err != nil {
 		return nil, err
 	}

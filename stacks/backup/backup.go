@@ -11,7 +11,7 @@ import (
 	bk "github.com/sitectl/sitectl/backup"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
-	pgstack "github.com/sitectl/sitectl/stacks/postgres"
+	mtargets "github.com/sitectl/sitectl/stacks/monitoring/targets"
 )
 
 //go:embed compose.yaml.tmpl
@@ -24,7 +24,8 @@ const Name = "backup"
 var Defaults = map[string]any{
 	// image is used when the site's images map has no "barman".
 	"image": "registry.example.com/sitectl/barman:3.4",
-	// constraint replaces the placement constraint (default: the db node).
+	// constraint replaces the placement constraint (default: Node, the node holding
+	// the site's database, where the hub's Prometheus scrapes the exporter).
 	"constraint": "",
 }
 
@@ -45,6 +46,8 @@ type site struct {
 type Extra struct {
 	Image, Constraint, Targets, SiteList string
 	Sites                                []site
+	// ExporterPort is the Barman exporter's port (host mode on the node).
+	ExporterPort int
 }
 
 // Render renders the Barman server of in.Site: one server section, volume and
@@ -58,7 +61,10 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 	if len(targets) == 0 {
 		return stacks.Rendered{}, fmt.Errorf("site %s runs the backup stack but no site names it as backup.server; set backup.server: %s in the sites it backs up, or drop the stack", in.Site.Name, in.Site.Name)
 	}
-	extra := Extra{Image: in.Site.Images["barman"], Constraint: pgstack.Placement(in.Site, fmt.Sprint(vals["constraint"]))}
+	extra := Extra{Image: in.Site.Images["barman"], Constraint: fmt.Sprint(vals["constraint"]), ExporterPort: bk.ExporterPort}
+	if extra.Constraint == "" || extra.Constraint == "<nil>" {
+		extra.Constraint = mtargets.HostnameConstraint(Node(in.Site))
+	}
 	if extra.Image == "" {
 		extra.Image = fmt.Sprint(vals["image"])
 	}
@@ -81,3 +87,8 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 	}
 	return stacks.Rendered{Stack: Name, Compose: out, Files: files, Secrets: secrets}, nil
 }
+
+// Node is where a site's Barman server runs and its exporter is scraped: the node
+// holding the site's database (postgres.host), else a db-labelled node, else a
+// manager, as the postgres-exporter is placed.
+func Node(s *sites.Site) sites.Node { return mtargets.Pin(s, "db", s.Postgres.Host) }

@@ -187,7 +187,8 @@ func AlertmanagerConfig(topo *sites.Topology) ([]byte, error) {
 			continue
 		}
 		id := regexp.QuoteMeta(postgresIdent(s.Name))
-		flows := fmt.Sprintf(`"%s%s_to_.+|%s.+_to_%s"`, postgres.Prefix, id, postgres.Prefix, id)
+		// A rebuilt site's flows end in _g<from>_<to> (postgres.Flow.SlotName).
+		flows := fmt.Sprintf(`"%s%s_to_.+|%s.+_to_%s(_g[0-9]+_[0-9]+)?"`, postgres.Prefix, id, postgres.Prefix, id)
 		src := []string{`alertname="` + AlertTunnelDown + `"`, fmt.Sprintf("site=%q", s.Name)}
 		c.InhibitRules = append(c.InhibitRules,
 			amInhibit{SourceMatchers: src, TargetMatchers: []string{`alertname=~"` + AlertReplicationLag + "|" + AlertSlotWAL + `"`, "slot_name=~" + flows}},

@@ -8,7 +8,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sitectl/sitectl/backup"
 	"github.com/sitectl/sitectl/sites"
+	bkstack "github.com/sitectl/sitectl/stacks/backup"
 	"github.com/sitectl/sitectl/stacks/kong"
 	"github.com/sitectl/sitectl/stacks/monitoring/targets"
 )
@@ -28,11 +30,13 @@ const (
 	JobCAdvisor   = "cadvisor"
 	JobKong       = "kong"
 	JobPostgres   = "postgres"
+	JobBackup     = "backup"
 )
 
 // Targets lists what the hub's Prometheus scrapes, from the topology alone: at every
 // site running the monitoring stack its nodes' node-exporter and cAdvisor, the
-// postgres-exporter where the site runs postgres, and every Kong node's status port
+// postgres-exporter where the site runs postgres, the Barman exporter where it runs
+// the backup stack, and every Kong node's status port
 // where the site runs kong. Addresses are site LAN addresses: the hub reaches a
 // spoke's through the tunnel, never over an overlay.
 func Targets(topo *sites.Topology) ([]Target, error) {
@@ -47,6 +51,12 @@ func Targets(topo *sites.Topology) ([]Target, error) {
 			if s.HasStack("postgres") {
 				n := PostgresExporterNode(s)
 				out = append(out, Target{JobPostgres, s.Name, n.Name, targets.Addr(n.Address, targets.PostgresExporterPort)})
+			}
+			if s.HasStack(bkstack.Name) {
+				// The Barman exporter: its series carry the backed-up site's label
+				// (honor_labels), the target's site is the backup server's.
+				n := bkstack.Node(s)
+				out = append(out, Target{JobBackup, s.Name, n.Name, targets.Addr(n.Address, backup.ExporterPort)})
 			}
 		}
 		if s.HasStack(kong.Name) {
@@ -104,6 +114,7 @@ type promConfig struct {
 
 type scrapeConfig struct {
 	JobName       string         `yaml:"job_name"`
+	HonorLabels   bool           `yaml:"honor_labels,omitempty"`
 	MetricsPath   string         `yaml:"metrics_path,omitempty"`
 	StaticConfigs []staticConfig `yaml:"static_configs"`
 }
@@ -142,8 +153,9 @@ func PrometheusConfig(topo *sites.Topology, s Settings) ([]byte, error) {
 		Targets: []string{targets.Addr("localhost", targets.PrometheusPort)},
 		Labels:  map[string]string{"site": topo.Hub, "node": PrometheusNode(topo.HubSite()).Name},
 	}}})
-	for _, job := range []string{JobNode, JobCAdvisor, JobKong, JobPostgres} {
-		sc := scrapeConfig{JobName: job}
+	for _, job := range []string{JobNode, JobCAdvisor, JobKong, JobPostgres, JobBackup} {
+		// The Barman exporter labels each series with the site it backs up.
+		sc := scrapeConfig{JobName: job, HonorLabels: job == JobBackup}
 		for _, t := range ts {
 			if t.Job != job {
 				continue

@@ -11,6 +11,7 @@ import (
 	composetypes "github.com/docker/cli/cli/compose/types"
 	"gopkg.in/yaml.v3"
 
+	"github.com/sitectl/sitectl/backup"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
 	"github.com/sitectl/sitectl/stacks/monitoring/targets"
@@ -45,6 +46,8 @@ const (
 	AlertSlotWAL            = "ReplicationSlotWALNearLimit"
 	AlertKong5xx            = "Kong5xxRateHigh"
 	AlertKongLatency        = "KongLatencyP95High"
+	AlertBackupLate         = "BackupLate"
+	AlertWALStreaming       = "WALStreamingStopped"
 )
 
 // Desired is a service's desired task count at a site, as its stack renders.
@@ -154,6 +157,9 @@ func Rules(topo *sites.Topology, s Settings) ([]byte, error) {
 		return nil, err
 	}
 	f.Groups = append(f.Groups, replicaGroup(desired, s), tunnelGroup(topo, s), repl, kongGroup(s))
+	if g := backupGroup(topo, s); len(g.Rules) > 0 {
+		f.Groups = append(f.Groups, g)
+	}
 
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Alert rules for the hub %s (%s), rendered by sitectl from the topology; do not edit.\n", topo.Hub, topo.Env)
@@ -275,4 +281,40 @@ func kongGroup(s Settings) ruleGroup {
 			Annotations: map[string]string{
 				"summary": "Kong at {{ $labels.site }}: p95 latency {{ $value }} ms over " + strconv.Itoa(s.KongP95Millis) + " ms"}},
 	}}
+}
+
+// backupGroup: per backed-up site whose backup server runs the backup and
+// monitoring stacks (so its Barman exporter is scraped), BackupLate when the
+// newest base backup is older than the site's backup.schedule, or there is none,
+// or the exporter says nothing of the site; WALStreamingStopped when Barman's
+// pg_receivewal does not stream from the site's slot. One rule per site: each has
+// its own schedule, and the site label keeps them distinct for promtool's lint.
+func backupGroup(topo *sites.Topology, s Settings) ruleGroup {
+	g := ruleGroup{Name: "sitectl-backup"}
+	for _, site := range topo.Sites {
+		if !site.Backup.Enabled() {
+			continue
+		}
+		server := topo.Site(site.Backup.Server)
+		if server == nil || !server.HasStack("backup") || !server.HasStack(Name) {
+			continue
+		}
+		sel := fmt.Sprintf("{site=%q}", site.Name)
+		sched := site.Backup.Schedule.D()
+		g.Rules = append(g.Rules,
+			rule{Alert: AlertBackupLate, For: s.BackupLateFor,
+				Expr: fmt.Sprintf(`time() - %s%s > %d or %s%s == 0 or absent(%s%s)`, backup.MetricLastBackupTime, sel, int64(sched.Seconds()),
+					backup.MetricBaseBackups, sel, backup.MetricBaseBackups, sel),
+				Labels: map[string]string{"severity": "warning", "site": site.Name},
+				Annotations: map[string]string{
+					"summary":     fmt.Sprintf("no base backup of %s within its schedule %s", site.Name, sched),
+					"description": fmt.Sprintf("The newest base backup of %s held by Barman at %s is older than backup.schedule %s, or there is none, or Barman's exporter reports nothing of %s. See `sitectl backup status --site %s`; `sitectl backup run --site %s` takes one now.", site.Name, site.Backup.Server, sched, site.Name, site.Name, site.Name)}},
+			rule{Alert: AlertWALStreaming, For: s.WALStreamingFor,
+				Expr:   fmt.Sprintf(`%s%s == 0 or absent(%s%s)`, backup.MetricWALStreaming, sel, backup.MetricWALStreaming, sel),
+				Labels: map[string]string{"severity": "critical", "site": site.Name},
+				Annotations: map[string]string{
+					"summary":     fmt.Sprintf("WAL of %s is not streaming to Barman at %s", site.Name, site.Backup.Server),
+					"description": fmt.Sprintf("Barman's pg_receivewal at %s does not stream from slot %s of %s: restores cannot reach past the newest WAL received, and the slot retains WAL up to max_slot_wal_keep_size %s, then is lost. See `sitectl backup status --site %s`.", site.Backup.Server, site.Backup.SlotName(site.Name), site.Name, site.Backup.MaxSlotWALKeepSize, site.Name)}})
+	}
+	return g
 }

@@ -22,6 +22,8 @@ type Settings struct {
 	ReplicationFor  string
 	KongFor         string
 	TargetDownFor   string
+	BackupLateFor   string
+	WALStreamingFor string
 	ReplicationLag  int     // bytes a subscriber may be behind its publisher's slot
 	SubscriptionAge int     // seconds since a subscription last heard from its publisher
 	SlotWALRatio    float64 // retained WAL / max_slot_wal_keep_size that alerts
@@ -48,6 +50,8 @@ func ReadSettings(topo *sites.Topology, site *sites.Site) (Settings, error) {
 		ReplicationFor:     v.String("alerts.replication_for", "5m"),
 		KongFor:            v.String("alerts.kong_for", "5m"),
 		TargetDownFor:      v.String("alerts.target_down_for", "2m"),
+		BackupLateFor:      v.String("alerts.backup_late_for", "10m"),
+		WALStreamingFor:    v.String("alerts.wal_streaming_for", "5m"),
 		ReplicationLag:     v.Int("alerts.replication_lag_bytes", 64<<20),
 		SubscriptionAge:    v.Int("alerts.subscription_silent_seconds", 300),
 		SlotWALRatio:       v.Float("alerts.slot_wal_ratio", 0.8),
@@ -66,6 +70,7 @@ func ReadSettings(topo *sites.Topology, site *sites.Site) (Settings, error) {
 		{"scrape_interval", s.ScrapeInterval}, {"evaluation_interval", s.EvaluationInterval},
 		{"alerts.tunnel_down_for", s.TunnelDownFor}, {"alerts.replicas_for", s.ReplicasFor},
 		{"alerts.replication_for", s.ReplicationFor}, {"alerts.kong_for", s.KongFor}, {"alerts.target_down_for", s.TargetDownFor},
+		{"alerts.backup_late_for", s.BackupLateFor}, {"alerts.wal_streaming_for", s.WALStreamingFor},
 		{"health_interval", s.HealthInterval},
 	} {
 		if _, err := time.ParseDuration(d.val); err != nil {

@@ -1,8 +1,9 @@
 #!/bin/sh
 # sitectl's Barman container (stacks/backup): writes Barman's password file from the
-# Docker secrets, then every minute runs `barman cron` (restarts pg_receivewal, files
-# the streamed WAL, applies retention) and takes a base backup of a site whose
-# newest is older than its last_backup_maximum_age (`barman check` says FAILED).
+# Docker secrets, starts the exporter, then every minute runs `barman cron`
+# (restarts pg_receivewal, files the streamed WAL, applies retention) and takes a
+# base backup of a site whose newest is older than its last_backup_maximum_age
+# (`barman check` says FAILED).
 # BARMAN_TARGETS lists "site=host:port:user" words; the password of site is
 # /run/secrets/barman-password-<site>.
 set -u
@@ -24,6 +25,9 @@ chown barman:barman /var/lib/barman/.pgpass
 chmod 600 /var/lib/barman/.pgpass
 export PGPASSFILE=/var/lib/barman/.pgpass
 [ "${1:-}" = "--once" ] && exit 0
+# Backup age, WAL streaming and lag per site as Prometheus metrics on
+# $BARMAN_EXPORTER_PORT (barman-exporter: backup/exporter/barman_exporter.py).
+barman-exporter &
 while :; do
 	barman -q cron
 	for t in ${BARMAN_TARGETS:-}; do

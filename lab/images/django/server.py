@@ -9,17 +9,21 @@ Every row carries the site that wrote it (SITE_ID) and a UUIDv7 key minted here;
 app only ever writes its own site's rows (ownership, shared/DESIGN.md decision 4).
 Configuration from the environment: SITE_ID; DATABASE_URL, or DB_HOST, DB_PORT,
 DB_NAME, DB_USER and DB_PASSWORD / DB_PASSWORD_FILE (also used when DATABASE_URL
-carries no password); PORT (8000).
+carries no password); PORT (8000); THREADS (16): the worker threads, each keeping
+its own database connection.
 """
 import json
 import os
+import queue
 import secrets
+import select
+import socketserver
 import sys
+import threading
 import time
 import uuid
 from urllib.parse import urlparse, unquote
-from wsgiref.simple_server import make_server, WSGIServer, WSGIRequestHandler
-from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIServer, WSGIRequestHandler
 
 print("sitectl lab django-api: starting (site %s)" % os.environ.get("SITE_ID", "?"), flush=True)
 
@@ -63,7 +67,7 @@ settings.configure(
     ROOT_URLCONF=__name__,
     MIDDLEWARE=[],
     INSTALLED_APPS=[],
-    DATABASES={"default": dict(ENGINE="django.db.backends.postgresql", CONN_MAX_AGE=0,
+    DATABASES={"default": dict(ENGINE="django.db.backends.postgresql", CONN_MAX_AGE=None,
                                OPTIONS={"connect_timeout": 5}, **database_settings())},
     USE_TZ=True,
     LOGGING={
@@ -74,10 +78,33 @@ settings.configure(
 )
 django.setup()
 
+from django.core.signals import request_started  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.http import JsonResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 from django.views.decorators.csrf import csrf_exempt  # noqa: E402
+
+
+def drop_dead_connection(**kwargs):
+    """Django 3.2 has no CONN_HEALTH_CHECKS. A worker's kept connection that the
+    database closed meanwhile (a restart or stop: PostgreSQL sends its FATAL notice
+    and closes) is readable while idle; it is dropped before the request uses it, so
+    the request opens a new one instead of failing. One poll, no round trip."""
+    raw = connection.connection
+    if raw is None:
+        return
+    try:
+        dead = raw.closed or bool(select.select([raw.fileno()], [], [], 0)[0])
+    except Exception:  # a closed or broken socket
+        dead = True
+    if dead:
+        try:
+            connection.close()
+        except Exception:
+            connection.connection = None
+
+
+request_started.connect(drop_dead_connection)
 
 SITE = os.environ.get("SITE_ID", "")
 TABLE = os.environ.get("ROWS_TABLE", "lab_rows")
@@ -183,20 +210,48 @@ def routes(prefix):
 urlpatterns = routes("") + routes("api/")
 
 
-class Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+class Server(WSGIServer):
+    """A fixed pool of worker threads serves the accepted connections (one request
+    each: wsgiref speaks HTTP/1.0). Each worker keeps its own database connection
+    (Django's connections are per thread; CONN_MAX_AGE), so a request pays neither
+    a thread start nor a PostgreSQL connection (its SCRAM exchange and backend start
+    cost tens of milliseconds). When every worker is busy, connections wait in the
+    listen backlog and the accept queue."""
+
+    request_queue_size = 1024  # listen backlog: a burst waits here, not in SYN retries
+    allow_reuse_address = True
+
+    def __init__(self, addr, handler, threads):
+        self.jobs = queue.Queue(maxsize=threads * 4)
+        super().__init__(addr, handler)
+        for i in range(threads):
+            threading.Thread(target=self.work, name="worker-%d" % i, daemon=True).start()
 
     def server_bind(self):
         # HTTPServer.server_bind looks up the host's FQDN, a DNS query the lab (no
         # outside DNS) answers only after a long timeout.
-        import socketserver
         socketserver.TCPServer.server_bind(self)
         self.server_name = "localhost"
         self.server_port = self.server_address[1]
         self.setup_environ()
 
+    def process_request(self, request, client_address):
+        self.jobs.put((request, client_address))  # blocks the accept loop when full
+
+    def work(self):
+        while True:
+            request, client_address = self.jobs.get()
+            try:
+                self.finish_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+            finally:
+                self.shutdown_request(request)
+
 
 class Quiet(WSGIRequestHandler):
+    disable_nagle_algorithm = True  # headers and body are two writes
+
     def log_message(self, fmt, *args):
         sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
 
@@ -204,8 +259,13 @@ class Quiet(WSGIRequestHandler):
 def main():
     from django.core.wsgi import get_wsgi_application
     port = int(os.environ.get("PORT", "8000"))
-    httpd = make_server("0.0.0.0", port, get_wsgi_application(), server_class=Server, handler_class=Quiet)
-    print(f"sitectl lab django-api for site {SITE or '(SITE_ID unset)'}: listening on :{port}", flush=True)
+    raw = os.environ.get("THREADS", "16")
+    threads = int(raw) if raw.isdigit() else 0
+    if threads < 1:
+        sys.exit(f"sitectl lab django-api: THREADS is {raw!r}; want a whole number of worker threads ≥ 1, such as 16")
+    httpd = Server(("0.0.0.0", port), Quiet, threads)
+    httpd.set_app(get_wsgi_application())
+    print(f"sitectl lab django-api for site {SITE or '(SITE_ID unset)'}: listening on :{port} ({threads} threads)", flush=True)
     httpd.serve_forever()
 
 

@@ -139,10 +139,26 @@ func StartCluster(opts Options) (*Cluster, error) {
 		}
 	}
 	c.Port = port
-	args := serverArgs(dir, port, opts)
-	logf, err := os.Create(filepath.Join(dir, "server.log"))
-	if err != nil {
+	if err := c.launch(cred); err != nil {
 		return fail(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.bootstrap(ctx); err != nil {
+		_ = c.Stop()
+		return nil, fmt.Errorf("pgtest %s: %w; server log: %s", opts.Name, err, c.Log())
+	}
+	return c, nil
+}
+
+// launch starts the server on c.Dir's data, at c.Port.
+func (c *Cluster) launch(cred *syscall.Credential) error {
+	opts := c.Opts
+	args := serverArgs(c.Dir, c.Port, opts)
+	logf, err := os.OpenFile(filepath.Join(c.Dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
 	}
 	c.logf = logf
 	cmd := exec.Command(filepath.Join(BinDir, "postgres"), args...)
@@ -154,21 +170,91 @@ func StartCluster(opts Options) (*Cluster, error) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Dir = dir
+	cmd.Dir = c.Dir
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()
-		return fail(err)
+		return err
 	}
 	c.cmd = cmd
-	go func() { _ = cmd.Wait(); close(c.done) }()
+	done := make(chan struct{})
+	c.done = done
+	go func() { _ = cmd.Wait(); close(done) }()
+	return nil
+}
 
+// Halt stops the server and keeps its data directory: Restart starts it again
+// (an old instance taken away and brought back).
+func (c *Cluster) Halt() error {
+	c.waitMu.Lock()
+	defer c.waitMu.Unlock()
+	c.halt()
+	return nil
+}
+
+func (c *Cluster) halt() {
+	if c.cmd != nil && c.cmd.Process != nil {
+		_ = c.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-c.done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+			<-c.done
+		}
+		c.cmd = nil
+	}
+	if c.logf != nil {
+		_ = c.logf.Close()
+		c.logf = nil
+	}
+}
+
+// Restart starts a halted cluster's server again from its data, on port (0: a
+// free one), and waits until it answers.
+func (c *Cluster) Restart(port int) error {
+	c.waitMu.Lock()
+	defer c.waitMu.Unlock()
+	if c.cmd != nil {
+		return fmt.Errorf("pgtest %s: running", c.Opts.Name)
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return err
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if port == 0 {
+		if port, err = freePort(c.Opts.Listen); err != nil {
+			return err
+		}
+	}
+	c.Port = port
+	if err := c.launch(&syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := c.bootstrap(ctx); err != nil {
-		_ = c.Stop()
-		return nil, fmt.Errorf("pgtest %s: %w; server log: %s", opts.Name, err, c.Log())
+	conn, err := c.waitReady(ctx)
+	if err != nil {
+		return fmt.Errorf("pgtest %s: %w; server log: %s", c.Opts.Name, err, c.Log())
 	}
-	return c, nil
+	return conn.Close(ctx)
+}
+
+// waitReady waits until the server takes connections.
+func (c *Cluster) waitReady(ctx context.Context) (*pgx.Conn, error) {
+	for {
+		conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", c.Dir, c.Port))
+		if err == nil {
+			return conn, nil
+		}
+		select {
+		case <-c.done:
+			return nil, errors.New("postgres exited during start")
+		case <-ctx.Done():
+			return nil, fmt.Errorf("not ready: %w", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // initData makes the cluster's data directory in dir, owned by cred, accepting
@@ -220,20 +306,9 @@ func serverArgs(dir string, port int, opts Options) []string {
 
 // bootstrap waits for the server and creates the login role and database.
 func (c *Cluster) bootstrap(ctx context.Context) error {
-	var conn *pgx.Conn
-	for {
-		var err error
-		conn, err = pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", c.Dir, c.Port))
-		if err == nil {
-			break
-		}
-		select {
-		case <-c.done:
-			return errors.New("postgres exited during start")
-		case <-ctx.Done():
-			return fmt.Errorf("not ready: %w", err)
-		case <-time.After(50 * time.Millisecond):
-		}
+	conn, err := c.waitReady(ctx)
+	if err != nil {
+		return err
 	}
 	defer func() { _ = conn.Close(ctx) }()
 	// The role's password must not land in the server log (tests check it does not).
@@ -247,7 +322,7 @@ func (c *Cluster) bootstrap(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE ROLE %s LOGIN SUPERUSER PASSWORD %s", pgx.Identifier{c.Opts.User}.Sanitize(), pw)); err != nil {
 		return err
 	}
-	_, err := conn.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s OWNER %s", pgx.Identifier{c.Opts.Database}.Sanitize(), pgx.Identifier{c.Opts.User}.Sanitize()))
+	_, err = conn.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s OWNER %s", pgx.Identifier{c.Opts.Database}.Sanitize(), pgx.Identifier{c.Opts.User}.Sanitize()))
 	return err
 }
 
@@ -281,20 +356,7 @@ func (c *Cluster) Log() string {
 func (c *Cluster) Stop() error {
 	c.waitMu.Lock()
 	defer c.waitMu.Unlock()
-	if c.cmd != nil && c.cmd.Process != nil {
-		_ = c.cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-c.done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
-			<-c.done
-		}
-		c.cmd = nil
-	}
-	if c.logf != nil {
-		_ = c.logf.Close()
-		c.logf = nil
-	}
+	c.halt()
 	if c.Dir != "" {
 		err := os.RemoveAll(c.Dir)
 		c.Dir = ""
