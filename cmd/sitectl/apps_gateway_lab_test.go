@@ -33,10 +33,10 @@ const exampleApps = "../../apps"
 // THROUGH the site's gateway (the lab's routing Kong stand-in, over HTTPS at the
 // site's Kong nodes): `/` is the front-end's page (served by the site's own
 // front-end); at the hub `/auth/token` issues a token (201) and `/auth/verify`
-// verifies it and refuses a forged one (served by the identity provider). At the
-// spokes `/auth` is skipped: their Kong forwards it to the hub's over TLS, which
-// the lab's stand-in does not verify with sitectl's CA. The apps' stacks are
-// removed at the end.
+// verifies it and refuses a forged one (served by the identity provider), at the
+// spokes too: their Kong forwards `/auth` to the hub's over TLS, its health checks
+// verifying the hub's certificate with sitectl's CA (lua_ssl_trusted_certificate).
+// The apps' stacks are removed at the end.
 func TestLabAppsThroughGateway(t *testing.T) {
 	l := labtest.Shared(t)
 	names, err := apps.Names(exampleApps)
@@ -81,14 +81,6 @@ func TestLabAppsThroughGateway(t *testing.T) {
 			}
 		})
 		t.Run(s.Name+" /auth → identity", func(t *testing.T) {
-			if s.Name != topo.Hub {
-				// The hub's Kong is reached over TLS, with https_verify_certificate; the
-				// stand-in's active health check verifies that certificate against the
-				// system's roots, not the service's ca_certificates, so the hub target
-				// stays unhealthy (503) in the lab. Seen on the first full run; see
-				// docs/apps.md.
-				t.Skip("a spoke's hub-forwarded route: the lab's Kong stand-in does not verify the hub's certificate with sitectl's CA (docs/apps.md)")
-			}
 			code, body, _ := gatewayGet(ctx, t, c, http.MethodPost, url+"/auth/token", `{"user": "alice"}`, "", func(code int, _ string) bool { return code == http.StatusCreated })
 			_, rest, ok := strings.Cut(body, `"token": "`)
 			token, _, ok2 := strings.Cut(rest, `"`)

@@ -22,6 +22,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -56,6 +57,9 @@ type address struct {
 type balancer struct {
 	up       kongUpstream
 	resolver func(ctx context.Context, host string) ([]string, error)
+	// roots verify targets' certificates in HTTPS health checks (trustedRoots);
+	// nil is the system store.
+	roots *x509.CertPool
 
 	mu    sync.Mutex
 	addrs map[string]*address // by ip:port
@@ -228,7 +232,7 @@ func (b *balancer) probe(ctx context.Context, addr string) {
 		}
 	}
 	client := &http.Client{Transport: &http.Transport{
-		TLSClientConfig:   &tls.Config{InsecureSkipVerify: !a.HTTPSVerifyCertificate}, //nolint:gosec // Kong's https_verify_certificate: false
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: !a.HTTPSVerifyCertificate, RootCAs: b.roots}, //nolint:gosec // Kong's https_verify_certificate: false
 		DisableKeepAlives: true}}
 	status := 0
 	resp, err := client.Do(req)

@@ -69,8 +69,14 @@ func newKongProxy(c *kongConfig) (*kongProxy, error) {
 			}
 		}
 	}
+	roots, err := trustedRoots(os.Getenv("KONG_LUA_SSL_TRUSTED_CERTIFICATE"))
+	if err != nil {
+		return nil, err
+	}
 	for _, u := range c.Upstreams {
-		p.balancers[u.Name] = newBalancer(u, nil)
+		b := newBalancer(u, nil)
+		b.roots = roots
+		p.balancers[u.Name] = b
 	}
 	return p, nil
 }

@@ -45,9 +45,13 @@ func writeCert(t *testing.T, isCA bool) string {
 // it, against sitectl's Kong CA; with values.kong.admin.tls_verify: false, not at
 // all; a secret that is not a CA is refused naming the key.
 func TestAdminCA(t *testing.T) {
+	// upstreamCA is the CA the health checks trust (lua_ssl_trusted_certificate):
+	// Kong's health checker does not use a service's ca_certificates.
+	var upstreamCA string
 	render := func(set ...string) (string, error) {
 		topo := stacktest.Load(t, "dev", set...)
 		r, err := kong.Stack{}.Render(stacks.Input{Topo: topo, Site: topo.Site("douala")})
+		upstreamCA = string(r.Files[kong.UpstreamCAFile])
 		return string(r.Files["kong.yml"]), err
 	}
 	def, err := render()
@@ -61,6 +65,9 @@ func TestAdminCA(t *testing.T) {
 	if !strings.Contains(def, "tls_verify: true") || !strings.Contains(def, indent(string(fixture))) {
 		t.Errorf("without values.kong.admin.ca, want sitectl's Kong CA:\n%s", def)
 	}
+	if strings.TrimSpace(upstreamCA) != strings.TrimSpace(string(fixture)) {
+		t.Errorf("the health checks' CA is %q, want sitectl's Kong CA", upstreamCA)
+	}
 	off, err := render("douala:values.kong.admin.tls_verify=false")
 	if err != nil {
 		t.Fatal(err)
@@ -68,12 +75,15 @@ func TestAdminCA(t *testing.T) {
 	if !strings.Contains(off, "tls_verify: false") || strings.Contains(off, "ca_certificates") {
 		t.Errorf("with values.kong.admin.tls_verify false:\n%s", off)
 	}
+	if upstreamCA != "" {
+		t.Errorf("with values.kong.admin.tls_verify false, the health checks still get a CA")
+	}
 	ca := writeCert(t, true)
 	on, err := render("douala:secrets.kong-admin-ca.file="+ca, "douala:values.kong.admin.ca=kong-admin-ca")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(on, indent(string(fixture))) {
+	if strings.Contains(on, indent(string(fixture))) || upstreamCA == "" || strings.Contains(upstreamCA, strings.TrimSpace(string(fixture))) {
 		t.Errorf("the operator's CA does not win over sitectl's:\n%s", on)
 	}
 	for _, want := range []string{"tls_verify: true", "ca_certificates:", "-----BEGIN CERTIFICATE-----", "https_verify_certificate: true"} {

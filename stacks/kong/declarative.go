@@ -3,6 +3,7 @@ package kong
 import (
 	"bytes"
 	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -348,10 +349,67 @@ func appServices(d *declarative, topo *sites.Topology, site *sites.Site, tags []
 				Retries: 2, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags, Routes: local})
 		}
 		if len(forwarded) > 0 && toHub != nil {
-			d.Services = append(d.Services, service{Name: "app-" + a.Name + "-hub", Protocol: toHub.Protocol, Host: toHub.Host, Port: toHub.Port,
+			host := toHub.Host
+			if hub := findUpstream(d, toHub.Host); hub != nil {
+				host = a.Name + ".hub"
+				d.Upstreams = append(d.Upstreams, hubAppUpstream(host, a, forwarded, *hub, tags))
+			}
+			d.Services = append(d.Services, service{Name: "app-" + a.Name + "-hub", Protocol: toHub.Protocol, Host: host, Port: toHub.Port,
 				TLSVerify: toHub.TLSVerify, CACertificates: toHub.CACertificates, Retries: 1, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags, Routes: forwarded})
 		}
 	}
+}
+
+// findUpstream is d's upstream named name, nil when none.
+func findUpstream(d *declarative, name string) *upstream {
+	for i := range d.Upstreams {
+		if d.Upstreams[i].Name == name {
+			return &d.Upstreams[i]
+		}
+	}
+	return nil
+}
+
+// hubAppUpstream is a spoke's upstream for an app's routes forwarded to the hub: the
+// hub's Kong nodes (the targets of /admin's upstream, same TLS verification), health
+// checked at the app's own readiness through the hub's Kong, so a forwarded route's
+// health is the app's, not the hub admin's. A readiness path that no route of the
+// app serves cannot be reached through the hub's Kong: the first forwarded route's
+// path is probed then, and any answer but a server error counts (the hub's Kong and
+// the app answer).
+func hubAppUpstream(name string, a *sites.App, forwarded []route, hub upstream, tags []string) upstream {
+	path := a.Readiness
+	if path == "" {
+		path = a.Liveness
+	}
+	ok := []int{200}
+	if !servedBy(path, forwarded) {
+		path = forwarded[0].Paths[0]
+		ok = []int{200, 201, 202, 204, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405}
+	}
+	hc := checks("https", path, ok)
+	hc.Active.HTTPSVerifyCertificate = hub.Healthchecks.Active.HTTPSVerifyCertificate
+	up := upstream{Name: name, Algorithm: "round-robin", Tags: tags, Healthchecks: hc}
+	for _, t := range hub.Targets {
+		t.Tags = append(clone(t.Tags), "app-"+a.Name)
+		up.Targets = append(up.Targets, t)
+	}
+	return up
+}
+
+// servedBy says whether a request for path matches one of routes' path prefixes.
+func servedBy(path string, routes []route) bool {
+	if path == "" {
+		return false
+	}
+	for _, r := range routes {
+		for _, p := range r.Paths {
+			if strings.HasPrefix(path, p) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // appTargets are an app's upstream targets at a site: its entry service, and with a

@@ -9,6 +9,7 @@ import (
 	_ "embed"
 	"fmt"
 
+	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks"
 	"github.com/sitectl/sitectl/stacks/monitoring/targets"
 )
@@ -34,6 +35,9 @@ type composeData struct {
 	ShipLogs    bool
 	GELFPort    int
 	StatusPort  int
+	// TrustedCA: kong.yml's HTTPS health checks verify the hub's certificate, so
+	// Kong's lua_ssl_trusted_certificate lists the CA (upstream-ca.pem).
+	TrustedCA bool
 }
 
 // Render implements stacks.Stack: compose.yml plus kong.yml.
@@ -54,16 +58,23 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 	if err != nil {
 		return stacks.Rendered{}, err
 	}
+	ca, err := healthCheckCA(in.Topo, in.Site, s)
+	if err != nil {
+		return stacks.Rendered{}, err
+	}
 	compose, err := stacks.ExecTemplate("kong/compose.yml.tmpl", composeTemplate, stacks.TemplateData{
 		Site: in.Site, Topo: in.Topo, Env: in.Env(), Stack: Name,
 		Values: stacks.Values(in, Name, nil),
 		Extra: composeData{Settings: s, Constraints: s.Constraints,
-			ShipLogs: in.Site.HasStack("elk"), GELFPort: targets.LogstashGELFPort, StatusPort: targets.KongStatusPort},
+			ShipLogs: in.Site.HasStack("elk"), GELFPort: targets.LogstashGELFPort, StatusPort: targets.KongStatusPort, TrustedCA: ca != ""},
 	})
 	if err != nil {
 		return stacks.Rendered{}, err
 	}
 	r := stacks.Rendered{Stack: Name, Compose: compose, Files: map[string][]byte{"kong.yml": conf}}
+	if ca != "" {
+		r.Files[UpstreamCAFile] = []byte(ca)
+	}
 	if in.Site.IsHub() {
 		own, err := SitectlTLS(in.Topo)
 		if err != nil {
@@ -76,4 +87,21 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 		}
 	}
 	return r, nil
+}
+
+// UpstreamCAFile is the CA a spoke's Kong verifies the hub's certificate against in
+// its active health checks, mounted at /kong/upstream-ca.pem.
+const UpstreamCAFile = "upstream-ca.pem"
+
+// healthCheckCA is the CA PEM a site's Kong must trust for its HTTPS health checks
+// of the hub's Kong (/admin and routes forwarded to the hub, https_verify_certificate
+// on), "" when none. Kong verifies a health check's handshake against
+// lua_ssl_trusted_certificate only (the OpenResty cosocket's store): a service's
+// ca_certificates cover proxied requests, not the health checker. Without the CA
+// there, every hub target would stay unhealthy and /admin would answer 503.
+func healthCheckCA(topo *sites.Topology, site *sites.Site, s Settings) (string, error) {
+	if site.IsHub() || !s.AdminTLSVerify {
+		return "", nil
+	}
+	return trustedCA(topo, site, s)
 }

@@ -29,8 +29,18 @@ func render(t *testing.T, env, site string, set ...string) stacks.Rendered {
 // loads with docker/cli's loader and converts, kong.yml validates, goldens match.
 func TestRenderGolden(t *testing.T) {
 	stacktest.RenderEach(t, kong.Stack{}, func(t *testing.T, in stacks.Input, r stacks.Rendered, cfg *composetypes.Config, d *stacks.Desired) {
-		if len(d.Services) != 1 || len(d.Configs) != 1 || len(d.Secrets) != 2 {
-			t.Errorf("converted: %d services, %d configs, %d secrets; want 1, 1, 2", len(d.Services), len(d.Configs), len(d.Secrets))
+		// A spoke verifying the hub's certificate also mounts the CA its health
+		// checks trust (lua_ssl_trusted_certificate).
+		configs := 1
+		if !in.Site.IsHub() {
+			configs = 2
+			ca, env := string(r.Files[kong.UpstreamCAFile]), "KONG_LUA_SSL_TRUSTED_CERTIFICATE"
+			if !strings.Contains(ca, "BEGIN CERTIFICATE") || !strings.Contains(string(r.Compose), env+`: "system,/kong/upstream-ca.pem"`) {
+				t.Errorf("spoke %s: want %s and the CA mounted for the hub's health checks", in.Site.Name, env)
+			}
+		}
+		if len(d.Services) != 1 || len(d.Configs) != configs || len(d.Secrets) != 2 {
+			t.Errorf("converted: %d services, %d configs, %d secrets; want 1, %d, 2", len(d.Services), len(d.Configs), len(d.Secrets), configs)
 		}
 		if got := cfg.Services[0].Ports[0].Mode; got != in.Site.Deploy.PublishMode {
 			t.Errorf("proxy port mode %q, site says %q", got, in.Site.Deploy.PublishMode)
@@ -275,12 +285,33 @@ func TestApps(t *testing.T) {
 		if got := hosts["/hello"]; got != "app-hello http://hello.app" {
 			t.Errorf("%s: /hello goes to %q, want the site's own hello", s.Name, got)
 		}
-		want := "app-hello-hub https://admin.hub"
+		// A forwarded route has its own upstream of the hub's Kong nodes, health
+		// checked at the app's route there (not at /admin: the app's health is its
+		// own). hello's readiness (/readyz) is under no forwarded route, so the
+		// route's path is probed.
+		want := "app-hello-hub https://hello.hub"
 		if s.IsHub() {
 			want = "app-hello http://hello.app"
 		}
 		if got := hosts["/hello-admin"]; got != want {
 			t.Errorf("%s: /hello-admin goes to %q, want %q", s.Name, got, want)
+		}
+		var adminTargets, helloHubTargets []string
+		for _, u := range d.Upstreams {
+			for _, tg := range u.Targets {
+				switch u.Name {
+				case "admin.hub":
+					adminTargets = append(adminTargets, tg.Target)
+				case "hello.hub":
+					helloHubTargets = append(helloHubTargets, tg.Target)
+				}
+			}
+			if u.Name == "hello.hub" && u.Healthchecks.Active.HTTPPath != "/hello-admin" {
+				t.Errorf("%s: upstream hello.hub probes %q, want /hello-admin", s.Name, u.Healthchecks.Active.HTTPPath)
+			}
+		}
+		if !s.IsHub() && (len(helloHubTargets) == 0 || strings.Join(helloHubTargets, ",") != strings.Join(adminTargets, ",")) {
+			t.Errorf("%s: hello.hub targets %v, want the hub's Kong nodes %v", s.Name, helloHubTargets, adminTargets)
 		}
 		for _, u := range d.Upstreams {
 			if u.Name == "hello.app" && (len(u.Targets) != 1 || u.Targets[0].Target != "hello_web:8080" || u.Healthchecks.Active.HTTPPath != "/readyz") {
