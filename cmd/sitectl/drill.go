@@ -241,7 +241,7 @@ func runDrill(ctx context.Context, g *globals, kind string, o *drillOptions) err
 		}
 	}
 	if o.report != "" {
-		if err := writeHTMLReport(o.report, rep); err != nil {
+		if err := writeHTMLFile(o.report, rep, drill.WriteHTML); err != nil {
 			fmt.Fprintf(g.streams.Err, "sitectl: write %s: %v\n", o.report, err)
 		}
 	}
@@ -267,13 +267,15 @@ func runDrill(ctx context.Context, g *globals, kind string, o *drillOptions) err
 	return nil
 }
 
-func writeHTMLReport(path string, rep *drill.Report) error {
+// writeHTMLFile writes rep to path with write (a package's WriteHTML); a failed
+// write is the error reported, not the close's.
+func writeHTMLFile[R any](path string, rep R, write func(io.Writer, R) error) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if err := drill.WriteHTML(f, rep); err != nil {
-		_ = f.Close() // the write error is the one to report
+	if err := write(f, rep); err != nil {
+		_ = f.Close()
 		return err
 	}
 	return f.Close()

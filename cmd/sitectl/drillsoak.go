@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -129,7 +128,7 @@ func runDrillSoak(ctx context.Context, g *globals, o *soakOptions) error {
 		r.Watch.Stop(r.Entries)
 	}
 	if o.report != "" {
-		if err := writeSoakHTML(o.report, rep); err != nil {
+		if err := writeHTMLFile(o.report, rep, soak.WriteHTML); err != nil {
 			fmt.Fprintf(g.streams.Err, "sitectl: write %s: %v\n", o.report, err)
 		}
 	}
@@ -192,16 +191,4 @@ func printSoakText(g *globals, r *soak.Report) {
 			fmt.Fprintf(w, "  %s %-22s %s\n", mark, c.Name, c.Detail)
 		}
 	}
-}
-
-func writeSoakHTML(path string, rep *soak.Report) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := soak.WriteHTML(f, rep); err != nil {
-		_ = f.Close() // the write error is the one to report
-		return err
-	}
-	return f.Close()
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -76,7 +75,7 @@ Interrupting stops the clients.`,
 				return err
 			}
 			if report != "" {
-				if err := writeLoadHTML(report, rep); err != nil {
+				if err := writeHTMLFile(report, rep, traffic.WriteHTML); err != nil {
 					return fmt.Errorf("--report %s: %w (the figures above are complete)", report, err)
 				}
 			}
@@ -113,18 +112,6 @@ func printLoad(g *globals, rep *traffic.Report) error {
 			ms(r.P50), ms(r.P90), ms(r.P99), ms(r.Max), text.OrDash(strings.Join(errs, ", ")), text.OrDash(strings.Join(served, ", ")))
 	}
 	return tw.Flush()
-}
-
-func writeLoadHTML(path string, rep *traffic.Report) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := traffic.WriteHTML(f, rep); err != nil {
-		_ = f.Close() // the write error is the one to report
-		return err
-	}
-	return f.Close()
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }

@@ -39,7 +39,7 @@ func TestLoadHTMLFile(t *testing.T) {
 	rep := &traffic.Report{Rate: 5, Duration: time.Second, Mix: "9:1", Sites: []traffic.Result{
 		{Site: "douala", Requests: 5, BucketWidth: time.Second, Buckets: []traffic.Bucket{{Requests: 5, OK: 5, P50: time.Millisecond, P99: 2 * time.Millisecond}}}}}
 	path := filepath.Join(t.TempDir(), "load.html")
-	if err := writeLoadHTML(path, rep); err != nil {
+	if err := writeHTMLFile(path, rep, traffic.WriteHTML); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(path)
@@ -49,7 +49,7 @@ func TestLoadHTMLFile(t *testing.T) {
 	if !strings.Contains(string(b), `<svg class="latency-chart" data-site="douala"`) {
 		t.Errorf("%s has no latency chart for douala:\n%s", path, b)
 	}
-	if err := writeLoadHTML(filepath.Join(t.TempDir(), "no", "such", "dir.html"), rep); err == nil {
+	if err := writeHTMLFile(filepath.Join(t.TempDir(), "no", "such", "dir.html"), rep, traffic.WriteHTML); err == nil {
 		t.Error("writing into a missing directory succeeded")
 	}
 }
