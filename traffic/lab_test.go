@@ -144,6 +144,12 @@ func TestLabGateway(t *testing.T) {
 				t.Errorf("failed over, write %d: %d %v %v, want 201 owned by cloud", i, code, row, err)
 			}
 		}
+		// Hold the fault until douala's own clients (2 requests/s) have seen the
+		// failover too: the probes above may meet cloud's API before they do, and
+		// the peer's share of requests grows only as Kong's checks settle.
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && !failedOver(watch.Snapshot([]Entry{douala}), "cloud"); {
+			time.Sleep(time.Second)
+		}
 		scale(1)
 		watch.Phase("after")
 		back := servedBy("douala", 3*time.Minute)
@@ -260,4 +266,14 @@ func do(c *http.Client, req *http.Request) (map[string]any, int, http.Header, er
 	var out map[string]any
 	_ = json.Unmarshal(b, &out)
 	return out, resp.StatusCode, resp.Header, nil
+}
+
+// failedOver says whether the "during" phase of got shows a failover to peer.
+func failedOver(got []Availability, peer string) bool {
+	for _, a := range got {
+		if a.Phase == "during" && a.Failover != nil && a.Failover.Peer == peer {
+			return true
+		}
+	}
+	return false
 }
