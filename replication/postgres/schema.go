@@ -192,8 +192,18 @@ func (s *Schema) run(ctx context.Context, pool *pgxpool.Pool, tables []string, c
 		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", SchemaLockWait.Milliseconds())); err != nil {
 			return err
 		}
-		// Simple protocol: the file may hold many statements.
-		if _, err := tx.Exec(ctx, s.SQL, pgx.QueryExecModeSimpleProtocol); err != nil {
+		// One schema run at a time per database: sites deploy in parallel, and one
+		// site's plan dry-runs every replicating site's schema while that site's own
+		// deploy applies it. Two CREATE ... IF NOT EXISTS of one name in concurrent
+		// transactions fail the second with a duplicate key in pg_type once the
+		// first commits; after this lock the second sees the committed objects.
+		// Bounded by lock_timeout above.
+		_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('sitectl.schema'))`)
+		if err == nil {
+			// Simple protocol: the file may hold many statements.
+			_, err = tx.Exec(ctx, s.SQL, pgx.QueryExecModeSimpleProtocol)
+		}
+		if err != nil {
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_not_available
 				return lockWaitError{fmt.Errorf("schema %s: waited %s for a lock another session holds (%s); pg_stat_activity lists who (state 'idle in transaction' is the usual culprit): end it, or retry once it ended", filepath.Base(s.Path), SchemaLockWait, pgErr.Message)}
@@ -206,7 +216,7 @@ func (s *Schema) run(ctx context.Context, pool *pgxpool.Pool, tables []string, c
 		if !commit {
 			return errRollback
 		}
-		_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS public.sitectl_schema (
+		_, err = tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS public.sitectl_schema (
 				id int PRIMARY KEY DEFAULT 1 CHECK (id = 1), file text NOT NULL, sha256 text NOT NULL,
 				applied_at timestamptz NOT NULL DEFAULT now());
 			COMMENT ON TABLE public.sitectl_schema IS 'sitectl: the replicated schema file last applied here (not replicated)'`,
