@@ -40,6 +40,31 @@ type App struct {
 	// After names the apps this one starts after (x-sitectl.after): at a site
 	// running both, deploy applies this app's group once theirs have converged.
 	After []string `json:"after,omitempty"`
+	// Placement is PlacementAppNodes when the entry service runs on the site's app
+	// nodes (node.labels.role == app), or on a site without any on the site's own
+	// nodes; "": the compose file's own placement.
+	Placement string `json:"placement,omitempty"`
+	// Mongo is whether sitectl sets MONGO_URI on the entry service: every member of
+	// the MongoDB replica set across the sites, the site's own first (x-sitectl.mongo).
+	Mongo bool `json:"mongo,omitempty"`
+}
+
+// AppMongoEnv is the variable holding the MongoDB URI sitectl sets for an app
+// with x-sitectl.mongo (no credentials in it).
+const AppMongoEnv = "MONGO_URI"
+
+// PlacementAppNodes places an app's entry service on the site's app nodes.
+const PlacementAppNodes = "app-nodes"
+
+// HasFailover says whether one of the app's locally served routes fails over to
+// peer sites.
+func (a *App) HasFailover() bool {
+	for _, r := range a.Routes {
+		if r.Failover == FailoverPeers && r.At == RouteLocal {
+			return true
+		}
+	}
+	return false
 }
 
 // AppSite is an app's settings at one site (after every layer).
@@ -136,7 +161,14 @@ type AppRoute struct {
 	Path  string   `json:"path"`
 	Hosts []string `json:"hosts,omitempty"`
 	At    string   `json:"at"`
+	// Failover is FailoverPeers when the site's Kong sends the route to peer
+	// sites' Kong while the local app is not ready (x-sitectl.routes[].failover).
+	Failover string `json:"failover,omitempty"`
 }
+
+// FailoverPeers is the one failover a route may declare: to the peer sites (the
+// site's values.kong.failover order) that run the app.
+const FailoverPeers = "peers"
 
 // Route placements.
 const (

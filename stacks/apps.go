@@ -63,6 +63,12 @@ func RenderApp(in Input, a *sites.App) (Rendered, error) {
 	labels[LabelApp] = a.Name
 	dep["labels"] = labels
 	applyPolicy(dep, a)
+	if a.Placement == sites.PlacementAppNodes {
+		addAppPlacement(in, dep)
+	}
+	if a.Mongo {
+		setEnv(svc, sites.AppMongoEnv, MongoURI(in.Topo, in.Site))
+	}
 	if _, own := dep["endpoint_mode"]; !own && in.Site.Deploy.EndpointMode != "" && in.Site.Deploy.EndpointMode != "vip" {
 		// As the built-in stacks' services: the site's (dnsrr where the kernel has no
 		// IPVS, as in the lab; Kong and the apps then reach each task by name).

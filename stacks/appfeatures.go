@@ -1,0 +1,75 @@
+package stacks
+
+import (
+	"net/url"
+	"strings"
+
+	"github.com/sitectl/sitectl/sites"
+)
+
+// AppNodes is the placement constraint of a service that runs on a site's app
+// nodes (node.labels.role == app), or on a site without any (the cloud hub runs its
+// services on its monitor node) on the site's own nodes: the Django API's, and an
+// app's with x-sitectl.placement: app-nodes.
+func AppNodes(s *sites.Site) string {
+	for _, n := range s.Nodes {
+		if n.Labels["role"] == "app" {
+			return "node.labels.role == app"
+		}
+	}
+	return "node.labels.site == " + s.Name
+}
+
+// MongoURI lists every member of the MongoDB replica set across the sites, site's
+// own first, with the site's replica set and read preference (no credentials): the
+// Django API's MONGO_URI, and an app's with x-sitectl.mongo.
+func MongoURI(t *sites.Topology, s *sites.Site) string {
+	var hosts []string
+	add := func(site *sites.Site) {
+		for _, m := range site.Mongo.Members {
+			hosts = append(hosts, m.Host)
+		}
+	}
+	add(s)
+	if t != nil {
+		for _, o := range t.Sites {
+			if o.Name != s.Name {
+				add(o)
+			}
+		}
+	}
+	q := url.Values{}
+	if s.Mongo.ReplicaSet != "" {
+		q.Set("replicaSet", s.Mongo.ReplicaSet)
+	}
+	if s.Mongo.ReadPreference != "" {
+		q.Set("readPreference", s.Mongo.ReadPreference)
+	}
+	return "mongodb://" + strings.Join(hosts, ",") + "/?" + q.Encode()
+}
+
+// addAppPlacement constrains the entry service to the site's app nodes
+// (x-sitectl.placement: app-nodes), next to the compose file's own constraints.
+func addAppPlacement(in Input, dep map[string]any) {
+	place := subMap(dep, "placement")
+	cons, _ := place["constraints"].([]any)
+	if c := AppNodes(in.Site); !containsAny(cons, c) {
+		place["constraints"] = append(cons, c)
+	}
+}
+
+// setEnv sets the variable name to value in a compose service's environment (a
+// list or a map).
+func setEnv(svc map[string]any, name, value string) {
+	switch env := svc["environment"].(type) {
+	case []any:
+		svc["environment"] = append(env, name+"="+value)
+	default:
+		m, _ := env.(map[string]any)
+		if m == nil {
+			m = map[string]any{}
+		}
+		m[name] = value
+		svc["environment"] = m
+	}
+}
