@@ -1,0 +1,59 @@
+package stacks_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/sitectl/sitectl/stacks"
+	djangoapi "github.com/sitectl/sitectl/stacks/django-api"
+	"github.com/sitectl/sitectl/stacks/stacktest"
+)
+
+// TestAppPlacementAndMongo: an app with placement: app-nodes runs on the site's app
+// nodes (at the hub, which has none, on the hub's own nodes) next to the compose
+// file's own constraint, and with mongo: true gets the MONGO_URI the Django API gets.
+func TestAppPlacementAndMongo(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "reports"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	compose := `services:
+  web:
+    image: registry.example.org/reports:1.0.0
+    environment: [MODE=batch]
+    deploy:
+      placement:
+        constraints: [node.platform.os == linux]
+x-sitectl:
+  placement: app-nodes
+  mongo: true
+`
+	if err := os.WriteFile(filepath.Join(dir, "reports", "compose.yaml"), []byte(compose), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	topo := stacktest.WithApps(t, stacktest.Load(t, "production"), dir)
+	for _, tc := range []struct{ site, constraint string }{
+		{"douala", "node.labels.role == app"},
+		{"cloud", "node.labels.site == cloud"},
+	} {
+		in := stacks.Input{Topo: topo, Site: topo.Site(tc.site)}
+		r, err := stacks.RenderApp(in, topo.Apps[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := stacktest.LoadCompose(t, r)
+		svc := cfg.Services[0]
+		if want := []string{"node.platform.os == linux", tc.constraint}; !slices.Equal(svc.Deploy.Placement.Constraints, want) {
+			t.Errorf("%s: constraints %v, want %v", tc.site, svc.Deploy.Placement.Constraints, want)
+		}
+		uri := svc.Environment["MONGO_URI"]
+		if want := djangoapi.MongoURI(topo, in.Site); uri == nil || *uri != want || want == "" {
+			t.Errorf("%s: MONGO_URI %v, want the API's %q", tc.site, uri, want)
+		}
+		if m := svc.Environment["MODE"]; m == nil || *m != "batch" {
+			t.Errorf("%s: the compose file's own MODE lost: %v", tc.site, svc.Environment)
+		}
+	}
+}
