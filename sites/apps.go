@@ -152,7 +152,33 @@ const (
 )
 
 // AppDatabaseEnv are the environment variables sitectl sets for an app's database.
-var AppDatabaseEnv = []string{"DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME", "DATABASE_USER", "DATABASE_PASSWORD_FILE"}
+var AppDatabaseEnv = []string{"DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME", "DATABASE_USER", "DATABASE_PASSWORD_FILE", "DATABASE_URL"}
+
+// AppUserRef, as an app's database user (x-sitectl.database.user), is the site's
+// application role, postgres.app_user, with its password postgres.app_password:
+// the role the Django API connects as, which sitectl keeps with the postgres stack
+// (not an app role step, never dropped by an app's prune).
+const AppUserRef = "postgres.app_user"
+
+// SharesAppRole says whether the app connects as the site's application role
+// (AppUserRef) rather than a role of its own.
+func (d *AppDatabase) SharesAppRole() bool { return d != nil && d.User == AppUserRef }
+
+// UserAt is the role the app connects as at site s.
+func (d *AppDatabase) UserAt(s *Site) string {
+	if d.SharesAppRole() {
+		return s.Postgres.AppUser
+	}
+	return d.User
+}
+
+// PasswordAt is the reference to the role's password at site s.
+func (d *AppDatabase) PasswordAt(s *Site) SecretRef {
+	if d.SharesAppRole() {
+		return s.Postgres.AppPassword
+	}
+	return s.Secrets[d.PasswordSecret]
+}
 
 // AppRoute is one route of an app: a path prefix (and optional hosts), served at
 // every site that runs the app (At "local") or at the hub only (At "hub": spokes'
