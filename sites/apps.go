@@ -154,7 +154,7 @@ const (
 // AppDatabaseEnv are the environment variables sitectl sets for an app's database.
 var AppDatabaseEnv = []string{"DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME", "DATABASE_USER", "DATABASE_PASSWORD_FILE", "DATABASE_URL"}
 
-// AppUserRef, as an app's database user (x-sitectl.database.user), is the site's
+// AppUserRef is, as an app's database user (x-sitectl.database.user), the site's
 // application role, postgres.app_user, with its password postgres.app_password:
 // the role the Django API connects as, which sitectl keeps with the postgres stack
 // (not an app role step, never dropped by an app's prune).
