@@ -101,6 +101,8 @@ type AppCanary struct {
 	Image    string `json:"image"`
 	Replicas int    `json:"replicas"`
 	Weight   int    `json:"weight"`
+	// Environment is set on the canary service only (x-sitectl.canary.environment).
+	Environment map[string]string `json:"environment,omitempty"`
 }
 
 // EndpointModeAt is the entry service's endpoint mode at site: its compose file's

@@ -63,7 +63,13 @@ func addAppPlacement(in Input, dep map[string]any) {
 func setEnv(svc map[string]any, name, value string) {
 	switch env := svc["environment"].(type) {
 	case []any:
-		svc["environment"] = append(env, name+"="+value)
+		kept := env[:0:0]
+		for _, e := range env {
+			if x, _ := e.(string); x != name && !strings.HasPrefix(x, name+"=") {
+				kept = append(kept, e)
+			}
+		}
+		svc["environment"] = append(kept, name+"="+value)
 	default:
 		m, _ := env.(map[string]any)
 		if m == nil {

@@ -1,6 +1,7 @@
 package stacks_test
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -55,5 +56,46 @@ x-sitectl:
 		if m := svc.Environment["MODE"]; m == nil || *m != "batch" {
 			t.Errorf("%s: the compose file's own MODE lost: %v", tc.site, svc.Environment)
 		}
+	}
+}
+
+// TestCanaryEnvironment: x-sitectl.canary.environment is set on the canary service
+// only, over the entry service's own value.
+func TestCanaryEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "shop"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	compose := `services:
+  web:
+    image: registry.example.org/shop:1.0.0
+    environment: [API_VARIANT=stable, MODE=web]
+x-sitectl:
+  port: 8080
+  routes: [{path: /shop}]
+  canary:
+    image: registry.example.org/shop:1.1.0
+    weight: 10
+    environment: {API_VARIANT: canary}
+`
+	if err := os.WriteFile(filepath.Join(dir, "shop", "compose.yaml"), []byte(compose), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	topo := stacktest.WithApps(t, stacktest.Load(t, "production"), dir)
+	r, err := stacks.RenderApp(stacks.Input{Topo: topo, Site: topo.Site("douala")}, topo.Apps[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, svc := range stacktest.LoadCompose(t, r).Services {
+		for _, k := range []string{"API_VARIANT", "MODE"} {
+			if v := svc.Environment[k]; v != nil {
+				got[svc.Name+" "+k] = *v
+			}
+		}
+	}
+	want := map[string]string{"web API_VARIANT": "stable", "web MODE": "web", "web-canary API_VARIANT": "canary", "web-canary MODE": "web"}
+	if !maps.Equal(got, want) {
+		t.Errorf("environment %v, want %v", got, want)
 	}
 }

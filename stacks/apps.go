@@ -195,6 +195,9 @@ func addCanary(services, svc map[string]any, a *sites.App, c *sites.AppCanary) e
 	}
 	delete(cp, "ports")
 	cp["image"] = c.Image
+	for _, k := range slices.Sorted(maps.Keys(c.Environment)) {
+		setEnv(cp, k, c.Environment[k])
+	}
 	dep := subMap(cp, "deploy")
 	dep["replicas"] = c.Replicas
 	subMap(dep, "labels")[LabelCanary] = "true"
