@@ -2,6 +2,7 @@ package stacks
 
 import (
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/sitectl/sitectl/sites"
@@ -78,4 +79,41 @@ func setEnv(svc map[string]any, name, value string) {
 		m[name] = value
 		svc["environment"] = m
 	}
+}
+
+// Variables sitectl interpolates in an app's compose file at each site, before the
+// deploy's interpolation of the others (as `docker stack deploy` would with them
+// exported): the site's name and the environment.
+const (
+	SiteVar = "SITECTL_SITE"
+	EnvVar  = "SITECTL_ENV"
+)
+
+var siteVarRE = regexp.MustCompile(`\$\$|\$\{(` + SiteVar + `|` + EnvVar + `)\}|\$(` + SiteVar + `|` + EnvVar + `)\b`)
+
+// interpolateSite replaces ${SITECTL_SITE} and ${SITECTL_ENV} (and the forms
+// without braces) in every string value of v; $$ stays an escaped $ for the
+// deploy's interpolation. It returns v with the values replaced.
+func interpolateSite(v any, vars map[string]string) any {
+	switch x := v.(type) {
+	case string:
+		if !strings.Contains(x, "$") {
+			return x
+		}
+		return siteVarRE.ReplaceAllStringFunc(x, func(m string) string {
+			if m == "$$" {
+				return m
+			}
+			return vars[strings.Trim(m, "${}")]
+		})
+	case map[string]any:
+		for k, e := range x {
+			x[k] = interpolateSite(e, vars)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = interpolateSite(e, vars)
+		}
+	}
+	return v
 }

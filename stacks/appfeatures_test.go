@@ -99,3 +99,40 @@ x-sitectl:
 		t.Errorf("environment %v, want %v", got, want)
 	}
 }
+
+// TestSiteInterpolation: ${SITECTL_SITE} and ${SITECTL_ENV} in an app's compose file
+// are the site's name and the environment at each site; $$ stays an escape and other
+// variables are left to the deploy's interpolation.
+func TestSiteInterpolation(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "tag"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	compose := `services:
+  web:
+    image: registry.example.org/tag:1.0.0
+    environment:
+      SITE_ID: ${SITECTL_SITE}
+      WHERE: $SITECTL_SITE/$SITECTL_ENV
+      LITERAL: $${SITECTL_SITE}
+      OTHER: ${TAG_OTHER:-x}
+`
+	if err := os.WriteFile(filepath.Join(dir, "tag", "compose.yaml"), []byte(compose), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	topo := stacktest.WithApps(t, stacktest.Load(t, "production"), dir)
+	for _, site := range []string{"douala", "cloud"} {
+		r, err := stacks.RenderApp(stacks.Input{Topo: topo, Site: topo.Site(site)}, topo.Apps[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for k, v := range stacktest.LoadCompose(t, r).Services[0].Environment {
+			got[k] = *v
+		}
+		want := map[string]string{"SITE_ID": site, "WHERE": site + "/production", "LITERAL": "${SITECTL_SITE}", "OTHER": "x"}
+		if !maps.Equal(got, want) {
+			t.Errorf("%s: environment %v, want %v", site, got, want)
+		}
+	}
+}

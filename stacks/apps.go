@@ -42,6 +42,7 @@ func RenderApp(in Input, a *sites.App) (Rendered, error) {
 		return fail("parse compose file: %w", err)
 	}
 	delete(doc, "x-sitectl")
+	interpolateSite(doc, map[string]string{SiteVar: in.Site.Name, EnvVar: in.Env()})
 	services, _ := doc["services"].(map[string]any)
 	svc, _ := services[a.Service].(map[string]any)
 	if svc == nil {
