@@ -47,6 +47,9 @@ type App struct {
 	// Mongo is whether sitectl sets MONGO_URI on the entry service: every member of
 	// the MongoDB replica set across the sites, the site's own first (x-sitectl.mongo).
 	Mongo bool `json:"mongo,omitempty"`
+	// RateLimit is the requests per minute per client address Kong lets through on
+	// the app's routes (x-sitectl.rate_limit; 0: no limit).
+	RateLimit int `json:"rate_limit,omitempty"`
 }
 
 // AppMongoEnv is the variable holding the MongoDB URI sitectl sets for an app

@@ -76,6 +76,7 @@ type decl struct {
 	After     []string             `yaml:"after"`
 	Placement string               `yaml:"placement"`
 	Mongo     bool                 `yaml:"mongo"`
+	RateLimit int                  `yaml:"rate_limit"`
 }
 
 type health struct {

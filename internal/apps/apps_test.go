@@ -209,6 +209,8 @@ func TestRefusals(t *testing.T) {
 			file: "hello/compose.yaml", key: "services.web.environment.MONGO_URI", msg: "is set by sitectl when x-sitectl.mongo is true"},
 		{name: "inline secret in the canary's environment", files: edit("  port: 8080", "  port: 8080\n  canary: {image: x/hello:2, weight: 10, environment: {API_TOKEN: s3cr3t-value}}"),
 			file: "hello/compose.yaml", key: "x-sitectl.canary.environment.API_TOKEN", msg: "an inline secret (value not shown)"},
+		{name: "negative rate limit", files: edit("  port: 8080", "  port: 8080\n  rate_limit: -5"),
+			file: "hello/compose.yaml", key: "x-sitectl.rate_limit", msg: "-5: requests per minute per client address"},
 		{name: "route path without slash", files: edit("    - path: /hello\n", "    - path: hello\n"),
 			file: "hello/compose.yaml", key: "x-sitectl.routes[0].path", msg: "starts with /"},
 		{name: "production latest image", env: "production", files: edit("production: registry.example.org/hello:1.4.2", "production: registry.example.org/hello:latest"),

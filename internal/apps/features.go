@@ -37,14 +37,22 @@ func checkFailoverProbe(c *collector, rel string, a *sites.App) {
 	c.errf(rel, "", Extension+"."+key, "%q is under no route with failover: peers (%s): Kong probes a peer site's app through the peer's Kong, which forwards only those routes; use a readiness path under one of them (such as %s/ready)", probe, strings.Join(paths, ", "), strings.TrimSuffix(paths[0], "/"))
 }
 
-// checkPlacementAndMongo checks x-sitectl.placement and x-sitectl.mongo and sets
-// them on a.
+// checkPlacementAndMongo checks x-sitectl.placement, x-sitectl.rate_limit and
+// x-sitectl.mongo and sets them on a.
 func checkPlacementAndMongo(c *collector, rel string, topo *sites.Topology, a *sites.App, d decl, svc *composetypes.ServiceConfig) {
 	switch d.Placement {
 	case "", sites.PlacementAppNodes:
 		a.Placement = d.Placement
 	default:
 		c.errf(rel, "", Extension+".placement", "%q: allowed: %s (the site's nodes labelled role=app, else the site's own nodes), or leave it out and write deploy.placement in the compose file", d.Placement, sites.PlacementAppNodes)
+	}
+	switch {
+	case d.RateLimit < 0:
+		c.errf(rel, "", Extension+".rate_limit", "%d: requests per minute per client address (1 or more), or leave it out for no limit", d.RateLimit)
+	case d.RateLimit > 0 && len(a.Routes) == 0:
+		c.errf(rel, "", Extension+".rate_limit", "limits the app's routes, and the app has none: add %s.routes or drop rate_limit", Extension)
+	default:
+		a.RateLimit = d.RateLimit
 	}
 	if !d.Mongo {
 		return

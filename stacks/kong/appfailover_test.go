@@ -1,6 +1,7 @@
 package kong_test
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,6 +23,7 @@ x-sitectl:
   port: 8080
   sites: %s
   health: {liveness: /healthz, readiness: /orders/ready}
+  rate_limit: 300
   routes:
     - path: /orders
       failover: peers
@@ -115,6 +117,24 @@ func TestAppFailover(t *testing.T) {
 		slices.Sort(via)
 		if host != "orders.app" || strings.Join(via, ",") != "douala,yaounde" {
 			t.Errorf("%s → %s via %v; want orders.app from douala and yaounde", svc, host, via)
+		}
+	})
+
+	t.Run("rate limit on the client-facing services only", func(t *testing.T) {
+		for _, site := range []string{"douala", "cloud"} {
+			d := ordersKong(t, "all", site)
+			limits := map[string]any{}
+			for _, s := range d.Services {
+				for _, p := range s.Plugins {
+					if p.Name == "rate-limiting" && strings.HasPrefix(s.Name, "app-orders") {
+						limits[s.Name] = p.Config["minute"]
+					}
+				}
+			}
+			want := map[string]any{"app-orders": 300, "app-orders-failover": 300}
+			if !maps.Equal(limits, want) {
+				t.Errorf("%s: rate limits %v, want %v (none on app-orders-peer)", site, limits, want)
+			}
 		}
 	})
 

@@ -351,7 +351,8 @@ func appServices(d *declarative, topo *sites.Topology, site *sites.Site, tags []
 			}
 			if len(local) > 0 {
 				d.Services = append(d.Services, service{Name: "app-" + a.Name, Protocol: "http", Host: up.Name, Port: a.Port,
-					Retries: 2, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags, Routes: local})
+					Retries: 2, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags, Routes: local,
+					Plugins: appRateLimit(a, tags)})
 			}
 		}
 		if len(forwarded) > 0 && toHub != nil {
@@ -361,10 +362,20 @@ func appServices(d *declarative, topo *sites.Topology, site *sites.Site, tags []
 				d.Upstreams = append(d.Upstreams, hubAppUpstream(host, a, forwarded, *hub, tags))
 			}
 			d.Services = append(d.Services, service{Name: "app-" + a.Name + "-hub", Protocol: toHub.Protocol, Host: host, Port: toHub.Port,
-				TLSVerify: toHub.TLSVerify, CACertificates: toHub.CACertificates, Retries: 1, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags, Routes: forwarded})
+				TLSVerify: toHub.TLSVerify, CACertificates: toHub.CACertificates, Retries: 1, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags, Routes: forwarded,
+				Plugins: appRateLimit(a, tags)})
 		}
 	}
 	return nil
+}
+
+// appRateLimit is the rate-limiting plugin of an app's client-facing services
+// (x-sitectl.rate_limit, as /api's values.kong.rate_limit), none without a limit.
+func appRateLimit(a *sites.App, tags []string) []plugin {
+	if a.RateLimit <= 0 {
+		return nil
+	}
+	return []plugin{rateLimit(a.RateLimit, tags)}
 }
 
 // findUpstream is d's upstream named name, nil when none.
