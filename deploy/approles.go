@@ -36,8 +36,8 @@ var connectDB = postgres.Connect
 // again once the stacks part has started the database.
 func appRoleStep(ctx context.Context, site *sites.Site, a *sites.App) (*plan.Step, error) {
 	db := a.Database
-	if db == nil || db.Engine != "postgres" {
-		return nil, nil
+	if db == nil || db.Engine != "postgres" || db.SharesAppRole() {
+		return nil, nil // the site's application role is kept with the postgres stack
 	}
 	if _, runs := a.Sites[site.Name]; !runs {
 		return nil, nil

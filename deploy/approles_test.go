@@ -169,3 +169,19 @@ func (m pruneSwarm) SecretRemove(_ context.Context, id string, _ client.SecretRe
 	m.secrets = slices.DeleteFunc(m.secrets, func(s swarm.Secret) bool { return s.ID == id })
 	return client.SecretRemoveResult{}, nil
 }
+
+// TestSharedRoleNoStep: an app connecting as the site's application role
+// (user: postgres.app_user) gets no app role step: the postgres stack keeps that
+// role (and a database that does not answer is never asked).
+func TestSharedRoleNoStep(t *testing.T) {
+	old := connectDB
+	t.Cleanup(func() { connectDB = old })
+	connectDB = nil // a call would panic
+	site := &sites.Site{Name: "douala", Postgres: sites.Postgres{AppUser: "app"}}
+	a := &sites.App{Name: "django-api", Sites: map[string]sites.AppSite{"douala": {Replicas: 1}},
+		Database: &sites.AppDatabase{Engine: "postgres", User: sites.AppUserRef}}
+	st, err := appRoleStep(context.Background(), site, a)
+	if st != nil || err != nil {
+		t.Errorf("step %+v, err %v; want none", st, err)
+	}
+}

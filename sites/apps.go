@@ -40,6 +40,34 @@ type App struct {
 	// After names the apps this one starts after (x-sitectl.after): at a site
 	// running both, deploy applies this app's group once theirs have converged.
 	After []string `json:"after,omitempty"`
+	// Placement is PlacementAppNodes when the entry service runs on the site's app
+	// nodes (node.labels.role == app), or on a site without any on the site's own
+	// nodes; "": the compose file's own placement.
+	Placement string `json:"placement,omitempty"`
+	// Mongo is whether sitectl sets MONGO_URI on the entry service: every member of
+	// the MongoDB replica set across the sites, the site's own first (x-sitectl.mongo).
+	Mongo bool `json:"mongo,omitempty"`
+	// RateLimit is the requests per minute per client address Kong lets through on
+	// the app's routes (x-sitectl.rate_limit; 0: no limit).
+	RateLimit int `json:"rate_limit,omitempty"`
+}
+
+// AppMongoEnv is the variable holding the MongoDB URI sitectl sets for an app
+// with x-sitectl.mongo (no credentials in it).
+const AppMongoEnv = "MONGO_URI"
+
+// PlacementAppNodes places an app's entry service on the site's app nodes.
+const PlacementAppNodes = "app-nodes"
+
+// HasFailover says whether one of the app's locally served routes fails over to
+// peer sites.
+func (a *App) HasFailover() bool {
+	for _, r := range a.Routes {
+		if r.Failover == FailoverPeers && r.At == RouteLocal {
+			return true
+		}
+	}
+	return false
 }
 
 // AppSite is an app's settings at one site (after every layer).
@@ -76,6 +104,8 @@ type AppCanary struct {
 	Image    string `json:"image"`
 	Replicas int    `json:"replicas"`
 	Weight   int    `json:"weight"`
+	// Environment is set on the canary service only (x-sitectl.canary.environment).
+	Environment map[string]string `json:"environment,omitempty"`
 }
 
 // EndpointModeAt is the entry service's endpoint mode at site: its compose file's
@@ -127,7 +157,33 @@ const (
 )
 
 // AppDatabaseEnv are the environment variables sitectl sets for an app's database.
-var AppDatabaseEnv = []string{"DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME", "DATABASE_USER", "DATABASE_PASSWORD_FILE"}
+var AppDatabaseEnv = []string{"DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME", "DATABASE_USER", "DATABASE_PASSWORD_FILE", "DATABASE_URL"}
+
+// AppUserRef is, as an app's database user (x-sitectl.database.user), the site's
+// application role, postgres.app_user, with its password postgres.app_password:
+// the role the Django API connects as, which sitectl keeps with the postgres stack
+// (not an app role step, never dropped by an app's prune).
+const AppUserRef = "postgres.app_user"
+
+// SharesAppRole says whether the app connects as the site's application role
+// (AppUserRef) rather than a role of its own.
+func (d *AppDatabase) SharesAppRole() bool { return d != nil && d.User == AppUserRef }
+
+// UserAt is the role the app connects as at site s.
+func (d *AppDatabase) UserAt(s *Site) string {
+	if d.SharesAppRole() {
+		return s.Postgres.AppUser
+	}
+	return d.User
+}
+
+// PasswordAt is the reference to the role's password at site s.
+func (d *AppDatabase) PasswordAt(s *Site) SecretRef {
+	if d.SharesAppRole() {
+		return s.Postgres.AppPassword
+	}
+	return s.Secrets[d.PasswordSecret]
+}
 
 // AppRoute is one route of an app: a path prefix (and optional hosts), served at
 // every site that runs the app (At "local") or at the hub only (At "hub": spokes'
@@ -136,7 +192,14 @@ type AppRoute struct {
 	Path  string   `json:"path"`
 	Hosts []string `json:"hosts,omitempty"`
 	At    string   `json:"at"`
+	// Failover is FailoverPeers when the site's Kong sends the route to peer
+	// sites' Kong while the local app is not ready (x-sitectl.routes[].failover).
+	Failover string `json:"failover,omitempty"`
 }
+
+// FailoverPeers is the one failover a route may declare: to the peer sites (the
+// site's values.kong.failover order) that run the app.
+const FailoverPeers = "peers"
 
 // Route placements.
 const (

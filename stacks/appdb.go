@@ -1,6 +1,7 @@
 package stacks
 
 import (
+	"net/url"
 	"path"
 	"strconv"
 
@@ -28,10 +29,17 @@ const appDatabasePort = 5432
 func addAppDatabase(in Input, a *sites.App, doc, svc map[string]any) map[string]sites.SecretRef {
 	db := a.Database
 	s := in.Site
-	user := db.User
+	user := db.UserAt(s)
+	port := strconv.Itoa(appDatabasePort)
+	u := url.URL{Scheme: "postgres", User: url.User(user), Host: appDatabaseService + ":" + port, Path: "/" + s.Postgres.Database}
+	if s.Postgres.SSLMode != "" {
+		u.RawQuery = "sslmode=" + s.Postgres.SSLMode
+	}
 	vars := map[string]string{
+		// Without a password, which is only in the file.
+		"DATABASE_URL":           u.String(),
 		"DATABASE_HOST":          appDatabaseService,
-		"DATABASE_PORT":          strconv.Itoa(appDatabasePort),
+		"DATABASE_PORT":          port,
 		"DATABASE_NAME":          s.Postgres.Database,
 		"DATABASE_USER":          user,
 		"DATABASE_PASSWORD_FILE": path.Join("/run/secrets", sites.AppDatabaseTarget),
@@ -65,7 +73,7 @@ func addAppDatabase(in Input, a *sites.App, doc, svc map[string]any) map[string]
 	if !containsAny(after, appDatabaseService) {
 		svc[RollsAfterKey] = append(after, appDatabaseService)
 	}
-	return map[string]sites.SecretRef{sites.AppDatabaseSecret: s.Secrets[db.PasswordSecret]}
+	return map[string]sites.SecretRef{sites.AppDatabaseSecret: db.PasswordAt(s)}
 }
 
 // joinNetwork puts svc on the site network name (external to the app's stack).

@@ -42,6 +42,7 @@ func RenderApp(in Input, a *sites.App) (Rendered, error) {
 		return fail("parse compose file: %w", err)
 	}
 	delete(doc, "x-sitectl")
+	interpolateSite(doc, map[string]string{SiteVar: in.Site.Name, EnvVar: in.Env()})
 	services, _ := doc["services"].(map[string]any)
 	svc, _ := services[a.Service].(map[string]any)
 	if svc == nil {
@@ -63,6 +64,12 @@ func RenderApp(in Input, a *sites.App) (Rendered, error) {
 	labels[LabelApp] = a.Name
 	dep["labels"] = labels
 	applyPolicy(dep, a)
+	if a.Placement == sites.PlacementAppNodes {
+		addAppPlacement(in, dep)
+	}
+	if a.Mongo {
+		setEnv(svc, sites.AppMongoEnv, MongoURI(in.Topo, in.Site))
+	}
 	if _, own := dep["endpoint_mode"]; !own && in.Site.Deploy.EndpointMode != "" && in.Site.Deploy.EndpointMode != "vip" {
 		// As the built-in stacks' services: the site's (dnsrr where the kernel has no
 		// IPVS, as in the lab; Kong and the apps then reach each task by name).
@@ -189,6 +196,9 @@ func addCanary(services, svc map[string]any, a *sites.App, c *sites.AppCanary) e
 	}
 	delete(cp, "ports")
 	cp["image"] = c.Image
+	for _, k := range slices.Sorted(maps.Keys(c.Environment)) {
+		setEnv(cp, k, c.Environment[k])
+	}
 	dep := subMap(cp, "deploy")
 	dep["replicas"] = c.Replicas
 	subMap(dep, "labels")[LabelCanary] = "true"

@@ -74,6 +74,9 @@ type decl struct {
 	Rollback  *policy              `yaml:"rollback"`
 	Canary    *canaryDecl          `yaml:"canary"`
 	After     []string             `yaml:"after"`
+	Placement string               `yaml:"placement"`
+	Mongo     bool                 `yaml:"mongo"`
+	RateLimit int                  `yaml:"rate_limit"`
 }
 
 type health struct {
@@ -88,9 +91,10 @@ type metrics struct {
 }
 
 type route struct {
-	Path  string   `yaml:"path"`
-	Hosts []string `yaml:"hosts"`
-	At    string   `yaml:"at"`
+	Path     string   `yaml:"path"`
+	Hosts    []string `yaml:"hosts"`
+	At       string   `yaml:"at"`
+	Failover string   `yaml:"failover"`
 }
 
 type overrides struct {
@@ -177,6 +181,9 @@ func loadApp(c *collector, opts Options, name string) *sites.App {
 	checkSecrets(c, rel, topo, runs, src.dict, cfg)
 	if sitesOK && svc != nil {
 		a.Database = checkDatabase(c, rel, name, topo, d.Database, runs, svc, src.dict)
+	}
+	if svc != nil {
+		checkPlacementAndMongo(c, rel, topo, a, d, svc)
 	}
 	a.Resources = checkResources(c, rel, d.Resources)
 	a.Update = checkPolicy(c, rel, d.Update, false)
@@ -298,8 +305,15 @@ func checkAppRoutes(c *collector, rel string, topo *sites.Topology, a *sites.App
 		case at == sites.RouteHub && sitesOK && topo.Hub != "" && !slices.Contains(runs, topo.Hub):
 			c.errf(rel, "", key+".at", "route %s is forwarded to the hub %s, which does not run the app (it runs at %s): add %s to %s.sites or serve the route locally", r.Path, topo.Hub, strings.Join(runs, ", "), topo.Hub, Extension)
 		}
-		a.Routes = append(a.Routes, sites.AppRoute{Path: r.Path, Hosts: r.Hosts, At: at})
+		switch {
+		case r.Failover != "" && r.Failover != sites.FailoverPeers:
+			c.errf(rel, "", key+".failover", "%q: allowed: peers (the site's Kong sends the route to peer sites while the app is not ready there), or leave it out", r.Failover)
+		case r.Failover != "" && at != sites.RouteLocal:
+			c.errf(rel, "", key+".failover", "route %s is served by the hub only (at: hub): failover applies to routes every site serves itself; drop failover or at", r.Path)
+		}
+		a.Routes = append(a.Routes, sites.AppRoute{Path: r.Path, Hosts: r.Hosts, At: at, Failover: r.Failover})
 	}
+	checkFailoverProbe(c, rel, a)
 }
 
 // checkSiteAndEnvKeys checks that x-sitectl.site names sites that run the app and

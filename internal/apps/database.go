@@ -60,6 +60,9 @@ func checkDatabase(c *collector, rel, name string, topo *sites.Topology, raw any
 	if db.User == "" {
 		db.User = sites.AppRoleName(name)
 	}
+	if db.User == sites.AppUserRef {
+		return sharedRole(c, rel, topo, runs, d, svc, dict, db)
+	}
 	if !roleRE.MatchString(db.User) || strings.HasPrefix(db.User, "pg_") {
 		c.errf(rel, "", dbKey+".user", "role %q: lower case letters, digits and underscores, starting with a letter, at most 63, not pg_* (default %s)", db.User, sites.AppRoleName(name))
 		return nil
@@ -101,7 +104,7 @@ func dbSitesOK(c *collector, rel string, topo *sites.Topology, runs []string, db
 			c.errf(rel, sn, dbKey+".user", "role %s is the site's postgres.user, sitectl's administrative role: an app gets a role of its own (drop user: for the default)", db.User)
 			return false
 		case db.User == s.Postgres.AppUser:
-			c.errf(rel, sn, dbKey+".user", "role %s is the site's postgres.app_user, the Django API's role: an app gets a role of its own (drop user: for the default)", db.User)
+			c.errf(rel, sn, dbKey+".user", "role %s is the site's postgres.app_user, the Django API's role: an app gets a role of its own (drop user: for the default), or names the site's application role as user: %s", db.User, sites.AppUserRef)
 			return false
 		}
 	}
@@ -114,6 +117,36 @@ func dbSitesOK(c *collector, rel string, topo *sites.Topology, runs []string, db
 		return false
 	}
 	return true
+}
+
+// sharedRole checks an app connecting as the site's application role
+// (user: postgres.app_user): its password is postgres.app_password, so the app names
+// none, and every site running the app has both.
+func sharedRole(c *collector, rel string, topo *sites.Topology, runs []string, d dbDecl, svc *composetypes.ServiceConfig, dict map[string]any, db *sites.AppDatabase) *sites.AppDatabase {
+	if d.Password != nil {
+		c.errf(rel, "", dbKey+".password", "user: %s connects with the site's postgres.app_password: drop password:", sites.AppUserRef)
+		return nil
+	}
+	db.PasswordSecret = ""
+	var missing []string
+	for _, sn := range runs {
+		s := topo.Site(sn)
+		switch {
+		case !s.HasStack("postgres") || s.Postgres.Database == "" || s.Postgres.User == "":
+			c.errf(rel, sn, dbKey, "the app uses the site's PostgreSQL, but %s does not run the postgres stack (with a postgres section: database, user): add postgres to its stacks, or drop it from %s.sites", sn, Extension)
+			return nil
+		case s.Postgres.AppUser == "" || s.Postgres.AppPassword.IsZero():
+			missing = append(missing, sn)
+		}
+	}
+	if len(missing) > 0 {
+		c.errf(rel, oneSite(missing), dbKey+".user", "%s: %s has no application role: set postgres.app_user and postgres.app_password ({env: VAR} or {file: path}) in the site config, or give the app a role of its own (drop user:)", sites.AppUserRef, sitesPhrase(missing))
+		return nil
+	}
+	if !dbComposeOK(c, rel, svc, dict) {
+		return nil
+	}
+	return db
 }
 
 // dbComposeOK refuses a compose file setting what sitectl sets for the database.
@@ -150,8 +183,8 @@ func oneSite(list []string) string {
 func checkRoles(c *collector, list []*sites.App) {
 	seen := map[string]*sites.App{} // site/role → first app
 	for _, a := range list {
-		if a.Database == nil {
-			continue
+		if a.Database == nil || a.Database.SharesAppRole() {
+			continue // the site's application role is shared by design
 		}
 		for _, sn := range slices.Sorted(maps.Keys(a.Sites)) {
 			k := sn + "/" + a.Database.User

@@ -62,7 +62,8 @@ func TestDatabase(t *testing.T) {
 		svc := d.Services[0].Spec
 		env := svc.TaskTemplate.ContainerSpec.Env
 		for _, want := range []string{"DATABASE_HOST=postgres_db", "DATABASE_PORT=5432", "DATABASE_NAME=" + s.Postgres.Database,
-			"DATABASE_USER=app_notes", "DATABASE_PASSWORD_FILE=/run/secrets/database-password"} {
+			"DATABASE_USER=app_notes", "DATABASE_PASSWORD_FILE=/run/secrets/database-password",
+			"DATABASE_URL=postgres://app_notes@postgres_db:5432/" + s.Postgres.Database + "?sslmode=" + s.Postgres.SSLMode} {
 			if !slices.Contains(env, want) {
 				t.Errorf("%s: env %v lacks %s", s.Name, env, want)
 			}
@@ -162,6 +163,40 @@ func TestDatabaseOwnRole(t *testing.T) {
 	}
 }
 
+// TestDatabaseSharedRole: an app naming user: postgres.app_user connects as the
+// site's application role (the Django API's), with postgres.app_password as its
+// secret; a second app may share it; no app secret is needed.
+func TestDatabaseSharedRole(t *testing.T) {
+	body := "services:\n  api:\n    image: x/%s:1\nx-sitectl:\n  sites: [douala]\n  database: {engine: postgres, user: postgres.app_user}\n"
+	dir := writeApps(t, map[string]string{"ledger/compose.yaml": strings.Replace(body, "%s", "ledger", 1), "orders/compose.yaml": strings.Replace(body, "%s", "orders", 1)})
+	t.Setenv("SITECTL_PG_APP_PASSWORD", "app-role-pw")
+	topo := stacktest.WithApps(t, stacktest.Load(t, "dev"), dir)
+	s := topo.Site("douala")
+	for _, a := range topo.Apps {
+		if !a.Database.SharesAppRole() {
+			t.Fatalf("%s: database %+v, want the site's application role", a.Name, a.Database)
+		}
+		in := stacks.Input{Topo: topo, Site: s}
+		r, err := stacks.RenderApp(in, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := stacks.Convert(context.Background(), in, r, stacks.ConvertOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := d.Services[0].Spec.TaskTemplate.ContainerSpec.Env
+		for _, want := range []string{"DATABASE_USER=" + s.Postgres.AppUser, "DATABASE_URL=postgres://" + s.Postgres.AppUser + "@postgres_db:5432/" + s.Postgres.Database + "?sslmode=" + s.Postgres.SSLMode} {
+			if s.Postgres.AppUser == "" || !slices.Contains(env, want) {
+				t.Errorf("%s: env %v lacks %s", a.Name, env, want)
+			}
+		}
+		if sec := d.Secrets[0]; string(sec.Data) != "app-role-pw" || sec.Source != "env:SITECTL_PG_APP_PASSWORD" {
+			t.Errorf("%s: secret from %s, want postgres.app_password (env:SITECTL_PG_APP_PASSWORD)", a.Name, sec.Source)
+		}
+	}
+}
+
 // TestDatabaseRefusals: a bad database declaration is refused at load with ONE
 // problem naming the app's file, the key, the site where it matters and the fix.
 func TestDatabaseRefusals(t *testing.T) {
@@ -196,6 +231,8 @@ func TestDatabaseRefusals(t *testing.T) {
 			key: "x-sitectl.database.user", site: "douala", msg: []string{"role sitectl is the site's postgres.user, sitectl's administrative role", "a role of its own"}},
 		{name: "the Django API's role", files: edit("\n  database: postgres", "\n  database: {engine: postgres, user: app}"),
 			key: "x-sitectl.database.user", site: "douala", msg: []string{"postgres.app_user, the Django API's role"}},
+		{name: "the application role with a password", files: edit("\n  database: postgres", "\n  database: {engine: postgres, user: postgres.app_user, password: {secret: notes-db-password}}"),
+			key: "x-sitectl.database.password", msg: []string{"connects with the site's postgres.app_password: drop password:"}},
 		{name: "bad role name", files: edit("\n  database: postgres", "\n  database: {engine: postgres, user: Notes-Role}"),
 			key: "x-sitectl.database.user", msg: []string{`role "Notes-Role": lower case letters`, "default app_notes"}},
 		{name: "two apps one role", files: map[string]string{"notes/compose.yaml": string(notes),

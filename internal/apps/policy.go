@@ -42,6 +42,9 @@ type canaryDecl struct {
 	Image    string `yaml:"image"`
 	Weight   int    `yaml:"weight"`
 	Replicas *int   `yaml:"replicas"`
+	// Environment is set on the canary service only, over the entry service's
+	// (e.g. API_VARIANT: canary).
+	Environment map[string]string `yaml:"environment"`
 }
 
 // minMemory is the smallest memory limit Docker accepts (6 MiB).
@@ -163,6 +166,11 @@ func checkCanaryShape(c *collector, rel string, a *sites.App, d decl, svc *compo
 		case x.cd.Replicas != nil && *x.cd.Replicas < 1:
 			c.errf(rel, "", x.key+".replicas", "%d: a canary runs at least 1 replica", *x.cd.Replicas)
 		}
+		for _, k := range slices.Sorted(maps.Keys(x.cd.Environment)) {
+			if x.cd.Environment[k] != "" && secretEnvRE.MatchString(k) {
+				c.errf(rel, "", x.key+".environment."+k, "an inline secret (value not shown): pass it as a compose secret (file: secrets/<name>) and point the app at /run/secrets/<name>, e.g. %s_FILE", k)
+			}
+		}
 	}
 	key := all[0].key
 	switch {
@@ -188,7 +196,7 @@ func resolveCanary(c *collector, rel string, topo *sites.Topology, site *sites.S
 	if cd == nil {
 		return nil, "", true
 	}
-	out := &sites.AppCanary{Image: cd.Image, Weight: cd.Weight, Replicas: 1}
+	out := &sites.AppCanary{Image: cd.Image, Weight: cd.Weight, Replicas: 1, Environment: cd.Environment}
 	if cd.Replicas != nil {
 		out.Replicas = *cd.Replicas
 	}

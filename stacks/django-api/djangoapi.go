@@ -192,15 +192,8 @@ func healthTest(vals map[string]any, url string) (string, error) {
 }
 
 // Placement is the API's placement constraint: the app nodes, or on a site without
-// any (the cloud hub runs its services on its monitor node) the site's own nodes.
-func Placement(s *sites.Site) string {
-	for _, n := range s.Nodes {
-		if n.Labels["role"] == "app" {
-			return "node.labels.role == app"
-		}
-	}
-	return "node.labels.site == " + s.Name
-}
+// any the site's own nodes (stacks.AppNodes, which apps share).
+func Placement(s *sites.Site) string { return stacks.AppNodes(s) }
 
 // DatabaseService is the swarm service of the postgres stack's database.
 const DatabaseService = "postgres_db"
@@ -229,31 +222,8 @@ func DatabaseURL(s *sites.Site) string {
 }
 
 // MongoURI lists every member of the replica set across the sites, this site's
-// first, with the site's read preference (no credentials).
-func MongoURI(t *sites.Topology, s *sites.Site) string {
-	var hosts []string
-	add := func(site *sites.Site) {
-		for _, m := range site.Mongo.Members {
-			hosts = append(hosts, m.Host)
-		}
-	}
-	add(s)
-	if t != nil {
-		for _, o := range t.Sites {
-			if o.Name != s.Name {
-				add(o)
-			}
-		}
-	}
-	q := url.Values{}
-	if s.Mongo.ReplicaSet != "" {
-		q.Set("replicaSet", s.Mongo.ReplicaSet)
-	}
-	if s.Mongo.ReadPreference != "" {
-		q.Set("readPreference", s.Mongo.ReadPreference)
-	}
-	return "mongodb://" + strings.Join(hosts, ",") + "/?" + q.Encode()
-}
+// first, with the site's read preference (no credentials): stacks.MongoURI.
+func MongoURI(t *sites.Topology, s *sites.Site) string { return stacks.MongoURI(t, s) }
 
 func toInt(v any) (int, error) {
 	switch x := v.(type) {

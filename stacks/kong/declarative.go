@@ -179,7 +179,9 @@ func Config(topo *sites.Topology, site *sites.Site) ([]byte, error) {
 		toHub = &admin
 	}
 	d.Services = append(d.Services, admin)
-	appServices(&d, topo, site, tags, toHub)
+	if err := appServices(&d, topo, site, tags, toHub); err != nil {
+		return nil, err
+	}
 	if site.HasStack("django-api") {
 		if err := addFailover(&d, topo, site, s, tags); err != nil {
 			return nil, err
@@ -319,34 +321,39 @@ func clone(s []string) []string { return append([]string(nil), s...) }
 // the hub and, at a spoke, to the hub's Kong nodes over the tunnel (as /admin).
 // toHub is the spoke's /admin service: forwarded routes reach the hub the same way,
 // with the same certificate verification.
-func appServices(d *declarative, topo *sites.Topology, site *sites.Site, tags []string, toHub *service) {
+func appServices(d *declarative, topo *sites.Topology, site *sites.Site, tags []string, toHub *service) error {
 	for _, a := range topo.Apps {
 		_, runs := a.Sites[site.Name]
-		var local, forwarded []route
+		var local, failover, forwarded []route
 		for i, r := range a.Routes {
 			rt := httpsRoute(fmt.Sprintf("app-%s-%d", a.Name, i), r.Path, tags)
 			rt.Hosts = r.Hosts
 			switch {
 			case r.At == sites.RouteHub && !site.IsHub():
 				forwarded = append(forwarded, rt)
+			case runs && r.Failover == sites.FailoverPeers:
+				failover = append(failover, rt)
 			case runs:
 				local = append(local, rt)
 			}
 		}
-		if len(local) > 0 {
-			up := a.Name + ".app"
-			path := a.Readiness
-			if path == "" {
-				path = a.Liveness
+		if runs && len(local)+len(failover) > 0 {
+			up := upstream{Name: a.Name + ".app", Algorithm: "round-robin", Tags: tags,
+				Healthchecks: checks("http", probePath(a), []int{200}),
+				Targets:      appTargets(a, site, tags)}
+			d.Upstreams = append(d.Upstreams, up)
+			if len(failover) > 0 {
+				kept, err := appFailover(d, topo, site, a, failover, up.Targets, tags)
+				if err != nil {
+					return err
+				}
+				local = append(local, kept...)
 			}
-			if path == "" {
-				path = "/"
+			if len(local) > 0 {
+				d.Services = append(d.Services, service{Name: "app-" + a.Name, Protocol: "http", Host: up.Name, Port: a.Port,
+					Retries: 2, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags, Routes: local,
+					Plugins: appRateLimit(a, tags)})
 			}
-			d.Upstreams = append(d.Upstreams, upstream{Name: up, Algorithm: "round-robin", Tags: tags,
-				Healthchecks: checks("http", path, []int{200}),
-				Targets:      appTargets(a, site, tags)})
-			d.Services = append(d.Services, service{Name: "app-" + a.Name, Protocol: "http", Host: up, Port: a.Port,
-				Retries: 2, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags, Routes: local})
 		}
 		if len(forwarded) > 0 && toHub != nil {
 			host := toHub.Host
@@ -355,9 +362,20 @@ func appServices(d *declarative, topo *sites.Topology, site *sites.Site, tags []
 				d.Upstreams = append(d.Upstreams, hubAppUpstream(host, a, forwarded, *hub, tags))
 			}
 			d.Services = append(d.Services, service{Name: "app-" + a.Name + "-hub", Protocol: toHub.Protocol, Host: host, Port: toHub.Port,
-				TLSVerify: toHub.TLSVerify, CACertificates: toHub.CACertificates, Retries: 1, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags, Routes: forwarded})
+				TLSVerify: toHub.TLSVerify, CACertificates: toHub.CACertificates, Retries: 1, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags, Routes: forwarded,
+				Plugins: appRateLimit(a, tags)})
 		}
 	}
+	return nil
+}
+
+// appRateLimit is the rate-limiting plugin of an app's client-facing services
+// (x-sitectl.rate_limit, as /api's values.kong.rate_limit), none without a limit.
+func appRateLimit(a *sites.App, tags []string) []plugin {
+	if a.RateLimit <= 0 {
+		return nil
+	}
+	return []plugin{rateLimit(a.RateLimit, tags)}
 }
 
 // findUpstream is d's upstream named name, nil when none.

@@ -41,15 +41,42 @@ const (
 // site has a tunnel to that runs kong and django-api, the hub first. An empty
 // list (values.kong.failover: []) turns failover off.
 func FailoverPeers(topo *sites.Topology, site *sites.Site) ([]*sites.Site, error) {
-	s, err := ReadSettings(topo, site)
+	names, explicit, err := failoverOrder(topo, site)
 	if err != nil {
 		return nil, err
 	}
-	var def []string
-	for _, l := range topo.LinksOf(site.Name) {
-		def = append(def, l.Other(site.Name))
+	var out []*sites.Site
+	for _, n := range names {
+		p, err := failoverPeer(topo, site, n, explicit)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case !p.HasStack(Name) || !p.HasStack("django-api"):
+			if explicit {
+				return nil, fmt.Errorf("site %s: values.kong.failover names %s, which does not run both kong and django-api; remove it from the list", site.Name, n)
+			}
+		default:
+			out = append(out, p)
+		}
 	}
-	slices.SortStableFunc(def, func(a, b string) int {
+	return out, nil
+}
+
+// failoverOrder is site's failover order: values.kong.failover (explicit), else
+// every site site has a tunnel to, the hub first.
+func failoverOrder(topo *sites.Topology, site *sites.Site) (names []string, explicit bool, err error) {
+	s, err := ReadSettings(topo, site)
+	if err != nil {
+		return nil, false, err
+	}
+	if s.Failover != nil {
+		return s.Failover, true, nil
+	}
+	for _, l := range topo.LinksOf(site.Name) {
+		names = append(names, l.Other(site.Name))
+	}
+	slices.SortStableFunc(names, func(a, b string) int {
 		switch {
 		case a == topo.Hub && b != topo.Hub:
 			return -1
@@ -58,30 +85,22 @@ func FailoverPeers(topo *sites.Topology, site *sites.Site) ([]*sites.Site, error
 		}
 		return 0
 	})
-	explicit := s.Failover
-	names := def
-	if explicit != nil {
-		names = explicit
+	return names, false, nil
+}
+
+// failoverPeer is the site named n of site's failover order, refused when it is no
+// site, site itself, or (in an explicit list) a site no tunnel links to site.
+func failoverPeer(topo *sites.Topology, site *sites.Site, n string, explicit bool) (*sites.Site, error) {
+	p := topo.Site(n)
+	switch {
+	case p == nil:
+		return nil, fmt.Errorf("site %s: values.kong.failover names %q, which is not a site (sites: %v); list peer sites, or [] for no failover", site.Name, n, topo.SiteNames())
+	case p.Name == site.Name:
+		return nil, fmt.Errorf("site %s: values.kong.failover names the site itself; list peer sites, or [] for no failover", site.Name)
+	case explicit && !linked(topo, site.Name, n):
+		return nil, fmt.Errorf("site %s: values.kong.failover names %s, but no tunnel links the two sites; add a direct link or remove it from the list", site.Name, n)
 	}
-	var out []*sites.Site
-	for _, n := range names {
-		p := topo.Site(n)
-		switch {
-		case p == nil:
-			return nil, fmt.Errorf("site %s: values.kong.failover names %q, which is not a site (sites: %v); list peer sites, or [] for no failover", site.Name, n, topo.SiteNames())
-		case p.Name == site.Name:
-			return nil, fmt.Errorf("site %s: values.kong.failover names the site itself; list peer sites, or [] for no failover", site.Name)
-		case !p.HasStack(Name) || !p.HasStack("django-api"):
-			if explicit == nil {
-				continue
-			}
-			return nil, fmt.Errorf("site %s: values.kong.failover names %s, which does not run both kong and django-api; remove it from the list", site.Name, n)
-		case !linked(topo, site.Name, n):
-			return nil, fmt.Errorf("site %s: values.kong.failover names %s, but no tunnel links the two sites; add a direct link or remove it from the list", site.Name, n)
-		}
-		out = append(out, p)
-	}
-	return out, nil
+	return p, nil
 }
 
 func linked(topo *sites.Topology, a, b string) bool {

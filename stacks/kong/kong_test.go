@@ -61,6 +61,10 @@ type decl struct {
 			Paths   []string
 			Headers map[string][]string
 		}
+		Plugins []struct {
+			Name   string
+			Config map[string]any
+		}
 	}
 	Upstreams []struct {
 		Name    string
