@@ -79,7 +79,7 @@ func TestLabSiteRebuild(t *testing.T) {
 		t.Errorf("rebuild douala: the application role is step %d, the verification %d: the application could write mid-way", role, verify)
 	}
 	// The subscription's initial copy runs while douala's own rows are copied back.
-	if sub, own, wait := stepIndex(r, "subscription sitectl_cloud_to_douala"), stepIndex(r, "rows of douala from"), stepIndex(r, "initial copy of sitectl_cloud_to_douala"); sub >= own || own >= wait {
+	if sub, own, wait := stepIndex(r, "subscription sitectl_cloud_to_douala"), stepIndex(r, "rows of douala from"), stepIndex(r, "initial copy of sitectl_cloud_to_douala"); sub < 0 || sub >= own || own >= wait {
 		t.Errorf("rebuild douala: subscription step %d, own rows %d, wait for the initial copy %d; want them in that order", sub, own, wait)
 	}
 	if r.From != 0 || r.Generation != 1 || r.OwnSource != "cloud" {
