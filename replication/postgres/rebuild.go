@@ -85,11 +85,13 @@ func (r *Rebuild) status(key, format string, args ...any) {
 //  1. a new generation, recorded at every site (fencing the old instance);
 //  2. the peers' subscriptions to the old instance dropped (their slots died with it);
 //  3. the schema; the site's subscriptions, with their initial copy, bringing the
-//     rows of the other sites; its own rows copied back from a peer that holds them
-//     (the hub for a spoke; for the hub, the spoke holding most of them);
-//  4. with the site's subscriptions paused: its publications and slots, the rows a
-//     peer lacks (compared by count and checksum per table and owner) copied to it,
-//     then the peers' subscriptions without initial copy: nothing is copied twice;
+//     rows of the other sites while its own rows are copied back from a peer that
+//     holds them (the hub for a spoke; for the hub, the spoke holding most of them);
+//  4. with the site's subscriptions paused where they bring rows it publishes (the
+//     hub): its publications and slots, the rows a peer lacks (compared by count and
+//     checksum per table and owner; not the site's own rows at the peer they were
+//     copied from) copied to it, then the peers' subscriptions without initial
+//     copy: nothing is copied twice;
 //  5. the site's subscriptions resumed; every table's rows verified per owner, by
 //     count and checksum, equal on every site; the generation active.
 //
