@@ -49,12 +49,12 @@ new machines, same configuration). Prints the plan, then applies it:
   a new generation for the site, recorded in every site's database (an old instance
   that comes back is then refused by plan and deploy);
   the peers' subscriptions to the old instance dropped (their slots died with it);
-  the schema; the site's subscriptions with their initial copy (the other sites' rows);
-  the site's own rows copied back from a peer that holds them (the hub, for a spoke;
-  for the hub, the spoke holding most of them);
-  with the site's subscriptions paused: its publications and slots, the rows a peer
-  lacks copied to it, the peers' subscriptions without initial copy (nothing is
-  copied twice); then its subscriptions resumed;
+  the schema; the site's subscriptions with their initial copy (the other sites' rows),
+  running while the site's own rows are copied back from a peer that holds them (the
+  hub, for a spoke; for the hub, the spoke holding most of them);
+  with the hub's subscriptions paused (a spoke's bring nothing it publishes): its
+  publications and slots, the rows a peer lacks copied to it, the peers' subscriptions
+  without initial copy (nothing is copied twice); then its subscriptions resumed;
   verification: per table and owning site, row count and checksum equal on every site.
 
 Progress (rows copied, rate) goes to stderr. Every replicating site's database must

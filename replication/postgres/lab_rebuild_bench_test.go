@@ -15,25 +15,39 @@ import (
 )
 
 // BenchmarkLabRebuildSpoke measures `site rebuild` of a spoke holding 200,000 rows of
-// its own on three real PostgreSQL 15 clusters (replication through the tests'
-// proxies), against `pg_dump --data-only | psql` of the same rows from the hub into
-// an empty database over the same path, in the same run. Reported: seconds of each
-// and their ratio.
+// its own (SITECTL_BENCH_REBUILD_ROWS sets another number) on three real PostgreSQL
+// 15 clusters (replication through the tests' proxies), against `pg_dump --data-only
+// | psql` of the same rows from the hub into an empty database over the same path,
+// in the same run. Reported: seconds of each and their ratio; with -v, each step's
+// time and the plan's.
 // Run with: go test -run '^$' -bench LabRebuildSpoke -benchtime 1x ./replication/postgres
 func BenchmarkLabRebuildSpoke(b *testing.B) {
-	const rows = 200_000
+	rows := 200_000
+	if v := os.Getenv("SITECTL_BENCH_REBUILD_ROWS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 10_000 || n%10_000 != 0 {
+			b.Fatalf("SITECTL_BENCH_REBUILD_ROWS=%q: want a multiple of 10000, at least 10000 (e.g. 1000000)", v)
+		}
+		rows = n
+	}
 	ctx := context.Background()
 	l := startLab(b)
 	l.reconcile(ctx)
 	l.waitStreaming(time.Minute)
+	// UUIDv7 keys, as the application mints them (the verification compares the
+	// rows keyed before it started: with random keys it would compare almost none).
 	for done := 0; done < rows; done += 10_000 {
-		l.exec("douala", `INSERT INTO public.orders (id, site, amount) SELECT gen_random_uuid(), 'douala', g FROM generate_series(1, 10000) g`)
+		l.exec("douala", `INSERT INTO public.orders (id, site, amount)
+			SELECT (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0') || '7' || substr(h, 1, 3) || '8' || substr(h, 4, 15))::uuid, 'douala', g
+			FROM (SELECT g, md5(random()::text) AS h FROM generate_series(1, 10000) g) s`)
 	}
-	l.waitConverged("public.orders", rows, 5*time.Minute)
+	l.waitConverged("public.orders", int64(rows), 5*time.Minute+time.Duration(rows)*time.Millisecond)
 	var rebuild, dump time.Duration
 	for i := 0; i < b.N; i++ {
 		l.lose("douala")
+		planAt := time.Now()
 		r := l.planRebuild(ctx, "douala", RebuildOptions{})
+		b.Logf("%8s  plan", time.Since(planAt).Round(time.Millisecond))
 		began := time.Now()
 		// Each step's time, logged: where the rebuild spends it.
 		if err := r.Run(ctx, func(st plan.Step) func(error) {
@@ -42,8 +56,11 @@ func BenchmarkLabRebuildSpoke(b *testing.B) {
 		}); err != nil {
 			b.Fatal(err)
 		}
-		rebuild += time.Since(began)
-		dump += l.dumpRestore(l.clusters["cloud"], l.clusters["douala"], fmt.Sprintf("bench%d", i))
+		took := time.Since(began)
+		rebuild += took
+		d := l.dumpRestore(l.clusters["cloud"], l.clusters["douala"], fmt.Sprintf("bench%d", i))
+		dump += d
+		b.Logf("rebuild %s, pg_dump | psql %s, ratio %.2f", took.Round(time.Millisecond), d.Round(time.Millisecond), took.Seconds()/d.Seconds())
 	}
 	n := float64(b.N)
 	b.ReportMetric(rebuild.Seconds()/n, "s-rebuild")

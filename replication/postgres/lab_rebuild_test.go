@@ -34,6 +34,18 @@ func TestLabSiteRebuild(t *testing.T) {
 	}
 	l.waitConverged("public.orders", 900, time.Minute)
 
+	// Checksums: the rows' hash, or, for a table with a column of a type without a
+	// hash function, their md5 (labelled so).
+	l.exec("yaounde", `CREATE TABLE public.sumcheck (id int PRIMARY KEY, site text, doc json)`)
+	l.exec("yaounde", `INSERT INTO public.sumcheck SELECT g, 'yaounde', '{"a": 1}' FROM generate_series(1, 3) g`)
+	for table, prefix := range map[string]string{"public.orders": "", "public.sumcheck": "md5:"} {
+		sums, err := rowSumsByOwner(ctx, l.pool("yaounde"), table, "true")
+		if s := sums["yaounde"]; err != nil || s.Rows == 0 || !strings.HasPrefix(s.Checksum, prefix) || (prefix == "" && strings.Contains(s.Checksum, ":")) {
+			t.Errorf("checksum of %s: %+v, %v; want rows and a checksum prefixed %q", table, s, err, prefix)
+		}
+	}
+	l.exec("yaounde", `DROP TABLE public.sumcheck`)
+
 	// Lose douala: its old instance is cut off (it keeps a few rows that never left
 	// it), the others keep writing, a new empty cluster takes its place.
 	old := l.lose("douala")
@@ -65,6 +77,10 @@ func TestLabSiteRebuild(t *testing.T) {
 	// write at the site while it is rebuilt.
 	if role, verify := stepIndex(r, "application role"), stepIndex(r, "verify"); role < verify {
 		t.Errorf("rebuild douala: the application role is step %d, the verification %d: the application could write mid-way", role, verify)
+	}
+	// The subscription's initial copy runs while douala's own rows are copied back.
+	if sub, own, wait := stepIndex(r, "subscription sitectl_cloud_to_douala"), stepIndex(r, "rows of douala from"), stepIndex(r, "initial copy of sitectl_cloud_to_douala"); sub < 0 || sub >= own || own >= wait {
+		t.Errorf("rebuild douala: subscription step %d, own rows %d, wait for the initial copy %d; want them in that order", sub, own, wait)
 	}
 	if r.From != 0 || r.Generation != 1 || r.OwnSource != "cloud" {
 		t.Errorf("rebuild douala: generation %d → %d, own rows from %q; want 0 → 1 from cloud", r.From, r.Generation, r.OwnSource)

@@ -52,6 +52,8 @@ type Rebuild struct {
 	opts RebuildOptions
 	// cleared: --force drops the site's publications first.
 	cleared bool
+	// subStart: what the site held of each subscription's rows when it was made.
+	subStart map[string]subStart
 }
 
 // Rows is the total of rows copied so far (subscriptions' initial copies included).
@@ -83,11 +85,13 @@ func (r *Rebuild) status(key, format string, args ...any) {
 //  1. a new generation, recorded at every site (fencing the old instance);
 //  2. the peers' subscriptions to the old instance dropped (their slots died with it);
 //  3. the schema; the site's subscriptions, with their initial copy, bringing the
-//     rows of the other sites; its own rows copied back from a peer that holds them
-//     (the hub for a spoke; for the hub, the spoke holding most of them);
-//  4. with the site's subscriptions paused: its publications and slots, the rows a
-//     peer lacks (compared by count and checksum per table and owner) copied to it,
-//     then the peers' subscriptions without initial copy: nothing is copied twice;
+//     rows of the other sites while its own rows are copied back from a peer that
+//     holds them (the hub for a spoke; for the hub, the spoke holding most of them);
+//  4. with the site's subscriptions paused where they bring rows it publishes (the
+//     hub): its publications and slots, the rows a peer lacks (compared by count and
+//     checksum per table and owner; not the site's own rows at the peer they were
+//     copied from) copied to it, then the peers' subscriptions without initial
+//     copy: nothing is copied twice;
 //  5. the site's subscriptions resumed; every table's rows verified per owner, by
 //     count and checksum, equal on every site; the generation active.
 //
@@ -195,17 +199,26 @@ func (r *Rebuild) planSteps(ctx context.Context, lives map[string]*Live) error {
 				return r.onSite(ctx, r.Site, func(p *pgxpool.Pool) error { return applySchema(ctx, r.topo, r.Site, p) })
 			})
 	}
-	for i := range r.d.Subscriptions[r.Site] {
-		s := &r.d.Subscriptions[r.Site][i]
+	// The subscriptions' initial copies (other owners' rows) run while the site's
+	// own rows are copied back; then they are waited for.
+	subs := r.d.Subscriptions[r.Site]
+	held := make([]int64, len(subs))
+	for i := range subs {
+		s := &subs[i]
 		n, err := heldRows(ctx, r.sess, s.Flow.From, r.d.Tables, s.Flow.Filter)
 		if err != nil {
 			return err
 		}
+		held[i] = n
 		r.add(r.Site, plan.Create, "subscription "+s.Name, []string{fmt.Sprintf("from %s, with its initial copy: %d rows (%s)", s.Flow.From, n, s.Flow.Filter)},
-			"the other sites' rows", r.subscribeWithCopy(s))
+			"the other sites' rows; the copy runs during the next steps", r.subscribe(s))
 	}
 	if err := r.planOwnRows(ctx); err != nil {
 		return err
+	}
+	for i := range subs {
+		r.add(r.Site, plan.Update, "initial copy of "+subs[i].Name, []string{fmt.Sprintf("wait until every table is ready (%d rows from %s)", held[i], subs[i].Flow.From)}, "",
+			r.waitCopied(&subs[i], held[i]))
 	}
 	r.planOutFlows(lives)
 	r.add(r.Site, plan.Update, "verify", []string{"per table and owning site: row count and checksum equal on " + strings.Join(r.d.SiteNames(), ", ")}, "", r.verify)
@@ -354,9 +367,10 @@ func (r *Rebuild) planOwnRows(ctx context.Context) error {
 	return nil
 }
 
-// planOutFlows plans the flows the site publishes: with its subscriptions paused,
-// each publication and slot, the rows the subscriber lacks, then the subscriber's
-// subscription without initial copy; then the site's subscriptions resumed.
+// planOutFlows plans the flows the site publishes: with its subscriptions paused
+// where a row they bring could be published on (needsPause), each publication and
+// slot, the rows the subscriber lacks, then the subscriber's subscription without
+// initial copy; then the site's subscriptions resumed.
 func (r *Rebuild) planOutFlows(lives map[string]*Live) {
 	pubs := r.d.Publications[r.Site]
 	if len(pubs) == 0 {
@@ -366,8 +380,10 @@ func (r *Rebuild) planOutFlows(lives map[string]*Live) {
 	for _, s := range r.d.Subscriptions[r.Site] {
 		ins = append(ins, s.Name)
 	}
-	r.add(r.Site, plan.Update, "pause subscriptions", []string{strings.Join(ins, ", ")},
-		"nothing arrives while the slots below are made and the peers caught up", r.pause(ins, true))
+	if r.needsPause() {
+		r.add(r.Site, plan.Update, "pause subscriptions", []string{strings.Join(ins, ", ")},
+			"nothing arrives while the slots below are made and the peers caught up", r.pause(ins, true))
+	}
 	for i := range pubs {
 		pub := &pubs[i]
 		if lives[r.Site].Publications[pub.Name] == nil || r.cleared {
@@ -375,27 +391,20 @@ func (r *Rebuild) planOutFlows(lives map[string]*Live) {
 				func(ctx context.Context) error { return r.createPublication(ctx, pub) })
 		}
 		r.add(r.Site, plan.Create, "slot "+pub.SlotName(), []string{"for " + pub.Flow.To + "'s subscription, made after every row above is here"}, "", r.makeSlot(pub))
-		owners := r.owners(pub.Flow.Filter)
-		r.add(pub.Flow.To, plan.Create, "rows "+pub.Flow.To+" lacks", []string{fmt.Sprintf("rows of %s in %s that %s lacks, compared by count and checksum per table and owner", strings.Join(owners, ", "), r.Site, pub.Flow.To)},
-			"never deletes or changes a row there", func(ctx context.Context) error {
-				return r.copyRows(ctx, r.Site, pub.Flow.To, owners, pub.Flow.Filter)
-			})
-		r.add(pub.Flow.To, plan.Create, "subscription "+pub.SlotName(), []string{"from " + r.Site + ", publication " + pub.Name, "options: disable_on_error = true, copy_data = false (its rows are there already)"},
-			"", r.subscribeNoCopy(pub))
+		owners, skipped := r.catchUp(pub)
+		if len(owners) > 0 {
+			r.add(pub.Flow.To, plan.Create, "rows "+pub.Flow.To+" lacks", []string{fmt.Sprintf("rows of %s in %s that %s lacks, compared by count and checksum per table and owner", strings.Join(owners, ", "), r.Site, pub.Flow.To)},
+				"never deletes or changes a row there", func(ctx context.Context) error {
+					return r.copyRows(ctx, r.Site, pub.Flow.To, owners, pub.Flow.Filter)
+				})
+		}
+		diff := []string{"from " + r.Site + ", publication " + pub.Name, "options: disable_on_error = true, copy_data = false (its rows are there already)"}
+		if len(skipped) > 0 {
+			diff = append(diff, fmt.Sprintf("rows of %s: copied from %s above, compared by the verification", strings.Join(skipped, ", "), pub.Flow.To))
+		}
+		r.add(pub.Flow.To, plan.Create, "subscription "+pub.SlotName(), diff, "", r.subscribeNoCopy(pub))
 	}
 	r.add(r.Site, plan.Update, "resume subscriptions", []string{strings.Join(ins, ", ")}, "", r.pause(ins, false))
-}
-
-// owners lists the sites whose rows may match filter (every replicating site but
-// the subscriber's own rows, which the subscriber never receives).
-func (r *Rebuild) owners(filter string) []string {
-	var out []string
-	for _, s := range r.d.SiteNames() {
-		if filter != fmt.Sprintf("%s <> %s", OwnerColumn, quoteLiteral(s)) {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 func (r *Rebuild) add(site string, action plan.Action, name string, diff []string, note string, apply func(context.Context) error) {
@@ -435,6 +444,3 @@ func (r *Rebuild) Run(ctx context.Context, report func(plan.Step) func(error)) e
 	}
 	return nil
 }
-
-// ownerFilter selects the rows one site owns.
-func ownerFilter(site string) string { return OwnerColumn + " = " + quoteLiteral(site) }

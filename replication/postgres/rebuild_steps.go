@@ -55,81 +55,6 @@ func dropSubscriptionOn(ctx context.Context, pool *pgxpool.Pool, name string) er
 	return execAll(ctx, pool, []string{"ALTER SUBSCRIPTION " + q + " DISABLE", "ALTER SUBSCRIPTION " + q + " SET (slot_name = NONE)", "DROP SUBSCRIPTION " + q})
 }
 
-// subscribeWithCopy creates the site's subscription with its initial copy (the
-// normal create: a stale slot of that name on the publisher is replaced) and waits
-// until every table is synchronised, reporting rows copied and rate.
-func (r *Rebuild) subscribeWithCopy(s *Subscription) func(context.Context) error {
-	return func(ctx context.Context) error {
-		pool, err := r.sess.Pool(ctx, r.Site)
-		if err != nil {
-			return err
-		}
-		if has, err := hasSubscription(ctx, pool, s.Name); err != nil {
-			return err
-		} else if !has {
-			if err := r.p.apply(ctx, r.topo, Op{Kind: OpCreateSubscription, Site: r.Site, Phase: PhaseSubscribe, Subscription: s, WaitPublisher: true}); err != nil {
-				return err
-			}
-		}
-		return r.waitSynced(ctx, pool, s)
-	}
-}
-
-// waitSynced waits until every table of the subscription is ready, failing when
-// it is disabled by an error or copies nothing for Wait.
-func (r *Rebuild) waitSynced(ctx context.Context, pool *pgxpool.Pool, s *Subscription) error {
-	src, err := r.sess.Pool(ctx, s.Flow.From)
-	if err != nil {
-		return err
-	}
-	began := time.Now()
-	var start, last int64 = -1, -1
-	progressAt := time.Now()
-	key := r.Site + " " + s.Name
-	for {
-		var enabled bool
-		var pending int
-		err := pool.QueryRow(ctx, `SELECT s.subenabled, count(*) FILTER (WHERE sr.srsubstate <> 'r')
-			FROM pg_subscription s LEFT JOIN pg_subscription_rel sr ON sr.srsubid = s.oid
-			WHERE s.subname = $1 GROUP BY s.subenabled`, s.Name).Scan(&enabled, &pending)
-		if err != nil {
-			return fmt.Errorf("%s: read subscription %s: %w", r.Site, s.Name, err)
-		}
-		here, err := heldRowsPool(ctx, pool, r.d.Tables, s.Flow.Filter)
-		if err != nil {
-			return err
-		}
-		if start < 0 {
-			start = here
-		}
-		total, err := heldRowsPool(ctx, src, r.d.Tables, s.Flow.Filter)
-		if err != nil {
-			return err
-		}
-		r.status(key, "copying from %s: %s", s.Flow.From, rate(here-start, here, total, time.Since(began)))
-		// Every table ready is done, enabled or not: a resumed rebuild finds the
-		// subscription its own pause step disabled after the copy (the resume step
-		// enables it again, and verify judges the rows).
-		switch {
-		case pending == 0:
-			r.record(Copied{Table: "(subscription " + s.Name + ")", Where: s.Flow.Filter, From: s.Flow.From, To: r.Site, Rows: here - start, Took: time.Since(began)})
-			return nil
-		case !enabled:
-			return fmt.Errorf("%s: subscription %s was disabled by an error during its initial copy (sitectl replication status shows it)", r.Site, s.Name)
-		}
-		if here != last {
-			last, progressAt = here, time.Now()
-		} else if time.Since(progressAt) > r.opts.Wait {
-			return fmt.Errorf("%s: subscription %s copied nothing for %s (%d tables not ready; sitectl replication status shows why)", r.Site, s.Name, r.opts.Wait, pending)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-}
-
 // rate is "1200 rows copied (4500 of 5000 here), 800 rows/s".
 func rate(copied, here, total int64, took time.Duration) string {
 	s := fmt.Sprintf("%d rows copied (%d of %d here)", copied, here, total)
@@ -220,7 +145,7 @@ func (r *Rebuild) pause(names []string, disable bool) func(context.Context) erro
 				if time.Now().After(deadline) {
 					return fmt.Errorf("%d apply workers still run %s after the subscriptions were disabled", running, r.opts.Wait)
 				}
-				time.Sleep(200 * time.Millisecond)
+				time.Sleep(syncPoll)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package postgres
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -84,8 +85,93 @@ func TestOwnersSkipTheSubscribersOwnRows(t *testing.T) {
 	if got := strings.Join(r.owners("site <> 'douala'"), ","); got != "cloud,yaounde" {
 		t.Errorf("owners of site <> 'douala': %s", got)
 	}
-	if got := strings.Join(r.owners("site = 'douala'"), ","); got != "cloud,douala,yaounde" {
+	if got := strings.Join(r.owners("site = 'douala'"), ","); got != "douala" {
 		t.Errorf("owners of site = 'douala': %s", got)
+	}
+	if got := strings.Join(r.owners("site IN ('douala')"), ","); got != "cloud,douala,yaounde" {
+		t.Errorf("owners of a filter of another form: %s, want every site", got)
+	}
+}
+
+// TestFiltersDisjoint: only the topology's two forms, over the same or different
+// sites, are read; anything else may overlap.
+func TestFiltersDisjoint(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"site = 'douala'", "site <> 'douala'", true},
+		{"site <> 'douala'", "site = 'douala'", true},
+		{"site = 'douala'", "site = 'yaounde'", true},
+		{"site = 'douala'", "site = 'douala'", false},
+		{"site <> 'douala'", "site = 'yaounde'", false},
+		{"site <> 'douala'", "site <> 'yaounde'", false},
+		{"site = 'o''brien'", "site <> 'o''brien'", true},
+		{"site = 'douala' OR true", "site <> 'douala'", false},
+		{"site = douala", "site <> 'douala'", false},
+		{"site IN ('douala')", "site <> 'douala'", false},
+	} {
+		if got := filtersDisjoint(c.a, c.b); got != c.want {
+			t.Errorf("filtersDisjoint(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
+}
+
+// TestRebuildOutFlowsSpokeAndHub: a spoke's rebuild neither pauses its
+// subscriptions (they bring only other sites' rows, its publication carries only
+// its own) nor compares its own rows with the hub they were just copied from; the
+// hub's still pauses and compares what each spoke may lack, except its own rows at
+// the spoke they came from.
+func TestRebuildOutFlowsSpokeAndHub(t *testing.T) {
+	topo := exampleTopo(t)
+	d, err := Build(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lives := map[string]*Live{}
+	for _, s := range d.SiteNames() {
+		lives[s] = &Live{Site: s}
+	}
+	for _, c := range []struct {
+		site, from string
+		want       []string
+	}{
+		{"douala", "cloud", []string{
+			"douala publication sitectl_douala_to_cloud", "douala slot sitectl_douala_to_cloud",
+			"cloud subscription sitectl_douala_to_cloud", "douala resume subscriptions"}},
+		{"cloud", "douala", []string{
+			"cloud pause subscriptions",
+			"cloud publication sitectl_cloud_to_douala", "cloud slot sitectl_cloud_to_douala", "douala rows douala lacks", "douala subscription sitectl_cloud_to_douala",
+			"cloud publication sitectl_cloud_to_yaounde", "cloud slot sitectl_cloud_to_yaounde", "yaounde rows yaounde lacks", "yaounde subscription sitectl_cloud_to_yaounde",
+			"cloud resume subscriptions"}},
+	} {
+		r := &Rebuild{Site: c.site, OwnSource: c.from, d: d, topo: topo}
+		r.planOutFlows(lives)
+		var got []string
+		for _, st := range r.Steps {
+			got = append(got, st.Site+" "+st.Name)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("rebuild of %s, own rows from %s: steps\n  %s\nwant\n  %s", c.site, c.from, strings.Join(got, "\n  "), strings.Join(c.want, "\n  "))
+		}
+		for _, st := range r.Steps {
+			diff := strings.Join(st.Diff, "; ")
+			switch st.Name {
+			case "rows douala lacks":
+				if !strings.HasPrefix(diff, "rows of yaounde in cloud that douala lacks") {
+					t.Errorf("rebuild of %s: %s compares %s; want only yaounde's rows (cloud's came from douala)", c.site, st.Name, diff)
+				}
+			case "rows yaounde lacks":
+				if !strings.HasPrefix(diff, "rows of cloud, douala in cloud that yaounde lacks") {
+					t.Errorf("rebuild of %s: %s compares %s; want cloud's and douala's rows", c.site, st.Name, diff)
+				}
+			case "subscription sitectl_douala_to_cloud":
+				if c.site == "douala" && !strings.Contains(diff, "rows of douala: copied from cloud above, compared by the verification") {
+					t.Errorf("rebuild of douala: %s does not say why douala's rows are not compared: %s", st.Name, diff)
+				}
+			}
+		}
 	}
 }
 

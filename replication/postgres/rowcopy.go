@@ -10,12 +10,17 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Sum is the count and an order-independent checksum of a set of rows: the sum of
-// the first 60 bits of each row's md5 (its text form, printed in UTC), so two sites
-// holding the same rows in any physical order have the same Sum.
+// each row's 64-bit hash (hash_record_extended: every column hashed by its type's
+// hash function, as hash partitioning does, so independent of time zone and date
+// style), so two sites holding the same rows in any physical order have the same
+// Sum. A table with a column of a type that has no hash function (json, point)
+// gets the sum of the first 60 bits of each row's md5 (its text form, printed in
+// UTC) instead, its checksum prefixed "md5:".
 type Sum struct {
 	Rows     int64  `json:"rows"`
 	Checksum string `json:"checksum"`
@@ -23,37 +28,55 @@ type Sum struct {
 
 func (s Sum) String() string { return fmt.Sprintf("%d rows, checksum %s", s.Rows, s.Checksum) }
 
+// The checksum expressions over a table aliased t (Sum).
+const (
+	sumHash = `coalesce(sum(hash_record_extended(t, 0)), 0)::text`
+	sumText = `'md5:' || coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text`
+)
+
 // RowSum reads the Sum of the table's rows matching where (SQL; "true" for all).
-// Dates are printed in UTC and ISO in its transaction, so servers in different time
-// zones agree.
 func RowSum(ctx context.Context, pool *pgxpool.Pool, table, where string) (Sum, error) {
-	var s Sum
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, sumSession, pgx.QueryExecModeSimpleProtocol); err != nil {
-			return err
-		}
-		return tx.QueryRow(ctx, fmt.Sprintf(`SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text
-			FROM %s t WHERE %s`, quoteTable(table), where)).Scan(&s.Rows, &s.Checksum)
-	})
-	if err != nil {
-		return Sum{}, fmt.Errorf("checksum %s WHERE %s: %w", table, where, err)
-	}
-	return s, nil
+	sums, err := rowSums(ctx, pool, table, where, false)
+	return sums[""], err
 }
 
-// sumSession sets what RowSum's text forms depend on: UTC, ISO dates, full floats.
+// sumSession sets what the md5 checksum's text forms depend on: UTC, ISO dates,
+// full floats.
 const sumSession = "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3"
 
 // rowSumsByOwner reads, in one scan of the table, the Sum of the rows matching
 // where of each owning site (OwnerColumn); an owner without rows is absent.
 func rowSumsByOwner(ctx context.Context, pool *pgxpool.Pool, table, where string) (map[string]Sum, error) {
+	return rowSums(ctx, pool, table, where, true)
+}
+
+// rowSums reads the Sums of the table's rows matching where, by owner or (key "")
+// of them all, with the hash checksum, or the md5 one where a column has no hash
+// function (or the server no hash_record_extended, before PostgreSQL 14).
+func rowSums(ctx context.Context, pool *pgxpool.Pool, table, where string, byOwner bool) (map[string]Sum, error) {
+	out, err := rowSumsWith(ctx, pool, table, where, byOwner, sumHash)
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "42883" { // undefined_function
+		out, err = rowSumsWith(ctx, pool, table, where, byOwner, sumText)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("checksum %s WHERE %s: %w", table, where, err)
+	}
+	return out, nil
+}
+
+func rowSumsWith(ctx context.Context, pool *pgxpool.Pool, table, where string, byOwner bool, sum string) (map[string]Sum, error) {
 	out := map[string]Sum{}
+	query := fmt.Sprintf(`SELECT '', count(*), %s FROM %s t WHERE %s`, sum, quoteTable(table), where)
+	if byOwner {
+		query = fmt.Sprintf(`SELECT %s, count(*), %s FROM %s t WHERE %s GROUP BY 1`, quoteIdent(OwnerColumn), sum, quoteTable(table), where)
+	}
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, sumSession, pgx.QueryExecModeSimpleProtocol); err != nil {
-			return err
+		if sum == sumText {
+			if _, err := tx.Exec(ctx, sumSession, pgx.QueryExecModeSimpleProtocol); err != nil {
+				return err
+			}
 		}
-		rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT %s, count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text
-			FROM %s t WHERE %s GROUP BY 1`, quoteIdent(OwnerColumn), quoteTable(table), where))
+		rows, err := tx.Query(ctx, query)
 		if err != nil {
 			return err
 		}
@@ -62,10 +85,7 @@ func rowSumsByOwner(ctx context.Context, pool *pgxpool.Pool, table, where string
 		_, err = pgx.ForEachRow(rows, []any{&owner, &s.Rows, &s.Checksum}, func() error { out[owner] = s; return nil })
 		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("checksum %s WHERE %s: %w", table, where, err)
-	}
-	return out, nil
+	return out, err
 }
 
 // Copied is what one copy moved.
