@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/drill"
+	"github.com/sitectl/sitectl/internal/text"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks/kong"
 	"github.com/sitectl/sitectl/traffic"
@@ -78,9 +79,10 @@ func printAvailability(g *globals, av []traffic.Availability) {
 
 func printAvailabilityTable(g *globals, av []traffic.Availability) {
 	tw := tabwriter.NewWriter(g.streams.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  SITE\tPHASE\tOK/REQUESTS\tSUCCESS\tLONGEST GAP\tSERVED BY")
+	fmt.Fprintln(tw, "  SITE\tPHASE\tOK/REQUESTS\tSUCCESS\tLONGEST GAP\tSERVED BY\tERRORS\tFAILOVER")
 	for _, a := range av {
-		fmt.Fprintf(tw, "  %s\t%s\t%d/%d\t%.2f%%\t%s\t%v\n", a.Site, a.Phase, a.OK, a.Requests, 100*a.Success, a.LongestGap.Round(time.Millisecond), a.ServedBy)
+		fmt.Fprintf(tw, "  %s\t%s\t%d/%d\t%.2f%%\t%s\t%v\t%s\t%s\n", a.Site, a.Phase, a.OK, a.Requests, 100*a.Success, a.LongestGap.Round(time.Millisecond), a.ServedBy,
+			text.OrDash(a.ErrorText()), text.OrDash(a.Failover.String()))
 	}
 	_ = tw.Flush()
 }
