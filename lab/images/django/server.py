@@ -5,12 +5,21 @@ readiness: 200 only while the site's database answers, else 503 (Kong's health c
 so the gateway fails /api over to a peer site, docs/gateway.md). Every path is also
 served under /api/ (Kong's /api route keeps the path: strip_path is false).
 
+A database that fails is failed consistently: once a request meets a connection
+error (a refused or failed connect, a kept connection the server terminated), or a
+new connection has been pending for DB_SLOW_CONNECT seconds (1), every request that
+needs the database, /ready included, answers 503 at once for DB_DOWN_HOLD seconds
+(5; each failure restarts it), then tries again. While a database stops, the worker
+threads whose connection is kept still answered and the others failed, and each
+success reset Kong's failure counters, so its health checks flapped between this
+site and its failover peer (docs/gateway.md#liveness-and-readiness).
+
 Every row carries the site that wrote it (SITE_ID) and a UUIDv7 key minted here; the
 app only ever writes its own site's rows (ownership, shared/DESIGN.md decision 4).
 Configuration from the environment: SITE_ID; DATABASE_URL, or DB_HOST, DB_PORT,
 DB_NAME, DB_USER and DB_PASSWORD / DB_PASSWORD_FILE (also used when DATABASE_URL
 carries no password); PORT (8000); THREADS (16): the worker threads, each keeping
-its own database connection.
+its own database connection; DB_DOWN_HOLD (5) and DB_SLOW_CONNECT (1), seconds.
 """
 import json
 import os
@@ -68,7 +77,7 @@ settings.configure(
     MIDDLEWARE=[],
     INSTALLED_APPS=[],
     DATABASES={"default": dict(ENGINE="django.db.backends.postgresql", CONN_MAX_AGE=None,
-                               OPTIONS={"connect_timeout": 5}, **database_settings())},
+                               OPTIONS={"connect_timeout": 3}, **database_settings())},
     USE_TZ=True,
     LOGGING={
         "version": 1,
@@ -80,6 +89,8 @@ django.setup()
 
 from django.core.signals import request_started  # noqa: E402
 from django.db import connection  # noqa: E402
+from django.db import InterfaceError, OperationalError  # noqa: E402
+from django.db.backends.postgresql.base import DatabaseWrapper  # noqa: E402
 from django.http import JsonResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 from django.views.decorators.csrf import csrf_exempt  # noqa: E402
@@ -105,6 +116,95 @@ def drop_dead_connection(**kwargs):
 
 
 request_started.connect(drop_dead_connection)
+
+
+def seconds(name, default):
+    raw = os.environ.get(name, default)
+    try:
+        v = float(raw)
+    except ValueError:
+        v = -1
+    if v <= 0:
+        sys.exit(f"sitectl lab django-api: {name} is {raw!r}; want seconds above 0, such as {default}")
+    return v
+
+
+class Breaker:
+    """The database's state as every worker thread sees it: down for `hold` seconds
+    after a connection error, or while a new connection has been pending for `slow`
+    seconds (a name the swarm no longer resolves can keep a connect waiting on DNS
+    past libpq's connect_timeout)."""
+
+    def __init__(self, hold, slow):
+        self.hold, self.slow = hold, slow
+        self.lock = threading.Lock()
+        self.until = 0.0
+        self.pending = {}  # connect attempt → when it began
+
+    def trip(self):
+        with self.lock:
+            self.until = time.monotonic() + self.hold
+
+    def down(self):
+        now = time.monotonic()
+        with self.lock:
+            return now < self.until or any(now - t >= self.slow for t in self.pending.values())
+
+    def connecting(self):
+        token = object()
+        with self.lock:
+            self.pending[token] = time.monotonic()
+        return token
+
+    def connected(self, token):
+        with self.lock:
+            self.pending.pop(token, None)
+
+
+BREAKER = Breaker(seconds("DB_DOWN_HOLD", "5"), seconds("DB_SLOW_CONNECT", "1"))
+_new_connection = DatabaseWrapper.get_new_connection
+
+
+def get_new_connection(self, conn_params):
+    token = BREAKER.connecting()
+    try:
+        return _new_connection(self, conn_params)
+    except Exception:
+        BREAKER.trip()
+        raise
+    finally:
+        BREAKER.connected(token)
+
+
+DatabaseWrapper.get_new_connection = get_new_connection
+
+
+def unavailable(error=""):
+    body = {"status": "error", "error": "database unavailable", "site": SITE}
+    if error:
+        body["database"] = error  # the exception's type: never a secret
+    r = JsonResponse(body, status=503)
+    r["Retry-After"] = str(int(BREAKER.hold))
+    return r
+
+
+def needs_database(view):
+    """Answers 503 at once while the database is down; a connection error trips the
+    breaker and answers 503 (other errors stay 500s)."""
+    def wrapped(request, *args, **kwargs):
+        if BREAKER.down():
+            return unavailable()
+        try:
+            return view(request, *args, **kwargs)
+        except (OperationalError, InterfaceError) as e:
+            BREAKER.trip()
+            try:
+                connection.close()
+            except Exception:
+                connection.connection = None
+            return unavailable(type(e).__name__)
+    wrapped.__name__ = view.__name__
+    return wrapped
 
 SITE = os.environ.get("SITE_ID", "")
 TABLE = os.environ.get("ROWS_TABLE", "lab_rows")
@@ -141,21 +241,20 @@ def health(request):
     return JsonResponse({"status": "ok", "site": SITE, "app": "sitectl-lab-django"})
 
 
+@needs_database
 def ready(request):
-    """Readiness: the site's database answers."""
-    try:
-        with connection.cursor() as c:
-            c.execute("SELECT 1")
-        db = "ok"
-    except Exception as e:  # the health answer says why, never a secret
-        return JsonResponse({"status": "error", "site": SITE, "database": type(e).__name__}, status=503)
-    return JsonResponse({"status": "ok", "site": SITE, "database": db, "app": "sitectl-lab-django"})
+    """Readiness: the site's database answers, and has not failed in the last
+    DB_DOWN_HOLD seconds."""
+    with connection.cursor() as c:
+        c.execute("SELECT 1")
+    return JsonResponse({"status": "ok", "site": SITE, "database": "ok", "app": "sitectl-lab-django"})
 
 
 TABLE_READY = []  # non-empty once this process made sure the table exists
 
 
 @csrf_exempt
+@needs_database
 def rows(request):
     if not SITE:
         return JsonResponse({"error": "SITE_ID is not set"}, status=500)
