@@ -26,6 +26,11 @@ func startDrillLoad(ctx context.Context, topo *sites.Topology, rate int) (*drill
 	if err != nil {
 		return nil, err
 	}
+	// The figures start from gateways that serve their own API (not a previous
+	// fault's failover still failing back).
+	if err := traffic.WaitOwn(ctx, entries, 2*time.Minute, 500*time.Millisecond); err != nil {
+		return nil, fmt.Errorf("--load: %w", err)
+	}
 	// The clients outlive ctx's cancellation by SIGINT only as long as the drill's
 	// heal: they stop when the drill returns.
 	return &drillLoad{watch: traffic.StartWatch(context.WithoutCancel(ctx), entries, rate), entries: entries}, nil
