@@ -7,7 +7,7 @@ served under /api/ (Kong's /api route keeps the path: strip_path is false).
 
 A database that fails is failed consistently: once a request meets a connection
 error (a refused or failed connect, a kept connection the server terminated), or a
-new connection has been pending for DB_SLOW_CONNECT seconds (1), every request that
+new connection has been pending for DB_SLOW_CONNECT seconds (2), every request that
 needs the database, /ready included, answers 503 at once for DB_DOWN_HOLD seconds
 (5; each failure restarts it), then tries again. While a database stops, the worker
 threads whose connection is kept still answered and the others failed, and each
@@ -19,7 +19,7 @@ app only ever writes its own site's rows (ownership, shared/DESIGN.md decision 4
 Configuration from the environment: SITE_ID; DATABASE_URL, or DB_HOST, DB_PORT,
 DB_NAME, DB_USER and DB_PASSWORD / DB_PASSWORD_FILE (also used when DATABASE_URL
 carries no password); PORT (8000); THREADS (16): the worker threads, each keeping
-its own database connection; DB_DOWN_HOLD (5) and DB_SLOW_CONNECT (1), seconds.
+its own database connection; DB_DOWN_HOLD (5) and DB_SLOW_CONNECT (2), seconds.
 """
 import json
 import os
@@ -109,6 +109,7 @@ def drop_dead_connection(**kwargs):
     except Exception:  # a closed or broken socket
         dead = True
     if dead:
+        BREAKER.lost()
         try:
             connection.close()
         except Exception:
@@ -133,47 +134,81 @@ class Breaker:
     """The database's state as every worker thread sees it: down for `hold` seconds
     after a connection error, or while a new connection has been pending for `slow`
     seconds (a name the swarm no longer resolves can keep a connect waiting on DNS
-    past libpq's connect_timeout)."""
+    past libpq's connect_timeout). Once a kept connection is found closed by the
+    server (a stop or restart), new connections are made one at a time until one
+    succeeds: a thread that needs one while another is pending waits up to `wait`
+    seconds (0) for its outcome, then answers 503 without tripping the breaker (so
+    16 threads do not all hang in a connect that may never finish while requests
+    queue behind them, and a restart that is already over costs one connect)."""
 
-    def __init__(self, hold, slow):
-        self.hold, self.slow = hold, slow
-        self.lock = threading.Lock()
+    def __init__(self, hold, slow, wait=0.0):
+        self.hold, self.slow, self.wait = hold, slow, wait
+        self.cond = threading.Condition()
         self.until = 0.0
+        self.suspect = False
         self.pending = {}  # connect attempt → when it began
 
     def trip(self):
-        with self.lock:
+        with self.cond:
             self.until = time.monotonic() + self.hold
+            self.cond.notify_all()
 
     def down(self):
         now = time.monotonic()
-        with self.lock:
+        with self.cond:
             return now < self.until or any(now - t >= self.slow for t in self.pending.values())
 
+    def lost(self):
+        """A kept connection was closed by the server."""
+        with self.cond:
+            self.suspect = True
+
     def connecting(self):
-        token = object()
-        with self.lock:
+        """Registers a connect attempt; None when it must not be made (down, or
+        suspect with another attempt still pending after `wait`)."""
+        with self.cond:
+            deadline = time.monotonic() + self.wait
+            while self.suspect and self.pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cond.wait(left)
+            if time.monotonic() < self.until:
+                return None
+            token = object()
             self.pending[token] = time.monotonic()
-        return token
+            return token
 
-    def connected(self, token):
-        with self.lock:
+    def connected(self, token, ok):
+        with self.cond:
             self.pending.pop(token, None)
+            if ok:
+                self.suspect = False
+            self.cond.notify_all()
 
 
-BREAKER = Breaker(seconds("DB_DOWN_HOLD", "5"), seconds("DB_SLOW_CONNECT", "1"))
+class Busy(OperationalError):
+    """No connect was tried: the breaker is open or another one is pending."""
+
+
+BREAKER = Breaker(seconds("DB_DOWN_HOLD", "5"), seconds("DB_SLOW_CONNECT", "2"))
 _new_connection = DatabaseWrapper.get_new_connection
 
 
 def get_new_connection(self, conn_params):
     token = BREAKER.connecting()
+    if token is None:
+        raise Busy("database unavailable: another connection attempt is pending")
+    ok = False
     try:
-        return _new_connection(self, conn_params)
+        conn = _new_connection(self, conn_params)
+        ok = True
+        return conn
     except Exception:
         BREAKER.trip()
         raise
     finally:
-        BREAKER.connected(token)
+        BREAKER.connected(token, ok)
 
 
 DatabaseWrapper.get_new_connection = get_new_connection
@@ -189,13 +224,16 @@ def unavailable(error=""):
 
 
 def needs_database(view):
-    """Answers 503 at once while the database is down; a connection error trips the
-    breaker and answers 503 (other errors stay 500s)."""
+    """Answers 503 at once while the database is down or another connect is pending
+    after a lost connection; a connection error trips the breaker and answers 503
+    (other errors stay 500s)."""
     def wrapped(request, *args, **kwargs):
         if BREAKER.down():
             return unavailable()
         try:
             return view(request, *args, **kwargs)
+        except Busy:
+            return unavailable()
         except (OperationalError, InterfaceError) as e:
             BREAKER.trip()
             try:
