@@ -27,8 +27,10 @@ func startDrillLoad(ctx context.Context, topo *sites.Topology, rate int) (*drill
 		return nil, err
 	}
 	// The figures start from gateways that serve their own API (not a previous
-	// fault's failover still failing back).
-	if err := traffic.WaitOwn(ctx, entries, 2*time.Minute, 500*time.Millisecond); err != nil {
+	// fault's failover still failing back, nor an API just deployed). Answers 2 s
+	// apart: 3 in a row span two of Kong's probe intervals, so the peers' Kong
+	// nodes have seen this API ready too (healthy.successes 2).
+	if err := traffic.WaitOwn(ctx, entries, 2*time.Minute, 2*time.Second); err != nil {
 		return nil, fmt.Errorf("--load: %w", err)
 	}
 	// The clients outlive ctx's cancellation by SIGINT only as long as the drill's
