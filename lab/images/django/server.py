@@ -6,10 +6,11 @@ so the gateway fails /api over to a peer site, docs/gateway.md). Every path is a
 served under /api/ (Kong's /api route keeps the path: strip_path is false).
 
 A database that fails is failed consistently: once a request meets a connection
-error (a refused or failed connect, a kept connection the server terminated), or a
-new connection has been pending for DB_SLOW_CONNECT seconds (2), every request that
-needs the database, /ready included, answers 503 at once for DB_DOWN_HOLD seconds
-(5; each failure restarts it), then tries again. While a database stops, the worker
+error (a refused or failed connect, a kept connection the server terminated), every
+request that needs the database, /ready included, answers 503 at once for
+DB_DOWN_HOLD seconds (5; each failure restarts it), then tries again; once a kept
+connection is found closed by the server, new connections are made one at a time
+until one succeeds (the others answer 503 meanwhile). While a database stops, the worker
 threads whose connection is kept still answered and the others failed, and each
 success reset Kong's failure counters, so its health checks flapped between this
 site and its failover peer (docs/gateway.md#liveness-and-readiness).
@@ -19,7 +20,7 @@ app only ever writes its own site's rows (ownership, shared/DESIGN.md decision 4
 Configuration from the environment: SITE_ID; DATABASE_URL, or DB_HOST, DB_PORT,
 DB_NAME, DB_USER and DB_PASSWORD / DB_PASSWORD_FILE (also used when DATABASE_URL
 carries no password); PORT (8000); THREADS (16): the worker threads, each keeping
-its own database connection; DB_DOWN_HOLD (5) and DB_SLOW_CONNECT (2), seconds.
+its own database connection; DB_DOWN_HOLD (5), seconds.
 """
 import json
 import os
@@ -132,17 +133,18 @@ def seconds(name, default):
 
 class Breaker:
     """The database's state as every worker thread sees it: down for `hold` seconds
-    after a connection error, or while a new connection has been pending for `slow`
-    seconds (a name the swarm no longer resolves can keep a connect waiting on DNS
-    past libpq's connect_timeout). Once a kept connection is found closed by the
+    after a connection error. Once a kept connection is found closed by the
     server (a stop or restart), new connections are made one at a time until one
     succeeds: a thread that needs one while another is pending waits up to `wait`
     seconds (0) for its outcome, then answers 503 without tripping the breaker (so
     16 threads do not all hang in a connect that may never finish while requests
-    queue behind them, and a restart that is already over costs one connect)."""
+    queue behind them, and a restart that is already over costs one connect). A
+    connect that is merely slow (the first ones, on a loaded machine) is not a
+    failure: a rule that called a connect pending for 2 s down failed a freshly
+    started API in the lab."""
 
-    def __init__(self, hold, slow, wait=0.0):
-        self.hold, self.slow, self.wait = hold, slow, wait
+    def __init__(self, hold, wait=0.0):
+        self.hold, self.wait = hold, wait
         self.cond = threading.Condition()
         self.until = 0.0
         self.suspect = False
@@ -154,9 +156,8 @@ class Breaker:
             self.cond.notify_all()
 
     def down(self):
-        now = time.monotonic()
         with self.cond:
-            return now < self.until or any(now - t >= self.slow for t in self.pending.values())
+            return time.monotonic() < self.until
 
     def lost(self):
         """A kept connection was closed by the server."""
@@ -191,7 +192,7 @@ class Busy(OperationalError):
     """No connect was tried: the breaker is open or another one is pending."""
 
 
-BREAKER = Breaker(seconds("DB_DOWN_HOLD", "5"), seconds("DB_SLOW_CONNECT", "2"))
+BREAKER = Breaker(seconds("DB_DOWN_HOLD", "5"))
 _new_connection = DatabaseWrapper.get_new_connection
 
 
