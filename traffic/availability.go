@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -280,4 +282,28 @@ func (w *Watch) Snapshot(entries []Entry) []Availability {
 		}
 	}
 	return out
+}
+
+// ErrorText is the phase's failed requests by kind, most frequent first, such as
+// "http 500×22, timeout×14"; "" when none failed.
+func (a Availability) ErrorText() string {
+	return kindList(a.Errors, Result{Errors: a.Errors}.ErrKinds())
+}
+
+// String is the failover the clients saw, such as "cloud after 0.2s: 91/113
+// (80.53%)": the peer, the detection time, and the answers from the peer's first
+// one to the phase's end.
+func (f *Failover) String() string {
+	if f == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s after %s: %d/%d (%.2f%%)", f.Peer, f.Detection.Round(time.Millisecond), f.OK, f.Requests, 100*f.Success)
+}
+
+func kindList(m map[string]int, keys []string) string {
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s×%d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }

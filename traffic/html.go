@@ -123,12 +123,8 @@ func chart(r Result) siteChart {
 }
 
 func kinds(m map[string]int, keys []string) string {
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s×%d", k, m[k]))
+	if s := kindList(m, keys); s != "" {
+		return s
 	}
-	if len(parts) == 0 {
-		return "—"
-	}
-	return strings.Join(parts, ", ")
+	return "—"
 }

@@ -62,16 +62,51 @@ func EntryOf(topo *sites.Topology, site *sites.Site) (Entry, error) {
 
 // Client returns an HTTP client for e, keeping up to conns idle connections, dialled
 // with e.Dial when set; the certificate is verified with the system's roots unless
-// e.Insecure (the lab's is self-made).
+// e.Insecure (the lab's is self-made). TLS sessions are resumed, and at most
+// dialing connections are dialled and handshaken at once: a request waiting for a
+// new connection takes an idle one as soon as one is free (net/http does so), so
+// a burst reuses the connections it has instead of paying one TLS handshake per
+// request. Without the bound, a generator asked for more than the machine's
+// handshakes per second made a new connection for nearly every request and never
+// caught up (BenchmarkGenerator: 2,357–3,847 connections for 2,600–4,000
+// requests).
 func (e Entry) Client(timeout time.Duration, conns int) *http.Client {
-	tr := &http.Transport{MaxIdleConnsPerHost: conns, IdleConnTimeout: 30 * time.Second,
-		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12}}
-	if e.Dial != nil {
-		tr.DialContext = e.Dial
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(0),
+		InsecureSkipVerify: e.Insecure} //nolint:gosec // the lab's Kong certificate is self-made (lab only)
+	dial := e.Dial
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
 	}
-	tr.TLSClientConfig.InsecureSkipVerify = e.Insecure //nolint:gosec // the lab's Kong certificate is self-made (lab only)
+	slots := make(chan struct{}, dialing)
+	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, IdleConnTimeout: 30 * time.Second,
+		TLSClientConfig: cfg, DialContext: dial,
+		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			defer func() { <-slots }()
+			raw, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			c := cfg.Clone()
+			if c.ServerName == "" {
+				c.ServerName, _, _ = net.SplitHostPort(addr)
+			}
+			conn := tls.Client(raw, c)
+			if err := conn.HandshakeContext(ctx); err != nil {
+				_ = raw.Close()
+				return nil, err
+			}
+			return conn, nil
+		}}
 	return &http.Client{Timeout: timeout, Transport: tr}
 }
+
+// dialing bounds the connections one client dials and handshakes at once.
+const dialing = 8
 
 // Mix is the share of reads and writes ("read:write", such as 9:1).
 type Mix struct{ Read, Write int }
@@ -184,11 +219,16 @@ func newSiteRun(e Entry, start time.Time, d time.Duration) *siteRun {
 }
 
 func (r *siteRun) attack(ctx context.Context, opts Options) {
-	// Enough workers (and connections) for the rate to hold while every request
-	// takes up to the timeout: a slow site must not slow the pacer down.
-	conns := max(8, opts.Rate/10)
-	most := max(conns, opts.Rate*int(max(opts.Timeout/time.Second, 1)))
-	a := vegeta.NewAttacker(vegeta.Client(r.entry.Client(opts.Timeout, conns)), vegeta.Workers(uint64(conns)),
+	// Workers (and connections) may grow to what the rate needs while every
+	// request takes up to the timeout: a slow site must not slow the pacer down.
+	// They start few and grow only when every worker is busy (vegeta spawns one
+	// then), and every connection made is kept (the idle pool holds as many as
+	// there may be workers): a connection closed because the pool was full, or
+	// one per worker started at once, costs a TLS handshake, and at a few
+	// thousand requests/s those handshakes, not the requests, used the CPU
+	// (BenchmarkGenerator, docs/load.md).
+	most := max(8, opts.Rate*int(max(opts.Timeout/time.Second, 1)))
+	a := vegeta.NewAttacker(vegeta.Client(r.entry.Client(opts.Timeout, most)), vegeta.Workers(dialing),
 		vegeta.MaxWorkers(uint64(most)))
 	var count atomic.Uint64 // vegeta's workers call the targeter concurrently
 	period := uint64(opts.Mix.Read + opts.Mix.Write)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/drill"
+	"github.com/sitectl/sitectl/internal/text"
 	"github.com/sitectl/sitectl/sites"
 	"github.com/sitectl/sitectl/stacks/kong"
 	"github.com/sitectl/sitectl/traffic"
@@ -24,6 +25,13 @@ func startDrillLoad(ctx context.Context, topo *sites.Topology, rate int) (*drill
 	entries, err := loadEntries(ctx, topo)
 	if err != nil {
 		return nil, err
+	}
+	// The figures start from gateways that serve their own API (not a previous
+	// fault's failover still failing back, nor an API just deployed). Answers 2 s
+	// apart: 3 in a row span two of Kong's probe intervals, so the peers' Kong
+	// nodes have seen this API ready too (healthy.successes 2).
+	if err := traffic.WaitOwn(ctx, entries, 2*time.Minute, 2*time.Second); err != nil {
+		return nil, fmt.Errorf("--load: %w", err)
 	}
 	// The clients outlive ctx's cancellation by SIGINT only as long as the drill's
 	// heal: they stop when the drill returns.
@@ -78,9 +86,10 @@ func printAvailability(g *globals, av []traffic.Availability) {
 
 func printAvailabilityTable(g *globals, av []traffic.Availability) {
 	tw := tabwriter.NewWriter(g.streams.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  SITE\tPHASE\tOK/REQUESTS\tSUCCESS\tLONGEST GAP\tSERVED BY")
+	fmt.Fprintln(tw, "  SITE\tPHASE\tOK/REQUESTS\tSUCCESS\tLONGEST GAP\tSERVED BY\tERRORS\tFAILOVER")
 	for _, a := range av {
-		fmt.Fprintf(tw, "  %s\t%s\t%d/%d\t%.2f%%\t%s\t%v\n", a.Site, a.Phase, a.OK, a.Requests, 100*a.Success, a.LongestGap.Round(time.Millisecond), a.ServedBy)
+		fmt.Fprintf(tw, "  %s\t%s\t%d/%d\t%.2f%%\t%s\t%v\t%s\t%s\n", a.Site, a.Phase, a.OK, a.Requests, 100*a.Success, a.LongestGap.Round(time.Millisecond), a.ServedBy,
+			text.OrDash(a.ErrorText()), text.OrDash(a.Failover.String()))
 	}
 	_ = tw.Flush()
 }

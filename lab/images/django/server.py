@@ -5,12 +5,22 @@ readiness: 200 only while the site's database answers, else 503 (Kong's health c
 so the gateway fails /api over to a peer site, docs/gateway.md). Every path is also
 served under /api/ (Kong's /api route keeps the path: strip_path is false).
 
+A database that fails is failed consistently: once a request meets a connection
+error (a refused or failed connect, a kept connection the server terminated), every
+request that needs the database, /ready included, answers 503 at once for
+DB_DOWN_HOLD seconds (5; each failure restarts it), then tries again; once a kept
+connection is found closed by the server, new connections are made one at a time
+until one succeeds (the others answer 503 meanwhile). While a database stops, the worker
+threads whose connection is kept still answered and the others failed, and each
+success reset Kong's failure counters, so its health checks flapped between this
+site and its failover peer (docs/gateway.md#liveness-and-readiness).
+
 Every row carries the site that wrote it (SITE_ID) and a UUIDv7 key minted here; the
 app only ever writes its own site's rows (ownership, shared/DESIGN.md decision 4).
 Configuration from the environment: SITE_ID; DATABASE_URL, or DB_HOST, DB_PORT,
 DB_NAME, DB_USER and DB_PASSWORD / DB_PASSWORD_FILE (also used when DATABASE_URL
 carries no password); PORT (8000); THREADS (16): the worker threads, each keeping
-its own database connection.
+its own database connection; DB_DOWN_HOLD (5), seconds.
 """
 import json
 import os
@@ -68,7 +78,7 @@ settings.configure(
     MIDDLEWARE=[],
     INSTALLED_APPS=[],
     DATABASES={"default": dict(ENGINE="django.db.backends.postgresql", CONN_MAX_AGE=None,
-                               OPTIONS={"connect_timeout": 5}, **database_settings())},
+                               OPTIONS={"connect_timeout": 3}, **database_settings())},
     USE_TZ=True,
     LOGGING={
         "version": 1,
@@ -80,6 +90,8 @@ django.setup()
 
 from django.core.signals import request_started  # noqa: E402
 from django.db import connection  # noqa: E402
+from django.db import InterfaceError, OperationalError  # noqa: E402
+from django.db.backends.postgresql.base import DatabaseWrapper  # noqa: E402
 from django.http import JsonResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 from django.views.decorators.csrf import csrf_exempt  # noqa: E402
@@ -98,6 +110,7 @@ def drop_dead_connection(**kwargs):
     except Exception:  # a closed or broken socket
         dead = True
     if dead:
+        BREAKER.lost()
         try:
             connection.close()
         except Exception:
@@ -105,6 +118,132 @@ def drop_dead_connection(**kwargs):
 
 
 request_started.connect(drop_dead_connection)
+
+
+def seconds(name, default):
+    raw = os.environ.get(name, default)
+    try:
+        v = float(raw)
+    except ValueError:
+        v = -1
+    if v <= 0:
+        sys.exit(f"sitectl lab django-api: {name} is {raw!r}; want seconds above 0, such as {default}")
+    return v
+
+
+class Breaker:
+    """The database's state as every worker thread sees it: down for `hold` seconds
+    after a connection error. Once a kept connection is found closed by the
+    server (a stop or restart), new connections are made one at a time until one
+    succeeds: a thread that needs one while another is pending waits up to `wait`
+    seconds (0) for its outcome, then answers 503 without tripping the breaker (so
+    16 threads do not all hang in a connect that may never finish while requests
+    queue behind them, and a restart that is already over costs one connect). A
+    connect that is merely slow (the first ones, on a loaded machine) is not a
+    failure: a rule that called a connect pending for 2 s down failed a freshly
+    started API in the lab."""
+
+    def __init__(self, hold, wait=0.0):
+        self.hold, self.wait = hold, wait
+        self.cond = threading.Condition()
+        self.until = 0.0
+        self.suspect = False
+        self.pending = {}  # connect attempt → when it began
+
+    def trip(self):
+        with self.cond:
+            self.until = time.monotonic() + self.hold
+            self.cond.notify_all()
+
+    def down(self):
+        with self.cond:
+            return time.monotonic() < self.until
+
+    def lost(self):
+        """A kept connection was closed by the server."""
+        with self.cond:
+            self.suspect = True
+
+    def connecting(self):
+        """Registers a connect attempt; None when it must not be made (down, or
+        suspect with another attempt still pending after `wait`)."""
+        with self.cond:
+            deadline = time.monotonic() + self.wait
+            while self.suspect and self.pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cond.wait(left)
+            if time.monotonic() < self.until:
+                return None
+            token = object()
+            self.pending[token] = time.monotonic()
+            return token
+
+    def connected(self, token, ok):
+        with self.cond:
+            self.pending.pop(token, None)
+            if ok:
+                self.suspect = False
+            self.cond.notify_all()
+
+
+class Busy(OperationalError):
+    """No connect was tried: the breaker is open or another one is pending."""
+
+
+BREAKER = Breaker(seconds("DB_DOWN_HOLD", "5"))
+_new_connection = DatabaseWrapper.get_new_connection
+
+
+def get_new_connection(self, conn_params):
+    token = BREAKER.connecting()
+    if token is None:
+        raise Busy("database unavailable: another connection attempt is pending")
+    ok = False
+    try:
+        conn = _new_connection(self, conn_params)
+        ok = True
+        return conn
+    except Exception:
+        BREAKER.trip()
+        raise
+    finally:
+        BREAKER.connected(token, ok)
+
+
+DatabaseWrapper.get_new_connection = get_new_connection
+
+
+def unavailable(error=""):
+    body = {"status": "error", "error": "database unavailable", "site": SITE}
+    if error:
+        body["database"] = error  # the exception's type: never a secret
+    r = JsonResponse(body, status=503)
+    r["Retry-After"] = str(int(BREAKER.hold))
+    return r
+
+
+def needs_database(view):
+    """Answers 503 at once while the database is down or another connect is pending
+    after a lost connection; a connection error trips the breaker and answers 503
+    (other errors stay 500s)."""
+    def wrapped(request, *args, **kwargs):
+        if BREAKER.down():
+            return unavailable()
+        try:
+            return view(request, *args, **kwargs)
+        except Busy:
+            return unavailable()
+        except (OperationalError, InterfaceError) as e:
+            BREAKER.trip()
+            try:
+                connection.close()
+            except Exception:
+                connection.connection = None
+            return unavailable(type(e).__name__)
+    wrapped.__name__ = view.__name__
+    return wrapped
 
 SITE = os.environ.get("SITE_ID", "")
 TABLE = os.environ.get("ROWS_TABLE", "lab_rows")
@@ -141,21 +280,20 @@ def health(request):
     return JsonResponse({"status": "ok", "site": SITE, "app": "sitectl-lab-django"})
 
 
+@needs_database
 def ready(request):
-    """Readiness: the site's database answers."""
-    try:
-        with connection.cursor() as c:
-            c.execute("SELECT 1")
-        db = "ok"
-    except Exception as e:  # the health answer says why, never a secret
-        return JsonResponse({"status": "error", "site": SITE, "database": type(e).__name__}, status=503)
-    return JsonResponse({"status": "ok", "site": SITE, "database": db, "app": "sitectl-lab-django"})
+    """Readiness: the site's database answers, and has not failed in the last
+    DB_DOWN_HOLD seconds."""
+    with connection.cursor() as c:
+        c.execute("SELECT 1")
+    return JsonResponse({"status": "ok", "site": SITE, "database": "ok", "app": "sitectl-lab-django"})
 
 
 TABLE_READY = []  # non-empty once this process made sure the table exists
 
 
 @csrf_exempt
+@needs_database
 def rows(request):
     if not SITE:
         return JsonResponse({"error": "SITE_ID is not set"}, status=500)
