@@ -92,7 +92,11 @@ func markerLag(ctx context.Context, c *pgxpool.Pool, barmanSite string) (lagSamp
 		return lagSample{}, err
 	}
 	acked := time.Now()
-	from := max(0, off+1-4096)
+	// The record's last bytes are the marker's, then up to 7 bytes of alignment
+	// (zeros). pg_receivewal's files start zero-filled, so the last non-zero byte
+	// of the 8 before the record's end being the marker's last is the record
+	// received (a page header may split the marker itself).
+	from := max(0, off-7)
 	buf := make([]byte, off+1-from)
 	paths := []string{filepath.Join(barmanSite, "streaming", name+".partial"), filepath.Join(barmanSite, "streaming", name), filepath.Join(barmanSite, "wals", name[:16], name)}
 	for time.Since(acked) < time.Minute {
@@ -103,7 +107,7 @@ func markerLag(ctx context.Context, c *pgxpool.Pool, barmanSite string) (lagSamp
 			}
 			k, _ := f.ReadAt(buf, from)
 			_ = f.Close()
-			if bytes.Contains(buf[:k], marker) {
+			if last := bytes.TrimRight(buf[:k], "\x00"); len(last) > 0 && last[len(last)-1] == marker[len(marker)-1] {
 				s := lagSample{took: time.Since(acked)}
 				err := c.QueryRow(ctx, "SELECT (pg_current_wal_lsn() - $1::pg_lsn)::bigint", lsn).Scan(&s.bytes)
 				return s, err
