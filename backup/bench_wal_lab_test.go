@@ -211,7 +211,8 @@ func poolConfig(b *testing.B, s *backuptest.Site) *pgxpool.Config {
 }
 
 // setStreaming starts (barman cron) or stops (receive-wal --stop) Barman's WAL
-// streaming and waits until the site's database sees its walsender come or go.
+// streaming and waits until the site's database sees its walsender go, or come
+// and catch up to within 1 MiB.
 func setStreaming(ctx context.Context, b *testing.B, s *backuptest.Site, pool *pgxpool.Pool, on bool) {
 	b.Helper()
 	args := []string{"receive-wal", "--stop", "douala"}
@@ -226,8 +227,21 @@ func setStreaming(ctx context.Context, b *testing.B, s *backuptest.Site, pool *p
 		if err := pool.QueryRow(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", s.Target.Slot).Scan(&active); err != nil {
 			b.Fatal(err)
 		}
-		if active == on {
+		if !on && !active {
 			return
+		}
+		if on && active {
+			// Streaming again: wait until pg_receivewal has caught up with the WAL
+			// written while it was stopped, so the catch-up is not measured.
+			var behind bool
+			err := pool.QueryRow(ctx, `SELECT coalesce(r.write_lsn < pg_current_wal_lsn() - 1048576, true)
+				FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1`, s.Target.Slot).Scan(&behind)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !behind {
+				return
+			}
 		}
 		if time.Now().After(deadline) {
 			b.Fatalf("slot %s active %v a minute after %v", s.Target.Slot, active, args)
