@@ -29,7 +29,10 @@ func restoreToNow(t *testing.T, s *backuptest.Site) {
 	}
 	defer func() { _ = live.Close(ctx) }()
 	var now time.Time
-	if err := live.QueryRow(ctx, "CREATE TABLE rpo (id int PRIMARY KEY); INSERT INTO rpo SELECT generate_series(1, 100); SELECT clock_timestamp()").Scan(&now); err != nil {
+	if _, err := live.Exec(ctx, "CREATE TABLE rpo (id int PRIMARY KEY); INSERT INTO rpo SELECT generate_series(1, 100)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := live.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&now); err != nil {
 		t.Fatal(err)
 	}
 	dest := filepath.Join(s.RestoreDir, "now")
