@@ -118,7 +118,7 @@ func DrillRestore(ctx context.Context, o DrillOptions) (rep DrillReport, err err
 			err = errors.Join(err, fmt.Errorf("drill restore %s: remove %s: %w", o.Target.Site, o.Dest, rerr))
 		}
 	}()
-	restored, err := Restore(ctx, o.Runner, o.Target, RestoreOptions{Time: rep.Point, Dest: o.Dest, Progress: o.Progress})
+	restored, err := Restore(ctx, o.Runner, o.Target, RestoreOptions{Time: rep.Point, Dest: o.Dest, Live: o.Live, Progress: o.Progress})
 	if err != nil {
 		return rep, err
 	}

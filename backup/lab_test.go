@@ -70,6 +70,8 @@ func TestLabBackupPointInTimeRestore(t *testing.T) {
 		t.Fatalf("restore before the first backup: want the recovery window named, got %v", err)
 	}
 
+	t.Run("restore to now", func(t *testing.T) { restoreToNow(t, s) })
+
 	if _, err := s.Runner.Barman(ctx, "receive-wal", "--stop", s.Target.Site); err != nil {
 		t.Fatal(err)
 	}

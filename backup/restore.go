@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/sitectl/sitectl/internal/progress"
 )
 
@@ -34,7 +36,12 @@ type RestoreOptions struct {
 	// exist. The live database is never a destination.
 	Dest string
 	// Now is the end of the recovery window while WAL streams (time.Now if zero).
-	Now      time.Time
+	Now time.Time
+	// Live reaches the site's live database (password set), optional: while Barman
+	// closes the streamed WAL segment, restore commits empty transactions there so
+	// the segment is archived at once (closeSegment). Nil: Barman waits for the
+	// site's next WAL (10–15 s on a quiet site, 60 s on an idle one).
+	Live     *pgx.ConnConfig
 	Progress *progress.Printer
 }
 
@@ -68,10 +75,13 @@ func Restore(ctx context.Context, r Runner, t Target, o RestoreOptions) (Restore
 	// archive (a partial segment is not used by recover). Not fatal: a site that is
 	// down has nothing newer to give.
 	done := o.Progress.Step("close the current WAL segment of %s", t.Site)
-	_, err = r.Barman(ctx, "switch-wal", "--archive", "--archive-timeout", "60", t.Site)
+	nudgeErr, err := closeSegment(ctx, r, t, o.Live)
 	done(nil)
 	if err != nil {
 		o.Progress.Warnf("%s: the newest WAL may be missing from the archive: %v", t.Site, err)
+	}
+	if nudgeErr != nil {
+		o.Progress.Warnf("%s: could not commit at the live database to close the WAL segment sooner: %v", t.Site, nudgeErr)
 	}
 	done = o.Progress.Step("recover %s backup %s to %s into %s", t.Site, base.ID, o.Time.UTC().Format(TimeLayout), o.Dest)
 	_, err = r.Barman(ctx, "recover", "--target-time", o.Time.UTC().Format("2006-01-02 15:04:05.999999-07:00"),

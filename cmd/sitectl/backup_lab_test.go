@@ -125,6 +125,7 @@ func TestLabBackupCLI(t *testing.T) {
 	if entries, _ := os.ReadDir(s.RestoreDir); len(entries) != 0 {
 		t.Fatalf("restore dir not empty after removal: %v", entries)
 	}
+	t.Run("backup server stopped", func(t *testing.T) { backupServerStopped(t, s, cli) })
 }
 
 func runShell(cmd string) ([]byte, error) {

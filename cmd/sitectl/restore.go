@@ -65,7 +65,7 @@ window is refused, naming the window. A failed restore leaves nothing behind.`,
 					_ = os.RemoveAll(dest)
 				}
 			}()
-			restored, err := backup.Restore(cmd.Context(), r, t, backup.RestoreOptions{Time: at, Dest: dest, Progress: g.progress()})
+			restored, err := backup.Restore(cmd.Context(), r, t, backup.RestoreOptions{Time: at, Dest: dest, Live: liveOrNil(topo.Site(t.Site)), Progress: g.progress()})
 			if err != nil {
 				return err
 			}
