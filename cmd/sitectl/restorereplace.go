@@ -127,7 +127,8 @@ What restore --replace does to %[1]s (the replicated tables only; other tables s
   peers: they come back at every site). A row %[2]s holds keeps %[2]s's version.
 Lost: the rows of %[1]s that only its live database holds (written after the
 restore time and not at %[2]s): %[4]s.
-Stop the application's writes at %[1]s first: a row written there during the replace may be lost.
+Scale %[1]s's application down first: a row written there during the replace may be lost, or
+reach a peer twice and stop its subscription (docs/site-rebuild.md, known limits).
 `, site, peer, label, orNone(strings.Join(lost, ", ")))
 }
 
