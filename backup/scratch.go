@@ -62,7 +62,10 @@ func (s *LocalScratch) Start(ctx context.Context, dir string) error {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return fmt.Errorf("scratch: %w", err)
 	}
-	opts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -c unix_socket_directories=%s", s.Port, dir)
+	// No logical replication worker: the restored catalog holds the site's
+	// subscriptions, enabled, naming the peers' slots of the live site; a scratch
+	// server that reached a peer would take the live site's changes off its slot.
+	opts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -c unix_socket_directories=%s -c max_logical_replication_workers=0", s.Port, dir)
 	log := filepath.Join(dir, "scratch-server.log")
 	if err := s.pgctl(ctx, "-D", dir, "-l", log, "-w", "-t", "300", "-o", opts, "start"); err != nil {
 		return fmt.Errorf("scratch: %w (log: %s)", err, log)

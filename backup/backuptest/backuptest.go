@@ -6,10 +6,12 @@ package backuptest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,7 +55,11 @@ func run(t testing.TB, name string, args ...string) {
 
 // Start starts the site's server and Barman's WAL streaming (barman cron); both are
 // stopped and removed when the test ends.
-func Start(t testing.TB, site string) *Site {
+func Start(t testing.TB, site string) *Site { return StartWith(t, site, nil) }
+
+// StartWith is Start with extra server settings (e.g. replication.ServerSettings
+// for a site that also replicates), written after the test's own.
+func StartWith(t testing.TB, site string, settings map[string]string) *Site {
 	t.Helper()
 	for _, p := range []string{"barman", "runuser", filepath.Join(backup.PGBinDir, "initdb")} {
 		if _, err := exec.LookPath(p); err != nil {
@@ -83,6 +89,9 @@ func Start(t testing.TB, site string) *Site {
 	writeFile(t, filepath.Join(pg, "pw"), "postgres", s.Password+"\n", 0o600)
 	run(t, "runuser", "-u", "postgres", "--", filepath.Join(backup.PGBinDir, "initdb"), "-D", filepath.Join(pg, "data"), "-A", "scram-sha-256", "--pwfile", filepath.Join(pg, "pw"), "-U", "sitectl")
 	conf := fmt.Sprintf("port = %d\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\nwal_level = replica\nmax_wal_senders = 5\nmax_replication_slots = 5\nmax_slot_wal_keep_size = %s\n", s.Port, pg, b.MaxSlotWALKeepSize)
+	for _, k := range slices.Sorted(maps.Keys(settings)) {
+		conf += fmt.Sprintf("%s = '%s'\n", k, strings.ReplaceAll(settings[k], "'", "''"))
+	}
 	appendFile(t, filepath.Join(pg, "data", "postgresql.conf"), conf)
 	server := &sites.Site{Name: "cloud", LAN: "127.0.0.1/32"}
 	hba := backup.HBALines(&sites.Site{Name: site, Postgres: sites.Postgres{Database: "app"}, Backup: b}, server)

@@ -21,14 +21,17 @@ import (
 // TestLabBackupCLI: the commands against a real PostgreSQL 15 and Barman 3.4 on
 // this host: backup run, status green, drill restore PASSES, and restore --time
 // before a mistaken DELETE brings the rows back in a scratch server it prints the
-// address of, while the live database keeps the delete.
+// address of, while the live database keeps the delete; then restore --replace
+// (testRestoreReplace).
 func TestLabBackupCLI(t *testing.T) {
 	labtest.Skip(t)
-	s := backuptest.Start(t, "douala")
+	dir := exampleConfig(t, nil)
+	// Logical replication settings: douala replicates in testRestoreReplace.
+	s := backuptest.StartWith(t, "douala", logicalSettings(t, dir))
 	s.WaitStreaming(t)
 	t.Setenv("PGPASSFILE", s.PGPassFile)
 	t.Setenv("SITECTL_PG_PASSWORD", s.Password)
-	dir := exampleConfig(t, nil)
+	t.Setenv("SITECTL_PG_APP_PASSWORD", s.Password+"-app")
 	base := []string{"--config-dir", dir, "--set", "douala:backup.server=cloud", "--set", "douala:postgres.host=127.0.0.1",
 		"--set", "douala:postgres.port=" + strconv.Itoa(s.Port), "--set", "douala:postgres.sslmode=disable"}
 	cli := func(args ...string) (string, string, error) {
@@ -125,6 +128,10 @@ func TestLabBackupCLI(t *testing.T) {
 	if entries, _ := os.ReadDir(s.RestoreDir); len(entries) != 0 {
 		t.Fatalf("restore dir not empty after removal: %v", entries)
 	}
+	if _, err := live.Exec(ctx, "DROP TABLE orders"); err != nil {
+		t.Fatal(err)
+	}
+	testRestoreReplace(t, s, dir)
 	t.Run("backup server stopped", func(t *testing.T) { backupServerStopped(t, s, cli) })
 }
 

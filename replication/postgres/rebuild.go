@@ -25,6 +25,10 @@ type RebuildOptions struct {
 	Wait time.Duration
 	// Progress receives live lines (key, text): rows copied and rate. Nil: silent.
 	Progress func(key, text string)
+	// Restored is a restored copy of the site's database (sitectl restore
+	// --replace): its rows of the site that no peer holds are copied back too
+	// (rebuild_restored.go).
+	Restored *RestoredCopy
 }
 
 // Rebuild is the plan that rebuilds one site's database from its peers, and, once
@@ -214,6 +218,9 @@ func (r *Rebuild) planSteps(ctx context.Context, lives map[string]*Live) error {
 			"the other sites' rows; the copy runs during the next steps", r.subscribe(s))
 	}
 	if err := r.planOwnRows(ctx); err != nil {
+		return err
+	}
+	if err := r.planRestoredRows(ctx); err != nil {
 		return err
 	}
 	for i := range subs {

@@ -27,6 +27,13 @@ var Defaults = map[string]any{
 	// constraint replaces the placement constraint (default: Node, the node holding
 	// the site's database, where the hub's Prometheus scrapes the exporter).
 	"constraint": "",
+	// mongodump (at the hub only): a scheduled mongodump of the hub's hidden member,
+	// else of its lowest-priority member read as a secondary (mongodump.go), every
+	// mongodump_every, the newest mongodump_keep archives kept in mongodump_volume.
+	"mongodump":        false,
+	"mongodump_every":  "24h",
+	"mongodump_keep":   7,
+	"mongodump_volume": "mongodump",
 }
 
 func init() { stacks.Register(Stack{}) }
@@ -48,6 +55,8 @@ type Extra struct {
 	Sites                                []site
 	// ExporterPort is the Barman exporter's port (host mode on the node).
 	ExporterPort int
+	// Mongodump is the hub's scheduled mongodump (values.backup.mongodump), or nil.
+	Mongodump *Mongodump
 }
 
 // Render renders the Barman server of in.Site: one server section, volume and
@@ -79,6 +88,14 @@ func (Stack) Render(in stacks.Input) (stacks.Rendered, error) {
 		names = append(names, t.Site)
 	}
 	extra.Targets, extra.SiteList = strings.Join(words, " "), strings.Join(names, ", ")
+	md, err := buildMongodump(in, vals)
+	if err != nil {
+		return stacks.Rendered{}, err
+	}
+	if extra.Mongodump = md; md != nil {
+		files["mongodump.sh"] = mongodumpScript
+		secrets[MongodumpPasswordSecret] = in.Site.Mongo.Password
+	}
 	out, err := stacks.ExecTemplate("backup/compose.yaml.tmpl", composeTemplate, stacks.TemplateData{
 		Site: in.Site, Topo: in.Topo, Env: in.Env(), Stack: Name, Values: vals, Extra: extra,
 	})
