@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/sitectl/sitectl/internal/apps"
 	"github.com/sitectl/sitectl/lab/labreach"
+	"github.com/sitectl/sitectl/replication/postgres"
 	"github.com/sitectl/sitectl/sites"
 )
 
@@ -109,8 +111,20 @@ func labAppRoleAndOrder(t *testing.T, e *labEnv, cur []string) {
 		return n == 1
 	}
 
+	// The tables are the schema file's, which the replication part applies (this
+	// test deploys the swarm, stacks and apps parts only): applied here as it would.
+	schema, err := postgres.LoadSchema(topo, site)
+	if err != nil || schema == nil {
+		t.Fatalf("schema of douala: %v (%v)", schema, err)
+	}
+	if err := withDB(ctx, site, func(db *pgxpool.Pool) error { return schema.Apply(ctx, db, site.Postgres.Tables) }); err != nil {
+		t.Fatalf("apply %s: %v", schema.Path, err)
+	}
 	start := time.Now()
-	deployOK(t, topo, "douala")
+	sel, _ := topo.Select("douala")
+	if err := Deploy(ctx, topo, sel, ownParts, testOpts(t))[0].Err(); err != nil {
+		t.Fatalf("deploy: %v\nnotes_api's log:\n%s", err, serviceLog(t, c, "notes_api"))
+	}
 	t.Logf("deploy of notes and agenda at douala: %s", time.Since(start).Round(100*time.Millisecond))
 	svcs := services(t, c)
 	for _, name := range []string{"notes_api", "agenda_web"} {
@@ -177,6 +191,21 @@ func labAppRoleAndOrder(t *testing.T, e *labEnv, cur []string) {
 			t.Error("role app_notes still exists after deploy --prune")
 		}
 	})
+}
+
+// serviceLog returns the last lines a service's tasks logged (for a failure).
+func serviceLog(t *testing.T, c *client.Client, service string) string {
+	t.Helper()
+	r, err := c.ServiceLogs(context.Background(), service, client.ServiceLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "40"})
+	if err != nil {
+		return err.Error()
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
 }
 
 // TestAppRoleLabFixtures: the apps labAppRoleAndOrder deploys load without a
