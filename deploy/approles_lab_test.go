@@ -200,7 +200,7 @@ func serviceLog(t *testing.T, c *client.Client, service string) string {
 	if err != nil {
 		return err.Error()
 	}
-	defer r.Close()
+	defer func() { _ = r.Close() }()
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err.Error()
