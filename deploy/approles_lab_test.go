@@ -35,9 +35,9 @@ const labNotes = `services:
         while :; do sleep 3600; done
     healthcheck:
       test: ["CMD", "sh", "-c", "[ -f /tmp/ok ]"]
-      interval: 2s
+      interval: 1s
       timeout: 2s
-      retries: 30
+      retries: 60
 x-sitectl:
   sites: [douala]
   database: postgres
