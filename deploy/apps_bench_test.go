@@ -2,57 +2,21 @@ package deploy
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/sitectl/sitectl/internal/apps"
+	"github.com/sitectl/sitectl/internal/apps/appgen"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
 )
 
-// writeApps writes n generated apps into a new apps dir: each a web service with a
-// config file, a route and a metrics port, at every site, the hub or the spokes in
-// turn. No Go code names them.
+// writeApps writes n generated apps (appgen) into a new apps dir.
 func writeApps(tb testing.TB, n int) string {
 	tb.Helper()
 	dir := filepath.Join(tb.TempDir(), "apps")
-	where := []string{"all", "hub", "spokes"}
-	for i := range n {
-		name := fmt.Sprintf("gen%02d", i)
-		compose := fmt.Sprintf(`version: "3.8"
-services:
-  web:
-    image: registry.example.com/gen/%s:1.0.%d
-    configs:
-      - source: settings
-        target: /etc/%s/settings.json
-    environment:
-      APP_NAME: %s
-    healthcheck:
-      test: ["CMD", "curl", "-fsS", "http://127.0.0.1:8080/healthz"]
-    deploy:
-      update_config: {order: stop-first, failure_action: rollback}
-configs:
-  settings:
-    file: ./settings.json
-x-sitectl:
-  port: 8080
-  sites: %s
-  health: {liveness: /healthz, readiness: /healthz}
-  metrics: {port: 9100, published: %d}
-  routes:
-    - path: /%s
-`, name, i, name, name, where[i%3], 19200+i, name)
-		if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err != nil {
-			tb.Fatal(err)
-		}
-		for f, body := range map[string]string{"compose.yaml": compose, "settings.json": fmt.Sprintf(`{"app": %q, "n": %d}`+"\n", name, i)} {
-			if err := os.WriteFile(filepath.Join(dir, name, f), []byte(body), 0o644); err != nil {
-				tb.Fatal(err)
-			}
-		}
+	if err := appgen.Write(dir, n, appgen.Options{}); err != nil {
+		tb.Fatal(err)
 	}
 	return dir
 }
@@ -63,7 +27,8 @@ x-sitectl:
 // part against engines with no swarm yet (so every object is a step to create;
 // the engines answer nothing else). The lab adds the engines' round trips.
 func BenchmarkPlanAll20Apps(b *testing.B) {
-	for _, v := range []string{"PG_PASSWORD", "DJANGO_SECRET_KEY", "MONGO_KEYFILE", "MONGO_PASSWORD", "KONG_TLS_CERT", "KONG_TLS_KEY", "GRAFANA_ADMIN_PASSWORD"} {
+	for _, v := range []string{"PG_PASSWORD", "PG_APP_PASSWORD", "DJANGO_SECRET_KEY", "MONGO_KEYFILE", "MONGO_PASSWORD", "KONG_TLS_CERT", "KONG_TLS_KEY", "GRAFANA_ADMIN_PASSWORD",
+		"ELASTIC_PASSWORD", "KIBANA_ES_PASSWORD", "LOGSTASH_ES_PASSWORD"} {
 		b.Setenv("SITECTL_"+v, "bench-not-a-secret")
 	}
 	appsDir := writeApps(b, 20)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 
 	"github.com/sitectl/sitectl/internal/apps"
@@ -85,9 +86,23 @@ func TestLabApps(t *testing.T) {
 		if p := planOf(t, topo); p.Changes() != 0 {
 			t.Fatalf("plan after deploy: %d changes: %+v", p.Changes(), changed(p))
 		}
+		before := map[string]swarm.Service{}
+		for _, s := range topo.Sites {
+			for name, svc := range services(t, (&labEnv{dir: dir}).manager(t, topo, s.Name)) {
+				before[s.Name+"/"+name] = svc
+			}
+		}
 		for _, r := range deployOK(t, topo) {
 			if len(r.Applied) != 0 {
 				t.Errorf("%s: second deploy applied %+v", r.Site, r.Applied)
+			}
+		}
+		// 0 service updates, as the engines see it (not only as sitectl reports).
+		for _, s := range topo.Sites {
+			for name, svc := range services(t, (&labEnv{dir: dir}).manager(t, topo, s.Name)) {
+				if b, ok := before[s.Name+"/"+name]; !ok || b.Version != svc.Version || !b.UpdatedAt.Equal(svc.UpdatedAt) {
+					t.Errorf("%s: the second deploy updated %s (version %d → %d)", s.Name, name, b.Version.Index, svc.Version.Index)
+				}
 			}
 		}
 	})

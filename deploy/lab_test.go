@@ -426,6 +426,8 @@ func TestLabDeploy(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("apps: a database role on the site's PostgreSQL, and start order", func(t *testing.T) { labAppRoleAndOrder(t, e, cur) })
 }
 
 // ownSteps runs `sitectl plan -o json` for douala and counts the pending steps of

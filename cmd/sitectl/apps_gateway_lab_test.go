@@ -136,7 +136,7 @@ func gatewayGet(ctx context.Context, t *testing.T, c *http.Client, method, url, 
 
 // removeStacks removes the named stacks at every site with the docker CLI, so the
 // shared lab is left as other tests expect it.
-func removeStacks(t *testing.T, topo *sites.Topology, names []string) {
+func removeStacks(t testing.TB, topo *sites.Topology, names []string) {
 	for _, s := range topo.Sites {
 		cmd := exec.Command("docker", append([]string{"stack", "rm"}, names...)...)
 		cmd.Env = append(os.Environ(), "DOCKER_HOST="+engine.SiteEndpoint(s).Host)
