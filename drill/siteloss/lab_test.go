@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sitectl/sitectl/drill"
+	"github.com/sitectl/sitectl/drill/pgdrill"
 	"github.com/sitectl/sitectl/internal/htmlpage"
 	"github.com/sitectl/sitectl/lab/labgate"
 	"github.com/sitectl/sitectl/replication/postgres"
@@ -168,6 +170,30 @@ func TestLabSiteLossDrill(t *testing.T) {
 		t.Errorf("douala holds %d of its own drill rows after the rebuild; want 200 - RPO %d", len(got), r.RPORows)
 	}
 	checkHTML(t, r, `id="rto"`, "PASSED", `id="verified"`)
+	observedAfterRebuild(t, topo, sess)
+}
+
+// observedAfterRebuild: the other drills' observer (drill/pgdrill) sees every flow
+// of the rebuilt site, under its generation names, streaming.
+func observedAfterRebuild(t *testing.T, topo *sites.Topology, sess *postgres.Session) {
+	t.Helper()
+	obs := pgdrill.LiveObserver(topo, sess.Pool)
+	var flows []drill.FlowState
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		flows, err = obs.Flows(context.Background())
+		streaming := err == nil && len(flows) == len(topo.Flows)
+		for _, f := range flows {
+			streaming = streaming && f.State == drill.StateStreaming
+		}
+		if streaming {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+	}
+	t.Errorf("after the rebuild the drills' observer does not see every flow streaming: %v %+v", err, flows)
 }
 
 // TestLabSiteLossDrillOldReturns runs the drill with the old instance kept: the
