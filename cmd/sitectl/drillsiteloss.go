@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -37,8 +39,9 @@ empty, and rebuilt from its peers (sitectl site rebuild); every acknowledged wri
 had reached another site before the loss must be back at the site and everywhere.
 Reports RPO (writes the lost site acknowledged that had reached no other site: count
 and time window) and RTO (loss → rebuilt and verified). Works for a spoke and for the
-hub. On a failure or Ctrl-C after the loss the service is started again (empty):
-re-run sitectl site rebuild for the site. The report goes to stdout (text, or
+hub. On a failure or Ctrl-C after the loss the database is started again and the
+site rebuilt (resumed) so every site works; a second Ctrl-C stops that, then run
+sitectl site rebuild for the site. The report goes to stdout (text, or
 --output json); --report FILE also writes it: as an HTML page (timeline of the
 phases, RTO, RPO, rows copied, verification per table and owner) when FILE ends in
 .html, else as JSON. Exit code 1 when a check fails.
@@ -80,14 +83,8 @@ func runDrillSiteLoss(ctx context.Context, g *globals, o siteLossOptions) error 
 		opts.Progress = prog.Status
 	}
 	r, runErr := siteloss.Run(ctx, topo, sess, opts)
-	if runErr != nil || !r.Passed {
-		// Whatever happened, the site's database service runs again (empty if the
-		// rebuild did not finish: re-run sitectl site rebuild).
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
-		if err := loser.Restore(rctx); err != nil {
-			fmt.Fprintf(g.streams.Err, "could not start %s's database service again: %v (docker service scale %s=1 on its manager)\n", o.site, err, live.DefaultDBService)
-		}
-		cancel()
+	if r.NeedsRecovery() {
+		recoverSite(ctx, g, r, o)
 	}
 	if o.report != "" {
 		var b bytes.Buffer
@@ -114,4 +111,21 @@ func runDrillSiteLoss(ctx context.Context, g *globals, o siteLossOptions) error 
 		return &ExitError{Code: 1, Silent: true}
 	}
 	return nil
+}
+
+// recoverSite leaves the sites working after a drill stopped (a failure, Ctrl-C)
+// between the loss and the end of the rebuild: the site's database started again
+// and rebuilt (siteloss Recover), under a context of its own: the drill's may be
+// cancelled by the first Ctrl-C; a second one stops the recovery.
+func recoverSite(ctx context.Context, g *globals, r *siteloss.Report, o siteLossOptions) {
+	fmt.Fprintf(g.streams.Err, "drill site-loss stopped after %s's loss: starting its database again and rebuilding it, so every site works (Ctrl-C again to stop; then run sitectl site rebuild %s)\n", o.site, o.site)
+	rctx, stop := signal.NotifyContext(context.WithoutCancel(ctx), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rctx, cancel := context.WithTimeout(rctx, 5*time.Minute+3*o.wait)
+	defer cancel()
+	if err := r.Recover(rctx); err != nil {
+		fmt.Fprintf(g.streams.Err, "could not bring %s back: %v\n", o.site, err)
+		return
+	}
+	fmt.Fprintf(g.streams.Err, "%s rebuilt after the stopped drill (%.1fs): every site works again\n", o.site, r.Recovery.Seconds)
 }

@@ -94,8 +94,14 @@ type Report struct {
 	Verified []postgres.Verified `json:"verified,omitempty"`
 	// OldReturn is the old instance's return (Options.OldReturns).
 	OldReturn *OldReturn `json:"old_return,omitempty"`
-	Failed    []string   `json:"failed,omitempty"`
-	Passed    bool       `json:"passed"`
+	// Recovery is what was done to bring the site back after the drill stopped
+	// between the loss and the end of the rebuild (Recover).
+	Recovery *Recovery `json:"recovery,omitempty"`
+	Failed   []string  `json:"failed,omitempty"`
+	Passed   bool      `json:"passed"`
+
+	loseTried bool // the loss was started: the site's database may be gone
+	rebuilt   bool // the site's rebuild ran to its end
 
 	written map[string][]written // per site, in order
 	reached map[uuid.UUID]bool   // the lost site's keys found at a peer after the loss
@@ -151,6 +157,7 @@ func Run(ctx context.Context, topo *sites.Topology, sess *postgres.Session, o Op
 	}
 	names := topo.SiteNames()
 	r.writeAll(ctx, names)
+	r.loseTried = true
 	if o.OldReturns {
 		r.status("lose", "taking %s's database away (its data kept)", o.Site)
 		if err := ret.SetAside(ctx, o.Site); err != nil {
@@ -313,6 +320,7 @@ func (r *Report) rebuild(ctx context.Context) error {
 	r.Rebuild = rb
 	err = rb.Run(ctx, nil)
 	r.Verified = rb.Verified
+	r.rebuilt = err == nil
 	return err
 }
 
