@@ -16,7 +16,9 @@ import (
 
 	"github.com/sitectl/sitectl/drill/live"
 	"github.com/sitectl/sitectl/drill/siteloss"
+	"github.com/sitectl/sitectl/replication/mongo"
 	"github.com/sitectl/sitectl/replication/postgres"
+	"github.com/sitectl/sitectl/sites"
 )
 
 type siteLossOptions struct {
@@ -25,6 +27,7 @@ type siteLossOptions struct {
 	wait    time.Duration
 	report  string
 	confirm string
+	mongo   bool
 }
 
 func newDrillSiteLossCommand(g *globals) *cobra.Command {
@@ -37,6 +40,10 @@ service stopped and its data volume deleted on the node that ran it); the other 
 keep writing and must keep accepting their own writes; the database is started again,
 empty, and rebuilt from its peers (sitectl site rebuild); every acknowledged write that
 had reached another site before the loss must be back at the site and everywhere.
+When the site runs MongoDB, its members are lost with the database (services
+stopped, volumes deleted) and rebuilt after it as site rebuild --mongo does (votes
+removed one reconfig at a time, initial sync waited for, votes restored); the report
+gives that part's reconfigs and time (--mongo=false leaves them alone).
 Reports RPO (writes the lost site acknowledged that had reached no other site: count
 and time window) and RTO (loss → rebuilt and verified). Works for a spoke and for the
 hub. On a failure or Ctrl-C after the loss the database is started again and the
@@ -55,6 +62,7 @@ A production environment needs --confirm production.`,
 	f.IntVar(&o.writes, "writes", 1000, "rows each site writes before the loss, and each other site during it")
 	f.DurationVar(&o.wait, "wait", 2*time.Minute, "give up when the rebuild or the verification makes no progress for this long")
 	f.StringVar(&o.report, "report", "", "also write the report to this file: an HTML page when it ends in .html, else JSON")
+	f.BoolVar(&o.mongo, "mongo", true, "also lose the site's MongoDB members and rebuild them (site rebuild --mongo's part) when the site runs MongoDB; --mongo=false leaves them alone")
 	f.StringVar(&o.confirm, "confirm", "", "the environment name, required to drill production (--confirm production)")
 	return cmd
 }
@@ -81,6 +89,14 @@ func runDrillSiteLoss(ctx context.Context, g *globals, o siteLossOptions) error 
 	opts := siteloss.Options{Site: o.site, Writes: o.writes, Loser: loser, Wait: o.wait}
 	if prog != nil {
 		opts.Progress = prog.Status
+	}
+	if s := topo.Site(o.site); o.mongo && s.HasStack("mongo") && len(s.Mongo.Members) > 0 {
+		m, closeMongo, err := siteLossMongo(ctx, topo, o, opts.Progress)
+		if err != nil {
+			return err
+		}
+		defer closeMongo()
+		opts.Mongo = m
 	}
 	r, runErr := siteloss.Run(ctx, topo, sess, opts)
 	if r.NeedsRecovery() {
@@ -128,4 +144,17 @@ func recoverSite(ctx context.Context, g *globals, r *siteloss.Report, o siteLoss
 		return
 	}
 	fmt.Fprintf(g.streams.Err, "%s rebuilt after the stopped drill (%.1fs): every site works again\n", o.site, r.Recovery.Seconds)
+}
+
+// siteLossMongo is the drill's MongoDB part for a site running MongoDB: its mongod
+// services lost with their volumes, then rebuilt as site rebuild --mongo does.
+func siteLossMongo(ctx context.Context, topo *sites.Topology, o siteLossOptions, progress func(key, text string)) (*siteloss.Mongo, func(), error) {
+	loser, closeEngines, err := live.MongoLoser(ctx, topo, o.site)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn := mongo.NewConn(topo)
+	opts := mongo.RebuildOptions{Wait: o.wait, Progress: progress}
+	plan := func(ctx context.Context) (*mongo.Rebuild, error) { return conn.PlanRebuild(ctx, o.site, opts) }
+	return &siteloss.Mongo{Loser: loser, Plan: plan}, func() { conn.Close(); closeEngines() }, nil
 }

@@ -171,6 +171,46 @@ func TestLabSiteLossDrill(t *testing.T) {
 	}
 	checkHTML(t, r, `id="rto"`, "PASSED", `id="verified"`)
 	observedAfterRebuild(t, topo, sess)
+	interruptedRecovers(t, c, topo, sess)
+}
+
+// cancelAfterLoss is Ctrl-C right after the loss: the drill's context is cancelled
+// once the site's database is gone.
+type cancelAfterLoss struct {
+	Loser
+	cancel context.CancelFunc
+}
+
+func (l cancelAfterLoss) Lose(ctx context.Context, site string) error {
+	err := l.Loser.Lose(ctx, site)
+	l.cancel()
+	return err
+}
+
+// interruptedRecovers: a drill of yaounde stopped right after its loss (Ctrl-C)
+// needs recovery; Recover starts its database again and rebuilds it: every flow
+// streams and replication is healthy again.
+func interruptedRecovers(t *testing.T, c *clusters, topo *sites.Topology, sess *postgres.Session) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r, err := Run(ctx, topo, sess, Options{Site: "yaounde", Writes: 50, Loser: cancelAfterLoss{c, cancel}, Wait: time.Minute})
+	if err == nil || r.Passed || !r.NeedsRecovery() {
+		t.Fatalf("a drill interrupted after the loss: err %v, passed %v, needs recovery %v", err, r.Passed, r.NeedsRecovery())
+	}
+	if err := r.Recover(context.Background()); err != nil {
+		t.Fatalf("recover: %v", err)
+	}
+	if rec := r.Recovery; rec == nil || !rec.Replaced || !rec.Rebuilt || r.NeedsRecovery() {
+		t.Fatalf("recovery %+v: want the database replaced and rebuilt", rec)
+	}
+	fresh := postgres.NewSession(topo)
+	defer fresh.Close()
+	st, err := postgres.Status(context.Background(), topo, fresh)
+	if err != nil || !st.Healthy() {
+		t.Fatalf("replication after the recovery: %v %v", err, st.Summary())
+	}
+	observedAfterRebuild(t, topo, sess)
 }
 
 // observedAfterRebuild: the other drills' observer (drill/pgdrill) sees every flow

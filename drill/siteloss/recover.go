@@ -15,15 +15,17 @@ type Recovery struct {
 	// stopped before it did).
 	Replaced bool `json:"replaced"`
 	// Rebuilt: the site's rebuild ran (or resumed) to its end and verified.
-	Rebuilt bool    `json:"rebuilt"`
-	Seconds float64 `json:"seconds"`
-	Error   string  `json:"error,omitempty"`
+	Rebuilt bool `json:"rebuilt"`
+	// MongoRebuilt: the MongoDB part ran (or resumed) to its end.
+	MongoRebuilt bool    `json:"mongo_rebuilt,omitempty"`
+	Seconds      float64 `json:"seconds"`
+	Error        string  `json:"error,omitempty"`
 }
 
 // NeedsRecovery reports whether the drill stopped between the loss and the end of
 // the rebuild: the site's database may be down, empty or half rebuilt.
 func (r *Report) NeedsRecovery() bool {
-	return r.loseTried && !r.rebuilt
+	return r.loseTried && (!r.rebuilt || r.Mongo != nil && r.Mongo.lost && !r.Mongo.rebuilt)
 }
 
 // Recover leaves the sites working after a drill that failed or was interrupted
@@ -49,6 +51,25 @@ func (r *Report) Recover(ctx context.Context) error {
 }
 
 func (r *Report) recover(ctx context.Context, rec *Recovery) error {
+	if !r.rebuilt {
+		if err := r.recoverPostgres(ctx, rec); err != nil {
+			return err
+		}
+	}
+	if r.Mongo == nil || !r.Mongo.lost || r.Mongo.rebuilt {
+		return nil
+	}
+	if err := r.replaceMongo(ctx); err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	if err := r.rebuildMongo(ctx); err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	rec.MongoRebuilt = true
+	return nil
+}
+
+func (r *Report) recoverPostgres(ctx context.Context, rec *Recovery) error {
 	if r.ReplacedAt.IsZero() {
 		r.status("recover", "starting an empty database for %s", r.Site)
 		if err := r.opts.Loser.Replace(ctx, r.Site); err != nil {

@@ -61,6 +61,9 @@ type Options struct {
 	// after the rebuild the old instance comes back, plan must refuse it (fenced)
 	// and site reconcile must bring its unreplicated rows to every site: RPO 0.
 	OldReturns bool
+	// Mongo, when set, loses the site's MongoDB members with its database and
+	// rebuilds them after it (site rebuild --mongo's part).
+	Mongo *Mongo
 }
 
 // Window is a span of write times.
@@ -94,6 +97,11 @@ type Report struct {
 	Verified []postgres.Verified `json:"verified,omitempty"`
 	// OldReturn is the old instance's return (Options.OldReturns).
 	OldReturn *OldReturn `json:"old_return,omitempty"`
+	// Mongo is the MongoDB part (Options.Mongo).
+	Mongo *MongoReport `json:"mongo,omitempty"`
+	// PostgresRTOSeconds is the loss to PostgreSQL rebuilt and verified, when
+	// RTOSeconds also covers the MongoDB part.
+	PostgresRTOSeconds float64 `json:"postgres_rto_seconds,omitempty"`
 	// Recovery is what was done to bring the site back after the drill stopped
 	// between the loss and the end of the rebuild (Recover).
 	Recovery *Recovery `json:"recovery,omitempty"`
@@ -121,7 +129,22 @@ func (r *Report) Summary() string {
 	if !r.Passed {
 		verdict = "FAILED: " + strings.Join(r.Failed, "; ")
 	}
-	return fmt.Sprintf("site-loss drill of %s %s: RTO %.1fs, RPO %d rows%s", r.Site, verdict, r.RTOSeconds, r.RPORows, r.rpoWindow())
+	return fmt.Sprintf("site-loss drill of %s %s: RTO %.1fs, RPO %d rows%s%s", r.Site, verdict, r.RTOSeconds, r.RPORows, r.rpoWindow(), r.Mongo.summary())
+}
+
+// summary is the MongoDB part's words in the summary ("" without it).
+func (m *MongoReport) summary() string {
+	switch {
+	case m == nil:
+		return ""
+	case !m.rebuilt:
+		return "; MongoDB members not rebuilt"
+	}
+	n := 0
+	if m.Rebuild != nil {
+		n = len(m.Rebuild.Reconfigs)
+	}
+	return fmt.Sprintf("; MongoDB members rebuilt (%d reconfig(s), one member each; caught up and voting %.1fs after the loss)", n, m.RTOSeconds)
 }
 
 func (r *Report) rpoWindow() string {
@@ -170,6 +193,9 @@ func Run(ctx context.Context, topo *sites.Topology, sess *postgres.Session, o Op
 		}
 	}
 	r.LostAt = time.Now().UTC()
+	if err := r.loseMongo(ctx); err != nil {
+		return r, err
+	}
 	if err := r.findReached(ctx); err != nil {
 		return r, err
 	}
@@ -179,6 +205,9 @@ func Run(ctx context.Context, topo *sites.Topology, sess *postgres.Session, o Op
 		return r, fmt.Errorf("replace %s: %w", o.Site, err)
 	}
 	r.ReplacedAt = time.Now().UTC()
+	if err := r.replaceMongo(ctx); err != nil {
+		return r, err
+	}
 	if err := r.rebuild(ctx); err != nil {
 		r.Failed = append(r.Failed, err.Error())
 		return r, nil
@@ -186,6 +215,14 @@ func Run(ctx context.Context, topo *sites.Topology, sess *postgres.Session, o Op
 	r.check(ctx)
 	r.VerifiedAt = time.Now().UTC()
 	r.RTOSeconds = r.VerifiedAt.Sub(r.LostAt).Seconds()
+	if r.Mongo != nil {
+		if err := r.rebuildMongo(ctx); err != nil {
+			r.Failed = append(r.Failed, err.Error())
+		} else {
+			r.PostgresRTOSeconds = r.RTOSeconds
+			r.RTOSeconds = r.Mongo.RebuiltAt.Sub(r.LostAt).Seconds()
+		}
+	}
 	if o.OldReturns {
 		if err := r.oldReturns(ctx, ret); err != nil {
 			r.Failed = append(r.Failed, err.Error())
