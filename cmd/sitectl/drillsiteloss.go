@@ -24,6 +24,7 @@ import (
 type siteLossOptions struct {
 	site    string
 	writes  int
+	batch   int
 	wait    time.Duration
 	report  string
 	confirm string
@@ -60,6 +61,7 @@ A production environment needs --confirm production.`,
 	f.StringVar(&o.site, "site", "", "the site whose database is destroyed and rebuilt")
 	_ = cmd.MarkFlagRequired("site")
 	f.IntVar(&o.writes, "writes", 1000, "rows each site writes before the loss, and each other site during it")
+	f.IntVar(&o.batch, "batch", 1, "rows per transaction of the drill's writes (1: every row acknowledged alone; more: one multi-row INSERT each, for large --writes)")
 	f.DurationVar(&o.wait, "wait", 2*time.Minute, "give up when the rebuild or the verification makes no progress for this long")
 	f.StringVar(&o.report, "report", "", "also write the report to this file: an HTML page when it ends in .html, else JSON")
 	f.BoolVar(&o.mongo, "mongo", true, "also lose the site's MongoDB members and rebuild them (site rebuild --mongo's part) when the site runs MongoDB; --mongo=false leaves them alone")
@@ -78,6 +80,9 @@ func runDrillSiteLoss(ctx context.Context, g *globals, o siteLossOptions) error 
 	if o.writes < 1 {
 		return fmt.Errorf("--writes %d: each site writes at least 1 row", o.writes)
 	}
+	if o.batch < 1 {
+		return fmt.Errorf("--batch %d: rows per transaction must be at least 1 (1: every row its own transaction)", o.batch)
+	}
 	loser, closeEngines, err := live.SiteLoser(ctx, topo, o.site)
 	if err != nil {
 		return err
@@ -86,7 +91,7 @@ func runDrillSiteLoss(ctx context.Context, g *globals, o siteLossOptions) error 
 	sess := postgres.NewSession(topo)
 	defer sess.Close()
 	prog := g.progress()
-	opts := siteloss.Options{Site: o.site, Writes: o.writes, Loser: loser, Wait: o.wait}
+	opts := siteloss.Options{Site: o.site, Writes: o.writes, Batch: o.batch, Loser: loser, Wait: o.wait}
 	if prog != nil {
 		opts.Progress = prog.Status
 	}

@@ -194,9 +194,13 @@ func interruptedRecovers(t *testing.T, c *clusters, topo *sites.Topology, sess *
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	r, err := Run(ctx, topo, sess, Options{Site: "yaounde", Writes: 50, Loser: cancelAfterLoss{c, cancel}, Wait: time.Minute})
+	// In batches of 7 rows per transaction: 50 rows are 7 batches and a last of 1.
+	r, err := Run(ctx, topo, sess, Options{Site: "yaounde", Writes: 50, Batch: 7, Loser: cancelAfterLoss{c, cancel}, Wait: time.Minute})
 	if err == nil || r.Passed || !r.NeedsRecovery() {
 		t.Fatalf("a drill interrupted after the loss: err %v, passed %v, needs recovery %v", err, r.Passed, r.NeedsRecovery())
+	}
+	if r.Acknowledged["yaounde"] != 50 || len(r.written["yaounde"]) != 50 {
+		t.Errorf("yaounde acknowledged %d rows (%d recorded) in batches of 7; want 50", r.Acknowledged["yaounde"], len(r.written["yaounde"]))
 	}
 	if err := r.Recover(context.Background()); err != nil {
 		t.Fatalf("recover: %v", err)

@@ -52,7 +52,11 @@ type Options struct {
 	// Writes is the rows each site writes before the loss, and each surviving site
 	// during it (default 1000).
 	Writes int
-	Loser  Loser
+	// Batch is the rows per transaction (default 1: every row its own
+	// transaction, acknowledged alone); a batch is one multi-row INSERT,
+	// acknowledged as a whole.
+	Batch int
+	Loser Loser
 	// Wait bounds the rebuild's waits without progress and the verification.
 	Wait time.Duration
 	// Progress receives live lines (key, text); nil: silent.
@@ -77,7 +81,11 @@ type Report struct {
 	Site    string    `json:"site"`
 	Run     string    `json:"run"`
 	Started time.Time `json:"started"`
-	LostAt  time.Time `json:"lost_at"`
+	// Writes and Batch are the load: rows each site wrote per phase, rows per
+	// transaction.
+	Writes int       `json:"writes"`
+	Batch  int       `json:"batch"`
+	LostAt time.Time `json:"lost_at"`
 	// VerifiedAt is when the rebuilt site was verified; RTOSeconds the time from
 	// the loss to it.
 	VerifiedAt time.Time `json:"verified_at,omitzero"`
@@ -163,7 +171,8 @@ func Run(ctx context.Context, topo *sites.Topology, sess *postgres.Session, o Op
 	if o.Wait == 0 {
 		o.Wait = 2 * time.Minute
 	}
-	r := &Report{Site: o.Site, Run: "siteloss-" + uuid.Must(uuid.NewV7()).String()[:18], Started: time.Now().UTC(),
+	o.Batch = max(o.Batch, 1)
+	r := &Report{Site: o.Site, Writes: o.Writes, Batch: o.Batch, Run: "siteloss-" + uuid.Must(uuid.NewV7()).String()[:18], Started: time.Now().UTC(),
 		Acknowledged: map[string]int{}, written: map[string][]written{}, reached: map[uuid.UUID]bool{}, sess: sess, topo: topo, opts: o}
 	if topo.Site(o.Site) == nil {
 		return r, fmt.Errorf("site-loss drill: --site %q is not a site (sites: %s)", o.Site, strings.Join(topo.SiteNames(), ", "))
@@ -180,6 +189,9 @@ func Run(ctx context.Context, topo *sites.Topology, sess *postgres.Session, o Op
 	}
 	names := topo.SiteNames()
 	r.writeAll(ctx, names)
+	if err := ctx.Err(); err != nil {
+		return r, err // stopped before the loss: nothing to recover
+	}
 	r.loseTried = true
 	if o.OldReturns {
 		r.status("lose", "taking %s's database away (its data kept)", o.Site)
@@ -283,19 +295,29 @@ func (r *Report) writeSite(ctx context.Context, site string) ([]written, error) 
 	if err != nil {
 		return nil, err
 	}
+	batch := max(r.opts.Batch, 1)
 	var out []written
-	for i := range r.opts.Writes {
-		k, err := gen.New()
-		if err != nil {
+	for i := 0; i < r.opts.Writes; i += batch {
+		n := min(batch, r.opts.Writes-i)
+		ids := make([]uuid.UUID, n)
+		seqs := make([]int32, n)
+		for j := range n {
+			k, err := gen.New()
+			if err != nil {
+				return out, err
+			}
+			ids[j], seqs[j] = k.ID, int32(r.Acknowledged[site]+i+j)
+		}
+		if _, err := pool.Exec(ctx, `INSERT INTO public.sitectl_drill (id, site, run, seq)
+SELECT id, $2, $3, seq FROM unnest($1::uuid[], $4::int[]) AS w(id, seq)`, ids, site, r.Run, seqs); err != nil {
 			return out, err
 		}
-		seq := r.Acknowledged[site] + i
-		if _, err := pool.Exec(ctx, `INSERT INTO public.sitectl_drill (id, site, run, seq) VALUES ($1, $2, $3, $4)`, k.ID, site, r.Run, seq); err != nil {
-			return out, err
+		at := time.Now().UTC()
+		for _, id := range ids {
+			out = append(out, written{id, at})
 		}
-		out = append(out, written{k.ID, time.Now().UTC()})
-		if i%100 == 99 {
-			r.status("write "+site, "%d rows acknowledged", i+1)
+		if (i+n)/100 > i/100 {
+			r.status("write "+site, "%d rows acknowledged", i+n)
 		}
 	}
 	return out, nil
