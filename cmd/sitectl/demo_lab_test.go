@@ -87,6 +87,11 @@ func TestLabDemoDBDown(t *testing.T) {
 	}
 	nothingToDo("after the drill")
 	t.Run("SiteLossDouala", func(t *testing.T) {
+		// About 75 s on the lab (2026-12-07), over what the suite's budget leaves
+		// for one more check: run by hand with SITECTL_LAB_SITELOSS=1.
+		if os.Getenv("SITECTL_LAB_SITELOSS") == "" {
+			t.Skip("the site-loss drill on the lab takes ~75 s: set SITECTL_LAB_SITELOSS=1 to run it")
+		}
 		siteLossDrill(t, cli, "douala")
 		nothingToDo("after the site-loss drill")
 	})
