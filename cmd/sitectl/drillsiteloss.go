@@ -29,6 +29,9 @@ type siteLossOptions struct {
 	report  string
 	confirm string
 	mongo   bool
+	// rollback allows the MongoDB part's forced reconfigs (a hub loss with
+	// hub-and-spoke tunnels leaves no reachable primary).
+	rollback bool
 }
 
 func newDrillSiteLossCommand(g *globals) *cobra.Command {
@@ -65,6 +68,7 @@ A production environment needs --confirm production.`,
 	f.DurationVar(&o.wait, "wait", 2*time.Minute, "give up when the rebuild or the verification makes no progress for this long")
 	f.StringVar(&o.report, "report", "", "also write the report to this file: an HTML page when it ends in .html, else JSON")
 	f.BoolVar(&o.mongo, "mongo", true, "also lose the site's MongoDB members and rebuild them (site rebuild --mongo's part) when the site runs MongoDB; --mongo=false leaves them alone")
+	f.BoolVar(&o.rollback, "i-understand-rollback", false, "let the MongoDB part force its reconfigs when no primary is reachable (a hub loss): writes a member took without a majority may be rolled back; as site rebuild --mongo --i-understand-rollback")
 	f.StringVar(&o.confirm, "confirm", "", "the environment name, required to drill production (--confirm production)")
 	return cmd
 }
@@ -159,7 +163,7 @@ func siteLossMongo(ctx context.Context, topo *sites.Topology, o siteLossOptions,
 		return nil, nil, err
 	}
 	conn := mongo.NewConn(topo)
-	opts := mongo.RebuildOptions{Wait: o.wait, Progress: progress}
+	opts := mongo.RebuildOptions{Wait: o.wait, AllowForcedReconfig: o.rollback, Progress: progress}
 	plan := func(ctx context.Context) (*mongo.Rebuild, error) { return conn.PlanRebuild(ctx, o.site, opts) }
 	return &siteloss.Mongo{Loser: loser, Plan: plan}, func() { conn.Close(); closeEngines() }, nil
 }

@@ -14,6 +14,9 @@ type Recovery struct {
 	// Replaced: the site's empty database was started by the recovery (the drill
 	// stopped before it did).
 	Replaced bool `json:"replaced"`
+	// Kept: the loss stopped before the data was deleted; the database came back
+	// with it and needs no rebuild.
+	Kept bool `json:"kept,omitempty"`
 	// Rebuilt: the site's rebuild ran (or resumed) to its end and verified.
 	Rebuilt bool `json:"rebuilt"`
 	// MongoRebuilt: the MongoDB part ran (or resumed) to its end.
@@ -21,6 +24,10 @@ type Recovery struct {
 	Seconds      float64 `json:"seconds"`
 	Error        string  `json:"error,omitempty"`
 }
+
+// destroyer is a Loser that tells whether its Lose got as far as deleting the
+// data (swarmfault.DBLoss).
+type destroyer interface{ DataDestroyed() bool }
 
 // NeedsRecovery reports whether the drill stopped between the loss and the end of
 // the rebuild: the site's database may be down, empty or half rebuilt.
@@ -77,6 +84,11 @@ func (r *Report) recoverPostgres(ctx context.Context, rec *Recovery) error {
 		}
 		rec.Replaced = true
 		r.ReplacedAt = time.Now().UTC()
+	}
+	if d, ok := r.opts.Loser.(destroyer); ok && !d.DataDestroyed() {
+		r.status("recover", "%s's data was not deleted: its database is back with it, nothing to rebuild", r.Site)
+		rec.Kept, r.rebuilt = true, true
+		return nil
 	}
 	r.status("recover", "rebuilding %s so every site works again", r.Site)
 	// A fresh session: the drill's pools may hold connections to the lost server.
