@@ -192,6 +192,12 @@ func Run(ctx context.Context, topo *sites.Topology, sess *postgres.Session, o Op
 	if err := ctx.Err(); err != nil {
 		return r, err // stopped before the loss: nothing to recover
 	}
+	if len(r.Failed) > 0 {
+		// A site that cannot write now would make the verdict meaningless: no
+		// database is destroyed.
+		r.Failed = append(r.Failed, "stopped before the loss: nothing was destroyed")
+		return r, nil
+	}
 	r.loseTried = true
 	if o.OldReturns {
 		r.status("lose", "taking %s's database away (its data kept)", o.Site)
