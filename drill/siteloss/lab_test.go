@@ -210,9 +210,18 @@ func interruptedRecovers(t *testing.T, c *clusters, topo *sites.Topology, sess *
 	}
 	fresh := postgres.NewSession(topo)
 	defer fresh.Close()
-	st, err := postgres.Status(context.Background(), topo, fresh)
-	if err != nil || !st.Healthy() {
-		t.Fatalf("replication after the recovery: %v %v", err, st.Summary())
+	// The resumed subscriptions' apply workers start within a few seconds.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		st, err := postgres.Status(context.Background(), topo, fresh)
+		if err == nil && st.Healthy() {
+			break
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = errors.New(st.Summary())
+			}
+			t.Fatalf("replication after the recovery: %v", err)
+		}
 	}
 	observedAfterRebuild(t, topo, sess)
 }
