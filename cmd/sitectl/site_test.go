@@ -56,6 +56,10 @@ func TestDrillSiteLossRefusals(t *testing.T) {
 	if exitCode(err) != 1 || !strings.Contains(err.Error(), "--writes 0") {
 		t.Errorf("site-loss with --writes 0: %v", err)
 	}
+	_, _, err = run(t, nil, "--config-dir", dir, "--env", "dev", "drill", "site-loss", "--site", "douala", "--batch", "0")
+	if exitCode(err) != 1 || !strings.Contains(err.Error(), "--batch 0") {
+		t.Errorf("site-loss with --batch 0: %v", err)
+	}
 	_, _, err = run(t, nil, "--config-dir", dir, "--env", "dev", "drill", "site-loss", "--site", "lagos")
 	if exitCode(err) != 1 || !strings.Contains(err.Error(), "lagos") {
 		t.Errorf("site-loss of an unknown site: %v", err)

@@ -151,7 +151,7 @@ func Heal(ctx context.Context, topo *sites.Topology, names []string, prog *progr
 		var obs drill.Observer
 		if len(topo.Flows) > 0 {
 			resync = Resync{Topo: topo, Sess: sess}
-			obs = &pgdrill.Observer{Specs: pgdrill.TopologyFlows(topo), Pool: sess.Pool}
+			obs = pgdrill.LiveObserver(topo, sess.Pool)
 		}
 		o.Heal = drill.HealLeft(ctx, faults, resync, obs, drill.Settings{}, prog)
 		if !drill.Healed(o.Heal) {

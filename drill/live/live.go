@@ -115,7 +115,7 @@ func Build(ctx context.Context, topo *sites.Topology, o Options) (d *drill.Drill
 	}
 	b.tun = Tunnels{Topo: topo}
 	d = &drill.Drill{Kind: o.Kind, Topo: topo, Site: o.Site, Stores: stores, Checker: b.tun,
-		Observer: &pgdrill.Observer{Specs: pgdrill.TopologyFlows(topo), Pool: b.sess.Pool},
+		Observer: pgdrill.LiveObserver(topo, b.sess.Pool),
 		Resyncer: Resync{Topo: topo, Sess: b.sess}, Settings: o.Settings, Progress: o.Progress}
 	if err := b.faults(d); err != nil {
 		return nil, nil, err

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	"github.com/sitectl/sitectl/drill/swarmfault"
 	"github.com/sitectl/sitectl/engine"
 	"github.com/sitectl/sitectl/replication/postgres"
 	"github.com/sitectl/sitectl/sites"
+	mongostack "github.com/sitectl/sitectl/stacks/mongo"
 )
 
 // DBVolume is the postgres stack's data volume (stack postgres, volume pgdata).
@@ -18,6 +21,60 @@ const DBVolume = "postgres_pgdata"
 // service stopped and its volume deleted on the node that ran it, then started
 // empty. close releases the engines it opened.
 func SiteLoser(ctx context.Context, topo *sites.Topology, site string) (l *swarmfault.DBLoss, closeAll func(), err error) {
+	s, e, err := siteEngines(ctx, topo, site)
+	if err != nil {
+		return nil, nil, err
+	}
+	l = e.loss(DefaultDBService, DBVolume)
+	l.Ready = func(ctx context.Context) error { return waitDatabase(ctx, s, 3*time.Minute) }
+	return l, e.close, nil
+}
+
+// MongoLoser returns the site-loss drill's Loser for the site's MongoDB members:
+// each mongod service stopped and its volume deleted on the node that ran it, then
+// started empty (the rebuild's initial-sync step waits for them to answer).
+func MongoLoser(ctx context.Context, topo *sites.Topology, site string) (l Losses, closeAll func(), err error) {
+	s, e, err := siteEngines(ctx, topo, site)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, m := range mongostack.MemberServices(s) {
+		l = append(l, e.loss(m.Service, m.Volume))
+	}
+	return l, e.close, nil
+}
+
+// Losses loses and replaces several services of one site, in order.
+type Losses []*swarmfault.DBLoss
+
+// Lose loses every service.
+func (ls Losses) Lose(ctx context.Context, site string) error {
+	for _, l := range ls {
+		if err := l.Lose(ctx, site); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Replace starts every service again, empty.
+func (ls Losses) Replace(ctx context.Context, site string) error {
+	for _, l := range ls {
+		if err := l.Replace(ctx, site); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// engines opens a site's swarm manager and, on demand, its nodes' engines.
+type engines struct {
+	site   *sites.Site
+	mgr    *client.Client
+	opened []interface{ Close() error }
+}
+
+func siteEngines(ctx context.Context, topo *sites.Topology, site string) (*sites.Site, *engines, error) {
 	s := topo.Site(site)
 	if s == nil {
 		return nil, nil, fmt.Errorf("site-loss drill: --site %q is not a site (sites: %v)", site, topo.SiteNames())
@@ -26,30 +83,33 @@ func SiteLoser(ctx context.Context, topo *sites.Topology, site string) (l *swarm
 	if err != nil {
 		return nil, nil, fmt.Errorf("site-loss drill: %s's engine: %w", site, err)
 	}
-	var opened []interface{ Close() error }
-	opened = append(opened, mgr)
-	closeAll = func() {
-		for _, c := range opened {
-			_ = c.Close()
-		}
+	return s, &engines{site: s, mgr: mgr, opened: []interface{ Close() error }{mgr}}, nil
+}
+
+func (e *engines) close() {
+	for _, c := range e.opened {
+		_ = c.Close()
 	}
-	l = &swarmfault.DBLoss{Site: site, Service: DefaultDBService, Volume: DBVolume, Engine: mgr,
+}
+
+// loss is the DBLoss of one service and its volume.
+func (e *engines) loss(service, volume string) *swarmfault.DBLoss {
+	mgr := e.mgr
+	return &swarmfault.DBLoss{Site: e.site.Name, Service: service, Volume: volume, Engine: mgr,
 		NodeEngine: func(ctx context.Context, host string) (swarmfault.VolumeEngine, error) {
-			n := s.NodeByName(host)
+			n := e.site.NodeByName(host)
 			if n == nil || n.Engine == "" {
 				// The node reached through the site engine (or a one-node site).
 				return mgr, nil
 			}
-			e, err := engine.ForNode(ctx, s, n)
+			ne, err := engine.ForNode(ctx, e.site, n)
 			if err != nil {
 				return nil, err
 			}
-			opened = append(opened, e)
-			return e, nil
+			e.opened = append(e.opened, ne)
+			return ne, nil
 		},
-		Ready: func(ctx context.Context) error { return waitDatabase(ctx, s, 3*time.Minute) },
 	}
-	return l, closeAll, nil
 }
 
 // waitDatabase waits until the site's database answers.

@@ -142,7 +142,7 @@ func (r *SoakRunner) Final(ctx context.Context) drill.Verdict {
 		}
 		holdings[s.Name] = rows
 	}
-	obs := &pgdrill.Observer{Specs: pgdrill.TopologyFlows(r.Topo), Pool: sess.Pool}
+	obs := pgdrill.LiveObserver(r.Topo, sess.Pool)
 	after, err := obs.Flows(ctx)
 	if err != nil {
 		readErr = append(readErr, "replication flows: "+err.Error())

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -127,15 +128,31 @@ type Flow struct {
 }
 
 // TopologyFlows names the objects of every replication flow of the topology the way
-// sitectl's replication creates them: publication, subscription and slot all named
-// sitectl_<from>_to_<to>.
-func TopologyFlows(topo *sites.Topology) []Flow {
+// sitectl's replication creates them for sites never rebuilt: publication,
+// subscription and slot all named sitectl_<from>_to_<to>.
+func TopologyFlows(topo *sites.Topology) []Flow { return TopologyFlowsAt(topo, nil) }
+
+// TopologyFlowsAt names them for sites of the given generations (site → generation;
+// a site missing is generation 0) with replication/postgres's own rule
+// (postgres.Flow.SlotName): once a site of a flow was rebuilt, the flow's
+// subscription and slot are sitectl_<from>_to_<to>_g<from's>_<to's>; the publication
+// keeps sitectl_<from>_to_<to>.
+func TopologyFlowsAt(topo *sites.Topology, gens map[string]int64) []Flow {
 	out := make([]Flow, 0, len(topo.Flows))
 	for _, f := range topo.Flows {
-		name := postgres.Flow{From: f.From, To: f.To, Filter: f.Filter}.Name()
-		out = append(out, Flow{From: f.From, To: f.To, Subscription: name, Publication: name, Slot: name})
+		fl := postgres.Flow{From: f.From, To: f.To, Filter: f.Filter}
+		slot := fl.SlotName(gens[f.From], gens[f.To])
+		out = append(out, Flow{From: f.From, To: f.To, Subscription: slot, Publication: fl.Name(), Slot: slot})
 	}
 	return out
+}
+
+// LiveObserver observes the topology's flows under the names the sites' databases
+// give them: the generations (public.sitectl_generation) are read again on every
+// Flows call, so a drill run after a site was rebuilt, or across a rebuild, sees
+// the rebuilt site's generation-named subscriptions and slots.
+func LiveObserver(topo *sites.Topology, pool PoolFunc) *Observer {
+	return &Observer{Specs: TopologyFlows(topo), Pool: pool, Topo: topo}
 }
 
 // PoolFunc returns the pool of a site's database.
@@ -155,6 +172,31 @@ func Pools(m map[string]*pgxpool.Pool) PoolFunc {
 type Observer struct {
 	Specs []Flow
 	Pool  PoolFunc
+	// Topo, when set, names the flows at the generations the sites' databases
+	// record (read on every Flows call; Specs are then ignored): see LiveObserver.
+	Topo *sites.Topology
+
+	mu   sync.Mutex
+	gens map[string]int64 // the highest generation seen per site
+}
+
+// specs are the flows to read: Specs, or the topology's at the generations the
+// answering databases record. A site that does not answer (a cut) keeps the
+// generation seen before; generations only grow.
+func (o *Observer) specs(ctx context.Context) []Flow {
+	if o.Topo == nil {
+		return o.Specs
+	}
+	read := postgres.SiteGenerations(ctx, o.Pool, o.Topo.SiteNames())
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.gens == nil {
+		o.gens = map[string]int64{}
+	}
+	for s, g := range read {
+		o.gens[s] = max(o.gens[s], g)
+	}
+	return TopologyFlowsAt(o.Topo, o.gens)
 }
 
 var _ drill.Observer = (*Observer)(nil)
@@ -162,16 +204,17 @@ var _ drill.Observer = (*Observer)(nil)
 // Flows reads every flow's state. A site that does not answer makes its flows
 // "down" rather than failing the read: that is what a cut looks like from here.
 func (o *Observer) Flows(ctx context.Context) ([]drill.FlowState, error) {
-	out := make([]drill.FlowState, 0, len(o.Specs))
+	specs := o.specs(ctx)
+	out := make([]drill.FlowState, 0, len(specs))
 	var errs []error
-	for _, f := range o.Specs {
+	for _, f := range specs {
 		st, err := o.flow(ctx, f)
 		if err != nil {
 			errs = append(errs, err)
 		}
 		out = append(out, st)
 	}
-	if len(errs) == len(o.Specs) && len(errs) > 0 {
+	if len(errs) == len(specs) && len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return out, nil

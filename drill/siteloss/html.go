@@ -89,6 +89,12 @@ func (p *page) timeline() {
 		{r.LostAt, r.ReplacedAt, "lost", r.Site + " lost; the others write on"},
 		{r.ReplacedAt, r.VerifiedAt, "rebuild", "rebuild and verification"},
 	}
+	if m := r.Mongo; m != nil {
+		spans = append(spans, span{m.LostAt, m.RebuiltAt, "mongo", "MongoDB members lost → caught up and voting"})
+		if m.RebuiltAt.After(end) {
+			end = m.RebuiltAt
+		}
+	}
 	if o := r.OldReturn; o != nil {
 		spans = append(spans, span{o.ReturnedAt, o.ReconciledAt, "old", "old instance back: fenced, reconciled"})
 		end = o.ReconciledAt

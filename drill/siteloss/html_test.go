@@ -10,6 +10,7 @@ import (
 
 	"github.com/sitectl/sitectl/internal/golden"
 	"github.com/sitectl/sitectl/internal/htmlpage"
+	"github.com/sitectl/sitectl/replication/mongo"
 	"github.com/sitectl/sitectl/replication/postgres"
 )
 
@@ -68,6 +69,34 @@ func TestHTMLReport(t *testing.T) {
 	for _, want := range []string{`<span class="fail">FAILED</span>`, `<li class="fail">3 acknowledged writes missing`, `<td class="fail">NOT refused</td>`} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("failed page lacks %q", want)
+		}
+	}
+}
+
+// TestHTMLReportMongoAndRecovery: the MongoDB part (members, reconfigs and their
+// path, time to caught up) and a recovery after a stopped drill are on the page.
+func TestHTMLReportMongoAndRecovery(t *testing.T) {
+	r := sampleReport()
+	r.OldReturn = nil
+	t0 := r.Started
+	r.PostgresRTOSeconds, r.RTOSeconds = 9.5, 14.25
+	r.Mongo = &MongoReport{LostAt: t0.Add(2 * time.Second), RebuiltAt: t0.Add(16250 * time.Millisecond), RTOSeconds: 14.25, Seconds: 5,
+		Rebuild: &mongo.Rebuild{Site: "douala", Members: []string{"10.10.0.12:27017"}, Majority: true,
+			Reconfigs: []mongo.Reconfig{{Member: "10.10.0.12:27017", Change: []string{"votes: 1 → 0", "priority: 1 → 0"}, Path: mongo.PathReconfig, On: "10.30.0.11:27017"}}}}
+	r.Recovery = &Recovery{Replaced: true, Rebuilt: true, MongoRebuilt: true, Seconds: 7.5}
+	var b bytes.Buffer
+	if err := r.WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	if _, err := html.Parse(strings.NewReader(page)); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`<td id="rto">14.2 s</td>`, "MongoDB members included", `<table id="mongo">`, "<td>10.10.0.12:27017</td>",
+		"reconfig on 10.30.0.11:27017: votes: 1 → 0, priority: 1 → 0", "14.2 s after the loss (rebuild 5.0 s)", "PostgreSQL alone: rebuilt and verified 9.5 s",
+		`class="phase mongo"`, `<table id="recovery">`, "true (and its MongoDB members) in 7.5 s"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
 		}
 	}
 }

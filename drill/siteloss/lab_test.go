@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sitectl/sitectl/drill"
+	"github.com/sitectl/sitectl/drill/pgdrill"
 	"github.com/sitectl/sitectl/internal/htmlpage"
 	"github.com/sitectl/sitectl/lab/labgate"
 	"github.com/sitectl/sitectl/replication/postgres"
@@ -168,6 +170,83 @@ func TestLabSiteLossDrill(t *testing.T) {
 		t.Errorf("douala holds %d of its own drill rows after the rebuild; want 200 - RPO %d", len(got), r.RPORows)
 	}
 	checkHTML(t, r, `id="rto"`, "PASSED", `id="verified"`)
+	observedAfterRebuild(t, topo, sess)
+	interruptedRecovers(t, c, topo, sess)
+}
+
+// cancelAfterLoss is Ctrl-C right after the loss: the drill's context is cancelled
+// once the site's database is gone.
+type cancelAfterLoss struct {
+	Loser
+	cancel context.CancelFunc
+}
+
+func (l cancelAfterLoss) Lose(ctx context.Context, site string) error {
+	err := l.Loser.Lose(ctx, site)
+	l.cancel()
+	return err
+}
+
+// interruptedRecovers: a drill of yaounde stopped right after its loss (Ctrl-C)
+// needs recovery; Recover starts its database again and rebuilds it: every flow
+// streams and replication is healthy again.
+func interruptedRecovers(t *testing.T, c *clusters, topo *sites.Topology, sess *postgres.Session) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// In batches of 7 rows per transaction: 50 rows are 7 batches and a last of 1.
+	r, err := Run(ctx, topo, sess, Options{Site: "yaounde", Writes: 50, Batch: 7, Loser: cancelAfterLoss{c, cancel}, Wait: time.Minute})
+	if err == nil || r.Passed || !r.NeedsRecovery() {
+		t.Fatalf("a drill interrupted after the loss: err %v, passed %v, needs recovery %v", err, r.Passed, r.NeedsRecovery())
+	}
+	if r.Acknowledged["yaounde"] != 50 || len(r.written["yaounde"]) != 50 {
+		t.Errorf("yaounde acknowledged %d rows (%d recorded) in batches of 7; want 50", r.Acknowledged["yaounde"], len(r.written["yaounde"]))
+	}
+	if err := r.Recover(context.Background()); err != nil {
+		t.Fatalf("recover: %v", err)
+	}
+	if rec := r.Recovery; rec == nil || !rec.Replaced || !rec.Rebuilt || r.NeedsRecovery() {
+		t.Fatalf("recovery %+v: want the database replaced and rebuilt", rec)
+	}
+	fresh := postgres.NewSession(topo)
+	defer fresh.Close()
+	// The resumed subscriptions' apply workers start within a few seconds.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		st, err := postgres.Status(context.Background(), topo, fresh)
+		if err == nil && st.Healthy() {
+			break
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = errors.New(st.Summary())
+			}
+			t.Fatalf("replication after the recovery: %v", err)
+		}
+	}
+	observedAfterRebuild(t, topo, sess)
+}
+
+// observedAfterRebuild: the other drills' observer (drill/pgdrill) sees every flow
+// of the rebuilt site, under its generation names, streaming.
+func observedAfterRebuild(t *testing.T, topo *sites.Topology, sess *postgres.Session) {
+	t.Helper()
+	obs := pgdrill.LiveObserver(topo, sess.Pool)
+	var flows []drill.FlowState
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		flows, err = obs.Flows(context.Background())
+		streaming := err == nil && len(flows) == len(topo.Flows)
+		for _, f := range flows {
+			streaming = streaming && f.State == drill.StateStreaming
+		}
+		if streaming {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+	}
+	t.Errorf("after the rebuild the drills' observer does not see every flow streaming: %v %+v", err, flows)
 }
 
 // TestLabSiteLossDrillOldReturns runs the drill with the old instance kept: the

@@ -52,7 +52,11 @@ type Options struct {
 	// Writes is the rows each site writes before the loss, and each surviving site
 	// during it (default 1000).
 	Writes int
-	Loser  Loser
+	// Batch is the rows per transaction (default 1: every row its own
+	// transaction, acknowledged alone); a batch is one multi-row INSERT,
+	// acknowledged as a whole.
+	Batch int
+	Loser Loser
 	// Wait bounds the rebuild's waits without progress and the verification.
 	Wait time.Duration
 	// Progress receives live lines (key, text); nil: silent.
@@ -61,6 +65,9 @@ type Options struct {
 	// after the rebuild the old instance comes back, plan must refuse it (fenced)
 	// and site reconcile must bring its unreplicated rows to every site: RPO 0.
 	OldReturns bool
+	// Mongo, when set, loses the site's MongoDB members with its database and
+	// rebuilds them after it (site rebuild --mongo's part).
+	Mongo *Mongo
 }
 
 // Window is a span of write times.
@@ -74,7 +81,11 @@ type Report struct {
 	Site    string    `json:"site"`
 	Run     string    `json:"run"`
 	Started time.Time `json:"started"`
-	LostAt  time.Time `json:"lost_at"`
+	// Writes and Batch are the load: rows each site wrote per phase, rows per
+	// transaction.
+	Writes int       `json:"writes"`
+	Batch  int       `json:"batch"`
+	LostAt time.Time `json:"lost_at"`
 	// VerifiedAt is when the rebuilt site was verified; RTOSeconds the time from
 	// the loss to it.
 	VerifiedAt time.Time `json:"verified_at,omitzero"`
@@ -94,8 +105,19 @@ type Report struct {
 	Verified []postgres.Verified `json:"verified,omitempty"`
 	// OldReturn is the old instance's return (Options.OldReturns).
 	OldReturn *OldReturn `json:"old_return,omitempty"`
-	Failed    []string   `json:"failed,omitempty"`
-	Passed    bool       `json:"passed"`
+	// Mongo is the MongoDB part (Options.Mongo).
+	Mongo *MongoReport `json:"mongo,omitempty"`
+	// PostgresRTOSeconds is the loss to PostgreSQL rebuilt and verified, when
+	// RTOSeconds also covers the MongoDB part.
+	PostgresRTOSeconds float64 `json:"postgres_rto_seconds,omitempty"`
+	// Recovery is what was done to bring the site back after the drill stopped
+	// between the loss and the end of the rebuild (Recover).
+	Recovery *Recovery `json:"recovery,omitempty"`
+	Failed   []string  `json:"failed,omitempty"`
+	Passed   bool      `json:"passed"`
+
+	loseTried bool // the loss was started: the site's database may be gone
+	rebuilt   bool // the site's rebuild ran to its end
 
 	written map[string][]written // per site, in order
 	reached map[uuid.UUID]bool   // the lost site's keys found at a peer after the loss
@@ -115,7 +137,22 @@ func (r *Report) Summary() string {
 	if !r.Passed {
 		verdict = "FAILED: " + strings.Join(r.Failed, "; ")
 	}
-	return fmt.Sprintf("site-loss drill of %s %s: RTO %.1fs, RPO %d rows%s", r.Site, verdict, r.RTOSeconds, r.RPORows, r.rpoWindow())
+	return fmt.Sprintf("site-loss drill of %s %s: RTO %.1fs, RPO %d rows%s%s", r.Site, verdict, r.RTOSeconds, r.RPORows, r.rpoWindow(), r.Mongo.summary())
+}
+
+// summary is the MongoDB part's words in the summary ("" without it).
+func (m *MongoReport) summary() string {
+	switch {
+	case m == nil:
+		return ""
+	case !m.rebuilt:
+		return "; MongoDB members not rebuilt"
+	}
+	n := 0
+	if m.Rebuild != nil {
+		n = len(m.Rebuild.Reconfigs)
+	}
+	return fmt.Sprintf("; MongoDB members rebuilt (%d reconfig(s), one member each; caught up and voting %.1fs after the loss)", n, m.RTOSeconds)
 }
 
 func (r *Report) rpoWindow() string {
@@ -134,7 +171,8 @@ func Run(ctx context.Context, topo *sites.Topology, sess *postgres.Session, o Op
 	if o.Wait == 0 {
 		o.Wait = 2 * time.Minute
 	}
-	r := &Report{Site: o.Site, Run: "siteloss-" + uuid.Must(uuid.NewV7()).String()[:18], Started: time.Now().UTC(),
+	o.Batch = max(o.Batch, 1)
+	r := &Report{Site: o.Site, Writes: o.Writes, Batch: o.Batch, Run: "siteloss-" + uuid.Must(uuid.NewV7()).String()[:18], Started: time.Now().UTC(),
 		Acknowledged: map[string]int{}, written: map[string][]written{}, reached: map[uuid.UUID]bool{}, sess: sess, topo: topo, opts: o}
 	if topo.Site(o.Site) == nil {
 		return r, fmt.Errorf("site-loss drill: --site %q is not a site (sites: %s)", o.Site, strings.Join(topo.SiteNames(), ", "))
@@ -151,6 +189,16 @@ func Run(ctx context.Context, topo *sites.Topology, sess *postgres.Session, o Op
 	}
 	names := topo.SiteNames()
 	r.writeAll(ctx, names)
+	if err := ctx.Err(); err != nil {
+		return r, err // stopped before the loss: nothing to recover
+	}
+	if len(r.Failed) > 0 {
+		// A site that cannot write now would make the verdict meaningless: no
+		// database is destroyed.
+		r.Failed = append(r.Failed, "stopped before the loss: nothing was destroyed")
+		return r, nil
+	}
+	r.loseTried = true
 	if o.OldReturns {
 		r.status("lose", "taking %s's database away (its data kept)", o.Site)
 		if err := ret.SetAside(ctx, o.Site); err != nil {
@@ -163,6 +211,9 @@ func Run(ctx context.Context, topo *sites.Topology, sess *postgres.Session, o Op
 		}
 	}
 	r.LostAt = time.Now().UTC()
+	if err := r.loseMongo(ctx); err != nil {
+		return r, err
+	}
 	if err := r.findReached(ctx); err != nil {
 		return r, err
 	}
@@ -172,6 +223,9 @@ func Run(ctx context.Context, topo *sites.Topology, sess *postgres.Session, o Op
 		return r, fmt.Errorf("replace %s: %w", o.Site, err)
 	}
 	r.ReplacedAt = time.Now().UTC()
+	if err := r.replaceMongo(ctx); err != nil {
+		return r, err
+	}
 	if err := r.rebuild(ctx); err != nil {
 		r.Failed = append(r.Failed, err.Error())
 		return r, nil
@@ -179,6 +233,14 @@ func Run(ctx context.Context, topo *sites.Topology, sess *postgres.Session, o Op
 	r.check(ctx)
 	r.VerifiedAt = time.Now().UTC()
 	r.RTOSeconds = r.VerifiedAt.Sub(r.LostAt).Seconds()
+	if r.Mongo != nil {
+		if err := r.rebuildMongo(ctx); err != nil {
+			r.Failed = append(r.Failed, err.Error())
+		} else {
+			r.PostgresRTOSeconds = r.RTOSeconds
+			r.RTOSeconds = r.Mongo.RebuiltAt.Sub(r.LostAt).Seconds()
+		}
+	}
 	if o.OldReturns {
 		if err := r.oldReturns(ctx, ret); err != nil {
 			r.Failed = append(r.Failed, err.Error())
@@ -239,19 +301,29 @@ func (r *Report) writeSite(ctx context.Context, site string) ([]written, error) 
 	if err != nil {
 		return nil, err
 	}
+	batch := max(r.opts.Batch, 1)
 	var out []written
-	for i := range r.opts.Writes {
-		k, err := gen.New()
-		if err != nil {
+	for i := 0; i < r.opts.Writes; i += batch {
+		n := min(batch, r.opts.Writes-i)
+		ids := make([]uuid.UUID, n)
+		seqs := make([]int32, n)
+		for j := range n {
+			k, err := gen.New()
+			if err != nil {
+				return out, err
+			}
+			ids[j], seqs[j] = k.ID, int32(r.Acknowledged[site]+i+j)
+		}
+		if _, err := pool.Exec(ctx, `INSERT INTO public.sitectl_drill (id, site, run, seq)
+SELECT id, $2, $3, seq FROM unnest($1::uuid[], $4::int[]) AS w(id, seq)`, ids, site, r.Run, seqs); err != nil {
 			return out, err
 		}
-		seq := r.Acknowledged[site] + i
-		if _, err := pool.Exec(ctx, `INSERT INTO public.sitectl_drill (id, site, run, seq) VALUES ($1, $2, $3, $4)`, k.ID, site, r.Run, seq); err != nil {
-			return out, err
+		at := time.Now().UTC()
+		for _, id := range ids {
+			out = append(out, written{id, at})
 		}
-		out = append(out, written{k.ID, time.Now().UTC()})
-		if i%100 == 99 {
-			r.status("write "+site, "%d rows acknowledged", i+1)
+		if (i+n)/100 > i/100 {
+			r.status("write "+site, "%d rows acknowledged", i+n)
 		}
 	}
 	return out, nil
@@ -313,6 +385,7 @@ func (r *Report) rebuild(ctx context.Context) error {
 	r.Rebuild = rb
 	err = rb.Run(ctx, nil)
 	r.Verified = rb.Verified
+	r.rebuilt = err == nil
 	return err
 }
 

@@ -29,8 +29,14 @@ type DBLoss struct {
 	// Ready waits until the site's database answers again.
 	Ready func(ctx context.Context) error
 
-	down *ServiceDown
+	down    *ServiceDown
+	deleted bool // the volume was deleted
 }
+
+// DataDestroyed reports whether Lose deleted the volume: a Lose stopped part-way
+// (Ctrl-C while the service stopped) leaves the data, and Replace then starts the
+// database with it.
+func (f *DBLoss) DataDestroyed() bool { return f.deleted }
 
 // Lose scales the service to zero and deletes its volume on the node that ran it.
 func (f *DBLoss) Lose(ctx context.Context, site string) error {
@@ -62,6 +68,7 @@ func (f *DBLoss) Lose(ctx context.Context, site string) error {
 	for {
 		_, err := ve.VolumeRemove(ctx, f.Volume, client.VolumeRemoveOptions{Force: true})
 		if err == nil {
+			f.deleted = true
 			return nil
 		}
 		if time.Now().After(deadline) {

@@ -250,9 +250,15 @@ func heldRows(ctx context.Context, sess *Session, site string, tables []string, 
 // records for it (sites never rebuilt are left out). A database that does not
 // answer is skipped: the caller reports it.
 func siteGenerations(ctx context.Context, sess *Session, names []string) map[string]int64 {
+	return SiteGenerations(ctx, sess.Pool, names)
+}
+
+// SiteGenerations is siteGenerations for any way of opening a site's database
+// (drill/pgdrill's observer names the flows with it and Flow.SlotName).
+func SiteGenerations(ctx context.Context, open func(context.Context, string) (*pgxpool.Pool, error), names []string) map[string]int64 {
 	out := map[string]int64{}
 	for _, n := range names {
-		pool, err := sess.Pool(ctx, n)
+		pool, err := open(ctx, n)
 		if err != nil {
 			continue
 		}

@@ -129,13 +129,34 @@ func build(s *sites.Site, vals map[string]any) (Extra, error) {
 		if node.Labels["role"] == "db" {
 			constraints = append(constraints, "node.labels.role == db")
 		}
-		svc := "mongod"
-		vol := "mongo-data"
-		if len(s.Mongo.Members) > 1 {
-			svc = fmt.Sprintf("mongod-%d", i+1)
-			vol = fmt.Sprintf("mongo-data-%d", i+1)
-		}
+		svc, vol := memberNames(i, len(s.Mongo.Members))
 		ex.Members = append(ex.Members, Member{Service: svc, Host: m.Host, Port: port, Volume: vol, Constraints: constraints})
 	}
 	return ex, nil
+}
+
+// memberNames are the service and volume names of member i of n.
+func memberNames(i, n int) (service, volume string) {
+	if n > 1 {
+		return fmt.Sprintf("mongod-%d", i+1), fmt.Sprintf("mongo-data-%d", i+1)
+	}
+	return "mongod", "mongo-data"
+}
+
+// MemberService is one of a site's mongod services as deployed: the swarm service
+// and volume names (the stack's prefix included: mongo_mongod, mongo_mongo-data).
+type MemberService struct {
+	Host    string
+	Service string
+	Volume  string
+}
+
+// MemberServices lists the site's mongod services as the stack names them.
+func MemberServices(s *sites.Site) []MemberService {
+	out := make([]MemberService, 0, len(s.Mongo.Members))
+	for i, m := range s.Mongo.Members {
+		svc, vol := memberNames(i, len(s.Mongo.Members))
+		out = append(out, MemberService{Host: m.Host, Service: Name + "_" + svc, Volume: Name + "_" + vol})
+	}
+	return out
 }

@@ -121,3 +121,37 @@ func TestTLSAndErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestMemberServices: the services and volumes the site-loss drill stops and
+// deletes are the ones the stack deploys, for one member and for two.
+func TestMemberServices(t *testing.T) {
+	for _, n := range []int{1, 2} {
+		topo := stacktest.Load(t, "production")
+		s := topo.Site("douala")
+		if n == 2 {
+			second := s.Mongo.Members[0]
+			second.Host = "10.10.0.12:27018"
+			s.Mongo.Members = append(s.Mongo.Members, second)
+		}
+		in := stacks.Input{Topo: topo, Site: s}
+		r, err := mongo.Stack{}.Render(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := stacktest.Convert(t, in, r)
+		ms := mongo.MemberServices(s)
+		if len(ms) != len(s.Mongo.Members) || len(ms) != len(d.Services) {
+			t.Fatalf("%d member services for %d members, %d deployed", len(ms), len(s.Mongo.Members), len(d.Services))
+		}
+		for i, m := range ms {
+			svc := d.Services[i]
+			var vols []string
+			for _, mnt := range svc.Spec.TaskTemplate.ContainerSpec.Mounts {
+				vols = append(vols, mnt.Source)
+			}
+			if m.Service != svc.Name || !slices.Contains(vols, m.Volume) || m.Host != s.Mongo.Members[i].Host {
+				t.Errorf("member %d: %+v; deployed service %s with volumes %v", i, m, svc.Name, vols)
+			}
+		}
+	}
+}
