@@ -20,23 +20,12 @@ import (
 // (values.kong.failover, else every site it has a tunnel to, the hub first), keeping
 // the sites that run kong and the app. values.kong.failover: [] turns it off.
 func AppFailoverPeers(topo *sites.Topology, site *sites.Site, a *sites.App) ([]*sites.Site, error) {
-	names, explicit, err := failoverOrder(topo, site)
-	if err != nil {
-		return nil, err
-	}
-	var out []*sites.Site
-	for _, n := range names {
-		p, err := failoverPeer(topo, site, n, explicit)
-		if err != nil {
-			return nil, err
-		}
-		// The order is the site's, for every app: a peer that does not run this app
-		// is skipped (apps run at a subset of the sites).
-		if _, runs := a.Sites[p.Name]; runs && p.HasStack(Name) {
-			out = append(out, p)
-		}
-	}
-	return out, nil
+	// The order is the site's, for every app: a peer that does not run this app
+	// is skipped (apps run at a subset of the sites).
+	return orderedPeers(topo, site, func(p *sites.Site, _ bool) (bool, error) {
+		_, runs := a.Sites[p.Name]
+		return runs && p.HasStack(Name), nil
+	})
 }
 
 // appFailover wires app a's failover routes at site: with peers, routes move from

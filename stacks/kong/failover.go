@@ -41,6 +41,20 @@ const (
 // site has a tunnel to that runs kong and django-api, the hub first. An empty
 // list (values.kong.failover: []) turns failover off.
 func FailoverPeers(topo *sites.Topology, site *sites.Site) ([]*sites.Site, error) {
+	return orderedPeers(topo, site, func(p *sites.Site, explicit bool) (bool, error) {
+		if p.HasStack(Name) && p.HasStack("django-api") {
+			return true, nil
+		}
+		if explicit {
+			return false, fmt.Errorf("site %s: values.kong.failover names %s, which does not run both kong and django-api; remove it from the list", site.Name, p.Name)
+		}
+		return false, nil
+	})
+}
+
+// orderedPeers is site's failover order (failoverOrder) as sites, keeping those
+// keep accepts (explicit: the order is values.kong.failover's).
+func orderedPeers(topo *sites.Topology, site *sites.Site, keep func(p *sites.Site, explicit bool) (bool, error)) ([]*sites.Site, error) {
 	names, explicit, err := failoverOrder(topo, site)
 	if err != nil {
 		return nil, err
@@ -51,12 +65,11 @@ func FailoverPeers(topo *sites.Topology, site *sites.Site) ([]*sites.Site, error
 		if err != nil {
 			return nil, err
 		}
-		switch {
-		case !p.HasStack(Name) || !p.HasStack("django-api"):
-			if explicit {
-				return nil, fmt.Errorf("site %s: values.kong.failover names %s, which does not run both kong and django-api; remove it from the list", site.Name, n)
-			}
-		default:
+		ok, err := keep(p, explicit)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
 			out = append(out, p)
 		}
 	}
