@@ -35,7 +35,7 @@ func TestWaitOwn(t *testing.T) {
 		t.Errorf("a gateway served by its own API: %v", err)
 	}
 	peer := serve(func() (int, string) { return 200, "cloud" })
-	err := WaitOwn(ctx, []Entry{peer}, 300*time.Millisecond, 10*time.Millisecond)
+	err := WaitOwn(ctx, []Entry{peer}, 3*time.Second, 10*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "site douala") || !strings.Contains(err.Error(), `200 served by "cloud"`) {
 		t.Errorf("a gateway served by a peer: %v; want an error naming douala and the peer's answer", err)
 	}
