@@ -78,7 +78,9 @@ func (r *Rebuild) owners(filter string) []string {
 // the verification compares them on every site; skipped lists them.
 func (r *Rebuild) catchUp(pub *Publication) (owners, skipped []string) {
 	for _, o := range r.owners(pub.Flow.Filter) {
-		if o == r.Site && pub.Flow.To == r.OwnSource {
+		// A restored copy (restore --replace) adds rows of the site that its
+		// source lacks: then they are compared and copied like any other owner's.
+		if o == r.Site && pub.Flow.To == r.OwnSource && r.opts.Restored == nil {
 			skipped = append(skipped, o)
 			continue
 		}

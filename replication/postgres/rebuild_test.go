@@ -173,6 +173,17 @@ func TestRebuildOutFlowsSpokeAndHub(t *testing.T) {
 			}
 		}
 	}
+	// restore --replace: rows of douala from the restored copy that cloud lacks
+	// reach cloud by the catch-up copy (its own rows are compared too).
+	r := &Rebuild{Site: "douala", OwnSource: "cloud", d: d, topo: topo, opts: RebuildOptions{Restored: &RestoredCopy{Label: "restored copy"}}}
+	r.planOutFlows(lives)
+	var got []string
+	for _, st := range r.Steps {
+		got = append(got, st.Site+" "+st.Name+": "+strings.Join(st.Diff, "; "))
+	}
+	if !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, "cloud rows cloud lacks: rows of douala in douala that cloud lacks") }) {
+		t.Errorf("rebuild of douala with a restored copy: steps\n  %s\nwant douala's rows that cloud lacks copied to cloud", strings.Join(got, "\n  "))
+	}
 }
 
 func TestRate(t *testing.T) {
