@@ -181,7 +181,9 @@ func TestRebuildOutFlowsSpokeAndHub(t *testing.T) {
 	for _, st := range r.Steps {
 		got = append(got, st.Site+" "+st.Name+": "+strings.Join(st.Diff, "; "))
 	}
-	if !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, "cloud rows cloud lacks: rows of douala in douala that cloud lacks") }) {
+	if !slices.ContainsFunc(got, func(s string) bool {
+		return strings.HasPrefix(s, "cloud rows cloud lacks: rows of douala in douala that cloud lacks")
+	}) {
 		t.Errorf("rebuild of douala with a restored copy: steps\n  %s\nwant douala's rows that cloud lacks copied to cloud", strings.Join(got, "\n  "))
 	}
 }
