@@ -147,14 +147,7 @@ func pct(xs []time.Duration, p float64) time.Duration {
 func BenchmarkLabWALLag(b *testing.B) {
 	labtest.Skip(b)
 	ctx := context.Background()
-	s := backuptest.Start(b, "douala")
-	s.WaitStreaming(b)
-	pool, err := pgxpool.NewWithConfig(ctx, poolConfig(b, s))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Close()
-	createDrillTable(ctx, b, pool)
+	s, pool := streamingSite(ctx, b)
 	barmanSite := filepath.Join(s.Dir, "barman", "douala")
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -259,14 +252,7 @@ func setStreaming(ctx context.Context, b *testing.B, s *backuptest.Site, pool *p
 func BenchmarkLabWriteThroughput(b *testing.B) {
 	labtest.Skip(b)
 	ctx := context.Background()
-	s := backuptest.Start(b, "douala")
-	s.WaitStreaming(b)
-	pool, err := pgxpool.NewWithConfig(ctx, poolConfig(b, s))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Close()
-	createDrillTable(ctx, b, pool)
+	s, pool := streamingSite(ctx, b)
 	rate := map[string][]float64{}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -313,4 +299,18 @@ func mean(xs []float64) float64 {
 		sum += x
 	}
 	return sum / float64(max(1, len(xs)))
+}
+
+// streamingSite starts douala's PostgreSQL with Barman streaming its WAL and the
+// drill's table, and returns a pool to it (closed at the benchmark's end).
+func streamingSite(ctx context.Context, b *testing.B) (*backuptest.Site, *pgxpool.Pool) {
+	s := backuptest.Start(b, "douala")
+	s.WaitStreaming(b)
+	pool, err := pgxpool.NewWithConfig(ctx, poolConfig(b, s))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	createDrillTable(ctx, b, pool)
+	return s, pool
 }
