@@ -223,6 +223,9 @@ type FaultRecord struct {
 	Node         string `json:"node,omitempty"`
 	NodeID       string `json:"node_id,omitempty"`
 	Availability string `json:"availability,omitempty"`
+	// Services are the IDs of the services that ran a task on the node before the
+	// drain: the heal waits until they run again (node).
+	Services []string `json:"services,omitempty"`
 }
 
 // Fault record kinds.

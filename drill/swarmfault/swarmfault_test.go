@@ -2,6 +2,7 @@ package swarmfault
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +28,10 @@ type swarmState struct {
 	stopAfter int
 	lists     int
 	stopping  map[string]int // task ID → task lists since its shutdown was asked
+	// startAfter is how many task lists a task swarm places on a node made active
+	// again takes to run (its container starting, its health check passing).
+	startAfter int
+	starting   map[string]int // task ID → task lists since it was placed
 }
 
 func (s *swarmState) ServiceInspect(context.Context, string, client.ServiceInspectOptions) (client.ServiceInspectResult, error) {
@@ -77,6 +82,13 @@ func (s *swarmState) NodeUpdate(_ context.Context, id string, o client.NodeUpdat
 	if o.Spec.Availability == swarm.NodeAvailabilityDrain {
 		s.shutdown(func(t swarm.Task) bool { return t.NodeID == id })
 	}
+	if o.Spec.Availability == swarm.NodeAvailabilityActive {
+		// The service is pinned to the node: its task waits there until the node
+		// takes tasks again.
+		t := task(fmt.Sprintf("t%d", len(s.tasks)+1), id, swarm.TaskStatePending)
+		s.tasks = append(s.tasks, t)
+		s.starting[t.ID] = 0
+	}
 	return client.NodeUpdateResult{}, nil
 }
 
@@ -91,6 +103,12 @@ func (s *swarmState) TaskList(_ context.Context, o client.TaskListOptions) (clie
 				t.Status.State = swarm.TaskStateShutdown
 			}
 			s.stopping[t.ID] = n + 1
+		}
+		if n, ok := s.starting[t.ID]; ok {
+			if n >= s.startAfter {
+				t.Status.State = swarm.TaskStateRunning
+			}
+			s.starting[t.ID] = n + 1
 		}
 	}
 	var res client.TaskListResult
@@ -126,7 +144,7 @@ func (s *swarmState) down(node string) bool {
 
 func newSwarm(stopAfter int, tasks ...swarm.Task) *swarmState {
 	return &swarmState{
-		replicas: uint64(len(tasks)), tasks: tasks, stopAfter: stopAfter, stopping: map[string]int{},
+		replicas: uint64(len(tasks)), tasks: tasks, stopAfter: stopAfter, stopping: map[string]int{}, starting: map[string]int{},
 		nodes: []swarm.Node{
 			{ID: "n-ready", Description: swarm.NodeDescription{Hostname: "db1"}, Status: swarm.NodeStatus{State: swarm.NodeStateReady}},
 			{ID: "n-down", Description: swarm.NodeDescription{Hostname: "db2"}, Status: swarm.NodeStatus{State: swarm.NodeStateDown}},
@@ -135,7 +153,7 @@ func newSwarm(stopAfter int, tasks ...swarm.Task) *swarmState {
 }
 
 func task(id, node string, state swarm.TaskState) swarm.Task {
-	return swarm.Task{ID: id, NodeID: node, DesiredState: swarm.TaskStateRunning, Status: swarm.TaskStatus{State: state}}
+	return swarm.Task{ID: id, ServiceID: "svc", NodeID: node, DesiredState: swarm.TaskStateRunning, Status: swarm.TaskStatus{State: state}}
 }
 
 func TestServiceDownWaitsForTheContainerToStop(t *testing.T) {
@@ -198,6 +216,71 @@ func TestNodeDrainWaitsForTheNodesTasks(t *testing.T) {
 		s := newSwarm(0, task("t2", "n-down", swarm.TaskStateRunning))
 		if err := inject(&NodeDrain{Site: "douala", Node: "db2", Engine: s}); err != nil {
 			t.Fatalf("draining a node that is down: %v", err)
+		}
+	})
+}
+
+// TestNodeDrainRemoveWaitsForItsServices: a node made active again is healed once
+// the services that ran there run again, not when swarm was told (a resync right
+// after found the database pinned to the node still starting: connection refused).
+func TestNodeDrainRemoveWaitsForItsServices(t *testing.T) {
+	drained := func(t *testing.T, startAfter int) (*swarmState, *NodeDrain) {
+		s := newSwarm(0, task("t1", "n-ready", swarm.TaskStateRunning))
+		s.startAfter = startAfter
+		d := &NodeDrain{Site: "douala", Node: "db1", Engine: s}
+		if err := inject(d); err != nil {
+			t.Fatal(err)
+		}
+		return s, d
+	}
+	t.Run("task starts", func(t *testing.T) {
+		s, d := drained(t, 3)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := d.Remove(ctx); err != nil {
+			t.Fatal(err)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.nodes[0].Spec.Availability != swarm.NodeAvailabilityActive {
+			t.Errorf("db1 availability %q, want active", s.nodes[0].Spec.Availability)
+		}
+		last := s.tasks[len(s.tasks)-1]
+		if last.NodeID != "n-ready" || last.Status.State != swarm.TaskStateRunning {
+			t.Errorf("Remove returned while the service's task on db1 was %s", last.Status.State)
+		}
+	})
+	t.Run("task never starts", func(t *testing.T) {
+		_, d := drained(t, 1<<30)
+		ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+		defer cancel()
+		err := d.Remove(ctx)
+		if err == nil || !strings.Contains(err.Error(), "postgres_db runs 0 of 1 task(s)") {
+			t.Fatalf("Remove with the task never running: %v, want an error naming postgres_db and its tasks", err)
+		}
+	})
+	t.Run("from the journal", func(t *testing.T) {
+		s, d := drained(t, 2)
+		r, err := d.Record(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Services) != 1 || r.Services[0] != "svc" {
+			t.Fatalf("record services %v, want [svc]", r.Services)
+		}
+		left, err := NodeDrainFrom(r, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := left.Remove(ctx); err != nil {
+			t.Fatal(err)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if last := s.tasks[len(s.tasks)-1]; last.Status.State != swarm.TaskStateRunning {
+			t.Errorf("drill heal's Remove returned while the task was %s", last.Status.State)
 		}
 	})
 }
