@@ -3,7 +3,7 @@
 // real mongo-driver and implements only the commands sitectl uses: hello/isMaster,
 // replSetInitiate, replSetGetConfig (with commitmentStatus), replSetReconfig (with
 // MongoDB's rules: primary only, one voting change unless forced, previous config
-// committed), replSetGetStatus, setDefaultRWConcern/getDefaultRWConcern, and
+// committed, a majority of the new voters answering), replSetGetStatus, setDefaultRWConcern/getDefaultRWConcern, and
 // insert/find/count with equality filters (plus local.oplog.rs for the oplog window).
 //
 // A Cluster runs several members in one process, each on its own TCP listener, and

@@ -229,3 +229,64 @@ func TestCutOffPrimaryRollsBack(t *testing.T) {
 		t.Errorf("old primary holds %v after the heal, want before + majority-side (not merged)", docs)
 	}
 }
+
+// TestReconfigQuorumCheck: like mongod, a non-forced replSetReconfig needs a
+// majority of the new config's voting members to answer the primary. With the
+// primary cut from one secondary, taking the other's vote would leave it alone out
+// of two voters: refused with NodeNotFound (74), nothing changed, still primary.
+// Taking the vote of the member it does not reach keeps its majority: accepted.
+func TestReconfigQuorumCheck(t *testing.T) {
+	c, err := mongofake.NewCluster(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	h := c.Hosts()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl, err := mongo.Connect(options.Client().SetHosts([]string{h[0]}).SetDirect(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cl.Disconnect(ctx) }()
+	admin := cl.Database("admin")
+	members := func(v1, v2 int) bson.A {
+		return bson.A{
+			bson.D{{Key: "_id", Value: 0}, {Key: "host", Value: h[0]}, {Key: "priority", Value: 2}},
+			bson.D{{Key: "_id", Value: 1}, {Key: "host", Value: h[1]}, {Key: "votes", Value: v1}, {Key: "priority", Value: v1}},
+			bson.D{{Key: "_id", Value: 2}, {Key: "host", Value: h[2]}, {Key: "votes", Value: v2}, {Key: "priority", Value: v2}},
+		}
+	}
+	if err := admin.RunCommand(ctx, bson.D{{Key: "replSetInitiate", Value: bson.D{{Key: "_id", Value: "mgrs"}, {Key: "members", Value: members(1, 1)}}}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c.Cut(h[0], h[2])
+	if p := c.Primary(); p != h[0] {
+		t.Fatalf("primary %q, want %s (it reaches %s: 2 votes of 3)", p, h[0], h[1])
+	}
+	reconfig := func(version int, v1, v2 int) error {
+		return admin.RunCommand(ctx, bson.D{{Key: "replSetReconfig", Value: bson.D{{Key: "_id", Value: "mgrs"}, {Key: "version", Value: version}, {Key: "members", Value: members(v1, v2)}}}}).Err()
+	}
+	err = reconfig(2, 0, 1)
+	var ce mongo.CommandError
+	if !errorsAs(err, &ce) || ce.Code != 74 || !strings.Contains(ce.Message, "Quorum check failed") || !strings.Contains(ce.Message, h[2]+" failed") {
+		t.Fatalf("reconfig leaving the primary 1 reachable vote of 2: %v, want NodeNotFound (74) naming %s", err, h[2])
+	}
+	if p := c.Primary(); p != h[0] {
+		t.Errorf("primary %q after the refused reconfig, want %s", p, h[0])
+	}
+	var got struct {
+		Config struct {
+			Version int `bson:"version"`
+		} `bson:"config"`
+	}
+	if err := admin.RunCommand(ctx, bson.D{{Key: "replSetGetConfig", Value: 1}}).Decode(&got); err != nil || got.Config.Version != 1 {
+		t.Errorf("config version %d (%v) after the refused reconfig, want 1", got.Config.Version, err)
+	}
+	if err := reconfig(2, 1, 0); err != nil {
+		t.Fatalf("reconfig taking the unreachable member's vote: %v", err)
+	}
+	if p := c.Primary(); p != h[0] {
+		t.Errorf("primary %q after removing the unreachable member's vote, want %s", p, h[0])
+	}
+}
