@@ -415,4 +415,9 @@ func TestRebuildHubBackBeforeSteps(t *testing.T) {
 	if err := insertMajority(ctx, c, b.fake.Primary(), bson.D{{Key: "_id", Value: "after"}}); err != nil {
 		t.Fatalf("majority write after the rebuild: %v", err)
 	}
+	for _, h := range []string{douala, yaounde} {
+		if !holds(ctx, t, c, h, "after") {
+			t.Errorf("%s does not hold the majority write made after the rebuild", h)
+		}
+	}
 }
