@@ -290,3 +290,98 @@ func TestReconfigQuorumCheck(t *testing.T) {
 		t.Errorf("primary %q after removing the unreachable member's vote, want %s", p, h[0])
 	}
 }
+
+// TestServedStepDownElectsAnother: members served one per process (as the lab's
+// stand-in runs them). The highest-priority primary steps down for 60 s
+// (replSetStepDown); like mongod's members, which hold an election after their
+// election timeout whatever a frozen member's priority, another member is elected
+// within a few heartbeats instead of all waiting for the frozen one.
+func TestServedStepDownElectsAnother(t *testing.T) {
+	old := mongofake.ProbeInterval
+	mongofake.ProbeInterval = 100 * time.Millisecond
+	t.Cleanup(func() { mongofake.ProbeInterval = old })
+	var hosts []string
+	for range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		host := ln.Addr().String()
+		hosts = append(hosts, host)
+		go func() { _ = mongofake.Serve(ln, host) }()
+		t.Cleanup(func() { _ = ln.Close() })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	clients := map[string]*mongo.Client{}
+	for _, h := range hosts {
+		cl, err := mongo.Connect(options.Client().SetHosts([]string{h}).SetDirect(true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cl.Disconnect(context.Background()) })
+		clients[h] = cl
+	}
+	// A served member knows its peers from the config: initiate alone, then add
+	// one voting member per reconfig (retried until the previous one committed).
+	admin := clients[hosts[0]].Database("admin")
+	members := bson.A{bson.D{{Key: "_id", Value: 0}, {Key: "host", Value: hosts[0]}, {Key: "priority", Value: 2}}}
+	if err := admin.RunCommand(ctx, bson.D{{Key: "replSetInitiate", Value: bson.D{{Key: "_id", Value: "mgrs"}, {Key: "members", Value: members}}}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range hosts[1:] {
+		members = append(members, bson.D{{Key: "_id", Value: i + 1}, {Key: "host", Value: h}})
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			err := admin.RunCommand(ctx, bson.D{{Key: "replSetReconfig", Value: bson.D{{Key: "_id", Value: "mgrs"}, {Key: "version", Value: 2 + i}, {Key: "members", Value: members}}}}).Err()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("add %s: %v", h, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	primary := func() string {
+		for _, h := range hosts {
+			var r struct {
+				Primary bool `bson:"isWritablePrimary"`
+			}
+			if err := clients[h].Database("admin").RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&r); err == nil && r.Primary {
+				return h
+			}
+		}
+		return ""
+	}
+	waitPrimary := func(what string, ok func(string) bool) string {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if p := primary(); ok(p) {
+				return p
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: primary %q after 5 s", what, primary())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitPrimary("the highest priority elected", func(p string) bool { return p == hosts[0] })
+	// The added members vote once the primary has seen them catch up.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var rs struct {
+			Voting int `bson:"votingMembersCount"`
+		}
+		if err := admin.RunCommand(ctx, bson.D{{Key: "replSetGetStatus", Value: 1}}).Decode(&rs); err == nil && rs.Voting == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the added members never counted as voters")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The step-down closes the primary's connections: its error tells nothing.
+	_ = clients[hosts[0]].Database("admin").RunCommand(ctx, bson.D{{Key: "replSetStepDown", Value: 60}}).Err()
+	p := waitPrimary("after the step-down", func(p string) bool { return p == hosts[1] || p == hosts[2] })
+	t.Logf("elected %s", p)
+}

@@ -28,6 +28,9 @@ type peerState struct {
 	Term      int64        `bson:"term"`
 	LastOp    oplogEntry   `bson:"lastOp"`
 	Oplog     []oplogEntry `bson:"oplog,omitempty"`
+	// Frozen: the member stepped down (replSetStepDown) and does not stand for
+	// election yet; its peers must not wait for it.
+	Frozen bool `bson:"frozen,omitempty"`
 }
 
 // peerAnswer handles a peer's heartbeat at member n.
@@ -54,7 +57,7 @@ func (c *Cluster) peerAnswer(n *node, cmd bson.D) (bson.D, error) {
 		_ = decode(d, &theirs)
 	}
 	c.recompute()
-	st := peerState{Initiated: n.cfg != nil, Config: n.cfg, Primary: n.primary, Term: c.term, LastOp: n.lastOp()}
+	st := peerState{Initiated: n.cfg != nil, Config: n.cfg, Primary: n.primary, Term: c.term, LastOp: n.lastOp(), Frozen: n.frozen()}
 	if n.primary && (theirs.TS != st.LastOp.TS || theirs.T != st.LastOp.T) {
 		st.Oplog = n.oplog
 	}
@@ -140,7 +143,7 @@ func (c *Cluster) applyProbe(host string, st *peerState) {
 		c.recompute()
 		return
 	}
-	n.probeOK, n.primary, n.last = true, st.Primary, st.LastOp
+	n.probeOK, n.primary, n.last, n.remoteFrozen = true, st.Primary, st.LastOp, st.Frozen
 	if st.Initiated {
 		n.cfg = st.Config
 	} else {

@@ -64,15 +64,21 @@ type Rebuild struct {
 	// when planned (only with Force).
 	Answered  []string   `json:"answered,omitempty"`
 	Reconfigs []Reconfig `json:"reconfigs"`
-	// Kept lists the members whose vote removal was skipped: their mongod was back
-	// and the primary needed their vote for its majority (see keepVote).
-	Kept  []string    `json:"votes_kept,omitempty"`
+	// Kept lists the members whose vote removal was skipped, and why (keepVote).
+	Kept  []KeptVote  `json:"votes_kept,omitempty"`
 	Steps []plan.Step `json:"-"`
 
 	mu   sync.Mutex
 	topo *sites.Topology
 	conn *Conn
 	opts RebuildOptions
+}
+
+// KeptVote is a vote removal the rebuild skipped: the member's mongod was back when
+// the step ran (see keepVote).
+type KeptVote struct {
+	Member string `json:"member"`
+	Reason string `json:"reason"`
 }
 
 // ErrSiteAnswers is returned when the site's members still answer as healthy voting
@@ -253,7 +259,7 @@ func (r *Rebuild) reconfigure(ctx context.Context, ch Change) error {
 		}
 		if why != "" {
 			r.mu.Lock()
-			r.Kept = append(r.Kept, ch.Member.Host)
+			r.Kept = append(r.Kept, KeptVote{Member: ch.Member.Host, Reason: why})
 			r.mu.Unlock()
 			r.say(ch.Member.Host, "vote kept: "+why)
 			return nil
@@ -337,14 +343,19 @@ func hostsOf(cfg *Config) []string {
 	return out
 }
 
-// keepVote says why a vote removal must not be made ("" when it may): the member's
-// mongod is back (empty, in initial sync: a member in STARTUP2 votes) and without
-// its vote the primary would not reach a majority of the new config's voters — the
-// hub rebuilt with hub-and-spoke tunnels, where a spoke was elected with the
-// returned hub's vote. MongoDB refuses such a reconfig (its quorum check,
-// NodeNotFound); made anyway the primary would step down and no one could be
-// elected. The member then initial-syncs with its vote, which the removal was to
-// spare the survivors, and the vote step that restores it has nothing to do.
+// keepVote says why a vote removal must not be made ("" when it may). The removal
+// spares the survivors a vote that cannot be cast while the member is gone; the
+// drill (and an operator who redeploys first) brings the member's mongod back, empty,
+// before the steps run, and MongoDB resyncs it by itself. Then:
+//   - it answers as PRIMARY or SECONDARY: its initial sync is over; removing its
+//     vote would only step it down (a primary) and bring it back (unless Force);
+//   - it is in initial sync (STARTUP2 votes) and without its vote the primary would
+//     not reach a majority of the new config's voters — the hub with hub-and-spoke
+//     tunnels, where a spoke was elected with the returned hub's vote. MongoDB
+//     refuses that reconfig (its quorum check, NodeNotFound); made anyway, the
+//     primary would step down and no one could be elected.
+//
+// The vote step that restores the vote then has nothing to do.
 func (r *Rebuild) keepVote(ctx context.Context, live *Live, ch Change) (string, error) {
 	cur := live.Config.Member(ch.Member.Host)
 	if ch.Kind != KindUpdate || cur == nil || !cur.Voting() || ch.Member.Voting() {
@@ -355,11 +366,18 @@ func (r *Rebuild) keepVote(ctx context.Context, live *Live, ch Change) (string, 
 		return "", fmt.Errorf("replSetGetStatus on %s: %w", live.Primary, err)
 	}
 	healthy := map[string]bool{}
+	state := ""
 	for _, m := range st.Members {
 		healthy[m.Name] = m.Health == 1
+		if m.Name == ch.Member.Host {
+			state = m.StateStr
+		}
 	}
 	if !healthy[ch.Member.Host] {
 		return "", nil
+	}
+	if (state == "PRIMARY" || state == "SECONDARY") && !r.opts.Force {
+		return fmt.Sprintf("its mongod is back and answers as %s (config version %d): MongoDB has resynced it already", state, live.Config.Version), nil
 	}
 	next := live.Config.Clone()
 	ch.mutate(next)
@@ -373,5 +391,5 @@ func (r *Rebuild) keepVote(ctx context.Context, live *Live, ch Change) (string, 
 	if reached > total/2 {
 		return "", nil
 	}
-	return fmt.Sprintf("its mongod is back and the primary %s needs its vote: without it the primary would reach %d of the new config's %d votes, no majority (MongoDB refuses that reconfig); it initial-syncs voting", live.Primary, reached, total), nil
+	return fmt.Sprintf("its mongod is back (%s) and the primary %s needs its vote: without it the primary would reach %d of the new config's %d votes, no majority (MongoDB refuses that reconfig); it initial-syncs voting", state, live.Primary, reached, total), nil
 }
