@@ -60,6 +60,7 @@ func TestSiteRebuildMongo(t *testing.T) {
 		t.Errorf("--mongo with douala's member lost: %v, want the MongoDB part planned and PostgreSQL's refusal next", err)
 	}
 }
+
 // TestMongoRebuildSummary: the rebuild's MongoDB line names each reconfig's path
 // and each vote the rebuild kept, with why.
 func TestMongoRebuildSummary(t *testing.T) {
