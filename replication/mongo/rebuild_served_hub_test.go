@@ -132,6 +132,11 @@ func TestRebuildServedHub(t *testing.T) {
 	}) {
 		t.Errorf("primary %q, members %+v; want a primary and the members as they began %+v", live.Primary, live.Config.Members, orig)
 	}
+	// The cluster-wide default write concern lives in replicated data: the new
+	// hub process, now primary, has it (else the next plan would set it again).
+	if !live.MajorityDefault() {
+		t.Errorf("default write concern on the new primary %s: %s (%s), want majority (global)", live.Primary, live.DefaultWC, live.DefaultWCSource)
+	}
 	if !holds(ctx, t, c, cloud, "before") {
 		t.Error("the new hub process does not hold the write made before the loss")
 	}
