@@ -54,8 +54,12 @@ func mongoRebuildSummary(mr *mongo.Rebuild) string {
 	for _, rc := range mr.Reconfigs {
 		paths = append(paths, fmt.Sprintf("%s %s on %s", rc.Member, rc.Path, rc.On))
 	}
-	if len(paths) == 0 {
-		return fmt.Sprintf("MongoDB: %s's members were already voting and caught up: no reconfig\n", mr.Site)
+	kept := ""
+	for _, k := range mr.Kept {
+		kept += fmt.Sprintf("; vote kept by %s: %s", k.Member, k.Reason)
 	}
-	return fmt.Sprintf("MongoDB: %d reconfig(s) of %s's members, one member each (%s); members caught up and voting\n", len(paths), mr.Site, strings.Join(paths, "; "))
+	if len(paths) == 0 {
+		return fmt.Sprintf("MongoDB: %s's members were already voting and caught up: no reconfig%s\n", mr.Site, kept)
+	}
+	return fmt.Sprintf("MongoDB: %d reconfig(s) of %s's members, one member each (%s); members caught up and voting%s\n", len(paths), mr.Site, strings.Join(paths, "; "), kept)
 }

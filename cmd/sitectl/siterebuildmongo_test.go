@@ -60,3 +60,22 @@ func TestSiteRebuildMongo(t *testing.T) {
 		t.Errorf("--mongo with douala's member lost: %v, want the MongoDB part planned and PostgreSQL's refusal next", err)
 	}
 }
+
+// TestMongoRebuildSummary: the rebuild's MongoDB line names each reconfig's path
+// and each vote the rebuild kept, with why.
+func TestMongoRebuildSummary(t *testing.T) {
+	if got := mongoRebuildSummary(nil); got != "" {
+		t.Errorf("without --mongo: %q", got)
+	}
+	mr := &mongo.Rebuild{Site: "cloud", Kept: []mongo.KeptVote{{Member: "10.30.0.11:27017", Reason: "its mongod is back and answers as PRIMARY"}}}
+	got := mongoRebuildSummary(mr)
+	for _, want := range []string{"no reconfig", "vote kept by 10.30.0.11:27017: its mongod is back and answers as PRIMARY"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary %q lacks %q", got, want)
+		}
+	}
+	mr = &mongo.Rebuild{Site: "douala", Reconfigs: []mongo.Reconfig{{Member: "10.10.0.12:27017", Path: mongo.PathReconfig, On: "10.30.0.11:27017"}}}
+	if got := mongoRebuildSummary(mr); !strings.Contains(got, "1 reconfig(s)") || !strings.Contains(got, "10.10.0.12:27017 reconfig on 10.30.0.11:27017") || strings.Contains(got, "kept") {
+		t.Errorf("summary %q", got)
+	}
+}

@@ -82,7 +82,8 @@ func TestHTMLReportMongoAndRecovery(t *testing.T) {
 	r.PostgresRTOSeconds, r.RTOSeconds = 9.5, 14.25
 	r.Mongo = &MongoReport{LostAt: t0.Add(2 * time.Second), RebuiltAt: t0.Add(16250 * time.Millisecond), RTOSeconds: 14.25, Seconds: 5,
 		Rebuild: &mongo.Rebuild{Site: "douala", Members: []string{"10.10.0.12:27017"}, Majority: true,
-			Reconfigs: []mongo.Reconfig{{Member: "10.10.0.12:27017", Change: []string{"votes: 1 → 0", "priority: 1 → 0"}, Path: mongo.PathReconfig, On: "10.30.0.11:27017"}}}}
+			Reconfigs: []mongo.Reconfig{{Member: "10.10.0.12:27017", Change: []string{"votes: 1 → 0", "priority: 1 → 0"}, Path: mongo.PathReconfig, On: "10.30.0.11:27017"}},
+			Kept:      []mongo.KeptVote{{Member: "10.10.0.13:27017", Reason: "its mongod is back and answers as SECONDARY"}}}}
 	r.Recovery = &Recovery{Replaced: true, Rebuilt: true, MongoRebuilt: true, Seconds: 7.5}
 	var b bytes.Buffer
 	if err := r.WriteHTML(&b); err != nil {
@@ -94,7 +95,7 @@ func TestHTMLReportMongoAndRecovery(t *testing.T) {
 	}
 	for _, want := range []string{`<td id="rto">14.2 s</td>`, "MongoDB members included", `<table id="mongo">`, "<td>10.10.0.12:27017</td>",
 		"reconfig on 10.30.0.11:27017: votes: 1 → 0, priority: 1 → 0", "14.2 s after the loss (rebuild 5.0 s)", "PostgreSQL alone: rebuilt and verified 9.5 s",
-		`class="phase mongo"`, `<table id="recovery">`, "true (and its MongoDB members) in 7.5 s"} {
+		`class="phase mongo"`, `<table id="recovery">`, "true (and its MongoDB members) in 7.5 s", "<th>vote kept by 10.10.0.13:27017</th><td>its mongod is back and answers as SECONDARY</td>"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}

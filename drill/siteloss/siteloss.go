@@ -148,11 +148,14 @@ func (m *MongoReport) summary() string {
 	case !m.rebuilt:
 		return "; MongoDB members not rebuilt"
 	}
-	n := 0
+	n, kept := 0, ""
 	if m.Rebuild != nil {
 		n = len(m.Rebuild.Reconfigs)
+		if k := len(m.Rebuild.Kept); k > 0 {
+			kept = fmt.Sprintf(", %d vote(s) kept (the primary needed them)", k)
+		}
 	}
-	return fmt.Sprintf("; MongoDB members rebuilt (%d reconfig(s), one member each; caught up and voting %.1fs after the loss)", n, m.RTOSeconds)
+	return fmt.Sprintf("; MongoDB members rebuilt (%d reconfig(s), one member each%s; caught up and voting %.1fs after the loss)", n, kept, m.RTOSeconds)
 }
 
 func (r *Report) rpoWindow() string {

@@ -3,7 +3,7 @@
 // real mongo-driver and implements only the commands sitectl uses: hello/isMaster,
 // replSetInitiate, replSetGetConfig (with commitmentStatus), replSetReconfig (with
 // MongoDB's rules: primary only, one voting change unless forced, previous config
-// committed), replSetGetStatus, setDefaultRWConcern/getDefaultRWConcern, and
+// committed, a majority of the new voters answering), replSetGetStatus, setDefaultRWConcern/getDefaultRWConcern, and
 // insert/find/count with equality filters (plus local.oplog.rs for the oplog window).
 //
 // A Cluster runs several members in one process, each on its own TCP listener, and
@@ -132,8 +132,10 @@ type node struct {
 	conns      map[net.Conn]bool
 	// lostAt is when this primary lost its majority (zero while it has one).
 	lostAt time.Time
-	// frozenUntil: after replSetStepDown the member does not stand for election.
-	frozenUntil time.Time
+	// frozenUntil: after replSetStepDown the member does not stand for election;
+	// remoteFrozen: a remote member said so in its last heartbeat answer.
+	frozenUntil  time.Time
+	remoteFrozen bool
 	// ids indexes the inserted _ids per namespace over oplog[:idsLen] (whose last
 	// entry had idsLast), extended as the oplog grows, rebuilt when it was replaced.
 	ids     map[string]map[string]bool
@@ -168,7 +170,12 @@ func (n *node) hasID(ns, key string) bool {
 	return n.ids[ns][key]
 }
 
-func (n *node) frozen() bool { return time.Now().Before(n.frozenUntil) }
+func (n *node) frozen() bool {
+	if n.remote {
+		return n.remoteFrozen
+	}
+	return time.Now().Before(n.frozenUntil)
+}
 
 func (n *node) lastOp() oplogEntry {
 	if n.remote {

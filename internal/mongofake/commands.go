@@ -33,7 +33,7 @@ var codeNames = map[int]string{
 	codeNewConfigIncompatible: "NewReplicaSetConfigurationIncompatible", codeAlreadyInitialized: "AlreadyInitialized",
 	codeNotWritablePrimary: "NotWritablePrimary", codeNotPrimaryNoSecondaryOk: "NotPrimaryNoSecondaryOk",
 	codeCurrentConfigNotCommit: "CurrentConfigNotCommittedYet", codeDuplicateKey: "DuplicateKey", codeBadValue: "BadValue",
-	codeUnauthorized: "Unauthorized", codeAuthenticationFailed: "AuthenticationFailed",
+	codeUnauthorized: "Unauthorized", codeAuthenticationFailed: "AuthenticationFailed", codeNodeNotFound: "NodeNotFound",
 }
 
 type cmdError struct {

@@ -231,7 +231,7 @@ func (c *Cluster) higherPriorityRemote(n *node) bool {
 	me := n.self()
 	for _, m := range n.cfg.Members {
 		o := c.nodes[m.Host]
-		if o != nil && o.remote && m.electable() && m.Priority > me.Priority && c.reach(n.host, m.Host) && o.cfg != nil && o.cfg.Version == n.cfg.Version && !newer(n.lastOp(), o.lastOp()) {
+		if o != nil && o.remote && !o.frozen() && m.electable() && m.Priority > me.Priority && c.reach(n.host, m.Host) && o.cfg != nil && o.cfg.Version == n.cfg.Version && !newer(n.lastOp(), o.lastOp()) {
 			return true
 		}
 	}

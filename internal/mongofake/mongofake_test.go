@@ -229,3 +229,159 @@ func TestCutOffPrimaryRollsBack(t *testing.T) {
 		t.Errorf("old primary holds %v after the heal, want before + majority-side (not merged)", docs)
 	}
 }
+
+// TestReconfigQuorumCheck: like mongod, a non-forced replSetReconfig needs a
+// majority of the new config's voting members to answer the primary. With the
+// primary cut from one secondary, taking the other's vote would leave it alone out
+// of two voters: refused with NodeNotFound (74), nothing changed, still primary.
+// Taking the vote of the member it does not reach keeps its majority: accepted.
+func TestReconfigQuorumCheck(t *testing.T) {
+	c, err := mongofake.NewCluster(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	h := c.Hosts()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl, err := mongo.Connect(options.Client().SetHosts([]string{h[0]}).SetDirect(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cl.Disconnect(ctx) }()
+	admin := cl.Database("admin")
+	members := func(v1, v2 int) bson.A {
+		return bson.A{
+			bson.D{{Key: "_id", Value: 0}, {Key: "host", Value: h[0]}, {Key: "priority", Value: 2}},
+			bson.D{{Key: "_id", Value: 1}, {Key: "host", Value: h[1]}, {Key: "votes", Value: v1}, {Key: "priority", Value: v1}},
+			bson.D{{Key: "_id", Value: 2}, {Key: "host", Value: h[2]}, {Key: "votes", Value: v2}, {Key: "priority", Value: v2}},
+		}
+	}
+	if err := admin.RunCommand(ctx, bson.D{{Key: "replSetInitiate", Value: bson.D{{Key: "_id", Value: "mgrs"}, {Key: "members", Value: members(1, 1)}}}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c.Cut(h[0], h[2])
+	if p := c.Primary(); p != h[0] {
+		t.Fatalf("primary %q, want %s (it reaches %s: 2 votes of 3)", p, h[0], h[1])
+	}
+	reconfig := func(version int, v1, v2 int) error {
+		return admin.RunCommand(ctx, bson.D{{Key: "replSetReconfig", Value: bson.D{{Key: "_id", Value: "mgrs"}, {Key: "version", Value: version}, {Key: "members", Value: members(v1, v2)}}}}).Err()
+	}
+	err = reconfig(2, 0, 1)
+	var ce mongo.CommandError
+	if !errorsAs(err, &ce) || ce.Code != 74 || !strings.Contains(ce.Message, "Quorum check failed") || !strings.Contains(ce.Message, h[2]+" failed") {
+		t.Fatalf("reconfig leaving the primary 1 reachable vote of 2: %v, want NodeNotFound (74) naming %s", err, h[2])
+	}
+	if p := c.Primary(); p != h[0] {
+		t.Errorf("primary %q after the refused reconfig, want %s", p, h[0])
+	}
+	var got struct {
+		Config struct {
+			Version int `bson:"version"`
+		} `bson:"config"`
+	}
+	if err := admin.RunCommand(ctx, bson.D{{Key: "replSetGetConfig", Value: 1}}).Decode(&got); err != nil || got.Config.Version != 1 {
+		t.Errorf("config version %d (%v) after the refused reconfig, want 1", got.Config.Version, err)
+	}
+	if err := reconfig(2, 1, 0); err != nil {
+		t.Fatalf("reconfig taking the unreachable member's vote: %v", err)
+	}
+	if p := c.Primary(); p != h[0] {
+		t.Errorf("primary %q after removing the unreachable member's vote, want %s", p, h[0])
+	}
+}
+
+// TestServedStepDownElectsAnother: members served one per process (as the lab's
+// stand-in runs them). The highest-priority primary steps down for 60 s
+// (replSetStepDown); like mongod's members, which hold an election after their
+// election timeout whatever a frozen member's priority, another member is elected
+// within a few heartbeats instead of all waiting for the frozen one.
+func TestServedStepDownElectsAnother(t *testing.T) {
+	old := mongofake.ProbeInterval
+	mongofake.ProbeInterval = 100 * time.Millisecond
+	t.Cleanup(func() { mongofake.ProbeInterval = old })
+	var hosts []string
+	for range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		host := ln.Addr().String()
+		hosts = append(hosts, host)
+		go func() { _ = mongofake.Serve(ln, host) }()
+		t.Cleanup(func() { _ = ln.Close() })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	clients := map[string]*mongo.Client{}
+	for _, h := range hosts {
+		cl, err := mongo.Connect(options.Client().SetHosts([]string{h}).SetDirect(true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cl.Disconnect(context.Background()) })
+		clients[h] = cl
+	}
+	// A served member knows its peers from the config: initiate alone, then add
+	// one voting member per reconfig (retried until the previous one committed).
+	admin := clients[hosts[0]].Database("admin")
+	members := bson.A{bson.D{{Key: "_id", Value: 0}, {Key: "host", Value: hosts[0]}, {Key: "priority", Value: 2}}}
+	if err := admin.RunCommand(ctx, bson.D{{Key: "replSetInitiate", Value: bson.D{{Key: "_id", Value: "mgrs"}, {Key: "members", Value: members}}}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range hosts[1:] {
+		members = append(members, bson.D{{Key: "_id", Value: i + 1}, {Key: "host", Value: h}})
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			err := admin.RunCommand(ctx, bson.D{{Key: "replSetReconfig", Value: bson.D{{Key: "_id", Value: "mgrs"}, {Key: "version", Value: 2 + i}, {Key: "members", Value: members}}}}).Err()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("add %s: %v", h, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	primary := func() string {
+		for _, h := range hosts {
+			var r struct {
+				Primary bool `bson:"isWritablePrimary"`
+			}
+			if err := clients[h].Database("admin").RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&r); err == nil && r.Primary {
+				return h
+			}
+		}
+		return ""
+	}
+	waitPrimary := func(what string, ok func(string) bool) string {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if p := primary(); ok(p) {
+				return p
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: primary %q after 5 s", what, primary())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitPrimary("the highest priority elected", func(p string) bool { return p == hosts[0] })
+	// The added members vote once the primary has seen them catch up.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var rs struct {
+			Voting int `bson:"votingMembersCount"`
+		}
+		if err := admin.RunCommand(ctx, bson.D{{Key: "replSetGetStatus", Value: 1}}).Decode(&rs); err == nil && rs.Voting == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the added members never counted as voters")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The step-down closes the primary's connections: its error tells nothing.
+	_ = clients[hosts[0]].Database("admin").RunCommand(ctx, bson.D{{Key: "replSetStepDown", Value: 60}}).Err()
+	p := waitPrimary("after the step-down", func(p string) bool { return p == hosts[1] || p == hosts[2] })
+	t.Logf("elected %s", p)
+}

@@ -28,6 +28,13 @@ type peerState struct {
 	Term      int64        `bson:"term"`
 	LastOp    oplogEntry   `bson:"lastOp"`
 	Oplog     []oplogEntry `bson:"oplog,omitempty"`
+	// Frozen: the member stepped down (replSetStepDown) and does not stand for
+	// election yet; its peers must not wait for it.
+	Frozen bool `bson:"frozen,omitempty"`
+	// DefaultWC is the cluster-wide default write concern this process holds:
+	// mongod keeps it in config.settings, replicated, so a member resynced empty
+	// has it too.
+	DefaultWC bson.D `bson:"defaultWC,omitempty"`
 }
 
 // peerAnswer handles a peer's heartbeat at member n.
@@ -54,7 +61,7 @@ func (c *Cluster) peerAnswer(n *node, cmd bson.D) (bson.D, error) {
 		_ = decode(d, &theirs)
 	}
 	c.recompute()
-	st := peerState{Initiated: n.cfg != nil, Config: n.cfg, Primary: n.primary, Term: c.term, LastOp: n.lastOp()}
+	st := peerState{Initiated: n.cfg != nil, Config: n.cfg, Primary: n.primary, Term: c.term, LastOp: n.lastOp(), Frozen: n.frozen(), DefaultWC: c.defaultWC}
 	if n.primary && (theirs.TS != st.LastOp.TS || theirs.T != st.LastOp.T) {
 		st.Oplog = n.oplog
 	}
@@ -140,7 +147,7 @@ func (c *Cluster) applyProbe(host string, st *peerState) {
 		c.recompute()
 		return
 	}
-	n.probeOK, n.primary, n.last = true, st.Primary, st.LastOp
+	n.probeOK, n.primary, n.last, n.remoteFrozen = true, st.Primary, st.LastOp, st.Frozen
 	if st.Initiated {
 		n.cfg = st.Config
 	} else {
@@ -153,6 +160,9 @@ func (c *Cluster) applyProbe(host string, st *peerState) {
 	}
 	if st.Term > c.term {
 		c.term = st.Term
+	}
+	if c.defaultWC == nil && st.DefaultWC != nil {
+		c.defaultWC = st.DefaultWC
 	}
 	c.recompute()
 }

@@ -1,6 +1,7 @@
 package mongofake
 
 import (
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -118,6 +119,33 @@ func (c *Cluster) initiate(n *node, cmd bson.D) (bson.D, error) {
 
 const codeNodeNotFound = 74
 
+// quorumCheck is mongod's check before a non-forced reconfig: a majority of the new
+// config's voting members must answer this member's heartbeats (a member in initial
+// sync answers and counts; a newly added one does not vote yet), else NodeNotFound. A reconfig that leaves the primary
+// unable to reach a majority of the new voters is refused, not applied and followed
+// by a step-down.
+func (c *Cluster) quorumCheck(n *node, cfg *rsConfig) error {
+	var voted, failed []string
+	votes, need := 0, 0
+	for _, m := range cfg.Members {
+		if !m.voting() {
+			continue
+		}
+		need += int(m.Votes)
+		if c.reach(n.host, m.Host) {
+			votes += int(m.Votes)
+			voted = append(voted, m.Host)
+		} else {
+			failed = append(failed, m.Host+" failed with Connection refused")
+		}
+	}
+	if need = need/2 + 1; votes >= need {
+		return nil
+	}
+	return errf(codeNodeNotFound, "Quorum check failed because not enough voting nodes responded; required %d but only the following %d voting nodes responded: %s; the following nodes did not respond affirmatively: %s",
+		need, len(voted), strings.Join(voted, ", "), strings.Join(failed, ", "))
+}
+
 // configDoc is the config as replSetGetConfig shows it (newlyAdded hidden).
 func (c *Cluster) configDoc(cfg *rsConfig) bson.D {
 	shown := cfg.clone()
@@ -223,6 +251,11 @@ func (c *Cluster) reconfig(n *node, cmd bson.D) (bson.D, error) {
 		old := n.cfg.member(m.Host)
 		if m.Votes > 0 && !force && (old == nil || old.Votes == 0 || old.NewlyAdded) {
 			cfg.Members[i].NewlyAdded = true
+		}
+	}
+	if !force {
+		if err := c.quorumCheck(n, cfg); err != nil {
+			return nil, err
 		}
 	}
 	cfg.Term = c.term

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
 )
@@ -60,14 +62,23 @@ type Rebuild struct {
 	Majority bool `json:"majority_reachable"`
 	// Answered lists the site's members that answered as healthy voting members
 	// when planned (only with Force).
-	Answered  []string    `json:"answered,omitempty"`
-	Reconfigs []Reconfig  `json:"reconfigs"`
-	Steps     []plan.Step `json:"-"`
+	Answered  []string   `json:"answered,omitempty"`
+	Reconfigs []Reconfig `json:"reconfigs"`
+	// Kept lists the members whose vote removal was skipped, and why (keepVote).
+	Kept  []KeptVote  `json:"votes_kept,omitempty"`
+	Steps []plan.Step `json:"-"`
 
 	mu   sync.Mutex
 	topo *sites.Topology
 	conn *Conn
 	opts RebuildOptions
+}
+
+// KeptVote is a vote removal the rebuild skipped: the member's mongod was back when
+// the step ran (see keepVote).
+type KeptVote struct {
+	Member string `json:"member"`
+	Reason string `json:"reason"`
 }
 
 // ErrSiteAnswers is returned when the site's members still answer as healthy voting
@@ -242,6 +253,17 @@ func (r *Rebuild) reconfigure(ctx context.Context, ch Change) error {
 		diff = memberDiff(*cur, ch.Member)
 	}
 	if live.Primary != "" {
+		why, err := r.keepVote(ctx, live, ch)
+		if err != nil {
+			return err
+		}
+		if why != "" {
+			r.mu.Lock()
+			r.Kept = append(r.Kept, KeptVote{Member: ch.Member.Host, Reason: why})
+			r.mu.Unlock()
+			r.say(ch.Member.Host, "vote kept: "+why)
+			return nil
+		}
 		if err := r.conn.Apply(ctx, ch); err != nil {
 			return err
 		}
@@ -319,4 +341,55 @@ func hostsOf(cfg *Config) []string {
 		out = append(out, m.Host)
 	}
 	return out
+}
+
+// keepVote says why a vote removal must not be made ("" when it may). The removal
+// spares the survivors a vote that cannot be cast while the member is gone; the
+// drill (and an operator who redeploys first) brings the member's mongod back, empty,
+// before the steps run, and MongoDB resyncs it by itself. Then:
+//   - it answers as PRIMARY or SECONDARY: its initial sync is over; removing its
+//     vote would only step it down (a primary) and bring it back (unless Force);
+//   - it is in initial sync (STARTUP2 votes) and without its vote the primary would
+//     not reach a majority of the new config's voters — the hub with hub-and-spoke
+//     tunnels, where a spoke was elected with the returned hub's vote. MongoDB
+//     refuses that reconfig (its quorum check, NodeNotFound); made anyway, the
+//     primary would step down and no one could be elected.
+//
+// The vote step that restores the vote then has nothing to do.
+func (r *Rebuild) keepVote(ctx context.Context, live *Live, ch Change) (string, error) {
+	cur := live.Config.Member(ch.Member.Host)
+	if ch.Kind != KindUpdate || cur == nil || !cur.Voting() || ch.Member.Voting() {
+		return "", nil
+	}
+	var st statusReply
+	if err := r.conn.Run(ctx, live.Primary, bson.D{{Key: "replSetGetStatus", Value: 1}}, &st); err != nil {
+		return "", fmt.Errorf("replSetGetStatus on %s: %w", live.Primary, err)
+	}
+	healthy := map[string]bool{}
+	state := ""
+	for _, m := range st.Members {
+		healthy[m.Name] = m.Health == 1
+		if m.Name == ch.Member.Host {
+			state = m.StateStr
+		}
+	}
+	if !healthy[ch.Member.Host] {
+		return "", nil
+	}
+	if (state == "PRIMARY" || state == "SECONDARY") && !r.opts.Force {
+		return fmt.Sprintf("its mongod is back and answers as %s (config version %d): MongoDB has resynced it already", state, live.Config.Version), nil
+	}
+	next := live.Config.Clone()
+	ch.mutate(next)
+	total, reached := 0, 0
+	for _, m := range next.Members {
+		total += m.Votes
+		if healthy[m.Host] {
+			reached += m.Votes
+		}
+	}
+	if reached > total/2 {
+		return "", nil
+	}
+	return fmt.Sprintf("its mongod is back (%s) and the primary %s needs its vote: without it the primary would reach %d of the new config's %d votes, no majority (MongoDB refuses that reconfig); it initial-syncs voting", state, live.Primary, reached, total), nil
 }

@@ -362,3 +362,62 @@ func TestRebuildReaddsRemovedMember(t *testing.T) {
 		t.Errorf("restored %+v, want the configured votes, priority and site tag", got)
 	}
 }
+
+// TestRebuildHubBackBeforeSteps is `drill site-loss --site cloud`'s order: 1-1-1 hub
+// and spoke, the hub lost and the rebuild planned while it is gone (no primary: the
+// forced path expected), then the hub's mongod comes back empty before the steps run
+// (the drill rebuilds PostgreSQL first). The empty member receives the config and,
+// in initial sync (STARTUP2), votes: a spoke is elected with it. Removing the hub's
+// vote now would leave that primary without a majority (MongoDB's quorum check
+// refuses such a reconfig; the lab's run waited 2 minutes for "no primary"): the
+// removal is skipped, the hub syncs from the spoke and the set ends as it began,
+// with no forced reconfig.
+func TestRebuildHubBackBeforeSteps(t *testing.T) {
+	t.Parallel()
+	b, _, c := deployedSet(t)
+	ctx := context.Background()
+	cloud, douala, yaounde := b.hosts[0], b.hosts[1], b.hosts[2]
+	if err := insertMajority(ctx, c, cloud, bson.D{{Key: "_id", Value: "before"}}); err != nil {
+		t.Fatal(err)
+	}
+	orig := fakeMembers(t, c)
+	b.fake.Cut(douala, yaounde)
+	b.fake.Wipe(cloud)
+	log := &progressLog{}
+	r, err := c.PlanRebuild(ctx, "cloud", RebuildOptions{AllowForcedReconfig: true, Wait: 10 * time.Second, Progress: log.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Majority {
+		t.Fatal("planned with a majority while the hub is gone and the spokes are cut apart")
+	}
+	n0 := len(b.fake.Reconfigs())
+	b.fake.SetInitialSync(300 * time.Millisecond)
+	b.fake.SetDown(cloud, false)
+	if p := b.fake.Primary(); p != douala && p != yaounde {
+		t.Fatalf("primary %q with the empty hub back: want a spoke elected with the hub's vote", p)
+	}
+	applyAll(ctx, t, r)
+	for _, rc := range b.fake.Reconfigs()[n0:] {
+		if rc.Force {
+			t.Errorf("forced reconfig on %s while a primary was reachable", rc.On)
+		}
+	}
+	if final := fakeMembers(t, c); !slices.EqualFunc(final, orig, sameMember) {
+		t.Errorf("final members %+v, want the original %+v", final, orig)
+	}
+	if !holds(ctx, t, c, cloud, "before") {
+		t.Error("the rebuilt hub member does not hold the write made before the loss")
+	}
+	if !log.has("vote kept") {
+		t.Errorf("progress does not say why the vote was kept:\n%s", strings.Join(log.lines, "\n"))
+	}
+	if err := insertMajority(ctx, c, b.fake.Primary(), bson.D{{Key: "_id", Value: "after"}}); err != nil {
+		t.Fatalf("majority write after the rebuild: %v", err)
+	}
+	for _, h := range []string{douala, yaounde} {
+		if !holds(ctx, t, c, h, "after") {
+			t.Errorf("%s does not hold the majority write made after the rebuild", h)
+		}
+	}
+}

@@ -58,6 +58,8 @@ type Rebuild struct {
 	cleared bool
 	// subStart: what the site held of each subscription's rows when it was made.
 	subStart map[string]subStart
+	// peers: the peers' sums, read during the own rows' copy (startPeerSums).
+	peers *peerSums
 }
 
 // Rows is the total of rows copied so far (subscriptions' initial copies included).
@@ -365,7 +367,8 @@ func (r *Rebuild) planOwnRows(ctx context.Context) error {
 		return nil
 	}
 	r.add(r.Site, plan.Create, "rows of "+r.Site+" from "+r.OwnSource, []string{fmt.Sprintf("%d rows (%s), copied with COPY, table by table", best, where)},
-		"only the rows missing here: a re-run copies nothing twice; the highest key copied is recorded for site reconcile", func(ctx context.Context) error {
+		"only the rows missing here: a re-run copies nothing twice; the highest key copied is recorded for site reconcile; the peers' checksums for the verification are read meanwhile", func(ctx context.Context) error {
+			r.startPeerSums(ctx)
 			if err := r.copyRows(ctx, r.OwnSource, r.Site, []string{r.Site}, "true"); err != nil {
 				return err
 			}

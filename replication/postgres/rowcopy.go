@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -200,6 +201,10 @@ func tableColumns(ctx context.Context, q Querier, table string) (string, error) 
 	return strings.Join(cols, ", "), nil
 }
 
+// copyChunk is the size of the chunks a copy sends the target: one read of
+// pgconn's CopyFrom (64 kB buffer) takes one chunk whole.
+const copyChunk = 32 << 10
+
 // pipeCopy streams the COPY of out (run on src) into in (run in tx), both in the
 // same format (binary: no text to print and parse on either side), and returns the
 // rows written. progress, when set, gets the rows the target has taken so far
@@ -215,7 +220,15 @@ func pipeCopy(ctx context.Context, src *pgxpool.Pool, tx pgx.Tx, out, in string,
 	pr, pw := io.Pipe()
 	outErr := make(chan error, 1)
 	go func() {
-		_, err := conn.Conn().PgConn().CopyTo(ctx, pw, out)
+		// The source sends one CopyData message per row, and pgconn's CopyFrom
+		// sends each Read as a message of its own, unbuffered: without this buffer
+		// every row crossed the pipe, and the network to the target, alone (a
+		// packet per row, TCP_NODELAY). pg_dump | psql sends libpq's 8 kB buffers.
+		bw := bufio.NewWriterSize(pw, copyChunk)
+		_, err := conn.Conn().PgConn().CopyTo(ctx, bw, out)
+		if err == nil {
+			err = bw.Flush()
+		}
 		_ = pw.CloseWithError(err)
 		outErr <- err
 	}()

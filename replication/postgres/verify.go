@@ -74,16 +74,29 @@ func Verify(ctx context.Context, topo *sites.Topology, sess *Session, wait time.
 // verifyOnce reads every site's sums at once, one scan per table grouped by owner,
 // and compares them per table and owner.
 func verifyOnce(ctx context.Context, sess *Session, d *Desired, mark string) ([]Verified, []string, error) {
-	names := d.SiteNames()
+	bySite, err := readSums(ctx, sess, d, d.SiteNames(), mark)
+	if err != nil {
+		return nil, nil, err
+	}
+	out, bad := compareSums(d, bySite)
+	return out, bad, nil
+}
+
+// siteSums is one site's sums: table → owner → Sum.
+type siteSums map[string]map[string]Sum
+
+// readSums reads the sums of the rows keyed below mark at each of names, the
+// sites in parallel, one scan per table grouped by owner.
+func readSums(ctx context.Context, sess *Session, d *Desired, names []string, mark string) (map[string]siteSums, error) {
 	type result struct {
 		site string
-		sums map[string]map[string]Sum // table → owner → sum
+		sums siteSums
 		err  error
 	}
 	ch := make(chan result, len(names))
 	for _, s := range names {
 		go func(s string) {
-			res := result{site: s, sums: map[string]map[string]Sum{}}
+			res := result{site: s, sums: siteSums{}}
 			pool, err := sess.Pool(ctx, s)
 			if err != nil {
 				res.err = err
@@ -101,7 +114,7 @@ func verifyOnce(ctx context.Context, sess *Session, d *Desired, mark string) ([]
 			ch <- res
 		}(s)
 	}
-	bySite := map[string]map[string]map[string]Sum{}
+	bySite := map[string]siteSums{}
 	var errs []error
 	for range names {
 		r := <-ch
@@ -110,9 +123,13 @@ func verifyOnce(ctx context.Context, sess *Session, d *Desired, mark string) ([]
 		}
 		bySite[r.site] = r.sums
 	}
-	if len(errs) > 0 {
-		return nil, nil, errors.Join(errs...)
-	}
+	return bySite, errors.Join(errs...)
+}
+
+// compareSums compares every site's sums per table and owner; bad names each
+// difference.
+func compareSums(d *Desired, bySite map[string]siteSums) ([]Verified, []string) {
+	names := d.SiteNames()
 	var out []Verified
 	var bad []string
 	for _, t := range d.Tables {
@@ -134,12 +151,81 @@ func verifyOnce(ctx context.Context, sess *Session, d *Desired, mark string) ([]
 			out = append(out, v)
 		}
 	}
-	return out, bad, nil
+	return out, bad
+}
+
+// peerSums are the peers' sums read while the rebuilt site's rows are copied
+// (startPeerSums): at the verification only the rebuilt site is read then.
+type peerSums struct {
+	mark string
+	done chan struct{}
+	sums map[string]siteSums
+	err  error
+}
+
+// startPeerSums reads, in the background, the sums of every peer of the rebuilt
+// site below a watermark taken now. The rebuild's copies then run alongside the
+// peers' scans instead of before them; nothing of the rows compared changes at a
+// peer during a rebuild but late replication (then the verification reads
+// everything again).
+func (r *Rebuild) startPeerSums(ctx context.Context) {
+	var peers []string
+	for _, s := range r.d.SiteNames() {
+		if s != r.Site {
+			peers = append(peers, s)
+		}
+	}
+	ps := &peerSums{mark: quoteLiteral(watermark(time.Now()).String()), done: make(chan struct{})}
+	r.mu.Lock()
+	r.peers = ps
+	r.mu.Unlock()
+	go func() {
+		defer close(ps.done)
+		ps.sums, ps.err = readSums(ctx, r.sess, r.d, peers, ps.mark)
+	}()
+}
+
+// verifyWithPeers compares the rebuilt site's sums with the peers' read during
+// the copy; false when they could not be used or differ (then everything is read
+// again).
+func (r *Rebuild) verifyWithPeers(ctx context.Context) bool {
+	r.mu.Lock()
+	ps := r.peers
+	r.mu.Unlock()
+	if ps == nil {
+		return false
+	}
+	select {
+	case <-ps.done:
+	case <-ctx.Done():
+		return false
+	}
+	if ps.err != nil {
+		return false
+	}
+	mine, err := readSums(ctx, r.sess, r.d, []string{r.Site}, ps.mark)
+	if err != nil {
+		return false
+	}
+	all := maps.Clone(ps.sums)
+	all[r.Site] = mine[r.Site]
+	v, bad := compareSums(r.d, all)
+	if len(bad) > 0 {
+		r.status(r.Site+" verify", "differs from the peers' sums read during the copy (%s): reading every site again", strings.Join(bad, "; "))
+		return false
+	}
+	r.mu.Lock()
+	r.Verified = v
+	r.mu.Unlock()
+	return true
 }
 
 // verify is the rebuild's verification step.
 func (r *Rebuild) verify(ctx context.Context) error {
 	r.status(r.Site+" verify", "comparing row counts and checksums per table and owner on %s", strings.Join(r.d.SiteNames(), ", "))
+	if r.verifyWithPeers(ctx) {
+		return nil
+	}
 	v, err := Verify(ctx, r.topo, r.sess, r.opts.Wait)
 	r.mu.Lock()
 	r.Verified = v

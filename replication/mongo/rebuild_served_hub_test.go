@@ -1,0 +1,143 @@
+package mongo
+
+import (
+	"context"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/sitectl/sitectl/internal/mongofake"
+)
+
+// TestRebuildServedHub is `drill site-loss --site cloud` on members served as the
+// lab's stand-in serves them (one mongofake.Serve each, over TCP): the hub's
+// process is stopped for good, the rebuild planned, a new empty process started at
+// the hub's address before the steps run. The hub rejoins, syncs and is elected;
+// its vote is kept (removing it stepped the primary down, and the fake's spokes,
+// deferring to the frozen hub, elected no one: the lab's 2 minutes of "no primary").
+func TestRebuildServedHub(t *testing.T) {
+	oldApply := applyTimeout
+	applyTimeout = 15 * time.Second
+	t.Cleanup(func() { applyTimeout = oldApply })
+	old := mongofake.ProbeInterval
+	mongofake.ProbeInterval = 100 * time.Millisecond
+	t.Cleanup(func() { mongofake.ProbeInterval = old })
+	b := &backend{name: "served"}
+	var mu sync.Mutex
+	lns := map[string]net.Listener{}
+	var wg sync.WaitGroup
+	serve := func(host string) {
+		ln, err := net.Listen("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		lns[host] = ln
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = mongofake.Serve(ln, host)
+		}()
+	}
+	for range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.hosts = append(b.hosts, ln.Addr().String())
+		_ = ln.Close()
+	}
+	for _, h := range b.hosts {
+		serve(h)
+	}
+	t.Cleanup(func() {
+		mu.Lock()
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	ctx := context.Background()
+	topo := topoOn(t, b, nil)
+	deploySites(ctx, t, topo, "cloud", "douala", "yaounde")
+	c := connTo(t, topo)
+	cloud := b.hosts[0]
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var rs struct {
+			Voting int `bson:"votingMembersCount"`
+		}
+		if err := c.Run(ctx, cloud, bson.D{{Key: "replSetGetStatus", Value: 1}}, &rs); err == nil && rs.Voting == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the added members never counted as voters")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := insertMajority(ctx, c, cloud, bson.D{{Key: "_id", Value: "before"}}); err != nil {
+		t.Fatal(err)
+	}
+	live, err := c.ReadLive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := live.Config.Clone().Members
+	mu.Lock()
+	_ = lns[cloud].Close() // the hub's mongod and its data are gone
+	mu.Unlock()
+	time.Sleep(time.Second)
+	log := &progressLog{}
+	r, err := c.PlanRebuild(ctx, "cloud", RebuildOptions{AllowForcedReconfig: true, Wait: 10 * time.Second, Progress: log.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(cloud) // redeployed: a new, empty process at the hub's address
+	// As the drill does: the steps run once the site's PostgreSQL is rebuilt, by
+	// when the empty hub has joined, synced and (highest priority) been elected.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if v := c.Hello(ctx, cloud); v.Primary {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the new hub process was never elected")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, st := range r.Steps {
+		if err := st.Apply(ctx); err != nil {
+			t.Fatalf("%s: %v\n%s", st, err, strings.Join(log.lines, "\n"))
+		}
+	}
+	for _, rc := range r.Reconfigs {
+		if rc.Path == PathForced {
+			t.Errorf("forced reconfig %+v", rc)
+		}
+	}
+	if len(r.Kept) != 1 || r.Kept[0].Member != cloud || !strings.Contains(r.Kept[0].Reason, "resynced it already") {
+		t.Errorf("votes kept %+v, want the hub's, resynced by MongoDB", r.Kept)
+	}
+	live, err = c.ReadLive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live.Primary == "" || !slices.EqualFunc(live.Config.Members, orig, func(a, b Member) bool {
+		return a.Host == b.Host && a.Votes == b.Votes && a.Priority == b.Priority
+	}) {
+		t.Errorf("primary %q, members %+v; want a primary and the members as they began %+v", live.Primary, live.Config.Members, orig)
+	}
+	// The cluster-wide default write concern lives in replicated data: the new
+	// hub process, now primary, has it (else the next plan would set it again).
+	if !live.MajorityDefault() {
+		t.Errorf("default write concern on the new primary %s: %s (%s), want majority (global)", live.Primary, live.DefaultWC, live.DefaultWCSource)
+	}
+	if !holds(ctx, t, c, cloud, "before") {
+		t.Error("the new hub process does not hold the write made before the loss")
+	}
+}
