@@ -3,6 +3,9 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"sync"
 
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/api/types/swarm"
@@ -37,6 +40,66 @@ func (l *live) netName(idOrName string) string {
 
 func emptyLive() *live {
 	return &live{networks: map[string]network.Summary{}, netNames: map[string]string{}, services: map[string]swarm.Service{}}
+}
+
+// clone copies l deeply enough for filterStacks, which deletes from its maps and
+// lists.
+func (l *live) clone() *live {
+	return &live{networks: maps.Clone(l.networks), netNames: maps.Clone(l.netNames), secrets: slices.Clone(l.secrets),
+		configs: slices.Clone(l.configs), services: maps.Clone(l.services)}
+}
+
+// snapshot is the site's swarm as a run last read it: whether it is an active
+// manager, its cluster ID and what it holds. The sessions of one run of the site
+// (the stacks part and each app's group) share it, so a plan reads the swarm once
+// per site however many stacks and apps it has (six requests: info, swarm, then
+// the networks, secrets, configs and services listed once each). Applying a step,
+// or waiting for services, drops it (forget): the next plan reads the swarm again,
+// so a deploy's later group sees what the earlier ones changed.
+type snapshot struct {
+	mu      sync.Mutex
+	swarm   bool // active and cluster are read
+	active  bool
+	cluster string
+	live    *live // nil: not listed yet
+}
+
+// forget drops what was read: the swarm may have changed since.
+func (c *snapshot) forget() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.swarm, c.live = false, nil
+}
+
+// cachedSwarm is swarmState, read once per snapshot. An error is not kept: the next call
+// reads again.
+func (s *session) cachedSwarm(ctx context.Context) (active bool, cluster string, err error) {
+	c := s.snap
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.swarm {
+		if c.active, c.cluster, err = s.swarmState(ctx); err != nil {
+			return false, "", err
+		}
+		c.swarm = true
+	}
+	return c.active, c.cluster, nil
+}
+
+// cachedLive is readLive, listed once per snapshot; it returns a copy the caller may
+// filter. An error is not kept.
+func (s *session) cachedLive(ctx context.Context) (*live, error) {
+	c := s.snap
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.live == nil {
+		l, err := s.readLive(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.live = l
+	}
+	return c.live.clone(), nil
 }
 
 // readLive lists the site's networks, secrets, configs and services.

@@ -203,6 +203,7 @@ func applySteps(ctx context.Context, s *session, opts Options, name string, step
 		waited = true
 		done := opts.Progress.Step("%s: %s converged", s.site.Name, name)
 		err := waitPart(ctx, s, w)
+		s.snap.forget() // the services rolled on meanwhile
 		done(err)
 		return err
 	}
@@ -216,6 +217,7 @@ func applySteps(ctx context.Context, s *session, opts Options, name string, step
 			}
 		}
 		done := opts.Progress.Step("%s: %s", s.site.Name, st)
+		s.snap.forget() // the next plan reads what this step changed
 		err := st.Apply(ctx)
 		done(err)
 		if err != nil {

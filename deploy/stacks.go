@@ -66,7 +66,7 @@ func (stacksPart) waitSession(ctx context.Context, s *session) error {
 }
 
 func (s *session) planStacks(ctx context.Context) ([]plan.Step, error) {
-	active, cluster, err := s.swarmState(ctx)
+	active, cluster, err := s.cachedSwarm(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +88,7 @@ func (s *session) planStacks(ctx context.Context) ([]plan.Step, error) {
 	}
 	l := emptyLive()
 	if active {
-		if l, err = s.readLive(ctx); err != nil {
+		if l, err = s.cachedLive(ctx); err != nil {
 			return nil, err
 		}
 	}
