@@ -118,7 +118,7 @@ func BenchmarkLab20Apps(b *testing.B) {
 		planAll()
 	}
 	b.StopTimer()
-	planBreakdown(ctx, b, topo)
+	planBreakdown(ctx, b, topo, l.ConfigDir, appsDir)
 }
 
 // appServiceVersions returns the version of each generated app's service at each

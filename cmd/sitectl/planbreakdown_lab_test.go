@@ -14,7 +14,9 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/sitectl/sitectl/deploy"
+	"github.com/sitectl/sitectl/drill/live"
 	"github.com/sitectl/sitectl/engine"
+	"github.com/sitectl/sitectl/internal/apps"
 	"github.com/sitectl/sitectl/plan"
 	"github.com/sitectl/sitectl/sites"
 )
@@ -88,11 +90,28 @@ func (c *apiCounter) String() string {
 	return b.String()
 }
 
-// planBreakdown plans every site with each part alone (the stacks and apps parts
+// planBreakdown times loading the configuration and the apps and reading the drill
+// records, then plans every site with each part alone (the stacks and apps parts
 // together: they share a session) and logs how long each took and, for the
 // stacks and apps parts, the Docker API requests per site.
-func planBreakdown(ctx context.Context, b *testing.B, topo *sites.Topology) {
+func planBreakdown(ctx context.Context, b *testing.B, topo *sites.Topology, configDir, appsDir string) {
 	b.Helper()
+	start := time.Now()
+	names, err := apps.Names(appsDir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t, err := sites.Load(sites.Options{Dir: configDir, Env: "lab", Environ: []string{}, KnownStacks: append(names, sites.KnownStacks...)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, ps := apps.Load(apps.Options{Dir: appsDir, Topo: t, Environ: []string{}}); len(ps) > 0 {
+		b.Fatal(ps)
+	}
+	b.Logf("load the configuration and the apps: %s", time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	left, errs := live.Leftovers(ctx, topo, nil)
+	b.Logf("read the drill records: %s (%d left, errors %v)", time.Since(start).Round(time.Millisecond), len(left), errs)
 	all := deploy.Parts(deploy.Options{})
 	var groups [][]plan.Part
 	for i := 0; i < len(all); i++ {
