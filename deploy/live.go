@@ -102,36 +102,68 @@ func (s *session) cachedLive(ctx context.Context) (*live, error) {
 	return c.live.clone(), nil
 }
 
-// readLive lists the site's networks, secrets, configs and services.
-func (s *session) readLive(ctx context.Context) (*live, error) {
-	l := emptyLive()
-	nets, err := s.eng.NetworkList(ctx, client.NetworkListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list networks: %w", err)
+// prefetchLive starts listing the site's swarm in the background when the
+// snapshot holds no list yet, so the lists travel while the caller renders the
+// stacks; the caller waits on the returned channel before it returns (an error
+// is not kept: its own cachedLive lists again and returns it).
+func (s *session) prefetchLive(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	c := s.snap
+	c.mu.Lock()
+	listed := c.live != nil
+	c.mu.Unlock()
+	if listed {
+		close(done)
+		return done
 	}
+	go func() {
+		defer close(done)
+		_, _ = s.cachedLive(ctx)
+	}()
+	return done
+}
+
+// readLive lists the site's networks, secrets, configs and services, the four
+// requests at once; the first failing one in that order is the error.
+func (s *session) readLive(ctx context.Context) (*live, error) {
+	var (
+		nets client.NetworkListResult
+		secs client.SecretListResult
+		cfgs client.ConfigListResult
+		svcs client.ServiceListResult
+		errs [4]error
+		wg   sync.WaitGroup
+	)
+	for _, list := range []func(){
+		func() { nets, errs[0] = s.eng.NetworkList(ctx, client.NetworkListOptions{}) },
+		func() { secs, errs[1] = s.eng.SecretList(ctx, client.SecretListOptions{}) },
+		func() { cfgs, errs[2] = s.eng.ConfigList(ctx, client.ConfigListOptions{}) },
+		func() { svcs, errs[3] = s.eng.ServiceList(ctx, client.ServiceListOptions{}) },
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			list()
+		}()
+	}
+	wg.Wait()
+	for i, what := range []string{"networks", "secrets", "configs", "services"} {
+		if errs[i] != nil {
+			return nil, fmt.Errorf("list %s: %w", what, errs[i])
+		}
+	}
+	l := emptyLive()
 	for _, n := range nets.Items {
 		l.netNames[n.ID] = n.Name
 		if n.Scope == "swarm" {
 			l.networks[n.Name] = n
 		}
 	}
-	secs, err := s.eng.SecretList(ctx, client.SecretListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list secrets: %w", err)
-	}
 	for _, x := range secs.Items {
 		l.secrets = append(l.secrets, liveObj{ID: x.ID, Name: x.Spec.Name, Labels: x.Spec.Labels})
 	}
-	cfgs, err := s.eng.ConfigList(ctx, client.ConfigListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list configs: %w", err)
-	}
 	for _, x := range cfgs.Items {
 		l.configs = append(l.configs, liveObj{ID: x.ID, Name: x.Spec.Name, Labels: x.Spec.Labels})
-	}
-	svcs, err := s.eng.ServiceList(ctx, client.ServiceListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list services: %w", err)
 	}
 	for _, x := range svcs.Items {
 		l.services[x.Spec.Name] = x

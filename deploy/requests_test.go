@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -221,5 +222,36 @@ func TestPlanAfterApplyReadsAgain(t *testing.T) {
 	}
 	if c := eng.counts(); c["service list"] != 1 {
 		t.Errorf("the plan after applying listed the services %d times, want 1 (read again)", c["service list"])
+	}
+}
+
+// listFailing fails the secret and service lists.
+type listFailing struct{ *countingEngine }
+
+func (listFailing) SecretList(context.Context, client.SecretListOptions) (client.SecretListResult, error) {
+	return client.SecretListResult{}, errors.New("secrets unavailable")
+}
+
+func (listFailing) ServiceList(context.Context, client.ServiceListOptions) (client.ServiceListResult, error) {
+	return client.ServiceListResult{}, errors.New("services unavailable")
+}
+
+// TestPlanListErrorIsTheFirstInOrder: the four lists are sent at once; when some
+// fail, the plan's error is the first in the order networks, secrets, configs,
+// services, as when they were sent one after the other, and is not kept: the next
+// plan of the run lists again.
+func TestPlanListErrorIsTheFirstInOrder(t *testing.T) {
+	topo, engs, _ := deployedWithApps(t, 0)
+	eng := engs["douala"]
+	s := newSession(topo, topo.Site("douala"), listFailing{eng}, Options{Environ: []string{}})
+	for range 2 {
+		eng.reset()
+		_, err := s.planStacks(context.Background())
+		if err == nil || err.Error() != "list secrets: secrets unavailable" {
+			t.Errorf("plan: %v, want list secrets: secrets unavailable", err)
+		}
+		if c := eng.counts(); c["network list"] == 0 {
+			t.Errorf("the plan after a failed list did not list again: %v", c)
+		}
 	}
 }

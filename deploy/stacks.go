@@ -70,6 +70,10 @@ func (s *session) planStacks(ctx context.Context) ([]plan.Step, error) {
 	if err != nil {
 		return nil, err
 	}
+	if active {
+		// The lists travel while the stacks render; no list outlives this plan.
+		defer func(done <-chan struct{}) { <-done }(s.prefetchLive(ctx))
+	}
 	key := []byte(cluster)
 	if cluster == "" {
 		// No swarm yet: its cluster ID, the key of the content hashes, is unknown.
