@@ -224,6 +224,7 @@ func deployGroups(ctx context.Context, opts Options, groups []group) (applied []
 			defer wg.Done()
 			done := opts.Progress.Step("%s: %s converged", r.g.sess.site.Name, r.g.name)
 			r.err = r.g.sess.waitConverged(ctx)
+			r.g.sess.snap.forget()
 			done(r.err)
 		}()
 	}
@@ -264,6 +265,7 @@ func waitAfter(ctx context.Context, opts Options, g group, byApp map[string]*gro
 		if r.err == nil {
 			done := opts.Progress.Step("%s: %s converged (%s starts after it)", r.g.sess.site.Name, r.g.name, g.name)
 			r.err = r.g.sess.waitConverged(ctx)
+			r.g.sess.snap.forget()
 			done(r.err)
 		}
 		if r.err != nil {

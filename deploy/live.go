@@ -3,6 +3,9 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"sync"
 
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/api/types/swarm"
@@ -39,36 +42,128 @@ func emptyLive() *live {
 	return &live{networks: map[string]network.Summary{}, netNames: map[string]string{}, services: map[string]swarm.Service{}}
 }
 
-// readLive lists the site's networks, secrets, configs and services.
-func (s *session) readLive(ctx context.Context) (*live, error) {
-	l := emptyLive()
-	nets, err := s.eng.NetworkList(ctx, client.NetworkListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list networks: %w", err)
+// clone copies l deeply enough for filterStacks, which deletes from its maps and
+// lists.
+func (l *live) clone() *live {
+	return &live{networks: maps.Clone(l.networks), netNames: maps.Clone(l.netNames), secrets: slices.Clone(l.secrets),
+		configs: slices.Clone(l.configs), services: maps.Clone(l.services)}
+}
+
+// snapshot is the site's swarm as a run last read it: whether it is an active
+// manager, its cluster ID and what it holds. The sessions of one run of the site
+// (the stacks part and each app's group) share it, so a plan reads the swarm once
+// per site however many stacks and apps it has (six requests: info, swarm, then
+// the networks, secrets, configs and services listed once each). Applying a step,
+// or waiting for services, drops it (forget): the next plan reads the swarm again,
+// so a deploy's later group sees what the earlier ones changed.
+type snapshot struct {
+	mu      sync.Mutex
+	swarm   bool // active and cluster are read
+	active  bool
+	cluster string
+	live    *live // nil: not listed yet
+}
+
+// forget drops what was read: the swarm may have changed since.
+func (c *snapshot) forget() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.swarm, c.live = false, nil
+}
+
+// cachedSwarm is swarmState, read once per snapshot. An error is not kept: the next call
+// reads again.
+func (s *session) cachedSwarm(ctx context.Context) (active bool, cluster string, err error) {
+	c := s.snap
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.swarm {
+		if c.active, c.cluster, err = s.swarmState(ctx); err != nil {
+			return false, "", err
+		}
+		c.swarm = true
 	}
+	return c.active, c.cluster, nil
+}
+
+// cachedLive is readLive, listed once per snapshot; it returns a copy the caller may
+// filter. An error is not kept.
+func (s *session) cachedLive(ctx context.Context) (*live, error) {
+	c := s.snap
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.live == nil {
+		l, err := s.readLive(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.live = l
+	}
+	return c.live.clone(), nil
+}
+
+// prefetchLive starts listing the site's swarm in the background when the
+// snapshot holds no list yet, so the lists travel while the caller renders the
+// stacks; the caller waits on the returned channel before it returns (an error
+// is not kept: its own cachedLive lists again and returns it).
+func (s *session) prefetchLive(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	c := s.snap
+	c.mu.Lock()
+	listed := c.live != nil
+	c.mu.Unlock()
+	if listed {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		_, _ = s.cachedLive(ctx)
+	}()
+	return done
+}
+
+// readLive lists the site's networks, secrets, configs and services, the four
+// requests at once; the first failing one in that order is the error.
+func (s *session) readLive(ctx context.Context) (*live, error) {
+	var (
+		nets client.NetworkListResult
+		secs client.SecretListResult
+		cfgs client.ConfigListResult
+		svcs client.ServiceListResult
+		errs [4]error
+		wg   sync.WaitGroup
+	)
+	for _, list := range []func(){
+		func() { nets, errs[0] = s.eng.NetworkList(ctx, client.NetworkListOptions{}) },
+		func() { secs, errs[1] = s.eng.SecretList(ctx, client.SecretListOptions{}) },
+		func() { cfgs, errs[2] = s.eng.ConfigList(ctx, client.ConfigListOptions{}) },
+		func() { svcs, errs[3] = s.eng.ServiceList(ctx, client.ServiceListOptions{}) },
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			list()
+		}()
+	}
+	wg.Wait()
+	for i, what := range []string{"networks", "secrets", "configs", "services"} {
+		if errs[i] != nil {
+			return nil, fmt.Errorf("list %s: %w", what, errs[i])
+		}
+	}
+	l := emptyLive()
 	for _, n := range nets.Items {
 		l.netNames[n.ID] = n.Name
 		if n.Scope == "swarm" {
 			l.networks[n.Name] = n
 		}
 	}
-	secs, err := s.eng.SecretList(ctx, client.SecretListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list secrets: %w", err)
-	}
 	for _, x := range secs.Items {
 		l.secrets = append(l.secrets, liveObj{ID: x.ID, Name: x.Spec.Name, Labels: x.Spec.Labels})
 	}
-	cfgs, err := s.eng.ConfigList(ctx, client.ConfigListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list configs: %w", err)
-	}
 	for _, x := range cfgs.Items {
 		l.configs = append(l.configs, liveObj{ID: x.ID, Name: x.Spec.Name, Labels: x.Spec.Labels})
-	}
-	svcs, err := s.eng.ServiceList(ctx, client.ServiceListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list services: %w", err)
 	}
 	for _, x := range svcs.Items {
 		l.services[x.Spec.Name] = x

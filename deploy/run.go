@@ -48,8 +48,8 @@ type Waiter interface {
 	Wait(ctx context.Context, topo *sites.Topology, site *sites.Site) error
 }
 
-// Plan reads every selected site's live state (in parallel) and returns the steps
-// that would bring it to its configuration. It changes nothing. A site that cannot
+// Plan reads every selected site's live state (sites and each site's parts in
+// parallel) and returns the steps that would bring it to its configuration. It changes nothing. A site that cannot
 // be planned carries its error; the other sites are still planned. The parts that
 // hold connections are closed (plan.Closer) once every site is planned.
 func Plan(ctx context.Context, topo *sites.Topology, selected []*sites.Site, parts []plan.Part, opts Options) *plan.Plan {
@@ -70,10 +70,11 @@ func planSite(ctx context.Context, topo *sites.Topology, site *sites.Site, parts
 	}
 	defer closeEng()
 	s := newSession(topo, site, eng, opts)
+	results := planParts(ctx, s, parts)
 	var errs []string
 	pending := false // an earlier part has changes still to apply
-	for _, part := range parts {
-		steps, err := planPart(ctx, s, part)
+	for i, part := range parts {
+		steps, err := results[i].steps, results[i].err
 		if err != nil && pending && plan.IsNotYet(err) {
 			// What this part reads (a database a stack starts) may only exist once
 			// the steps above are applied; deploy plans each part after the previous
@@ -103,6 +104,39 @@ func planSite(ctx context.Context, topo *sites.Topology, site *sites.Site, parts
 	}
 	sp.Error = strings.Join(errs, "; ")
 	return sp
+}
+
+// planned is one part's plan of a site.
+type planned struct {
+	steps []plan.Step
+	err   error
+}
+
+// planParts plans every part of the site at once: a part's plan only reads (what
+// the parts before it would change is folded in by planSite, in order), so the
+// site's plan takes as long as its slowest part, not as long as all of them. The
+// parts of this package share the run's session (its snapshot of the swarm, its
+// built stacks): they plan one after the other, in their order, in one goroutine.
+func planParts(ctx context.Context, s *session, parts []plan.Part) []planned {
+	out := make([]planned, len(parts))
+	var own []int // the parts planned with the session
+	var wg sync.WaitGroup
+	for i, part := range parts {
+		if _, ok := part.(sessionPart); ok {
+			own = append(own, i)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i].steps, out[i].err = planPart(ctx, s, part)
+		}()
+	}
+	for _, i := range own {
+		out[i].steps, out[i].err = planPart(ctx, s, parts[i])
+	}
+	wg.Wait()
+	return out
 }
 
 // SiteResult is what deploy did to one site.
@@ -203,6 +237,7 @@ func applySteps(ctx context.Context, s *session, opts Options, name string, step
 		waited = true
 		done := opts.Progress.Step("%s: %s converged", s.site.Name, name)
 		err := waitPart(ctx, s, w)
+		s.snap.forget() // the services rolled on meanwhile
 		done(err)
 		return err
 	}
@@ -216,6 +251,7 @@ func applySteps(ctx context.Context, s *session, opts Options, name string, step
 			}
 		}
 		done := opts.Progress.Step("%s: %s", s.site.Name, st)
+		s.snap.forget() // the next plan reads what this step changed
 		err := st.Apply(ctx)
 		done(err)
 		if err != nil {

@@ -112,6 +112,8 @@ type session struct {
 	// built is the site's rendered and converted stacks, shared by the sessions of
 	// one run of the site (the stacks part and each app's group).
 	built *buildCache
+	// snap is the site's swarm as the run last read it, shared like built.
+	snap *snapshot
 }
 
 // touch records what this run did to a service.
@@ -128,15 +130,15 @@ type touch struct {
 }
 
 func newSession(topo *sites.Topology, site *sites.Site, eng Engine, opts Options) *session {
-	return &session{topo: topo, site: site, eng: eng, opts: opts, touched: map[string]touch{}, built: &buildCache{}}
+	return &session{topo: topo, site: site, eng: eng, opts: opts, touched: map[string]touch{}, built: &buildCache{}, snap: &snapshot{}}
 }
 
 // child is a session of the same run of the site for the stacks keep selects: its
 // own record of what it changed and its own convergence wait, the same engine and
-// built stacks.
+// built stacks and swarm snapshot.
 func (s *session) child(keep func(string) bool) *session {
 	c := newSession(s.topo, s.site, s.eng, s.opts)
-	c.keep, c.built = keep, s.built
+	c.keep, c.built, c.snap = keep, s.built, s.snap
 	return c
 }
 

@@ -66,9 +66,13 @@ func (stacksPart) waitSession(ctx context.Context, s *session) error {
 }
 
 func (s *session) planStacks(ctx context.Context) ([]plan.Step, error) {
-	active, cluster, err := s.swarmState(ctx)
+	active, cluster, err := s.cachedSwarm(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if active {
+		// The lists travel while the stacks render; no list outlives this plan.
+		defer func(done <-chan struct{}) { <-done }(s.prefetchLive(ctx))
 	}
 	key := []byte(cluster)
 	if cluster == "" {
@@ -88,7 +92,7 @@ func (s *session) planStacks(ctx context.Context) ([]plan.Step, error) {
 	}
 	l := emptyLive()
 	if active {
-		if l, err = s.readLive(ctx); err != nil {
+		if l, err = s.cachedLive(ctx); err != nil {
 			return nil, err
 		}
 	}

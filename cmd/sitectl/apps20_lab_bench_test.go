@@ -117,6 +117,8 @@ func BenchmarkLab20Apps(b *testing.B) {
 	for b.Loop() {
 		planAll()
 	}
+	b.StopTimer()
+	planBreakdown(ctx, b, topo, l.ConfigDir, appsDir)
 }
 
 // appServiceVersions returns the version of each generated app's service at each

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -133,18 +134,9 @@ func runDrillHeal(ctx context.Context, g *globals, sf siteFlags) error {
 // whose swarm cannot be read is not reported here: the command reports it its own
 // way.
 func (g *globals) drillLeftovers(ctx context.Context, topo *sites.Topology, selected []*sites.Site, refuse bool, what string) error {
-	var names []string
-	for _, s := range selected {
-		names = append(names, s.Name)
-	}
-	left, _ := live.Leftovers(ctx, topo, names)
-	if len(left) == 0 {
+	msgs := leftoverMessages(ctx, topo, selected)
+	if len(msgs) == 0 {
 		return nil
-	}
-	now := time.Now()
-	var msgs []string
-	for _, l := range left {
-		msgs = append(msgs, l.Message(now))
 	}
 	if refuse {
 		return &ExitError{Code: 1, Err: fmt.Errorf("%s refused, nothing was changed: %s", what, strings.Join(msgs, "; "))}
@@ -153,6 +145,36 @@ func (g *globals) drillLeftovers(ctx context.Context, topo *sites.Topology, sele
 		fmt.Fprintln(g.streams.Err, "sitectl: warning: "+m)
 	}
 	return nil
+}
+
+// leftoverMessages says what drills left in the selected sites' swarms (nothing
+// for a site whose records cannot be read).
+func leftoverMessages(ctx context.Context, topo *sites.Topology, selected []*sites.Site) []string {
+	var names []string
+	for _, s := range selected {
+		names = append(names, s.Name)
+	}
+	left, _ := live.Leftovers(ctx, topo, names)
+	now := time.Now()
+	var msgs []string
+	for _, l := range left {
+		msgs = append(msgs, l.Message(now))
+	}
+	return msgs
+}
+
+// drillWarnings reads the drill records of the selected sites in the background
+// (plan reads them while it plans) and returns the function that prints, on
+// stderr, what drills left there, once read: call it before anything else is
+// printed; it prints once.
+func (g *globals) drillWarnings(ctx context.Context, topo *sites.Topology, selected []*sites.Site) func() {
+	read := make(chan []string, 1)
+	go func() { read <- leftoverMessages(ctx, topo, selected) }()
+	return sync.OnceFunc(func() {
+		for _, m := range <-read {
+			fmt.Fprintln(g.streams.Err, "sitectl: warning: "+m)
+		}
+	})
 }
 
 func newDrillKindCommand(g *globals, kind, short string, needSite, needNode bool) *cobra.Command {

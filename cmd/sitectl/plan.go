@@ -132,7 +132,8 @@ func runPlan(cmd *cobra.Command, g *globals, o planOptions) error {
 	if err != nil {
 		return err
 	}
-	_ = g.drillLeftovers(cmd.Context(), topo, selected, false, "plan")
+	warn := g.drillWarnings(cmd.Context(), topo, selected)
+	defer warn() // before the error an early return prints
 	opts := deploy.Options{Prune: o.prune, Environ: g.environ}
 	if o.app != "" {
 		if o.out != "" {
@@ -145,6 +146,7 @@ func runPlan(cmd *cobra.Command, g *globals, o planOptions) error {
 		selected, opts.Stacks = at, []string{a.Name}
 	}
 	p := deploy.Plan(cmd.Context(), topo, selected, deploy.Parts(opts), opts)
+	warn()
 	p.Prune = o.prune
 	failed := p.Failed()
 	if o.out != "" && len(failed) == 0 {

@@ -98,6 +98,19 @@ func (c *Conn) dialer() ContextDialer {
 	return nil
 }
 
+// dial opens and closes a connection to host, as the member's client dials it.
+func (c *Conn) dial(ctx context.Context, host string) error {
+	var d ContextDialer = &net.Dialer{}
+	if cd := c.dialer(); cd != nil {
+		d = cd
+	}
+	conn, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
 // credential returns the SCRAM credential from the config of the site holding
 // host (or the first site naming a user); none when no user is configured.
 func (c *Conn) credential(host string) (*options.Credential, error) {

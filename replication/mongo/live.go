@@ -42,6 +42,12 @@ func (c *Conn) Hello(ctx context.Context, host string) MemberView {
 	v := MemberView{Host: host, Site: SiteOf(c.topo, host)}
 	ctx, cancel := context.WithTimeout(ctx, min(c.Timeout, helloTimeout))
 	defer cancel()
+	// A member whose address refuses connections (its stack not deployed yet) is
+	// unreachable now: the driver would retry it until the whole timeout passed.
+	if err := c.dial(ctx, host); err != nil {
+		v.Error = "unreachable: " + err.Error()
+		return v
+	}
 	var r helloReply
 	if err := c.Run(ctx, host, bson.D{{Key: "hello", Value: 1}}, &r); err != nil {
 		v.Error = shortError(err)
