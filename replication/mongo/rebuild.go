@@ -376,6 +376,12 @@ func (r *Rebuild) keepVote(ctx context.Context, live *Live, ch Change) (string, 
 	if !healthy[ch.Member.Host] {
 		return "", nil
 	}
+	// The primary's view lags the member's loss by up to a heartbeat round (it
+	// still reports the member healthy just after its mongod went away): back
+	// means the member itself answers too.
+	if v := r.conn.Hello(ctx, ch.Member.Host); !v.Reachable {
+		return "", nil
+	}
 	if (state == "PRIMARY" || state == "SECONDARY") && !r.opts.Force {
 		return fmt.Sprintf("its mongod is back and answers as %s (config version %d): MongoDB has resynced it already", state, live.Config.Version), nil
 	}
