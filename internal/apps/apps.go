@@ -98,13 +98,15 @@ type route struct {
 }
 
 type overrides struct {
-	Replicas *int        `yaml:"replicas"`
-	Image    string      `yaml:"image"`
-	Canary   *canaryDecl `yaml:"canary"`
+	Replicas    *int           `yaml:"replicas"`
+	Image       string         `yaml:"image"`
+	Canary      *canaryDecl    `yaml:"canary"`
+	RateLimit   *int           `yaml:"rate_limit"`
+	Healthcheck map[string]any `yaml:"healthcheck"`
 }
 
 // valueKeys are the keys an app takes from the sites' values.<app>.
-var valueKeys = []string{"image", "replicas"}
+var valueKeys = []string{"healthcheck", "image", "rate_limit", "replicas"}
 
 // Options say where apps are and what they are checked against.
 type Options struct {
@@ -344,7 +346,7 @@ func resolveSites(c *collector, rel string, topo *sites.Topology, a *sites.App, 
 	for _, sn := range runs {
 		site := topo.Site(sn)
 		as, from, ok := resolve(c, rel, topo, site, a, d, svc)
-		if !ok {
+		if !ok || !resolveSiteLayers(c, rel, topo, site, a, d, &as) {
 			continue
 		}
 		canary, canaryFrom, ok := resolveCanary(c, rel, topo, site, d)

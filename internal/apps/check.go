@@ -27,7 +27,7 @@ func decodeStrict(c *collector, rel string, raw any, d *decl) bool {
 	if err := dec.Decode(d); err != nil {
 		msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n")
 		msg = regexp.MustCompile(`line \d+: `).ReplaceAllString(strings.TrimSpace(msg), "")
-		c.errf(rel, "", Extension, "%s (allowed keys: service, port, sites, replicas, image, health, metrics, routes, site, env, database, resources, update, rollback, canary, after, placement, mongo, rate_limit; in site.<site> and env.<env>: replicas, image, canary)", msg)
+		c.errf(rel, "", Extension, "%s (allowed keys: service, port, sites, replicas, image, health, metrics, routes, site, env, database, resources, update, rollback, canary, after, placement, mongo, rate_limit; in site.<site> and env.<env>: replicas, image, canary, rate_limit, healthcheck)", msg)
 		return false
 	}
 	return true
