@@ -122,7 +122,11 @@ type Options struct {
 type collector struct{ ps sites.Problems }
 
 func (c *collector) errf(file, site, key, format string, args ...any) {
-	c.ps = append(c.ps, sites.Problem{Severity: sites.SevError, File: file, Site: site, Key: key, Message: fmt.Sprintf(format, args...)})
+	p := sites.Problem{Severity: sites.SevError, File: file, Site: site, Key: key, Message: fmt.Sprintf(format, args...)}
+	if slices.Contains(c.ps, p) {
+		return // the same at several sites (an environment's layer): said once
+	}
+	c.ps = append(c.ps, p)
 }
 
 // Load reads and validates every app of opts.Dir for opts.Topo's environment. It

@@ -21,12 +21,13 @@ import (
 // healthcheckKeys are the compose healthcheck keys a layer may set.
 var healthcheckKeys = []string{"test", "interval", "timeout", "retries", "start_period", "start_interval", "disable"}
 
-// layer is one source of a site's settings: where it is written (file, key) and
-// what it sets.
+// layer is one source of a site's settings: where it is written (file, key), the
+// site its problems name ("" for x-sitectl.env.<env>, the same at every site: one
+// problem, not one per site), and what it sets.
 type layer struct {
-	file, key   string
-	rateLimit   any
-	healthcheck any
+	file, key, site string
+	rateLimit       any
+	healthcheck     any
 }
 
 // siteLayers are the layers of x-sitectl for site, lowest first, then the site's
@@ -34,14 +35,14 @@ type layer struct {
 func siteLayers(rel string, topo *sites.Topology, site *sites.Site, a *sites.App, d decl) []layer {
 	var out []layer // x-sitectl.rate_limit itself is checked once for all sites (checkPlacementAndMongo)
 	for _, o := range []struct {
-		ov  overrides
-		key string
-	}{{d.Site[site.Name], Extension + ".site." + site.Name}, {d.Env[topo.Env], Extension + ".env." + topo.Env}} {
+		ov        overrides
+		key, site string
+	}{{d.Site[site.Name], Extension + ".site." + site.Name, site.Name}, {d.Env[topo.Env], Extension + ".env." + topo.Env, ""}} {
 		if o.ov.RateLimit != nil {
-			out = append(out, layer{file: rel, key: o.key + ".rate_limit", rateLimit: *o.ov.RateLimit})
+			out = append(out, layer{file: rel, key: o.key + ".rate_limit", site: o.site, rateLimit: *o.ov.RateLimit})
 		}
 		if o.ov.Healthcheck != nil {
-			out = append(out, layer{file: rel, key: o.key + ".healthcheck", healthcheck: o.ov.Healthcheck})
+			out = append(out, layer{file: rel, key: o.key + ".healthcheck", site: o.site, healthcheck: o.ov.Healthcheck})
 		}
 	}
 	vals := site.Values[a.Name]
@@ -51,7 +52,7 @@ func siteLayers(rel string, topo *sites.Topology, site *sites.Site, a *sites.App
 			continue
 		}
 		key := "values." + a.Name + "." + k
-		l := layer{file: topo.Origin(site.Name, key), key: key}
+		l := layer{file: topo.Origin(site.Name, key), key: key, site: site.Name}
 		if k == "rate_limit" {
 			l.rateLimit = v
 		} else {
@@ -74,17 +75,17 @@ func resolveSiteLayers(c *collector, rel string, topo *sites.Topology, site *sit
 			n, err := wholeNumber(l.rateLimit)
 			switch {
 			case err != nil || n < 0:
-				c.errf(l.file, site.Name, l.key, "%v: requests per minute per client address (1 or more), or 0 for no limit", l.rateLimit)
+				c.errf(l.file, l.site, l.key, "%v: requests per minute per client address (1 or more), or 0 for no limit", l.rateLimit)
 				ok = false
 			case n > 0 && len(a.Routes) == 0:
-				c.errf(l.file, site.Name, l.key, "limits the app's routes, and the app has none: add %s.routes or drop rate_limit", Extension)
+				c.errf(l.file, l.site, l.key, "limits the app's routes, and the app has none: add %s.routes or drop rate_limit", Extension)
 				ok = false
 			default:
 				as.RateLimit = n
 			}
 		}
 		if l.healthcheck != nil {
-			if !mergeHealthcheck(c, l, site.Name, as) {
+			if !mergeHealthcheck(c, l, as) {
 				ok = false
 			}
 		}
@@ -93,17 +94,17 @@ func resolveSiteLayers(c *collector, rel string, topo *sites.Topology, site *sit
 }
 
 // mergeHealthcheck writes l's healthcheck keys over as.Healthcheck, checking each.
-func mergeHealthcheck(c *collector, l layer, site string, as *sites.AppSite) bool {
+func mergeHealthcheck(c *collector, l layer, as *sites.AppSite) bool {
 	m, isMap := l.healthcheck.(map[string]any)
 	if !isMap {
-		c.errf(l.file, site, l.key, "must be a mapping of compose healthcheck keys (%s), e.g. {test: [CMD, curl, -fsS, http://127.0.0.1:8000/health], interval: 5s}", strings.Join(healthcheckKeys, ", "))
+		c.errf(l.file, l.site, l.key, "must be a mapping of compose healthcheck keys (%s), e.g. {test: [CMD, curl, -fsS, http://127.0.0.1:8000/health], interval: 5s}", strings.Join(healthcheckKeys, ", "))
 		return false
 	}
 	ok := true
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		v, key := m[k], l.key+"."+k
 		if msg := checkHealthcheckKey(k, v); msg != "" {
-			c.errf(l.file, site, key, "%s", msg)
+			c.errf(l.file, l.site, key, "%s", msg)
 			ok = false
 			continue
 		}

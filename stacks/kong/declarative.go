@@ -394,6 +394,13 @@ func appServices(d *declarative, topo *sites.Topology, site *sites.Site, tags []
 			up := upstream{Name: a.Name + ".app", Algorithm: "round-robin", Tags: tags,
 				Healthchecks: checks("http", probePath(a), []int{200}),
 				Targets:      appTargets(a, site, tags)}
+			if len(failover) > 0 {
+				// It serves the peers' failover requests: probed as often as the
+				// failover upstream (as /api's django-api.own).
+				two := apiInterval
+				up.Healthchecks.Active.Healthy.Interval = &two
+				up.Healthchecks.Active.Unhealthy.Interval = &two
+			}
 			d.Upstreams = append(d.Upstreams, up)
 			if len(failover) > 0 {
 				kept, err := appFailover(d, topo, site, a, failover, up.Targets, tags)
