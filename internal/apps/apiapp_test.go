@@ -28,7 +28,7 @@ func TestAPIAsApp(t *testing.T) {
 	t.Setenv("SITECTL_PG_APP_PASSWORD", "app-role-pw")
 	t.Setenv("SITECTL_DJANGO_SECRET_KEY", "django-key")
 	builtin := stacktest.Load(t, "production")
-	topo, list := apiAppTopology(t, "production", nil)
+	topo, list := apiAppTopology(t, nil)
 	for _, site := range []string{"douala", "cloud"} {
 		want := convert(t, stacks.Input{Topo: builtin, Site: builtin.Site(site)}, nil)
 		got := convert(t, stacks.Input{Topo: topo, Site: topo.Site(site)}, list[0])
@@ -72,15 +72,16 @@ func TestAPIAsApp(t *testing.T) {
 	}
 }
 
-// apiAppTopology loads env with the Django API as the app testdata/apiapp: no site
+// apiAppTopology loads production with the Django API as the app testdata/apiapp: no site
 // runs the built-in stack (Kong serves the app's /api and /admin, design decision
 // 30). edit changes the sites before the app is loaded.
-func apiAppTopology(t *testing.T, env string, edit func(*sites.Topology), set ...string) (*sites.Topology, []*sites.App) {
+func apiAppTopology(t *testing.T, edit func(*sites.Topology)) (*sites.Topology, []*sites.App) {
 	t.Helper()
+	var set []string
 	for _, s := range []string{"douala", "yaounde", "cloud"} {
 		set = append(set, s+":stacks=postgres,mongo,kong")
 	}
-	topo := stacktest.Load(t, env, set...)
+	topo := stacktest.Load(t, "production", set...)
 	if edit != nil {
 		edit(topo)
 	}

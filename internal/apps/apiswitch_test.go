@@ -42,7 +42,7 @@ func TestAPIAsAppHealthcheckPerSite(t *testing.T) {
 	t.Setenv("SITECTL_PG_APP_PASSWORD", "app-role-pw")
 	t.Setenv("SITECTL_DJANGO_SECRET_KEY", "django-key")
 	builtin := stacktest.Load(t, "production", "douala:values.django-api.healthcheck=curl", "douala:values.django-api.health_path=/health")
-	topo, list := apiAppTopology(t, "production", func(topo *sites.Topology) {
+	topo, list := apiAppTopology(t, func(topo *sites.Topology) {
 		setValue(topo, "douala", "django-api", "healthcheck", map[string]any{"test": labCurl})
 	})
 	for _, site := range []string{"douala", "yaounde"} {
@@ -167,7 +167,7 @@ func (k kongFile) route(t *testing.T, path string, peer bool) kongRoute {
 // limit and probe) are listed in docs/apps.md.
 func TestAPIAsAppKong(t *testing.T) {
 	builtin := stacktest.Load(t, "production")
-	topo, list := apiAppTopology(t, "production", nil)
+	topo, list := apiAppTopology(t, nil)
 	for _, site := range []string{"douala", "cloud"} {
 		want, got := readKong(t, builtin, site), readKong(t, topo, site)
 		w, g := want.route(t, "/api", false), got.route(t, "/api", false)
@@ -206,7 +206,7 @@ func TestAPIAsAppKong(t *testing.T) {
 // limit of the app's routes at one site (as values.kong.rate_limit.api_per_minute
 // does for the built-in /api), the others keep x-sitectl.rate_limit.
 func TestAPIAsAppRateLimitPerSite(t *testing.T) {
-	topo, list := apiAppTopology(t, "production", func(topo *sites.Topology) {
+	topo, list := apiAppTopology(t, func(topo *sites.Topology) {
 		setValue(topo, "douala", "django-api", "rate_limit", 100)
 	})
 	for site, want := range map[string]int{"douala": 100, "yaounde": 600, "cloud": 600} {
