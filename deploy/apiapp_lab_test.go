@@ -1,0 +1,70 @@
+package deploy
+
+import (
+	"context"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/apps"
+	"github.com/sitectl/sitectl/lab/labreach"
+	"github.com/sitectl/sitectl/sites"
+)
+
+// labAPIAsApp (TestLabDeploy, after its prune removed the built-in django-api at
+// douala): the Django API written as an app (internal/apps/testdata/apiapp, what
+// apps/django-api is to be, design decision 30) deployed at douala on the lab's
+// real Django image, with the lab's health check given per site the app's way
+// (values.django-api.healthcheck: curl at /health, instead of the built-in's
+// healthcheck: curl, health_path: /health). Its task turns healthy with that check,
+// and it answers /api/ready, which needs the site's PostgreSQL as the application
+// role with the password from the app's database secret.
+func labAPIAsApp(t *testing.T, e *labEnv, cur []string) {
+	appsDir := filepath.Join(t.TempDir(), "apps")
+	if err := os.CopyFS(filepath.Join(appsDir, "django-api"), os.DirFS("../internal/apps/testdata/apiapp/django-api")); err != nil {
+		t.Fatal(err)
+	}
+	set := append(slices.Clone(fast), cur...)
+	topo, err := sites.Load(sites.Options{Dir: e.dir, Env: "lab", Environ: []string{}, Set: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	labreach.Install(topo)
+	curl := []any{"CMD", "curl", "-fsS", "-o", "/dev/null", "--retry", "3", "--retry-delay", "1",
+		"--retry-connrefused", "--retry-max-time", "3", "http://127.0.0.1:8000/health"}
+	for _, s := range topo.Sites {
+		s.Stacks = []string{"postgres"} // no built-in django-api (douala: as the prune above left it)
+		// What the lab's overlay sets for the built-in (healthcheck: curl,
+		// health_path: /health, and fast's health_interval), the app's way.
+		s.Values = maps.Clone(s.Values) // the layers may share it between sites
+		s.Values["django-api"] = map[string]any{"healthcheck": map[string]any{"test": curl, "interval": "1s"}}
+	}
+	list, ps := apps.Load(apps.Options{Dir: appsDir, Topo: topo, Environ: []string{},
+		Builtin: slices.DeleteFunc(slices.Clone(sites.KnownStacks), func(s string) bool { return s == "django-api" })})
+	if len(ps) > 0 {
+		t.Fatal(ps)
+	}
+	topo.Apps = list
+	c := e.manager(t, topo, "douala")
+	start := time.Now()
+	sel, _ := topo.Select("douala")
+	if err := Deploy(context.Background(), topo, sel, ownParts, testOpts(t))[0].Err(); err != nil {
+		t.Fatalf("deploy: %v\ndjango-api_api's log:\n%s", err, serviceLog(t, c, "django-api_api"))
+	}
+	t.Logf("deploy of the API as an app at douala: %s", time.Since(start).Round(100*time.Millisecond))
+	svc := services(t, c)["django-api_api"]
+	if st := svc.ServiceStatus; st == nil || st.RunningTasks != 1 {
+		t.Fatalf("django-api_api: status %+v, want 1 running task", st)
+	}
+	spec := svc.Spec.TaskTemplate.ContainerSpec
+	if svc.Spec.Labels["sitectl.app"] != "django-api" || spec.Healthcheck == nil || len(spec.Healthcheck.Test) < 2 || spec.Healthcheck.Test[1] != "curl" || spec.Healthcheck.Interval != time.Second {
+		t.Errorf("django-api_api: labels %v, health check %+v: want the app's, with the lab's curl every 1s", svc.Spec.Labels, spec.Healthcheck)
+	}
+	pid := containerPID(t, topo.Site("douala"), "django-api_api")
+	if out := inNetns(t, pid, "-fsS", "http://127.0.0.1:8000/api/ready"); out == "" {
+		t.Errorf("/api/ready answered nothing")
+	}
+}
