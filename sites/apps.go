@@ -238,6 +238,19 @@ func (t *Topology) AppsAt(site string) []*App {
 	return out
 }
 
+// Runs says whether site runs name: a built-in stack it lists, or an app of the
+// topology deployed there (the Django API is either, design decision 30).
+func (t *Topology) Runs(site, name string) bool {
+	if s := t.Site(site); s != nil && s.HasStack(name) {
+		return true
+	}
+	if a := t.App(name); a != nil {
+		_, ok := a.Sites[site]
+		return ok
+	}
+	return false
+}
+
 // App returns the named app, or nil.
 func (t *Topology) App(name string) *App {
 	for _, a := range t.Apps {
