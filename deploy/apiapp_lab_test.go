@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/apps"
+	"github.com/sitectl/sitectl/lab"
 	"github.com/sitectl/sitectl/lab/labreach"
 	"github.com/sitectl/sitectl/sites"
 )
@@ -33,14 +34,13 @@ func labAPIAsApp(t *testing.T, e *labEnv, cur []string) {
 		t.Fatal(err)
 	}
 	labreach.Install(topo)
-	curl := []any{"CMD", "curl", "-fsS", "-o", "/dev/null", "--retry", "3", "--retry-delay", "1",
-		"--retry-connrefused", "--retry-max-time", "3", "http://127.0.0.1:8000/health"}
 	for _, s := range topo.Sites {
 		s.Stacks = []string{"postgres"} // no built-in django-api (douala: as the prune above left it)
-		// What the lab's overlay sets for the built-in (healthcheck: curl,
-		// health_path: /health, and fast's health_interval), the app's way.
+		// What the lab's overlay sets once no site runs the built-in (its
+		// healthcheck: curl, health_path: /health, and fast's health_interval, the
+		// app's way).
 		s.Values = maps.Clone(s.Values) // the layers may share it between sites
-		s.Values["django-api"] = map[string]any{"healthcheck": map[string]any{"test": curl, "interval": "1s"}}
+		s.Values["django-api"] = map[string]any{"healthcheck": map[string]any{"test": lab.APIHealthcheck, "interval": "1s"}}
 	}
 	list, ps := apps.Load(apps.Options{Dir: appsDir, Topo: topo, Environ: []string{},
 		Builtin: slices.DeleteFunc(slices.Clone(sites.KnownStacks), func(s string) bool { return s == "django-api" })})
