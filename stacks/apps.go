@@ -174,8 +174,8 @@ func applyPolicy(dep map[string]any, a *sites.App) {
 
 // applyHealthcheck writes the site's healthcheck keys (x-sitectl.site.<site>,
 // x-sitectl.env.<env>, values.<app>.healthcheck) over the entry service's, key by
-// key; a new test turns a healthcheck the compose file disables back on unless the
-// keys say otherwise.
+// key; a new test turns a healthcheck the compose file disables back on, and
+// disable: true drops the compose file's test.
 func applyHealthcheck(svc map[string]any, keys map[string]any) {
 	if len(keys) == 0 {
 		return
@@ -183,6 +183,9 @@ func applyHealthcheck(svc map[string]any, keys map[string]any) {
 	hc := subMap(svc, "healthcheck")
 	if _, test := keys["test"]; test {
 		delete(hc, "disable")
+	}
+	if keys["disable"] == true {
+		delete(hc, "test") // compose refuses both
 	}
 	for _, k := range slices.Sorted(maps.Keys(keys)) {
 		hc[k] = keys[k]

@@ -100,6 +100,10 @@ func mergeHealthcheck(c *collector, l layer, as *sites.AppSite) bool {
 		c.errf(l.file, l.site, l.key, "must be a mapping of compose healthcheck keys (%s), e.g. {test: [CMD, curl, -fsS, http://127.0.0.1:8000/health], interval: 5s}", strings.Join(healthcheckKeys, ", "))
 		return false
 	}
+	if _, test := m["test"]; test && m["disable"] == true {
+		c.errf(l.file, l.site, l.key, "sets both test and disable: true (compose refuses both); keep one")
+		return false
+	}
 	ok := true
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		v, key := m[k], l.key+"."+k
@@ -110,6 +114,14 @@ func mergeHealthcheck(c *collector, l layer, as *sites.AppSite) bool {
 		}
 		if as.Healthcheck == nil {
 			as.Healthcheck = map[string]any{}
+		}
+		// A later layer's test turns an earlier disable off, and its disable drops an
+		// earlier test.
+		switch {
+		case k == "test":
+			delete(as.Healthcheck, "disable")
+		case k == "disable" && v == true:
+			delete(as.Healthcheck, "test")
 		}
 		as.Healthcheck[k] = normalizeHealthcheck(k, v)
 	}
