@@ -223,6 +223,8 @@ func TestRefusals(t *testing.T) {
 			file: "hello/compose.yaml", key: "x-sitectl.site.cloud.healthcheck.test", msg: "want a list such as [CMD, curl"},
 		{name: "healthcheck interval not a duration", files: map[string]string{"hello/compose.yaml": string(hello)}, set: []string{"douala:values.hello.healthcheck.interval=often"},
 			file: "flag --set", key: "values.hello.healthcheck.interval", msg: "often: want a duration such as 5s"},
+		{name: "healthcheck test and disable in one layer", files: edit("    cloud:\n      replicas: 2", "    cloud:\n      replicas: 2\n      healthcheck: {test: [NONE], disable: true}"),
+			file: "hello/compose.yaml", key: "x-sitectl.site.cloud.healthcheck", msg: "sets both test and disable"},
 		{name: "healthcheck not a mapping", files: edit("    cloud:\n      replicas: 2", "    cloud:\n      replicas: 2\n      healthcheck: curl"),
 			file: "hello/compose.yaml", key: "x-sitectl", msg: "cannot unmarshal"},
 		{name: "route path without slash", files: edit("    - path: /hello\n", "    - path: hello\n"),
