@@ -428,6 +428,7 @@ func TestLabDeploy(t *testing.T) {
 	})
 
 	t.Run("apps: a database role on the site's PostgreSQL, and start order", func(t *testing.T) { labAppRoleAndOrder(t, e, cur) })
+	t.Run("apps: the Django API as an app, with the lab's health check per site", func(t *testing.T) { labAPIAsApp(t, e, cur) })
 }
 
 // ownSteps runs `sitectl plan -o json` for douala and counts the pending steps of

@@ -4,8 +4,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/sitectl/sitectl/internal/golden"
 	"github.com/sitectl/sitectl/lab"
@@ -90,6 +94,45 @@ func TestLayoutRejectsBadInput(t *testing.T) {
 				t.Fatalf("err = %v, want it to mention %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestOverlayAPIValues: the lab's values.django-api are the built-in stack's keys
+// while a site runs it, and the app's health check once none does.
+func TestOverlayAPIValues(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "sites")
+	if err := labtest.CopyConfig(filepath.Join("..", "sites"), dir); err != nil {
+		t.Fatal(err)
+	}
+	topo, err := lab.LoadTopology(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := lab.NewLayout(topo, nil, "sl", "/var/lib/sitectl/lab-sl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := func() any {
+		b, err := lab.Overlay(topo, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var o struct {
+			All struct{ Values map[string]any } `yaml:"all"`
+		}
+		if err := yaml.Unmarshal(b, &o); err != nil {
+			t.Fatal(err)
+		}
+		return o.All.Values["django-api"]
+	}
+	if got, want := api(), map[string]any{"healthcheck": "curl", "health_path": "/health"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("with the built-in: values.django-api %v, want %v", got, want)
+	}
+	for _, s := range topo.Sites {
+		s.Stacks = slices.DeleteFunc(slices.Clone(s.Stacks), func(n string) bool { return n == "django-api" })
+	}
+	if got, want := api(), map[string]any{"healthcheck": map[string]any{"test": lab.APIHealthcheck}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("without the built-in: values.django-api %v, want %v", got, want)
 	}
 }
 

@@ -74,6 +74,24 @@ func secretNames(topo *sites.Topology, l *Layout) []string {
 	return out
 }
 
+// APIHealthcheck is the lab's health check of the Django API written as an app's
+// values.django-api.healthcheck (the built-in's healthcheck: curl, health_path:
+// /health, with its 3 s retry).
+var APIHealthcheck = []any{"CMD", "curl", "-fsS", "-o", "/dev/null", "--retry", "3", "--retry-delay", "1",
+	"--retry-connrefused", "--retry-max-time", "3", "http://127.0.0.1:8000/health"}
+
+// apiValues are the lab's values.django-api: the built-in stack's keys where a site
+// runs it, else the app's (design decision 30: once the built-in is gone the API
+// is the app django-api, which takes its health check as values.django-api.healthcheck).
+func apiValues(topo *sites.Topology) map[string]any {
+	for _, s := range topo.Sites {
+		if s.HasStack("django-api") {
+			return map[string]any{"healthcheck": "curl", "health_path": "/health"}
+		}
+	}
+	return map[string]any{"healthcheck": map[string]any{"test": APIHealthcheck}}
+}
+
 // Overlay renders the lab environment overlay for the layout: {all: ..., sites: ...}.
 // It points every site at the lab's engines, vici sockets and namespaces, maps images
 // to the lab's, and sets what this kernel needs (dnsrr, host-mode ports, no overlay
@@ -100,7 +118,7 @@ func Overlay(topo *sites.Topology, l *Layout) ([]byte, error) {
 		"images": imgs,
 		// The lab image has a static curl: health checks need no Python start.
 		"values": map[string]any{
-			"django-api": map[string]any{"healthcheck": "curl", "health_path": "/health"},
+			"django-api": apiValues(topo),
 			// Alerts fast enough for a drill to see them (docs/drills.md, "Alerts"):
 			// a cut reaches the receiver within ~20 s, a heal resolves within ~10 s.
 			"monitoring": labMonitoring,

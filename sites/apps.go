@@ -48,8 +48,19 @@ type App struct {
 	// the MongoDB replica set across the sites, the site's own first (x-sitectl.mongo).
 	Mongo bool `json:"mongo,omitempty"`
 	// RateLimit is the requests per minute per client address Kong lets through on
-	// the app's routes (x-sitectl.rate_limit; 0: no limit).
+	// the app's routes (x-sitectl.rate_limit, with x-sitectl.env.<env>.rate_limit;
+	// 0: no limit) at a site that does not run the app (a spoke forwarding its hub
+	// routes); a site running it has its own (AppSite.RateLimit, RateLimitAt).
 	RateLimit int `json:"rate_limit,omitempty"`
+}
+
+// RateLimitAt is the app's rate limit on its routes at site: the site's own when it
+// runs the app, else the app's (0: no limit).
+func (a *App) RateLimitAt(site string) int {
+	if as, ok := a.Sites[site]; ok {
+		return as.RateLimit
+	}
+	return a.RateLimit
 }
 
 // AppMongoEnv is the variable holding the MongoDB URI sitectl sets for an app
@@ -76,6 +87,15 @@ type AppSite struct {
 	Image    string `json:"image,omitempty"`
 	// Canary is the site's weighted canary of the app (nil: none).
 	Canary *AppCanary `json:"canary,omitempty"`
+	// RateLimit is the requests per minute per client address Kong lets through on
+	// the app's routes at the site (0: no limit): x-sitectl.rate_limit <
+	// x-sitectl.site.<site> < x-sitectl.env.<env> < values.<app>.rate_limit.
+	RateLimit int `json:"rate_limit,omitempty"`
+	// Healthcheck are the entry service's healthcheck keys set for the site and
+	// environment (x-sitectl.site.<site>.healthcheck < x-sitectl.env.<env> <
+	// values.<app>.healthcheck), written over the compose file's, key by key: test,
+	// interval, timeout, retries, start_period, disable. Nil: the compose file's.
+	Healthcheck map[string]any `json:"healthcheck,omitempty"`
 }
 
 // AppResources are an app's CPU and memory limits and reservations, as compose
@@ -216,6 +236,19 @@ func (t *Topology) AppsAt(site string) []*App {
 		}
 	}
 	return out
+}
+
+// Runs says whether site runs name: a built-in stack it lists, or an app of the
+// topology deployed there (the Django API is either, design decision 30).
+func (t *Topology) Runs(site, name string) bool {
+	if s := t.Site(site); s != nil && s.HasStack(name) {
+		return true
+	}
+	if a := t.App(name); a != nil {
+		_, ok := a.Sites[site]
+		return ok
+	}
+	return false
 }
 
 // App returns the named app, or nil.

@@ -1,11 +1,13 @@
 package stacks_test
 
 import (
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/sitectl/sitectl/stacks"
 	djangoapi "github.com/sitectl/sitectl/stacks/django-api"
@@ -133,6 +135,62 @@ func TestSiteInterpolation(t *testing.T) {
 		want := map[string]string{"SITE_ID": site, "WHERE": site + "/production", "LITERAL": "${SITECTL_SITE}", "OTHER": "x"}
 		if !maps.Equal(got, want) {
 			t.Errorf("%s: environment %v, want %v", site, got, want)
+		}
+	}
+}
+
+// TestSiteHealthcheck: the healthcheck keys of a site and an environment are
+// written over the compose file's key by key; disable: true drops its test (compose
+// refuses both), and the canary gets the site's check too.
+func TestSiteHealthcheck(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "shop"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	compose := `services:
+  web:
+    image: registry.example.org/shop:1.0.0
+    healthcheck:
+      test: [CMD, wget, -qO-, http://127.0.0.1:8080/]
+      interval: 5s
+      retries: 3
+x-sitectl:
+  port: 8080
+  routes: [{path: /shop}]
+  canary: {image: registry.example.org/shop:1.1.0, weight: 10}
+  site:
+    douala: {healthcheck: {disable: true}}
+    yaounde: {healthcheck: {test: [CMD, curl, -fsS, http://127.0.0.1:8080/healthz]}}
+  env:
+    production: {healthcheck: {timeout: 2s}}
+`
+	if err := os.WriteFile(filepath.Join(dir, "shop", "compose.yaml"), []byte(compose), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	topo := stacktest.WithApps(t, stacktest.Load(t, "production"), dir)
+	for site, want := range map[string]string{
+		"douala":  "test=[] disable=true interval=5s retries=3 timeout=2s",
+		"yaounde": "test=[CMD curl -fsS http://127.0.0.1:8080/healthz] disable=false interval=5s retries=3 timeout=2s",
+		"cloud":   "test=[CMD wget -qO- http://127.0.0.1:8080/] disable=false interval=5s retries=3 timeout=2s",
+	} {
+		r, err := stacks.RenderApp(stacks.Input{Topo: topo, Site: topo.Site(site)}, topo.Apps[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		services := stacktest.LoadCompose(t, r).Services
+		if len(services) != 2 {
+			t.Fatalf("%s: %d services, want web and its canary", site, len(services))
+		}
+		for _, svc := range services {
+			hc := svc.HealthCheck
+			if hc == nil || hc.Interval == nil || hc.Timeout == nil || hc.Retries == nil {
+				t.Fatalf("%s: %s: healthcheck %+v", site, svc.Name, hc)
+			}
+			got := fmt.Sprintf("test=%v disable=%v interval=%s retries=%d timeout=%s", []string(hc.Test), hc.Disable,
+				time.Duration(*hc.Interval), *hc.Retries, time.Duration(*hc.Timeout))
+			if got != want {
+				t.Errorf("%s: %s: %s, want %s", site, svc.Name, got, want)
+			}
 		}
 	}
 }

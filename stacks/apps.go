@@ -64,6 +64,7 @@ func RenderApp(in Input, a *sites.App) (Rendered, error) {
 	labels[LabelApp] = a.Name
 	dep["labels"] = labels
 	applyPolicy(dep, a)
+	applyHealthcheck(svc, as.Healthcheck)
 	if a.Placement == sites.PlacementAppNodes {
 		addAppPlacement(in, dep)
 	}
@@ -168,6 +169,26 @@ func applyPolicy(dep map[string]any, a *sites.App) {
 				m[k] = v
 			}
 		}
+	}
+}
+
+// applyHealthcheck writes the site's healthcheck keys (x-sitectl.site.<site>,
+// x-sitectl.env.<env>, values.<app>.healthcheck) over the entry service's, key by
+// key; a new test turns a healthcheck the compose file disables back on, and
+// disable: true drops the compose file's test.
+func applyHealthcheck(svc map[string]any, keys map[string]any) {
+	if len(keys) == 0 {
+		return
+	}
+	hc := subMap(svc, "healthcheck")
+	if _, test := keys["test"]; test {
+		delete(hc, "disable")
+	}
+	if keys["disable"] == true {
+		delete(hc, "test") // compose refuses both
+	}
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		hc[k] = keys[k]
 	}
 }
 

@@ -288,8 +288,8 @@ func (b *builder) apiKill(d *drill.Drill) error {
 	if err != nil {
 		return err
 	}
-	if !s.HasStack("django-api") {
-		return fmt.Errorf("api-kill drill: %s does not run the django-api stack (stacks in %s.yaml); choose a site that does", s.Name, s.Name)
+	if !b.topo.Runs(s.Name, "django-api") {
+		return fmt.Errorf("api-kill drill: %s does not run the django-api stack (stacks in %s.yaml) nor an app django-api; choose a site that does", s.Name, s.Name)
 	}
 	e, err := b.engine(s.Name)
 	if err != nil {

@@ -19,7 +19,7 @@ import (
 
 // SoakTargets are what each soak fault can hit in topo: partition a spoke with a
 // link, cloud-loss the hub's links, node-loss a worker node, db-down a site running
-// the postgres stack, api-kill one running the django-api stack.
+// the postgres stack, api-kill one running the django-api stack or app.
 func SoakTargets(topo *sites.Topology) soak.Targets {
 	t := soak.Targets{Nodes: map[string][]string{}}
 	if len(topo.LinksOf(topo.Hub)) > 0 {
@@ -37,7 +37,7 @@ func SoakTargets(topo *sites.Topology) soak.Targets {
 		if s.HasStack("postgres") {
 			t.DB = append(t.DB, s.Name)
 		}
-		if s.HasStack("django-api") {
+		if topo.Runs(s.Name, "django-api") { // the built-in stack or the app
 			t.API = append(t.API, s.Name)
 		}
 	}

@@ -35,6 +35,15 @@ func TestSoakTargets(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("targets %+v, want %+v", got, want)
 	}
+	// The API as an app (design decision 30): the sites it is deployed at.
+	topo := soakTopo()
+	for _, s := range topo.Sites {
+		s.Stacks = []string{"postgres", "kong"}
+	}
+	topo.Apps = []*sites.App{{Name: "django-api", Sites: map[string]sites.AppSite{"douala": {}, "yaounde": {}}}}
+	if got := SoakTargets(topo).API; !reflect.DeepEqual(got, []string{"douala", "yaounde"}) {
+		t.Errorf("API targets with the API as an app: %v, want douala, yaounde", got)
+	}
 }
 
 // TestAPIPlacement: the API's table, not replicated, is expected at its owner

@@ -28,19 +28,7 @@ func TestAPIAsApp(t *testing.T) {
 	t.Setenv("SITECTL_PG_APP_PASSWORD", "app-role-pw")
 	t.Setenv("SITECTL_DJANGO_SECRET_KEY", "django-key")
 	builtin := stacktest.Load(t, "production")
-	// The app's topology: no site runs the built-in stack (nor Kong, whose built-in
-	// /api route the app's route would clash with until the switch).
-	var set []string
-	for _, s := range builtin.Sites {
-		set = append(set, s.Name+":stacks=postgres,mongo")
-	}
-	topo := stacktest.Load(t, "production", set...)
-	list, ps := apps.Load(apps.Options{Dir: "testdata/apiapp", Topo: topo, Environ: []string{},
-		Builtin: slices.DeleteFunc(slices.Clone(sites.KnownStacks), func(s string) bool { return s == djangoapi.Name })})
-	if len(ps) > 0 {
-		t.Fatal(ps)
-	}
-	topo.Apps = list
+	topo, list := apiAppTopology(t, nil)
 	for _, site := range []string{"douala", "cloud"} {
 		want := convert(t, stacks.Input{Topo: builtin, Site: builtin.Site(site)}, nil)
 		got := convert(t, stacks.Input{Topo: topo, Site: topo.Site(site)}, list[0])
@@ -82,6 +70,28 @@ func TestAPIAsApp(t *testing.T) {
 			t.Errorf("%s: secrets app %v, built-in %v", site, gsec, wsec)
 		}
 	}
+}
+
+// apiAppTopology loads production with the Django API as the app testdata/apiapp: no site
+// runs the built-in stack (Kong serves the app's /api and /admin, design decision
+// 30). edit changes the sites before the app is loaded.
+func apiAppTopology(t *testing.T, edit func(*sites.Topology)) (*sites.Topology, []*sites.App) {
+	t.Helper()
+	var set []string
+	for _, s := range []string{"douala", "yaounde", "cloud"} {
+		set = append(set, s+":stacks=postgres,mongo,kong")
+	}
+	topo := stacktest.Load(t, "production", set...)
+	if edit != nil {
+		edit(topo)
+	}
+	list, ps := apps.Load(apps.Options{Dir: "testdata/apiapp", Topo: topo, Environ: []string{},
+		Builtin: slices.DeleteFunc(slices.Clone(sites.KnownStacks), func(s string) bool { return s == djangoapi.Name })})
+	if len(ps) > 0 {
+		t.Fatal(ps)
+	}
+	topo.Apps = list
+	return topo, list
 }
 
 func convert(t *testing.T, in stacks.Input, a *sites.App) *stacks.Desired {

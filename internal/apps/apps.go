@@ -98,13 +98,15 @@ type route struct {
 }
 
 type overrides struct {
-	Replicas *int        `yaml:"replicas"`
-	Image    string      `yaml:"image"`
-	Canary   *canaryDecl `yaml:"canary"`
+	Replicas    *int           `yaml:"replicas"`
+	Image       string         `yaml:"image"`
+	Canary      *canaryDecl    `yaml:"canary"`
+	RateLimit   *int           `yaml:"rate_limit"`
+	Healthcheck map[string]any `yaml:"healthcheck"`
 }
 
 // valueKeys are the keys an app takes from the sites' values.<app>.
-var valueKeys = []string{"image", "replicas"}
+var valueKeys = []string{"healthcheck", "image", "rate_limit", "replicas"}
 
 // Options say where apps are and what they are checked against.
 type Options struct {
@@ -120,7 +122,11 @@ type Options struct {
 type collector struct{ ps sites.Problems }
 
 func (c *collector) errf(file, site, key, format string, args ...any) {
-	c.ps = append(c.ps, sites.Problem{Severity: sites.SevError, File: file, Site: site, Key: key, Message: fmt.Sprintf(format, args...)})
+	p := sites.Problem{Severity: sites.SevError, File: file, Site: site, Key: key, Message: fmt.Sprintf(format, args...)}
+	if slices.Contains(c.ps, p) {
+		return // the same at several sites (an environment's layer): said once
+	}
+	c.ps = append(c.ps, p)
 }
 
 // Load reads and validates every app of opts.Dir for opts.Topo's environment. It
@@ -344,7 +350,7 @@ func resolveSites(c *collector, rel string, topo *sites.Topology, a *sites.App, 
 	for _, sn := range runs {
 		site := topo.Site(sn)
 		as, from, ok := resolve(c, rel, topo, site, a, d, svc)
-		if !ok {
+		if !ok || !resolveSiteLayers(c, rel, topo, site, a, d, &as) {
 			continue
 		}
 		canary, canaryFrom, ok := resolveCanary(c, rel, topo, site, d)

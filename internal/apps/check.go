@@ -27,7 +27,7 @@ func decodeStrict(c *collector, rel string, raw any, d *decl) bool {
 	if err := dec.Decode(d); err != nil {
 		msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n")
 		msg = regexp.MustCompile(`line \d+: `).ReplaceAllString(strings.TrimSpace(msg), "")
-		c.errf(rel, "", Extension, "%s (allowed keys: service, port, sites, replicas, image, health, metrics, routes, site, env, database, resources, update, rollback, canary, after, placement, mongo, rate_limit; in site.<site> and env.<env>: replicas, image, canary)", msg)
+		c.errf(rel, "", Extension, "%s (allowed keys: service, port, sites, replicas, image, health, metrics, routes, site, env, database, resources, update, rollback, canary, after, placement, mongo, rate_limit; in site.<site> and env.<env>: replicas, image, canary, rate_limit, healthcheck)", msg)
 		return false
 	}
 	return true
@@ -139,6 +139,9 @@ func checkSecrets(c *collector, rel string, topo *sites.Topology, runs []string,
 	}
 }
 
+// builtinAPI is the built-in stack whose routes (/api, /admin) Kong serves.
+const builtinAPI = "django-api"
+
 // checkRoutes refuses two apps (or an app and a built-in route) claiming the same
 // host and path at one site.
 func checkRoutes(c *collector, topo *sites.Topology, list []*sites.App) {
@@ -146,13 +149,16 @@ func checkRoutes(c *collector, topo *sites.Topology, list []*sites.App) {
 	type clash struct{ file, key, msg string }
 	clashes := map[clash][]string{}
 	var order []clash
-	builtin := []string{"/api", "/admin"}
+	hub := topo.HubSite()
 	for _, s := range topo.Sites {
 		claimed := map[string]claim{}
-		if s.HasStack("kong") {
-			for _, p := range builtin {
-				claimed["|"+p] = claim{app: "the built-in django-api route"}
-			}
+		// Kong's built-in routes (design decision 30): /api where the site runs the
+		// built-in django-api stack, /admin where the hub does.
+		if s.HasStack("kong") && s.HasStack(builtinAPI) {
+			claimed["|/api"] = claim{app: "the built-in django-api route"}
+		}
+		if s.HasStack("kong") && hub != nil && hub.HasStack(builtinAPI) {
+			claimed["|/admin"] = claim{app: "the built-in django-api route"}
 		}
 		for ai, a := range list {
 			for i, r := range a.Routes {

@@ -53,6 +53,11 @@ func checkPlacementAndMongo(c *collector, rel string, topo *sites.Topology, a *s
 		c.errf(rel, "", Extension+".rate_limit", "limits the app's routes, and the app has none: add %s.routes or drop rate_limit", Extension)
 	default:
 		a.RateLimit = d.RateLimit
+		// The environment's, at a site forwarding the app's hub routes without running
+		// the app (checked at the sites that run it, resolveSiteLayers).
+		if n := d.Env[topo.Env].RateLimit; n != nil && *n >= 0 && (*n == 0 || len(a.Routes) > 0) {
+			a.RateLimit = *n
+		}
 	}
 	if !d.Mongo {
 		return

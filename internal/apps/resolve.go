@@ -63,6 +63,7 @@ func resolve(c *collector, rel string, topo *sites.Topology, site *sites.Site, a
 				return as, imageFrom, false
 			}
 			as.Replicas = n
+		case "rate_limit", "healthcheck": // resolveSiteLayers
 		default:
 			c.errf(origin, site.Name, key, "unknown key for app %s (allowed: %s)", a.Name, strings.Join(valueKeys, ", "))
 			return as, imageFrom, false

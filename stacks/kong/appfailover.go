@@ -60,7 +60,7 @@ func appFailover(d *declarative, topo *sites.Topology, site *sites.Site, a *site
 		d.Upstreams = append(d.Upstreams, up)
 		d.Services = append(d.Services, service{Name: "app-" + a.Name + "-failover", Protocol: "http", Host: up.Name, Port: a.Port,
 			Retries: 2, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags, Routes: failover,
-			Plugins: append(appRateLimit(a, tags), plugin{Name: "request-transformer", Tags: tags, Config: map[string]any{
+			Plugins: append(appRateLimit(a, site, tags), plugin{Name: "request-transformer", Tags: tags, Config: map[string]any{
 				"remove": map[string]any{"headers": []string{ViaHeader}},
 				"add":    map[string]any{"headers": []string{ViaHeader + ":" + site.Name}}}})})
 	}

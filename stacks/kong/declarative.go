@@ -3,6 +3,7 @@ package kong
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/uuid"
@@ -115,6 +116,9 @@ type plugin struct {
 	Tags   []string       `yaml:"tags"`
 }
 
+// apiStack is the built-in stack Kong's /api and /admin route to.
+const apiStack = "django-api"
+
 // Upstream names (Kong resolves a service's host against upstream names first).
 const (
 	apiUpstream   = "django-api.local"
@@ -123,9 +127,12 @@ const (
 
 // Config generates kong.yml for site:
 //   - /api → the site's own django-api (upstream django-api.local; with a canary,
-//     weighted between the stable and the canary service);
-//   - /admin → the hub's admin only: at the hub the local django-api, at a spoke the
-//     hub's Kong nodes over the tunnel (HTTPS on their LAN addresses);
+//     weighted between the stable and the canary service), where the site runs the
+//     built-in django-api stack;
+//   - /admin → the hub's admin only, where the hub runs the built-in django-api
+//     stack: at the hub the local django-api, at a spoke the hub's Kong nodes over
+//     the tunnel (HTTPS on their LAN addresses);
+//   - the apps' routes (appServices);
 //   - active + passive health checks on every upstream, rate limiting per route's
 //     service, correlation-id (X-Request-ID) and prometheus plugins globally.
 //
@@ -144,45 +151,39 @@ func Config(topo *sites.Topology, site *sites.Site) ([]byte, error) {
 	tags := []string{"sitectl", "site-" + site.Name}
 	d := declarative{FormatVersion: "3.0", Transform: true}
 
-	apiTargets := []target{{Target: targets.Addr(s.APIService, s.APIPort), Weight: 100, Tags: tags}}
-	if s.Canary.Enabled {
-		stable, canary := canaryWeights(site, s)
-		apiTargets = []target{
-			{Target: targets.Addr(s.APIService, s.APIPort), Weight: stable, Tags: append(clone(tags), "stable")},
-			{Target: targets.Addr(s.Canary.Service, s.Canary.Port), Weight: canary, Tags: append(clone(tags), "canary")},
+	// The built-in /api and /admin follow the built-in django-api stack: /api where
+	// the site runs it, /admin where the hub does (an app may declare them instead,
+	// design decision 30).
+	builtinAPI, builtinAdmin := site.HasStack(apiStack), hub.HasStack(apiStack)
+	if builtinAPI {
+		addBuiltinAPI(&d, site, s, tags)
+	}
+	var link *hubLink // how a spoke reaches the hub's Kong (port, TLS verification, targets)
+	if !site.IsHub() && (builtinAdmin || forwardsToHub(topo)) {
+		l, err := linkToHub(&d, topo, site, s, tags)
+		if err != nil {
+			return nil, err
 		}
+		link = &l
 	}
-	d.Upstreams = append(d.Upstreams, upstream{
-		Name: apiUpstream, Algorithm: "round-robin", Tags: tags,
-		Healthchecks: checks("http", s.HealthPath, []int{200}),
-		Targets:      apiTargets,
-	})
-	d.Services = append(d.Services, service{
-		Name: "api", Protocol: "http", Host: apiUpstream, Port: s.APIPort,
-		Retries: 2, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags,
-		Routes:  []route{httpsRoute("api", "/api", tags)},
-		Plugins: []plugin{rateLimit(s.APIPerMinute, tags)},
-	})
-
-	admin := service{
-		Name: "admin", Retries: 1, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags,
-		Routes:  []route{httpsRoute("admin", "/admin", tags)},
-		Plugins: []plugin{rateLimit(s.AdminPerMinute, tags)},
+	if builtinAdmin {
+		admin := service{
+			Name: "admin", Retries: 1, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags,
+			Routes:  []route{httpsRoute("admin", "/admin", tags)},
+			Plugins: []plugin{rateLimit(s.AdminPerMinute, tags)},
+		}
+		if site.IsHub() {
+			admin.Protocol, admin.Host, admin.Port = "http", apiUpstream, s.APIPort
+		} else {
+			link.apply(&admin)
+			d.Upstreams = append(d.Upstreams, link.up)
+		}
+		d.Services = append(d.Services, admin)
 	}
-	var toHub *service // how a spoke reaches the hub's Kong (port, TLS verification)
-	if site.IsHub() {
-		admin.Protocol, admin.Host, admin.Port = "http", apiUpstream, s.APIPort
-	} else if err := toHubAdmin(&d, &admin, topo, site, s, tags); err != nil {
+	if err := appServices(&d, topo, site, tags, link); err != nil {
 		return nil, err
 	}
-	if !site.IsHub() {
-		toHub = &admin
-	}
-	d.Services = append(d.Services, admin)
-	if err := appServices(&d, topo, site, tags, toHub); err != nil {
-		return nil, err
-	}
-	if site.HasStack("django-api") {
+	if builtinAPI {
 		if err := addFailover(&d, topo, site, s, tags); err != nil {
 			return nil, err
 		}
@@ -212,6 +213,30 @@ func Config(topo *sites.Topology, site *sites.Site) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// addBuiltinAPI adds /api to the site's own django-api (upstream django-api.local;
+// with a canary, weighted between the stable and the canary service).
+func addBuiltinAPI(d *declarative, site *sites.Site, s Settings, tags []string) {
+	apiTargets := []target{{Target: targets.Addr(s.APIService, s.APIPort), Weight: 100, Tags: tags}}
+	if s.Canary.Enabled {
+		stable, canary := canaryWeights(site, s)
+		apiTargets = []target{
+			{Target: targets.Addr(s.APIService, s.APIPort), Weight: stable, Tags: append(clone(tags), "stable")},
+			{Target: targets.Addr(s.Canary.Service, s.Canary.Port), Weight: canary, Tags: append(clone(tags), "canary")},
+		}
+	}
+	d.Upstreams = append(d.Upstreams, upstream{
+		Name: apiUpstream, Algorithm: "round-robin", Tags: tags,
+		Healthchecks: checks("http", s.HealthPath, []int{200}),
+		Targets:      apiTargets,
+	})
+	d.Services = append(d.Services, service{
+		Name: "api", Protocol: "http", Host: apiUpstream, Port: s.APIPort,
+		Retries: 2, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags,
+		Routes:  []route{httpsRoute("api", "/api", tags)},
+		Plugins: []plugin{rateLimit(s.APIPerMinute, tags)},
+	})
+}
+
 // adminCA reads the CA certificate the secret name holds (values.kong.admin.ca): a
 // PEM CA certificate (Kong refuses a ca_certificate that is not a CA).
 func adminCA(site *sites.Site, name string) (string, error) {
@@ -226,42 +251,70 @@ func adminCA(site *sites.Site, name string) (string, error) {
 	return caPEM(b, site, fmt.Sprintf("values.kong.admin.ca: secret %s (%s)", name, ref))
 }
 
-// toHubAdmin makes admin, at a spoke, go to the hub's Kong nodes over HTTPS
-// (upstream admin.hub), verifying the hub's certificate unless turned off.
-func toHubAdmin(d *declarative, admin *service, topo *sites.Topology, site *sites.Site, s Settings, tags []string) error {
+// hubLink is how a spoke's Kong reaches the hub's Kong: HTTPS to the hub's Kong
+// nodes over the tunnel (upstream admin.hub), verifying the hub's certificate
+// unless turned off. The built-in /admin and the apps' hub routes go this way.
+type hubLink struct {
+	port   int
+	verify bool
+	caIDs  []string // the CA certificates the services verify the hub against
+	up     upstream // admin.hub: the hub's Kong nodes, health checked at /admin
+}
+
+// apply points svc at the hub's Kong.
+func (l hubLink) apply(svc *service) {
+	verify := l.verify
+	svc.Protocol, svc.Host, svc.Port, svc.TLSVerify = "https", adminUpstream, l.port, &verify
+	svc.CACertificates = slices.Clone(l.caIDs)
+}
+
+// forwardsToHub says whether an app has a route served by the hub only, which
+// every spoke forwards.
+func forwardsToHub(topo *sites.Topology) bool {
+	for _, a := range topo.Apps {
+		for _, r := range a.Routes {
+			if r.At == sites.RouteHub {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// linkToHub is site's link to the hub's Kong; it adds to d the CA certificate the
+// spoke verifies the hub against.
+func linkToHub(d *declarative, topo *sites.Topology, site *sites.Site, s Settings, tags []string) (hubLink, error) {
 	hub := topo.HubSite()
 	if !hub.HasStack(Name) {
-		return fmt.Errorf("kong at %s: /admin goes to the hub's Kong, but the hub %s does not run the kong stack: add kong to %s's stacks", site.Name, hub.Name, hub.Name)
+		return hubLink{}, fmt.Errorf("kong at %s: /admin and the apps' hub routes go to the hub's Kong, but the hub %s does not run the kong stack: add kong to %s's stacks", site.Name, hub.Name, hub.Name)
 	}
 	hs, err := ReadSettings(topo, hub)
 	if err != nil {
-		return err
+		return hubLink{}, err
 	}
 	nodes, err := targets.Matching(hub, hs.Constraints)
 	if err != nil {
-		return fmt.Errorf("kong at %s: /admin goes to the hub's Kong: %w", site.Name, err)
+		return hubLink{}, fmt.Errorf("kong at %s: /admin goes to the hub's Kong: %w", site.Name, err)
 	}
-	verify := s.AdminTLSVerify
-	admin.Protocol, admin.Host, admin.Port, admin.TLSVerify = "https", adminUpstream, hs.HTTPSPort, &verify
-	up := upstream{Name: adminUpstream, Algorithm: "round-robin", Tags: tags,
+	l := hubLink{port: hs.HTTPSPort, verify: s.AdminTLSVerify}
+	l.up = upstream{Name: adminUpstream, Algorithm: "round-robin", Tags: tags,
 		Healthchecks: checks("https", s.AdminHealthPath, []int{200, 301, 302})}
-	if verify {
+	if l.verify {
 		ca, err := trustedCA(topo, site, s)
 		if err != nil {
-			return err
+			return hubLink{}, err
 		}
 		if ca != "" { // "": sitectl's CA is not created yet (deploy creates it first)
 			id := uuid.NewSHA1(uuid.NameSpaceURL, []byte(ca)).String()
 			d.CACerts = append(d.CACerts, caCert{ID: id, Cert: ca, Tags: tags})
-			admin.CACertificates = []string{id}
+			l.caIDs = []string{id}
 		}
-		up.Healthchecks.Active.HTTPSVerifyCertificate = true
+		l.up.Healthchecks.Active.HTTPSVerifyCertificate = true
 	}
 	for _, n := range nodes {
-		up.Targets = append(up.Targets, target{Target: targets.Addr(n.Address, hs.HTTPSPort), Weight: 100, Tags: append(clone(tags), "hub-"+hub.Name)})
+		l.up.Targets = append(l.up.Targets, target{Target: targets.Addr(n.Address, hs.HTTPSPort), Weight: 100, Tags: append(clone(tags), "hub-"+hub.Name)})
 	}
-	d.Upstreams = append(d.Upstreams, up)
-	return nil
+	return l, nil
 }
 
 // trustedCA is the CA a spoke verifies the hub's Kong against: the operator's
@@ -319,9 +372,9 @@ func clone(s []string) []string { return append([]string(nil), s...) }
 // the site runs the app goes to the site's own service (an upstream per app, health
 // checked at the app's readiness path); a route "hub" goes to the hub's service at
 // the hub and, at a spoke, to the hub's Kong nodes over the tunnel (as /admin).
-// toHub is the spoke's /admin service: forwarded routes reach the hub the same way,
-// with the same certificate verification.
-func appServices(d *declarative, topo *sites.Topology, site *sites.Site, tags []string, toHub *service) error {
+// link is the spoke's way to the hub's Kong (nil at the hub): forwarded routes reach
+// the hub as /admin does, with the same certificate verification.
+func appServices(d *declarative, topo *sites.Topology, site *sites.Site, tags []string, link *hubLink) error {
 	for _, a := range topo.Apps {
 		_, runs := a.Sites[site.Name]
 		var local, failover, forwarded []route
@@ -341,6 +394,13 @@ func appServices(d *declarative, topo *sites.Topology, site *sites.Site, tags []
 			up := upstream{Name: a.Name + ".app", Algorithm: "round-robin", Tags: tags,
 				Healthchecks: checks("http", probePath(a), []int{200}),
 				Targets:      appTargets(a, site, tags)}
+			if len(failover) > 0 {
+				// It serves the peers' failover requests: probed as often as the
+				// failover upstream (as /api's django-api.own).
+				two := apiInterval
+				up.Healthchecks.Active.Healthy.Interval = &two
+				up.Healthchecks.Active.Unhealthy.Interval = &two
+			}
 			d.Upstreams = append(d.Upstreams, up)
 			if len(failover) > 0 {
 				kept, err := appFailover(d, topo, site, a, failover, up.Targets, tags)
@@ -352,40 +412,31 @@ func appServices(d *declarative, topo *sites.Topology, site *sites.Site, tags []
 			if len(local) > 0 {
 				d.Services = append(d.Services, service{Name: "app-" + a.Name, Protocol: "http", Host: up.Name, Port: a.Port,
 					Retries: 2, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags, Routes: local,
-					Plugins: appRateLimit(a, tags)})
+					Plugins: appRateLimit(a, site, tags)})
 			}
 		}
-		if len(forwarded) > 0 && toHub != nil {
-			host := toHub.Host
-			if hub := findUpstream(d, toHub.Host); hub != nil {
-				host = a.Name + ".hub"
-				d.Upstreams = append(d.Upstreams, hubAppUpstream(host, a, forwarded, *hub, tags))
-			}
-			d.Services = append(d.Services, service{Name: "app-" + a.Name + "-hub", Protocol: toHub.Protocol, Host: host, Port: toHub.Port,
-				TLSVerify: toHub.TLSVerify, CACertificates: toHub.CACertificates, Retries: 1, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags, Routes: forwarded,
-				Plugins: appRateLimit(a, tags)})
+		if len(forwarded) > 0 && link != nil {
+			host := a.Name + ".hub"
+			d.Upstreams = append(d.Upstreams, hubAppUpstream(host, a, forwarded, link.up, tags))
+			svc := service{Name: "app-" + a.Name + "-hub", Retries: 1, ConnectTimeout: 5000, ReadTimeout: 30000, WriteTimeout: 30000, Tags: tags, Routes: forwarded,
+				Plugins: appRateLimit(a, site, tags)}
+			link.apply(&svc)
+			svc.Host = host
+			d.Services = append(d.Services, svc)
 		}
 	}
 	return nil
 }
 
-// appRateLimit is the rate-limiting plugin of an app's client-facing services
-// (x-sitectl.rate_limit, as /api's values.kong.rate_limit), none without a limit.
-func appRateLimit(a *sites.App, tags []string) []plugin {
-	if a.RateLimit <= 0 {
+// appRateLimit is the rate-limiting plugin of an app's client-facing services at
+// site (x-sitectl.rate_limit with its site and environment layers and the site's
+// values.<app>.rate_limit, as /api's values.kong.rate_limit), none without a limit.
+func appRateLimit(a *sites.App, site *sites.Site, tags []string) []plugin {
+	n := a.RateLimitAt(site.Name)
+	if n <= 0 {
 		return nil
 	}
-	return []plugin{rateLimit(a.RateLimit, tags)}
-}
-
-// findUpstream is d's upstream named name, nil when none.
-func findUpstream(d *declarative, name string) *upstream {
-	for i := range d.Upstreams {
-		if d.Upstreams[i].Name == name {
-			return &d.Upstreams[i]
-		}
-	}
-	return nil
+	return []plugin{rateLimit(n, tags)}
 }
 
 // hubAppUpstream is a spoke's upstream for an app's routes forwarded to the hub: the

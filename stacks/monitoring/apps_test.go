@@ -72,3 +72,25 @@ func TestAppTargets(t *testing.T) {
 		}
 	}
 }
+
+// TestAppDesiredReplicas: the hub's desired-replica rules cover the apps' services
+// as the built-in stacks' (the Django API keeps its alert once it is an app): the
+// fixture app hello's entry service with its replicas per site (2 at the hub, its
+// x-sitectl.site override), and plain's service.
+func TestAppDesiredReplicas(t *testing.T) {
+	topo := stacktest.WithApps(t, stacktest.Load(t, "dev"), stacktest.FixtureApps(t))
+	ds, _, err := monitoring.DesiredReplicas(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, d := range ds {
+		got[d.Site+"/"+d.Service] = d.Replicas
+	}
+	for k, want := range map[string]int{"cloud/hello_web": 2, "douala/hello_web": 1, "yaounde/hello_web": 1,
+		"cloud/plain_echo": 1, "douala/django-api_api": 1} {
+		if n, ok := got[k]; !ok || n != want {
+			t.Errorf("%s: desired %d (listed %v), want %d", k, n, ok, want)
+		}
+	}
+}

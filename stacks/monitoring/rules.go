@@ -61,8 +61,10 @@ type Desired struct {
 // desired task count of every service: replicas for replicated services, the
 // nodes matching the placement for global ones. Stacks not registered in this
 // build, and global services whose placement cannot be resolved, are returned in
-// skipped.
+// skipped. The apps each site runs are read from their compose files and what
+// sitectl resolved for the site (appDesired).
 func DesiredReplicas(topo *sites.Topology) (out []Desired, skipped []string, err error) {
+	apps := map[string]appServices{} // each app's compose file, read once
 	for _, s := range topo.Sites {
 		if !s.HasStack(Name) {
 			continue
@@ -93,8 +95,74 @@ func DesiredReplicas(topo *sites.Topology) (out []Desired, skipped []string, err
 			out = append(out, ds...)
 			skipped = append(skipped, unresolved...)
 		}
+		// The apps the site runs (the Django API once it is one): their services are
+		// watched like the built-in stacks'.
+		for _, a := range topo.AppsAt(s.Name) {
+			ds, unresolved := appDesired(s, a, apps)
+			out = append(out, ds...)
+			skipped = append(skipped, unresolved...)
+		}
 	}
 	return out, skipped, nil
+}
+
+// appServices are an app's compose services as read for their task counts; nil
+// when the file does not read (the app's own deploy reports it).
+type appServices map[string]struct {
+	Deploy struct {
+		Mode     string `yaml:"mode"`
+		Replicas *int   `yaml:"replicas"`
+	} `yaml:"deploy"`
+}
+
+// appDesired are the desired task counts of app a's services at s, from what
+// sitectl resolved for the site (the entry service's and the canary's replicas)
+// and the compose file (the others' deploy.replicas, default 1), without
+// rendering the app: the hub renders its rules for every app at every site. A
+// global service (no rule is better than a wrong one) and an app whose file does
+// not read are returned in unresolved.
+func appDesired(s *sites.Site, a *sites.App, cache map[string]appServices) (out []Desired, unresolved []string) {
+	svcs, ok := cache[a.Name]
+	if !ok {
+		var doc struct {
+			Services appServices `yaml:"services"`
+		}
+		if yaml.Unmarshal(a.Compose, &doc) == nil {
+			svcs = doc.Services
+		}
+		cache[a.Name] = svcs
+	}
+	if svcs == nil {
+		return nil, []string{s.Name + "/" + a.Name}
+	}
+	as := a.Sites[s.Name]
+	for _, name := range sortedKeys(svcs) {
+		svc := svcs[name]
+		full := a.Name + "_" + name
+		switch {
+		case svc.Deploy.Mode == "global":
+			unresolved = append(unresolved, s.Name+"/"+full)
+		case name == a.Service:
+			out = append(out, Desired{Site: s.Name, Service: full, Replicas: as.Replicas})
+		case svc.Deploy.Replicas != nil:
+			out = append(out, Desired{Site: s.Name, Service: full, Replicas: *svc.Deploy.Replicas})
+		default:
+			out = append(out, Desired{Site: s.Name, Service: full, Replicas: 1})
+		}
+		if name == a.Service && as.Canary != nil && svc.Deploy.Mode != "global" {
+			out = append(out, Desired{Site: s.Name, Service: a.Name + "_" + a.CanaryService(), Replicas: as.Canary.Replicas})
+		}
+	}
+	return out, unresolved
+}
+
+func sortedKeys(m appServices) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // desiredOf reads a rendered compose file's services. A global service whose
