@@ -2,16 +2,12 @@ package mongo
 
 import (
 	"context"
-	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-
-	"github.com/sitectl/sitectl/internal/mongofake"
 )
 
 // TestRebuildServedHub is `drill site-loss --site cloud` on members served as the
@@ -21,49 +17,8 @@ import (
 // its vote is kept (removing it stepped the primary down, and the fake's spokes,
 // deferring to the frozen hub, elected no one: the lab's 2 minutes of "no primary").
 func TestRebuildServedHub(t *testing.T) {
-	oldApply := applyTimeout
-	applyTimeout = 15 * time.Second
-	t.Cleanup(func() { applyTimeout = oldApply })
-	old := mongofake.ProbeInterval
-	mongofake.ProbeInterval = 100 * time.Millisecond
-	t.Cleanup(func() { mongofake.ProbeInterval = old })
-	b := &backend{name: "served"}
-	var mu sync.Mutex
-	lns := map[string]net.Listener{}
-	var wg sync.WaitGroup
-	serve := func(host string) {
-		ln, err := net.Listen("tcp", host)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mu.Lock()
-		lns[host] = ln
-		mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = mongofake.Serve(ln, host)
-		}()
-	}
-	for range 3 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.hosts = append(b.hosts, ln.Addr().String())
-		_ = ln.Close()
-	}
-	for _, h := range b.hosts {
-		serve(h)
-	}
-	t.Cleanup(func() {
-		mu.Lock()
-		for _, ln := range lns {
-			_ = ln.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
+	s := newServed(t)
+	b := s.b
 	ctx := context.Background()
 	topo := topoOn(t, b, nil)
 	deploySites(ctx, t, topo, "cloud", "douala", "yaounde")
@@ -89,16 +44,14 @@ func TestRebuildServedHub(t *testing.T) {
 		t.Fatal(err)
 	}
 	orig := live.Config.Clone().Members
-	mu.Lock()
-	_ = lns[cloud].Close() // the hub's mongod and its data are gone
-	mu.Unlock()
+	s.stop(cloud) // the hub's mongod and its data are gone
 	time.Sleep(time.Second)
 	log := &progressLog{}
 	r, err := c.PlanRebuild(ctx, "cloud", RebuildOptions{AllowForcedReconfig: true, Wait: 10 * time.Second, Progress: log.add})
 	if err != nil {
 		t.Fatal(err)
 	}
-	serve(cloud) // redeployed: a new, empty process at the hub's address
+	s.serve(cloud) // redeployed: a new, empty process at the hub's address
 	// As the drill does: the steps run once the site's PostgreSQL is rebuilt, by
 	// when the empty hub has joined, synced and (highest priority) been elected.
 	for deadline := time.Now().Add(10 * time.Second); ; {

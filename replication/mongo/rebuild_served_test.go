@@ -13,55 +13,77 @@ import (
 	"github.com/sitectl/sitectl/internal/mongofake"
 )
 
-// TestRebuildServedMembers rebuilds douala on three separately served members, the
-// way the lab's mongo stand-in runs them (one mongofake.Serve each, talking over
-// TCP only): douala's process is stopped for good, its vote removed on the primary;
-// a new empty process on the same address joins from the config and catches up; its
-// vote comes back and the members end as they began.
-func TestRebuildServedMembers(t *testing.T) {
+// served runs three members the way the lab's mongo stand-in runs them (one
+// mongofake.Serve each, talking over TCP only), with short apply and probe
+// intervals; stop closes a member's listener (its mongod and data gone), serve
+// starts a new, empty process at the same address.
+type served struct {
+	t   *testing.T
+	b   *backend
+	mu  sync.Mutex
+	lns map[string]net.Listener
+	wg  sync.WaitGroup
+}
+
+func newServed(t *testing.T) *served {
 	oldApply := applyTimeout
 	applyTimeout = 15 * time.Second
 	t.Cleanup(func() { applyTimeout = oldApply })
 	old := mongofake.ProbeInterval
 	mongofake.ProbeInterval = 100 * time.Millisecond
 	t.Cleanup(func() { mongofake.ProbeInterval = old })
-	b := &backend{name: "served"}
-	var mu sync.Mutex
-	lns := map[string]net.Listener{}
-	var wg sync.WaitGroup
-	serve := func(host string) {
-		ln, err := net.Listen("tcp", host)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mu.Lock()
-		lns[host] = ln
-		mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = mongofake.Serve(ln, host)
-		}()
-	}
+	s := &served{t: t, b: &backend{name: "served"}, lns: map[string]net.Listener{}}
 	for range 3 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		b.hosts = append(b.hosts, ln.Addr().String())
+		s.b.hosts = append(s.b.hosts, ln.Addr().String())
 		_ = ln.Close()
 	}
-	for _, h := range b.hosts {
-		serve(h)
+	for _, h := range s.b.hosts {
+		s.serve(h)
 	}
 	t.Cleanup(func() {
-		mu.Lock()
-		for _, ln := range lns {
+		s.mu.Lock()
+		for _, ln := range s.lns {
 			_ = ln.Close()
 		}
-		mu.Unlock()
-		wg.Wait()
+		s.mu.Unlock()
+		s.wg.Wait()
 	})
+	return s
+}
+
+func (s *served) serve(host string) {
+	ln, err := net.Listen("tcp", host)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.lns[host] = ln
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		_ = mongofake.Serve(ln, host)
+	}()
+}
+
+func (s *served) stop(host string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_ = s.lns[host].Close()
+}
+
+// TestRebuildServedMembers rebuilds douala on three separately served members, the
+// way the lab's mongo stand-in runs them (one mongofake.Serve each, talking over
+// TCP only): douala's process is stopped for good, its vote removed on the primary;
+// a new empty process on the same address joins from the config and catches up; its
+// vote comes back and the members end as they began.
+func TestRebuildServedMembers(t *testing.T) {
+	s := newServed(t)
+	b := s.b
 	ctx := context.Background()
 	topo := topoOn(t, b, nil)
 	deploySites(ctx, t, topo, "cloud", "douala", "yaounde")
@@ -90,9 +112,7 @@ func TestRebuildServedMembers(t *testing.T) {
 	}
 	orig := live.Config.Clone().Members
 
-	mu.Lock()
-	_ = lns[douala].Close() // douala's mongod and its data are gone
-	mu.Unlock()
+	s.stop(douala) // douala's mongod and its data are gone
 	r, err := c.PlanRebuild(ctx, "douala", RebuildOptions{Wait: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +125,7 @@ func TestRebuildServedMembers(t *testing.T) {
 		}
 		t.Fatal(err)
 	}
-	serve(douala) // redeployed: a new, empty process at the same address
+	s.serve(douala) // redeployed: a new, empty process at the same address
 	for _, st := range r.Steps[1:] {
 		if err := st.Apply(ctx); err != nil {
 			t.Fatalf("%s: %v", st, err)
