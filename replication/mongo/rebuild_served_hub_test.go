@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // TestRebuildServedHub is `drill site-loss --site cloud` on members served as the
@@ -20,30 +18,8 @@ func TestRebuildServedHub(t *testing.T) {
 	s := newServed(t)
 	b := s.b
 	ctx := context.Background()
-	topo := topoOn(t, b, nil)
-	deploySites(ctx, t, topo, "cloud", "douala", "yaounde")
-	c := connTo(t, topo)
+	c, orig := s.deploy(ctx)
 	cloud := b.hosts[0]
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		var rs struct {
-			Voting int `bson:"votingMembersCount"`
-		}
-		if err := c.Run(ctx, cloud, bson.D{{Key: "replSetGetStatus", Value: 1}}, &rs); err == nil && rs.Voting == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the added members never counted as voters")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err := insertMajority(ctx, c, cloud, bson.D{{Key: "_id", Value: "before"}}); err != nil {
-		t.Fatal(err)
-	}
-	live, err := c.ReadLive(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	orig := live.Config.Clone().Members
 	s.stop(cloud) // the hub's mongod and its data are gone
 	time.Sleep(time.Second)
 	log := &progressLog{}
@@ -76,7 +52,7 @@ func TestRebuildServedHub(t *testing.T) {
 	if len(r.Kept) != 1 || r.Kept[0].Member != cloud || !strings.Contains(r.Kept[0].Reason, "resynced it already") {
 		t.Errorf("votes kept %+v, want the hub's, resynced by MongoDB", r.Kept)
 	}
-	live, err = c.ReadLive(ctx)
+	live, err := c.ReadLive(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

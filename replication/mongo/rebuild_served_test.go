@@ -76,21 +76,16 @@ func (s *served) stop(host string) {
 	_ = s.lns[host].Close()
 }
 
-// TestRebuildServedMembers rebuilds douala on three separately served members, the
-// way the lab's mongo stand-in runs them (one mongofake.Serve each, talking over
-// TCP only): douala's process is stopped for good, its vote removed on the primary;
-// a new empty process on the same address joins from the config and catches up; its
-// vote comes back and the members end as they began.
-func TestRebuildServedMembers(t *testing.T) {
-	s := newServed(t)
-	b := s.b
-	ctx := context.Background()
-	topo := topoOn(t, b, nil)
+// deploy deploys the three sites on the served members, waits until the primary
+// (the hub's) counts every member as a voter (their newlyAdded cleared, a config
+// version of its own), writes one document with majority and returns the
+// connection and the members as they began.
+func (s *served) deploy(ctx context.Context) (*Conn, []Member) {
+	t := s.t
+	topo := topoOn(t, s.b, nil)
 	deploySites(ctx, t, topo, "cloud", "douala", "yaounde")
 	c := connTo(t, topo)
-	cloud, douala := b.hosts[0], b.hosts[1]
-	// As in exerciseServed: the newcomers count as voters once the primary has seen
-	// them catch up (their newlyAdded cleared, a config version of its own).
+	cloud := s.b.hosts[0]
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		var rs struct {
 			Voting int `bson:"votingMembersCount"`
@@ -110,7 +105,20 @@ func TestRebuildServedMembers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	orig := live.Config.Clone().Members
+	return c, live.Config.Clone().Members
+}
+
+// TestRebuildServedMembers rebuilds douala on three separately served members, the
+// way the lab's mongo stand-in runs them (one mongofake.Serve each, talking over
+// TCP only): douala's process is stopped for good, its vote removed on the primary;
+// a new empty process on the same address joins from the config and catches up; its
+// vote comes back and the members end as they began.
+func TestRebuildServedMembers(t *testing.T) {
+	s := newServed(t)
+	b := s.b
+	ctx := context.Background()
+	c, orig := s.deploy(ctx)
+	cloud, douala := b.hosts[0], b.hosts[1]
 
 	s.stop(douala) // douala's mongod and its data are gone
 	r, err := c.PlanRebuild(ctx, "douala", RebuildOptions{Wait: 20 * time.Second})
@@ -139,7 +147,7 @@ func TestRebuildServedMembers(t *testing.T) {
 	if len(r.Reconfigs) != 2 {
 		t.Errorf("%d reconfigs, want 2", len(r.Reconfigs))
 	}
-	live, err = c.ReadLive(ctx)
+	live, err := c.ReadLive(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
